@@ -1,0 +1,147 @@
+"""Checkpoint directories: ``config.json`` + ``model.safetensors`` (safetensors only, never pickle).
+
+config.json = {"format": "spiking-diffusion", "version": 1, "vqsvae": {...},
+               "denoiser": {...} or null, "info": {data set, preset, epochs, steps, ...},
+               "metrics": {...}}
+Tensors are stored under ``vqsvae.*`` and ``denoiser.*``. Writes go to a temporary folder that
+is renamed into place, so a checkpoint is never half-written.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .config import DenoiserConfig, VQSVAEConfig
+from .errors import CheckpointError
+
+FORMAT, VERSION = "spiking-diffusion", 1
+CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+
+
+def _writable_parent(path: Path) -> None:
+    parent = path.resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CheckpointError(f"cannot create output folder {parent}: {e.strerror}") from None
+    if not os.access(parent, os.W_OK):
+        raise CheckpointError(f"output folder {parent} is not writable")
+
+
+def atomic_write_dir(path: str | os.PathLike, write_fn) -> Path:
+    """Run ``write_fn(tmp_dir)`` then move the folder to ``path`` (replacing it) in one rename."""
+    path = Path(path)
+    _writable_parent(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.resolve().parent))
+    try:
+        write_fn(tmp)
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def save_checkpoint(path, vqsvae: nn.Module, denoiser: nn.Module | None = None,
+                    info: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None) -> Path:
+    """Write a checkpoint directory atomically."""
+    tensors = {f"vqsvae.{k}": v.detach().cpu().contiguous() for k, v in vqsvae.state_dict().items()}
+    if denoiser is not None:
+        tensors.update({f"denoiser.{k}": v.detach().cpu().contiguous() for k, v in denoiser.state_dict().items()})
+    config = {
+        "format": FORMAT, "version": VERSION,
+        "vqsvae": vqsvae.cfg.to_dict(),
+        "denoiser": None if denoiser is None else denoiser.cfg.to_dict(),
+        "info": info or {}, "metrics": metrics or {},
+    }
+
+    def write(tmp: Path):
+        save_file(tensors, str(tmp / WEIGHTS_NAME))
+        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2))
+
+    return atomic_write_dir(path, write)
+
+
+def read_config(path) -> dict[str, Any]:
+    path = Path(path)
+    cfg_file = path / CONFIG_NAME
+    if not path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is not a directory (expected {CONFIG_NAME} and {WEIGHTS_NAME} inside)")
+    if not cfg_file.is_file() or not (path / WEIGHTS_NAME).is_file():
+        raise CheckpointError(f"checkpoint {path} must hold {CONFIG_NAME} and {WEIGHTS_NAME}")
+    try:
+        config = json.loads(cfg_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{cfg_file} is not valid JSON: {e}") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise CheckpointError(f"{cfg_file} is not a spiking-diffusion config")
+    return config
+
+
+def update_metadata(path, info: dict | None = None, metrics: dict | None = None) -> None:
+    """Merge ``info`` / ``metrics`` into a checkpoint's config.json (atomic replace)."""
+    path = Path(path)
+    config = read_config(path)
+    config["info"].update(info or {})
+    config["metrics"].update(metrics or {})
+    tmp = path / (CONFIG_NAME + ".tmp")
+    tmp.write_text(json.dumps(config, indent=2))
+    os.replace(tmp, path / CONFIG_NAME)
+
+
+def _load_into(module: nn.Module, tensors: dict[str, torch.Tensor], prefix: str, path) -> None:
+    expected = module.state_dict()
+    got = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    missing = sorted(set(expected) - set(got))
+    unexpected = sorted(set(got) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"checkpoint {path} does not match its config: missing {missing[:5]}, "
+                              f"unexpected {unexpected[:5]}")
+    for k, v in expected.items():
+        if got[k].shape != v.shape:
+            raise CheckpointError(f"checkpoint {path}: {prefix}{k} has shape {list(got[k].shape)}, "
+                                  f"the config needs {list(v.shape)}")
+    module.load_state_dict(got)
+
+
+def load_checkpoint(path, device="cpu"):
+    """Load a checkpoint directory -> (vqsvae, denoiser or None, config dict), in eval mode."""
+    from .denoiser import SpikingDenoiser
+    from .vqsvae import VQSVAE
+
+    config = read_config(path)
+    try:
+        vq_cfg = VQSVAEConfig.from_dict(config["vqsvae"])
+        den_cfg = None if config.get("denoiser") is None else DenoiserConfig.from_dict(config["denoiser"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path} has an invalid config: {e}") from None
+    try:
+        tensors = load_file(str(Path(path) / WEIGHTS_NAME), device=str(device))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"checkpoint {path}: {WEIGHTS_NAME} is corrupt or truncated ({e})") from None
+    vqsvae = VQSVAE(vq_cfg)
+    _load_into(vqsvae, tensors, "vqsvae.", path)
+    denoiser = None
+    if den_cfg is not None:
+        denoiser = SpikingDenoiser(den_cfg)
+        _load_into(denoiser, tensors, "denoiser.", path)
+    vqsvae.to(device).eval()
+    if denoiser is not None:
+        denoiser.to(device).eval()
+    return vqsvae, denoiser, config

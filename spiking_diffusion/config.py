@@ -1,0 +1,138 @@
+"""Configuration dataclasses and presets.
+
+Every size of the model lives here. ``PRESETS`` maps a preset name to a pair of
+(VQSVAEConfig, DenoiserConfig); ``paper`` is exactly the paper's model.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+def _from_dict(cls, data: dict[str, Any]):
+    """Build a dataclass from a dict, refusing unknown keys with a clear message."""
+    names = {f.name for f in fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+    kwargs = dict(data)
+    for f in fields(cls):  # JSON turns tuples into lists
+        if f.name in kwargs and isinstance(kwargs[f.name], list):
+            kwargs[f.name] = tuple(kwargs[f.name])
+    return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class VQSVAEConfig:
+    """Stage 1: the vector-quantised spiking VAE."""
+
+    in_channels: int = 1          # 1 for grey data sets, 3 for CIFAR-10
+    image_size: int = 28          # images are 28x28; the latent grid is image_size // 4
+    time_steps: int = 16          # T, simulation steps of every spiking layer
+    hidden_channels: tuple[int, int] = (32, 64)  # encoder widths (decoder mirrors them)
+    codebook_size: int = 128      # K
+    code_dim: int = 16            # D
+    commitment_cost: float = 0.25  # beta
+    alpha_init: float = 0.5       # initial mix of firing rate in the dual coding
+    membrane_decay: float = 0.8   # weight decay per step of M(s)
+    psp_tau: float = 2.0          # tau_s of the PSP filter
+    data_variance: float = 1.0    # variance of the training images, divides the MSE
+
+    @property
+    def latent_size(self) -> int:
+        return self.image_size // 4
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "VQSVAEConfig":
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class DenoiserConfig:
+    """Stage 2: the spiking denoiser (SDID).
+
+    ``input_mode='index'`` is the paper's input: the raw token index and ``t`` as two
+    float channels. ``'embedding'`` learns a token embedding and a time embedding instead.
+    """
+
+    codebook_size: int = 128      # K (the mask id is K)
+    latent_size: int = 7
+    time_steps: int = 16          # T
+    widths: tuple[int, int, int, int, int] = (64, 128, 256, 512, 256)
+    input_mode: str = "index"     # "index" (paper) or "embedding"
+    embed_dim: int = 32           # channels of the token/time embeddings (embedding mode)
+    num_diffusion_steps: int = 49  # N, the training time scale
+
+    def __post_init__(self):
+        if self.input_mode not in ("index", "embedding"):
+            raise ValueError(f"input_mode must be 'index' or 'embedding', not {self.input_mode!r}")
+        if len(self.widths) != 5:
+            raise ValueError("widths must hold five channel counts (conv1..conv5)")
+
+    @property
+    def in_channels(self) -> int:
+        return 2 if self.input_mode == "index" else 2 * self.embed_dim
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DenoiserConfig":
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    vqsvae: VQSVAEConfig
+    denoiser: DenoiserConfig
+    description: str = ""
+
+
+PRESETS: dict[str, Preset] = {
+    "paper": Preset(
+        "paper",
+        VQSVAEConfig(time_steps=16, hidden_channels=(32, 64), codebook_size=128, code_dim=16),
+        DenoiserConfig(time_steps=16, widths=(64, 128, 256, 512, 256), codebook_size=128),
+        "The paper's sizes: T=16, K=128 codes of 16 dims, denoiser 64-128-256-512-256.",
+    ),
+    "small": Preset(
+        "small",
+        VQSVAEConfig(time_steps=8, hidden_channels=(32, 64), codebook_size=128, code_dim=16),
+        DenoiserConfig(time_steps=4, widths=(64, 128, 128, 128, 64), codebook_size=128),
+        "CPU preset for the bundled models: T=8 (VQ-SVAE) / T=4 (denoiser), narrower denoiser.",
+    ),
+    "tiny": Preset(
+        "tiny",
+        VQSVAEConfig(time_steps=4, hidden_channels=(8, 16), codebook_size=32, code_dim=8),
+        DenoiserConfig(time_steps=2, widths=(16, 16, 16, 16, 16), codebook_size=32),
+        "For tests and smoke runs only.",
+    ),
+}
+
+
+def get_preset(name: str, in_channels: int = 1, input_mode: str | None = None) -> Preset:
+    """Return a preset adapted to the data's channel count (and optionally the denoiser input)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    p = PRESETS[name]
+    from dataclasses import replace
+
+    vq = replace(p.vqsvae, in_channels=in_channels)
+    den = p.denoiser if input_mode is None else replace(p.denoiser, input_mode=input_mode)
+    return Preset(p.name, vq, den, p.description)
+
+
+def denoiser_macs(cfg: DenoiserConfig) -> int:
+    """Multiply-accumulates per image per denoiser call, counted as a dense network over T steps.
+
+    Each 3x3 conv on the 7x7 grid costs ``9 * c_in * c_out * H * W`` per time step.
+    """
+    hw = cfg.latent_size ** 2
+    w1, w2, w3, w4, w5 = cfg.widths
+    pairs = [(cfg.in_channels, w1), (w1, w2), (w2, w3), (w3, w4), (w4, w5), (w5 + w1, cfg.codebook_size)]
+    per_step = sum(9 * a * b * hw for a, b in pairs)
+    return per_step * cfg.time_steps

@@ -1,0 +1,169 @@
+"""Absorbing-state discrete diffusion over the token grid (the "scheduler").
+
+Forward process: mask each token with probability t/N (t uniform in 1..N). Reverse process:
+start fully masked; at step s (S down to 1) each still-masked position is chosen with
+probability 1/s and receives a token sampled from the denoiser's prediction. With fewer steps
+than N, the denoiser is given the time on its training scale, t = s * N / S.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+DenoiseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (tokens [B,h,w], t [B]) -> logits [B,K,h,w]
+
+
+@dataclass
+class StepState:
+    """One sampling step. Arrays are numpy; ``tokens`` holds the mask id where still masked.
+
+    tokens [N,h,w] int64 after this step; unmasked [N,h,w] bool (chosen at this step);
+    pred_argmax / pred_sampled [N,h,w] int64 (the denoiser's prediction for every position,
+    or None where the step skipped the call); t: the time given to the denoiser (training scale).
+    """
+
+    index: int
+    num_steps: int
+    t: float
+    tokens: np.ndarray
+    unmasked: np.ndarray
+    pred_argmax: Optional[np.ndarray]
+    pred_sampled: Optional[np.ndarray]
+
+
+@dataclass
+class GenerationTrace:
+    """Every step of one sampling run (see :class:`StepState`), plus stacking helpers."""
+
+    mask_id: int
+    steps: list[StepState] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def stack(self, name: str) -> np.ndarray:
+        """Stack a per-step field over steps: e.g. ``stack('tokens') -> [S, N, h, w]``."""
+        return np.stack([getattr(s, name) for s in self.steps])
+
+
+class AbsorbingDiffusion:
+    """Forward masking, training losses and sampling for a K-symbol grid with mask id K."""
+
+    def __init__(self, codebook_size: int, latent_size: int = 7, num_steps: int | None = None):
+        self.K = codebook_size
+        self.mask_id = codebook_size
+        self.shape = (latent_size, latent_size)
+        self.N = num_steps or latent_size * latent_size  # 49 for a 7x7 grid
+
+    # --- forward process ------------------------------------------------------------------
+    def sample_time(self, batch: int, device, generator=None) -> torch.Tensor:
+        """t uniform in 1..N: ``[B]`` long."""
+        return torch.randint(1, self.N + 1, (batch,), device=device, generator=generator)
+
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, generator=None):
+        """Mask each token of ``x0 [B,h,w]`` with probability t/N. Returns (x_t, mask)."""
+        u = torch.rand(x0.shape, device=x0.device, generator=generator)      # [B, h, w]
+        mask = u < (t.float() / self.N).view(-1, 1, 1)                       # [B, h, w]
+        return x0.masked_fill(mask, self.mask_id), mask
+
+    def loss(self, denoise: DenoiseFn, x0: torch.Tensor, kind: str = "reweighted_elbo", generator=None):
+        """Cross-entropy on the masked positions, per image in bits per token, averaged over the batch.
+
+        ``reweighted_elbo`` weighs by (1 - t/N); ``elbo`` by N/t (the variational bound).
+        """
+        B = x0.shape[0]
+        t = self.sample_time(B, x0.device, generator)
+        x_t, mask = self.q_sample(x0, t, generator)
+        logits = denoise(x_t, t)                                             # [B, K, h, w]
+        ce = F.cross_entropy(logits, x0, reduction="none")                   # [B, h, w]
+        ce = (ce * mask).flatten(1).sum(1)                                   # [B]
+        if kind == "reweighted_elbo":
+            w = 1 - t.float() / self.N
+        elif kind == "elbo":
+            w = self.N / t.float()
+        else:
+            raise ValueError(f"loss kind must be 'reweighted_elbo' or 'elbo', not {kind!r}")
+        return (w * ce / (x0[0].numel() * math.log(2))).mean()
+
+    # --- reverse process ------------------------------------------------------------------
+    def training_time(self, step: int, num_steps: int) -> float:
+        """Time on the training scale for sampling step ``step`` (num_steps..1) of ``num_steps``."""
+        return step * self.N / num_steps
+
+    @torch.inference_mode()
+    def sample(
+        self,
+        denoise: DenoiseFn,
+        num_images: int,
+        num_steps: int = 49,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        device="cpu",
+        order: str = "random",
+        skip_idle: bool = False,
+        callback: Callable[[StepState], None] | None = None,
+        trace: bool = False,
+    ):
+        """Sample token grids ``[num_images, h, w]``; returns (tokens, trace or None).
+
+        order: 'random' (the paper: each masked position unmasked with probability 1/s) or
+        'confidence' (MaskGIT-style: the most confident predictions first, linear schedule).
+        skip_idle: call the denoiser only for images that unmask something at this step (exact:
+        the random draws do not depend on it); ignored when a trace or callback needs predictions.
+        The random draws per step are fixed (uniforms for positions, Gumbel noise for tokens),
+        so a seed gives the same result whatever the options that do not change the math.
+        """
+        if not 1 <= num_steps <= self.N:
+            raise ValueError(f"steps must lie in 1..{self.N}; got {num_steps}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0; got {temperature}")
+        if order not in ("random", "confidence"):
+            raise ValueError(f"order must be 'random' or 'confidence', not {order!r}")
+        n, (h, w) = num_images, self.shape
+        x = torch.full((n, h, w), self.mask_id, dtype=torch.long, device=device)
+        record = GenerationTrace(self.mask_id) if trace else None
+        need_all = trace or callback is not None or order == "confidence"
+        for i, s in enumerate(range(num_steps, 0, -1)):
+            t_val = self.training_time(s, num_steps)
+            u = torch.rand((n, h, w), device=device, generator=generator)                   # [N, h, w]
+            gumbel = -torch.log(-torch.log(
+                torch.rand((n, self.K, h, w), device=device, generator=generator).clamp_(1e-20, 1.0)).clamp_(min=1e-20))
+            masked = x == self.mask_id                                                        # [N, h, w]
+            if order == "random":
+                chosen = masked & (u < 1.0 / s)                                               # [N, h, w]
+            rows = torch.arange(n, device=device)
+            if skip_idle and not need_all:
+                rows = chosen.flatten(1).any(1).nonzero().flatten()
+            pred_arg = pred_smp = None
+            if len(rows):
+                t = torch.full((len(rows),), t_val, device=device)
+                logits = denoise(x[rows], t).float() / temperature                           # [R, K, h, w]
+                smp = (logits + gumbel[rows]).argmax(1)                                       # [R, h, w]
+                pred_smp = x.clone()
+                pred_smp[rows] = smp
+                if need_all:
+                    pred_arg = logits.argmax(1)
+                if order == "confidence":
+                    conf = torch.log_softmax(logits, 1).gather(1, smp.unsqueeze(1)).squeeze(1)  # [N, h, w]
+                    conf = conf.masked_fill(~masked, -math.inf)
+                    keep_masked = int(math.floor(h * w * (s - 1) / num_steps))
+                    n_new = masked.flatten(1).sum(1) - keep_masked                            # [N]
+                    ranks = conf.flatten(1).argsort(1, descending=True).argsort(1).view(n, h, w)
+                    chosen = masked & (ranks < n_new.view(n, 1, 1))
+                x = torch.where(chosen, pred_smp, x)
+            state = None
+            if trace or callback is not None:
+                state = StepState(i, num_steps, t_val, x.cpu().numpy().copy(), chosen.cpu().numpy(),
+                                  None if pred_arg is None else pred_arg.cpu().numpy(),
+                                  None if pred_smp is None else pred_smp.cpu().numpy())
+            if record is not None:
+                record.steps.append(state)
+            if callback is not None:
+                callback(state)
+        assert not (x == self.mask_id).any(), "sampling must end with every position unmasked"
+        return x, record

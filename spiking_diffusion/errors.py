@@ -1,0 +1,13 @@
+"""User-facing errors: one clear message, no deep traceback (the CLI prints just the message)."""
+
+
+class SpikingDiffusionError(Exception):
+    """A problem the user can fix: bad input, a missing data set, a corrupt checkpoint."""
+
+
+class CheckpointError(SpikingDiffusionError):
+    """A checkpoint directory that is missing, corrupt, truncated or does not match its config."""
+
+
+class DataError(SpikingDiffusionError):
+    """A data set that cannot be found or loaded."""

@@ -1,0 +1,230 @@
+"""The pipeline: load a checkpoint, generate, encode, decode, look at spikes.
+
+This is the public API the studio and the benchmarks use; nothing outside the library needs
+model internals. Every model call holds the pipeline's lock, because spiking neurons keep
+membrane state during a forward pass: concurrent calls from several threads are safe and give
+exactly what the same calls give one by one (each call has its own seeded generator).
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+
+from .checkpoint import load_checkpoint, save_checkpoint, update_metadata
+from .diffusion import AbsorbingDiffusion, GenerationTrace, StepState
+from .errors import SpikingDiffusionError
+from .spiking import record_spikes
+
+MAX_IMAGES = 1024
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Float ``[N,C,H,W]`` in [0,1] -> uint8 ``[N,H,W,C]``."""
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+@dataclass
+class PipelineOutput:
+    images: np.ndarray                 # uint8 [N, H, W, C]
+    tokens: np.ndarray                 # int64 [N, h, w]
+    trace: Optional[GenerationTrace]   # per-step record when asked (trace=True)
+    seconds: float = 0.0
+
+
+@dataclass
+class SpikeReport:
+    """Spikes seen while encoding / decoding, all numpy.
+
+    asg: [T,N,D,h,w] adaptive spike generator trains; encoder: [T,N,D,h,w] encoder output
+    spikes (None when only tokens were given); spikes / membrane: per LIF layer ``[T,N,C,H,W]``;
+    firing_rates: mean firing rate per LIF layer.
+    """
+
+    asg: np.ndarray
+    encoder: Optional[np.ndarray]
+    tokens: np.ndarray
+    spikes: dict[str, np.ndarray] = field(default_factory=dict)
+    membrane: dict[str, np.ndarray] = field(default_factory=dict)
+    firing_rates: dict[str, float] = field(default_factory=dict)
+
+
+class SpikingDiffusionPipeline:
+    """VQ-SVAE + spiking denoiser + absorbing diffusion."""
+
+    def __init__(self, vqsvae, denoiser=None, config: dict | None = None, device: str = "cpu"):
+        self.device = torch.device(device)
+        self.vqsvae = vqsvae.to(self.device).eval()
+        self.denoiser = None if denoiser is None else denoiser.to(self.device).eval()
+        self.config = config or {"info": {}, "metrics": {}}
+        self.scheduler = AbsorbingDiffusion(vqsvae.cfg.codebook_size, vqsvae.cfg.latent_size)
+        self._lock = threading.RLock()
+
+    # --- loading and saving ---------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str = "cpu") -> "SpikingDiffusionPipeline":
+        vqsvae, denoiser, config = load_checkpoint(path, device)
+        pipe = cls(vqsvae, denoiser, config, device)
+        pipe.path = Path(path)
+        return pipe
+
+    def save_pretrained(self, path: str | Path, info: dict | None = None, metrics: dict | None = None) -> Path:
+        merged_info = {**self.info, **(info or {})}
+        merged_metrics = {**self.metrics, **(metrics or {})}
+        return save_checkpoint(path, self.vqsvae, self.denoiser, merged_info, merged_metrics)
+
+    # --- facts ----------------------------------------------------------------------------
+    @property
+    def info(self) -> dict[str, Any]:
+        return self.config.get("info", {})
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.config.get("metrics", {})
+
+    @property
+    def codebook_size(self) -> int:
+        return self.vqsvae.cfg.codebook_size
+
+    @property
+    def mask_id(self) -> int:
+        return self.scheduler.mask_id
+
+    @property
+    def num_diffusion_steps(self) -> int:
+        return self.scheduler.N
+
+    @property
+    def image_channels(self) -> int:
+        return self.vqsvae.cfg.in_channels
+
+    # --- input checks ---------------------------------------------------------------------
+    def _images(self, images) -> torch.Tensor:
+        x = torch.as_tensor(np.asarray(images) if not torch.is_tensor(images) else images)
+        if not torch.is_floating_point(x):
+            raise SpikingDiffusionError("images must be floats in [0, 1] shaped [N, C, H, W]")
+        try:
+            self.vqsvae.check_images(x)
+        except ValueError as e:
+            raise SpikingDiffusionError(str(e)) from None
+        if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+            raise SpikingDiffusionError("image values must be finite and lie in [0, 1]")
+        return x.to(self.device, torch.float32)
+
+    def _tokens(self, tokens, allow_mask: bool = False) -> torch.Tensor:
+        t = torch.as_tensor(np.asarray(tokens) if not torch.is_tensor(tokens) else tokens)
+        if torch.is_floating_point(t) or t.dtype == torch.bool:
+            raise SpikingDiffusionError("tokens must be integers")
+        try:
+            self.vqsvae.check_tokens(t, allow_mask=allow_mask)
+        except ValueError as e:
+            raise SpikingDiffusionError(str(e)) from None
+        return t.to(self.device, torch.long)
+
+    def _need_denoiser(self):
+        if self.denoiser is None:
+            raise SpikingDiffusionError("this checkpoint holds only a VQ-SVAE; train a prior (train-prior) to generate")
+
+    # --- the model calls --------------------------------------------------------------------
+    @torch.inference_mode()
+    def encode(self, images) -> torch.Tensor:
+        """Float images ``[N,C,H,W]`` in [0,1] -> tokens ``[N,h,w]``."""
+        x = self._images(images)
+        with self._lock:
+            return self.vqsvae.encode(x)
+
+    @torch.inference_mode()
+    def decode(self, tokens, allow_mask: bool = False) -> torch.Tensor:
+        """Tokens ``[N,h,w]`` -> float images ``[N,C,H,W]`` in [0,1]. With ``allow_mask``,
+        positions holding the mask id decode from a zero vector (the 'committed so far' view)."""
+        t = self._tokens(tokens, allow_mask)
+        with self._lock:
+            return self.vqsvae.decode(t, self.mask_id if allow_mask else None)
+
+    @torch.inference_mode()
+    def denoiser_logits(self, tokens, t) -> torch.Tensor:
+        """Tokens ``[N,h,w]`` (mask id where masked) and ``t [N]`` -> logits ``[N,K,h,w]``."""
+        self._need_denoiser()
+        x = self._tokens(tokens, allow_mask=True)
+        t = torch.as_tensor(t, dtype=torch.float32, device=self.device).reshape(-1)
+        if t.shape[0] != x.shape[0]:
+            raise SpikingDiffusionError(f"t must hold one time per image ({x.shape[0]}); got {t.shape[0]}")
+        return self._denoise(x, t)
+
+    def _denoise(self, tokens: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        with self._lock:
+            return self.denoiser(tokens, t)
+
+    # --- generation -----------------------------------------------------------------------
+    @torch.inference_mode()
+    def __call__(self, num_images: int = 16, steps: int = 49, temperature: float = 0.65, seed: int = 0,
+                 order: str = "random", trace: bool = False, fast: bool = True,
+                 callback: Callable[[StepState], None] | None = None) -> PipelineOutput:
+        """Generate ``num_images`` images. Same seed, same images (on the same machine).
+
+        fast=True skips the denoiser for images that unmask nothing at a step (exact: the
+        random draws do not depend on it); fast=False is the plain reference path.
+        """
+        import time
+
+        self._need_denoiser()
+        if not isinstance(num_images, (int, np.integer)) or not 1 <= num_images <= MAX_IMAGES:
+            raise SpikingDiffusionError(f"num_images must be an integer in 1..{MAX_IMAGES}; got {num_images!r}")
+        if not isinstance(steps, (int, np.integer)) or not 1 <= steps <= self.num_diffusion_steps:
+            raise SpikingDiffusionError(f"steps must be an integer in 1..{self.num_diffusion_steps}; got {steps!r}")
+        if not (isinstance(temperature, (int, float)) and np.isfinite(temperature) and temperature > 0):
+            raise SpikingDiffusionError(f"temperature must be a number > 0; got {temperature!r}")
+        if order not in ("random", "confidence"):
+            raise SpikingDiffusionError(f"order must be 'random' or 'confidence'; got {order!r}")
+        start = time.perf_counter()
+        gen = torch.Generator(device=self.device).manual_seed(int(seed))
+        tokens, record = self.scheduler.sample(
+            self._denoise, int(num_images), int(steps), float(temperature), gen, self.device,
+            order=order, skip_idle=fast, callback=callback, trace=trace)
+        images = to_uint8(self.decode(tokens))
+        return PipelineOutput(images, tokens.cpu().numpy(), record, time.perf_counter() - start)
+
+    @torch.inference_mode()
+    def decode_trace(self, trace: GenerationTrace, image: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """For image ``image`` of a trace: (committed [S,H,W,C] uint8, predicted [S,H,W,C] uint8),
+        the images decoded from the tokens committed so far and from the full sampled prediction."""
+        committed = torch.as_tensor(trace.stack("tokens")[:, image])                    # [S, h, w]
+        preds = [s.pred_sampled[image] if s.pred_sampled is not None else s.tokens[image] for s in trace.steps]
+        predicted = torch.as_tensor(np.stack(preds))                                    # [S, h, w]
+        return to_uint8(self.decode(committed, allow_mask=True)), to_uint8(self.decode(predicted, allow_mask=True))
+
+    # --- spikes -----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def spikes(self, images=None, tokens=None, membrane: bool = False) -> SpikeReport:
+        """Spikes of the VQ-SVAE for given images (encoder + ASG + decoder) or tokens (ASG + decoder).
+        Recording does not change any output; neuron state is reset after each pass."""
+        if (images is None) == (tokens is None):
+            raise SpikingDiffusionError("give either images or tokens")
+        with self._lock, record_spikes(self.vqsvae, membrane=membrane) as rec:
+            enc = None
+            if images is not None:
+                enc_t, tok = self.vqsvae.encode_with_spikes(self._images(images))  # [T,N,D,h,w], [N,h,w]
+                enc = enc_t.cpu().numpy()
+            else:
+                tok = self._tokens(tokens)
+            asg = self.vqsvae.spike_trains(tok)                                         # [T, N, D, h, w]
+            self.vqsvae.decode(tok)
+        return SpikeReport(
+            asg=asg.cpu().numpy(), encoder=enc, tokens=tok.cpu().numpy(),
+            spikes={k: v.cpu().numpy() for k, v in rec.spikes.items()},
+            membrane={k: v.cpu().numpy() for k, v in rec.membrane.items()},
+            firing_rates=rec.firing_rates())
+
+    @torch.inference_mode()
+    def denoiser_spikes(self, tokens, t) -> dict[str, float]:
+        """Firing rate per LIF layer of the denoiser for one call (tokens may hold the mask id)."""
+        self._need_denoiser()
+        x = self._tokens(tokens, allow_mask=True)
+        t = torch.as_tensor(t, dtype=torch.float32, device=self.device).reshape(-1)
+        with self._lock, record_spikes(self.denoiser) as rec:
+            self.denoiser(x, t)
+        return rec.firing_rates()

@@ -1,0 +1,96 @@
+"""Spiking building blocks shared by every network: LIF neurons, read-outs and recorders.
+
+All spiking layers run in SpikingJelly's multi-step mode on ``[T, B, C, H, W]`` tensors.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+from spikingjelly.activation_based import functional, layer, neuron, surrogate
+
+
+def lif() -> neuron.LIFNode:
+    """The paper's neuron: LIF with SpikingJelly defaults (tau 2, threshold 1, hard reset to 0)
+    and the ATan surrogate gradient, in multi-step mode."""
+    return neuron.LIFNode(surrogate_function=surrogate.ATan(), step_mode="m")
+
+
+def conv_bn_lif(c_in: int, c_out: int, kernel: int = 3, stride: int = 1, padding: int = 1) -> nn.Sequential:
+    """Conv2d + BatchNorm2d + LIF, all multi-step: ``[T, B, c_in, H, W] -> [T, B, c_out, H', W']``."""
+    return nn.Sequential(
+        layer.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, step_mode="m"),
+        layer.BatchNorm2d(c_out, step_mode="m"),
+        lif(),
+    )
+
+
+def repeat_over_time(x: torch.Tensor, time_steps: int) -> torch.Tensor:
+    """Direct coding: ``[B, ...] -> [T, B, ...]`` (a view, no copy)."""
+    return x.unsqueeze(0).expand(time_steps, *x.shape)
+
+
+def membrane_output(x: torch.Tensor, decay: float = 0.8) -> torch.Tensor:
+    """M(s) = sum_t decay^(T-1-t) x_t, the newest step weighing 1: ``[T, ...] -> [...]``."""
+    T = x.shape[0]
+    coef = decay ** torch.arange(T - 1, -1, -1, dtype=x.dtype, device=x.device)  # [T]
+    return torch.tensordot(coef, x, dims=([0], [0]))
+
+
+def psp(x: torch.Tensor, tau: float = 2.0) -> torch.Tensor:
+    """Post-synaptic potential filter p_t = p_{t-1} + (x_t - p_{t-1}) / tau, p_{-1} = 0: ``[T, ...]``."""
+    out, p = [], torch.zeros_like(x[0])
+    for t in range(x.shape[0]):
+        p = p + (x[t] - p) / tau
+        out.append(p)
+    return torch.stack(out)
+
+
+def reset(net: nn.Module) -> None:
+    """Reset every neuron's state in ``net`` (must follow every forward pass)."""
+    functional.reset_net(net)
+
+
+@dataclass
+class SpikeRecord:
+    """What :func:`record_spikes` saw, keyed by the module path of each LIF layer.
+
+    spikes[name]:   ``[T, B, C, H, W]`` float 0/1
+    membrane[name]: ``[T, B, C, H, W]`` membrane potential after charging (before reset)
+    """
+
+    spikes: dict[str, torch.Tensor] = field(default_factory=dict)
+    membrane: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def firing_rates(self) -> dict[str, float]:
+        """Mean firing rate per layer (spikes per neuron per time step)."""
+        return {k: float(v.float().mean()) for k, v in self.spikes.items()}
+
+
+@contextmanager
+def record_spikes(net: nn.Module, membrane: bool = False):
+    """Record the output spikes (and optionally membrane potentials) of every LIF layer in ``net``.
+
+    Recording only reads tensors, so outputs are unchanged. Yields a :class:`SpikeRecord`.
+    """
+    rec = SpikeRecord()
+    handles, stored = [], []
+    for name, m in net.named_modules():
+        if isinstance(m, neuron.BaseNode):
+            def hook(mod, inp, out, name=name):
+                rec.spikes[name] = out.detach().clone()
+                if membrane and getattr(mod, "v_seq", None) is not None:
+                    rec.membrane[name] = mod.v_seq.detach().clone()
+            handles.append(m.register_forward_hook(hook))
+            if membrane:
+                stored.append((m, m.store_v_seq))
+                m.store_v_seq = True
+    try:
+        yield rec
+    finally:
+        for h in handles:
+            h.remove()
+        for m, old in stored:
+            m.store_v_seq = old

@@ -1,0 +1,213 @@
+"""Stage 1: the VQ-SVAE (vector-quantised spiking variational auto-encoder).
+
+image [B,C,28,28] --SpikingEncoder--> spikes [T,B,D,7,7] --dual coding--> z [B,D,7,7]
+  --nearest code--> tokens [B,7,7] --codebook--> e [B,D,7,7]
+  --AdaptiveSpikeGenerator--> spikes [T,B,D,7,7] --SpikingDecoder--> image [B,C,28,28]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from spikingjelly.activation_based import layer
+
+from .config import VQSVAEConfig
+from .spiking import conv_bn_lif, lif, membrane_output, psp, repeat_over_time, reset
+
+
+class SpikingEncoder(nn.Module):
+    """Conv3x3/2 + BN + LIF, Conv3x3/2 + BN + LIF, Conv1x1 + BN + LIF: ``[B,C,28,28] -> [T,B,D,7,7]``.
+
+    The image is a direct (constant) input, so the first conv + BN is computed once and
+    repeated over T: exactly what T identical copies would give, T times cheaper.
+    """
+
+    def __init__(self, cfg: VQSVAEConfig):
+        super().__init__()
+        c1, c2 = cfg.hidden_channels
+        self.T = cfg.time_steps
+        self.conv1 = nn.Conv2d(cfg.in_channels, c1, 3, stride=2, padding=1)
+        self.bn1 = nn.BatchNorm2d(c1)
+        self.lif1 = lif()
+        self.block2 = conv_bn_lif(c1, c2, 3, stride=2, padding=1)
+        self.block3 = conv_bn_lif(c2, cfg.code_dim, 1, stride=1, padding=0)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.bn1(self.conv1(images - 0.5))        # [B, c1, 14, 14], pixels shifted to [-0.5, 0.5]
+        s = self.lif1(repeat_over_time(x, self.T))    # [T, B, c1, 14, 14]
+        s = self.block2(s)                            # [T, B, c2, 7, 7]
+        return self.block3(s)                         # [T, B, D, 7, 7]
+
+
+class DualCodingQuantizer(nn.Module):
+    """Dual coding ``z = (1-a) M(s) + a mean_t(s)`` and a codebook of K vectors of D dims."""
+
+    def __init__(self, cfg: VQSVAEConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.alpha = nn.Parameter(torch.tensor(cfg.alpha_init))
+        self.codebook = nn.Embedding(cfg.codebook_size, cfg.code_dim)
+
+    def dual_code(self, spikes: torch.Tensor) -> torch.Tensor:
+        """``[T,B,D,h,w] -> [B,D,h,w]``: membrane-potential coding mixed with firing-rate coding."""
+        a = self.alpha
+        return (1 - a) * membrane_output(spikes, self.cfg.membrane_decay) + a * spikes.mean(0)
+
+    def nearest(self, z: torch.Tensor) -> torch.Tensor:
+        """Index of the nearest code (L2) per position: ``[B,D,h,w] -> [B,h,w]`` long."""
+        B, D, h, w = z.shape
+        flat = z.permute(0, 2, 3, 1).reshape(-1, D)                       # [B*h*w, D]
+        e = self.codebook.weight                                           # [K, D]
+        d = flat.pow(2).sum(1, keepdim=True) + e.pow(2).sum(1) - 2 * flat @ e.t()  # [B*h*w, K]
+        return d.argmin(1).view(B, h, w)
+
+    def lookup(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Code vectors of ``tokens [B,h,w]`` -> ``[B,D,h,w]``."""
+        return self.codebook(tokens).permute(0, 3, 1, 2)
+
+    def forward(self, spikes: torch.Tensor):
+        """Returns (e with straight-through gradient [B,D,h,w], tokens [B,h,w], codebook loss)."""
+        z = self.dual_code(spikes)                                          # [B, D, h, w]
+        tokens = self.nearest(z)                                            # [B, h, w]
+        e = self.lookup(tokens)                                             # [B, D, h, w]
+        loss = F.mse_loss(e, z.detach()) + self.cfg.commitment_cost * F.mse_loss(z, e.detach())
+        e_st = z + (e - z).detach()
+        return e_st, tokens, loss
+
+
+class AdaptiveSpikeGenerator(nn.Module):
+    """Conv1x1 + BN + LIF on the quantised map repeated over T: ``[B,D,h,w] -> [T,B,D,h,w]``.
+
+    The input is the same at every step, so conv + BN runs once (exact) before the LIF.
+    """
+
+    def __init__(self, cfg: VQSVAEConfig):
+        super().__init__()
+        self.T = cfg.time_steps
+        self.conv = nn.Conv2d(cfg.code_dim, cfg.code_dim, 1)
+        self.bn = nn.BatchNorm2d(cfg.code_dim)
+        self.lif = lif()
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        return self.lif(repeat_over_time(self.bn(self.conv(e)), self.T))  # [T, B, D, h, w]
+
+
+class SpikingDecoder(nn.Module):
+    """ConvT3x3/2 + BN + LIF, ConvT3x3/2 + BN + LIF, ConvT3x3/1; image = tanh(M(out)).
+
+    ``[T,B,D,7,7] -> [B,C,28,28]`` in [-1, 1]. The last layer is linear, so M(.) is taken
+    before it (exact: M(W*s + b) = W*M(s) + b*sum(coef)), T times cheaper.
+    """
+
+    def __init__(self, cfg: VQSVAEConfig):
+        super().__init__()
+        c1, c2 = cfg.hidden_channels
+        self.decay = cfg.membrane_decay
+        self.block1 = nn.Sequential(
+            layer.ConvTranspose2d(cfg.code_dim, c2, 3, stride=2, padding=1, output_padding=1, step_mode="m"),
+            layer.BatchNorm2d(c2, step_mode="m"), lif())
+        self.block2 = nn.Sequential(
+            layer.ConvTranspose2d(c2, c1, 3, stride=2, padding=1, output_padding=1, step_mode="m"),
+            layer.BatchNorm2d(c1, step_mode="m"), lif())
+        self.out = nn.ConvTranspose2d(c1, cfg.in_channels, 3, stride=1, padding=1)
+
+    def forward(self, spikes: torch.Tensor) -> torch.Tensor:
+        s = self.block2(self.block1(spikes))                   # [T, B, c1, 28, 28]
+        m = membrane_output(s, self.decay)                     # [B, c1, 28, 28]
+        T = s.shape[0]
+        bias_scale = sum(self.decay ** k for k in range(T))
+        y = F.conv_transpose2d(m, self.out.weight, self.out.bias * bias_scale, stride=1, padding=1)
+        return torch.tanh(y)                                   # [B, C, 28, 28]
+
+
+@dataclass
+class VQSVAELosses:
+    total: torch.Tensor
+    reconstruction: torch.Tensor   # MSE / data variance
+    codebook: torch.Tensor         # ||sg[z]-e||^2 + beta ||z-sg[e]||^2
+    spike_train: torch.Tensor      # PSP loss between ASG and encoder spikes
+    mse: torch.Tensor              # plain MSE in the [-0.5, 0.5] pixel scale
+
+
+class VQSVAE(nn.Module):
+    """The whole stage-1 model. Every public method resets neuron state before returning."""
+
+    def __init__(self, cfg: VQSVAEConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = SpikingEncoder(cfg)
+        self.quantizer = DualCodingQuantizer(cfg)
+        self.asg = AdaptiveSpikeGenerator(cfg)
+        self.decoder = SpikingDecoder(cfg)
+
+    def check_images(self, images: torch.Tensor) -> None:
+        c, s = self.cfg.in_channels, self.cfg.image_size
+        if images.ndim != 4 or images.shape[1:] != (c, s, s):
+            raise ValueError(f"images must be [N, {c}, {s}, {s}] floats in [0, 1]; got {list(images.shape)}")
+
+    def check_tokens(self, tokens: torch.Tensor, allow_mask: bool = False) -> None:
+        h = self.cfg.latent_size
+        if tokens.ndim != 3 or tokens.shape[1:] != (h, h):
+            raise ValueError(f"tokens must be [N, {h}, {h}]; got {list(tokens.shape)}")
+        hi = self.cfg.codebook_size + (1 if allow_mask else 0)
+        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= hi):
+            raise ValueError(f"token ids must lie in 0..{hi - 1}; got {int(tokens.min())}..{int(tokens.max())}")
+
+    # --- training -------------------------------------------------------------------------
+    def losses(self, images: torch.Tensor) -> VQSVAELosses:
+        """Training losses for ``images [B,C,H,W]`` in [0, 1]."""
+        try:
+            enc = self.encoder(images)                             # [T, B, D, h, w]
+            e, _, codebook_loss = self.quantizer(enc)              # [B, D, h, w]
+            asg = self.asg(e)                                      # [T, B, D, h, w]
+            tau, beta = self.cfg.psp_tau, self.cfg.commitment_cost
+            spike_loss = (psp(asg, tau) - psp(enc.detach(), tau)).pow(2).mean() \
+                + beta * (psp(asg.detach(), tau) - psp(enc, tau)).pow(2).mean()
+            recon = self.decoder(asg)                              # [B, C, H, W] in [-1, 1]
+            mse = F.mse_loss(recon, images - 0.5)
+            rec = mse / self.cfg.data_variance
+            return VQSVAELosses(rec + codebook_loss + spike_loss, rec, codebook_loss, spike_loss, mse)
+        finally:
+            reset(self)
+
+    # --- inference ------------------------------------------------------------------------
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """``[N,C,H,W]`` in [0,1] -> tokens ``[N,h,w]`` long."""
+        return self.encode_with_spikes(images)[1]
+
+    def encode_with_spikes(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[N,C,H,W]`` -> (encoder output spikes ``[T,N,D,h,w]``, tokens ``[N,h,w]``)."""
+        try:
+            spikes = self.encoder(images)
+            return spikes, self.quantizer.nearest(self.quantizer.dual_code(spikes))
+        finally:
+            reset(self)
+
+    def code_vectors(self, tokens: torch.Tensor, mask_id: int | None = None) -> torch.Tensor:
+        """Code vectors ``[N,D,h,w]``; positions equal to ``mask_id`` get a zero vector."""
+        if mask_id is None:
+            return self.quantizer.lookup(tokens)
+        masked = tokens == mask_id                                  # [N, h, w]
+        e = self.quantizer.lookup(tokens.masked_fill(masked, 0))   # [N, D, h, w]
+        return e.masked_fill(masked.unsqueeze(1), 0.0)
+
+    def spike_trains(self, tokens: torch.Tensor, mask_id: int | None = None) -> torch.Tensor:
+        """Adaptive spike generator's spike trains for ``tokens``: ``[T,N,D,h,w]``."""
+        try:
+            return self.asg(self.code_vectors(tokens, mask_id))
+        finally:
+            reset(self)
+
+    def decode(self, tokens: torch.Tensor, mask_id: int | None = None) -> torch.Tensor:
+        """tokens ``[N,h,w]`` -> images ``[N,C,H,W]`` in [0,1]. Masked positions decode from zeros."""
+        try:
+            out = self.decoder(self.asg(self.code_vectors(tokens, mask_id)))  # [N, C, H, W] in [-1, 1]
+            return (out + 0.5).clamp(0, 1)
+        finally:
+            reset(self)
+
+    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
+        """Encode then decode: ``[N,C,H,W] -> [N,C,H,W]`` in [0,1]."""
+        return self.decode(self.encode(images))
