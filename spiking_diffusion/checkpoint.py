@@ -3,8 +3,8 @@
 config.json = {"format": "spiking-diffusion", "version": 1, "vqsvae": {...},
                "denoiser": {...} or null, "info": {data set, preset, epochs, steps, ...},
                "metrics": {...}}
-Tensors are stored under ``vqsvae.*`` and ``denoiser.*``. Writes go to a temporary folder that
-is renamed into place, so a checkpoint is never half-written.
+Tensors are stored under ``vqsvae.*`` and ``denoiser.*``. Each file is written to a temporary
+name and renamed into place, so no file is ever half-written.
 """
 from __future__ import annotations
 
@@ -71,11 +71,22 @@ def save_checkpoint(path, vqsvae: nn.Module, denoiser: nn.Module | None = None,
         "info": info or {}, "metrics": metrics or {},
     }
 
-    def write(tmp: Path):
-        save_file(tensors, str(tmp / WEIGHTS_NAME))
-        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2))
+    path = Path(path)
+    _writable_parent(path / CONFIG_NAME)
+    atomic_write_file(path / WEIGHTS_NAME, lambda f: save_file(tensors, f))
+    atomic_write_file(path / CONFIG_NAME, lambda f: Path(f).write_text(json.dumps(config, indent=2)))
+    return path
 
-    return atomic_write_dir(path, write)
+
+def atomic_write_file(path: Path, write_fn) -> None:
+    """Run ``write_fn(tmp_path)`` then rename the file into place: readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        write_fn(str(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_config(path) -> dict[str, Any]:
@@ -100,9 +111,7 @@ def update_metadata(path, info: dict | None = None, metrics: dict | None = None)
     config = read_config(path)
     config["info"].update(info or {})
     config["metrics"].update(metrics or {})
-    tmp = path / (CONFIG_NAME + ".tmp")
-    tmp.write_text(json.dumps(config, indent=2))
-    os.replace(tmp, path / CONFIG_NAME)
+    atomic_write_file(path / CONFIG_NAME, lambda f: Path(f).write_text(json.dumps(config, indent=2)))
 
 
 def _load_into(module: nn.Module, tensors: dict[str, torch.Tensor], prefix: str, path) -> None:

@@ -101,9 +101,9 @@ PRESETS: dict[str, Preset] = {
     ),
     "small": Preset(
         "small",
-        VQSVAEConfig(time_steps=8, hidden_channels=(32, 64), codebook_size=128, code_dim=16),
+        VQSVAEConfig(time_steps=4, hidden_channels=(16, 32), codebook_size=128, code_dim=16),
         DenoiserConfig(time_steps=4, widths=(64, 128, 128, 128, 64), codebook_size=128),
-        "CPU preset for the bundled models: T=8 (VQ-SVAE) / T=4 (denoiser), narrower denoiser.",
+        "CPU preset of the bundled models: T=4, half-width VQ-SVAE, denoiser 64-128-128-128-64.",
     ),
     "tiny": Preset(
         "tiny",

@@ -131,8 +131,8 @@ class AbsorbingDiffusion:
         for i, s in enumerate(range(num_steps, 0, -1)):
             t_val = self.training_time(s, num_steps)
             u = torch.rand((n, h, w), device=device, generator=generator)                   # [N, h, w]
-            gumbel = -torch.log(-torch.log(
-                torch.rand((n, self.K, h, w), device=device, generator=generator).clamp_(1e-20, 1.0)).clamp_(min=1e-20))
+            v = torch.rand((n, self.K, h, w), device=device, generator=generator).clamp_(1e-20, 1.0)
+            gumbel = -torch.log((-torch.log(v)).clamp_(min=1e-20))                          # Gumbel(0, 1)
             masked = x == self.mask_id                                                        # [N, h, w]
             if order == "random":
                 chosen = masked & (u < 1.0 / s)                                               # [N, h, w]

@@ -87,6 +87,11 @@ class SpikingDiffusionPipeline:
         return self.config.get("metrics", {})
 
     @property
+    def default_temperature(self) -> float:
+        """The temperature chosen for this checkpoint (info['temperature']), else the paper's 0.65."""
+        return float(self.info.get("temperature", 0.65))
+
+    @property
     def codebook_size(self) -> int:
         return self.vqsvae.cfg.codebook_size
 

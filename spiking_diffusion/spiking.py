@@ -58,7 +58,7 @@ class SpikeRecord:
     """What :func:`record_spikes` saw, keyed by the module path of each LIF layer.
 
     spikes[name]:   ``[T, B, C, H, W]`` float 0/1
-    membrane[name]: ``[T, B, C, H, W]`` membrane potential after charging (before reset)
+    membrane[name]: ``[T, B, C, H, W]`` membrane potential at the end of each step (after any reset)
     """
 
     spikes: dict[str, torch.Tensor] = field(default_factory=dict)

@@ -6,8 +6,6 @@ image [B,C,28,28] --SpikingEncoder--> spikes [T,B,D,7,7] --dual coding--> z [B,D
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -122,15 +120,6 @@ class SpikingDecoder(nn.Module):
         return torch.tanh(y)                                   # [B, C, 28, 28]
 
 
-@dataclass
-class VQSVAELosses:
-    total: torch.Tensor
-    reconstruction: torch.Tensor   # MSE / data variance
-    codebook: torch.Tensor         # ||sg[z]-e||^2 + beta ||z-sg[e]||^2
-    spike_train: torch.Tensor      # PSP loss between ASG and encoder spikes
-    mse: torch.Tensor              # plain MSE in the [-0.5, 0.5] pixel scale
-
-
 class VQSVAE(nn.Module):
     """The whole stage-1 model. Every public method resets neuron state before returning."""
 
@@ -156,8 +145,13 @@ class VQSVAE(nn.Module):
             raise ValueError(f"token ids must lie in 0..{hi - 1}; got {int(tokens.min())}..{int(tokens.max())}")
 
     # --- training -------------------------------------------------------------------------
-    def losses(self, images: torch.Tensor) -> VQSVAELosses:
-        """Training losses for ``images [B,C,H,W]`` in [0, 1]."""
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Training losses for ``images [B,C,H,W]`` in [0, 1] (forward, so DDP can wrap it)."""
+        return self.losses(images)
+
+    def losses(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Training losses for ``images [B,C,H,W]`` in [0, 1]: total, reconstruction (MSE / data
+        variance), codebook, spike_train (PSP), mse (plain, pixels in [-0.5, 0.5])."""
         try:
             enc = self.encoder(images)                             # [T, B, D, h, w]
             e, _, codebook_loss = self.quantizer(enc)              # [B, D, h, w]
@@ -168,7 +162,8 @@ class VQSVAE(nn.Module):
             recon = self.decoder(asg)                              # [B, C, H, W] in [-1, 1]
             mse = F.mse_loss(recon, images - 0.5)
             rec = mse / self.cfg.data_variance
-            return VQSVAELosses(rec + codebook_loss + spike_loss, rec, codebook_loss, spike_loss, mse)
+            return {"total": rec + codebook_loss + spike_loss, "reconstruction": rec,
+                    "codebook": codebook_loss, "spike_train": spike_loss, "mse": mse}
         finally:
             reset(self)
 

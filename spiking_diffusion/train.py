@@ -1,0 +1,285 @@
+"""Training for both stages, on one process or many (torchrun + DistributedDataParallel).
+
+A run directory ``--out DIR`` holds the model checkpoint (config.json + model.safetensors, usable
+at once), ``training_state.safetensors`` (weights, optimiser, step, RNG: what ``--resume`` needs,
+one file renamed into place) and ``log.jsonl`` (one line of losses per logged step).
+Stage 2 also caches the training set's tokens in ``tokens_train.npz``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .checkpoint import atomic_write_file, load_checkpoint, save_checkpoint
+from .config import get_preset
+from .data import channels_of, load_images
+from .denoiser import SpikingDenoiser
+from .diffusion import AbsorbingDiffusion
+from .errors import CheckpointError, SpikingDiffusionError
+from .vqsvae import VQSVAE
+
+STATE_NAME = "training_state.safetensors"
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; stored in the checkpoint's info."""
+
+    stage: str                     # "vqsvae" or "prior"
+    out: str
+    dataset: str | None = None     # default: mnist (stage 1), the VQ-SVAE's data set (stage 2)
+    data_root: str = "data"
+    download: bool = True
+    preset: str = "small"
+    input_mode: str | None = None  # denoiser input: "index" (paper) or "embedding"
+    vqsvae: str | None = None      # stage 2: the trained VQ-SVAE checkpoint
+    epochs: float = 1.0
+    batch_size: int = 32           # global batch (split over processes)
+    lr: float = 1e-3
+    weight_decay: float = 1e-3
+    loss: str = "reweighted_elbo"
+    seed: int = 0
+    device: str = "cpu"
+    limit: int | None = None       # use only the first N training images
+    save_every: int = 500          # steps between snapshots
+    log_every: int = 50
+    resume: bool = False
+    progress: bool = True
+    threads: int | None = None
+
+
+# --- distributed helpers ---------------------------------------------------------------------
+def _dist_setup(device: str):
+    """Join the process group when launched by torchrun. Returns (rank, world, device)."""
+    if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) == 1:
+        return 0, 1, torch.device(device)
+    backend = "nccl" if device == "cuda" else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    if device == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        torch.cuda.set_device(local)
+        return rank, world, torch.device("cuda", local)
+    return rank, world, torch.device(device)
+
+
+def _wrap(model: nn.Module, world: int, dev: torch.device) -> nn.Module:
+    if world == 1:
+        return model
+    return nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+
+
+# --- the training-state file ---------------------------------------------------------------------
+def _save_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, step: int, gen: torch.Generator, meta: dict):
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    opt_sd = opt.state_dict()
+    for pid, st in opt_sd["state"].items():
+        for k, v in st.items():
+            tensors[f"opt.{pid}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous()
+    tensors["rng.train"] = gen.get_state()
+    tensors["rng.torch"] = torch.get_rng_state()
+    info = {"step": step, "param_groups": opt_sd["param_groups"], **meta}
+    atomic_write_file(path, lambda f: save_file(tensors, f, metadata={"json": json.dumps(info)}))
+
+
+def _load_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator) -> dict:
+    try:
+        with safe_open(str(path), "pt") as f:
+            info = json.loads(f.metadata()["json"])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:
+        raise CheckpointError(f"cannot resume: {path} is unreadable ({e})") from None
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict = {}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, pid, name = k.split(".", 2)
+            state.setdefault(int(pid), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
+    gen.set_state(tensors["rng.train"])
+    torch.set_rng_state(tensors["rng.torch"])
+    return info
+
+
+# --- the loop ----------------------------------------------------------------------------------
+class _PriorObjective(nn.Module):
+    """Wraps the denoiser so DDP sees the diffusion loss as one forward pass."""
+
+    def __init__(self, denoiser: SpikingDenoiser, kind: str):
+        super().__init__()
+        self.denoiser = denoiser
+        self.diffusion = AbsorbingDiffusion(denoiser.cfg.codebook_size, denoiser.cfg.latent_size)
+        self.kind = kind
+
+    def forward(self, x0: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        loss = self.diffusion.loss(self.denoiser, x0, self.kind, generator)
+        return {"total": loss}
+
+
+def _batches(n: int, batch: int, rank: int, world: int, seed: int, epoch: int):
+    """Index batches of one epoch, identical on every process, each process taking its share."""
+    g = torch.Generator().manual_seed(seed * 100003 + epoch)
+    perm = torch.randperm(n, generator=g)
+    per = batch // world
+    for i in range(n // batch):
+        yield perm[i * batch + rank * per: i * batch + (rank + 1) * per]
+
+
+def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save_model, meta: dict):
+    """Generic loop: ``data`` [N, ...] on CPU, ``to_input(batch)`` -> model input on device."""
+    rank, world, dev = _dist_setup(cfg.device)
+    if cfg.batch_size % world:
+        raise SpikingDiffusionError(f"--batch-size {cfg.batch_size} must be divisible by the {world} processes")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    torch.manual_seed(cfg.seed)
+    model.to(dev)
+    gen = torch.Generator(device=dev).manual_seed(cfg.seed * 7919 + rank)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
+    steps_per_epoch = len(data) // cfg.batch_size
+    if steps_per_epoch == 0:
+        raise SpikingDiffusionError(f"{len(data)} training images are fewer than one batch of {cfg.batch_size}")
+    total = max(1, int(round(cfg.epochs * steps_per_epoch)))
+    step = 0
+    log_path = out / "log.jsonl"
+    if cfg.resume and (out / STATE_NAME).is_file():
+        step = _load_state(out / STATE_NAME, model, opt, gen)["step"]
+        if rank == 0 and log_path.is_file():  # drop log lines past the snapshot we resume from
+            lines = [l for l in log_path.read_text().splitlines() if l and json.loads(l)["step"] <= step]
+            log_path.write_text("".join(l + "\n" for l in lines))
+    elif cfg.resume:
+        raise CheckpointError(f"--resume: no {STATE_NAME} in {out}")
+    ddp = _wrap(model, world, dev)
+    model.train()
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    bar = None
+    if rank == 0 and cfg.progress:
+        from tqdm import tqdm
+        bar = tqdm(total=total, initial=step, desc=f"train {cfg.stage}", unit="step", dynamic_ncols=True)
+    t0, seen = time.perf_counter(), 0
+
+    def snapshot():
+        if rank != 0:
+            return
+        model.eval()
+        save_model(step)
+        _save_state(out / STATE_NAME, model, opt, step, gen, {"train_config": asdict(cfg), **meta})
+        model.train()
+
+    while step < total:
+        epoch, skip = divmod(step, steps_per_epoch)
+        for i, idx in enumerate(_batches(len(data), cfg.batch_size, rank, world, cfg.seed, epoch)):
+            if i < skip:
+                continue
+            losses = ddp(*to_input(data[idx].to(dev), gen))
+            opt.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            opt.step()
+            step += 1
+            seen += cfg.batch_size
+            if rank == 0:
+                if step % cfg.log_every == 0 or step == total:
+                    rec = {"step": step, "epoch": step / steps_per_epoch,
+                           "images_per_s": seen / (time.perf_counter() - t0),
+                           **{k: float(v.detach()) for k, v in losses.items()}}
+                    with open(log_path, "a") as f:
+                        f.write(json.dumps(rec) + "\n")
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{float(losses['total']):.4f}")
+            if step % cfg.save_every == 0 or step == total:
+                snapshot()
+            if step >= total:
+                break
+    if bar is not None:
+        bar.close()
+    if world > 1:
+        dist.barrier()
+    return step, seen / max(time.perf_counter() - t0, 1e-9)
+
+
+def _info(cfg: TrainConfig, step: int, steps_per_epoch: int, extra: dict | None = None) -> dict:
+    return {"dataset": cfg.dataset, "preset": cfg.preset, "steps": step,
+            "epochs": round(step / steps_per_epoch, 3), "batch_size": cfg.batch_size,
+            "seed": cfg.seed, "trained_at": time.strftime("%Y-%m-%d %H:%M:%S"), **(extra or {})}
+
+
+def train_vqsvae(cfg: TrainConfig) -> Path:
+    """Stage 1: train the VQ-SVAE on ``cfg.dataset``; writes a VQ-SVAE-only checkpoint to cfg.out."""
+    cfg = replace(cfg, dataset=cfg.dataset or "mnist")
+    data = load_images(cfg.dataset, cfg.data_root, train=True, download=cfg.download, limit=cfg.limit)
+    preset = get_preset(cfg.preset, in_channels=channels_of(cfg.dataset) if cfg.dataset != "synthetic" else 1)
+    vq_cfg = replace(preset.vqsvae, data_variance=data.variance())
+    model = VQSVAE(vq_cfg)
+    spe = len(data) // cfg.batch_size
+
+    def save_model(step):
+        save_checkpoint(cfg.out, model, None, _info(cfg, step, spe, {"stage": "vqsvae"}))
+
+    step, speed = _loop(cfg, model, data.images, lambda x, g: (x.float() / 255.0,), save_model, {})
+    print(f"VQ-SVAE: {step} steps at {speed:.1f} images/s -> {cfg.out}")
+    return Path(cfg.out)
+
+
+@torch.inference_mode()
+def tokenize(vqsvae: VQSVAE, images: torch.Tensor, batch: int = 256, device="cpu") -> torch.Tensor:
+    """uint8 images ``[N,C,H,W]`` -> tokens ``[N,h,w]`` (int16 to keep the cache small)."""
+    out = [vqsvae.encode(images[i:i + batch].to(device).float() / 255.0).cpu() for i in range(0, len(images), batch)]
+    return torch.cat(out).to(torch.int16)
+
+
+def _weights_digest(vqsvae_dir: str) -> str:
+    h = hashlib.sha1()
+    with open(Path(vqsvae_dir) / "model.safetensors", "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def train_prior(cfg: TrainConfig) -> Path:
+    """Stage 2: tokenise the training set with the VQ-SVAE (cached), train the denoiser, and write a
+    full checkpoint (VQ-SVAE + denoiser) to cfg.out."""
+    if not cfg.vqsvae:
+        raise SpikingDiffusionError("train-prior needs --vqsvae DIR (a trained VQ-SVAE checkpoint)")
+    vqsvae, _, vq_config = load_checkpoint(cfg.vqsvae, cfg.device)
+    dataset = cfg.dataset or vq_config["info"].get("dataset") or "mnist"
+    cfg = replace(cfg, dataset=dataset)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = out / "tokens_train.npz"
+    digest = f"{_weights_digest(cfg.vqsvae)}-{dataset}-{cfg.limit}"
+    if cache.is_file() and str(np.load(cache)["digest"]) == digest:
+        tokens = torch.from_numpy(np.load(cache)["tokens"])
+    else:
+        data = load_images(dataset, cfg.data_root, train=True, download=cfg.download, limit=cfg.limit)
+        tokens = tokenize(vqsvae, data.images, device=cfg.device)
+        atomic_write_file(cache, lambda f: np.savez(open(f, "wb"), tokens=tokens.numpy(), digest=digest))
+    preset = get_preset(cfg.preset, input_mode=cfg.input_mode)
+    den_cfg = replace(preset.denoiser, codebook_size=vqsvae.cfg.codebook_size, latent_size=vqsvae.cfg.latent_size)
+    denoiser = SpikingDenoiser(den_cfg)
+    objective = _PriorObjective(denoiser, cfg.loss)
+    spe = len(tokens) // cfg.batch_size
+    vq_info = {f"vqsvae_{k}": v for k, v in vq_config["info"].items() if k in ("steps", "epochs", "preset")}
+
+    def save_model(step):
+        save_checkpoint(cfg.out, vqsvae, denoiser, _info(cfg, step, spe, {"stage": "prior", **vq_info}),
+                        vq_config.get("metrics", {}))
+
+    step, speed = _loop(cfg, objective, tokens, lambda x, g: (x.long(), g), save_model, {})
+    print(f"prior: {step} steps at {speed:.1f} images/s -> {cfg.out}")
+    return out
