@@ -1,0 +1,223 @@
+"""A small CNN classifier per data set, trained by us, used to judge generated images offline.
+
+images [N,C,28,28] in [0,1] --3x(Conv3x3+BN+ReLU), 2 max-pools--> [N,128,7,7]
+  --global average pool--> features [N,128] --Linear--> logits [N,classes]
+
+The last ``holdout`` images of the training split are never trained on: they serve as the
+"real held-out images" that give the floor of every metric in :mod:`spiking_diffusion.evaluate`.
+Saved as a folder with ``config.json`` + ``model.safetensors`` (safetensors only).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from .checkpoint import atomic_write_dir
+from .errors import CheckpointError
+
+CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+ASSETS = Path(__file__).resolve().parent.parent / "assets" / "classifiers"
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    dataset: str = "mnist"
+    in_channels: int = 1
+    num_classes: int = 10
+    widths: tuple[int, int, int] = (32, 64, 128)   # the last width is the feature dimension
+    holdout: int = 10000       # last images of the train split kept out of training
+    info: dict = field(default_factory=dict, compare=False)  # accuracy, epochs, ... (filled on save)
+
+    @property
+    def feature_dim(self) -> int:
+        return self.widths[-1]
+
+
+@dataclass
+class TrainClassifierConfig:
+    epochs: int = 3
+    batch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    max_steps: int | None = None   # stop early (tests)
+    holdout: int = 10000
+    seed: int = 0
+    threads: int = 1
+    log_every: int = 100
+
+
+class Classifier(nn.Module):
+    def __init__(self, cfg: ClassifierConfig):
+        super().__init__()
+        self.cfg = cfg
+        c1, c2, c3 = cfg.widths
+        block = lambda a, b: [nn.Conv2d(a, b, 3, padding=1, bias=False), nn.BatchNorm2d(b), nn.ReLU(inplace=True)]
+        self.body = nn.Sequential(*block(cfg.in_channels, c1), nn.MaxPool2d(2),
+                                  *block(c1, c2), nn.MaxPool2d(2), *block(c2, c3))
+        self.dropout = nn.Dropout(0.2)
+        self.head = nn.Linear(c3, cfg.num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Images ``[N,C,28,28]`` (floats in [0,1] or uint8) -> embedding ``[N, feature_dim]``."""
+        if not torch.is_floating_point(x):
+            x = x.float() / 255.0
+        return self.body((x - 0.5) / 0.5).mean((2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Images ``[N,C,28,28]`` -> logits ``[N, num_classes]``."""
+        return self.head(self.dropout(self.features(x)))
+
+    @torch.inference_mode()
+    def embed(self, images, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+        """Images ``[N,C,28,28]`` (uint8 or floats in [0,1]; or uint8 ``[N,H,W,C]`` numpy as the
+        pipeline returns them) -> (features ``[N,F]`` float64, probabilities ``[N,classes]`` float64)."""
+        x = torch.as_tensor(images)
+        if x.ndim == 4 and x.shape[-1] == self.cfg.in_channels and x.shape[1] != self.cfg.in_channels:
+            x = x.permute(0, 3, 1, 2)  # NHWC -> NCHW
+        self.eval()
+        dev = next(self.parameters()).device
+        feats, probs = [], []
+        for i in range(0, len(x), batch_size):
+            f = self.features(x[i:i + batch_size].to(dev))
+            feats.append(f.double().cpu())
+            probs.append(F.softmax(self.head(f), 1).double().cpu())
+        if not feats:
+            return np.zeros((0, self.cfg.feature_dim)), np.zeros((0, self.cfg.num_classes))
+        return torch.cat(feats).numpy(), torch.cat(probs).numpy()
+
+
+def save_classifier(path, model: Classifier) -> Path:
+    cfg = asdict(model.cfg)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+
+    def write(tmp: Path):
+        save_file(tensors, str(tmp / WEIGHTS_NAME))
+        (tmp / CONFIG_NAME).write_text(json.dumps({"format": "spiking-diffusion-classifier", **cfg}, indent=2))
+
+    return atomic_write_dir(path, write)
+
+
+def load_classifier(path, device="cpu") -> Classifier:
+    """Load a classifier folder (config.json + model.safetensors) in eval mode."""
+    path = Path(path)
+    try:
+        raw = json.loads((path / CONFIG_NAME).read_text())
+        raw.pop("format", None)
+        raw["widths"] = tuple(raw["widths"])
+        model = Classifier(ClassifierConfig(**raw))
+        model.load_state_dict(load_file(str(path / WEIGHTS_NAME)))
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
+        raise CheckpointError(f"classifier {path} cannot be loaded: {e}") from None
+    return model.to(device).eval()
+
+
+def default_classifier_dir(dataset: str) -> Path:
+    return ASSETS / dataset
+
+
+def _augment(x: torch.Tensor, g: torch.Generator, flip: bool) -> torch.Tensor:
+    """Random shift by up to 2 pixels (and horizontal flips for photos): ``[B,C,28,28]``."""
+    B = x.shape[0]
+    pad = F.pad(x, (2, 2, 2, 2))
+    dx, dy = torch.randint(0, 5, (2,), generator=g).tolist()  # one shift per batch: cheap
+    x = pad[:, :, dy:dy + 28, dx:dx + 28]
+    if flip:
+        f = torch.rand(B, generator=g) < 0.5
+        x = torch.where(f.view(B, 1, 1, 1), x.flip(3), x)
+    return x
+
+
+@torch.inference_mode()
+def accuracy(model: Classifier, images: torch.Tensor, labels: torch.Tensor) -> float:
+    _, probs = model.embed(images)
+    return float((probs.argmax(1) == labels.numpy()).mean()) if len(labels) else float("nan")
+
+
+def train_classifier(dataset_name: str, data_root, out_dir, epochs: int = 3, tcfg: TrainClassifierConfig | None = None,
+                     download: bool = False, device: str = "cpu", log=print) -> tuple[Classifier, dict]:
+    """Train a classifier on the train split (minus ``holdout``), test it on the test split, save it.
+    Returns (model, info) with info = {test_accuracy, holdout_accuracy, epochs, steps, params, ...}."""
+    from .data import channels_of, load_images
+
+    tcfg = tcfg or TrainClassifierConfig(epochs=epochs)
+    torch.manual_seed(tcfg.seed)
+    if tcfg.threads:
+        torch.set_num_threads(tcfg.threads)
+    train = load_images(dataset_name, data_root, train=True, download=download)
+    test = load_images(dataset_name, data_root, train=False, download=download)
+    holdout = min(tcfg.holdout, len(train) // 5)
+    n_fit = len(train) - holdout
+    num_classes = int(max(int(train.labels.max()), int(test.labels.max())) + 1)
+    cfg = ClassifierConfig(dataset_name, channels_of(dataset_name), num_classes, holdout=holdout)
+    model = Classifier(cfg).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    steps_per_epoch = math.ceil(n_fit / tcfg.batch_size)
+    total = steps_per_epoch * tcfg.epochs if tcfg.max_steps is None else min(tcfg.max_steps, steps_per_epoch * tcfg.epochs)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, tcfg.lr, total_steps=max(total, 1), pct_start=0.15)
+    g = torch.Generator().manual_seed(tcfg.seed)
+    flip = cfg.in_channels == 3
+    step, start = 0, time.time()
+    while step < total:
+        model.train()
+        for idx in torch.randperm(n_fit, generator=g).split(tcfg.batch_size):
+            x = _augment(train.floats(idx).to(device), g, flip)
+            loss = F.cross_entropy(model(x), train.labels[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            if tcfg.log_every and step % tcfg.log_every == 0:
+                log(f"step {step}/{total} loss {loss.item():.4f} ({time.time() - start:.0f}s)")
+            if step >= total:
+                break
+    model.eval()
+    info = {"test_accuracy": accuracy(model, test.images, test.labels),
+            "holdout_accuracy": accuracy(model, train.images[n_fit:], train.labels[n_fit:]),
+            "epochs": tcfg.epochs, "steps": step, "train_images": n_fit,
+            "params": sum(p.numel() for p in model.parameters()), "seconds": round(time.time() - start, 1)}
+    model.cfg = ClassifierConfig(**{**asdict(cfg), "info": info})
+    model.cpu()
+    save_classifier(out_dir, model)
+    log(f"{dataset_name}: test accuracy {info['test_accuracy']:.4f}, held-out accuracy "
+        f"{info['holdout_accuracy']:.4f} -> {out_dir}")
+    return model, info
+
+
+# --- command line (wired as `python -m spiking_diffusion train-classifier`) ---------------------
+def add_train_classifier_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--dataset", required=True, help="data set name (mnist, fashion-mnist, cifar10-folder, ...)")
+    p.add_argument("--data-root", default="data", help="folder holding the data sets (torchvision layout)")
+    p.add_argument("--out", default=None, help="output folder (default: assets/classifiers/<dataset>)")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--holdout", type=int, default=10000, help="train images kept out of training (the floor)")
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-download", action="store_true")
+    return p
+
+
+def run_train_classifier(args: argparse.Namespace) -> dict:
+    tcfg = TrainClassifierConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, holdout=args.holdout,
+                                 max_steps=args.max_steps, threads=args.threads)
+    out = args.out or default_classifier_dir(args.dataset)
+    _, info = train_classifier(args.dataset, args.data_root, out, tcfg=tcfg, download=not args.no_download,
+                               device=args.device)
+    return info
+
+
+if __name__ == "__main__":
+    run_train_classifier(add_train_classifier_arguments(argparse.ArgumentParser(description=__doc__)).parse_args())

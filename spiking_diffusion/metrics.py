@@ -1,0 +1,224 @@
+"""Evaluation metrics as pure functions on numpy arrays / tensors (no models, no files).
+
+Distribution metrics (on feature vectors): Fréchet distance, precision / recall (k-NN manifolds).
+Classifier metrics: confident share, class-coverage entropy. Model metrics: codebook usage, SSIM.
+Energy: synaptic operations (ACs) of the spiking networks against the MACs of the same networks
+run as non-spiking ones, from per-layer firing rates and per-layer connection counts.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+import torch
+import torch.nn.functional as F
+
+E_AC_PJ, E_MAC_PJ = 0.9, 4.6   # 45 nm, 32-bit float: energy per accumulate / multiply-accumulate
+
+
+# --- distributions of features ---------------------------------------------------------------
+def feature_stats(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Features ``[N, F]`` -> (mean ``[F]``, covariance ``[F, F]``), float64."""
+    feats = np.asarray(feats, dtype=np.float64)
+    if feats.ndim != 2 or len(feats) < 2:
+        raise ValueError(f"need features shaped [N>=2, F]; got {feats.shape}")
+    return feats.mean(0), np.cov(feats, rowvar=False)
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
+    """Squared Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2):
+    ``||mu1 - mu2||^2 + Tr(s1 + s2 - 2 (s1 s2)^(1/2))``.
+
+    The root of the product is taken with ``scipy.linalg.sqrtm``. The product of two covariance
+    matrices is in general not symmetric, so the SVD-based "root" ``U sqrt(S) V^T`` that the
+    Spiking-Diffusion authors use is not a square root of it (its square is not ``s1 s2``) and
+    biases the distance; :func:`frechet_distance_svd` reproduces theirs for comparison only.
+    """
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    if mu1.shape != mu2.shape or s1.shape != s2.shape:
+        raise ValueError("the two distributions have different dimensions")
+    with warnings.catch_warnings():  # a singular product is handled below
+        warnings.simplefilter("ignore")
+        covmean = scipy.linalg.sqrtm(s1 @ s2)
+        if not np.isfinite(covmean).all():  # nudge the diagonals
+            off = np.eye(len(s1)) * eps
+            covmean = scipy.linalg.sqrtm((s1 + off) @ (s2 + off))
+    covmean = np.real(covmean)  # numerical noise can leave tiny imaginary parts
+    diff = mu1 - mu2
+    return float(max(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean), 0.0))
+
+
+def frechet_distance_svd(mu1, sigma1, mu2, sigma2) -> float:
+    """The authors' variant (root of s1 s2 as ``U sqrt(S) V^T`` from an SVD): wrong, kept only so
+    our numbers can be set beside theirs under their protocol."""
+    u, s, vt = np.linalg.svd(np.asarray(sigma1, np.float64) @ np.asarray(sigma2, np.float64))
+    diff = np.asarray(mu1, np.float64) - np.asarray(mu2, np.float64)
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(u @ np.diag(np.sqrt(s)) @ vt))
+
+
+def fid_from_features(real: np.ndarray, fake: np.ndarray) -> float:
+    """Fréchet distance between two feature sets ``[N, F]`` and ``[M, F]``."""
+    return frechet_distance(*feature_stats(real), *feature_stats(fake))
+
+
+def _knn_radii(feats: torch.Tensor, k: int, chunk: int) -> torch.Tensor:
+    """Distance of each point ``[N,F]`` to its k-th nearest neighbour in the same set (itself
+    excluded: it is the 0-th): ``[N]``."""
+    return torch.cat([torch.cdist(feats[i:i + chunk], feats).topk(k + 1, largest=False).values[:, k]
+                      for i in range(0, len(feats), chunk)])
+
+
+def _covered(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, chunk: int) -> torch.Tensor:
+    """Whether each point ``[N,F]`` lies within ``radii[j]`` of some centre ``j`` (``[M,F]``): ``[N]`` bool."""
+    return torch.cat([(torch.cdist(points[i:i + chunk], centres) <= radii[None]).any(1)
+                      for i in range(0, len(points), chunk)])
+
+
+def precision_recall(real_feats: np.ndarray, fake_feats: np.ndarray, k: int = 3, chunk: int = 1024) -> tuple[float, float]:
+    """Improved precision and recall (Kynkäänniemi et al. 2019) with k-NN radius manifolds.
+
+    precision: share of fake samples inside the real manifold (within the k-NN radius of some real
+    sample); recall: share of real samples inside the fake manifold. ``[N,F]``, ``[M,F]`` -> floats.
+    """
+    real = torch.as_tensor(np.asarray(real_feats), dtype=torch.float64)
+    fake = torch.as_tensor(np.asarray(fake_feats), dtype=torch.float64)
+    if len(real) <= k or len(fake) <= k:
+        raise ValueError(f"precision/recall with k={k} needs more than {k} samples per set")
+    r_real, r_fake = _knn_radii(real, k, chunk), _knn_radii(fake, k, chunk)
+    precision = _covered(fake, real, r_real, chunk).double().mean()
+    recall = _covered(real, fake, r_fake, chunk).double().mean()
+    return float(precision), float(recall)
+
+
+# --- classifier-based --------------------------------------------------------------------------
+def confident_share(probs: np.ndarray, threshold: float = 0.9) -> float:
+    """Share of samples whose top class probability is >= threshold. ``probs [N, C]``."""
+    probs = np.asarray(probs)
+    return float((probs.max(1) >= threshold).mean()) if len(probs) else float("nan")
+
+
+def class_coverage_entropy(preds: np.ndarray, num_classes: int) -> float:
+    """Entropy of the predicted-class histogram divided by log(num_classes): 1 = every class
+    equally often, 0 = one class only. ``preds [N]`` integer classes."""
+    counts = np.bincount(np.asarray(preds, dtype=np.int64), minlength=num_classes)[:num_classes]
+    p = counts / max(counts.sum(), 1)
+    h = -(p[p > 0] * np.log(p[p > 0])).sum()
+    return float(max(h, 0.0) / np.log(num_classes)) if num_classes > 1 else 1.0
+
+
+# --- model-based -------------------------------------------------------------------------------
+def codebook_usage(tokens, codebook_size: int) -> dict:
+    """Usage of a codebook from token arrays of any shape (values in 0..K-1).
+
+    Returns {perplexity: exp(entropy) in 1..K, dead_codes: codes never used, used_fraction,
+    counts: list of K ints}."""
+    counts = np.bincount(np.asarray(tokens, dtype=np.int64).ravel(), minlength=codebook_size)[:codebook_size]
+    p = counts / max(counts.sum(), 1)
+    entropy = -(p[p > 0] * np.log(p[p > 0])).sum()
+    return {"perplexity": float(np.exp(entropy)), "dead_codes": int((counts == 0).sum()),
+            "used_fraction": float((counts > 0).mean()), "counts": counts.tolist()}
+
+
+def _gaussian_window(size: int, sigma: float, dtype) -> torch.Tensor:
+    x = torch.arange(size, dtype=dtype) - (size - 1) / 2
+    g = torch.exp(-x ** 2 / (2 * sigma ** 2))
+    g = g / g.sum()
+    return g[:, None] * g[None, :]                                # [size, size]
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Mean SSIM per image (Wang et al. 2004, gaussian 11x11 window, sigma 1.5, valid region,
+    channels averaged). ``x, y [N,C,H,W]`` floats -> ``[N]``."""
+    x, y = x.double(), y.double()
+    C = x.shape[1]
+    w = _gaussian_window(window, sigma, x.dtype).expand(C, 1, window, window)
+    blur = lambda t: F.conv2d(t, w, groups=C)
+    mx, my = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mx ** 2, blur(y * y) - my ** 2, blur(x * y) - mx * my
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
+    return s.flatten(1).mean(1)
+
+
+# --- energy ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LayerCost:
+    """One weight layer. ``source``: the LIF layer whose spikes feed it (module path as recorded by
+    :func:`spiking_diffusion.spiking.record_spikes`), or None for a layer fed real values once
+    (direct-coded input: a MAC layer, run once since its input is constant over T).
+    ``macs``: multiply-accumulates of one dense pass (k*k*c_in*c_out per output / input position)."""
+
+    name: str
+    source: str | None
+    macs: int
+
+
+def _conv(k, c_in, c_out, hw_out):
+    return k * k * c_in * c_out * hw_out * hw_out
+
+
+def _convt(k, c_in, c_out, hw_in):
+    return k * k * c_in * c_out * hw_in * hw_in
+
+
+def denoiser_layers(cfg) -> list[LayerCost]:
+    """Weight layers of the spiking denoiser (``DenoiserConfig``). conv6 reads conv5's and conv1's
+    spikes, so it appears as two parts. Sum of macs x T equals :func:`config.denoiser_macs`."""
+    h, (w1, w2, w3, w4, w5), K = cfg.latent_size, cfg.widths, cfg.codebook_size
+    return [LayerCost("conv1", None, _conv(3, cfg.in_channels, w1, h)),
+            LayerCost("conv2", "lif1", _conv(3, w1, w2, h)),
+            LayerCost("conv3", "conv2.2", _conv(3, w2, w3, h)),
+            LayerCost("conv4", "conv3.2", _conv(3, w3, w4, h)),
+            LayerCost("conv5", "conv4.2", _conv(3, w4, w5, h)),
+            LayerCost("conv6[conv5]", "conv5.2", _conv(3, w5, K, h)),
+            LayerCost("conv6[conv1]", "lif1", _conv(3, w1, K, h))]
+
+
+def vqsvae_decode_layers(cfg) -> list[LayerCost]:
+    """Weight layers used to decode tokens (``VQSVAEConfig``): ASG + decoder."""
+    (c1, c2), D, C, h = cfg.hidden_channels, cfg.code_dim, cfg.in_channels, cfg.latent_size
+    return [LayerCost("asg.conv", None, _conv(1, D, D, h)),
+            LayerCost("decoder.block1", "asg.lif", _convt(3, D, c2, h)),
+            LayerCost("decoder.block2", "decoder.block1.2", _convt(3, c2, c1, 2 * h)),
+            LayerCost("decoder.out", "decoder.block2.2", _convt(3, c1, C, 4 * h))]
+
+
+def vqsvae_encode_layers(cfg) -> list[LayerCost]:
+    """Weight layers used to encode images (``VQSVAEConfig``)."""
+    (c1, c2), D, C, h = cfg.hidden_channels, cfg.code_dim, cfg.in_channels, cfg.latent_size
+    return [LayerCost("encoder.conv1", None, _conv(3, C, c1, 2 * h)),
+            LayerCost("encoder.block2", "encoder.lif1", _conv(3, c1, c2, h)),
+            LayerCost("encoder.block3", "encoder.block2.2", _conv(1, c2, D, h))]
+
+
+def energy(layers: list[LayerCost], rates: dict[str, float], time_steps: int) -> dict:
+    """SOPs and energy of one pass of a spiking network vs. the same network without spikes.
+
+    A spike of a layer with mean firing rate r reaches, on average, (connections / neurons) targets,
+    so SOPs = r * T * macs (an AC each); layers fed real values cost their MACs once. The
+    non-spiking equivalent runs every layer once as MACs. Returns per-layer SOPs and totals
+    {sops, snn_macs, snn_energy_pj, ann_macs, ann_energy_pj, energy_ratio}."""
+    per_layer, sops, snn_macs, ann_macs = {}, 0.0, 0, 0
+    for layer in layers:
+        ann_macs += layer.macs
+        if layer.source is None:
+            snn_macs += layer.macs
+        else:
+            if layer.source not in rates:
+                raise KeyError(f"no firing rate recorded for {layer.source!r} (have {sorted(rates)})")
+            per_layer[layer.name] = rates[layer.source] * time_steps * layer.macs
+            sops += per_layer[layer.name]
+    e_snn, e_ann = sops * E_AC_PJ + snn_macs * E_MAC_PJ, ann_macs * E_MAC_PJ
+    return {"sops": sops, "snn_macs": snn_macs, "snn_energy_pj": e_snn, "ann_macs": ann_macs,
+            "ann_energy_pj": e_ann, "energy_ratio": e_snn / e_ann if e_ann else float("nan"),
+            "sops_per_layer": per_layer}
+
+
+def expected_denoiser_calls(steps: int, positions: int = 49) -> float:
+    """Expected denoiser calls per image with random-order sampling when steps that unmask nothing
+    are skipped (the pipeline's fast path): each position is unmasked at a step drawn uniformly
+    from the ``steps`` steps, so E[steps used] = S (1 - (1 - 1/S)^positions)."""
+    return steps * (1 - (1 - 1 / steps) ** positions)

@@ -1,0 +1,123 @@
+"""The classifier and the evaluation, end to end on tiny models and the synthetic data set."""
+import argparse
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from spiking_diffusion import evaluate as E
+from spiking_diffusion import metrics as M
+from spiking_diffusion.checkpoint import read_config
+from spiking_diffusion.classifier import (TrainClassifierConfig, add_train_classifier_arguments, load_classifier,
+                                          train_classifier)
+from spiking_diffusion.data import load_images
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: on a small shared machine, more threads spin and run far slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def classifier_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("clf") / "synthetic"
+    tcfg = TrainClassifierConfig(epochs=1, batch_size=32, max_steps=8, holdout=48, log_every=0, threads=0)
+    _, info = train_classifier("synthetic", "unused", out, tcfg=tcfg, log=lambda *a: None)
+    assert 0 <= info["test_accuracy"] <= 1 and info["train_images"] == 256 - 48
+    return out
+
+
+def test_classifier_roundtrip(classifier_dir):
+    clf = load_classifier(classifier_dir)
+    assert (classifier_dir / "model.safetensors").is_file() and not list(classifier_dir.glob("*.pt*"))
+    imgs = load_images("synthetic", train=False, limit=10)
+    feats, probs = clf.embed(imgs.images)                                   # uint8 NCHW
+    feats2, _ = clf.embed(imgs.images.permute(0, 2, 3, 1).numpy())         # uint8 NHWC (pipeline output)
+    assert feats.shape == (10, clf.cfg.feature_dim) and probs.shape == (10, 4)
+    np.testing.assert_allclose(feats, feats2, rtol=1e-5)
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-6)
+    assert clf.cfg.holdout == 48 and "test_accuracy" in clf.cfg.info
+    assert sum(p.numel() for p in clf.parameters()) < 250_000
+    args = add_train_classifier_arguments(argparse.ArgumentParser()).parse_args(["--dataset", "mnist"])
+    assert args.epochs >= 1 and args.out is None
+
+
+def test_evaluate_end_to_end(tiny_checkpoint, classifier_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_hub"))  # no Inception weights anywhere
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint, ckpt)
+    out = tmp_path / "eval"
+    logs = []
+    report = E.evaluate(ckpt, "unused", out, log=logs.append, num_samples=24, classifier=str(classifier_dir),
+                        inception_weights=None, temperatures=(1.0,), steps_sweep=(4,), sweep_samples=8,
+                        recon_samples=40, spike_samples=8, batch_size=16, record=True)
+    saved = json.loads((out / "report.json").read_text())
+    assert saved == report
+    assert {"inception", "classifier", "model", "sweeps", "headline", "messages", "settings"} <= set(saved)
+    for kind in ("standard", "paper"):
+        entry = saved["inception"][kind]
+        assert entry["fid"] is None and "not computed" in entry["message"] and entry["protocol"]
+    assert any("Inception weights" in line for line in logs)
+    for key in ("generated", "real_heldout"):
+        c = saved["classifier"][key]
+        assert {"fd", "precision", "recall", "confident_share", "class_entropy"} <= set(c)
+        assert c["fd"] >= 0 and 0 <= c["precision"] <= 1 and 0 <= c["class_entropy"] <= 1
+    assert saved["classifier"]["generated"]["n"] == 24 and saved["classifier"]["real_heldout"]["n"] == 24
+    m = saved["model"]
+    assert 0 <= m["recon_mse"] < 1 and -1 <= m["recon_ssim"] <= 1 and m["recon_images"] == 40
+    assert 1 <= m["codebook_test"]["perplexity"] <= 32 and len(m["codebook_test"]["counts"]) == 32
+    assert set(m["firing_rates"]["denoiser_sampling"]) == {"lif1", "conv2.2", "conv3.2", "conv4.2", "conv5.2"}
+    assert any(r > 0 for r in m["firing_rates"]["denoiser_sampling"].values())   # the fixture's models spike
+    e = m["energy"]["per_image"]
+    assert e["sops"] > 0 and 0 < e["energy_ratio"] < 10 and e["ann_macs"] > 0
+    assert [(r["sweep"], r["n"]) for r in saved["sweeps"]] == [("temperature", 8), ("steps", 8)]
+    assert "fd" in saved["sweeps"][1] and saved["sweeps"][1]["steps"] == 4
+    summary = (out / "summary.md").read_text()
+    assert "not computed" in summary and "real held-out" in summary and (out / "samples.png").is_file()
+    metrics = read_config(ckpt)["metrics"]
+    assert metrics["fid"] == 123.0 and "classifier_fd" in metrics and "recon_mse" in metrics  # merged, kept
+
+
+def test_evaluate_cli_arguments(tmp_path):
+    p = E.add_arguments(argparse.ArgumentParser())
+    a = p.parse_args(["--checkpoint", "c", "--out", "o", "--no-sweeps", "--inception-weights", "x.pth",
+                      "--temperatures", "0.5", "1.0", "--record"])
+    assert a.no_sweeps and a.inception_weights == ["x.pth"] and a.temperatures == [0.5, 1.0] and a.record
+
+
+def _cheap_fd(mu1, s1, mu2, s2):
+    """Stand-in: scipy's sqrtm of a 2048x2048 matrix takes minutes on a small machine."""
+    assert mu1.shape == (2048,) and s1.shape == s2.shape == (2048, 2048)
+    return float(((mu1 - mu2) ** 2).sum())
+
+
+def test_inception_protocols_with_random_weights(tmp_path, monkeypatch):
+    """Random Inception weights of both kinds, a handful of images: exercises the code, not the numbers."""
+    from torchvision.models import inception_v3
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_hub"))
+    monkeypatch.setattr(M, "frechet_distance", _cheap_fd)
+    monkeypatch.setattr(M, "frechet_distance_svd", _cheap_fd)
+    monkeypatch.setattr(E, "INCEPTION_SIZE", 75)   # the smallest input Inception-v3 takes: 16x cheaper
+    torch.manual_seed(0)
+    tv, fid = tmp_path / "tv.pth", tmp_path / "fid.pth"
+    torch.save(inception_v3(weights=None, aux_logits=True, init_weights=False).state_dict(), tv)
+    torch.save(inception_v3(weights=None, aux_logits=False, init_weights=False, num_classes=1008).state_dict(), fid)
+    (tmp_path / "junk.pth").write_bytes(b"not a state dict")
+    found, notes = E.find_inception_weights([str(tv), str(fid), str(tmp_path / "junk.pth"), str(tmp_path / "none.pth")])
+    assert found == {"paper": str(tv), "standard": str(fid)} and len(notes) == 2
+
+    test = load_images("synthetic", train=False, limit=3)
+    fake = test.floats()[:2].flip(3)
+    cfg = E.EvalConfig(inception_weights=[str(tv), str(fid)], fid_samples=2, paper_samples=2, inception_batch=4)
+    section = E.inception_section(cfg, fake, test, log=lambda *a: None)
+    assert section["standard"]["n_generated"] == 2 and section["standard"]["n_reference"] == 3
+    assert section["paper"]["n_generated"] == 2 and section["paper"]["n_reference"] == 2
+    assert np.isfinite(section["standard"]["fid"]) and np.isfinite(section["paper"]["fid_svd_root"])
+    assert "only 2 generated" in section["standard"]["note"]
