@@ -106,7 +106,7 @@ def class_coverage_entropy(preds: np.ndarray, num_classes: int) -> float:
     counts = np.bincount(np.asarray(preds, dtype=np.int64), minlength=num_classes)[:num_classes]
     p = counts / max(counts.sum(), 1)
     h = -(p[p > 0] * np.log(p[p > 0])).sum()
-    return float(max(h, 0.0) / np.log(num_classes)) if num_classes > 1 else 1.0
+    return float(h / np.log(num_classes)) + 0.0 if num_classes > 1 else 1.0  # + 0.0: no -0.0
 
 
 # --- model-based -------------------------------------------------------------------------------

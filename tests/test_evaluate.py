@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from spiking_diffusion import SpikingDenoiser, SpikingDiffusionPipeline, VQSVAE, get_preset
 from spiking_diffusion import evaluate as E
 from spiking_diffusion import metrics as M
 from spiking_diffusion.checkpoint import read_config
@@ -22,6 +23,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    """A tiny random checkpoint on the synthetic data set; BatchNorm gains raised so that it spikes."""
+    torch.manual_seed(0)
+    p = get_preset("tiny")
+    vq, den = VQSVAE(p.vqsvae), SpikingDenoiser(p.denoiser)
+    for m in [*vq.modules(), *den.modules()]:
+        if isinstance(m, torch.nn.BatchNorm2d):
+            torch.nn.init.constant_(m.weight, 2.0)
+            torch.nn.init.constant_(m.bias, 1.2)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny"
+    SpikingDiffusionPipeline(vq, den, config={"info": {"dataset": "synthetic"}, "metrics": {"fid": 123.0}}).save_pretrained(path)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +64,10 @@ def test_classifier_roundtrip(classifier_dir):
     assert args.epochs >= 1 and args.out is None
 
 
-def test_evaluate_end_to_end(tiny_checkpoint, classifier_dir, tmp_path, monkeypatch):
+def test_evaluate_end_to_end(tiny_ckpt, classifier_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_hub"))  # no Inception weights anywhere
     ckpt = tmp_path / "ckpt"
-    shutil.copytree(tiny_checkpoint, ckpt)
+    shutil.copytree(tiny_ckpt, ckpt)
     out = tmp_path / "eval"
     logs = []
     report = E.evaluate(ckpt, "unused", out, log=logs.append, num_samples=24, classifier=str(classifier_dir),
@@ -73,7 +89,8 @@ def test_evaluate_end_to_end(tiny_checkpoint, classifier_dir, tmp_path, monkeypa
     assert 0 <= m["recon_mse"] < 1 and -1 <= m["recon_ssim"] <= 1 and m["recon_images"] == 40
     assert 1 <= m["codebook_test"]["perplexity"] <= 32 and len(m["codebook_test"]["counts"]) == 32
     assert set(m["firing_rates"]["denoiser_sampling"]) == {"lif1", "conv2.2", "conv3.2", "conv4.2", "conv5.2"}
-    assert any(r > 0 for r in m["firing_rates"]["denoiser_sampling"].values())   # the fixture's models spike
+    for group in ("denoiser_sampling", "vqsvae_test_images", "vqsvae_generated_tokens"):
+        assert all(0 < r < 1 for r in m["firing_rates"][group].values()), group     # the fixture's models spike
     e = m["energy"]["per_image"]
     assert e["sops"] > 0 and 0 < e["energy_ratio"] < 10 and e["ann_macs"] > 0
     assert [(r["sweep"], r["n"]) for r in saved["sweeps"]] == [("temperature", 8), ("steps", 8)]
@@ -121,3 +138,25 @@ def test_inception_protocols_with_random_weights(tmp_path, monkeypatch):
     assert section["paper"]["n_generated"] == 2 and section["paper"]["n_reference"] == 2
     assert np.isfinite(section["standard"]["fid"]) and np.isfinite(section["paper"]["fid_svd_root"])
     assert "only 2 generated" in section["standard"]["note"]
+
+
+def test_standard_inception_uses_fid_pooling(tmp_path):
+    """The hooks give pytorch-fid's FID blocks: average pools that ignore padding, a max pool in Mixed_7c."""
+    import torch.nn.functional as F
+    from torchvision.models import inception_v3
+
+    torch.manual_seed(0)
+    path = tmp_path / "fid.pth"
+    torch.save(inception_v3(weights=None, aux_logits=False, init_weights=False, num_classes=1008).state_dict(), path)
+    net = E.inception_net(path, "standard")
+    with torch.no_grad():
+        a, x = net.Mixed_5b, torch.randn(1, 192, 35, 35)
+        want = torch.cat([a.branch1x1(x), a.branch5x5_2(a.branch5x5_1(x)),
+                          a.branch3x3dbl_3(a.branch3x3dbl_2(a.branch3x3dbl_1(x))),
+                          a.branch_pool.forward(F.avg_pool2d(x, 3, 1, 1, count_include_pad=False))], 1)
+        torch.testing.assert_close(a(x), want)
+        e, x = net.Mixed_7c, torch.randn(1, 2048, 8, 8)
+        b3, bd = e.branch3x3_1(x), e.branch3x3dbl_2(e.branch3x3dbl_1(x))
+        want = torch.cat([e.branch1x1(x), e.branch3x3_2a(b3), e.branch3x3_2b(b3), e.branch3x3dbl_3a(bd),
+                          e.branch3x3dbl_3b(bd), e.branch_pool.forward(F.max_pool2d(x, 3, 1, 1))], 1)
+        torch.testing.assert_close(e(x), want)
