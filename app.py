@@ -1,0 +1,57 @@
+"""Spiking-Diffusion studio: ``python app.py`` serves it on http://127.0.0.1:7860 (offline).
+
+Options (and environment variables): --checkpoints DIR (SD_CHECKPOINTS, default assets/),
+--host (SD_HOST, default 127.0.0.1), --port (SD_PORT, default 7860), --max-batch (SD_MAX_BATCH),
+--concurrency (SD_CONCURRENCY), --max-upload (SD_MAX_UPLOAD), --data DIR (SD_DATA: test images for
+codebook statistics), --share (off by default).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+for _k, _v in {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}.items():
+    os.environ.setdefault(_k, _v)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    env = os.environ.get
+    p = argparse.ArgumentParser(description="Spiking-Diffusion studio (Gradio)")
+    p.add_argument("--checkpoints", default=env("SD_CHECKPOINTS", "assets"), help="folder of model folders")
+    p.add_argument("--host", default=env("SD_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(env("SD_PORT", "7860")))
+    p.add_argument("--max-batch", type=int, default=int(env("SD_MAX_BATCH", "64")), help="most images per generation")
+    p.add_argument("--concurrency", type=int, default=int(env("SD_CONCURRENCY", "2")), help="jobs run at once per event")
+    p.add_argument("--queue-size", type=int, default=int(env("SD_QUEUE_SIZE", "32")), help="jobs waiting at most")
+    p.add_argument("--max-upload", default=env("SD_MAX_UPLOAD", "5mb"), help="largest upload, e.g. 5mb")
+    p.add_argument("--data", default=env("SD_DATA"), help="data folder with test images (torchvision layout)")
+    p.add_argument("--share", action="store_true", help="make a public Gradio link (off by default)")
+    return p.parse_args(argv)
+
+
+def make_app(args: argparse.Namespace):
+    from demo.studio import Studio
+    from demo.ui import build_demo
+
+    studio = Studio(args.checkpoints, max_batch=args.max_batch, data_dir=args.data)
+    if studio.default_model:
+        studio.pipe(studio.default_model)  # load + warm up before the first visitor
+    demo = build_demo(studio)
+    demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
+    return demo
+
+
+def launch_kwargs(args: argparse.Namespace) -> dict:
+    from demo.ui import CSS
+
+    return dict(server_name=args.host, server_port=args.port, share=args.share, max_file_size=args.max_upload,
+                css=CSS, ssr_mode=False)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    make_app(args).launch(**launch_kwargs(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""Page-level speed of the studio: click Generate -> first streamed step visible -> all steps done.
+
+    python benchmarks/bench_studio.py [--checkpoints assets] [--model mnist] [--images 16] [--steps 49] [--runs 5]
+
+Launches the app in-process on a free port, drives headless Chromium (Debian's, via Playwright)
+and times inside the page (performance.now()): from the click to the first streamed status update,
+and to the final 'done' update. Prints the figures and the median over runs.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+for _k, _v in {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}.items():
+    os.environ.setdefault(_k, _v)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoints", default=str(ROOT / "assets"))
+    ap.add_argument("--model", default=None, help="default: the studio's default (mnist if present)")
+    ap.add_argument("--images", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=49)
+    ap.add_argument("--runs", type=int, default=5)
+    a = ap.parse_args()
+
+    import app
+    from playwright.sync_api import expect, sync_playwright
+    from test_browser import CHROMIUM, FLAGS, TIMING_JS
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = app.parse_args(["--checkpoints", a.checkpoints, "--port", str(port)])
+    demo = app.make_app(args)
+    _, url, _ = demo.launch(**app.launch_kwargs(args), prevent_thread_lock=True, quiet=True, inbrowser=False)
+    firsts, dones = [], []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            page = browser.new_page()
+            page.set_default_timeout(60_000)
+            expect.set_options(timeout=60_000)
+            page.goto(url)
+            if a.model:
+                page.locator("#model input").fill(a.model)
+                page.keyboard.press("Enter")
+            page.locator("#num-images input[type=number]").fill(str(a.images))
+            page.locator("#num-images input[type=number]").press("Enter")
+            page.locator("#steps input[type=number]").fill(str(a.steps))
+            page.locator("#steps input[type=number]").press("Enter")
+            model = page.locator("#model input").input_value()
+            for i in range(a.runs + 1):  # the first run warms the page up and is not counted
+                page.evaluate(TIMING_JS)
+                page.locator("#generate-btn").click()
+                expect(page.locator('#gen-progress[data-state="done"]:not([data-stale])')).to_be_attached()
+                t = page.evaluate("window.__t")
+                if i:
+                    firsts.append(t["first"] - t["click"])
+                    dones.append(t["done"] - t["click"])
+                    print(f"run {i}: first streamed step {firsts[-1]:.0f} ms, done {dones[-1]:.0f} ms")
+            browser.close()
+    finally:
+        demo.close()
+    print(f"model {model}, {a.images} images, {a.steps} steps, {os.cpu_count()} CPUs: median first step "
+          f"{statistics.median(firsts):.0f} ms, median done {statistics.median(dones):.0f} ms (over {a.runs} runs)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""Pure plotting functions for the studio: numpy arrays in, plotly figures out. No UI, no model."""
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+_LAYOUT = dict(margin=dict(l=50, r=20, t=40, b=40), template="plotly_white")
+
+
+def _fig(title: str, height: int = 320, **kw) -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(title=title, height=height, **_LAYOUT, **kw)
+    return fig
+
+
+def token_grid(tokens, mask_id: int, unmasked=None, selected: tuple[int, int] | None = None,
+               title: str = "Tokens") -> go.Figure:
+    """7x7 token grid: code ids as colour and text (hover too), masked cells grey with '?',
+    cells unmasked at this step outlined in red, the selected cell outlined in blue."""
+    tok = np.asarray(tokens)
+    h, w = tok.shape
+    masked = tok == mask_id
+    z = np.where(masked, np.nan, tok.astype(float))
+    text = np.where(masked, "?", tok.astype(str))
+    state = np.where(masked, "masked", "committed")
+    if unmasked is not None:
+        state = np.where(np.asarray(unmasked, bool), "unmasked now", state)
+    fig = _fig(title, height=360, width=380)
+    fig.add_trace(go.Heatmap(z=np.where(masked, 0, np.nan), colorscale=[[0, "#d9d9d9"], [1, "#d9d9d9"]],
+                             showscale=False, hoverinfo="skip", name="masked"))
+    fig.add_trace(go.Heatmap(
+        z=z, text=text, texttemplate="%{text}", colorscale="Viridis", zmin=0, zmax=mask_id - 1,
+        customdata=np.dstack([text, state]), name="tokens", colorbar=dict(title="code"),
+        hovertemplate="row %{y}, col %{x}<br>code %{customdata[0]}<br>%{customdata[1]}<extra></extra>"))
+    if unmasked is not None:
+        for r, c in zip(*np.nonzero(np.asarray(unmasked, bool))):
+            fig.add_shape(type="rect", x0=c - .5, x1=c + .5, y0=r - .5, y1=r + .5, line=dict(color="red", width=3))
+    if selected is not None:
+        r, c = selected
+        fig.add_shape(type="rect", x0=c - .45, x1=c + .45, y0=r - .45, y1=r + .45, line=dict(color="#1f77ff", width=3, dash="dot"))
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", dtick=1)
+    fig.update_xaxes(dtick=1)
+    return fig
+
+
+def raster(spikes, title: str = "Spikes", ylabel: str = "neuron", labels=None, height: int = 320) -> go.Figure:
+    """Raster plot of ``spikes [T, N]`` (0/1): a dot at (t, n) for every spike."""
+    s = np.asarray(spikes)
+    t, n = np.nonzero(s > 0)
+    fig = _fig(f"{title} ({len(t)} spikes, rate {s.mean() if s.size else 0:.3f})", height=height)
+    custom = None if labels is None else np.asarray(labels)[n]
+    fig.add_trace(go.Scattergl(
+        x=t, y=n, mode="markers", marker=dict(symbol="line-ns-open", size=8 if s.shape[1] < 100 else 4, color="black"),
+        customdata=custom, name="spikes",
+        hovertemplate=("t=%{x}<br>" + ("%{customdata}" if labels is not None else f"{ylabel} %{{y}}") + "<extra></extra>")))
+    fig.update_xaxes(title="time step t", range=[-0.5, s.shape[0] - 0.5])
+    fig.update_yaxes(title=ylabel, range=[-0.5, s.shape[1] - 0.5])
+    return fig
+
+
+def membrane_traces(v, threshold: float = 1.0, spikes=None, title: str = "Membrane potential") -> go.Figure:
+    """Membrane potential ``v [T, C]`` of C neurons over time, with the threshold and spikes marked."""
+    v = np.asarray(v, float)
+    fig = _fig(title, height=320)
+    for c in range(v.shape[1]):
+        fig.add_trace(go.Scatter(y=v[:, c], mode="lines", name=f"ch {c}", line=dict(width=1.5)))
+    if spikes is not None:
+        t, c = np.nonzero(np.asarray(spikes) > 0)
+        fig.add_trace(go.Scatter(x=t, y=v[t, c], mode="markers", name="spike", marker=dict(color="red", size=7, symbol="x")))
+    fig.add_hline(y=threshold, line_dash="dash", line_color="red", annotation_text="threshold")
+    fig.update_xaxes(title="time step t")
+    fig.update_yaxes(title="membrane potential")
+    return fig
+
+
+def rate_maps(maps: dict[str, np.ndarray], title: str = "Firing rate per position") -> go.Figure:
+    """One heatmap per layer of its firing rate ``[H, W]`` (mean over time and channels)."""
+    names = list(maps)
+    fig = make_subplots(rows=1, cols=max(1, len(names)), subplot_titles=names)
+    for i, name in enumerate(names):
+        fig.add_trace(go.Heatmap(z=np.asarray(maps[name]), coloraxis="coloraxis", name=name,
+                                 hovertemplate=f"{name}<br>row %{{y}}, col %{{x}}<br>rate %{{z:.3f}}<extra></extra>"),
+                      row=1, col=i + 1)
+        fig.update_yaxes(autorange="reversed", scaleanchor=f"x{i + 1 if i else ''}", row=1, col=i + 1)
+    fig.update_annotations(font_size=11)
+    fig.update_layout(title=title, height=320, coloraxis=dict(colorscale="Hot", cmin=0), **_LAYOUT)
+    return fig
+
+
+def bars(values: dict[str, float], title: str, ylabel: str = "") -> go.Figure:
+    fig = _fig(title)
+    fig.add_trace(go.Bar(x=list(values), y=list(values.values()), name=ylabel))
+    fig.update_yaxes(title=ylabel)
+    return fig
+
+
+def usage_bars(usages: dict[str, np.ndarray], title: str = "Code usage") -> go.Figure:
+    """Side by side: how often each code is used, one panel per source (normalised to frequencies)."""
+    names = list(usages)
+    fig = make_subplots(rows=1, cols=max(1, len(names)), subplot_titles=names, shared_yaxes=True)
+    for i, name in enumerate(names):
+        c = np.asarray(usages[name], float)
+        fig.add_trace(go.Bar(x=np.arange(len(c)), y=c / max(c.sum(), 1), name=name,
+                             hovertemplate="code %{x}<br>frequency %{y:.4f}<extra></extra>"), row=1, col=i + 1)
+        fig.update_xaxes(title="code id", row=1, col=i + 1)
+    fig.update_layout(title=title, height=320, showlegend=False, **_LAYOUT)
+    return fig
+
+
+def usage_heatmaps(per_pos: dict[str, np.ndarray], title: str = "Code usage per position") -> go.Figure:
+    """Heatmaps of counts ``[positions, K]``: which codes each of the 49 positions uses."""
+    names = list(per_pos)
+    fig = make_subplots(rows=1, cols=max(1, len(names)), subplot_titles=names, shared_yaxes=True)
+    for i, name in enumerate(names):
+        m = np.asarray(per_pos[name], float)
+        fig.add_trace(go.Heatmap(z=m / max(m.sum(1).max(), 1), coloraxis="coloraxis", name=name,
+                                 hovertemplate="position %{y}<br>code %{x}<br>frequency %{z:.3f}<extra></extra>"),
+                      row=1, col=i + 1)
+        fig.update_xaxes(title="code id", row=1, col=i + 1)
+    fig.update_yaxes(title="position (row*7+col)", autorange="reversed", row=1, col=1)
+    fig.update_layout(title=title, height=380, coloraxis=dict(colorscale="Blues"), **_LAYOUT)
+    return fig
+
+
+def where_used(maps: dict[str, np.ndarray], code: int) -> go.Figure:
+    """Per source, a ``[h, w]`` heatmap of how often ``code`` sits at each position."""
+    names = list(maps)
+    fig = make_subplots(rows=1, cols=max(1, len(names)), subplot_titles=names)
+    for i, name in enumerate(names):
+        fig.add_trace(go.Heatmap(z=np.asarray(maps[name]), coloraxis="coloraxis", name=name, texttemplate="%{z}",
+                                 hovertemplate="row %{y}, col %{x}<br>count %{z}<extra></extra>"), row=1, col=i + 1)
+        fig.update_yaxes(autorange="reversed", row=1, col=i + 1)
+    fig.update_layout(title=f"Where code {code} is used", height=320, coloraxis=dict(colorscale="Blues"), **_LAYOUT)
+    return fig
+
+
+def lif_figure(current, h, v, s, threshold: float) -> go.Figure:
+    """Input current, membrane potential (after charging) and output spikes of one LIF neuron."""
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, row_heights=[0.25, 0.5, 0.25],
+                        subplot_titles=["input current", "membrane potential", "spikes"])
+    t = np.arange(len(h))
+    fig.add_trace(go.Scatter(x=t, y=current, mode="lines", name="input", line_shape="hv"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=t, y=h, mode="lines+markers", name="membrane"), row=2, col=1)
+    fig.add_hline(y=threshold, line_dash="dash", line_color="red", row=2, col=1)
+    st = t[np.asarray(s) > 0]
+    fig.add_trace(go.Scatter(x=st, y=np.ones(len(st)), mode="markers", name="spike",
+                             marker=dict(symbol="line-ns-open", size=18, color="red")), row=3, col=1)
+    fig.update_xaxes(title="time step t", row=3, col=1)
+    fig.update_layout(height=460, showlegend=False, title=f"LIF neuron: {len(st)} spikes", **_LAYOUT)
+    return fig
+
+
+def coding_figure(rows: dict[str, np.ndarray], title: str) -> go.Figure:
+    """Spike trains ``{name: [T]}`` stacked as rows of a raster."""
+    names = list(rows)
+    s = np.stack([np.asarray(rows[n]) for n in names], 1)                 # [T, R]
+    fig = raster(s, title, ylabel="", labels=names, height=260)
+    fig.update_yaxes(tickvals=list(range(len(names))), ticktext=names)
+    return fig
+
+
+def psp_figure(spikes, p, tau: float) -> go.Figure:
+    t = np.arange(len(p))
+    fig = _fig(f"PSP filter, tau = {tau:g}", height=300)
+    fig.add_trace(go.Bar(x=t, y=spikes, name="spikes", marker_color="#bbbbbb"))
+    fig.add_trace(go.Scatter(x=t, y=p, mode="lines+markers", name="PSP"))
+    fig.update_xaxes(title="time step t")
+    return fig
+
+
+def quantizer_figure(spikes, weights, alphas, zs, alpha: float) -> go.Figure:
+    """Left: the spike train and M(s)'s weight per step. Right: z as the mix a varies."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["spikes and membrane weights 0.8^(T-1-t)", "z = (1-a) M(s) + a rate"])
+    t = np.arange(len(spikes))
+    fig.add_trace(go.Bar(x=t, y=spikes, name="spikes", marker_color="#bbbbbb"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=t, y=weights, mode="lines+markers", name="weight"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=alphas, y=zs, mode="lines", name="z(a)"), row=1, col=2)
+    fig.add_vline(x=alpha, line_dash="dash", line_color="red", row=1, col=2)
+    fig.update_xaxes(title="time step t", row=1, col=1)
+    fig.update_xaxes(title="a", row=1, col=2)
+    fig.update_layout(height=320, **_LAYOUT)
+    return fig

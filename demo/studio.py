@@ -1,0 +1,396 @@
+"""The studio's logic: model discovery and every handler behind the UI (no layout here).
+
+Handlers take plain values and return plain values / figures, and only use the pipeline's public
+API. User mistakes raise ``gr.Error`` with a clear message; the server keeps serving.
+"""
+from __future__ import annotations
+
+import queue
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+
+from spiking_diffusion import DenoiserConfig, SpikingDiffusionError, SpikingDiffusionPipeline
+from spiking_diffusion import teaching
+from spiking_diffusion.pipeline import to_uint8
+
+from . import media, plots
+from .media import InputError
+
+LATENT = 7
+CELLS = [(f"row {r}, col {c}", r * LATENT + c) for r in range(LATENT) for c in range(LATENT)]
+
+
+def discover_models(root: str | Path) -> dict[str, Path]:
+    """Every subfolder of ``root`` (or ``root`` itself) holding config.json + model.safetensors."""
+    root = Path(root)
+    found = {p.name: p for p in sorted(root.iterdir()) if p.is_dir()
+             and (p / "config.json").is_file() and (p / "model.safetensors").is_file()} if root.is_dir() else {}
+    if not found and (root / "config.json").is_file():
+        found[root.name] = root
+    return found
+
+
+def friendly(fn):
+    """Turn library and input errors into ``gr.Error`` messages."""
+    import functools
+    import inspect
+
+    def convert(e):
+        return gr.Error(str(e), duration=8)
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen(*a, **k):
+            try:
+                yield from fn(*a, **k)
+            except (SpikingDiffusionError, InputError, ValueError) as e:
+                raise convert(e) from None
+        return gen
+
+    @functools.wraps(fn)
+    def wrapper(*a, **k):
+        try:
+            return fn(*a, **k)
+        except (SpikingDiffusionError, InputError, ValueError) as e:
+            raise convert(e) from None
+    return wrapper
+
+
+def _int(value, name: str, lo: int, hi: int) -> int:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number; got {value!r}") from None
+    if not np.isfinite(v) or v != int(v) or not lo <= v <= hi:
+        raise InputError(f"{name} must be a whole number in {lo}..{hi}; got {value!r}")
+    return int(v)
+
+
+def _float(value, name: str, lo: float, hi: float) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number; got {value!r}") from None
+    if not np.isfinite(v) or not lo <= v <= hi:
+        raise InputError(f"{name} must lie in {lo}..{hi}; got {value!r}")
+    return v
+
+
+@dataclass
+class Run:
+    """One generation, kept in the browser session's state."""
+
+    model: str
+    images: np.ndarray          # uint8 [N, H, W, C]
+    tokens: np.ndarray          # [N, h, w]
+    trace: object               # GenerationTrace
+    seconds: float
+    frames: dict = field(default_factory=dict)  # image -> (committed, predicted) [S, H, W, C]
+
+
+class Studio:
+    def __init__(self, checkpoints: str | Path = "assets", max_batch: int = 64, data_dir: str | None = None):
+        self.models = discover_models(checkpoints)
+        self.max_batch = max_batch
+        self.data_dir = data_dir
+        self._pipes: dict[str, SpikingDiffusionPipeline] = {}
+        self._cache: dict[tuple, object] = {}
+        self._load_lock = threading.Lock()
+
+    @property
+    def default_model(self) -> str | None:
+        return "mnist" if "mnist" in self.models else next(iter(self.models), None)
+
+    def pipe(self, name: str) -> SpikingDiffusionPipeline:
+        if name not in self.models:
+            raise InputError(f"unknown model {name!r}; available: {', '.join(self.models) or 'none'}")
+        with self._load_lock:
+            if name not in self._pipes:
+                pipe = SpikingDiffusionPipeline.from_pretrained(self.models[name])
+                if pipe.denoiser is not None:
+                    pipe(1, 1, 1.0, 0)  # warm up kernels so the first click is fast
+                self._pipes[name] = pipe
+            return self._pipes[name]
+
+    # --- model facts ------------------------------------------------------------------------
+    @friendly
+    def model_info(self, name: str) -> str:
+        pipe = self.pipe(name)
+        rows = [("codebook size K", pipe.codebook_size), ("image channels", pipe.image_channels),
+                ("diffusion steps N", pipe.num_diffusion_steps), ("can generate", pipe.denoiser is not None)]
+        rows += [(k, v) for k, v in pipe.info.items()] + [(f"metric: {k}", v) for k, v in pipe.metrics.items()
+                                                           if not isinstance(v, (list, dict))]
+        return f"**{name}** (`{self.models[name]}`)\n\n| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+
+    # --- 1. generate ------------------------------------------------------------------------
+    @staticmethod
+    def random_seed() -> int:
+        return random.randint(0, 2**31 - 1)
+
+    @friendly
+    def generate(self, model, num_images, steps, temperature, seed):
+        """Stream (grid image, status html, run) while the diffusion runs."""
+        pipe = self.pipe(model)
+        n = _int(num_images, "number of images", 1, self.max_batch)
+        s = _int(steps, "steps", 1, pipe.num_diffusion_steps)
+        temp = _float(temperature, "temperature", 1e-3, 5.0)
+        seed = _int(seed, "seed", 0, 2**31 - 1)
+        states: queue.Queue = queue.Queue()
+        result = {}
+
+        def work():
+            try:
+                result["out"] = pipe(n, s, temp, seed, trace=True, callback=states.put)
+            except Exception as e:  # reported below
+                result["error"] = e
+            states.put(None)
+
+        start = time.perf_counter()
+        threading.Thread(target=work, daemon=True).start()
+        latest, last_yield, gap, done = None, 0.0, 0.3, False
+        while not done:
+            item = states.get()
+            while item is not None and not states.empty():  # skip to the newest step
+                nxt = states.get()
+                item, done = (nxt, False) if nxt is not None else (item, True)
+            if item is None:
+                break
+            latest = item
+            now = time.perf_counter()
+            if latest.index == 0 or now - last_yield > gap:
+                grid = media.tile(to_uint8(pipe.decode(latest.tokens, allow_mask=True)))
+                last_yield = time.perf_counter()
+                gap = max(0.3, 3 * (last_yield - now))  # previews take at most about a quarter of the time
+                yield grid, self._status(latest.index + 1, s, last_yield - start), None
+        if "error" in result:
+            raise result["error"]
+        out = result["out"]
+        total = time.perf_counter() - start
+        run = Run(model, out.images, out.tokens, out.trace, total)
+        yield media.tile(out.images), self._status(s, s, total, n), run
+
+    @staticmethod
+    def _status(step: int, total: int, seconds: float, done_images: int | None = None) -> str:
+        text = (f"done: {done_images} images, {total} steps in {seconds:.2f} s" if done_images
+                else f"step {step}/{total} &middot; {seconds:.2f} s")
+        state = "done" if done_images else "running"
+        return (f'<div id="gen-progress" data-state="{state}" data-step="{step}" data-total="{total}" '
+                f'data-seconds="{seconds:.3f}"><progress value="{step}" max="{total}" style="width:100%"></progress>'
+                f"<span>{text}</span></div>")
+
+    # --- 2. unmasking -----------------------------------------------------------------------
+    @staticmethod
+    def _need_run(run) -> Run:
+        if not isinstance(run, Run):
+            raise InputError("generate some images first (Generate tab)")
+        return run
+
+    def _frames(self, run: Run, image: int):
+        if image not in run.frames:
+            run.frames[image] = self.pipe(run.model).decode_trace(run.trace, image)
+        return run.frames[image]
+
+    @friendly
+    def unmask(self, run, image, step, cell):
+        """(token grid figure, committed image, predicted image, caption) at ``step`` (1-based)."""
+        run = self._need_run(run)
+        image = _int(image, "image", 0, len(run.images) - 1)
+        step = _int(step, "step", 1, len(run.trace))
+        cell = _int(cell if cell is not None else 0, "cell", 0, LATENT * LATENT - 1)
+        st = run.trace.steps[step - 1]
+        committed, predicted = self._frames(run, image)
+        fig = plots.token_grid(st.tokens[image], run.trace.mask_id, st.unmasked[image], divmod(cell, LATENT),
+                               title=f"Tokens after step {step}/{len(run.trace)}")
+        masked = int((st.tokens[image] == run.trace.mask_id).sum())
+        caption = (f"Step **{step}/{len(run.trace)}** (denoiser time t = {st.t:.1f}): "
+                   f"**{int(st.unmasked[image].sum())}** cell(s) unmasked at this step (red), **{masked}** still masked (grey).")
+        return fig, media.show(committed[step - 1], 8), media.show(predicted[step - 1], 8), caption
+
+    @friendly
+    def export(self, run, image):
+        run = self._need_run(run)
+        image = _int(image, "image", 0, len(run.images) - 1)
+        committed, predicted = self._frames(run, image)
+        return media.export_run(media.frames_for_export(committed, predicted))
+
+    # --- 3. spikes --------------------------------------------------------------------------
+    @friendly
+    def spikes(self, run, image, cell):
+        run = self._need_run(run)
+        pipe = self.pipe(run.model)
+        image = _int(image, "image", 0, len(run.images) - 1)
+        r, c = divmod(_int(cell, "cell", 0, LATENT * LATENT - 1), LATENT)
+        rep = pipe.spikes(tokens=run.tokens[image:image + 1], membrane=True)
+        enc = pipe.spikes(images=run.images[image:image + 1].transpose(0, 3, 1, 2) / 255.0)
+        T, _, D, h, w = rep.asg.shape
+        asg = rep.asg[:, 0]                                                      # [T, D, h, w]
+        cell_fig = plots.raster(asg[:, :, r, c], f"ASG spike trains at row {r}, col {c}", "channel")
+        labels = [f"row {p // w}, col {p % w}, ch {d}" for p in range(h * w) for d in range(D)]
+        all_fig = plots.raster(asg.transpose(0, 2, 3, 1).reshape(T, -1), f"All {h * w}x{D} ASG neurons",
+                               "neuron (position*D + channel)", labels, height=420)
+        enc_fig = plots.raster(enc.encoder[:, 0, :, r, c], f"Encoder output spikes at row {r}, col {c} (image re-encoded)", "channel")
+        layers = {k: v for k, v in enc.spikes.items() if k.startswith("encoder")} | rep.spikes
+        maps = plots.rate_maps({k: v.mean(axis=(0, 1, 2)) for k, v in layers.items()})
+        rates = plots.bars({k: float(v.mean()) for k, v in layers.items()}, "Mean firing rate per layer", "rate")
+        key = next(k for k in rep.membrane if k.startswith("asg"))
+        mem = plots.membrane_traces(rep.membrane[key][:, 0, :, r, c], 1.0, asg[:, :, r, c],
+                                    f"ASG membrane potential at row {r}, col {c}")
+        note = (f"Image {image}, token cell row {r}, col {c} (code {int(run.tokens[image, r, c])}). "
+                f"T = {T} time steps, {D} channels per cell.")
+        return cell_fig, all_fig, enc_fig, maps, rates, mem, note
+
+    # --- 4. codebook ------------------------------------------------------------------------
+    def _test_tokens(self, model):
+        key = ("test", model)
+        if key not in self._cache:
+            pipe = self.pipe(model)
+            imgs = media.find_test_images(self.data_dir, str(pipe.info.get("dataset", model)))
+            toks = None
+            if imgs is not None and pipe.image_channels == 1:
+                toks = np.concatenate([pipe.encode(imgs[i:i + 250, None] / 255.0).numpy() for i in range(0, len(imgs), 250)])
+            self._cache[key] = toks
+        return self._cache[key]
+
+    def _atlas(self, model):
+        key = ("atlas", model)
+        if key not in self._cache:
+            pipe = self.pipe(model)
+            K = pipe.codebook_size
+            toks = np.broadcast_to(np.arange(K)[:, None, None], (K, LATENT, LATENT)).copy()
+            imgs = to_uint8(pipe.decode(toks))
+            self._cache[key] = imgs
+        return self._cache[key]
+
+    @friendly
+    def codebook(self, model, run):
+        """(usage bars, per-position heatmaps, stats markdown, atlas image, usage state)."""
+        pipe = self.pipe(model)
+        K = pipe.codebook_size
+        sources = {}
+        test = self._test_tokens(model)
+        if test is not None:
+            sources[f"test set ({len(test)} images)"] = test
+        if isinstance(run, Run) and run.model == model:
+            sources[f"generated ({len(run.tokens)} images)"] = run.tokens
+        elif pipe.denoiser is not None:
+            sources["generated (64 images, seed 0)"] = pipe(64, pipe.num_diffusion_steps, 0.65, 0).tokens
+        usage = {k: teaching.code_usage(v, K) for k, v in sources.items()}
+        stats = ["| source | codes used | dead codes | perplexity |", "|---|---|---|---|"]
+        for name, (counts, _) in usage.items():
+            s = teaching.usage_stats(counts)
+            stats.append(f"| {name} | {s['used']}/{K} | {s['dead']} | {s['perplexity']:.1f} |")
+        if test is None:
+            stats.append(f"\nTest-set usage needs the test images: start the studio with `--data DIR` "
+                         f"(torchvision layout, e.g. `DIR/MNIST/raw/t10k-images-idx3-ubyte`).")
+        atlas = media.tile(self._atlas(model), cols=16, scale=3)
+        return (plots.usage_bars({k: v[0] for k, v in usage.items()}),
+                plots.usage_heatmaps({k: v[1] for k, v in usage.items()}),
+                "\n".join(stats), atlas, {k: v[1] for k, v in usage.items()}, gr.update(maximum=K - 1))
+
+    @friendly
+    def code(self, model, usage, code):
+        pipe = self.pipe(model)
+        code = _int(code, "code", 0, pipe.codebook_size - 1)
+        img = media.show(self._atlas(model)[code], 8)
+        maps = {k: v[:, code].reshape(LATENT, LATENT) for k, v in (usage or {}).items()}
+        return img, plots.where_used(maps, code)
+
+    # --- 5. encode --------------------------------------------------------------------------
+    @friendly
+    def encode(self, model, image, invert="auto"):
+        pipe = self.pipe(model)
+        if invert not in ("auto", "yes", "no"):
+            raise InputError("invert must be 'auto', 'yes' or 'no'")
+        x, note = media.prepare_image(image, pipe.image_channels, invert=invert)
+        rep = pipe.spikes(images=x)
+        tokens = rep.tokens[0]
+        recon = to_uint8(pipe.decode(rep.tokens))[0]
+        shown = (x[0].transpose(1, 2, 0) * 255).round().astype(np.uint8)
+        T, _, D, h, w = rep.encoder.shape
+        enc = plots.raster(rep.encoder[:, 0].transpose(0, 2, 3, 1).reshape(T, -1), "Encoder output spikes (all neurons)",
+                           "neuron (position*D + channel)", height=380)
+        asg = plots.raster(rep.asg[:, 0].transpose(0, 2, 3, 1).reshape(T, -1), "ASG spikes for its tokens",
+                           "neuron (position*D + channel)", height=380)
+        return (media.show(shown, 8), plots.token_grid(tokens, pipe.mask_id, title="Its 7x7 tokens"),
+                media.show(recon, 8), enc, asg, f"Input: {note}. Tokens: {len(np.unique(tokens))} distinct codes.")
+
+    @friendly
+    def encode_sketch(self, model, sketch, invert="auto"):
+        if isinstance(sketch, dict):
+            sketch = sketch.get("composite")
+        return self.encode(model, sketch, invert)
+
+    # --- 6. learn ---------------------------------------------------------------------------
+    @staticmethod
+    @friendly
+    def lif(current, threshold, tau, reset, steps):
+        steps = _int(steps, "steps", 2, 200)
+        x = np.full(steps, _float(current, "input current", -5, 5))
+        x[: steps // 10] = 0.0  # a short rest before the current switches on
+        h, v, s = teaching.lif_simulate(x, _float(threshold, "threshold", 0.05, 5), _float(tau, "tau", 1, 50), reset)
+        rate = s.mean()
+        return plots.lif_figure(x, h, v, s, threshold), f"{int(s.sum())} spikes in {steps} steps (rate {rate:.2f})."
+
+    @staticmethod
+    @friendly
+    def coding(pixel, steps, seed):
+        p = _float(pixel, "pixel value", 0, 1)
+        T = _int(steps, "time steps", 1, 100)
+        seed = _int(seed, "seed", 0, 2**31 - 1)
+        direct = teaching.direct_code(p, T)
+        _, _, lif_out = teaching.lif_simulate(4 * direct + 1)  # a first-layer unit: weight 4, bias 1
+        rate = teaching.rate_code(p, T, seed)
+        fig = plots.coding_figure({"rate-coded input": rate, "LIF output, direct input 4(p-0.5)+1": lif_out},
+                                  f"Pixel {p:.2f} over T = {T} steps")
+        return fig, (f"Direct coding feeds the value {p - 0.5:+.2f} (pixel - 0.5) at every step; a first-layer "
+                     f"LIF neuron (weight 4, bias 1) turns it into {int(lif_out.sum())} spikes. "
+                     f"Rate coding spikes with probability {p:.2f}: {int(rate.sum())} of {T} steps here.")
+
+    @staticmethod
+    @friendly
+    def psp(rate, tau, steps, seed):
+        s = teaching.rate_code(_float(rate, "spike rate", 0, 1), _int(steps, "steps", 1, 200), _int(seed, "seed", 0, 2**31 - 1))
+        p = teaching.psp_filter(s, _float(tau, "tau", 1, 20))
+        return plots.psp_figure(s, p, tau)
+
+    @staticmethod
+    @friendly
+    def quantizer(rate, alpha, steps, seed):
+        T = _int(steps, "time steps", 1, 64)
+        a = _float(alpha, "a", 0, 1)
+        s = teaching.rate_code(_float(rate, "spike rate", 0, 1), T, _int(seed, "seed", 0, 2**31 - 1))
+        d = teaching.dual_code(s, a)
+        alphas = np.linspace(0, 1, 21)
+        zs = [teaching.dual_code(s, x)["z"] for x in alphas]
+        fig = plots.quantizer_figure(s, 0.8 ** np.arange(T - 1, -1, -1), alphas, zs, a)
+        return fig, (f"M(s) = {d['membrane']:.3f} (recent spikes weigh most), firing rate = {d['rate']:.3f}, "
+                     f"so z = (1 - {a:.2f}) x {d['membrane']:.3f} + {a:.2f} x {d['rate']:.3f} = **{d['z']:.3f}**.")
+
+    @friendly
+    def energy(self, run):
+        run = self._need_run(run)
+        pipe = self.pipe(run.model)
+        cfg = DenoiserConfig.from_dict(pipe.config["denoiser"])
+        steps = run.trace.steps
+        picks = sorted({0, len(steps) // 2, len(steps) - 1})
+        rates = []
+        for i in picks:  # the denoiser's input at step i is the grid before that step
+            before = steps[i - 1].tokens if i else np.full_like(steps[0].tokens, run.trace.mask_id)
+            rates.append(list(pipe.denoiser_spikes(before, np.full(len(before), steps[i].t)).values()))
+        rates = list(np.mean(rates, 0))
+        calls = int(sum(s.unmasked.reshape(len(s.unmasked), -1).any(1).sum() for s in steps))
+        e = teaching.energy_estimate(cfg, rates, calls)
+        md = (f"**{len(run.images)} images, {len(steps)} steps** -> {calls} denoiser calls on the fast path "
+              f"(an image skips steps that unmask nothing).\n\n"
+              f"| | per call | whole generation |\n|---|---|---|\n"
+              f"| ANN (every connection a MAC, 4.6 pJ) | {e['macs_per_call'] / 1e6:.1f} M MACs | {e['ann_uj']:.1f} uJ |\n"
+              f"| SNN (first layer MACs, then an AC of 0.9 pJ per spike) | {e['acs_per_call'] / 1e6:.2f} M ACs | {e['snn_uj']:.1f} uJ |\n\n"
+              f"Mean firing rates of conv1..conv5: {', '.join(f'{r:.3f}' for r in rates)}. "
+              f"Estimated saving: **{e['ratio']:.1f}x** (a textbook estimate: it ignores memory access and the decoder).")
+        return md, plots.bars({"ANN": e["ann_uj"], "SNN": e["snn_uj"]}, "Energy of this generation (uJ)", "uJ")

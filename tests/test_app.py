@@ -1,0 +1,209 @@
+"""Every studio endpoint through gradio_client, against a launched app on a tiny random checkpoint."""
+import os
+
+for _k, _v in {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}.items():
+    os.environ.setdefault(_k, _v)
+
+import socket
+
+import numpy as np
+import pytest
+from PIL import Image
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+
+ENDPOINTS = {"/model_info", "/random_seed", "/generate", "/unmask", "/export", "/spikes", "/codebook", "/code",
+             "/encode", "/encode_sketch", "/lif", "/coding", "/psp", "/quantizer", "/energy"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_checkpoints(root, dataset="mnist"):
+    from spiking_diffusion import VQSVAE, SpikingDenoiser, SpikingDiffusionPipeline, get_preset
+
+    p = get_preset("tiny")
+    SpikingDiffusionPipeline(VQSVAE(p.vqsvae), SpikingDenoiser(p.denoiser)).save_pretrained(
+        root / "tiny", info={"dataset": dataset, "note": "random weights, for tests"})
+    return root
+
+
+def make_test_set(root, n=40):
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    imgs = np.random.default_rng(0).integers(0, 255, (n, 28, 28), dtype=np.uint8)
+    header = b"".join(v.to_bytes(4, "big") for v in (2051, n, 28, 28))
+    (raw / "t10k-images-idx3-ubyte").write_bytes(header + imgs.tobytes())
+    return root
+
+
+def launch(tmp, **extra):
+    import app
+
+    args = app.parse_args(["--checkpoints", str(tmp / "ck"), "--port", str(free_port()), "--max-batch", "8",
+                           "--max-upload", "200kb", "--data", str(tmp / "data")])
+    for k, v in extra.items():
+        setattr(args, k, v)
+    demo = app.make_app(args)
+    kw = app.launch_kwargs(args)
+    _, url, _ = demo.launch(**kw, prevent_thread_lock=True, quiet=True, inbrowser=False)
+    return demo, url
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("studio")
+    make_checkpoints(tmp / "ck")
+    make_test_set(tmp / "data")
+    demo, url = launch(tmp)
+    yield url, tmp
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return Client(server[0], verbose=False, analytics_enabled=False)
+
+
+@pytest.fixture(scope="module")
+def generated(client):
+    job = client.submit("tiny", 4, 10, 0.65, 7, api_name="/generate")
+    final = job.result()
+    return job.outputs(), final
+
+
+def test_every_endpoint_is_listed(client):
+    assert ENDPOINTS <= set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
+
+
+def test_model_info_and_seed(client):
+    md = client.predict("tiny", api_name="/model_info")
+    assert "codebook size K | 32" in md and "mnist" in md
+    seeds = {client.predict(api_name="/random_seed") for _ in range(3)}
+    assert all(isinstance(s, (int, float)) and 0 <= s < 2**31 for s in seeds) and len(seeds) > 1
+
+
+def test_generate_streams_then_finishes(generated):
+    outputs, final = generated
+    assert len(outputs) >= 2  # at least one streamed step before the final result
+    assert 'data-state="running"' in outputs[0][1]
+    assert 'data-state="done"' in final[1] and "4 images, 10 steps" in final[1]
+    img = np.asarray(Image.open(final[0]))
+    assert img.ndim == 3 and img.shape[0] > 56
+
+
+def test_unmask_steps(client, generated):
+    fig, committed, predicted, caption = client.predict(1, 3, 10, api_name="/unmask")
+    assert "Step **3/10**" in caption
+    assert Image.open(committed).size == (224, 224) and Image.open(predicted).size == (224, 224)
+    assert fig["type"] == "plotly"
+    fig, *_, caption = client.predict(1, 10, 10, api_name="/unmask")
+    assert "**0** still masked" in caption
+
+
+def test_export_gif_and_mp4(client, generated):
+    gif, mp4 = client.predict(0, api_name="/export")
+    assert gif.endswith(".gif") and mp4.endswith(".mp4")
+    assert Image.open(gif).n_frames >= 10 and os.path.getsize(mp4) > 1000
+
+
+def test_spikes(client, generated):
+    *figs, note = client.predict(0, 24, api_name="/spikes")
+    assert len(figs) == 6 and all(f["type"] == "plotly" for f in figs)
+    assert "row 3, col 3" in note
+
+
+def test_codebook_and_code(client, generated):
+    bars, heat, stats, atlas, *_ = client.predict("tiny", api_name="/codebook")
+    assert "test set (40 images)" in stats and "generated (4 images)" in stats and "perplexity" in stats
+    assert Image.open(atlas).size[0] > 16 * 28
+    img, where = client.predict("tiny", 3, api_name="/code")
+    assert Image.open(img).size == (224, 224) and where["type"] == "plotly"
+
+
+def test_encode_any_picture(client, tmp_path):
+    path = tmp_path / "rgb.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (90, 50, 3), dtype=np.uint8)).save(path)
+    shown, tokens, recon, enc, asg, note = client.predict("tiny", handle_file(str(path)), "auto", api_name="/encode")
+    assert "resized from 50x90 to 28x28" in note and "grey" in note
+    assert Image.open(recon).size == (224, 224) and tokens["type"] == "plotly"
+
+
+def test_encode_sketch(client, tmp_path):
+    path = tmp_path / "sketch.png"
+    a = np.zeros((280, 280, 4), np.uint8)
+    a[100:180, 130:150] = 255
+    Image.fromarray(a).save(path)
+    sketch = {"background": None, "layers": [], "composite": handle_file(str(path))}
+    *_, note = client.predict("tiny", sketch, "auto", api_name="/encode_sketch")
+    assert "resized from 280x280" in note
+
+
+@pytest.mark.parametrize("call,match", [
+    (("tiny", 0, 10, 0.65, 0, "/generate"), "minimum"),
+    (("tiny", 9, 10, 0.65, 0, "/generate"), "maximum"),           # more than --max-batch
+    (("tiny", 2, 50, 0.65, 0, "/generate"), "maximum"),
+    (("tiny", 2, 10, 0.0, 0, "/generate"), "minimum"),
+    (("tiny", 2.5, 10, 0.65, 0, "/generate"), "whole number"),
+    (("nope", 2, 10, 0.65, 0, "/generate"), "not in the list"),
+    ((1.0, 1.0, 0.5, "hard", 40, "/lif"), "minimum value 1"),
+    ((1.0, 1.0, 2.0, "sideways", 40, "/lif"), "sideways"),
+    ((1.5, 16, 0, "/coding"), "maximum"),
+    (("tiny", None, "auto", "/encode"), "no image"),
+    (("tiny", 99, "/code"), "maximum value|code must"),
+])
+def test_bad_inputs_get_clear_messages(client, call, match):
+    *args, api = call
+    with pytest.raises(Exception, match=match):
+        client.predict(*args, api_name=api)
+
+
+def test_corrupt_and_huge_uploads(client, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    with pytest.raises(Exception, match="could not read the uploaded image"):
+        client.predict("tiny", handle_file(str(bad)), "auto", api_name="/encode")
+    huge = tmp_path / "huge.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 255, (600, 600, 3), dtype=np.uint8)).save(huge)
+    with pytest.raises(Exception):  # over --max-upload 200kb: refused at upload
+        client.predict("tiny", handle_file(str(huge)), "auto", api_name="/encode")
+
+
+def test_views_needing_a_run_say_so(server):
+    fresh = Client(server[0], verbose=False, analytics_enabled=False)
+    for args, api in [((0, 1, 0), "/unmask"), ((0,), "/export"), ((0, 0), "/spikes"), ((), "/energy")]:
+        with pytest.raises(Exception, match="generate some images first"):
+            fresh.predict(*args, api_name=api)
+
+
+def test_learn_endpoints(client, generated):
+    fig, note = client.predict(1.5, 1.0, 2.0, "hard", 40, api_name="/lif")
+    assert fig["type"] == "plotly" and "spikes in 40 steps" in note
+    assert "Rate coding spikes with probability 0.70" in client.predict(0.7, 16, 0, api_name="/coding")[1]
+    assert client.predict(0.3, 2, 32, 0, api_name="/psp")["type"] == "plotly"
+    assert "z = (1 - 0.50)" in client.predict(0.4, 0.5, 16, 0, api_name="/quantizer")[1]
+    md, fig = client.predict(api_name="/energy")
+    assert "4 images, 10 steps" in md and "uJ" in md
+
+
+def test_still_serving_after_errors(client):
+    assert "codebook size" in client.predict("tiny", api_name="/model_info")
+
+
+def test_no_checkpoints_and_no_share_by_default(tmp_path):
+    import app
+
+    assert app.parse_args([]).share is False and app.parse_args([]).host == "127.0.0.1"
+    (tmp_path / "ck").mkdir()
+    (tmp_path / "data").mkdir()
+    demo, url = launch(tmp_path)
+    try:
+        c = Client(url, verbose=False, analytics_enabled=False)
+        with pytest.raises(Exception):
+            c.predict(None, api_name="/model_info")
+    finally:
+        demo.close()

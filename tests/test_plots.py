@@ -1,0 +1,149 @@
+"""Pure functions of the studio: plots (arrays in, figures out), media helpers, teaching maths."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from demo import media, plots
+from spiking_diffusion import DenoiserConfig, denoiser_macs, teaching
+from spiking_diffusion.spiking import lif, psp
+
+
+def test_raster_marks_exactly_the_spikes():
+    rng = np.random.default_rng(0)
+    s = (rng.random((16, 10)) < 0.3).astype(float)
+    fig = plots.raster(s, "x")
+    tr = fig.data[0]
+    got = sorted(zip(np.asarray(tr.x).tolist(), np.asarray(tr.y).tolist()))
+    assert got == sorted(zip(*[a.tolist() for a in np.nonzero(s)]))
+    assert f"{int(s.sum())} spikes" in fig.layout.title.text
+
+
+def test_raster_labels_and_empty():
+    fig = plots.raster(np.zeros((4, 3)), "none", labels=["a", "b", "c"])
+    assert len(fig.data[0].x) == 0
+    fig = plots.coding_figure({"a": np.array([1, 0, 1]), "b": np.array([0, 1, 0])}, "t")
+    assert list(fig.data[0].customdata) == ["a", "b", "a"]
+
+
+def test_token_grid_marks_masked_unmasked_and_selected():
+    tok = np.arange(49).reshape(7, 7) % 10
+    tok[0, :3] = 10  # mask id
+    unmasked = np.zeros((7, 7), bool)
+    unmasked[2, 4] = unmasked[5, 5] = True
+    fig = plots.token_grid(tok, 10, unmasked, selected=(1, 1))
+    heat = fig.data[1]
+    assert np.isnan(np.asarray(heat.z, float)[0, :3]).all()
+    assert np.asarray(heat.text)[0, 0] == "?" and np.asarray(heat.text)[3, 3] == str(tok[3, 3])
+    assert np.asarray(heat.customdata)[2, 4, 1] == "unmasked now"
+    rects = [(s.x0 + .5, s.y0 + .5) for s in fig.layout.shapes if s.line.color == "red"]
+    assert sorted(rects) == [(4, 2), (5, 5)]
+    assert any(s.line.color == "#1f77ff" for s in fig.layout.shapes)
+
+
+def test_usage_membrane_and_maps_figures():
+    fig = plots.usage_bars({"a": np.array([1, 0, 3]), "b": np.array([0, 0, 2])})
+    assert np.allclose(fig.data[0].y, [0.25, 0, 0.75]) and np.allclose(fig.data[1].y, [0, 0, 1])
+    fig = plots.usage_heatmaps({"a": np.eye(49, 8)})
+    assert np.asarray(fig.data[0].z).shape == (49, 8)
+    v = np.array([[0.5, 0.2], [1.2, 0.4], [0.3, 0.9]])
+    fig = plots.membrane_traces(v, 1.0, v > 1.0)
+    assert len(fig.data) == 3 and list(fig.data[2].x) == [1]
+    fig = plots.rate_maps({"l1": np.ones((7, 7)), "l2": np.zeros((14, 14))})
+    assert [np.asarray(d.z).shape for d in fig.data] == [(7, 7), (14, 14)]
+    assert len(plots.where_used({"g": np.ones((7, 7))}, 3).data) == 1
+    assert len(plots.psp_figure(np.array([1, 0]), np.array([.5, .25]), 2).data) == 2
+
+
+def test_lif_matches_spikingjelly():
+    x = np.array([0.3, 1.5, 2.5, 0.0, 3.0, 1.9, 2.2, -1.0])
+    node = lif()
+    node.store_v_seq = True
+    s = node(torch.tensor(x, dtype=torch.float32).view(-1, 1)).view(-1).numpy()
+    h, v, s2 = teaching.lif_simulate(x)
+    assert np.array_equal(s, s2)
+    assert np.allclose(v, node.v_seq.view(-1).numpy(), atol=1e-6)
+
+
+def test_lif_soft_reset_and_errors():
+    _, v, s = teaching.lif_simulate(np.full(10, 1.5), threshold=1.0, tau=1.0, reset="soft")
+    assert s.sum() > 0 and v.max() < 1.0 + 1e-9
+    with pytest.raises(ValueError):
+        teaching.lif_simulate([1.0], reset="sideways")
+
+
+def test_psp_and_dual_code_match_library():
+    s = teaching.rate_code(0.4, 20, seed=1)
+    assert np.allclose(teaching.psp_filter(s, 2.0), psp(torch.tensor(s), 2.0).numpy())
+    d = teaching.dual_code(np.array([1, 0, 0, 1]), 0.5)
+    assert np.isclose(d["membrane"], 0.8**3 + 1) and np.isclose(d["rate"], 0.5)
+    assert np.isclose(d["z"], 0.5 * d["membrane"] + 0.25)
+    assert teaching.rate_code(1.0, 5).sum() == 5 and teaching.rate_code(0.0, 5).sum() == 0
+    assert np.allclose(teaching.direct_code(0.7, 3), 0.2)
+
+
+def test_code_usage_and_stats():
+    tok = np.array([[[0, 1], [1, 1]], [[0, 0], [1, 3]]])
+    counts, per_pos = teaching.code_usage(tok, 4)
+    assert counts.tolist() == [3, 4, 0, 1] and per_pos.shape == (4, 4) and per_pos[3, 3] == 1
+    st = teaching.usage_stats(counts)
+    assert st["dead"] == 1 and st["used"] == 3 and 1 < st["perplexity"] < 3
+    assert np.isclose(teaching.usage_stats(np.ones(8))["perplexity"], 8)
+    with pytest.raises(ValueError):
+        teaching.code_usage(tok, 3)
+
+
+def test_energy_estimate_consistent_with_macs():
+    cfg = DenoiserConfig(codebook_size=32, widths=(16, 16, 16, 16, 16), time_steps=2)
+    assert sum(teaching.denoiser_layer_macs(cfg)) == denoiser_macs(cfg)
+    e = teaching.energy_estimate(cfg, [0.1] * 5, calls=10)
+    assert e["ann_uj"] > e["snn_uj"] > 0 and e["ratio"] > 1
+    assert teaching.energy_estimate(cfg, [0] * 5, 1)["acs_per_call"] == 0
+
+
+def test_tile_and_show():
+    imgs = np.zeros((5, 28, 28, 1), np.uint8)
+    out = media.tile(imgs, scale=2, pad=2)
+    assert out.shape == (2 * 58 + 2, 3 * 58 + 2, 3)
+    assert media.show(np.zeros((28, 28, 1), np.uint8), 8).shape == (224, 224)
+
+
+@pytest.mark.parametrize("arr,ch", [
+    (np.zeros((100, 60, 3), np.uint8), 1), (np.full((28, 28), 255, np.uint8), 1),
+    (np.zeros((50, 50, 4), np.uint8), 3), (np.random.rand(28, 28), 1), (np.zeros((28, 28, 1), np.uint8), 3)])
+def test_prepare_image_any_input(arr, ch):
+    x, note = media.prepare_image(arr, ch)
+    assert x.shape == (1, ch, 28, 28) and x.dtype == np.float32 and 0 <= x.min() <= x.max() <= 1
+    assert isinstance(note, str)
+
+
+def test_prepare_image_inverts_light_background_and_rejects_junk():
+    x, note = media.prepare_image(np.full((28, 28), 250, np.uint8), 1)
+    assert x.max() < 0.1 and "inverted" in note
+    x, _ = media.prepare_image(np.full((28, 28), 250, np.uint8), 1, invert="no")
+    assert x.min() > 0.9
+    for bad in [None, np.zeros((3, 3, 7)), np.zeros(5)]:
+        with pytest.raises(media.InputError):
+            media.prepare_image(bad, 1)
+    big = Image.new("L", (5000, 5000))
+    with pytest.raises(media.InputError, match="too large"):
+        media.prepare_image(big, 1)
+
+
+def test_export_writes_gif_and_mp4(tmp_path):
+    import imageio.v2 as imageio
+
+    c = np.random.randint(0, 255, (5, 28, 28, 1), np.uint8)
+    frames = media.frames_for_export(c, c)
+    gif, mp4 = media.export_run(frames, str(tmp_path))
+    assert len(imageio.mimread(gif)) >= 5
+    assert (tmp_path / "unmasking.mp4").stat().st_size > 1000 and mp4.endswith(".mp4")
+
+
+def test_read_idx(tmp_path):
+    data = (2051).to_bytes(4, "big") + (3).to_bytes(4, "big") + (2).to_bytes(4, "big") * 2 + bytes(range(12))
+    (tmp_path / "MNIST" / "raw").mkdir(parents=True)
+    (tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte").write_bytes(data)
+    imgs = media.find_test_images(tmp_path, "mnist", limit=2)
+    assert imgs.shape == (2, 2, 2) and imgs[1, 1, 1] == 7
+    assert media.find_test_images(tmp_path, "cifar10") is None
