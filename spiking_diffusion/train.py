@@ -225,6 +225,7 @@ def train_vqsvae(cfg: TrainConfig) -> Path:
     data = load_images(cfg.dataset, cfg.data_root, train=True, download=cfg.download, limit=cfg.limit)
     preset = get_preset(cfg.preset, in_channels=channels_of(cfg.dataset) if cfg.dataset != "synthetic" else 1)
     vq_cfg = replace(preset.vqsvae, data_variance=data.variance())
+    torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only
     model = VQSVAE(vq_cfg)
     spe = len(data) // cfg.batch_size
 
@@ -268,9 +269,11 @@ def train_prior(cfg: TrainConfig) -> Path:
     else:
         data = load_images(dataset, cfg.data_root, train=True, download=cfg.download, limit=cfg.limit)
         tokens = tokenize(vqsvae, data.images, device=cfg.device)
-        atomic_write_file(cache, lambda f: np.savez(open(f, "wb"), tokens=tokens.numpy(), digest=digest))
+        if os.environ.get("RANK", "0") == "0":  # one writer when several processes share the run folder
+            atomic_write_file(cache, lambda f: np.savez(open(f, "wb"), tokens=tokens.numpy(), digest=digest))
     preset = get_preset(cfg.preset, input_mode=cfg.input_mode)
     den_cfg = replace(preset.denoiser, codebook_size=vqsvae.cfg.codebook_size, latent_size=vqsvae.cfg.latent_size)
+    torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only
     denoiser = SpikingDenoiser(den_cfg)
     objective = _PriorObjective(denoiser, cfg.loss)
     spe = len(tokens) // cfg.batch_size

@@ -1,0 +1,126 @@
+"""The command line: train both stages and sample on the synthetic set, and clean user errors."""
+from __future__ import annotations
+
+import json
+import runpy
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from spiking_diffusion import SpikingDiffusionPipeline
+from spiking_diffusion.cli import main
+
+torch.set_num_threads(1)
+
+TRAIN = ["--dataset", "synthetic", "--preset", "tiny", "--epochs", "1", "--limit", "64", "--batch-size", "16",
+         "--no-progress", "--log-every", "1"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Run train-vqsvae then train-prior through the CLI (4 steps each); returns the run folders."""
+    root = tmp_path_factory.mktemp("cli")
+    vq, prior = root / "vq", root / "prior"
+    assert main(["train-vqsvae", "--out", str(vq), *TRAIN]) == 0
+    assert main(["train-prior", "--out", str(prior), "--vqsvae", str(vq), *TRAIN[2:]]) == 0
+    return vq, prior
+
+
+def _log(path):
+    return [json.loads(line) for line in (path / "log.jsonl").read_text().splitlines()]
+
+
+def test_train_vqsvae_writes_a_run(trained):
+    vq, _ = trained
+    for name in ("config.json", "model.safetensors", "training_state.safetensors", "log.jsonl"):
+        assert (vq / name).is_file(), name
+    config = json.loads((vq / "config.json").read_text())
+    assert config["denoiser"] is None and config["vqsvae"]["time_steps"] == 4
+    assert config["info"]["dataset"] == "synthetic" and config["info"]["steps"] == 4
+    assert 0 < config["vqsvae"]["data_variance"] < 1                # set from the training images
+    log = _log(vq)
+    assert [r["step"] for r in log] == [1, 2, 3, 4]
+    assert all(np.isfinite(r["total"]) and r["total"] > 0 for r in log)
+    assert {"reconstruction", "codebook", "spike_train"} <= set(log[0])
+
+
+def test_train_prior_writes_a_full_checkpoint(trained):
+    vq, prior = trained
+    pipe = SpikingDiffusionPipeline.from_pretrained(prior)
+    assert pipe.denoiser is not None and pipe.denoiser.cfg.codebook_size == pipe.codebook_size == 32
+    assert pipe.info["dataset"] == "synthetic" and pipe.info["stage"] == "prior"
+    assert (prior / "tokens_train.npz").is_file() and (prior / "training_state.safetensors").is_file()
+    # the prior's checkpoint carries the VQ-SVAE unchanged
+    v = SpikingDiffusionPipeline.from_pretrained(vq).vqsvae.state_dict()
+    assert all(torch.equal(v[k], pipe.vqsvae.state_dict()[k]) for k in v)
+    assert [r["step"] for r in _log(prior)] == [1, 2, 3, 4]
+
+
+def test_sample_writes_png_and_npy(trained, tmp_path, capsys):
+    _, prior = trained
+    out = tmp_path / "deep" / "samples"
+    assert main(["sample", "--checkpoint", str(prior), "--out", str(out), "--num-images", "4", "--steps", "5",
+                 "--seed", "3"]) == 0
+    images = np.load(out.with_suffix(".npy"))
+    assert images.dtype == np.uint8 and images.shape == (4, 28, 28, 1)
+    png = Image.open(out.with_suffix(".png"))
+    assert png.size == (2 * 30 + 2, 2 * 30 + 2)                     # a 2x2 grid, 2-pixel padding
+    # the same images as the pipeline with the checkpoint's default temperature
+    pipe = SpikingDiffusionPipeline.from_pretrained(prior)
+    ref = pipe(num_images=4, steps=5, seed=3, temperature=pipe.default_temperature)
+    assert np.array_equal(images, ref.images)
+    assert "4 images" in capsys.readouterr().out
+
+
+def _user_error(capsys, argv) -> str:
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_user_errors_exit_2_with_one_line(trained, tmp_path, capsys):
+    _, prior = trained
+    out = str(tmp_path / "s")
+    msg = _user_error(capsys, ["sample", "--checkpoint", str(tmp_path / "missing"), "--out", out])
+    assert "missing" in msg
+    assert "steps" in _user_error(capsys, ["sample", "--checkpoint", str(prior), "--out", out, "--steps", "60"])
+    assert "temperature" in _user_error(capsys, ["sample", "--checkpoint", str(prior), "--out", out,
+                                                 "--temperature", "0"])
+    assert "/proc/x" in _user_error(capsys, ["sample", "--checkpoint", str(prior), "--out", "/proc/x/y"])
+    assert "num_images" in _user_error(capsys, ["sample", "--checkpoint", str(prior), "--out", out,
+                                                "--num-images", "0"])
+    _user_error(capsys, ["train-prior", "--out", str(tmp_path / "p"), "--vqsvae", str(tmp_path / "none"), *TRAIN[2:]])
+    assert "resume" in _user_error(capsys, ["train-vqsvae", "--out", str(tmp_path / "fresh"), "--resume", *TRAIN])
+    assert "fewer than one batch" in _user_error(
+        capsys, ["train-vqsvae", "--out", str(tmp_path / "few"), *TRAIN[:4], "--limit", "8", "--batch-size", "16"])
+    assert "mnist" in _user_error(
+        capsys, ["train-vqsvae", "--out", str(tmp_path / "m"), "--dataset", "mnist", "--no-download",
+                 "--data-root", str(tmp_path / "nodata"), "--preset", "tiny"])
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_bad_arguments_exit_2(capsys):
+    for argv in (["sample"], ["sample", "--checkpoint", "x", "--out", "y", "--steps", "many"], ["fly"]):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2
+        assert "Traceback" not in capsys.readouterr().err
+
+
+def test_module_entry_point_user_error(tmp_path, monkeypatch, capsys):
+    """``python -m spiking_diffusion`` (its __main__, run in this process) exits 2 with one line."""
+    monkeypatch.setattr(sys, "argv", ["spiking_diffusion", "sample", "--checkpoint", str(tmp_path / "nope"),
+                                      "--out", str(tmp_path / "s")])
+    with pytest.raises(SystemExit) as info:
+        runpy.run_module("spiking_diffusion", run_name="__main__", alter_sys=True)
+    assert info.value.code == 2
+    out = capsys.readouterr()
+    assert out.err.startswith("error: ") and len(out.err.strip().splitlines()) == 1, out.err
+    assert "nope" in out.err and "Traceback" not in out.err and out.out == ""
