@@ -1,7 +1,6 @@
-"""Image helpers for the studio: tiling, input preparation, GIF/MP4 export, test-set reading."""
+"""Image helpers for the studio: tiling, input preparation, GIF/MP4 export."""
 from __future__ import annotations
 
-import gzip
 import tempfile
 from pathlib import Path
 
@@ -99,30 +98,3 @@ def export_run(frames: list[np.ndarray], folder: str | None = None, fps: int = 8
     even = [f[: f.shape[0] // 2 * 2, : f.shape[1] // 2 * 2] for f in hold]
     imageio.mimsave(mp4, even, fps=fps, codec="libx264", macro_block_size=1, quality=8)
     return str(gif), str(mp4)
-
-
-def read_idx_images(path: str | Path, limit: int = 1000) -> np.ndarray:
-    """MNIST-style idx3 file (optionally .gz) -> uint8 ``[N, 28, 28]``."""
-    path = Path(path)
-    data = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
-    if int.from_bytes(data[:4], "big") != 2051:
-        raise InputError(f"{path} is not an idx3 image file")
-    n, h, w = (int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(3))
-    n = min(n, limit)
-    return np.frombuffer(data, np.uint8, n * h * w, 16).reshape(n, h, w)
-
-
-DATASET_FOLDERS = {"mnist": "MNIST", "fashion": "FashionMNIST", "fashion_mnist": "FashionMNIST",
-                   "fashionmnist": "FashionMNIST", "kmnist": "KMNIST", "emnist": "EMNIST"}
-
-
-def find_test_images(data_dir: str | Path | None, dataset: str, limit: int = 1000) -> np.ndarray | None:
-    """Test images of a data set under ``data_dir`` (torchvision layout ``<Name>/raw/t10k-images-idx3-ubyte``)."""
-    if not data_dir or not dataset:
-        return None
-    folder = DATASET_FOLDERS.get(dataset.lower().replace("-", "_"), dataset)
-    for name in ("t10k-images-idx3-ubyte", "t10k-images-idx3-ubyte.gz"):
-        p = Path(data_dir) / folder / "raw" / name
-        if p.is_file():
-            return read_idx_images(p, limit)
-    return None

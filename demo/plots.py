@@ -67,7 +67,9 @@ def membrane_traces(v, threshold: float = 1.0, spikes=None, title: str = "Membra
         fig.add_trace(go.Scatter(y=v[:, c], mode="lines", name=f"ch {c}", line=dict(width=1.5)))
     if spikes is not None:
         t, c = np.nonzero(np.asarray(spikes) > 0)
-        fig.add_trace(go.Scatter(x=t, y=v[t, c], mode="markers", name="spike", marker=dict(color="red", size=7, symbol="x")))
+        fig.add_trace(go.Scatter(x=t, y=np.full(len(t), threshold), mode="markers", name="spike",
+                                 customdata=c, hovertemplate="t=%{x}<br>channel %{customdata} spiked<extra></extra>",
+                                 marker=dict(color="red", size=8, symbol="x")))
     fig.add_hline(y=threshold, line_dash="dash", line_color="red", annotation_text="threshold")
     fig.update_xaxes(title="time step t")
     fig.update_yaxes(title="membrane potential")

@@ -17,6 +17,7 @@ import numpy as np
 
 from spiking_diffusion import DenoiserConfig, SpikingDiffusionError, SpikingDiffusionPipeline
 from spiking_diffusion import teaching
+from spiking_diffusion.data import DataError, load_images
 from spiking_diffusion.pipeline import to_uint8
 
 from . import media, plots
@@ -247,13 +248,18 @@ class Studio:
 
     # --- 4. codebook ------------------------------------------------------------------------
     def _test_tokens(self, model):
+        """Tokens of up to 1,000 test images of the model's data set (None without --data)."""
         key = ("test", model)
         if key not in self._cache:
-            pipe = self.pipe(model)
-            imgs = media.find_test_images(self.data_dir, str(pipe.info.get("dataset", model)))
-            toks = None
-            if imgs is not None and pipe.image_channels == 1:
-                toks = np.concatenate([pipe.encode(imgs[i:i + 250, None] / 255.0).numpy() for i in range(0, len(imgs), 250)])
+            pipe, toks = self.pipe(model), None
+            name = str(pipe.info.get("dataset", model))
+            if self.data_dir:
+                try:
+                    imgs = load_images(name, self.data_dir, train=False, download=False, limit=1000).images
+                    toks = np.concatenate([pipe.encode(imgs[i:i + 250].float() / 255).numpy()
+                                           for i in range(0, len(imgs), 250)])
+                except (DataError, SpikingDiffusionError):
+                    toks = None
             self._cache[key] = toks
         return self._cache[key]
 

@@ -85,7 +85,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
 
             # 3. spikes -------------------------------------------------------------------------
             with gr.Tab("Spikes", id="spikes", elem_id="tab-spikes") as spikes_tab:
-                _explain("Every token cell drives 16 neurons of the **adaptive spike generator** (ASG) for T time "
+                _explain("Every token cell drives D neurons (16 in the paper) of the **adaptive spike generator** (ASG) for T time "
                          "steps; the decoder reads these spike trains. A dot is one spike. The encoder's spikes "
                          "come from re-encoding the generated image. The membrane trace shows each ASG neuron "
                          "charging up and resetting when it crosses the threshold (dashed).")

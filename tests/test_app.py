@@ -23,21 +23,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_checkpoints(root, dataset="mnist"):
-    from spiking_diffusion import VQSVAE, SpikingDenoiser, SpikingDiffusionPipeline, get_preset
+def make_checkpoints(root, make_models, dataset="mnist"):
+    """A tiny random checkpoint (its neurons do fire: see conftest's build_tiny_models) in ``root/tiny``."""
+    from spiking_diffusion import SpikingDiffusionPipeline
 
-    p = get_preset("tiny")
-    SpikingDiffusionPipeline(VQSVAE(p.vqsvae), SpikingDenoiser(p.denoiser)).save_pretrained(
-        root / "tiny", info={"dataset": dataset, "note": "random weights, for tests"})
+    vq, den = make_models(seed=1)
+    SpikingDiffusionPipeline(vq, den).save_pretrained(root / "tiny", info={"dataset": dataset, "note": "random weights, for tests"})
     return root
 
 
 def make_test_set(root, n=40):
+    """A fake MNIST in torchvision's raw layout (idx files), n random images per split."""
     raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    imgs = np.random.default_rng(0).integers(0, 255, (n, 28, 28), dtype=np.uint8)
-    header = b"".join(v.to_bytes(4, "big") for v in (2051, n, 28, 28))
-    (raw / "t10k-images-idx3-ubyte").write_bytes(header + imgs.tobytes())
+    rng = np.random.default_rng(0)
+    for split in ("train", "t10k"):
+        imgs = rng.integers(0, 255, (n, 28, 28), dtype=np.uint8)
+        head = b"".join(v.to_bytes(4, "big") for v in (2051, n, 28, 28))
+        (raw / f"{split}-images-idx3-ubyte").write_bytes(head + imgs.tobytes())
+        labels = rng.integers(0, 10, n, dtype=np.uint8)
+        (raw / f"{split}-labels-idx1-ubyte").write_bytes((2049).to_bytes(4, "big") + n.to_bytes(4, "big") + labels.tobytes())
     return root
 
 
@@ -55,9 +60,9 @@ def launch(tmp, **extra):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, make_tiny_models):
     tmp = tmp_path_factory.mktemp("studio")
-    make_checkpoints(tmp / "ck")
+    make_checkpoints(tmp / "ck", make_tiny_models)
     make_test_set(tmp / "data")
     demo, url = launch(tmp)
     yield url, tmp

@@ -46,14 +46,14 @@ TIMING_JS = """() => {
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory):
+def url(tmp_path_factory, make_tiny_models):
     import app
 
     real = ROOT / "assets" / "mnist"
     if SHOTS and (real / "model.safetensors").is_file():
         ck = ROOT / "assets"
     else:
-        ck = make_checkpoints(tmp_path_factory.mktemp("browser") / "ck")
+        ck = make_checkpoints(tmp_path_factory.mktemp("browser") / "ck", make_tiny_models)
     args = app.parse_args(["--checkpoints", str(ck), "--port", str(free_port())])
     demo = app.make_app(args)
     _, link, _ = demo.launch(**app.launch_kwargs(args), prevent_thread_lock=True, quiet=True, inbrowser=False)

@@ -138,12 +138,3 @@ def test_export_writes_gif_and_mp4(tmp_path):
     gif, mp4 = media.export_run(frames, str(tmp_path))
     assert len(imageio.mimread(gif)) >= 5
     assert (tmp_path / "unmasking.mp4").stat().st_size > 1000 and mp4.endswith(".mp4")
-
-
-def test_read_idx(tmp_path):
-    data = (2051).to_bytes(4, "big") + (3).to_bytes(4, "big") + (2).to_bytes(4, "big") * 2 + bytes(range(12))
-    (tmp_path / "MNIST" / "raw").mkdir(parents=True)
-    (tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte").write_bytes(data)
-    imgs = media.find_test_images(tmp_path, "mnist", limit=2)
-    assert imgs.shape == (2, 2, 2) and imgs[1, 1, 1] == 7
-    assert media.find_test_images(tmp_path, "cifar10") is None
