@@ -13,17 +13,20 @@ a learned codebook). A **spiking denoiser** generates new token grids by startin
 unmasking a few cells per step; the spiking decoder turns tokens back into pixels."""
 
 
-class SafeImage(gr.Image):
-    """``gr.Image`` whose unreadable uploads give a clear message instead of a stack trace."""
+def safe_image(**kw) -> gr.Image:
+    """A ``gr.Image`` whose unreadable uploads give a clear message instead of a stack trace.
+    (Wraps the instance's preprocess: a subclass would make Gradio write a .pyi file here.)"""
+    img = gr.Image(**kw)
+    inner = img.preprocess
 
-    def get_block_name(self) -> str:
-        return "image"
-
-    def preprocess(self, payload):
+    def preprocess(payload):
         try:
-            return super().preprocess(payload)
+            return inner(payload)
         except Exception as e:  # corrupt file, decompression bomb, unsupported format
             raise gr.Error(f"could not read the uploaded image ({type(e).__name__}: {e})", duration=8) from None
+
+    img.preprocess = preprocess
+    return img
 
 
 def _explain(text: str):
@@ -121,7 +124,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
                 _explain("Upload a picture or draw one. It is converted to the model's format (28x28, grey or RGB, "
                          "light strokes on dark like MNIST), encoded to 7x7 tokens and decoded back.")
                 with gr.Row():
-                    upload = SafeImage(label="Upload", type="numpy", image_mode=None, sources=["upload", "clipboard"],
+                    upload = safe_image(label="Upload", type="numpy", image_mode=None, sources=["upload", "clipboard"],
                                        elem_id="upload")
                     sketch = gr.Sketchpad(label="Draw", type="numpy", canvas_size=(280, 280), elem_id="sketch")
                 with gr.Row():
