@@ -32,7 +32,7 @@ from .classifier import default_classifier_dir, load_classifier
 from .config import denoiser_macs
 from .data import load_images
 from .errors import SpikingDiffusionError
-from .pipeline import SpikingDiffusionPipeline
+from .pipeline import MAX_IMAGES, SpikingDiffusionPipeline
 
 FID_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"   # pytorch-fid's port of the TF FID Inception
 TV_WEIGHTS = "inception_v3_google-0cc3c7bd.pth"         # torchvision's ImageNet inception_v3 (IMAGENET1K_V1)
@@ -78,6 +78,7 @@ def _seed(seed: int, batch: int) -> int:
 def generate(pipe, n: int, steps: int, temperature: float, seed: int, order: str, batch_size: int, log=None):
     """``n`` samples in batches (batch b seeded from (seed, b)) -> (uint8 images ``[n,H,W,C]``, tokens ``[n,h,w]``)."""
     images, tokens, start = [], [], time.time()
+    batch_size = max(1, min(batch_size, MAX_IMAGES))
     for b, i in enumerate(range(0, n, batch_size)):
         out = pipe(min(batch_size, n - i), steps=steps, temperature=temperature, seed=_seed(seed, b), order=order)
         images.append(out.images)
@@ -296,6 +297,9 @@ def evaluate(checkpoint_dir, data_root, out_dir, log=print, **overrides) -> dict
     summary.md into ``out_dir``. Returns the report."""
     w = overrides.pop("inception_weights", None)
     cfg = EvalConfig(**overrides, inception_weights=[w] if isinstance(w, (str, Path)) else list(w or []))
+    for name in ("num_samples", "sweep_samples") if cfg.sweeps else ("num_samples",):
+        if getattr(cfg, name) <= cfg.k:
+            raise SpikingDiffusionError(f"{name} must exceed k={cfg.k} (the k-NN manifolds need more samples)")
     start = time.time()
     pipe = SpikingDiffusionPipeline.from_pretrained(checkpoint_dir, device=cfg.device)
     if pipe.denoiser is None:

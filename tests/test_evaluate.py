@@ -160,3 +160,8 @@ def test_standard_inception_uses_fid_pooling(tmp_path):
         want = torch.cat([e.branch1x1(x), e.branch3x3_2a(b3), e.branch3x3_2b(b3), e.branch3x3dbl_3a(bd),
                           e.branch3x3dbl_3b(bd), e.branch_pool.forward(F.max_pool2d(x, 3, 1, 1))], 1)
         torch.testing.assert_close(e(x), want)
+
+
+def test_evaluate_refuses_too_few_samples(tiny_ckpt, tmp_path):
+    with pytest.raises(E.SpikingDiffusionError, match="num_samples"):
+        E.evaluate(tiny_ckpt, "unused", tmp_path / "o", num_samples=3)
