@@ -1,7 +1,7 @@
 """A small CNN classifier per data set, trained by us, used to judge generated images offline.
 
-images [N,C,28,28] in [0,1] --3x(Conv3x3+BN+ReLU), 2 max-pools--> [N,128,7,7]
-  --global average pool--> features [N,128] --Linear--> logits [N,classes]
+images [N,C,28,28] in [0,1] --3x(Conv3x3+BN+ReLU), 2 max-pools--> [N,96,7,7]
+  --average pool to 3x3, flatten, Linear+ReLU--> features [N,128] --Linear--> logits [N,classes]
 
 The last ``holdout`` images of the training split are never trained on: they serve as the
 "real held-out images" that give the floor of every metric in :mod:`spiking_diffusion.evaluate`.
@@ -34,13 +34,11 @@ class ClassifierConfig:
     dataset: str = "mnist"
     in_channels: int = 1
     num_classes: int = 10
-    widths: tuple[int, int, int] = (32, 64, 128)   # the last width is the feature dimension
+    widths: tuple[int, int, int] = (32, 64, 96)    # conv widths
+    grid: int = 3              # the last conv map is average-pooled to grid x grid before the feature layer
+    feature_dim: int = 128
     holdout: int = 10000       # last images of the train split kept out of training
     info: dict = field(default_factory=dict, compare=False)  # accuracy, epochs, ... (filled on save)
-
-    @property
-    def feature_dim(self) -> int:
-        return self.widths[-1]
 
 
 @dataclass
@@ -64,14 +62,16 @@ class Classifier(nn.Module):
         block = lambda a, b: [nn.Conv2d(a, b, 3, padding=1, bias=False), nn.BatchNorm2d(b), nn.ReLU(inplace=True)]
         self.body = nn.Sequential(*block(cfg.in_channels, c1), nn.MaxPool2d(2),
                                   *block(c1, c2), nn.MaxPool2d(2), *block(c2, c3))
+        self.pool = nn.AdaptiveAvgPool2d(cfg.grid)
+        self.embed_layer = nn.Sequential(nn.Flatten(), nn.Linear(c3 * cfg.grid ** 2, cfg.feature_dim), nn.ReLU(inplace=True))
         self.dropout = nn.Dropout(0.2)
-        self.head = nn.Linear(c3, cfg.num_classes)
+        self.head = nn.Linear(cfg.feature_dim, cfg.num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``[N,C,28,28]`` (floats in [0,1] or uint8) -> embedding ``[N, feature_dim]``."""
         if not torch.is_floating_point(x):
             x = x.float() / 255.0
-        return self.body((x - 0.5) / 0.5).mean((2, 3))
+        return self.embed_layer(self.pool(self.body((x - 0.5) / 0.5)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``[N,C,28,28]`` -> logits ``[N, num_classes]``."""
