@@ -1,0 +1,288 @@
+"""Fast inference for the spiking denoiser, and the plain reference it is checked against.
+
+Two ways to compute the same thing:
+
+* :func:`reference_logits` / :func:`reference_decode` are the paper's math written plainly: the
+  static input is repeated over the T time steps and goes through every layer at every step
+  (conv1 and the ASG T times, conv6 and the decoder's output conv at every step, then the mean
+  over T / the membrane read-out), with the model's own SpikingJelly neurons. They use the
+  models' stateful modules, so a caller that shares a model between threads must hold a lock.
+
+* :class:`FastDenoiser` is an inference-only forward built from a trained
+  :class:`~spiking_diffusion.denoiser.SpikingDenoiser`. It is stateless (membrane potentials
+  are local variables), so concurrent calls cannot share neuron state, and it keeps no autograd
+  graph. Compared with the reference it
+
+  - runs conv1 + BN once on the T-constant input instead of T times;
+  - takes the mean over T before the linear conv6 (T times fewer MACs in conv6);
+  - runs each conv on all T steps at once (T folded into the batch, as SpikingJelly does);
+  - runs the LIF neurons as a plain in-place loop (no surrogate, no saved charges);
+  - computes the time embedding once per distinct time value.
+
+  With the default ``exact=True`` every spike is bit-identical to the reference (the convolutions
+  and BatchNorm see the same inputs in the same layout, and the LIF loop does SpikingJelly's
+  arithmetic: ``h = v + (x - v) / tau; s = h >= 1; v = h - h * s``); only conv6's summation
+  order differs, so logits agree to ~1e-6. ``exact=False`` additionally folds BatchNorm into the
+  convolution weights (``channels_last=True`` also switches the memory layout): the math is the
+  same but the float rounding is not, and a membrane potential within ~1e-7 of the threshold
+  then flips a spike now and then (measured: a couple of flips per 16-image call at the paper
+  size, moving logits by ~1e-3, beyond the 1e-4 tolerance). It is not faster either (BatchNorm
+  is ~1% of a call), so folding is not the default.
+
+Measured (paper preset, 16 images, 2 threads; ``benchmarks/bench_sampling.py --profile``): the
+convolutions are ~90% of a fast call and run at ~100 GMAC/s, close to this CPU's float32 peak;
+the LIF loop is ~3%, BatchNorm ~1%. Prepacked oneDNN weights and channels_last gave no gain.
+Sparse products over the binary inputs (CSR matmul, embedding_bag over active inputs) were 1.5-4x
+slower than the dense conv even at 2% firing (trained models fire 3-11%), so the remaining
+saving is doing fewer calls: the sampler skips images that unmask nothing at a step.
+
+Batch invariance: SpikingJelly-style convs on ``[T*B, C, h, w]`` give the same result for an
+image whatever else is in the batch as long as the batch holds at least 2 frames (oneDNN takes
+a different path for a batch of one); the fast path pads single-row convs to two rows, so
+skipping idle images in the sampler does not change any image's spikes.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .denoiser import SpikingDenoiser
+from .spiking import membrane_output, repeat_over_time, reset
+
+__all__ = [
+    "FastDenoiser", "lif_sequence", "lif_constant", "input_features", "reference_logits",
+    "reference_decode", "randomize_batchnorm", "firing_rates",
+]
+
+
+# --- neurons ------------------------------------------------------------------------------------
+def _lif_params(node) -> tuple[float, float]:
+    """(tau, threshold) of a SpikingJelly LIFNode, checking it is the paper's kind of neuron."""
+    tau = float(getattr(node, "tau", 2.0))
+    thr = float(getattr(node, "v_threshold", 1.0))
+    if getattr(node, "v_reset", 0.0) != 0.0 or not getattr(node, "decay_input", True):
+        raise ValueError("FastDenoiser supports LIF neurons with decay_input=True and hard reset to 0")
+    return tau, thr
+
+
+def lif_sequence(x: torch.Tensor, tau: float = 2.0, threshold: float = 1.0, constant: bool = False,
+                 steps: int | None = None) -> torch.Tensor:
+    """Spikes of LIF neurons (input decay, hard reset to 0, v starts at 0) for inputs ``x``.
+
+    ``x [T, ...] -> spikes [T, ...]`` float 0/1; with ``constant=True``, ``x [...]`` is fed at
+    each of ``steps`` steps (no copy). Same arithmetic as SpikingJelly's LIFNode:
+    ``h = v + (x_t - v) / tau; s = h >= threshold; v = 0 where s else h``.
+    """
+    T = steps if constant else x.shape[0]
+    shape = x.shape if constant else x.shape[1:]
+    out = torch.empty((T, *shape), dtype=x.dtype, device=x.device)
+    v = torch.zeros(shape, dtype=x.dtype, device=x.device)
+    h = torch.empty_like(v)
+    for i in range(T):
+        s = out[i]
+        torch.sub(x if constant else x[i], v, out=h)
+        h.div_(tau).add_(v)                            # h = v + (x - v) / tau (addition commutes exactly)
+        torch.ge(h, threshold, out=s)                  # s = h >= threshold, as 0./1.
+        torch.addcmul(h, h, s, value=-1.0, out=v)      # hard reset: v = h - h*s (exact: h*s is h or 0)
+    return out
+
+
+def lif_constant(x: torch.Tensor, steps: int, tau: float = 2.0, threshold: float = 1.0) -> torch.Tensor:
+    """Spikes ``[steps, ...]`` of LIF neurons driven by the same input ``x [...]`` at every step."""
+    return lif_sequence(x, tau, threshold, constant=True, steps=steps)
+
+
+# --- inputs ---------------------------------------------------------------------------------------
+def input_features(model: SpikingDenoiser, tokens: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The denoiser's static input ``[B, C_in, h, w]``, as ``model.input_features`` computes it,
+    except that the time embedding is computed once per distinct time value (so a row's features
+    do not depend on how many other rows the batch holds)."""
+    if model.cfg.input_mode == "index":
+        return model.input_features(tokens, t)
+    B, h, w = tokens.shape
+    times, inverse = torch.unique(t.to(torch.float32).reshape(B), return_inverse=True)
+    tim = model.time_embed(times)[inverse]                                             # [B, E]
+    tok = model.token_embed(tokens).permute(0, 3, 1, 2)                                # [B, E, h, w]
+    return torch.cat([tok, tim[:, :, None, None].expand(-1, -1, h, w)], dim=1)        # [B, 2E, h, w]
+
+
+def _conv(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], padding: int = 1) -> torch.Tensor:
+    """conv2d that treats a batch of one like any other batch (oneDNN's batch-1 path rounds
+    differently), so a row's output does not depend on the batch size."""
+    if x.shape[0] == 1:
+        return F.conv2d(x.expand(2, *x.shape[1:]), weight, bias, padding=padding)[:1]
+    return F.conv2d(x, weight, bias, padding=padding)
+
+
+def _bn(x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
+    """Inference BatchNorm with running statistics (the very kernel the model uses)."""
+    return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+
+
+# --- the reference --------------------------------------------------------------------------------
+@torch.inference_mode()
+def reference_logits(model: SpikingDenoiser, tokens: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The paper's denoiser forward, written plainly: ``[B,h,w], [B] -> logits [B,K,h,w]``.
+
+    The input is repeated over T and every layer runs at every step, conv6 included; logits are
+    the mean over T of conv6's output. Uses the model's own SpikingJelly neurons (resets them)."""
+    if model.training:
+        raise ValueError("reference_logits needs the model in eval mode (BatchNorm running statistics)")
+    T = model.T
+    try:
+        x = repeat_over_time(input_features(model, tokens, t), T)                   # [T, B, C_in, h, w]
+        B = x.shape[1]
+        y = model.bn1(model.conv1(x.flatten(0, 1))).unflatten(0, (T, B))             # [T, B, w1, h, w]
+        s1 = model.lif1(y)
+        s5 = model.conv5(model.conv4(model.conv3(model.conv2(s1))))                  # [T, B, w5, h, w]
+        out = model.conv6(torch.cat([s5, s1], dim=2).flatten(0, 1)).unflatten(0, (T, B))  # [T, B, K, h, w]
+        return out.mean(0)
+    finally:
+        reset(model)
+
+
+@torch.inference_mode()
+def reference_decode(vqsvae, tokens: torch.Tensor, mask_id: int | None = None) -> torch.Tensor:
+    """The VQ-SVAE's decoding written plainly: tokens ``[N,h,w]`` -> images ``[N,C,H,W]`` in [0,1].
+
+    The code vectors are repeated over T and go through the ASG's conv + BN at every step; the
+    decoder's output conv runs at every step before the membrane read-out ``M(.)`` and tanh."""
+    T = vqsvae.cfg.time_steps
+    asg, dec = vqsvae.asg, vqsvae.decoder
+    try:
+        e = repeat_over_time(vqsvae.code_vectors(tokens, mask_id), T)                # [T, N, D, h, w]
+        N = e.shape[1]
+        s = asg.lif(asg.bn(asg.conv(e.flatten(0, 1))).unflatten(0, (T, N)))         # [T, N, D, h, w]
+        s = dec.block2(dec.block1(s))                                                # [T, N, c1, H, W]
+        out = dec.out(s.flatten(0, 1)).unflatten(0, (T, N))                          # [T, N, C, H, W]
+        img = torch.tanh(membrane_output(out, dec.decay))
+        return (img + 0.5).clamp(0, 1)
+    finally:
+        reset(vqsvae)
+
+
+# --- the fast denoiser ------------------------------------------------------------------------------
+class FastDenoiser:
+    """Inference-only, stateless forward of a trained :class:`SpikingDenoiser` (see the module doc).
+
+    ``FastDenoiser(model)(tokens, t)`` returns the logits ``[B,K,h,w]``. The model must be in eval
+    mode. In exact mode the parameters are read from the model at each call (nothing is copied);
+    with ``exact=False`` the folded weights are a snapshot taken now (:meth:`refresh` re-folds).
+    """
+
+    def __init__(self, model: SpikingDenoiser, exact: bool = True, channels_last: bool = False):
+        if exact and channels_last:
+            raise ValueError("channels_last changes float rounding; use it with exact=False")
+        self.model = model
+        self.exact = exact
+        self.channels_last = channels_last
+        self.T = model.T
+        self.taus = [_lif_params(n) for n in self._neurons()]
+        self._folded: list | None = None
+        if not exact:
+            self.refresh()
+
+    def _neurons(self):
+        m = self.model
+        return [m.lif1] + [getattr(m, f"conv{i}")[2] for i in range(2, 6)]
+
+    def _blocks(self):
+        """(conv, bn) of conv1..conv5."""
+        m = self.model
+        return [(m.conv1, m.bn1)] + [(getattr(m, f"conv{i}")[0], getattr(m, f"conv{i}")[1]) for i in range(2, 6)]
+
+    def refresh(self) -> None:
+        """Fold BatchNorm into the conv weights again (``exact=False``: call after changing the model)."""
+        from torch.nn.utils.fusion import fuse_conv_bn_weights
+
+        folded = []
+        with torch.no_grad():
+            for conv, bn in self._blocks():
+                w, b = fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean, bn.running_var,
+                                            bn.eps, bn.weight, bn.bias)
+                w = w.detach().clone()
+                if self.channels_last:
+                    w = w.contiguous(memory_format=torch.channels_last)
+                folded.append((w, b.detach().clone()))
+        self._folded = folded
+
+    def _conv_bn(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        if self.exact:
+            conv, bn = self._blocks()[i]
+            return _bn(_conv(x, conv.weight, conv.bias), bn)
+        w, b = self._folded[i]
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return _conv(x, w, b)
+
+    @torch.inference_mode()
+    def __call__(self, tokens: torch.Tensor, t: torch.Tensor, record: dict | None = None) -> torch.Tensor:
+        """Logits ``[B,K,h,w]`` for tokens ``[B,h,w]`` (mask id where masked) and times ``t [B]``.
+        ``record``, when given, receives the spikes ``[T,B,C,h,w]`` of conv1..conv5 by name."""
+        if self.model.training:
+            raise ValueError("FastDenoiser needs the model in eval mode (BatchNorm running statistics)")
+        T = self.T
+        x = input_features(self.model, tokens, t)                                     # [B, C_in, h, w]
+        B = x.shape[0]
+        tau, thr = self.taus[0]
+        s1 = lif_constant(self._conv_bn(0, x), T, tau, thr)                            # [T, B, w1, h, w]
+        s = s1
+        if record is not None:
+            record["conv1"] = s1
+        for i in range(1, 5):
+            tau, thr = self.taus[i]
+            y = self._conv_bn(i, s.flatten(0, 1))                                      # [T*B, c, h, w]
+            s = lif_sequence(y.unflatten(0, (T, B)), tau, thr)                         # [T, B, c, h, w]
+            if record is not None:
+                record[f"conv{i + 1}"] = s
+        # conv6 is linear: the mean over T first, then one conv (T times fewer MACs)
+        m = torch.cat([s.mean(0), s1.mean(0)], dim=1)                                  # [B, w5+w1, h, w]
+        return _conv(m, self.model.conv6.weight, self.model.conv6.bias)
+
+
+# --- helpers for tests and benchmarks ---------------------------------------------------------------
+@torch.no_grad()
+def randomize_batchnorm(model: nn.Module, calibrate, seed: int = 0, shift: float = 0.3) -> nn.Module:
+    """Give a freshly initialised spiking model realistic firing (for tests and benchmarks only).
+
+    Every BatchNorm gets a random scale in [0.5, 1.5) and shift around ``shift``; then
+    ``calibrate()`` (a forward pass on some input) runs in train mode with momentum 1, so the
+    running statistics normalise each layer's pre-activations. Returns the model in eval mode.
+    """
+    g = torch.Generator().manual_seed(seed)
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [bn.momentum for bn in bns]
+    for bn in bns:
+        C = bn.num_features
+        bn.weight.copy_(torch.rand(C, generator=g) + 0.5)
+        bn.bias.copy_(torch.randn(C, generator=g) * 0.5 + shift)
+        bn.momentum = 1.0
+    model.train()
+    try:
+        calibrate()
+    finally:
+        reset(model)
+        for bn, mom in zip(bns, momenta):
+            bn.momentum = mom
+        model.eval()
+    return model
+
+
+@torch.inference_mode()
+def firing_rates(model: SpikingDenoiser, tokens: torch.Tensor, t: torch.Tensor) -> dict[str, dict[str, float]]:
+    """Per layer of the denoiser: mean firing rate, fraction of all-zero ``(t, image)`` frames and
+    of channels silent over the whole batch (what sparsity could skip)."""
+    rec: dict = {}
+    FastDenoiser(model)(tokens, t, record=rec)
+    out = {}
+    for name, s in rec.items():
+        T, B, C = s.shape[:3]
+        out[name] = {
+            "rate": float(s.mean()),
+            "zero_frames": float((~s.flatten(2).bool().any(2)).float().mean()),
+            "silent_channels": float((~s.transpose(0, 2).reshape(C, -1).bool().any(1)).float().mean()),
+        }
+    return out
