@@ -3,8 +3,9 @@
 images [N,C,28,28] in [0,1] --3x(Conv3x3+BN+ReLU), 2 max-pools--> [N,96,7,7]
   --average pool to 3x3, flatten, Linear+ReLU--> features [N,128] --Linear--> logits [N,classes]
 
-The last ``holdout`` images of the training split are never trained on: they serve as the
-"real held-out images" that give the floor of every metric in :mod:`spiking_diffusion.evaluate`.
+``holdout`` images of the training split (a seeded random choice: some data sets are stored sorted
+by class) are never trained on: they serve as the "real held-out images" that give the floor of
+every metric in :mod:`spiking_diffusion.evaluate` (see :func:`holdout_split`).
 Saved as a folder with ``config.json`` + ``model.safetensors`` (safetensors only).
 """
 from __future__ import annotations
@@ -37,7 +38,8 @@ class ClassifierConfig:
     widths: tuple[int, int, int] = (32, 64, 96)    # conv widths
     grid: int = 3              # the last conv map is average-pooled to grid x grid before the feature layer
     feature_dim: int = 128
-    holdout: int = 10000       # last images of the train split kept out of training
+    holdout: int = 10000       # train images kept out of training
+    holdout_seed: int | None = 0  # seed of the held-out choice; None: the last ``holdout`` images
     info: dict = field(default_factory=dict, compare=False)  # accuracy, epochs, ... (filled on save)
 
 
@@ -121,6 +123,12 @@ def load_classifier(path, device="cpu") -> Classifier:
     return model.to(device).eval()
 
 
+def holdout_split(n: int, holdout: int, seed: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (trained on ``[n - holdout]``, held out ``[holdout]``) of a train split of ``n`` images."""
+    order = torch.arange(n) if seed is None else torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[:n - holdout], order[n - holdout:]
+
+
 def default_classifier_dir(dataset: str) -> Path:
     return ASSETS / dataset
 
@@ -156,9 +164,10 @@ def train_classifier(dataset_name: str, data_root, out_dir, epochs: int = 3, tcf
     train = load_images(dataset_name, data_root, train=True, download=download)
     test = load_images(dataset_name, data_root, train=False, download=download)
     holdout = min(tcfg.holdout, len(train) // 5)
-    n_fit = len(train) - holdout
+    fit_idx, held_idx = holdout_split(len(train), holdout, tcfg.seed)
+    n_fit = len(fit_idx)
     num_classes = int(max(int(train.labels.max()), int(test.labels.max())) + 1)
-    cfg = ClassifierConfig(dataset_name, channels_of(dataset_name), num_classes, holdout=holdout)
+    cfg = ClassifierConfig(dataset_name, channels_of(dataset_name), num_classes, holdout=holdout, holdout_seed=tcfg.seed)
     model = Classifier(cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     steps_per_epoch = math.ceil(n_fit / tcfg.batch_size)
@@ -169,7 +178,7 @@ def train_classifier(dataset_name: str, data_root, out_dir, epochs: int = 3, tcf
     step, start = 0, time.time()
     while step < total:
         model.train()
-        for idx in torch.randperm(n_fit, generator=g).split(tcfg.batch_size):
+        for idx in fit_idx[torch.randperm(n_fit, generator=g)].split(tcfg.batch_size):
             x = _augment(train.floats(idx).to(device), g, flip)
             loss = F.cross_entropy(model(x), train.labels[idx].to(device))
             opt.zero_grad(set_to_none=True)
@@ -183,7 +192,7 @@ def train_classifier(dataset_name: str, data_root, out_dir, epochs: int = 3, tcf
                 break
     model.eval()
     info = {"test_accuracy": accuracy(model, test.images, test.labels),
-            "holdout_accuracy": accuracy(model, train.images[n_fit:], train.labels[n_fit:]),
+            "holdout_accuracy": accuracy(model, train.images[held_idx], train.labels[held_idx]),
             "epochs": tcfg.epochs, "steps": step, "train_images": n_fit,
             "params": sum(p.numel() for p in model.parameters()), "seconds": round(time.time() - start, 1)}
     model.cfg = ClassifierConfig(**{**asdict(cfg), "info": info})

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from . import metrics as M
 from .checkpoint import update_metadata
-from .classifier import default_classifier_dir, load_classifier
+from .classifier import default_classifier_dir, holdout_split, load_classifier
 from .config import denoiser_macs
 from .data import load_images
 from .errors import SpikingDiffusionError
@@ -338,7 +338,7 @@ def evaluate(checkpoint_dir, data_root, out_dir, log=print, **overrides) -> dict
         feats, _ = clf.embed(test.images)
         ref = Reference(feats, *M.feature_stats(feats), np.random.default_rng(cfg.seed).permutation(len(feats)))
         train = load_images(dataset, data_root, train=True, download=cfg.download)
-        held = train.images[len(train) - clf.cfg.holdout:][:cfg.num_samples]
+        held = train.images[holdout_split(len(train), clf.cfg.holdout, clf.cfg.holdout_seed)[1][:cfg.num_samples]]
         report["classifier"] = {
             "classifier": str(clf_dir), "classifier_test_accuracy": clf.cfg.info.get("test_accuracy"),
             "reference": f"test split ({len(test)} images)",

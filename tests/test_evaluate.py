@@ -11,8 +11,8 @@ from spiking_diffusion import SpikingDenoiser, SpikingDiffusionPipeline, VQSVAE,
 from spiking_diffusion import evaluate as E
 from spiking_diffusion import metrics as M
 from spiking_diffusion.checkpoint import read_config
-from spiking_diffusion.classifier import (TrainClassifierConfig, add_train_classifier_arguments, load_classifier,
-                                          train_classifier)
+from spiking_diffusion.classifier import (TrainClassifierConfig, add_train_classifier_arguments, holdout_split,
+                                          load_classifier, train_classifier)
 from spiking_diffusion.data import load_images
 
 
@@ -62,6 +62,14 @@ def test_classifier_roundtrip(classifier_dir):
     assert sum(p.numel() for p in clf.parameters()) < 250_000
     args = add_train_classifier_arguments(argparse.ArgumentParser()).parse_args(["--dataset", "mnist"])
     assert args.epochs >= 1 and args.out is None
+
+
+def test_holdout_split():
+    fit, held = holdout_split(100, 20, seed=0)
+    assert len(fit) == 80 and len(held) == 20 and sorted(fit.tolist() + held.tolist()) == list(range(100))
+    assert held.tolist() != list(range(80, 100))                        # random: class-sorted sets stay mixed
+    assert holdout_split(100, 20, seed=0)[1].tolist() == held.tolist()  # reproducible
+    assert holdout_split(100, 20, seed=None)[1].tolist() == list(range(80, 100))
 
 
 def test_evaluate_end_to_end(tiny_ckpt, classifier_dir, tmp_path, monkeypatch):
