@@ -33,6 +33,10 @@ def _train_args(p: argparse.ArgumentParser, stage: str) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--resume", action="store_true", help="continue exactly from the run's last snapshot")
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    if stage == "vqsvae":
+        p.add_argument("--codebook-init", choices=["normal", "data"], default="normal",
+                       help="codebook start: N(0,1) as in the paper, or distinct encoder outputs "
+                            "(fewer dead codes)")
     if stage == "prior":
         p.add_argument("--vqsvae", required=True, help="trained VQ-SVAE checkpoint directory")
         p.add_argument("--input-mode", choices=["index", "embedding"], default=None,

@@ -28,6 +28,7 @@ from .data import channels_of, load_images
 from .denoiser import SpikingDenoiser
 from .diffusion import AbsorbingDiffusion
 from .errors import CheckpointError, SpikingDiffusionError
+from .spiking import reset
 from .vqsvae import VQSVAE
 
 STATE_NAME = "training_state.safetensors"
@@ -50,6 +51,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-3
     loss: str = "reweighted_elbo"
+    codebook_init: str = "normal"  # "normal": nn.Embedding's N(0,1) (the paper); "data": encoder outputs
     seed: int = 0
     device: str = "cpu"
     limit: int | None = None       # use only the first N training images
@@ -227,6 +229,8 @@ def train_vqsvae(cfg: TrainConfig) -> Path:
     vq_cfg = replace(preset.vqsvae, data_variance=data.variance())
     torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only
     model = VQSVAE(vq_cfg)
+    if cfg.codebook_init == "data" and not cfg.resume:
+        init_codebook_from_data(model, data.floats(slice(0, 1024)), cfg.seed)
     spe = len(data) // cfg.batch_size
 
     def save_model(step):
@@ -235,6 +239,29 @@ def train_vqsvae(cfg: TrainConfig) -> Path:
     step, speed = _loop(cfg, model, data.images, lambda x, g: (x.float() / 255.0,), save_model, {})
     print(f"VQ-SVAE: {step} steps at {speed:.1f} images/s -> {cfg.out}")
     return Path(cfg.out)
+
+
+@torch.no_grad()
+def init_codebook_from_data(model: VQSVAE, images: torch.Tensor, seed: int) -> None:
+    """Set the codebook to K distinct dual-coded encoder outputs of ``images [n,C,H,W]``.
+
+    Against codebook collapse: codes drawn from N(0,1) mostly lie far from the encoder's
+    non-negative outputs and are never chosen. Deterministic for a seed, so DDP ranks agree.
+    Only the codebook changes (BatchNorm statistics are restored).
+    """
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    z = model.quantizer.dual_code(model.encoder(images))                  # [n, D, h, w]
+    reset(model)
+    rows = torch.unique(z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]), dim=0)  # [u, D]
+    g = torch.Generator().manual_seed(seed)
+    K = model.cfg.codebook_size
+    pick = rows[torch.randperm(len(rows), generator=g)[:K]]
+    if len(pick) < K:  # fewer distinct outputs than codes: jitter copies
+        extra = pick[torch.randint(len(pick), (K - len(pick),), generator=g)]
+        pick = torch.cat([pick, extra + 0.01 * torch.randn(extra.shape, generator=g)])
+    saved["quantizer.codebook.weight"] = pick.clone()
+    model.load_state_dict(saved)
 
 
 @torch.inference_mode()
