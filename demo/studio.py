@@ -16,6 +16,7 @@ import gradio as gr
 import numpy as np
 
 from spiking_diffusion import DenoiserConfig, SpikingDiffusionError, SpikingDiffusionPipeline
+from spiking_diffusion import metrics as M
 from spiking_diffusion import teaching
 from spiking_diffusion.data import DataError, load_images
 from spiking_diffusion.pipeline import to_uint8
@@ -247,21 +248,38 @@ class Studio:
         return cell_fig, all_fig, enc_fig, maps, rates, mem, note
 
     # --- 4. codebook ------------------------------------------------------------------------
-    def _test_tokens(self, model):
-        """Tokens of up to 1,000 test images of the model's data set (None without --data)."""
+    def _test_usage(self, model):
+        """(label, per-position counts ``[49, K]``) of the model's test split, or None: the usage that
+        ``evaluate --record`` saved beside the checkpoint, else up to 1,000 test images from ``--data``."""
         key = ("test", model)
         if key not in self._cache:
-            pipe, toks = self.pipe(model), None
-            name = str(pipe.info.get("dataset", model))
-            if self.data_dir:
-                try:
-                    imgs = load_images(name, self.data_dir, train=False, download=False, limit=1000).images
-                    toks = np.concatenate([pipe.encode(imgs[i:i + 250].float() / 255).numpy()
-                                           for i in range(0, len(imgs), 250)])
-                except (DataError, SpikingDiffusionError):
-                    toks = None
-            self._cache[key] = toks
+            pipe = self.pipe(model)
+            self._cache[key] = self._recorded_usage(pipe) or self._data_usage(pipe, model)
         return self._cache[key]
+
+    @staticmethod
+    def _recorded_usage(pipe):
+        try:
+            saved = pipe.test_code_usage()
+        except SpikingDiffusionError:
+            return None
+        if not isinstance(saved, dict):
+            return None
+        per_pos = np.asarray(saved.get("per_position", []))
+        if per_pos.shape != (LATENT * LATENT, pipe.codebook_size) or per_pos.dtype.kind not in "iu":
+            return None  # not this model's grid / codebook
+        return f"test set ({saved.get('images', '?')} images, recorded by evaluate)", per_pos
+
+    def _data_usage(self, pipe, model):
+        if not self.data_dir:
+            return None
+        name = str(pipe.info.get("dataset", model))
+        try:
+            imgs = load_images(name, self.data_dir, train=False, download=False, limit=1000).images
+            toks = np.concatenate([pipe.encode(imgs[i:i + 250].float() / 255).numpy() for i in range(0, len(imgs), 250)])
+        except (DataError, SpikingDiffusionError):
+            return None
+        return f"test set ({len(toks)} images)", M.code_counts(toks, pipe.codebook_size)
 
     def _atlas(self, model):
         key = ("atlas", model)
@@ -278,26 +296,25 @@ class Studio:
         """(usage bars, per-position heatmaps, stats markdown, atlas image, usage state)."""
         pipe = self.pipe(model)
         K = pipe.codebook_size
-        sources = {}
-        test = self._test_tokens(model)
-        if test is not None:
-            sources[f"test set ({len(test)} images)"] = test
+        test = self._test_usage(model)
+        usage = dict([test] if test else [])                                  # label -> counts [49, K]
         if isinstance(run, Run) and run.model == model:
-            sources[f"generated ({len(run.tokens)} images)"] = run.tokens
+            usage[f"generated ({len(run.tokens)} images)"] = M.code_counts(run.tokens, K)
         elif pipe.denoiser is not None:
-            sources["generated (64 images, seed 0)"] = pipe(64, pipe.num_diffusion_steps, 0.65, 0).tokens
-        usage = {k: teaching.code_usage(v, K) for k, v in sources.items()}
+            usage["generated (64 images, seed 0)"] = M.code_counts(pipe(64, pipe.num_diffusion_steps, 0.65, 0).tokens, K)
+        counts = {k: v.sum(0) for k, v in usage.items()}
         stats = ["| source | codes used | dead codes | perplexity |", "|---|---|---|---|"]
-        for name, (counts, _) in usage.items():
-            s = teaching.usage_stats(counts)
-            stats.append(f"| {name} | {s['used']}/{K} | {s['dead']} | {s['perplexity']:.1f} |")
+        for name, c in counts.items():
+            s = M.usage_stats(c)
+            stats.append(f"| {name} | {K - s['dead_codes']}/{K} | {s['dead_codes']} | {s['perplexity']:.1f} |")
         if test is None:
-            stats.append(f"\nTest-set usage needs the test images: start the studio with `--data DIR` "
-                         f"(torchvision layout, e.g. `DIR/MNIST/raw/t10k-images-idx3-ubyte`).")
+            stats.append("\nTest-set usage is not available: record it with `python -m spiking_diffusion "
+                         "evaluate --checkpoint DIR --out OUT --record` (writes `code_usage.json` beside the "
+                         "checkpoint), or start the studio with `--data DIR` (torchvision layout, e.g. "
+                         "`DIR/MNIST/raw/t10k-images-idx3-ubyte`).")
         atlas = media.tile(self._atlas(model), cols=16, scale=3)
-        return (plots.usage_bars({k: v[0] for k, v in usage.items()}),
-                plots.usage_heatmaps({k: v[1] for k, v in usage.items()}),
-                "\n".join(stats), atlas, {k: v[1] for k, v in usage.items()}, gr.update(maximum=K - 1))
+        return (plots.usage_bars(counts), plots.usage_heatmaps(usage), "\n".join(stats), atlas, usage,
+                gr.update(maximum=K - 1))
 
     @friendly
     def code(self, model, usage, code):
@@ -388,15 +405,18 @@ class Studio:
         rates = []
         for i in picks:  # the denoiser's input at step i is the grid before that step
             before = steps[i - 1].tokens if i else np.full_like(steps[0].tokens, run.trace.mask_id)
-            rates.append(list(pipe.denoiser_spikes(before, np.full(len(before), steps[i].t)).values()))
-        rates = list(np.mean(rates, 0))
+            rates.append(pipe.denoiser_spikes(before, np.full(len(before), steps[i].t)))
+        rates = {k: float(np.mean([r[k] for r in rates])) for k in rates[0]}
         calls = int(sum(s.unmasked.reshape(len(s.unmasked), -1).any(1).sum() for s in steps))
-        e = teaching.energy_estimate(cfg, rates, calls)
+        e = M.energy(M.denoiser_layers(cfg), rates, cfg.time_steps)
+        ann_uj, snn_uj = calls * e["ann_energy_pj"] / 1e6, calls * e["snn_energy_pj"] / 1e6
         md = (f"**{len(run.images)} images, {len(steps)} steps** -> {calls} denoiser calls on the fast path "
               f"(an image skips steps that unmask nothing).\n\n"
               f"| | per call | whole generation |\n|---|---|---|\n"
-              f"| ANN (every connection a MAC, 4.6 pJ) | {e['macs_per_call'] / 1e6:.1f} M MACs | {e['ann_uj']:.1f} uJ |\n"
-              f"| SNN (first layer MACs, then an AC of 0.9 pJ per spike) | {e['acs_per_call'] / 1e6:.2f} M ACs | {e['snn_uj']:.1f} uJ |\n\n"
-              f"Mean firing rates of conv1..conv5: {', '.join(f'{r:.3f}' for r in rates)}. "
-              f"Estimated saving: **{e['ratio']:.1f}x** (a textbook estimate: it ignores memory access and the decoder).")
-        return md, plots.bars({"ANN": e["ann_uj"], "SNN": e["snn_uj"]}, "Energy of this generation (uJ)", "uJ")
+              f"| ANN (every connection a MAC of {M.E_MAC_PJ} pJ, once per call) | {e['ann_macs'] / 1e6:.1f} M MACs | {ann_uj:.1f} uJ |\n"
+              f"| SNN (first layer {e['snn_macs'] / 1e6:.2f} M MACs once, then an AC of {M.E_AC_PJ} pJ per spike "
+              f"per connection over T = {cfg.time_steps} steps) | {e['sops'] / 1e6:.2f} M ACs | {snn_uj:.1f} uJ |\n\n"
+              f"Mean firing rates: {', '.join(f'{k} {r:.3f}' for k, r in rates.items())}. "
+              f"Estimated saving: **{ann_uj / snn_uj:.1f}x** (a textbook estimate, counted as `evaluate` counts "
+              f"it: it ignores memory access and, here, the decoder).")
+        return md, plots.bars({"ANN": ann_uj, "SNN": snn_uj}, "Energy of this generation (uJ)", "uJ")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import gradio as gr
 
+from spiking_diffusion.metrics import E_AC_PJ, E_MAC_PJ
+
 from .studio import CELLS, Studio
 
 CSS = ".pixelated img { image-rendering: pixelated; } .explain { font-size: 0.95em; }"
@@ -189,9 +191,9 @@ def build_demo(studio: Studio) -> gr.Blocks:
                 with gr.Row():
                     with gr.Column(scale=1):
                         _explain("### Energy of a generation\nA spiking layer only works when a spike arrives: one "
-                                 "addition (AC, ~0.9 pJ) per spike per connection, against a multiply-add (MAC, "
-                                 "~4.6 pJ) per connection per step in an ordinary network. Estimated for your last "
-                                 "generation.")
+                                 f"addition (AC, ~{E_AC_PJ} pJ) per spike per connection at each of the T steps, "
+                                 f"against one multiply-add (MAC, ~{E_MAC_PJ} pJ) per connection in an ordinary "
+                                 "network. Estimated for your last generation.")
                         en_go = gr.Button("Estimate energy of my last generation", elem_id="energy-btn")
                         en_md = gr.Markdown(elem_id="energy-note")
                     en_fig = gr.Plot(elem_id="energy-plot", scale=2)

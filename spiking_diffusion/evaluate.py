@@ -9,6 +9,8 @@ evaluate(checkpoint_dir, data_root, out_dir) writes ``report.json`` + ``summary.
               generated images and for real held-out images (the floor), both against the test split
   model       VQ-SVAE reconstruction MSE/SSIM and codebook usage on the test split, firing rates per
               layer, synaptic operations and energy per generated image vs a non-spiking equivalent
+With ``record``, the headline metrics go into the checkpoint's config.json and the test split's code
+usage into ``code_usage.json`` beside it (the studio's Codebook view reads it).
   sweeps      the classifier metrics over sampling temperatures and numbers of sampling steps
 """
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import metrics as M
-from .checkpoint import update_metadata
+from .checkpoint import atomic_write_file, update_metadata
 from .classifier import default_classifier_dir, holdout_split, load_classifier
 from .config import denoiser_macs
 from .data import load_images
@@ -37,6 +38,7 @@ from .pipeline import MAX_IMAGES, SpikingDiffusionPipeline
 FID_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"   # pytorch-fid's port of the TF FID Inception
 TV_WEIGHTS = "inception_v3_google-0cc3c7bd.pth"         # torchvision's ImageNet inception_v3 (IMAGENET1K_V1)
 INCEPTION_SIZE = 299                                    # both protocols resize bilinearly to 299x299
+CODE_USAGE_NAME = "code_usage.json"                    # read by SpikingDiffusionPipeline.test_code_usage
 PROTOCOLS = {
     "standard": "standard FID (pytorch-fid Inception weights, pool3 2048-d, bilinear 299x299, "
                 "generated vs the whole test split, scipy sqrtm)",
@@ -68,7 +70,7 @@ class EvalConfig:
     k: int = 3                        # k of the k-NN manifolds
     device: str = "cpu"
     download: bool = False
-    record: bool = False              # write headline metrics into the checkpoint's config.json
+    record: bool = False              # write headline metrics (config.json) and code_usage.json into the checkpoint
 
 
 def _seed(seed: int, batch: int) -> int:
@@ -223,7 +225,8 @@ def classifier_metrics(clf, images, ref: Reference, k: int = 3) -> dict:
 
 # --- the model itself -------------------------------------------------------------------------
 @torch.inference_mode()
-def model_section(pipe, cfg: EvalConfig, test, gen_tokens: np.ndarray, log) -> dict:
+def model_section(pipe, cfg: EvalConfig, test, gen_tokens: np.ndarray, log) -> tuple[dict, np.ndarray]:
+    """(the report's model section, the tokens of the test images it encoded ``[n,h,w]``)."""
     vq_cfg, K = pipe.vqsvae.cfg, pipe.codebook_size
     n = len(test) if cfg.recon_samples is None else min(cfg.recon_samples, len(test))
     log(f"reconstruction of {n} test images ...")
@@ -235,17 +238,16 @@ def model_section(pipe, cfg: EvalConfig, test, gen_tokens: np.ndarray, log) -> d
         se += float(((rec - x) ** 2).mean((1, 2, 3)).sum())
         ss += float(M.ssim(rec, x).sum())
         toks.append(tok.cpu().numpy())
-    test_usage = M.codebook_usage(np.concatenate(toks), K)
-    gen_usage = M.codebook_usage(gen_tokens, K)
+    test_tokens = np.concatenate(toks)
     out = {"recon_images": n, "recon_mse": se / n, "recon_ssim": ss / n,
-           "codebook_test": test_usage, "codebook_generated": gen_usage}
+           "codebook_test": M.codebook_usage(test_tokens, K), "codebook_generated": M.codebook_usage(gen_tokens, K)}
 
     m = min(cfg.spike_samples, len(test), len(gen_tokens))
     rates_real = pipe.spikes(images=test.floats(slice(0, m))).firing_rates       # encoder + ASG + decoder
     rates_gen = pipe.spikes(tokens=gen_tokens[:m]).firing_rates                    # ASG + decoder
     out["firing_rates"] = {"vqsvae_test_images": rates_real, "vqsvae_generated_tokens": rates_gen}
     if pipe.denoiser is None:
-        return out
+        return out, test_tokens
     den_cfg, N, S = pipe.denoiser.cfg, pipe.num_diffusion_steps, cfg.steps
     # the denoiser's inputs while sampling: at step s a position is still masked with probability s/S
     g = np.random.default_rng(cfg.seed)
@@ -269,7 +271,7 @@ def model_section(pipe, cfg: EvalConfig, test, gen_tokens: np.ndarray, log) -> d
                        "idle steps skipped)",
         "denoiser_calls_per_image": calls, "denoiser_per_call": den, "decode_per_image": dec, "per_image": per_image,
         "denoiser_dense_macs_over_T": denoiser_macs(den_cfg)}
-    return out
+    return out, test_tokens
 
 
 # --- the whole evaluation ---------------------------------------------------------------------
@@ -287,9 +289,17 @@ def _clean(x):
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_file(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_code_usage(checkpoint_dir, dataset: str, tokens: np.ndarray, codebook_size: int) -> Path:
+    """Write the code usage of test-split tokens ``[n,h,w]`` to ``checkpoint_dir/code_usage.json``:
+    {split, dataset, images, counts [K], per_position [h*w][K]}."""
+    per_position = M.code_counts(tokens, codebook_size)
+    path = Path(checkpoint_dir) / CODE_USAGE_NAME
+    _write(path, json.dumps({"split": "test", "dataset": dataset, "images": len(tokens),
+                             "counts": per_position.sum(0).tolist(), "per_position": per_position.tolist()}))
+    return path
 
 
 def evaluate(checkpoint_dir, data_root, out_dir, log=print, **overrides) -> dict:
@@ -352,7 +362,7 @@ def evaluate(checkpoint_dir, data_root, out_dir, log=print, **overrides) -> dict
         note(f"offline classifier metrics skipped: no classifier at {clf_dir} (train one with train-classifier)")
 
     # (c) the model itself
-    report["model"] = model_section(pipe, cfg, test, tokens, log)
+    report["model"], test_tokens = model_section(pipe, cfg, test, tokens, log)
 
     # (d) sweeps
     report["sweeps"] = None
@@ -378,7 +388,8 @@ def evaluate(checkpoint_dir, data_root, out_dir, log=print, **overrides) -> dict
     _write(out_dir / "summary.md", summary_markdown(report))
     if cfg.record:
         update_metadata(checkpoint_dir, metrics=report["headline"])
-        log(f"recorded headline metrics in {checkpoint_dir}/config.json")
+        write_code_usage(checkpoint_dir, dataset, test_tokens, pipe.codebook_size)
+        log(f"recorded headline metrics in {checkpoint_dir}/config.json and test code usage in {CODE_USAGE_NAME}")
     log(f"wrote {out_dir / 'report.json'} and {out_dir / 'summary.md'} ({report['seconds']:.0f}s)")
     return report
 
@@ -489,7 +500,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--device", default=d.device)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-download", action="store_true")
-    p.add_argument("--record", action="store_true", help="write headline metrics into the checkpoint's config.json")
+    p.add_argument("--record", action="store_true",
+                   help=f"write headline metrics into the checkpoint's config.json and test code usage into {CODE_USAGE_NAME}")
     return p
 
 

@@ -1,7 +1,8 @@
 """Evaluation metrics as pure functions on numpy arrays / tensors (no models, no files).
 
 Distribution metrics (on feature vectors): Fréchet distance, precision / recall (k-NN manifolds).
-Classifier metrics: confident share, class-coverage entropy. Model metrics: codebook usage, SSIM.
+Classifier metrics: confident share, class-coverage entropy. Model metrics: codebook usage (overall
+and per latent position), SSIM.
 Energy: synaptic operations (ACs) of the spiking networks against the MACs of the same networks
 run as non-spiking ones, from per-layer firing rates and per-layer connection counts.
 """
@@ -110,16 +111,30 @@ def class_coverage_entropy(preds: np.ndarray, num_classes: int) -> float:
 
 
 # --- model-based -------------------------------------------------------------------------------
-def codebook_usage(tokens, codebook_size: int) -> dict:
-    """Usage of a codebook from token arrays of any shape (values in 0..K-1).
+def code_counts(tokens, codebook_size: int) -> np.ndarray:
+    """Token grids ``[N, h, w]`` (or ``[N, P]``) -> how often each code sits at each position,
+    ``[h*w, K]`` int64. Ids outside 0..K-1 raise ValueError."""
+    t = np.asarray(tokens, dtype=np.int64)
+    t = t.reshape(len(t), -1)                                                  # [N, P]
+    if t.size and (t.min() < 0 or t.max() >= codebook_size):
+        raise ValueError(f"token ids must lie in 0..{codebook_size - 1}")
+    cells = np.arange(t.shape[1]) * codebook_size + t                          # position-major index
+    return np.bincount(cells.ravel(), minlength=t.shape[1] * codebook_size).reshape(t.shape[1], codebook_size)
 
-    Returns {perplexity: exp(entropy) in 1..K, dead_codes: codes never used, used_fraction,
-    counts: list of K ints}."""
-    counts = np.bincount(np.asarray(tokens, dtype=np.int64).ravel(), minlength=codebook_size)[:codebook_size]
+
+def usage_stats(counts) -> dict:
+    """A usage histogram ``[K]`` -> {perplexity: exp(entropy) in 1..K, dead_codes: codes never used,
+    used_fraction, counts: list of K ints}."""
+    counts = np.asarray(counts, dtype=np.int64)
     p = counts / max(counts.sum(), 1)
     entropy = -(p[p > 0] * np.log(p[p > 0])).sum()
     return {"perplexity": float(np.exp(entropy)), "dead_codes": int((counts == 0).sum()),
             "used_fraction": float((counts > 0).mean()), "counts": counts.tolist()}
+
+
+def codebook_usage(tokens, codebook_size: int) -> dict:
+    """:func:`usage_stats` of token arrays ``[N, ...]`` (values in 0..K-1)."""
+    return usage_stats(code_counts(tokens, codebook_size).sum(0))
 
 
 def _gaussian_window(size: int, sigma: float, dtype) -> torch.Tensor:

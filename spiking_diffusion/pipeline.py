@@ -12,6 +12,7 @@ reference one (``fast=False``) is the paper's math written plainly (see ``fast.p
 """
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,6 +114,18 @@ class SpikingDiffusionPipeline:
     @property
     def image_channels(self) -> int:
         return self.vqsvae.cfg.in_channels
+
+    def test_code_usage(self) -> dict | None:
+        """The test split's code usage that ``evaluate --record`` wrote beside the checkpoint
+        (``code_usage.json``: split, dataset, images, counts [K], per_position [h*w][K]), or None
+        when the pipeline was not loaded from a directory or the file is not there."""
+        path = getattr(self, "path", None)
+        if path is None or not (path / "code_usage.json").is_file():
+            return None
+        try:
+            return json.loads((path / "code_usage.json").read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise SpikingDiffusionError(f"{path / 'code_usage.json'} is not valid JSON: {e}") from None
 
     # --- input checks ---------------------------------------------------------------------
     def _images(self, images) -> torch.Tensor:

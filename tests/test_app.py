@@ -130,6 +130,25 @@ def test_codebook_and_code(client, generated):
     assert Image.open(img).size == (224, 224) and where["type"] == "plotly"
 
 
+def test_codebook_uses_recorded_test_usage_without_data(tmp_path, make_tiny_models):
+    """No --data: the Codebook view shows the usage `evaluate --record` saved, else says it is not available."""
+    from demo.studio import Studio
+    from spiking_diffusion import metrics as M
+    from spiking_diffusion.evaluate import write_code_usage
+
+    ck = make_checkpoints(tmp_path / "ck", make_tiny_models)
+    _, _, stats, _, usage, _ = Studio(ck).codebook("tiny", None)
+    assert "not available" in stats and "--record" in stats and list(usage) == ["generated (64 images, seed 0)"]
+    write_code_usage(ck / "tiny", "mnist", np.zeros((2, 7, 7), int), 16)
+    assert "not available" in Studio(ck).codebook("tiny", None)[2]          # another codebook size: ignored
+    toks = np.random.default_rng(0).integers(0, 32, (5, 7, 7))
+    write_code_usage(ck / "tiny", "mnist", toks, 32)
+    _, _, stats, _, usage, _ = Studio(ck).codebook("tiny", None)
+    label = "test set (5 images, recorded by evaluate)"
+    assert f"| {label} | {len(np.unique(toks))}/32 |" in stats and "not available" not in stats
+    assert usage[label].tolist() == M.code_counts(toks, 32).tolist()
+
+
 def test_encode_any_picture(client, tmp_path):
     path = tmp_path / "rgb.png"
     Image.fromarray(np.random.default_rng(1).integers(0, 255, (90, 50, 3), dtype=np.uint8)).save(path)

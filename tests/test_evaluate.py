@@ -15,14 +15,7 @@ from spiking_diffusion.classifier import (TrainClassifierConfig, add_train_class
                                           load_classifier, train_classifier)
 from spiking_diffusion.data import load_images
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a small shared machine, more threads spin and run far slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+torch.set_num_threads(1)  # more threads spin and run far slower on a small shared machine
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +100,27 @@ def test_evaluate_end_to_end(tiny_ckpt, classifier_dir, tmp_path, monkeypatch):
     assert "not computed" in summary and "real held-out" in summary and (out / "samples.png").is_file()
     metrics = read_config(ckpt)["metrics"]
     assert metrics["fid"] == 123.0 and "classifier_fd" in metrics and "recon_mse" in metrics  # merged, kept
+    usage = json.loads((ckpt / "code_usage.json").read_text())                 # the test split's code usage
+    assert usage["split"] == "test" and usage["dataset"] == "synthetic" and usage["images"] == 40
+    assert len(usage["counts"]) == 32 and usage["counts"] == m["codebook_test"]["counts"]
+    assert np.array(usage["per_position"]).shape == (49, 32) and np.sum(usage["per_position"], 0).tolist() == usage["counts"]
+    assert not list(ckpt.glob("*.tmp"))
+    assert SpikingDiffusionPipeline.from_pretrained(ckpt).test_code_usage() == usage
+
+
+def test_code_usage_only_with_record(tiny_ckpt, classifier_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_hub"))
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_ckpt, ckpt)
+    E.evaluate(ckpt, "unused", tmp_path / "eval", log=lambda *a: None, num_samples=8, classifier=str(classifier_dir),
+               sweeps=False, recon_samples=8, spike_samples=4, batch_size=8)
+    assert not (ckpt / "code_usage.json").exists()
+    pipe = SpikingDiffusionPipeline.from_pretrained(ckpt)
+    assert pipe.test_code_usage() is None
+    assert SpikingDiffusionPipeline(pipe.vqsvae, pipe.denoiser).test_code_usage() is None   # not from a directory
+    (ckpt / "code_usage.json").write_text("{not json")
+    with pytest.raises(E.SpikingDiffusionError, match="not valid JSON"):
+        pipe.test_code_usage()
 
 
 def test_evaluate_cli_arguments(tmp_path):

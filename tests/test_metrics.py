@@ -7,19 +7,12 @@ from spiking_diffusion import AbsorbingDiffusion, get_preset
 from spiking_diffusion import metrics as M
 from spiking_diffusion.config import denoiser_macs
 
+torch.set_num_threads(1)  # more threads spin and run far slower on a small shared machine
+
 
 def _spd(n, seed):
     a = np.random.default_rng(seed).normal(size=(n, n))
     return a @ a.T + n * np.eye(n)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a small shared machine, more threads spin and run far slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_frechet_identical_is_zero():
@@ -73,6 +66,23 @@ def test_codebook_usage():
     assert u["perplexity"] == pytest.approx(16.0) and u["dead_codes"] == 0 and u["used_fraction"] == 1.0
     u = M.codebook_usage(np.array([1, 1, 2, 2]), 8)
     assert u["perplexity"] == pytest.approx(2.0) and u["dead_codes"] == 6 and sum(u["counts"]) == 4
+    with pytest.raises(ValueError, match="0..7"):
+        M.codebook_usage(np.array([1, 8]), 8)
+
+
+def test_code_counts_per_position_and_usage_stats():
+    tok = np.array([[[0, 1], [1, 1]], [[0, 0], [1, 3]]])
+    per_pos = M.code_counts(tok, 4)
+    assert per_pos.shape == (4, 4) and per_pos.dtype == np.int64
+    assert per_pos.tolist() == [[2, 0, 0, 0], [1, 1, 0, 0], [0, 2, 0, 0], [0, 1, 0, 1]]
+    st = M.usage_stats(per_pos.sum(0))
+    assert st["counts"] == [3, 4, 0, 1] and st["dead_codes"] == 1 and 1 < st["perplexity"] < 3
+    assert st == M.codebook_usage(tok, 4)
+    assert M.usage_stats(np.ones(8))["perplexity"] == pytest.approx(8)
+    assert M.usage_stats(np.zeros(8))["perplexity"] == 1.0
+    for bad in (-1, 4):
+        with pytest.raises(ValueError):
+            M.code_counts(np.where(tok == 3, bad, tok), 4)
 
 
 def test_ssim():

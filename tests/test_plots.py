@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 
 from demo import media, plots
-from spiking_diffusion import DenoiserConfig, denoiser_macs, teaching
+from spiking_diffusion import teaching
 from spiking_diffusion.spiking import lif, psp
 
 
@@ -80,25 +80,6 @@ def test_psp_and_dual_code_match_library():
     assert np.isclose(d["z"], 0.5 * d["membrane"] + 0.25)
     assert teaching.rate_code(1.0, 5).sum() == 5 and teaching.rate_code(0.0, 5).sum() == 0
     assert np.allclose(teaching.direct_code(0.7, 3), 0.2)
-
-
-def test_code_usage_and_stats():
-    tok = np.array([[[0, 1], [1, 1]], [[0, 0], [1, 3]]])
-    counts, per_pos = teaching.code_usage(tok, 4)
-    assert counts.tolist() == [3, 4, 0, 1] and per_pos.shape == (4, 4) and per_pos[3, 3] == 1
-    st = teaching.usage_stats(counts)
-    assert st["dead"] == 1 and st["used"] == 3 and 1 < st["perplexity"] < 3
-    assert np.isclose(teaching.usage_stats(np.ones(8))["perplexity"], 8)
-    with pytest.raises(ValueError):
-        teaching.code_usage(tok, 3)
-
-
-def test_energy_estimate_consistent_with_macs():
-    cfg = DenoiserConfig(codebook_size=32, widths=(16, 16, 16, 16, 16), time_steps=2)
-    assert sum(teaching.denoiser_layer_macs(cfg)) == denoiser_macs(cfg)
-    e = teaching.energy_estimate(cfg, [0.1] * 5, calls=10)
-    assert e["ann_uj"] > e["snn_uj"] > 0 and e["ratio"] > 1
-    assert teaching.energy_estimate(cfg, [0] * 5, 1)["acs_per_call"] == 0
 
 
 def test_tile_and_show():
