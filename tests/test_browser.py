@@ -41,7 +41,7 @@ TIMING_JS = """() => {
     if (el.dataset.state === 'running' && window.__t.first === undefined) window.__t.first = now;
     if (el.dataset.state === 'done' && window.__t.done === undefined) {
       window.__t.done = now; if (window.__t.first === undefined) window.__t.first = now; }
-  }).observe(document.querySelector('#gen-status'), {subtree: true, childList: true, attributes: true});
+  }).observe(document.querySelector('#gen-status') || document.body, {subtree: true, childList: true, attributes: true});
 }"""
 
 
@@ -87,6 +87,7 @@ def open_tab(page, name):
 
 def generate(page) -> dict:
     """Click Generate and return in-page timings (ms): first streamed step and done."""
+    expect(page.locator("#gen-status")).to_be_attached()
     page.evaluate(TIMING_JS)
     page.locator("#generate-btn").click()
     expect(page.locator('#gen-progress[data-state="done"]:not([data-stale])')).to_be_attached(timeout=60_000)
