@@ -114,19 +114,23 @@ def update_metadata(path, info: dict | None = None, metrics: dict | None = None)
     atomic_write_file(path / CONFIG_NAME, lambda f: Path(f).write_text(json.dumps(config, indent=2)))
 
 
-def _load_into(module: nn.Module, tensors: dict[str, torch.Tensor], prefix: str, path) -> None:
+def load_checked(module: nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``tensors`` into ``module`` after checking every key and shape (missing or extra keys
+    refused); error messages name ``source``."""
     expected = module.state_dict()
-    got = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-    missing = sorted(set(expected) - set(got))
-    unexpected = sorted(set(got) - set(expected))
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
-        raise CheckpointError(f"checkpoint {path} does not match its config: missing {missing[:5]}, "
-                              f"unexpected {unexpected[:5]}")
+        raise CheckpointError(f"{source} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
     for k, v in expected.items():
-        if got[k].shape != v.shape:
-            raise CheckpointError(f"checkpoint {path}: {prefix}{k} has shape {list(got[k].shape)}, "
-                                  f"the config needs {list(v.shape)}")
-    module.load_state_dict(got)
+        if tensors[k].shape != v.shape:
+            raise CheckpointError(f"{source}: {k} has shape {list(tensors[k].shape)}, the model needs {list(v.shape)}")
+    module.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
+
+
+def _load_into(module: nn.Module, tensors: dict[str, torch.Tensor], prefix: str, path) -> None:
+    got = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    load_checked(module, got, f"checkpoint {path} ({prefix[:-1]})")
 
 
 def load_checkpoint(path, device="cpu"):

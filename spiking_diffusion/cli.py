@@ -117,20 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=None, help="data set the weights were trained on (recorded)")
     p.set_defaults(func=_import_official)
 
-    try:
-        from . import evaluate
-        p = sub.add_parser("evaluate", help="metrics report (JSON + markdown) for a checkpoint")
-        evaluate.add_arguments(p)
-        p.set_defaults(func=evaluate.run)
-    except (ImportError, AttributeError):
-        pass
-    try:
-        from . import classifier
-        p = sub.add_parser("train-classifier", help="train the small CNN used by the offline evaluation")
-        classifier.add_train_classifier_arguments(p)
-        p.set_defaults(func=classifier.run_train_classifier)
-    except (ImportError, AttributeError):
-        pass
+    from . import classifier, evaluate
+
+    p = sub.add_parser("evaluate", help="metrics report (JSON + markdown) for a checkpoint")
+    evaluate.add_arguments(p)
+    p.set_defaults(func=evaluate.run)
+
+    p = sub.add_parser("train-classifier", help="train the small CNN used by the offline evaluation")
+    classifier.add_train_classifier_arguments(p)
+    p.set_defaults(func=classifier.run_train_classifier)
     return parser
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import save_checkpoint
+from .checkpoint import load_checked, save_checkpoint
 from .config import PRESETS, DenoiserConfig, VQSVAEConfig
 from .denoiser import SpikingDenoiser
 from .errors import CheckpointError
@@ -112,17 +112,7 @@ def _need(sd, key, ndim, path, what):
 
 def _load_checked(model: torch.nn.Module, mapped: dict[str, torch.Tensor], path, what: str) -> None:
     """Check every key and shape against ``model`` and load (missing or extra keys refused)."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(mapped))
-    extra = sorted(set(mapped) - set(expected))
-    if missing or extra:
-        raise CheckpointError(f"{path} does not match the authors' {what}: missing {missing[:5]}, "
-                              f"unexpected {extra[:5]}")
-    for k, v in expected.items():
-        if mapped[k].shape != v.shape:
-            raise CheckpointError(f"{path}: {k} has shape {list(mapped[k].shape)}, the inferred {what} "
-                                  f"needs {list(v.shape)}")
-    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in mapped.items()})
+    load_checked(model, mapped, f"{path} (the authors' {what})")
 
 
 def _time_and_decay(sd, path) -> tuple[int, float]:
