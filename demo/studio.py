@@ -130,6 +130,10 @@ class Studio:
                                                            if not isinstance(v, (list, dict))]
         return f"**{name}** (`{self.models[name]}`)\n\n| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
 
+    def default_temperature(self, name: str | None) -> float:
+        """The temperature chosen for a model when it was evaluated (0.65, the paper's, otherwise)."""
+        return self.pipe(name).default_temperature if name in self.models else 0.65
+
     # --- 1. generate ------------------------------------------------------------------------
     @staticmethod
     def random_seed() -> int:

@@ -56,7 +56,8 @@ def build_demo(studio: Studio) -> gr.Blocks:
                         n = gr.Slider(1, S.max_batch, 16, step=1, label="Number of images", elem_id="num-images")
                         steps = gr.Slider(1, 49, 49, step=1, label="Steps", elem_id="steps",
                                           info="Fewer steps unmask more cells at once: faster, usually worse.")
-                        temp = gr.Slider(0.05, 2.0, 0.65, step=0.05, label="Temperature", elem_id="temperature",
+                        temp = gr.Slider(0.05, 2.0, S.default_temperature(S.default_model), step=0.05,
+                                         label="Temperature", elem_id="temperature",
                                          info="Low: safe, repetitive codes. High: diverse, noisier.")
                         with gr.Row():
                             seed = gr.Number(0, precision=0, minimum=0, maximum=2**31 - 1, label="Seed", elem_id="seed")
@@ -202,6 +203,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
         q = dict(api_visibility="private")
         demo.load(S.model_info, model, info, api_name="model_info")
         model.change(S.model_info, model, info, **q)
+        model.change(S.default_temperature, model, temp, **q)  # each model's chosen temperature
         dice.click(S.random_seed, None, seed, api_name="random_seed")
         unmask_io = ([run, image, step, cell], [token_fig, committed, predicted, caption])
         gr.on([image.change, step.change, cell.change], S.unmask, *unmask_io, api_name="unmask", show_progress="hidden")
