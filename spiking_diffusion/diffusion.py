@@ -59,6 +59,7 @@ class AbsorbingDiffusion:
         self.mask_id = codebook_size
         self.shape = (latent_size, latent_size)
         self.N = num_steps or latent_size * latent_size  # 49 for a 7x7 grid
+        self.choice_temperature = 4.5  # MaskGIT's noise on the confidence order (order='confidence')
 
     # --- forward process ------------------------------------------------------------------
     def sample_time(self, batch: int, device, generator=None) -> torch.Tensor:
@@ -150,6 +151,9 @@ class AbsorbingDiffusion:
                     pred_arg = logits.argmax(1)
                 if order == "confidence":
                     conf = torch.log_softmax(logits, 1).gather(1, smp.unsqueeze(1)).squeeze(1)  # [N, h, w]
+                    # MaskGIT: Gumbel noise on the confidence, annealed to 0, keeps the order diverse
+                    pos_gumbel = -torch.log((-torch.log(u.clamp(1e-20, 1.0))).clamp_(min=1e-20))  # [N, h, w]
+                    conf = conf + self.choice_temperature * (s / num_steps) * pos_gumbel
                     conf = conf.masked_fill(~masked, -math.inf)
                     keep_masked = int(math.floor(h * w * (s - 1) / num_steps))
                     n_new = masked.flatten(1).sum(1) - keep_masked                            # [N]
