@@ -25,6 +25,7 @@ from .errors import CheckpointError
 
 FORMAT, VERSION = "spiking-diffusion", 1
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+CODE_USAGE_NAME = "code_usage.json"  # optional: the test split's code usage, written by evaluate --record
 
 
 def _writable_parent(path: Path) -> None:

@@ -127,12 +127,8 @@ def get_preset(name: str, in_channels: int = 1, input_mode: str | None = None) -
 
 
 def denoiser_macs(cfg: DenoiserConfig) -> int:
-    """Multiply-accumulates per image per denoiser call, counted as a dense network over T steps.
+    """Multiply-accumulates per image per denoiser call, counted as a dense network over T steps
+    (the layer list lives in :func:`spiking_diffusion.metrics.denoiser_layers`)."""
+    from .metrics import denoiser_layers
 
-    Each 3x3 conv on the 7x7 grid costs ``9 * c_in * c_out * H * W`` per time step.
-    """
-    hw = cfg.latent_size ** 2
-    w1, w2, w3, w4, w5 = cfg.widths
-    pairs = [(cfg.in_channels, w1), (w1, w2), (w2, w3), (w3, w4), (w4, w5), (w5 + w1, cfg.codebook_size)]
-    per_step = sum(9 * a * b * hw for a, b in pairs)
-    return per_step * cfg.time_steps
+    return cfg.time_steps * sum(layer.macs for layer in denoiser_layers(cfg))

@@ -28,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import metrics as M
-from .checkpoint import atomic_write_file, update_metadata
+from .checkpoint import CODE_USAGE_NAME, atomic_write_file, update_metadata
 from .classifier import default_classifier_dir, holdout_split, load_classifier
 from .config import denoiser_macs
 from .data import load_images
@@ -38,7 +38,6 @@ from .pipeline import MAX_IMAGES, SpikingDiffusionPipeline
 FID_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"   # pytorch-fid's port of the TF FID Inception
 TV_WEIGHTS = "inception_v3_google-0cc3c7bd.pth"         # torchvision's ImageNet inception_v3 (IMAGENET1K_V1)
 INCEPTION_SIZE = 299                                    # both protocols resize bilinearly to 299x299
-CODE_USAGE_NAME = "code_usage.json"                    # read by SpikingDiffusionPipeline.test_code_usage
 PROTOCOLS = {
     "standard": "standard FID (pytorch-fid Inception weights, pool3 2048-d, bilinear 299x299, "
                 "generated vs the whole test split, scipy sqrtm)",

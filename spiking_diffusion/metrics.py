@@ -181,7 +181,7 @@ def _convt(k, c_in, c_out, hw_in):
 
 def denoiser_layers(cfg) -> list[LayerCost]:
     """Weight layers of the spiking denoiser (``DenoiserConfig``). conv6 reads conv5's and conv1's
-    spikes, so it appears as two parts. Sum of macs x T equals :func:`config.denoiser_macs`."""
+    spikes, so it appears as two parts. :func:`config.denoiser_macs` is T x the sum of their macs."""
     h, (w1, w2, w3, w4, w5), K = cfg.latent_size, cfg.widths, cfg.codebook_size
     return [LayerCost("conv1", None, _conv(3, cfg.in_channels, w1, h)),
             LayerCost("conv2", "lif1", _conv(3, w1, w2, h)),

@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint, save_checkpoint, update_metadata
+from .checkpoint import CODE_USAGE_NAME, load_checkpoint, save_checkpoint
 from .diffusion import AbsorbingDiffusion, GenerationTrace, StepState
 from .errors import SpikingDiffusionError
 from .fast import FastDenoiser, reference_decode, reference_logits
@@ -120,10 +120,10 @@ class SpikingDiffusionPipeline:
         (``code_usage.json``: split, dataset, images, counts [K], per_position [h*w][K]), or None
         when the pipeline was not loaded from a directory or the file is not there."""
         path = getattr(self, "path", None)
-        if path is None or not (path / "code_usage.json").is_file():
+        if path is None or not (path / CODE_USAGE_NAME).is_file():
             return None
         try:
-            return json.loads((path / "code_usage.json").read_text())
+            return json.loads((path / CODE_USAGE_NAME).read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise SpikingDiffusionError(f"{path / 'code_usage.json'} is not valid JSON: {e}") from None
 
