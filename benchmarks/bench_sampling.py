@@ -191,9 +191,9 @@ def studio_like(checkpoint: Path, repeats: int, reference: bool = True) -> dict:
     from spiking_diffusion import SpikingDiffusionPipeline
 
     pipe = SpikingDiffusionPipeline.from_pretrained(checkpoint)
-    temp = pipe.default_temperature if hasattr(pipe, "default_temperature") else TEMPERATURE
+    chosen = pipe.sampling_defaults                                         # the settings the studio uses
     pipe(1, 1, 1.0, 0)                                                      # warm-up, as the studio does
-    pipe(16, 2, temp, 0)
+    pipe(16, 2, seed=0, **chosen)
     totals, firsts, plain, refs = [], [], [], []
     for r in range(repeats):
         first = []
@@ -202,15 +202,15 @@ def studio_like(checkpoint: Path, repeats: int, reference: bool = True) -> dict:
         def callback(state, t0=t0, first=first):
             if not first:
                 first.append(time.perf_counter() - t0)
-        pipe(16, 49, temp, r, trace=True, callback=callback)
+        pipe(16, 49, seed=r, trace=True, callback=callback, **chosen)
         totals.append(time.perf_counter() - t0)
         firsts.append(first[0])
         t0 = time.perf_counter()
-        pipe(16, 49, temp, r)
+        pipe(16, 49, seed=r, **chosen)
         plain.append(time.perf_counter() - t0)
         if reference and r == 0:
             t0 = time.perf_counter()
-            pipe(16, 49, temp, r, fast=False)
+            pipe(16, 49, seed=r, fast=False, **chosen)
             refs.append(time.perf_counter() - t0)
         print(f"  [checkpoint run {r}] studio call {totals[-1]:.2f} s (first step {firsts[-1]:.3f} s), "
               f"plain fast call {plain[-1]:.2f} s, load {load():.1f}", file=sys.stderr, flush=True)

@@ -1,10 +1,14 @@
-"""Offline metrics for several (checkpoint, temperature, order, steps) settings, one line each.
+"""Offline metrics for several (checkpoint, sampling settings) pairs, one JSON line each.
 
-    python benchmarks/compare_settings.py --data-root DATA --samples 400 \
-        runs/mnist-emb:0.65:random:49 runs/mnist-idx:0.65:random:49 ...
+    python benchmarks/compare_settings.py --data-root DATA --samples 400 \\
+        runs/mnist-emb:T=0.65 runs/mnist-idx:T=0.65 runs/mnist-emb:T=1.0..0.5,top_p=0.9,corrector=20
 
-Used to choose the denoiser input, the default temperature and the sampler (README). Metrics
-against the first 2,000 test images in the data set's classifier feature space (assets/classifiers).
+SPEC keys (comma-separated, all optional; unset ones take the checkpoint's ``sampling_defaults``):
+T (temperature, or START..END linear over the steps), top_p, corrector (rounds), cells,
+corrector_T, order (random|confidence), steps. Used to choose the denoiser input, the sampler and
+the sampling defaults (README). Samples and metrics as in ``evaluate`` (batches of 256 seeded from
+(seed, batch); the data set's classifier from assets/classifiers; the whole test split;
+precision/recall against as many test images as samples): ``--seed 0`` gives evaluate's samples.
 """
 from __future__ import annotations
 
@@ -19,37 +23,54 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from spiking_diffusion import SpikingDiffusionPipeline  # noqa: E402
-from spiking_diffusion import metrics as M  # noqa: E402
 from spiking_diffusion.classifier import load_classifier  # noqa: E402
 from spiking_diffusion.data import load_images  # noqa: E402
+from spiking_diffusion.evaluate import Reference, classifier_metrics, generate, parse_temperature  # noqa: E402
+
+KEYS = {"top_p": ("top_p", float), "corrector": ("corrector_steps", int), "cells": ("corrector_cells", int),
+        "corrector_T": ("corrector_temperature", float)}
+
+
+def parse_spec(spec: str) -> tuple[dict, dict]:
+    """'T=1.0..0.5,corrector=20,steps=25' -> (pipeline sampling overrides, {order, steps})."""
+    sampling, run = {}, {"order": "random", "steps": 49}
+    for item in filter(None, spec.split(",")):
+        key, _, value = item.partition("=")
+        if key == "T":
+            sampling["temperature"], sampling["temperature_end"] = parse_temperature(value)
+        elif key in KEYS:
+            name, kind = KEYS[key]
+            sampling[name] = kind(value)
+        elif key in ("order", "steps"):
+            run[key] = value if key == "order" else int(value)
+        else:
+            raise SystemExit(f"unknown key {key!r} in {spec!r}")
+    return sampling, run
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("settings", nargs="+", help="CHECKPOINT:TEMPERATURE:ORDER:STEPS")
+    p.add_argument("settings", nargs="+", help="CHECKPOINT:SPEC (see above)")
     p.add_argument("--data-root", default="data")
     p.add_argument("--samples", type=int, default=400)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    first = SpikingDiffusionPipeline.from_pretrained(args.settings[0].split(":")[0])
+    first = SpikingDiffusionPipeline.from_pretrained(args.settings[0].partition(":")[0])
     dataset = first.info.get("dataset", "mnist")
     clf = load_classifier(Path(__file__).resolve().parents[1] / "assets" / "classifiers" / dataset)
-    real_f, _ = clf.embed(load_images(dataset, args.data_root, train=False, download=False).floats(slice(0, 2000)))
+    ref = Reference.of(clf, load_images(dataset, args.data_root, train=False, download=False).images)
     for s in args.settings:
-        ck, temp, order, steps = s.split(":")
+        ck, _, spec = s.partition(":")
+        overrides, run = parse_spec(spec)
         pipe = SpikingDiffusionPipeline.from_pretrained(ck)
+        sampling = pipe.sampling_settings(**overrides)
         t0 = time.time()
-        out = pipe(num_images=args.samples, steps=int(steps), temperature=float(temp), seed=args.seed, order=order)
-        f, prob = clf.embed(out.images)
-        prec, rec = M.precision_recall(real_f[: 2 * args.samples], f, k=3)
-        print(json.dumps(dict(checkpoint=ck, temperature=float(temp), order=order, steps=int(steps),
-                              confident=round(M.confident_share(prob), 3),
-                              class_entropy=round(M.class_coverage_entropy(prob.argmax(1), prob.shape[1]), 3),
-                              precision=round(prec, 3), recall=round(rec, 3),
-                              frechet=round(M.fid_from_features(real_f, f), 1), seconds=round(time.time() - t0, 1))),
-              flush=True)
+        images, _ = generate(pipe, args.samples, run["steps"], sampling, args.seed, run["order"], batch_size=256)
+        m = classifier_metrics(clf, images, ref)
+        print(json.dumps(dict(checkpoint=ck, spec=spec, **{k: round(float(v), 3) for k, v in m.items()},
+                              seconds=round(time.time() - t0, 1))), flush=True)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from . import media, plots
 from .media import InputError
 
 LATENT = 7
+MAX_CORRECTOR_ROUNDS = 100  # corrector rounds offered in the studio
 CELLS = [(f"row {r}, col {c}", r * LATENT + c) for r in range(LATENT) for c in range(LATENT)]
 
 
@@ -130,9 +131,13 @@ class Studio:
                                                            if not isinstance(v, (list, dict))]
         return f"**{name}** (`{self.models[name]}`)\n\n| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
 
-    def default_temperature(self, name: str | None) -> float:
-        """The temperature chosen for a model when it was evaluated (0.65, the paper's, otherwise)."""
-        return self.pipe(name).default_temperature if name in self.models else 0.65
+    def sampling_defaults(self, name: str | None) -> tuple:
+        """(temperature, end temperature, top-p, corrector rounds, cells, temperature) chosen for a
+        model when it was evaluated; the paper's sampler at 0.65 otherwise."""
+        d = self.pipe(name).sampling_defaults if name in self.models else dict(
+            temperature=0.65, temperature_end=None, top_p=1.0, corrector_steps=0, corrector_cells=5, corrector_temperature=0.5)
+        end = d["temperature"] if d["temperature_end"] is None else d["temperature_end"]
+        return (d["temperature"], end, d["top_p"], d["corrector_steps"], d["corrector_cells"], d["corrector_temperature"])
 
     # --- 1. generate ------------------------------------------------------------------------
     @staticmethod
@@ -140,19 +145,29 @@ class Studio:
         return random.randint(0, 2**31 - 1)
 
     @friendly
-    def generate(self, model, num_images, steps, temperature, seed):
-        """Stream (grid image, status html, run) while the diffusion runs."""
+    def generate(self, model, num_images, steps, temperature, seed, temperature_end=None, top_p=1.0,
+                 corrector_steps=0, corrector_cells=5, corrector_temperature=0.5):
+        """Stream (grid image, status html, run) while the diffusion runs. The temperature moves
+        linearly to ``temperature_end`` (default: stays constant); ``top_p``: nucleus sampling;
+        corrector rounds after the last step (see the pipeline)."""
         pipe = self.pipe(model)
         n = _int(num_images, "number of images", 1, self.max_batch)
         s = _int(steps, "steps", 1, pipe.num_diffusion_steps)
         temp = _float(temperature, "temperature", 1e-3, 5.0)
         seed = _int(seed, "seed", 0, 2**31 - 1)
+        end = temp if temperature_end is None else _float(temperature_end, "end temperature", 1e-3, 5.0)
+        top_p = _float(top_p, "top-p", 0.01, 1.0)
+        corrector = dict(corrector_steps=_int(corrector_steps, "corrector rounds", 0, MAX_CORRECTOR_ROUNDS),
+                         corrector_cells=_int(corrector_cells, "corrector cells", 1, LATENT * LATENT),
+                         corrector_temperature=_float(corrector_temperature, "corrector temperature", 1e-3, 5.0))
+        frames = s + corrector["corrector_steps"]
         states: queue.Queue = queue.Queue()
         result = {}
 
         def work():
             try:
-                result["out"] = pipe(n, s, temp, seed, trace=True, callback=states.put)
+                result["out"] = pipe(n, s, temp, seed, trace=True, callback=states.put, temperature_end=end, top_p=top_p,
+                                     **corrector)
             except Exception as e:  # reported below
                 result["error"] = e
             states.put(None)
@@ -173,17 +188,18 @@ class Studio:
                 grid = media.tile(to_uint8(pipe.decode(latest.tokens, allow_mask=True)))
                 last_yield = time.perf_counter()
                 gap = max(0.3, 3 * (last_yield - now))  # previews take at most about a quarter of the time
-                yield grid, self._status(latest.index + 1, s, last_yield - start), None
+                yield grid, self._status(latest.index + 1, frames, last_yield - start), None
         if "error" in result:
             raise result["error"]
         out = result["out"]
         total = time.perf_counter() - start
         run = Run(model, out.images, out.tokens, out.trace, total)
-        yield media.tile(out.images), self._status(s, s, total, n), run
+        yield media.tile(out.images), self._status(frames, frames, total, n, s), run
 
     @staticmethod
-    def _status(step: int, total: int, seconds: float, done_images: int | None = None) -> str:
-        text = (f"done: {done_images} images, {total} steps in {seconds:.2f} s" if done_images
+    def _status(step: int, total: int, seconds: float, done_images: int | None = None, steps: int | None = None) -> str:
+        rounds = "" if steps in (None, total) else f" + {total - steps} corrector rounds"
+        text = (f"done: {done_images} images, {steps or total} steps{rounds} in {seconds:.2f} s" if done_images
                 else f"step {step}/{total} &middot; {seconds:.2f} s")
         state = "done" if done_images else "running"
         return (f'<div id="gen-progress" data-state="{state}" data-step="{step}" data-total="{total}" '
@@ -214,8 +230,13 @@ class Studio:
         fig = plots.token_grid(st.tokens[image], run.trace.mask_id, st.unmasked[image], divmod(cell, LATENT),
                                title=f"Tokens after step {step}/{len(run.trace)}")
         masked = int((st.tokens[image] == run.trace.mask_id).sum())
-        caption = (f"Step **{step}/{len(run.trace)}** (denoiser time t = {st.t:.1f}): "
-                   f"**{int(st.unmasked[image].sum())}** cell(s) unmasked at this step (red), **{masked}** still masked (grey).")
+        if st.kind == "correct":
+            caption = (f"Step **{step}/{len(run.trace)}**, corrector round {st.index - st.num_steps + 1} "
+                       f"(denoiser time t = {st.t:.1f}): **{int(st.unmasked[image].sum())}** cell(s) re-masked and "
+                       "sampled again given all the others (red).")
+        else:
+            caption = (f"Step **{step}/{len(run.trace)}** (denoiser time t = {st.t:.1f}): "
+                       f"**{int(st.unmasked[image].sum())}** cell(s) unmasked at this step (red), **{masked}** still masked (grey).")
         return fig, media.show(committed[step - 1], 8), media.show(predicted[step - 1], 8), caption
 
     @friendly
@@ -409,12 +430,16 @@ class Studio:
         rates = []
         for i in picks:  # the denoiser's input at step i is the grid before that step
             before = steps[i - 1].tokens if i else np.full_like(steps[0].tokens, run.trace.mask_id)
+            if steps[i].kind == "correct":  # a corrector round sees its re-masked cells masked
+                before = np.where(steps[i].unmasked, run.trace.mask_id, before)
             rates.append(pipe.denoiser_spikes(before, np.full(len(before), steps[i].t)))
         rates = {k: float(np.mean([r[k] for r in rates])) for k in rates[0]}
         calls = int(sum(s.unmasked.reshape(len(s.unmasked), -1).any(1).sum() for s in steps))
         e = M.energy(M.denoiser_layers(cfg), rates, cfg.time_steps)
         ann_uj, snn_uj = calls * e["ann_energy_pj"] / 1e6, calls * e["snn_energy_pj"] / 1e6
-        md = (f"**{len(run.images)} images, {len(steps)} steps** -> {calls} denoiser calls on the fast path "
+        rounds = sum(s.kind == "correct" for s in steps)
+        what = f"{len(steps) - rounds} steps" + (f" + {rounds} corrector rounds" if rounds else "")
+        md = (f"**{len(run.images)} images, {what}** -> {calls} denoiser calls on the fast path "
               f"(an image skips steps that unmask nothing).\n\n"
               f"| | per call | whole generation |\n|---|---|---|\n"
               f"| ANN (every connection a MAC of {M.E_MAC_PJ} pJ, once per call) | {e['ann_macs'] / 1e6:.1f} M MACs | {ann_uj:.1f} uJ |\n"

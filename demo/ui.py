@@ -5,7 +5,7 @@ import gradio as gr
 
 from spiking_diffusion.metrics import E_AC_PJ, E_MAC_PJ
 
-from .studio import CELLS, Studio
+from .studio import CELLS, MAX_CORRECTOR_ROUNDS, Studio
 
 CSS = ".pixelated img { image-rendering: pixelated; } .explain { font-size: 0.95em; }"
 
@@ -56,9 +56,23 @@ def build_demo(studio: Studio) -> gr.Blocks:
                         n = gr.Slider(1, S.max_batch, 16, step=1, label="Number of images", elem_id="num-images")
                         steps = gr.Slider(1, 49, 49, step=1, label="Steps", elem_id="steps",
                                           info="Fewer steps unmask more cells at once: faster, usually worse.")
-                        temp = gr.Slider(0.05, 2.0, S.default_temperature(S.default_model), step=0.05,
-                                         label="Temperature", elem_id="temperature",
+                        t0, t1, p0, c0, c1, c2 = S.sampling_defaults(S.default_model)
+                        temp = gr.Slider(0.05, 2.0, t0, step=0.05, label="Temperature", elem_id="temperature",
                                          info="Low: safe, repetitive codes. High: diverse, noisier.")
+                        with gr.Accordion("More sampling settings", open=False):
+                            temp_end = gr.Slider(0.05, 2.0, t1, step=0.05, label="Temperature at the last step",
+                                                 elem_id="temperature-end",
+                                                 info="The temperature moves linearly to this; equal: constant.")
+                            top_p = gr.Slider(0.05, 1.0, p0, step=0.05, label="Top-p", elem_id="top-p",
+                                              info="Draw each token only from the likeliest codes holding this much "
+                                                   "probability; 1: from all.")
+                            c_steps = gr.Slider(0, MAX_CORRECTOR_ROUNDS, c0, step=1, label="Corrector rounds",
+                                                elem_id="corrector-steps",
+                                                info="After the last step: re-mask a few random cells and sample them again "
+                                                     "given all the others (not in the paper; 0: the paper's sampler).")
+                            c_cells = gr.Slider(1, 49, c1, step=1, label="Cells per corrector round", elem_id="corrector-cells")
+                            c_temp = gr.Slider(0.05, 2.0, c2, step=0.05, label="Corrector temperature",
+                                               elem_id="corrector-temperature")
                         with gr.Row():
                             seed = gr.Number(0, precision=0, minimum=0, maximum=2**31 - 1, label="Seed", elem_id="seed")
                             dice = gr.Button("Random seed", elem_id="dice", scale=0, min_width=120)
@@ -203,11 +217,12 @@ def build_demo(studio: Studio) -> gr.Blocks:
         q = dict(api_visibility="private")
         demo.load(S.model_info, model, info, api_name="model_info")
         model.change(S.model_info, model, info, **q)
-        model.change(S.default_temperature, model, temp, **q)  # each model's chosen temperature
+        sampling = [temp, temp_end, top_p, c_steps, c_cells, c_temp]
+        model.change(S.sampling_defaults, model, sampling, **q)  # each model's chosen settings
         dice.click(S.random_seed, None, seed, api_name="random_seed")
         unmask_io = ([run, image, step, cell], [token_fig, committed, predicted, caption])
         gr.on([image.change, step.change, cell.change], S.unmask, *unmask_io, api_name="unmask", show_progress="hidden")
-        go.click(S.generate, [model, n, steps, temp, seed], [grid, status, run], api_name="generate").success(
+        go.click(S.generate, [model, n, steps, temp, seed, *sampling[1:]], [grid, status, run], api_name="generate").success(
             lambda r: (gr.update(value=0, maximum=len(r.images) - 1), gr.update(value=len(r.trace), maximum=len(r.trace))),
             run, [image, step], **q).then(S.unmask, *unmask_io, **q)
         play.click(lambda st, r: (gr.Timer(active=True), 1 if r is None or st >= len(r.trace) else st),

@@ -23,7 +23,9 @@ def _train_args(p: argparse.ArgumentParser, stage: str) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), default="small")
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--batch-size", type=int, default=32, help="global batch, split over processes")
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (with --resume: replaces the run's)")
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="save an exponential moving average of the weights with this decay (e.g. 0.999); 0: off")
     p.add_argument("--weight-decay", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -69,14 +71,34 @@ def _sample(args) -> None:
     except OSError as e:
         raise SpikingDiffusionError(f"cannot write to {out.parent}: {e.strerror}") from None
     pipe = SpikingDiffusionPipeline.from_pretrained(args.checkpoint, device=args.device)
-    temperature = args.temperature if args.temperature is not None else pipe.default_temperature
-    res = pipe(num_images=args.num_images, steps=args.steps, temperature=temperature, seed=args.seed,
-               order=args.order)
+    res = pipe(num_images=args.num_images, steps=args.steps, seed=args.seed, order=args.order,
+               **pipe.sampling_settings(**sampling_arguments(args)))
     grid = make_grid(torch.from_numpy(res.images).permute(0, 3, 1, 2), nrow=args.nrow or int(np.ceil(np.sqrt(len(res.images)))),
                      padding=2, pad_value=255)
     Image.fromarray(grid.permute(1, 2, 0).numpy().squeeze()).save(out.with_suffix(".png"))
     np.save(out.with_suffix(".npy"), res.images)
     print(f"{len(res.images)} images in {res.seconds:.2f} s -> {out.with_suffix('.png')} and {out.with_suffix('.npy')}")
+
+
+SAMPLING_ARGUMENTS = {  # pipeline argument -> (type, help); every default: the checkpoint's (sampling_defaults)
+    "temperature": (float, "sampling temperature (default: the checkpoint's, else 0.65); given alone: constant"),
+    "temperature_end": (float, "temperature at the last step, linear from --temperature"),
+    "top_p": (float, "nucleus sampling: draw from the likeliest codes holding this much probability (1: off)"),
+    "corrector_steps": (int, "corrector rounds after the last step (0: the paper's sampler)"),
+    "corrector_cells": (int, "cells re-masked and sampled again per corrector round"),
+    "corrector_temperature": (float, "temperature of the corrector rounds"),
+}
+
+
+def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
+    """--temperature, --temperature-end, --top-p, --corrector-steps/-cells/-temperature."""
+    for name, (kind, text) in SAMPLING_ARGUMENTS.items():
+        p.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=text)
+
+
+def sampling_arguments(args: argparse.Namespace) -> dict:
+    """The sampling settings given on the command line (None where not given)."""
+    return {name: getattr(args, name) for name in SAMPLING_ARGUMENTS}
 
 
 def _import_official(args) -> None:
@@ -103,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output path without suffix (writes .png and .npy)")
     p.add_argument("--num-images", type=int, default=16)
     p.add_argument("--steps", type=int, default=49)
-    p.add_argument("--temperature", type=float, default=None, help="default: the checkpoint's, else 0.65")
+    add_sampling_arguments(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--order", choices=["random", "confidence"], default="random")
     p.add_argument("--nrow", type=int, default=None)

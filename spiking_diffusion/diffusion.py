@@ -4,6 +4,10 @@ Forward process: mask each token with probability t/N (t uniform in 1..N). Rever
 start fully masked; at step s (S down to 1) each still-masked position is chosen with
 probability 1/s and receives a token sampled from the denoiser's prediction. With fewer steps
 than N, the denoiser is given the time on its training scale, t = s * N / S.
+
+Optional corrector rounds (not in the paper; predictor-corrector sampling, a Gibbs step on the
+learned prior): after the last step, re-mask a few random cells and sample them again, given
+all the others, at a lower temperature. Off by default (``corrector_steps=0``).
 """
 from __future__ import annotations
 
@@ -25,6 +29,8 @@ class StepState:
     tokens [N,h,w] int64 after this step; unmasked [N,h,w] bool (chosen at this step);
     pred_argmax / pred_sampled [N,h,w] int64 (the denoiser's prediction for every position,
     or None where the step skipped the call); t: the time given to the denoiser (training scale).
+    kind: "unmask" (one of the ``num_steps`` steps) or "correct" (a corrector round after them,
+    whose ``unmasked`` cells were re-masked and sampled again).
     """
 
     index: int
@@ -34,6 +40,7 @@ class StepState:
     unmasked: np.ndarray
     pred_argmax: Optional[np.ndarray]
     pred_sampled: Optional[np.ndarray]
+    kind: str = "unmask"
 
 
 @dataclass
@@ -49,6 +56,30 @@ class GenerationTrace:
     def stack(self, name: str) -> np.ndarray:
         """Stack a per-step field over steps: e.g. ``stack('tokens') -> [S, N, h, w]``."""
         return np.stack([getattr(s, name) for s in self.steps])
+
+
+def temperature_at(step: int, num_steps: int, start: float, end: float | None = None) -> float:
+    """Sampling temperature at step ``step`` (0-based) of ``num_steps``: constant ``start``, or linear
+    from ``start`` (first step) to ``end`` (last step)."""
+    if end is None or num_steps == 1:
+        return start
+    return start + (end - start) * step / (num_steps - 1)
+
+
+def gumbel_noise(u: torch.Tensor) -> torch.Tensor:
+    """Uniforms in (0, 1] -> Gumbel(0, 1) noise of the same shape (argmax(logits + noise) samples)."""
+    return -torch.log((-torch.log(u.clamp(1e-20, 1.0))).clamp_(min=1e-20))
+
+
+def nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Keep, per position, the most likely tokens whose probabilities add up to ``top_p``; the
+    rest get -inf. ``logits [B,K,h,w]`` -> same shape. The most likely token always stays."""
+    if top_p >= 1:
+        return logits
+    probs, order = torch.softmax(logits, 1).sort(1, descending=True)                   # [B, K, h, w]
+    drop_sorted = probs.cumsum(1) - probs >= top_p     # the mass before a token already reaches top_p
+    drop = torch.zeros_like(drop_sorted).scatter(1, order, drop_sorted)
+    return logits.masked_fill(drop, -math.inf)
 
 
 class AbsorbingDiffusion:
@@ -109,6 +140,11 @@ class AbsorbingDiffusion:
         skip_idle: bool = False,
         callback: Callable[[StepState], None] | None = None,
         trace: bool = False,
+        temperature_end: float | None = None,
+        top_p: float = 1.0,
+        corrector_steps: int = 0,
+        corrector_cells: int = 5,
+        corrector_temperature: float = 0.5,
     ):
         """Sample token grids ``[num_images, h, w]``; returns (tokens, trace or None).
 
@@ -116,13 +152,25 @@ class AbsorbingDiffusion:
         'confidence' (MaskGIT-style: the most confident predictions first, linear schedule).
         skip_idle: call the denoiser only for images that unmask something at this step (exact:
         the random draws do not depend on it); ignored when a trace or callback needs predictions.
+        temperature_end: if given, the temperature moves linearly from ``temperature`` at the first
+        step to ``temperature_end`` at the last.
+        top_p: nucleus sampling; each position draws only from its most likely tokens whose
+        probabilities (after the temperature) add up to ``top_p`` (1: no truncation).
+        corrector_steps: rounds after the last step, each re-masking ``corrector_cells`` random
+        cells per image and sampling them again at ``corrector_temperature`` (and ``top_p``),
+        the denoiser seeing the time of that many masked cells. 0: the paper's sampler.
         The random draws per step are fixed (uniforms for positions, Gumbel noise for tokens),
         so a seed gives the same result whatever the options that do not change the math.
         """
         if not 1 <= num_steps <= self.N:
             raise ValueError(f"steps must lie in 1..{self.N}; got {num_steps}")
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0; got {temperature}")
+        if not (temperature > 0 and (temperature_end is None or temperature_end > 0)):
+            raise ValueError(f"temperatures must be > 0; got {temperature}, {temperature_end}")
+        if not 0 < top_p <= 1:
+            raise ValueError(f"top_p must lie in (0, 1]; got {top_p}")
+        if corrector_steps < 0 or not 1 <= corrector_cells <= self.shape[0] * self.shape[1] or not corrector_temperature > 0:
+            raise ValueError(f"corrector: steps >= 0, cells in 1..{self.shape[0] * self.shape[1]}, temperature > 0; "
+                             f"got {corrector_steps}, {corrector_cells}, {corrector_temperature}")
         if order not in ("random", "confidence"):
             raise ValueError(f"order must be 'random' or 'confidence', not {order!r}")
         n, (h, w) = num_images, self.shape
@@ -131,9 +179,9 @@ class AbsorbingDiffusion:
         need_all = trace or callback is not None or order == "confidence"
         for i, s in enumerate(range(num_steps, 0, -1)):
             t_val = self.training_time(s, num_steps)
+            temp = temperature_at(i, num_steps, temperature, temperature_end)
             u = torch.rand((n, h, w), device=device, generator=generator)                   # [N, h, w]
-            v = torch.rand((n, self.K, h, w), device=device, generator=generator).clamp_(1e-20, 1.0)
-            gumbel = -torch.log((-torch.log(v)).clamp_(min=1e-20))                          # Gumbel(0, 1)
+            gumbel = gumbel_noise(torch.rand((n, self.K, h, w), device=device, generator=generator))  # [N, K, h, w]
             masked = x == self.mask_id                                                        # [N, h, w]
             if order == "random":
                 chosen = masked & (u < 1.0 / s)                                               # [N, h, w]
@@ -143,7 +191,7 @@ class AbsorbingDiffusion:
             pred_arg = pred_smp = None
             if len(rows):
                 t = torch.full((len(rows),), t_val, device=device)
-                logits = denoise(x[rows], t).float() / temperature                           # [R, K, h, w]
+                logits = nucleus(denoise(x[rows], t).float() / temp, top_p)                          # [R, K, h, w]
                 smp = (logits + gumbel[rows]).argmax(1)                                       # [R, h, w]
                 pred_smp = x.clone()
                 pred_smp[rows] = smp
@@ -152,8 +200,7 @@ class AbsorbingDiffusion:
                 if order == "confidence":
                     conf = torch.log_softmax(logits, 1).gather(1, smp.unsqueeze(1)).squeeze(1)  # [N, h, w]
                     # MaskGIT: Gumbel noise on the confidence, annealed to 0, keeps the order diverse
-                    pos_gumbel = -torch.log((-torch.log(u.clamp(1e-20, 1.0))).clamp_(min=1e-20))  # [N, h, w]
-                    conf = conf + self.choice_temperature * (s / num_steps) * pos_gumbel
+                    conf = conf + self.choice_temperature * (s / num_steps) * gumbel_noise(u)       # [N, h, w]
                     conf = conf.masked_fill(~masked, -math.inf)
                     keep_masked = int(math.floor(h * w * (s - 1) / num_steps))
                     n_new = masked.flatten(1).sum(1) - keep_masked                            # [N]
@@ -170,4 +217,20 @@ class AbsorbingDiffusion:
             if callback is not None:
                 callback(state)
         assert not (x == self.mask_id).any(), "sampling must end with every position unmasked"
+        t_corr = torch.full((n,), corrector_cells * self.N / (h * w), device=device)
+        for r in range(corrector_steps):
+            u = torch.rand((n, h * w), device=device, generator=generator)
+            gumbel = gumbel_noise(torch.rand((n, self.K, h, w), device=device, generator=generator))
+            chosen = torch.zeros_like(u, dtype=torch.bool).scatter_(1, u.argsort(1)[:, :corrector_cells], True)
+            chosen = chosen.view(n, h, w)                                                     # [N, h, w]
+            logits = nucleus(denoise(x.masked_fill(chosen, self.mask_id), t_corr).float() / corrector_temperature, top_p)
+            smp = (logits + gumbel).argmax(1)                                                 # [N, h, w]
+            x = torch.where(chosen, smp, x)
+            if trace or callback is not None:
+                state = StepState(num_steps + r, num_steps, float(t_corr[0]), x.cpu().numpy().copy(), chosen.cpu().numpy(),
+                                  logits.argmax(1).cpu().numpy(), smp.cpu().numpy(), kind="correct")
+                if record is not None:
+                    record.steps.append(state)
+                if callback is not None:
+                    callback(state)
         return x, record

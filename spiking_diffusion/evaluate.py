@@ -19,7 +19,7 @@ import argparse
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +50,13 @@ PROTOCOLS = {
 class EvalConfig:
     num_samples: int = 10000          # generated images for the main figures
     steps: int = 49
-    temperature: float = 0.65
+    # sampling settings (the pipeline's arguments); None: the checkpoint's sampling_defaults
+    temperature: float | None = None
+    temperature_end: float | None = None
+    top_p: float | None = None
+    corrector_steps: int | None = None
+    corrector_cells: int | None = None
+    corrector_temperature: float | None = None
     seed: int = 0
     order: str = "random"
     batch_size: int = 256
@@ -61,7 +67,9 @@ class EvalConfig:
     paper_samples: int = 1280         # the authors' protocol
     inception_batch: int = 32
     sweeps: bool = True
-    temperatures: tuple[float, ...] = (0.3, 0.5, 0.65, 0.8, 1.0)
+    temperatures: tuple[str, ...] = ("0.3", "0.5", "0.65", "0.8", "1.0")  # "T" or "START..END"; top_p as chosen
+    top_ps: tuple[float, ...] = ()    # a top-p sweep at the chosen temperatures
+    corrector_sweep: tuple[int, ...] = ()  # a sweep over corrector rounds, the rest as chosen
     steps_sweep: tuple[int, ...] = (7, 13, 25, 49)
     sweep_samples: int = 1000
     recon_samples: int | None = None  # test images for reconstruction / codebook usage (None: all)
@@ -76,12 +84,35 @@ def _seed(seed: int, batch: int) -> int:
     return int(np.random.SeedSequence([seed, batch]).generate_state(1)[0])
 
 
-def generate(pipe, n: int, steps: int, temperature: float, seed: int, order: str, batch_size: int, log=None):
-    """``n`` samples in batches (batch b seeded from (seed, b)) -> (uint8 images ``[n,H,W,C]``, tokens ``[n,h,w]``)."""
+def parse_temperature(text: str) -> tuple[float, float | None]:
+    """"0.8" -> (0.8, None); "1.0..0.5" -> (1.0, 0.5) (linear from the first to the last step)."""
+    start, sep, end = str(text).partition("..")
+    try:
+        return float(start), float(end) if sep else None
+    except ValueError:
+        raise SpikingDiffusionError(f"a temperature is a number or START..END, not {text!r}") from None
+
+
+def temperature_label(start: float, end: float | None) -> str:
+    return f"{start:g}" if end is None or end == start else f"{start:g}..{end:g}"
+
+
+def sampling_label(s: dict) -> str:
+    """One line for a dict of sampling settings."""
+    text = f"temperature {temperature_label(s['temperature'], s['temperature_end'])}, top-p {s['top_p']:g}"
+    if s["corrector_steps"]:
+        text += (f", corrector {s['corrector_steps']} rounds x {s['corrector_cells']} cells at "
+                 f"temperature {s['corrector_temperature']:g}")
+    return text
+
+
+def generate(pipe, n: int, steps: int, sampling: dict, seed: int, order: str, batch_size: int, log=None):
+    """``n`` samples in batches (batch b seeded from (seed, b)) -> (uint8 images ``[n,H,W,C]``, tokens ``[n,h,w]``).
+    ``sampling``: the pipeline's sampling arguments (see ``pipe.sampling_defaults``)."""
     images, tokens, start = [], [], time.time()
     batch_size = max(1, min(batch_size, MAX_IMAGES))
     for b, i in enumerate(range(0, n, batch_size)):
-        out = pipe(min(batch_size, n - i), steps=steps, temperature=temperature, seed=_seed(seed, b), order=order)
+        out = pipe(min(batch_size, n - i), steps=steps, seed=_seed(seed, b), order=order, **sampling)
         images.append(out.images)
         tokens.append(out.tokens)
         if log and (b + 1) % 10 == 0:
@@ -209,6 +240,11 @@ class Reference:
     sigma: np.ndarray
     order: np.ndarray
 
+    @classmethod
+    def of(cls, clf, test_images, seed: int = 0) -> "Reference":
+        feats, _ = clf.embed(test_images)
+        return cls(feats, *M.feature_stats(feats), np.random.default_rng(seed).permutation(len(feats)))
+
 
 def classifier_metrics(clf, images, ref: Reference, k: int = 3) -> dict:
     """Images (uint8 NHWC or float NCHW) -> {n, fd, precision, recall, confident_share, class_entropy}.
@@ -258,7 +294,8 @@ def model_section(pipe, cfg: EvalConfig, test, gen_tokens: np.ndarray, log) -> t
             acc[name] = acc.get(name, 0.0) + r / S
     out["firing_rates"]["denoiser_sampling"] = acc
 
-    calls = M.expected_denoiser_calls(S, vq_cfg.latent_size ** 2) if cfg.order == "random" else float(S)
+    unmasking = M.expected_denoiser_calls(S, vq_cfg.latent_size ** 2) if cfg.order == "random" else float(S)
+    calls = unmasking + cfg.corrector_steps  # corrector rounds: one call each, counted at the same firing rates
     den = M.energy(M.denoiser_layers(den_cfg), acc, den_cfg.time_steps)
     dec = M.energy(M.vqsvae_decode_layers(vq_cfg), rates_gen, vq_cfg.time_steps)
     per_image = {key: den[key] * calls + dec[key] for key in ("sops", "snn_macs", "snn_energy_pj", "ann_macs", "ann_energy_pj")}
@@ -266,8 +303,9 @@ def model_section(pipe, cfg: EvalConfig, test, gen_tokens: np.ndarray, log) -> t
     out["energy"] = {
         "assumptions": f"{M.E_AC_PJ} pJ per AC (one per spike per outgoing connection), {M.E_MAC_PJ} pJ per MAC; "
                        "direct-coded input layers count as MACs once; the non-spiking equivalent runs every layer "
-                       f"once per call; {calls:.2f} denoiser calls per image (expected, steps={S}, order={cfg.order}, "
-                       "idle steps skipped)",
+                       f"once per call; {calls:.2f} denoiser calls per image ({unmasking:.2f} expected for steps={S}, "
+                       f"order={cfg.order}, idle steps skipped, + {cfg.corrector_steps} corrector rounds at the "
+                       "sampling firing rates)",
         "denoiser_calls_per_image": calls, "denoiser_per_call": den, "decode_per_image": dec, "per_image": per_image,
         "denoiser_dense_macs_over_T": denoiser_macs(den_cfg)}
     return out, test_tokens
@@ -313,6 +351,9 @@ def evaluate(checkpoint_dir, data_root, out_dir, log=print, **overrides) -> dict
     pipe = SpikingDiffusionPipeline.from_pretrained(checkpoint_dir, device=cfg.device)
     if pipe.denoiser is None:
         raise SpikingDiffusionError("this checkpoint holds only a VQ-SVAE; evaluation needs a trained prior")
+    sampling = pipe.sampling_settings(**{k: getattr(cfg, k) for k in pipe.sampling_defaults})
+    cfg = replace(cfg, **sampling)
+    sweep_temps = [parse_temperature(t) for t in cfg.temperatures] if cfg.sweeps else []
     dataset = cfg.dataset or pipe.info.get("dataset")
     if not dataset:
         raise SpikingDiffusionError("the checkpoint does not name its data set (info['dataset']); pass --dataset")
@@ -325,9 +366,9 @@ def evaluate(checkpoint_dir, data_root, out_dir, log=print, **overrides) -> dict
         report["messages"].append(msg)
         log(msg)
 
-    log(f"generating {cfg.num_samples} images (steps={cfg.steps}, temperature={cfg.temperature}) ...")
+    log(f"generating {cfg.num_samples} images (steps={cfg.steps}, {sampling_label(sampling)}) ...")
     t0 = time.time()
-    images, tokens = generate(pipe, cfg.num_samples, cfg.steps, cfg.temperature, cfg.seed, cfg.order, cfg.batch_size, log)
+    images, tokens = generate(pipe, cfg.num_samples, cfg.steps, sampling, cfg.seed, cfg.order, cfg.batch_size, log)
     report["generation"] = {"n": len(images), "seconds": round(time.time() - t0, 1),
                             "seconds_per_image": (time.time() - t0) / len(images)}
     _save_grid(images[:64], out_dir / "samples.png")
@@ -344,8 +385,7 @@ def evaluate(checkpoint_dir, data_root, out_dir, log=print, **overrides) -> dict
     clf = None
     if (clf_dir / "config.json").is_file():
         clf = load_classifier(clf_dir, cfg.device)
-        feats, _ = clf.embed(test.images)
-        ref = Reference(feats, *M.feature_stats(feats), np.random.default_rng(cfg.seed).permutation(len(feats)))
+        ref = Reference.of(clf, test.images, cfg.seed)
         train = load_images(dataset, data_root, train=True, download=cfg.download)
         held = train.images[holdout_split(len(train), clf.cfg.holdout, clf.cfg.holdout_seed)[1][:cfg.num_samples]]
         report["classifier"] = {
@@ -367,26 +407,29 @@ def evaluate(checkpoint_dir, data_root, out_dir, log=print, **overrides) -> dict
     report["sweeps"] = None
     if cfg.sweeps:
         rows = []
-        for kind, values in (("temperature", cfg.temperatures), ("steps", cfg.steps_sweep)):
-            for v in values:
-                temp, steps = (float(v), cfg.steps) if kind == "temperature" else (cfg.temperature, int(v))
-                t0 = time.time()
-                imgs, toks = generate(pipe, cfg.sweep_samples, steps, temp, cfg.seed + 1, cfg.order, cfg.batch_size)
-                row = {"sweep": kind, "temperature": temp, "steps": steps, "n": len(imgs),
-                       "token_perplexity": M.codebook_usage(toks, pipe.codebook_size)["perplexity"]}
-                if clf is not None:
-                    row.update(classifier_metrics(clf, imgs, ref, cfg.k))
-                row["seconds"] = round(time.time() - t0, 1)
-                log(f"sweep {kind}={v}: {_short(row)}")
-                rows.append(row)
+        settings = ([("temperature", {**sampling, "temperature": a, "temperature_end": b}, cfg.steps) for a, b in sweep_temps]
+                    + [("top_p", {**sampling, "top_p": float(p)}, cfg.steps) for p in cfg.top_ps]
+                    + [("corrector", {**sampling, "corrector_steps": int(c)}, cfg.steps) for c in cfg.corrector_sweep]
+                    + [("steps", sampling, int(s)) for s in cfg.steps_sweep])
+        for kind, setting, steps in settings:
+            t0 = time.time()
+            imgs, toks = generate(pipe, cfg.sweep_samples, steps, setting, cfg.seed + 1, cfg.order, cfg.batch_size)
+            row = {"sweep": kind, "temperature": temperature_label(setting["temperature"], setting["temperature_end"]),
+                   "top_p": setting["top_p"], "corrector_steps": setting["corrector_steps"], "steps": steps, "n": len(imgs),
+                   "token_perplexity": M.codebook_usage(toks, pipe.codebook_size)["perplexity"]}
+            if clf is not None:
+                row.update(classifier_metrics(clf, imgs, ref, cfg.k))
+            row["seconds"] = round(time.time() - t0, 1)
+            log(f"sweep {kind}: steps {steps}, {sampling_label(setting)}: {_short(row)}")
+            rows.append(row)
         report["sweeps"] = rows
     report["seconds"] = round(time.time() - start, 1)
     report["headline"] = headline(report)
     report = _clean(report)
     _write(out_dir / "report.json", json.dumps(report, indent=2))
     _write(out_dir / "summary.md", summary_markdown(report))
-    if cfg.record:
-        update_metadata(checkpoint_dir, metrics=report["headline"])
+    if cfg.record:  # the evaluated settings become the checkpoint's defaults (studio, sample)
+        update_metadata(checkpoint_dir, info=sampling, metrics=report["headline"])
         write_code_usage(checkpoint_dir, dataset, test_tokens, pipe.codebook_size)
         log(f"recorded headline metrics in {checkpoint_dir}/config.json and test code usage in {CODE_USAGE_NAME}")
     log(f"wrote {out_dir / 'report.json'} and {out_dir / 'summary.md'} ({report['seconds']:.0f}s)")
@@ -421,7 +464,8 @@ def headline(report: dict) -> dict:
     if "energy" in m:
         h["energy_uj_per_image"] = m["energy"]["per_image"]["snn_energy_pj"] / 1e6
         h["energy_ratio_vs_ann"] = m["energy"]["per_image"]["energy_ratio"]
-    h["eval_settings"] = {k: s[k] for k in ("num_samples", "steps", "temperature", "seed", "order")}
+    h["eval_settings"] = {k: s[k] for k in ("num_samples", "steps", "temperature", "temperature_end", "top_p",
+                                             "corrector_steps", "corrector_cells", "corrector_temperature", "seed", "order")}
     return h
 
 
@@ -429,7 +473,7 @@ def summary_markdown(r: dict) -> str:
     f = lambda v, d=3: "n/a" if v is None else (f"{v:.{d}f}" if isinstance(v, float) else str(v))
     s = r["settings"]
     lines = [f"# Evaluation of `{r['checkpoint']}` ({r['dataset']})", "",
-             f"{r['generation']['n']} samples, steps={s['steps']}, temperature={s['temperature']}, seed={s['seed']}, "
+             f"{r['generation']['n']} samples, steps={s['steps']}, {sampling_label(s)}, seed={s['seed']}, "
              f"order={s['order']}; {f(r['generation']['seconds_per_image'], 4)} s per image; total {r['seconds']:.0f} s.", "",
              "## Inception FID (each under its own protocol; not comparable with each other)", ""]
     for kind, e in r["inception"].items():
@@ -462,10 +506,12 @@ def summary_markdown(r: dict) -> str:
                       f"{p['snn_energy_pj'] / 1e6:.2f} uJ, vs {p['ann_macs'] / 1e6:.1f} M MACs = {p['ann_energy_pj'] / 1e6:.2f} uJ "
                       f"for the non-spiking equivalent (ratio {f(p['energy_ratio'])}).  ", f"_{e['assumptions']}_"]
     if r["sweeps"]:
-        lines += ["", "## Sweeps", "", "| sweep | temperature | steps | n | Fréchet dist. | precision | recall | confident | class entropy | token perplexity |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines += ["", "## Sweeps", "", "Temperatures START..END move linearly over the steps; the corrector runs "
+                  f"{s['corrector_cells']} cells per round at temperature {s['corrector_temperature']}.", "",
+                  "| sweep | temperature | top-p | corrector rounds | steps | n | Fréchet dist. | precision | recall | confident | class entropy | token perplexity |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for w in r["sweeps"]:
-            lines.append(f"| {w['sweep']} | {w['temperature']} | {w['steps']} | {w['n']} | {f(w.get('fd'))} | {f(w.get('precision'))} | "
+            lines.append(f"| {w['sweep']} | {w['temperature']} | {w['top_p']} | {w['corrector_steps']} | {w['steps']} | {w['n']} | {f(w.get('fd'))} | {f(w.get('precision'))} | "
                          f"{f(w.get('recall'))} | {f(w.get('confident_share'))} | {f(w.get('class_entropy'))} | {f(w['token_perplexity'], 1)} |")
     if r["messages"]:
         lines += ["", "## Messages", ""] + [f"- {msg}" for msg in r["messages"]]
@@ -480,7 +526,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder for report.json, summary.md, samples.png")
     p.add_argument("--num-samples", type=int, default=d.num_samples)
     p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--temperature", type=float, default=d.temperature)
+    from .cli import add_sampling_arguments
+
+    add_sampling_arguments(p)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--order", choices=("random", "confidence"), default=d.order)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -491,7 +539,11 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "(the paper's protocol); may be given twice")
     p.add_argument("--fid-samples", type=int, default=d.fid_samples)
     p.add_argument("--paper-samples", type=int, default=d.paper_samples)
-    p.add_argument("--temperatures", type=float, nargs="+", default=list(d.temperatures))
+    p.add_argument("--temperatures", nargs="+", default=list(d.temperatures),
+                   help="temperature sweep: T or START..END each (top-p as evaluated)")
+    p.add_argument("--top-ps", type=float, nargs="+", default=list(d.top_ps), help="top-p sweep (temperatures as evaluated)")
+    p.add_argument("--corrector-sweep", type=int, nargs="+", default=list(d.corrector_sweep),
+                   help="sweep over corrector rounds (the rest as evaluated)")
     p.add_argument("--steps-sweep", type=int, nargs="+", default=list(d.steps_sweep))
     p.add_argument("--sweep-samples", type=int, default=d.sweep_samples)
     p.add_argument("--no-sweeps", action="store_true")
@@ -500,19 +552,22 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-download", action="store_true")
     p.add_argument("--record", action="store_true",
-                   help=f"write headline metrics into the checkpoint's config.json and test code usage into {CODE_USAGE_NAME}")
+                   help="write headline metrics and the evaluated sampling settings (its new defaults) into the "
+                        f"checkpoint's config.json and test code usage into {CODE_USAGE_NAME}")
     return p
 
 
 def run(args: argparse.Namespace) -> dict:
+    from .cli import sampling_arguments
+
     if args.threads:
         torch.set_num_threads(args.threads)
     return evaluate(
         args.checkpoint, args.data_root, args.out, num_samples=args.num_samples, steps=args.steps,
-        temperature=args.temperature, seed=args.seed, order=args.order, batch_size=args.batch_size,
+        **sampling_arguments(args), seed=args.seed, order=args.order, batch_size=args.batch_size,
         dataset=args.dataset, classifier=args.classifier, inception_weights=list(args.inception_weights),
         fid_samples=args.fid_samples, paper_samples=args.paper_samples, sweeps=not args.no_sweeps,
-        temperatures=tuple(args.temperatures), steps_sweep=tuple(args.steps_sweep), sweep_samples=args.sweep_samples,
+        temperatures=tuple(args.temperatures), top_ps=tuple(args.top_ps), corrector_sweep=tuple(args.corrector_sweep), steps_sweep=tuple(args.steps_sweep), sweep_samples=args.sweep_samples,
         recon_samples=args.recon_samples, device=args.device, download=not args.no_download, record=args.record)
 
 

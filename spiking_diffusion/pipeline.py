@@ -28,6 +28,7 @@ from .fast import FastDenoiser, reference_decode, reference_logits
 from .spiking import record_spikes
 
 MAX_IMAGES = 1024
+MAX_CORRECTOR_STEPS = 500
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -95,9 +96,26 @@ class SpikingDiffusionPipeline:
         return self.config.get("metrics", {})
 
     @property
-    def default_temperature(self) -> float:
-        """The temperature chosen for this checkpoint (info['temperature']), else the paper's 0.65."""
-        return float(self.info.get("temperature", 0.65))
+    def sampling_defaults(self) -> dict[str, Any]:
+        """The sampling settings chosen for this checkpoint when it was evaluated (stored in its
+        info; see ``__call__``); without them the paper's sampler at temperature 0.65."""
+        i = self.info
+        end = i.get("temperature_end")
+        return {"temperature": float(i.get("temperature", 0.65)), "temperature_end": None if end is None else float(end),
+                "top_p": float(i.get("top_p", 1.0)), "corrector_steps": int(i.get("corrector_steps", 0)),
+                "corrector_cells": int(i.get("corrector_cells", 5)),
+                "corrector_temperature": float(i.get("corrector_temperature", 0.5))}
+
+    def sampling_settings(self, **overrides) -> dict[str, Any]:
+        """:attr:`sampling_defaults` with the ``overrides`` that are not None; a temperature given
+        without an end temperature is constant."""
+        chosen = {k: v for k, v in overrides.items() if v is not None}
+        unknown = set(chosen) - set(self.sampling_defaults)
+        if unknown:
+            raise SpikingDiffusionError(f"unknown sampling settings: {sorted(unknown)}")
+        if "temperature" in chosen and "temperature_end" not in chosen:
+            chosen["temperature_end"] = None
+        return {**self.sampling_defaults, **chosen}
 
     @property
     def codebook_size(self) -> int:
@@ -200,13 +218,20 @@ class SpikingDiffusionPipeline:
     @torch.inference_mode()
     def __call__(self, num_images: int = 16, steps: int = 49, temperature: float = 0.65, seed: int = 0,
                  order: str = "random", trace: bool = False, fast: bool = True,
-                 callback: Callable[[StepState], None] | None = None) -> PipelineOutput:
+                 callback: Callable[[StepState], None] | None = None,
+                 temperature_end: float | None = None, top_p: float = 1.0, corrector_steps: int = 0,
+                 corrector_cells: int = 5, corrector_temperature: float = 0.5) -> PipelineOutput:
         """Generate ``num_images`` images. Same seed, same images (on the same machine).
 
         fast=True runs the fast denoiser and skips it for images that unmask nothing at a step
         (exact: the random draws do not depend on it); fast=False is the plain reference path
         (every image at every step, the paper's forward and decoding written plainly). Both give
         the same tokens for a seed and images within 1e-5 (before the uint8 rounding).
+        temperature_end: if given, the temperature moves linearly from ``temperature`` (first step)
+        to ``temperature_end`` (last step). top_p: nucleus sampling (1: off). corrector_*: rounds
+        after the last step that re-mask ``corrector_cells`` random cells and sample them again at
+        ``corrector_temperature`` (0 rounds: the paper's sampler; see diffusion.py). A checkpoint's
+        chosen settings are in :attr:`sampling_defaults` (``pipe(**pipe.sampling_defaults)``).
         """
         import time
 
@@ -215,15 +240,29 @@ class SpikingDiffusionPipeline:
             raise SpikingDiffusionError(f"num_images must be an integer in 1..{MAX_IMAGES}; got {num_images!r}")
         if not isinstance(steps, (int, np.integer)) or not 1 <= steps <= self.num_diffusion_steps:
             raise SpikingDiffusionError(f"steps must be an integer in 1..{self.num_diffusion_steps}; got {steps!r}")
-        if not (isinstance(temperature, (int, float)) and np.isfinite(temperature) and temperature > 0):
-            raise SpikingDiffusionError(f"temperature must be a number > 0; got {temperature!r}")
+        for name, value in (("temperature", temperature), ("temperature_end", temperature_end),
+                            ("corrector_temperature", corrector_temperature)):
+            if value is None and name == "temperature_end":
+                continue
+            if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
+                raise SpikingDiffusionError(f"{name} must be a number > 0; got {value!r}")
+        if not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
+            raise SpikingDiffusionError(f"top_p must be a number in (0, 1]; got {top_p!r}")
+        cells = self.vqsvae.cfg.latent_size ** 2
+        if not isinstance(corrector_steps, (int, np.integer)) or not 0 <= corrector_steps <= MAX_CORRECTOR_STEPS:
+            raise SpikingDiffusionError(f"corrector_steps must be an integer in 0..{MAX_CORRECTOR_STEPS}; got {corrector_steps!r}")
+        if not isinstance(corrector_cells, (int, np.integer)) or not 1 <= corrector_cells <= cells:
+            raise SpikingDiffusionError(f"corrector_cells must be an integer in 1..{cells}; got {corrector_cells!r}")
         if order not in ("random", "confidence"):
             raise SpikingDiffusionError(f"order must be 'random' or 'confidence'; got {order!r}")
         start = time.perf_counter()
         gen = torch.Generator(device=self.device).manual_seed(int(seed))
         tokens, record = self.scheduler.sample(
             self._denoise if fast else self._denoise_reference, int(num_images), int(steps),
-            float(temperature), gen, self.device, order=order, skip_idle=fast, callback=callback, trace=trace)
+            float(temperature), gen, self.device, order=order, skip_idle=fast, callback=callback, trace=trace,
+            temperature_end=None if temperature_end is None else float(temperature_end), top_p=float(top_p),
+            corrector_steps=int(corrector_steps), corrector_cells=int(corrector_cells),
+            corrector_temperature=float(corrector_temperature))
         images = to_uint8(self.decode(tokens) if fast else self._decode_reference(tokens))
         return PipelineOutput(images, tokens.cpu().numpy(), record, time.perf_counter() - start)
 

@@ -1,8 +1,10 @@
 """Training for both stages, on one process or many (torchrun + DistributedDataParallel).
 
 A run directory ``--out DIR`` holds the model checkpoint (config.json + model.safetensors, usable
-at once), ``training_state.safetensors`` (weights, optimiser, step, RNG: what ``--resume`` needs,
-one file renamed into place) and ``log.jsonl`` (one line of losses per logged step).
+at once), ``training_state.safetensors`` (weights, optimiser, step, RNG, the weight average: what
+``--resume`` needs, one file renamed into place) and ``log.jsonl`` (one line of losses per logged step).
+With ``--ema DECAY`` the checkpoint holds an exponential moving average of the weights (and of the
+BatchNorm statistics), the usual trick for diffusion models; the raw weights stay in the state.
 Stage 2 also caches the training set's tokens in ``tokens_train.npz``.
 """
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from safetensors import safe_open
 from safetensors.torch import save_file
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .checkpoint import atomic_write_file, load_checkpoint, save_checkpoint
 from .config import get_preset
@@ -48,7 +51,8 @@ class TrainConfig:
     vqsvae: str | None = None      # stage 2: the trained VQ-SVAE checkpoint
     epochs: float = 1.0
     batch_size: int = 32           # global batch (split over processes)
-    lr: float = 1e-3
+    lr: float = 1e-3               # on --resume the given lr replaces the snapshot's
+    ema: float = 0.0               # decay of the weight average saved as the checkpoint; 0: off
     weight_decay: float = 1e-3
     loss: str = "reweighted_elbo"
     codebook_init: str = "normal"  # "normal": nn.Embedding's N(0,1) (the paper); "data": encoder outputs
@@ -85,8 +89,11 @@ def _wrap(model: nn.Module, world: int, dev: torch.device) -> nn.Module:
 
 
 # --- the training-state file ---------------------------------------------------------------------
-def _save_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, step: int, gen: torch.Generator, meta: dict):
+def _save_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, step: int, gen: torch.Generator,
+                meta: dict, ema: AveragedModel | None = None):
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if ema is not None:
+        tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
     opt_sd = opt.state_dict()
     for pid, st in opt_sd["state"].items():
         for k, v in st.items():
@@ -97,7 +104,8 @@ def _save_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, step: 
     atomic_write_file(path, lambda f: save_file(tensors, f, metadata={"json": json.dumps(info)}))
 
 
-def _load_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator) -> dict:
+def _load_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator,
+                ema: AveragedModel | None = None) -> dict:
     try:
         with safe_open(str(path), "pt") as f:
             info = json.loads(f.metadata()["json"])
@@ -105,6 +113,8 @@ def _load_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, gen: t
     except Exception as e:
         raise CheckpointError(f"cannot resume: {path} is unreadable ({e})") from None
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    if ema is not None and any(k.startswith("ema.") for k in tensors):  # else it starts from here
+        ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
     state: dict = {}
     for k, v in tensors.items():
         if k.startswith("opt."):
@@ -141,7 +151,8 @@ def _batches(n: int, batch: int, rank: int, world: int, seed: int, epoch: int):
 
 
 def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save_model, meta: dict):
-    """Generic loop: ``data`` [N, ...] on CPU, ``to_input(batch)`` -> model input on device."""
+    """Generic loop: ``data`` [N, ...] on CPU, ``to_input(batch)`` -> model input on device;
+    ``save_model(step, trained)`` writes the checkpoint of ``trained`` (the model or its average)."""
     rank, world, dev = _dist_setup(cfg.device)
     if cfg.batch_size % world:
         raise SpikingDiffusionError(f"--batch-size {cfg.batch_size} must be divisible by the {world} processes")
@@ -152,6 +163,7 @@ def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save
     model.to(dev)
     gen = torch.Generator(device=dev).manual_seed(cfg.seed * 7919 + rank)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
     steps_per_epoch = len(data) // cfg.batch_size
     if steps_per_epoch == 0:
         raise SpikingDiffusionError(f"{len(data)} training images are fewer than one batch of {cfg.batch_size}")
@@ -159,7 +171,9 @@ def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save
     step = 0
     log_path = out / "log.jsonl"
     if cfg.resume and (out / STATE_NAME).is_file():
-        step = _load_state(out / STATE_NAME, model, opt, gen)["step"]
+        step = _load_state(out / STATE_NAME, model, opt, gen, ema)["step"]
+        for group in opt.param_groups:  # the same --lr continues the run exactly; another one changes it
+            group["lr"] = cfg.lr
         if rank == 0 and log_path.is_file():  # drop log lines past the snapshot we resume from
             lines = [l for l in log_path.read_text().splitlines() if l and json.loads(l)["step"] <= step]
             log_path.write_text("".join(l + "\n" for l in lines))
@@ -179,8 +193,8 @@ def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save
         if rank != 0:
             return
         model.eval()
-        save_model(step)
-        _save_state(out / STATE_NAME, model, opt, step, gen, {"train_config": asdict(cfg), **meta})
+        save_model(step, ema.module if ema is not None else model)
+        _save_state(out / STATE_NAME, model, opt, step, gen, {"train_config": asdict(cfg), **meta}, ema)
         model.train()
 
     while step < total:
@@ -192,6 +206,8 @@ def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save
             opt.zero_grad(set_to_none=True)
             losses["total"].backward()
             opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
             step += 1
             seen += cfg.batch_size
             if rank == 0:
@@ -233,8 +249,8 @@ def train_vqsvae(cfg: TrainConfig) -> Path:
         init_codebook_from_data(model, data.floats(slice(0, 1024)), cfg.seed)
     spe = len(data) // cfg.batch_size
 
-    def save_model(step):
-        save_checkpoint(cfg.out, model, None, _info(cfg, step, spe, {"stage": "vqsvae"}))
+    def save_model(step, trained: VQSVAE):
+        save_checkpoint(cfg.out, trained, None, _info(cfg, step, spe, {"stage": "vqsvae", "ema": cfg.ema}))
 
     step, speed = _loop(cfg, model, data.images, lambda x, g: (x.float() / 255.0,), save_model, {})
     print(f"VQ-SVAE: {step} steps at {speed:.1f} images/s -> {cfg.out}")
@@ -306,8 +322,8 @@ def train_prior(cfg: TrainConfig) -> Path:
     spe = len(tokens) // cfg.batch_size
     vq_info = {f"vqsvae_{k}": v for k, v in vq_config["info"].items() if k in ("steps", "epochs", "preset")}
 
-    def save_model(step):
-        save_checkpoint(cfg.out, vqsvae, denoiser, _info(cfg, step, spe, {"stage": "prior", **vq_info}),
+    def save_model(step, trained: _PriorObjective):
+        save_checkpoint(cfg.out, vqsvae, trained.denoiser, _info(cfg, step, spe, {"stage": "prior", "ema": cfg.ema, **vq_info}),
                         vq_config.get("metrics", {}))
 
     step, speed = _loop(cfg, objective, tokens, lambda x, g: (x.long(), g), save_model, {})

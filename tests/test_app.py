@@ -101,6 +101,29 @@ def test_generate_streams_then_finishes(generated):
     assert img.ndim == 3 and img.shape[0] > 56
 
 
+def test_generate_uses_the_sampling_settings(server):
+    """End temperature and top-p reach the sampler: the same images as the pipeline with them."""
+    from spiking_diffusion import SpikingDiffusionPipeline
+    from demo import media
+
+    client = Client(server[0], verbose=False, analytics_enabled=False)   # its own session: keeps the shared run
+    pipe = SpikingDiffusionPipeline.from_pretrained(server[1] / "ck" / "tiny")
+    grid, status = client.predict("tiny", 3, 6, 1.5, 11, 0.3, 0.5, 4, 2, 0.4, api_name="/generate")
+    assert "3 images, 6 steps + 4 corrector rounds" in status
+    want = media.tile(pipe(3, 6, 1.5, 11, temperature_end=0.3, top_p=0.5, corrector_steps=4, corrector_cells=2,
+                           corrector_temperature=0.4).images)
+    other = media.tile(pipe(3, 6, 1.5, 11).images)
+    got = np.asarray(Image.open(grid))
+    assert got.shape == want.shape and np.array_equal(got.reshape(want.shape), want)
+    assert not np.array_equal(want, other)                             # the settings do change the images
+    *_, caption = client.predict(0, 8, 24, api_name="/unmask")          # frames 7..10: the corrector rounds
+    assert "Step **8/10**, corrector round 2" in caption and "2** cell(s) re-masked" in caption
+    md, _ = client.predict(api_name="/energy")                          # corrector calls are counted
+    assert "3 images, 6 steps + 4 corrector rounds" in md
+    calls = int(md.split("->")[1].split("denoiser calls")[0])
+    assert 3 * 4 < calls <= 3 * (6 + 4)
+
+
 def test_unmask_steps(client, generated):
     fig, committed, predicted, caption = client.predict(1, 3, 10, api_name="/unmask")
     assert "Step **3/10**" in caption
@@ -172,6 +195,9 @@ def test_encode_sketch(client, tmp_path):
     (("tiny", 9, 10, 0.65, 0, "/generate"), "maximum"),           # more than --max-batch
     (("tiny", 2, 50, 0.65, 0, "/generate"), "maximum"),
     (("tiny", 2, 10, 0.0, 0, "/generate"), "minimum"),
+    (("tiny", 2, 10, 0.65, 0, 0.65, 0.0, "/generate"), "minimum"),    # top-p 0
+    (("tiny", 2, 10, 0.65, 0, 9.0, 1.0, "/generate"), "maximum"),      # end temperature off the slider
+    (("tiny", 2, 10, 0.65, 0, 0.65, 1.0, 5, 0, 0.5, "/generate"), "minimum"),   # 0 corrector cells
     (("tiny", 2.5, 10, 0.65, 0, "/generate"), "whole number"),
     (("nope", 2, 10, 0.65, 0, "/generate"), "not in the list"),
     ((1.0, 1.0, 0.5, "hard", 40, "/lif"), "minimum value 1"),

@@ -107,9 +107,9 @@ def test_generate_streams_and_finishes(page):
 def test_unmasking_scrub_and_cell_selection(page):
     open_tab(page, "Unmasking")
     caption = page.locator("#unmask-caption")
-    expect(caption).to_contain_text("Step 49/49")
+    expect(caption).to_contain_text(re.compile(r"Step (\d+)/\1\b"), timeout=20_000)  # the last frame
     page.locator("#step input[type=range]").fill("10")
-    expect(caption).to_contain_text("Step 10/49")
+    expect(caption).to_contain_text(re.compile(r"Step 10/\d+\b"))
     expect(page.locator("#token-grid .js-plotly-plot")).to_be_attached()
     expect(page.locator("#committed img")).to_have_attribute("src", re.compile(r".+"))
     cell = page.locator("#cell input")

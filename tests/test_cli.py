@@ -70,9 +70,15 @@ def test_sample_writes_png_and_npy(trained, tmp_path, capsys):
     assert png.size == (2 * 30 + 2, 2 * 30 + 2)                     # a 2x2 grid, 2-pixel padding
     # the same images as the pipeline with the checkpoint's default temperature
     pipe = SpikingDiffusionPipeline.from_pretrained(prior)
-    ref = pipe(num_images=4, steps=5, seed=3, temperature=pipe.default_temperature)
+    ref = pipe(num_images=4, steps=5, seed=3, **pipe.sampling_defaults)
     assert np.array_equal(images, ref.images)
     assert "4 images" in capsys.readouterr().out
+    # sampling options on the command line: the same as the pipeline with them
+    assert main(["sample", "--checkpoint", str(prior), "--out", str(out), "--num-images", "3", "--steps", "5",
+                 "--seed", "3", "--temperature", "1.2", "--top-p", "0.7", "--corrector-steps", "4",
+                 "--corrector-cells", "2"]) == 0
+    ref = pipe(num_images=3, steps=5, seed=3, temperature=1.2, top_p=0.7, corrector_steps=4, corrector_cells=2)
+    assert np.array_equal(np.load(out.with_suffix(".npy")), ref.images)
 
 
 def _user_error(capsys, argv) -> str:
@@ -93,6 +99,9 @@ def test_user_errors_exit_2_with_one_line(trained, tmp_path, capsys):
     assert "steps" in _user_error(capsys, ["sample", "--checkpoint", str(prior), "--out", out, "--steps", "60"])
     assert "temperature" in _user_error(capsys, ["sample", "--checkpoint", str(prior), "--out", out,
                                                  "--temperature", "0"])
+    assert "top_p" in _user_error(capsys, ["sample", "--checkpoint", str(prior), "--out", out, "--top-p", "0"])
+    assert "corrector_cells" in _user_error(capsys, ["sample", "--checkpoint", str(prior), "--out", out,
+                                                     "--corrector-steps", "2", "--corrector-cells", "99"])
     assert "/proc/x" in _user_error(capsys, ["sample", "--checkpoint", str(prior), "--out", "/proc/x/y"])
     assert "num_images" in _user_error(capsys, ["sample", "--checkpoint", str(prior), "--out", out,
                                                 "--num-images", "0"])

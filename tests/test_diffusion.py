@@ -189,10 +189,72 @@ def test_temperature_sharpens(diffusion):
         assert np.array_equal(s.pred_sampled[s.unmasked], s.pred_argmax[s.unmasked])
 
 
+class TimeTempDenoiser(FakeDenoiser):
+    """Logits that only the temperature shapes: a bump on token 0, the same everywhere."""
+
+    def __call__(self, x, t):
+        super().__call__(x, t)
+        logits = torch.zeros(x.shape[0], K, 7, 7)
+        logits[:, 0] = 5.0
+        return logits
+
+
+def test_temperature_schedule_is_linear_from_start_to_end(diffusion):
+    from spiking_diffusion.diffusion import temperature_at
+
+    assert [temperature_at(i, 5, 1.0, 0.2) for i in range(5)] == pytest.approx([1.0, 0.8, 0.6, 0.4, 0.2])
+    assert temperature_at(3, 5, 0.7) == 0.7 and temperature_at(0, 1, 0.7, 0.1) == 0.7
+    g = lambda: torch.Generator().manual_seed(4)
+    const, _ = diffusion.sample(TimeTempDenoiser(), 50, 10, 0.8, g())
+    same, _ = diffusion.sample(TimeTempDenoiser(), 50, 10, 0.8, g(), temperature_end=0.8)
+    assert torch.equal(const, same)                                       # start == end: the constant
+    # one step samples everything at the start temperature; a cold end only matters later
+    cold_late, _ = diffusion.sample(TimeTempDenoiser(), 200, 1, 5.0, g(), temperature_end=1e-3)
+    hot, _ = diffusion.sample(TimeTempDenoiser(), 200, 1, 5.0, g())
+    assert torch.equal(cold_late, hot)
+    # many steps, ending cold: the share of the bump token rises over the constant hot sampler
+    hot, _ = diffusion.sample(TimeTempDenoiser(), 200, 20, 5.0, g())
+    cooled, _ = diffusion.sample(TimeTempDenoiser(), 200, 20, 5.0, g(), temperature_end=0.05)
+    assert (cooled == 0).float().mean() > (hot == 0).float().mean() + 0.2   # expected 0.38 vs 0.08
+
+
+def test_corrector_rounds_resample_a_few_cells_after_the_last_step(diffusion):
+    g = lambda: torch.Generator().manual_seed(6)
+    plain, plain_trace = diffusion.sample(FakeDenoiser(), 6, 10, 0.8, g(), trace=True)
+    fake = FakeDenoiser()
+    corrected, trace = diffusion.sample(fake, 6, 10, 0.8, g(), trace=True, corrector_steps=4, corrector_cells=3,
+                                        corrector_temperature=0.5)
+    assert len(trace) == 14 and [s.kind for s in trace.steps] == ["unmask"] * 10 + ["correct"] * 4
+    assert [s.index for s in trace.steps] == list(range(14))
+    assert np.array_equal(trace.steps[9].tokens, plain.numpy())          # the unmasking part is unchanged
+    assert np.array_equal(trace.steps[-1].tokens, corrected.numpy())
+    assert [t[0].item() for t in fake.times[10:]] == [3 * N / 49] * 4     # the time of 3 masked cells
+    before = trace.steps[9].tokens
+    for st in trace.steps[10:]:
+        assert (st.unmasked.reshape(6, -1).sum(1) == 3).all()             # exactly 3 cells per image
+        changed = st.tokens != before
+        assert not changed[~st.unmasked].any()                            # nothing else changes
+        assert np.array_equal(st.tokens[st.unmasked], st.pred_sampled[st.unmasked])
+        before = st.tokens
+    assert not np.array_equal(corrected.numpy(), plain.numpy())
+
+
+def test_corrector_moves_towards_the_likely_tokens(diffusion):
+    """A cold corrector on a denoiser that prefers token 0: more 0s than the hot sampler left."""
+    g = lambda: torch.Generator().manual_seed(7)
+    hot, _ = diffusion.sample(TimeTempDenoiser(), 100, 5, 5.0, g())
+    fixed, _ = diffusion.sample(TimeTempDenoiser(), 100, 5, 5.0, g(), corrector_steps=20, corrector_cells=10,
+                                corrector_temperature=0.5)
+    assert (hot == 0).float().mean() < 0.15 and (fixed == 0).float().mean() > 0.6
+
+
 def test_sampler_rejects_bad_arguments(diffusion):
     fake = FakeDenoiser()
     for kwargs, word in [({"num_steps": 0}, "steps"), ({"num_steps": 50}, "steps"),
                          ({"temperature": 0.0}, "temperature"), ({"temperature": float("nan")}, "temperature"),
+                         ({"temperature_end": 0.0}, "temperature"), ({"top_p": 0.0}, "top_p"),
+                         ({"corrector_steps": -1}, "corrector"), ({"corrector_cells": 0}, "corrector"),
+                         ({"corrector_cells": 50}, "corrector"), ({"corrector_temperature": 0.0}, "corrector"),
                          ({"order": "raster"}, "order")]:
         with pytest.raises(ValueError, match=word):
             diffusion.sample(fake, 1, **kwargs)
@@ -209,10 +271,11 @@ def test_pipeline_sampling_seeded(tiny_pipeline):
     assert a.tokens.shape == (3, 7, 7) and not (a.tokens == tiny_pipeline.mask_id).any()
 
 
-@pytest.mark.parametrize("order", ["random", "confidence"])
-def test_pipeline_fast_equals_reference(tiny_pipeline, order):
-    fast = tiny_pipeline(num_images=4, steps=49, seed=3, order=order, fast=True)
-    slow = tiny_pipeline(num_images=4, steps=49, seed=3, order=order, fast=False)
+@pytest.mark.parametrize("order,extra", [("random", {}), ("confidence", {}),
+                                         ("random", dict(temperature_end=0.3, top_p=0.8, corrector_steps=5))])
+def test_pipeline_fast_equals_reference(tiny_pipeline, order, extra):
+    fast = tiny_pipeline(num_images=4, steps=49, seed=3, order=order, fast=True, **extra)
+    slow = tiny_pipeline(num_images=4, steps=49, seed=3, order=order, fast=False, **extra)
     assert np.array_equal(fast.tokens, slow.tokens)
     assert np.array_equal(fast.images, slow.images)
 

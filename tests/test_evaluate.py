@@ -10,7 +10,7 @@ import torch
 from spiking_diffusion import SpikingDenoiser, SpikingDiffusionPipeline, VQSVAE, get_preset
 from spiking_diffusion import evaluate as E
 from spiking_diffusion import metrics as M
-from spiking_diffusion.checkpoint import read_config
+from spiking_diffusion.checkpoint import read_config, update_metadata
 from spiking_diffusion.classifier import (TrainClassifierConfig, add_train_classifier_arguments, holdout_split,
                                           load_classifier, train_classifier)
 from spiking_diffusion.data import load_images
@@ -72,8 +72,10 @@ def test_evaluate_end_to_end(tiny_ckpt, classifier_dir, tmp_path, monkeypatch):
     out = tmp_path / "eval"
     logs = []
     report = E.evaluate(ckpt, "unused", out, log=logs.append, num_samples=24, classifier=str(classifier_dir),
-                        inception_weights=None, temperatures=(1.0,), steps_sweep=(4,), sweep_samples=8,
-                        recon_samples=40, spike_samples=8, batch_size=16, record=True)
+                        inception_weights=None, temperatures=("1.0", "1.5..0.5"), top_ps=(0.9,), steps_sweep=(4,),
+                        sweep_samples=8, recon_samples=40, spike_samples=8, batch_size=16, record=True,
+                        temperature=0.9, temperature_end=0.4, top_p=0.95, corrector_steps=2, corrector_cells=3,
+                        corrector_temperature=0.4, corrector_sweep=(0,))
     saved = json.loads((out / "report.json").read_text())
     assert saved == report
     assert {"inception", "classifier", "model", "sweeps", "headline", "messages", "settings"} <= set(saved)
@@ -94,10 +96,18 @@ def test_evaluate_end_to_end(tiny_ckpt, classifier_dir, tmp_path, monkeypatch):
         assert all(0 < r < 1 for r in m["firing_rates"][group].values()), group     # the fixture's models spike
     e = m["energy"]["per_image"]
     assert e["sops"] > 0 and 0 < e["energy_ratio"] < 10 and e["ann_macs"] > 0
-    assert [(r["sweep"], r["n"]) for r in saved["sweeps"]] == [("temperature", 8), ("steps", 8)]
-    assert "fd" in saved["sweeps"][1] and saved["sweeps"][1]["steps"] == 4
+    assert m["energy"]["denoiser_calls_per_image"] == pytest.approx(M.expected_denoiser_calls(49) + 2)  # + 2 corrector rounds
+    assert [(r["sweep"], r["temperature"], r["top_p"], r["corrector_steps"], r["steps"], r["n"]) for r in saved["sweeps"]] == [
+        ("temperature", "1", 0.95, 2, 49, 8), ("temperature", "1.5..0.5", 0.95, 2, 49, 8),
+        ("top_p", "0.9..0.4", 0.9, 2, 49, 8), ("corrector", "0.9..0.4", 0.95, 0, 49, 8),
+        ("steps", "0.9..0.4", 0.95, 2, 4, 8)]
+    assert "fd" in saved["sweeps"][4]
     summary = (out / "summary.md").read_text()
     assert "not computed" in summary and "real held-out" in summary and (out / "samples.png").is_file()
+    assert "temperature 0.9..0.4, top-p 0.95, corrector 2 rounds x 3 cells at temperature 0.4" in summary
+    assert SpikingDiffusionPipeline.from_pretrained(ckpt).sampling_defaults == {   # --record: the new defaults
+        "temperature": 0.9, "temperature_end": 0.4, "top_p": 0.95, "corrector_steps": 2, "corrector_cells": 3,
+        "corrector_temperature": 0.4}
     metrics = read_config(ckpt)["metrics"]
     assert metrics["fid"] == 123.0 and "classifier_fd" in metrics and "recon_mse" in metrics  # merged, kept
     usage = json.loads((ckpt / "code_usage.json").read_text())                 # the test split's code usage
@@ -112,8 +122,11 @@ def test_code_usage_only_with_record(tiny_ckpt, classifier_dir, tmp_path, monkey
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_hub"))
     ckpt = tmp_path / "ckpt"
     shutil.copytree(tiny_ckpt, ckpt)
-    E.evaluate(ckpt, "unused", tmp_path / "eval", log=lambda *a: None, num_samples=8, classifier=str(classifier_dir),
-               sweeps=False, recon_samples=8, spike_samples=4, batch_size=8)
+    update_metadata(ckpt, info={"temperature": 0.7, "top_p": 0.8})
+    report = E.evaluate(ckpt, "unused", tmp_path / "eval", log=lambda *a: None, num_samples=8,
+                        classifier=str(classifier_dir), sweeps=False, recon_samples=8, spike_samples=4, batch_size=8)
+    s = report["settings"]                                                    # the checkpoint's own settings
+    assert (s["temperature"], s["temperature_end"], s["top_p"]) == (0.7, None, 0.8)
     assert not (ckpt / "code_usage.json").exists()
     pipe = SpikingDiffusionPipeline.from_pretrained(ckpt)
     assert pipe.test_code_usage() is None
@@ -126,8 +139,11 @@ def test_code_usage_only_with_record(tiny_ckpt, classifier_dir, tmp_path, monkey
 def test_evaluate_cli_arguments(tmp_path):
     p = E.add_arguments(argparse.ArgumentParser())
     a = p.parse_args(["--checkpoint", "c", "--out", "o", "--no-sweeps", "--inception-weights", "x.pth",
-                      "--temperatures", "0.5", "1.0", "--record"])
-    assert a.no_sweeps and a.inception_weights == ["x.pth"] and a.temperatures == [0.5, 1.0] and a.record
+                      "--temperatures", "0.5", "1.0..0.5", "--record"])
+    assert a.no_sweeps and a.inception_weights == ["x.pth"] and a.temperatures == ["0.5", "1.0..0.5"] and a.record
+    assert E.parse_temperature("1.0..0.5") == (1.0, 0.5) and E.parse_temperature("0.8") == (0.8, None)
+    with pytest.raises(E.SpikingDiffusionError, match="START..END"):
+        E.parse_temperature("warm")
 
 
 def _cheap_fd(mu1, s1, mu2, s2):

@@ -38,6 +38,14 @@ BAD_CALLS = [
     ("temperature nan", lambda p: p(num_images=1, steps=2, temperature=float("nan")), "temperature"),
     ("temperature inf", lambda p: p(num_images=1, steps=2, temperature=float("inf")), "temperature"),
     ("temperature str", lambda p: p(num_images=1, steps=2, temperature="hot"), "temperature"),
+    ("temperature_end 0", lambda p: p(num_images=1, steps=2, temperature_end=0.0), "temperature_end"),
+    ("temperature_end nan", lambda p: p(num_images=1, steps=2, temperature_end=float("nan")), "temperature_end"),
+    ("top_p 0", lambda p: p(num_images=1, steps=2, top_p=0.0), "top_p"),
+    ("top_p > 1", lambda p: p(num_images=1, steps=2, top_p=1.5), "top_p"),
+    ("corrector steps < 0", lambda p: p(num_images=1, steps=2, corrector_steps=-1), "corrector_steps"),
+    ("corrector steps float", lambda p: p(num_images=1, steps=2, corrector_steps=2.5), "corrector_steps"),
+    ("corrector cells 0", lambda p: p(num_images=1, steps=2, corrector_steps=1, corrector_cells=0), r"corrector_cells .* 1\.\.49"),
+    ("corrector temperature 0", lambda p: p(num_images=1, steps=2, corrector_temperature=0.0), "corrector_temperature"),
     ("steps 0", lambda p: p(num_images=1, steps=0), r"steps must be an integer in 1\.\.49"),
     ("steps 50", lambda p: p(num_images=1, steps=50), r"steps must be an integer in 1\.\.49"),
     ("steps float", lambda p: p(num_images=1, steps=2.5), "steps"),
@@ -160,12 +168,19 @@ def test_save_load_round_trip(tiny_pipeline, tmp_path):
 
 def test_update_metadata_merges(tiny_checkpoint, tmp_path):
     path = shutil.copytree(tiny_checkpoint, tmp_path / "ck")
-    update_metadata(path, info={"temperature": 0.5}, metrics={"precision": 0.8})
+    assert SpikingDiffusionPipeline.from_pretrained(path).sampling_defaults == {   # nothing chosen: the paper's
+        "temperature": 0.65, "temperature_end": None, "top_p": 1.0, "corrector_steps": 0, "corrector_cells": 5,
+        "corrector_temperature": 0.5}
+    chosen = {"temperature": 0.5, "temperature_end": 0.25, "top_p": 0.9, "corrector_steps": 7, "corrector_cells": 3,
+              "corrector_temperature": 0.4}
+    update_metadata(path, info=chosen, metrics={"precision": 0.8})
     update_metadata(path, metrics={"recall": 0.6})
     p = SpikingDiffusionPipeline.from_pretrained(path)
     assert p.info["dataset"] == "synthetic" and p.info["temperature"] == 0.5
     assert p.metrics == {"fid": 123.0, "precision": 0.8, "recall": 0.6}
-    assert p.default_temperature == 0.5
+    assert p.sampling_defaults == chosen
+    out = p(num_images=2, steps=4, seed=1, trace=True, **p.sampling_defaults)
+    assert len(out.trace) == 4 + 7 and np.array_equal(out.trace.steps[-1].tokens, out.tokens)
     assert not [f for f in path.iterdir() if f.name.startswith(".")]   # no temporary files left
 
 

@@ -81,3 +81,26 @@ def test_resume_without_state_fails(tmp_path):
 
     with pytest.raises(CheckpointError, match="resume"):
         train_vqsvae(TrainConfig(stage="vqsvae", out=str(tmp_path / "r"), resume=True, **BASE))
+
+
+def test_ema_checkpoint_holds_the_average_and_resumes_exactly(tmp_path, tiny_checkpoint):
+    cfg = TrainConfig(stage="prior", out="", vqsvae=str(tiny_checkpoint), ema=0.5, **{**BASE, "dataset": None})
+    _resume_matches_one_go(tmp_path, train_prior, cfg)
+    state = load_file(str(tmp_path / "one" / "training_state.safetensors"))
+    saved = _weights(tmp_path / "one")
+    name = next(k for k in saved if k.startswith("denoiser.") and k.endswith("weight"))
+    raw = state["model." + name]                                          # _PriorObjective.denoiser.*
+    ema = state["ema.module." + name]
+    assert torch.equal(saved[name], ema)                                  # the checkpoint is the average
+    assert not torch.equal(saved[name], raw)                              # ... not the last weights
+
+
+def test_resume_with_a_new_lr_uses_it(tmp_path):
+    cfg = TrainConfig(stage="vqsvae", out=str(tmp_path / "r"), epochs=0.5, save_every=2, **BASE)
+    train_vqsvae(cfg)
+    train_vqsvae(replace(cfg, epochs=1.0, lr=1e-5, resume=True))
+    state_file = tmp_path / "r" / "training_state.safetensors"
+    from safetensors import safe_open
+    with safe_open(str(state_file), "pt") as f:
+        groups = json.loads(f.metadata()["json"])["param_groups"]
+    assert [g["lr"] for g in groups] == [1e-5]
