@@ -217,20 +217,27 @@ class AbsorbingDiffusion:
             if callback is not None:
                 callback(state)
         assert not (x == self.mask_id).any(), "sampling must end with every position unmasked"
-        t_corr = torch.full((n,), corrector_cells * self.N / (h * w), device=device)
         for r in range(corrector_steps):
-            u = torch.rand((n, h * w), device=device, generator=generator)
-            gumbel = gumbel_noise(torch.rand((n, self.K, h, w), device=device, generator=generator))
-            chosen = torch.zeros_like(u, dtype=torch.bool).scatter_(1, u.argsort(1)[:, :corrector_cells], True)
-            chosen = chosen.view(n, h, w)                                                     # [N, h, w]
-            logits = nucleus(denoise(x.masked_fill(chosen, self.mask_id), t_corr).float() / corrector_temperature, top_p)
-            smp = (logits + gumbel).argmax(1)                                                 # [N, h, w]
-            x = torch.where(chosen, smp, x)
+            x, chosen, logits, smp, t_corr = self._correct(denoise, x, corrector_cells, corrector_temperature, top_p, generator)
             if trace or callback is not None:
-                state = StepState(num_steps + r, num_steps, float(t_corr[0]), x.cpu().numpy().copy(), chosen.cpu().numpy(),
+                state = StepState(num_steps + r, num_steps, t_corr, x.cpu().numpy().copy(), chosen.cpu().numpy(),
                                   logits.argmax(1).cpu().numpy(), smp.cpu().numpy(), kind="correct")
                 if record is not None:
                     record.steps.append(state)
                 if callback is not None:
                     callback(state)
         return x, record
+
+    def _correct(self, denoise: DenoiseFn, x: torch.Tensor, cells: int, temperature: float, top_p: float, generator):
+        """One corrector round on complete grids ``x [N,h,w]``: re-mask ``cells`` random cells per
+        image and sample them again given the rest. Returns (new x, chosen [N,h,w], logits
+        [N,K,h,w], sampled prediction [N,h,w], the time given to the denoiser)."""
+        n, (h, w) = x.shape[0], self.shape
+        t = cells * self.N / (h * w)                                  # the time of that many masked cells
+        u = torch.rand((n, h * w), device=x.device, generator=generator)
+        gumbel = gumbel_noise(torch.rand((n, self.K, h, w), device=x.device, generator=generator))
+        chosen = torch.zeros_like(u, dtype=torch.bool).scatter_(1, u.argsort(1)[:, :cells], True).view(n, h, w)
+        x_in = x.masked_fill(chosen, self.mask_id)                                            # [N, h, w]
+        logits = nucleus(denoise(x_in, torch.full((n,), t, device=x.device)).float() / temperature, top_p)  # [N, K, h, w]
+        smp = (logits + gumbel).argmax(1)                                                     # [N, h, w]
+        return torch.where(chosen, smp, x), chosen, logits, smp, t
