@@ -256,7 +256,7 @@ def profile_call(checkpoint: Path, batch: int, repeats: int) -> dict:
     # stages of the fast path
     T = den.T
     stage = {"conv": 0.0, "batchnorm": 0.0, "lif": 0.0, "conv6": 0.0}
-    blocks = fast._blocks()
+    blocks = fast.blocks
     for _ in range(repeats):
         x = input_features(den, tokens, t)
         s = s1 = None

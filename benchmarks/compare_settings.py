@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from spiking_diffusion import SpikingDiffusionPipeline  # noqa: E402
-from spiking_diffusion.classifier import load_classifier  # noqa: E402
+from spiking_diffusion.classifier import default_classifier_dir, load_classifier  # noqa: E402
 from spiking_diffusion.data import load_images  # noqa: E402
-from spiking_diffusion.evaluate import Reference, classifier_metrics, generate, parse_temperature  # noqa: E402
+from spiking_diffusion.evaluate import EvalConfig, Reference, classifier_metrics, generate, parse_temperature  # noqa: E402
 
 KEYS = {"top_p": ("top_p", float), "corrector": ("corrector_steps", int), "cells": ("corrector_cells", int),
         "corrector_T": ("corrector_temperature", float)}
@@ -33,7 +33,7 @@ KEYS = {"top_p": ("top_p", float), "corrector": ("corrector_steps", int), "cells
 
 def parse_spec(spec: str) -> tuple[dict, dict]:
     """'T=1.0..0.5,corrector=20,steps=25' -> (pipeline sampling overrides, {order, steps})."""
-    sampling, run = {}, {"order": "random", "steps": 49}
+    sampling, run = {}, {"order": EvalConfig.order, "steps": EvalConfig.steps}
     for item in filter(None, spec.split(",")):
         key, _, value = item.partition("=")
         if key == "T":
@@ -57,17 +57,24 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    first = SpikingDiffusionPipeline.from_pretrained(args.settings[0].partition(":")[0])
-    dataset = first.info.get("dataset", "mnist")
-    clf = load_classifier(Path(__file__).resolve().parents[1] / "assets" / "classifiers" / dataset)
+    pipes: dict[str, SpikingDiffusionPipeline] = {}
+
+    def load(ck: str) -> SpikingDiffusionPipeline:   # each checkpoint loaded once
+        if ck not in pipes:
+            pipes[ck] = SpikingDiffusionPipeline.from_pretrained(ck)
+        return pipes[ck]
+
+    dataset = load(args.settings[0].partition(":")[0]).info.get("dataset", "mnist")
+    clf = load_classifier(default_classifier_dir(dataset))
     ref = Reference.of(clf, load_images(dataset, args.data_root, train=False, download=False).images)
+    d = EvalConfig()
     for s in args.settings:
         ck, _, spec = s.partition(":")
         overrides, run = parse_spec(spec)
-        pipe = SpikingDiffusionPipeline.from_pretrained(ck)
+        pipe = load(ck)
         sampling = pipe.sampling_settings(**overrides)
         t0 = time.time()
-        images, _ = generate(pipe, args.samples, run["steps"], sampling, args.seed, run["order"], batch_size=256)
+        images, _ = generate(pipe, args.samples, run["steps"], sampling, args.seed, run["order"], d.batch_size)
         m = classifier_metrics(clf, images, ref)
         print(json.dumps(dict(checkpoint=ck, spec=spec, **{k: round(float(v), 3) for k, v in m.items()},
                               seconds=round(time.time() - t0, 1))), flush=True)

@@ -19,7 +19,7 @@ from spiking_diffusion import DenoiserConfig, SpikingDiffusionError, SpikingDiff
 from spiking_diffusion import metrics as M
 from spiking_diffusion import teaching
 from spiking_diffusion.data import DataError, load_images
-from spiking_diffusion.pipeline import to_uint8
+from spiking_diffusion.pipeline import PAPER_SAMPLING, to_uint8
 
 from . import media, plots
 from .media import InputError
@@ -134,8 +134,7 @@ class Studio:
     def sampling_defaults(self, name: str | None) -> tuple:
         """(temperature, end temperature, top-p, corrector rounds, cells, temperature) chosen for a
         model when it was evaluated; the paper's sampler at 0.65 otherwise."""
-        d = self.pipe(name).sampling_defaults if name in self.models else dict(
-            temperature=0.65, temperature_end=None, top_p=1.0, corrector_steps=0, corrector_cells=5, corrector_temperature=0.5)
+        d = self.pipe(name).sampling_defaults if name in self.models else PAPER_SAMPLING
         end = d["temperature"] if d["temperature_end"] is None else d["temperature_end"]
         return (d["temperature"], end, d["top_p"], d["corrector_steps"], d["corrector_cells"], d["corrector_temperature"])
 
@@ -145,29 +144,30 @@ class Studio:
         return random.randint(0, 2**31 - 1)
 
     @friendly
-    def generate(self, model, num_images, steps, temperature, seed, temperature_end=None, top_p=1.0,
-                 corrector_steps=0, corrector_cells=5, corrector_temperature=0.5):
+    def generate(self, model, num_images, steps, temperature, seed, temperature_end=None, top_p=None,
+                 corrector_steps=None, corrector_cells=None, corrector_temperature=None):
         """Stream (grid image, status html, run) while the diffusion runs. The temperature moves
         linearly to ``temperature_end`` (default: stays constant); ``top_p``: nucleus sampling;
-        corrector rounds after the last step (see the pipeline)."""
+        corrector rounds after the last step (see the pipeline). Settings not given: the model's."""
         pipe = self.pipe(model)
         n = _int(num_images, "number of images", 1, self.max_batch)
         s = _int(steps, "steps", 1, pipe.num_diffusion_steps)
         temp = _float(temperature, "temperature", 1e-3, 5.0)
         seed = _int(seed, "seed", 0, 2**31 - 1)
-        end = temp if temperature_end is None else _float(temperature_end, "end temperature", 1e-3, 5.0)
-        top_p = _float(top_p, "top-p", 0.01, 1.0)
-        corrector = dict(corrector_steps=_int(corrector_steps, "corrector rounds", 0, MAX_CORRECTOR_ROUNDS),
-                         corrector_cells=_int(corrector_cells, "corrector cells", 1, LATENT * LATENT),
-                         corrector_temperature=_float(corrector_temperature, "corrector temperature", 1e-3, 5.0))
-        frames = s + corrector["corrector_steps"]
+        given = lambda v, check, *args: None if v is None else check(v, *args)
+        sampling = pipe.sampling_settings(
+            temperature=temp, temperature_end=given(temperature_end, _float, "end temperature", 1e-3, 5.0),
+            top_p=given(top_p, _float, "top-p", 0.01, 1.0),
+            corrector_steps=given(corrector_steps, _int, "corrector rounds", 0, MAX_CORRECTOR_ROUNDS),
+            corrector_cells=given(corrector_cells, _int, "corrector cells", 1, LATENT * LATENT),
+            corrector_temperature=given(corrector_temperature, _float, "corrector temperature", 1e-3, 5.0))
+        frames = s + sampling["corrector_steps"]
         states: queue.Queue = queue.Queue()
         result = {}
 
         def work():
             try:
-                result["out"] = pipe(n, s, temp, seed, trace=True, callback=states.put, temperature_end=end, top_p=top_p,
-                                     **corrector)
+                result["out"] = pipe(n, s, seed=seed, trace=True, callback=states.put, **sampling)
             except Exception as e:  # reported below
                 result["error"] = e
             states.put(None)
@@ -306,6 +306,14 @@ class Studio:
             return None
         return f"test set ({len(toks)} images)", M.code_counts(toks, pipe.codebook_size)
 
+    def _sample_usage(self, model) -> np.ndarray:
+        """Code counts ``[49, K]`` of 64 images generated with the model's own settings, seed 0 (cached)."""
+        key = ("generated", model)
+        if key not in self._cache:
+            pipe = self.pipe(model)
+            self._cache[key] = M.code_counts(pipe(64, seed=0, **pipe.sampling_defaults).tokens, pipe.codebook_size)
+        return self._cache[key]
+
     def _atlas(self, model):
         key = ("atlas", model)
         if key not in self._cache:
@@ -326,7 +334,7 @@ class Studio:
         if isinstance(run, Run) and run.model == model:
             usage[f"generated ({len(run.tokens)} images)"] = M.code_counts(run.tokens, K)
         elif pipe.denoiser is not None:
-            usage["generated (64 images, seed 0)"] = M.code_counts(pipe(64, pipe.num_diffusion_steps, 0.65, 0).tokens, K)
+            usage["generated (64 images, seed 0)"] = self._sample_usage(model)
         counts = {k: v.sum(0) for k, v in usage.items()}
         stats = ["| source | codes used | dead codes | perplexity |", "|---|---|---|---|"]
         for name, c in counts.items():

@@ -176,7 +176,16 @@ class AbsorbingDiffusion:
         n, (h, w) = num_images, self.shape
         x = torch.full((n, h, w), self.mask_id, dtype=torch.long, device=device)
         record = GenerationTrace(self.mask_id) if trace else None
-        need_all = trace or callback is not None or order == "confidence"
+        watched = trace or callback is not None
+
+        def emit(*fields, kind: str = "unmask"):
+            """Record one step (tensors -> numpy) in the trace and pass it to the callback."""
+            state = StepState(*(f.cpu().numpy().copy() if torch.is_tensor(f) else f for f in fields), kind=kind)
+            if record is not None:
+                record.steps.append(state)
+            if callback is not None:
+                callback(state)
+        need_all = watched or order == "confidence"
         for i, s in enumerate(range(num_steps, 0, -1)):
             t_val = self.training_time(s, num_steps)
             temp = temperature_at(i, num_steps, temperature, temperature_end)
@@ -207,25 +216,13 @@ class AbsorbingDiffusion:
                     ranks = conf.flatten(1).argsort(1, descending=True).argsort(1).view(n, h, w)
                     chosen = masked & (ranks < n_new.view(n, 1, 1))
                 x = torch.where(chosen, pred_smp, x)
-            state = None
-            if trace or callback is not None:
-                state = StepState(i, num_steps, t_val, x.cpu().numpy().copy(), chosen.cpu().numpy(),
-                                  None if pred_arg is None else pred_arg.cpu().numpy(),
-                                  None if pred_smp is None else pred_smp.cpu().numpy())
-            if record is not None:
-                record.steps.append(state)
-            if callback is not None:
-                callback(state)
+            if watched:
+                emit(i, num_steps, t_val, x, chosen, pred_arg, pred_smp)
         assert not (x == self.mask_id).any(), "sampling must end with every position unmasked"
         for r in range(corrector_steps):
             x, chosen, logits, smp, t_corr = self._correct(denoise, x, corrector_cells, corrector_temperature, top_p, generator)
-            if trace or callback is not None:
-                state = StepState(num_steps + r, num_steps, t_corr, x.cpu().numpy().copy(), chosen.cpu().numpy(),
-                                  logits.argmax(1).cpu().numpy(), smp.cpu().numpy(), kind="correct")
-                if record is not None:
-                    record.steps.append(state)
-                if callback is not None:
-                    callback(state)
+            if watched:
+                emit(num_steps + r, num_steps, t_corr, x, chosen, logits.argmax(1), smp, kind="correct")
         return x, record
 
     def _correct(self, denoise: DenoiseFn, x: torch.Tensor, cells: int, temperature: float, top_p: float, generator):

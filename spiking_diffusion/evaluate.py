@@ -33,7 +33,7 @@ from .classifier import default_classifier_dir, holdout_split, load_classifier
 from .config import denoiser_macs
 from .data import load_images
 from .errors import SpikingDiffusionError
-from .pipeline import MAX_IMAGES, SpikingDiffusionPipeline
+from .pipeline import MAX_IMAGES, PAPER_SAMPLING, SpikingDiffusionPipeline
 
 FID_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"   # pytorch-fid's port of the TF FID Inception
 TV_WEIGHTS = "inception_v3_google-0cc3c7bd.pth"         # torchvision's ImageNet inception_v3 (IMAGENET1K_V1)
@@ -411,15 +411,19 @@ def evaluate(checkpoint_dir, data_root, out_dir, log=print, **overrides) -> dict
                     + [("top_p", {**sampling, "top_p": float(p)}, cfg.steps) for p in cfg.top_ps]
                     + [("corrector", {**sampling, "corrector_steps": int(c)}, cfg.steps) for c in cfg.corrector_sweep]
                     + [("steps", sampling, int(s)) for s in cfg.steps_sweep])
+        measured: dict[tuple, dict] = {}   # a setting in two sweeps is generated and measured once
         for kind, setting, steps in settings:
-            t0 = time.time()
-            imgs, toks = generate(pipe, cfg.sweep_samples, steps, setting, cfg.seed + 1, cfg.order, cfg.batch_size)
+            key = (steps, *sorted(setting.items()))
+            if key not in measured:
+                t0 = time.time()
+                imgs, toks = generate(pipe, cfg.sweep_samples, steps, setting, cfg.seed + 1, cfg.order, cfg.batch_size)
+                m = {"n": len(imgs), "token_perplexity": M.codebook_usage(toks, pipe.codebook_size)["perplexity"]}
+                if clf is not None:
+                    m.update(classifier_metrics(clf, imgs, ref, cfg.k))
+                measured[key] = {**m, "seconds": round(time.time() - t0, 1)}
             row = {"sweep": kind, "temperature": temperature_label(setting["temperature"], setting["temperature_end"]),
-                   "top_p": setting["top_p"], "corrector_steps": setting["corrector_steps"], "steps": steps, "n": len(imgs),
-                   "token_perplexity": M.codebook_usage(toks, pipe.codebook_size)["perplexity"]}
-            if clf is not None:
-                row.update(classifier_metrics(clf, imgs, ref, cfg.k))
-            row["seconds"] = round(time.time() - t0, 1)
+                   "top_p": setting["top_p"], "corrector_steps": setting["corrector_steps"], "steps": steps,
+                   **measured[key]}
             log(f"sweep {kind}: steps {steps}, {sampling_label(setting)}: {_short(row)}")
             rows.append(row)
         report["sweeps"] = rows
@@ -464,8 +468,7 @@ def headline(report: dict) -> dict:
     if "energy" in m:
         h["energy_uj_per_image"] = m["energy"]["per_image"]["snn_energy_pj"] / 1e6
         h["energy_ratio_vs_ann"] = m["energy"]["per_image"]["energy_ratio"]
-    h["eval_settings"] = {k: s[k] for k in ("num_samples", "steps", "temperature", "temperature_end", "top_p",
-                                             "corrector_steps", "corrector_cells", "corrector_temperature", "seed", "order")}
+    h["eval_settings"] = {k: s[k] for k in ("num_samples", "steps", *PAPER_SAMPLING, "seed", "order")}
     return h
 
 

@@ -181,6 +181,8 @@ class FastDenoiser:
         self.channels_last = channels_last
         self.T = model.T
         self.taus = [_lif_params(n) for n in self._neurons()]
+        m = model   # (conv, bn) of conv1..conv5, looked up once (their tensors are read at every call)
+        self.blocks = [(m.conv1, m.bn1)] + [(getattr(m, f"conv{i}")[0], getattr(m, f"conv{i}")[1]) for i in range(2, 6)]
         self._folded: list | None = None
         if not exact:
             self.refresh()
@@ -189,18 +191,13 @@ class FastDenoiser:
         m = self.model
         return [m.lif1] + [getattr(m, f"conv{i}")[2] for i in range(2, 6)]
 
-    def _blocks(self):
-        """(conv, bn) of conv1..conv5."""
-        m = self.model
-        return [(m.conv1, m.bn1)] + [(getattr(m, f"conv{i}")[0], getattr(m, f"conv{i}")[1]) for i in range(2, 6)]
-
     def refresh(self) -> None:
         """Fold BatchNorm into the conv weights again (``exact=False``: call after changing the model)."""
         from torch.nn.utils.fusion import fuse_conv_bn_weights
 
         folded = []
         with torch.no_grad():
-            for conv, bn in self._blocks():
+            for conv, bn in self.blocks:
                 w, b = fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean, bn.running_var,
                                             bn.eps, bn.weight, bn.bias)
                 w = w.detach().clone()
@@ -211,7 +208,7 @@ class FastDenoiser:
 
     def _conv_bn(self, i: int, x: torch.Tensor) -> torch.Tensor:
         if self.exact:
-            conv, bn = self._blocks()[i]
+            conv, bn = self.blocks[i]
             return _bn(_conv(x, conv.weight, conv.bias), bn)
         w, b = self._folded[i]
         if self.channels_last:

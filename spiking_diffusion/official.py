@@ -110,11 +110,6 @@ def _need(sd, key, ndim, path, what):
     return sd[key].shape
 
 
-def _load_checked(model: torch.nn.Module, mapped: dict[str, torch.Tensor], path, what: str) -> None:
-    """Check every key and shape against ``model`` and load (missing or extra keys refused)."""
-    load_checked(model, mapped, f"{path} (the authors' {what})")
-
-
 def _time_and_decay(sd, path) -> tuple[int, float]:
     """T and the membrane decay from the ``coef = decay^(T-1-t)`` buffers (both must agree)."""
     coefs = [sd[k].reshape(-1).double() for k in COEF_KEYS if k in sd]
@@ -161,14 +156,14 @@ def import_official(vqvae_path, denoiser_path, out_dir, dataset: str | None = No
     vq_cfg = vqvae_config(vq_sd, vqvae_path, in_channels)
     vqsvae = VQSVAE(vq_cfg)
     body = {k: v for k, v in vq_sd.items() if k not in COEF_KEYS}
-    _load_checked(vqsvae, _map_keys(body, VQVAE_TABLE, vqvae_path, "SNN_VQVAE"), vqvae_path, "SNN_VQVAE")
+    load_checked(vqsvae, _map_keys(body, VQVAE_TABLE, vqvae_path, "SNN_VQVAE"), f"{vqvae_path} (the authors' SNN_VQVAE)")
 
     denoiser = None
     if denoiser_path is not None:
         den_sd = load_state_dict(denoiser_path)
         denoiser = SpikingDenoiser(denoiser_config(den_sd, denoiser_path, vq_cfg))
-        _load_checked(denoiser, _map_keys(den_sd, DENOISER_TABLE, denoiser_path, "DummyModel"),
-                      denoiser_path, "DummyModel")
+        load_checked(denoiser, _map_keys(den_sd, DENOISER_TABLE, denoiser_path, "DummyModel"),
+                     f"{denoiser_path} (the authors' DummyModel)")
 
     paper = PRESETS["paper"]
     is_paper = (vq_cfg.time_steps, vq_cfg.hidden_channels, vq_cfg.codebook_size, vq_cfg.code_dim) == \

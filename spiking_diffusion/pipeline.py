@@ -29,6 +29,9 @@ from .spiking import record_spikes
 
 MAX_IMAGES = 1024
 MAX_CORRECTOR_STEPS = 500
+# the paper's sampler at its temperature: what a checkpoint that chose no sampling settings gets
+PAPER_SAMPLING = {"temperature": 0.65, "temperature_end": None, "top_p": 1.0, "corrector_steps": 0,
+                  "corrector_cells": 5, "corrector_temperature": 0.5}
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -98,13 +101,8 @@ class SpikingDiffusionPipeline:
     @property
     def sampling_defaults(self) -> dict[str, Any]:
         """The sampling settings chosen for this checkpoint when it was evaluated (stored in its
-        info; see ``__call__``); without them the paper's sampler at temperature 0.65."""
-        i = self.info
-        end = i.get("temperature_end")
-        return {"temperature": float(i.get("temperature", 0.65)), "temperature_end": None if end is None else float(end),
-                "top_p": float(i.get("top_p", 1.0)), "corrector_steps": int(i.get("corrector_steps", 0)),
-                "corrector_cells": int(i.get("corrector_cells", 5)),
-                "corrector_temperature": float(i.get("corrector_temperature", 0.5))}
+        info; see ``__call__``); the others from :data:`PAPER_SAMPLING`."""
+        return {k: self.info.get(k, v) for k, v in PAPER_SAMPLING.items()}
 
     def sampling_settings(self, **overrides) -> dict[str, Any]:
         """:attr:`sampling_defaults` with the ``overrides`` that are not None; a temperature given
@@ -143,7 +141,7 @@ class SpikingDiffusionPipeline:
         try:
             return json.loads((path / CODE_USAGE_NAME).read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise SpikingDiffusionError(f"{path / 'code_usage.json'} is not valid JSON: {e}") from None
+            raise SpikingDiffusionError(f"{path / CODE_USAGE_NAME} is not valid JSON: {e}") from None
 
     # --- input checks ---------------------------------------------------------------------
     def _images(self, images) -> torch.Tensor:

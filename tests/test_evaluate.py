@@ -118,6 +118,18 @@ def test_evaluate_end_to_end(tiny_ckpt, classifier_dir, tmp_path, monkeypatch):
     assert SpikingDiffusionPipeline.from_pretrained(ckpt).test_code_usage() == usage
 
 
+def test_a_setting_in_two_sweeps_is_generated_once(tiny_ckpt, classifier_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_hub"))
+    calls, real = [], E.generate
+    monkeypatch.setattr(E, "generate", lambda *a, **k: calls.append(a[2:4]) or real(*a, **k))
+    report = E.evaluate(tiny_ckpt, "unused", tmp_path / "eval", log=lambda *a: None, num_samples=8,
+                        classifier=str(classifier_dir), temperatures=("0.65", "1.0"), steps_sweep=(49, 4),
+                        sweep_samples=8, recon_samples=8, spike_samples=4, batch_size=8)
+    assert len(calls) == 1 + 3                           # the main run; 0.65 at 49 steps == steps 49; 1.0; 4 steps
+    rows = {(r["sweep"], r["temperature"], r["steps"]): r for r in report["sweeps"]}
+    assert len(rows) == 4 and rows[("temperature", "0.65", 49)]["fd"] == rows[("steps", "0.65", 49)]["fd"]
+
+
 def test_code_usage_only_with_record(tiny_ckpt, classifier_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_hub"))
     ckpt = tmp_path / "ckpt"
