@@ -1,6 +1,6 @@
 """Command line: ``python -m spiking_diffusion <command> ...`` (also the ``spiking-diffusion`` script).
 
-Commands: train-vqsvae, train-prior, sample, import-official, evaluate, train-classifier.
+Commands: train-vqsvae, train-prior, train-decoder, sample, import-official, evaluate, train-classifier.
 A user error prints one line (``error: ...``) and exits with status 2, with no traceback.
 """
 from __future__ import annotations
@@ -20,7 +20,8 @@ def _train_args(p: argparse.ArgumentParser, stage: str) -> None:
                    help="data set (default: mnist for the VQ-SVAE, the VQ-SVAE's for the prior)")
     p.add_argument("--data-root", default="data", help="where torchvision finds / downloads the data")
     p.add_argument("--no-download", dest="download", action="store_false", help="never download data")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="small")
+    if stage != "decoder":
+        p.add_argument("--preset", choices=sorted(PRESETS), default="small")
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--batch-size", type=int, default=32, help="global batch, split over processes")
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate (with --resume: replaces the run's)")
@@ -39,6 +40,9 @@ def _train_args(p: argparse.ArgumentParser, stage: str) -> None:
         p.add_argument("--codebook-init", choices=["normal", "data"], default="normal",
                        help="codebook start: N(0,1) as in the paper, or distinct encoder outputs "
                             "(fewer dead codes)")
+    if stage == "decoder":
+        p.add_argument("--vqsvae", required=True,
+                       help="checkpoint whose spike generator + decoder train on (a prior in it is kept)")
     if stage == "prior":
         p.add_argument("--vqsvae", required=True, help="trained VQ-SVAE checkpoint directory")
         p.add_argument("--input-mode", choices=["index", "embedding"], default=None,
@@ -47,11 +51,11 @@ def _train_args(p: argparse.ArgumentParser, stage: str) -> None:
 
 
 def _train(args, stage: str) -> None:
-    from .train import TrainConfig, train_prior, train_vqsvae
+    from .train import TrainConfig, train_decoder, train_prior, train_vqsvae
 
     fields = {k: v for k, v in vars(args).items() if k not in ("command", "func")}
     cfg = TrainConfig(stage=stage, **fields)
-    (train_vqsvae if stage == "vqsvae" else train_prior)(cfg)
+    {"vqsvae": train_vqsvae, "prior": train_prior, "decoder": train_decoder}[stage](cfg)
 
 
 def _sample(args) -> None:
@@ -119,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-prior", help="stage 2: tokenise the data and train the spiking denoiser")
     _train_args(p, "prior")
     p.set_defaults(func=lambda a: _train(a, "prior"))
+
+    p = sub.add_parser("train-decoder", help="train a checkpoint's spike generator + decoder on, "
+                       "encoder and codebook frozen (same tokens: its prior stays valid)")
+    _train_args(p, "decoder")
+    p.set_defaults(func=lambda a: _train(a, "decoder"))
 
     p = sub.add_parser("sample", help="generate images: a PNG grid and a .npy of uint8 images")
     p.add_argument("--checkpoint", required=True)

@@ -258,6 +258,13 @@ def classifier_metrics(clf, images, ref: Reference, k: int = 3) -> dict:
             "class_entropy": M.class_coverage_entropy(probs.argmax(1), clf.cfg.num_classes)}
 
 
+@torch.inference_mode()
+def reconstructions(pipe, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """uint8 images ``[N,C,H,W]`` -> encoded and decoded by the VQ-SVAE, floats ``[N,C,H,W]`` in [0, 1]."""
+    return torch.cat([pipe.decode(pipe.encode(images[i:i + batch_size].float() / 255.0)).cpu()
+                      for i in range(0, len(images), batch_size)])
+
+
 # --- the model itself -------------------------------------------------------------------------
 @torch.inference_mode()
 def model_section(pipe, cfg: EvalConfig, test, gen_tokens: np.ndarray, log) -> tuple[dict, np.ndarray]:
@@ -393,9 +400,13 @@ def evaluate(checkpoint_dir, data_root, out_dir, log=print, **overrides) -> dict
             "reference": f"test split ({len(test)} images)",
             "generated": classifier_metrics(clf, images, ref, cfg.k),
             "real_heldout": {**classifier_metrics(clf, held, ref, cfg.k),
-                             "what": "train-split images held out of the classifier's training (the floor)"}}
-        log(f"classifier metrics: generated {_short(report['classifier']['generated'])}")
-        log(f"classifier metrics: real held-out {_short(report['classifier']['real_heldout'])}")
+                             "what": "train-split images held out of the classifier's training (the floor)"},
+            "reconstructed_heldout": {**classifier_metrics(clf, reconstructions(pipe, held, cfg.batch_size), ref, cfg.k),
+                                      "what": "the VQ-SVAE's reconstructions of those images (the best the "
+                                              "tokens can give: the prior picks tokens, the decoder draws them)"}}
+        for key, name in (("generated", "generated"), ("real_heldout", "real held-out"),
+                          ("reconstructed_heldout", "reconstructed held-out")):
+            log(f"classifier metrics: {name} {_short(report['classifier'][key])}")
     else:
         report["classifier"] = None
         note(f"offline classifier metrics skipped: no classifier at {clf_dir} (train one with train-classifier)")
@@ -489,7 +500,8 @@ def summary_markdown(r: dict) -> str:
         lines += [f"Classifier `{c['classifier']}` (test accuracy {f(c['classifier_test_accuracy'], 4)}).", "",
                   "| images | n | Fréchet dist. | precision | recall | confident >= 0.9 | class entropy |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]
-        for name, key in (("generated", "generated"), ("real held-out (floor)", "real_heldout")):
+        for name, key in (("generated", "generated"), ("real held-out (floor)", "real_heldout"),
+                          ("held-out, VQ-SVAE reconstructions (the tokens' best)", "reconstructed_heldout")):
             g = c[key]
             lines.append(f"| {name} | {g['n']} | {f(g['fd'])} | {f(g['precision'])} | {f(g['recall'])} | "
                          f"{f(g['confident_share'])} | {f(g['class_entropy'])} |")

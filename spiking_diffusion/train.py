@@ -5,7 +5,8 @@ at once), ``training_state.safetensors`` (weights, optimiser, step, RNG, the wei
 ``--resume`` needs, one file renamed into place) and ``log.jsonl`` (one line of losses per logged step).
 With ``--ema DECAY`` the checkpoint holds an exponential moving average of the weights (and of the
 BatchNorm statistics), the usual trick for diffusion models; the raw weights stay in the state.
-Stage 2 also caches the training set's tokens in ``tokens_train.npz``.
+Stage 2 also caches the training set's tokens in ``tokens_train.npz``. ``train_decoder`` goes on
+training a checkpoint's spike generator and decoder with its encoder and codebook frozen.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -25,7 +27,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from .checkpoint import atomic_write_file, load_checkpoint, save_checkpoint
+from .checkpoint import CODE_USAGE_NAME, atomic_write_file, load_checkpoint, save_checkpoint
 from .config import get_preset
 from .data import channels_of, load_images
 from .denoiser import SpikingDenoiser
@@ -41,14 +43,14 @@ STATE_NAME = "training_state.safetensors"
 class TrainConfig:
     """Everything a training run needs; stored in the checkpoint's info."""
 
-    stage: str                     # "vqsvae" or "prior"
+    stage: str                     # "vqsvae", "prior" or "decoder"
     out: str
     dataset: str | None = None     # default: mnist (stage 1), the VQ-SVAE's data set (stage 2)
     data_root: str = "data"
     download: bool = True
     preset: str = "small"
     input_mode: str | None = None  # denoiser input: "index" (paper) or "embedding"
-    vqsvae: str | None = None      # stage 2: the trained VQ-SVAE checkpoint
+    vqsvae: str | None = None      # stage 2 and "decoder": the trained VQ-SVAE checkpoint
     epochs: float = 1.0
     batch_size: int = 32           # global batch (split over processes)
     lr: float = 1e-3               # on --resume the given lr replaces the snapshot's
@@ -139,6 +141,26 @@ class _PriorObjective(nn.Module):
     def forward(self, x0: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         loss = self.diffusion.loss(self.denoiser, x0, self.kind, generator)
         return {"total": loss}
+
+
+class _DecoderObjective(nn.Module):
+    """The VQ-SVAE's losses with the encoder and codebook frozen and in eval mode, as at inference:
+    every image keeps its tokens, so a prior trained on them stays valid. Trains the ASG + decoder."""
+
+    def __init__(self, vqsvae: VQSVAE):
+        super().__init__()
+        self.vqsvae = vqsvae
+        for frozen in (vqsvae.encoder, vqsvae.quantizer):
+            frozen.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "_DecoderObjective":
+        super().train(mode)
+        self.vqsvae.encoder.eval()    # BatchNorm keeps its running statistics: the tokens stay put
+        self.vqsvae.quantizer.eval()
+        return self
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.vqsvae.losses(images)
 
 
 def _batches(n: int, batch: int, rank: int, world: int, seed: int, epoch: int):
@@ -307,11 +329,15 @@ def train_prior(cfg: TrainConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     cache = out / "tokens_train.npz"
     digest = f"{_weights_digest(cfg.vqsvae)}-{dataset}-{cfg.limit}"
-    if cache.is_file() and str(np.load(cache)["digest"]) == digest:
-        tokens = torch.from_numpy(np.load(cache)["tokens"])
+    cached = np.load(cache) if cache.is_file() else None
+    if cached is not None and str(cached["digest"]) == digest:
+        tokens = torch.from_numpy(cached["tokens"])
     else:
         data = load_images(dataset, cfg.data_root, train=True, download=cfg.download, limit=cfg.limit)
         tokens = tokenize(vqsvae, data.images, device=cfg.device)
+        if cfg.resume and cached is not None and not np.array_equal(cached["tokens"], tokens.numpy()):
+            print(f"note: --vqsvae {cfg.vqsvae} gives other tokens than the run's cache: the prior goes on "
+                  "training on the new ones")  # same tokens (e.g. after train-decoder): nothing changes
         if os.environ.get("RANK", "0") == "0":  # one writer when several processes share the run folder
             atomic_write_file(cache, lambda f: np.savez(open(f, "wb"), tokens=tokens.numpy(), digest=digest))
     preset = get_preset(cfg.preset, input_mode=cfg.input_mode)
@@ -320,7 +346,8 @@ def train_prior(cfg: TrainConfig) -> Path:
     denoiser = SpikingDenoiser(den_cfg)
     objective = _PriorObjective(denoiser, cfg.loss)
     spe = len(tokens) // cfg.batch_size
-    vq_info = {f"vqsvae_{k}": v for k, v in vq_config["info"].items() if k in ("steps", "epochs", "preset")}
+    vq_info = {f"vqsvae_{k}": v for k, v in vq_config["info"].items()
+               if k in ("steps", "epochs", "preset", "decoder_steps", "decoder_epochs")}
 
     def save_model(step, trained: _PriorObjective):
         save_checkpoint(cfg.out, vqsvae, trained.denoiser, _info(cfg, step, spe, {"stage": "prior", "ema": cfg.ema, **vq_info}),
@@ -329,3 +356,29 @@ def train_prior(cfg: TrainConfig) -> Path:
     step, speed = _loop(cfg, objective, tokens, lambda x, g: (x.long(), g), save_model, {})
     print(f"prior: {step} steps at {speed:.1f} images/s -> {cfg.out}")
     return out
+
+
+def train_decoder(cfg: TrainConfig) -> Path:
+    """Go on training the spike generator + decoder of checkpoint ``cfg.vqsvae`` with its encoder
+    and codebook frozen (tokens unchanged, so its prior, if any, is kept as it is); writes the
+    checkpoint, with the same denoiser and info plus ``decoder_steps`` / ``decoder_epochs``, to cfg.out."""
+    if not cfg.vqsvae:
+        raise SpikingDiffusionError("train-decoder needs --vqsvae DIR (a trained checkpoint)")
+    vqsvae, denoiser, config = load_checkpoint(cfg.vqsvae, cfg.device)
+    dataset = cfg.dataset or config["info"].get("dataset") or "mnist"
+    cfg = replace(cfg, dataset=dataset)
+    data = load_images(dataset, cfg.data_root, train=True, download=cfg.download, limit=cfg.limit)
+    objective = _DecoderObjective(vqsvae)
+    spe = len(data) // cfg.batch_size
+
+    def save_model(step, trained: _DecoderObjective):
+        info = {**config["info"], "decoder_steps": step, "decoder_epochs": round(step / spe, 3),
+                "decoder_ema": cfg.ema, "decoder_from": str(cfg.vqsvae)}
+        save_checkpoint(cfg.out, trained.vqsvae, denoiser, info, config.get("metrics", {}))
+        usage = Path(cfg.vqsvae) / CODE_USAGE_NAME  # the tokens are unchanged, so is their usage
+        if usage.is_file() and usage.resolve() != (Path(cfg.out) / CODE_USAGE_NAME).resolve():
+            shutil.copyfile(usage, Path(cfg.out) / CODE_USAGE_NAME)
+
+    step, speed = _loop(cfg, objective, data.images, lambda x, g: (x.float() / 255.0,), save_model, {})
+    print(f"decoder: {step} steps at {speed:.1f} images/s -> {cfg.out}")
+    return Path(cfg.out)

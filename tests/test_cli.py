@@ -59,6 +59,17 @@ def test_train_prior_writes_a_full_checkpoint(trained):
     assert [r["step"] for r in _log(prior)] == [1, 2, 3, 4]
 
 
+def test_train_decoder_writes_a_checkpoint_with_the_same_prior(trained, tmp_path):
+    _, prior = trained
+    out = tmp_path / "dec"
+    assert main(["train-decoder", "--out", str(out), "--vqsvae", str(prior), *TRAIN[4:]]) == 0
+    old, new = (SpikingDiffusionPipeline.from_pretrained(p) for p in (prior, out))
+    assert all(torch.equal(v, new.denoiser.state_dict()[k]) for k, v in old.denoiser.state_dict().items())
+    assert not torch.equal(old.vqsvae.decoder.out.weight, new.vqsvae.decoder.out.weight)
+    assert new.info["stage"] == "prior" and new.info["decoder_steps"] == 4
+    assert [r["step"] for r in _log(out)] == [1, 2, 3, 4]
+
+
 def test_sample_writes_png_and_npy(trained, tmp_path, capsys):
     _, prior = trained
     out = tmp_path / "deep" / "samples"
@@ -106,6 +117,8 @@ def test_user_errors_exit_2_with_one_line(trained, tmp_path, capsys):
     assert "num_images" in _user_error(capsys, ["sample", "--checkpoint", str(prior), "--out", out,
                                                 "--num-images", "0"])
     _user_error(capsys, ["train-prior", "--out", str(tmp_path / "p"), "--vqsvae", str(tmp_path / "none"), *TRAIN[2:]])
+    assert "train-decoder" in _user_error(capsys, ["train-decoder", "--out", str(tmp_path / "d"), "--vqsvae", "",
+                                                   *TRAIN[4:]])
     assert "resume" in _user_error(capsys, ["train-vqsvae", "--out", str(tmp_path / "fresh"), "--resume", *TRAIN])
     assert "fewer than one batch" in _user_error(
         capsys, ["train-vqsvae", "--out", str(tmp_path / "few"), *TRAIN[:4], "--limit", "8", "--batch-size", "16"])

@@ -83,11 +83,14 @@ def test_evaluate_end_to_end(tiny_ckpt, classifier_dir, tmp_path, monkeypatch):
         entry = saved["inception"][kind]
         assert entry["fid"] is None and "not computed" in entry["message"] and entry["protocol"]
     assert any("Inception weights" in line for line in logs)
-    for key in ("generated", "real_heldout"):
+    for key in ("generated", "real_heldout", "reconstructed_heldout"):
         c = saved["classifier"][key]
         assert {"fd", "precision", "recall", "confident_share", "class_entropy"} <= set(c)
         assert c["fd"] >= 0 and 0 <= c["precision"] <= 1 and 0 <= c["class_entropy"] <= 1
     assert saved["classifier"]["generated"]["n"] == 24 and saved["classifier"]["real_heldout"]["n"] == 24
+    # the reconstructions are of the held-out images: the same count, not the same images
+    recon, real = saved["classifier"]["reconstructed_heldout"], saved["classifier"]["real_heldout"]
+    assert recon["n"] == 24 and recon["fd"] != real["fd"]
     m = saved["model"]
     assert 0 <= m["recon_mse"] < 1 and -1 <= m["recon_ssim"] <= 1 and m["recon_images"] == 40
     assert 1 <= m["codebook_test"]["perplexity"] <= 32 and len(m["codebook_test"]["counts"]) == 32
@@ -215,3 +218,14 @@ def test_standard_inception_uses_fid_pooling(tmp_path):
 def test_evaluate_refuses_too_few_samples(tiny_ckpt, tmp_path):
     with pytest.raises(E.SpikingDiffusionError, match="num_samples"):
         E.evaluate(tiny_ckpt, "unused", tmp_path / "o", num_samples=3)
+
+
+def test_reconstructions_are_the_vqsvaes_in_any_batch_size(tiny_pipeline):
+    from spiking_diffusion.evaluate import reconstructions
+
+    images = (torch.rand(10, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    with torch.inference_mode():
+        expected = tiny_pipeline.vqsvae.reconstruct(images.float() / 255.0)
+    got = reconstructions(tiny_pipeline, images, batch_size=4)
+    assert got.shape == (10, 1, 28, 28) and torch.allclose(got, expected, atol=1e-6)
+    assert not torch.allclose(got, images.float() / 255.0, atol=0.05)     # a reconstruction, not the input

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from spiking_diffusion.train import TrainConfig, train_prior, train_vqsvae
+from spiking_diffusion.train import TrainConfig, train_decoder, train_prior, train_vqsvae
 
 torch.set_num_threads(1)
 
@@ -28,13 +28,13 @@ def _same(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def _resume_matches_one_go(tmp_path, train, cfg: TrainConfig):
+def _resume_matches_one_go(tmp_path, train, cfg: TrainConfig, steps_key: str = "steps"):
     """6 steps in one go vs 3 steps (snapshot, stop) + resume to 6: identical weights and log."""
     one = tmp_path / "one"
     train(replace(cfg, out=str(one), epochs=1.5, save_every=100))
     split = tmp_path / "split"
     train(replace(cfg, out=str(split), epochs=0.75, save_every=3))     # stops at step 3 with a snapshot
-    assert json.loads((split / "config.json").read_text())["info"]["steps"] == 3
+    assert json.loads((split / "config.json").read_text())["info"][steps_key] == 3
     half = _weights(split)
     # a crash after logging steps 4-5 but before the next snapshot: those lines must not stay twice
     with open(split / "log.jsonl", "a") as f:
@@ -52,7 +52,7 @@ def _resume_matches_one_go(tmp_path, train, cfg: TrainConfig):
     log_a, log_b = _log(one), _log(split)
     assert [r["step"] for r in log_b] == [1, 2, 3, 4, 5, 6]              # no duplicated steps
     assert [r["total"] for r in log_a] == [r["total"] for r in log_b]     # the same losses, step by step
-    assert json.loads((split / "config.json").read_text())["info"]["steps"] == 6
+    assert json.loads((split / "config.json").read_text())["info"][steps_key] == 6
 
 
 def test_vqsvae_resume_is_exact(tmp_path):
@@ -104,3 +104,52 @@ def test_resume_with_a_new_lr_uses_it(tmp_path):
     with safe_open(str(state_file), "pt") as f:
         groups = json.loads(f.metadata()["json"])["param_groups"]
     assert [g["lr"] for g in groups] == [1e-5]
+
+
+def test_decoder_training_keeps_the_tokens_and_the_prior(tmp_path, tiny_checkpoint):
+    from spiking_diffusion.data import load_images
+    from spiking_diffusion.pipeline import SpikingDiffusionPipeline
+
+    cfg = TrainConfig(stage="decoder", out="", vqsvae=str(tiny_checkpoint), ema=0.5, **{**BASE, "dataset": None})
+    _resume_matches_one_go(tmp_path, train_decoder, cfg, steps_key="decoder_steps")
+    before, after = _weights(tiny_checkpoint), _weights(tmp_path / "one")
+    changed = {k.split(".")[1] for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"asg", "decoder"}                                  # encoder, codebook, denoiser: as they were
+    images = load_images("synthetic", "unused", train=True, limit=64).floats(slice(0, 64))
+    old, new = (SpikingDiffusionPipeline.from_pretrained(p) for p in (tiny_checkpoint, tmp_path / "one"))
+    assert torch.equal(old.encode(images), new.encode(images))
+    assert not torch.equal(old.decode(old.encode(images)), new.decode(new.encode(images)))
+    info = json.loads((tmp_path / "one" / "config.json").read_text())["info"]
+    assert info["steps"] == 0 and info["preset"] == "tiny"                # the prior's own record is kept
+    assert info["decoder_steps"] == 6 and info["decoder_from"] == str(tiny_checkpoint)
+
+
+def test_prior_resumes_on_a_decoder_trained_checkpoint(tmp_path, tiny_checkpoint, capsys):
+    """train-decoder keeps the tokens, so the prior goes on exactly as it would have, and its
+    checkpoints then carry the new decoder."""
+    cfg = TrainConfig(stage="prior", out="", vqsvae=str(tiny_checkpoint), **{**BASE, "dataset": None})
+    train_prior(replace(cfg, out=str(tmp_path / "one"), epochs=1.5, save_every=100))
+    dec = tmp_path / "dec"
+    train_decoder(TrainConfig(stage="decoder", out=str(dec), vqsvae=str(tiny_checkpoint), **{**BASE, "dataset": None}))
+    split = tmp_path / "split"
+    train_prior(replace(cfg, out=str(split), epochs=0.75, save_every=3))
+    train_prior(replace(cfg, out=str(split), vqsvae=str(dec), epochs=1.5, save_every=3, resume=True))
+    one, got, new_vq = _weights(tmp_path / "one"), _weights(split), _weights(dec)
+    assert all(torch.equal(one[k], got[k]) for k in one if k.startswith("denoiser."))
+    assert all(torch.equal(new_vq[k], got[k]) for k in new_vq if k.startswith("vqsvae."))
+    assert not torch.equal(one["vqsvae.decoder.out.weight"], got["vqsvae.decoder.out.weight"])
+    assert "other tokens" not in capsys.readouterr().out
+
+
+def test_prior_resumed_on_another_vqsvae_says_the_tokens_changed(tmp_path, tiny_checkpoint, capsys):
+    from conftest import build_tiny_models
+    from spiking_diffusion.checkpoint import save_checkpoint
+
+    other = tmp_path / "other"
+    save_checkpoint(other, build_tiny_models(seed=2)[0], info={"dataset": "synthetic"})
+    cfg = TrainConfig(stage="prior", out=str(tmp_path / "p"), vqsvae=str(tiny_checkpoint), epochs=0.5,
+                      **{**BASE, "dataset": None})
+    train_prior(cfg)
+    capsys.readouterr()
+    train_prior(replace(cfg, vqsvae=str(other), epochs=1.0, resume=True))
+    assert "other tokens" in capsys.readouterr().out
