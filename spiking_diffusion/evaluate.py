@@ -402,8 +402,8 @@ def evaluate(checkpoint_dir, data_root, out_dir, log=print, **overrides) -> dict
             "real_heldout": {**classifier_metrics(clf, held, ref, cfg.k),
                              "what": "train-split images held out of the classifier's training (the floor)"},
             "reconstructed_heldout": {**classifier_metrics(clf, reconstructions(pipe, held, cfg.batch_size), ref, cfg.k),
-                                      "what": "the VQ-SVAE's reconstructions of those images (the best the "
-                                              "tokens can give: the prior picks tokens, the decoder draws them)"}}
+                                      "what": "the VQ-SVAE's reconstructions of those images (what the encoder's "
+                                              "tokens give: the prior picks tokens, the decoder draws them)"}}
         for key, name in (("generated", "generated"), ("real_heldout", "real held-out"),
                           ("reconstructed_heldout", "reconstructed held-out")):
             log(f"classifier metrics: {name} {_short(report['classifier'][key])}")
@@ -501,7 +501,7 @@ def summary_markdown(r: dict) -> str:
                   "| images | n | Fréchet dist. | precision | recall | confident >= 0.9 | class entropy |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]
         for name, key in (("generated", "generated"), ("real held-out (floor)", "real_heldout"),
-                          ("held-out, VQ-SVAE reconstructions (the tokens' best)", "reconstructed_heldout")):
+                          ("held-out, VQ-SVAE reconstructions (the encoder's tokens)", "reconstructed_heldout")):
             g = c[key]
             lines.append(f"| {name} | {g['n']} | {f(g['fd'])} | {f(g['precision'])} | {f(g['recall'])} | "
                          f"{f(g['confident_share'])} | {f(g['class_entropy'])} |")

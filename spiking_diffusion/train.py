@@ -346,8 +346,10 @@ def train_prior(cfg: TrainConfig) -> Path:
     denoiser = SpikingDenoiser(den_cfg)
     objective = _PriorObjective(denoiser, cfg.loss)
     spe = len(tokens) // cfg.batch_size
-    vq_info = {f"vqsvae_{k}": v for k, v in vq_config["info"].items()
-               if k in ("steps", "epochs", "preset", "decoder_steps", "decoder_epochs")}
+    src = vq_config["info"]  # a full checkpoint (e.g. from train-decoder) keeps its VQ-SVAE's record under vqsvae_*
+    own = {k[7:]: v for k, v in src.items() if k.startswith("vqsvae_")} if src.get("stage") == "prior" else src
+    vq_info = {f"vqsvae_{k}": v for k, v in {**own, **src}.items() if k in ("decoder_steps", "decoder_epochs")}
+    vq_info.update({f"vqsvae_{k}": v for k, v in own.items() if k in ("steps", "epochs", "preset")})
 
     def save_model(step, trained: _PriorObjective):
         save_checkpoint(cfg.out, vqsvae, trained.denoiser, _info(cfg, step, spe, {"stage": "prior", "ema": cfg.ema, **vq_info}),
@@ -374,7 +376,7 @@ def train_decoder(cfg: TrainConfig) -> Path:
     def save_model(step, trained: _DecoderObjective):
         info = {**config["info"], "decoder_steps": step, "decoder_epochs": round(step / spe, 3),
                 "decoder_ema": cfg.ema, "decoder_from": str(cfg.vqsvae)}
-        save_checkpoint(cfg.out, trained.vqsvae, denoiser, info, config.get("metrics", {}))
+        save_checkpoint(cfg.out, trained.vqsvae, denoiser, info)  # the old metrics describe the old decoder
         usage = Path(cfg.vqsvae) / CODE_USAGE_NAME  # the tokens are unchanged, so is their usage
         if usage.is_file() and usage.resolve() != (Path(cfg.out) / CODE_USAGE_NAME).resolve():
             shutil.copyfile(usage, Path(cfg.out) / CODE_USAGE_NAME)

@@ -153,3 +153,14 @@ def test_prior_resumed_on_another_vqsvae_says_the_tokens_changed(tmp_path, tiny_
     capsys.readouterr()
     train_prior(replace(cfg, vqsvae=str(other), epochs=1.0, resume=True))
     assert "other tokens" in capsys.readouterr().out
+
+
+def test_decoder_run_on_a_prior_checkpoint_keeps_the_vqsvaes_own_record(tmp_path, tiny_checkpoint):
+    base = {**BASE, "dataset": None}
+    prior = train_prior(TrainConfig(stage="prior", out=str(tmp_path / "p"), vqsvae=str(tiny_checkpoint), **base))
+    dec = train_decoder(TrainConfig(stage="decoder", out=str(tmp_path / "d"), vqsvae=str(prior), epochs=0.5, **base))
+    assert json.loads((dec / "config.json").read_text())["metrics"] == {}  # old metrics: the old decoder's
+    again = train_prior(TrainConfig(stage="prior", out=str(tmp_path / "p2"), vqsvae=str(dec), epochs=0.5, **base))
+    info = json.loads((again / "config.json").read_text())["info"]
+    assert info["vqsvae_steps"] == 0 and info["vqsvae_preset"] == "tiny"   # the VQ-SVAE's, not the first prior's 4
+    assert info["vqsvae_decoder_steps"] == 2 and info["steps"] == 2
