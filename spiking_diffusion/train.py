@@ -107,13 +107,16 @@ def _save_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, step: 
 
 
 def _load_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator,
-                ema: AveragedModel | None = None) -> dict:
+                ema: AveragedModel | None = None, expected_stage: str | None = None) -> dict:
     try:
         with safe_open(str(path), "pt") as f:
             info = json.loads(f.metadata()["json"])
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:
         raise CheckpointError(f"cannot resume: {path} is unreadable ({e})") from None
+    stage = info.get("train_config", {}).get("stage")
+    if expected_stage and stage and stage != expected_stage:
+        raise CheckpointError(f"cannot resume: {path} is a {stage} run, not a {expected_stage} run")
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     if ema is not None and any(k.startswith("ema.") for k in tensors):  # else it starts from here
         ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
@@ -193,7 +196,7 @@ def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save
     step = 0
     log_path = out / "log.jsonl"
     if cfg.resume and (out / STATE_NAME).is_file():
-        step = _load_state(out / STATE_NAME, model, opt, gen, ema)["step"]
+        step = _load_state(out / STATE_NAME, model, opt, gen, ema, cfg.stage)["step"]
         for group in opt.param_groups:  # the same --lr continues the run exactly; another one changes it
             group["lr"] = cfg.lr
         if rank == 0 and log_path.is_file():  # drop log lines past the snapshot we resume from
@@ -201,6 +204,8 @@ def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save
             log_path.write_text("".join(l + "\n" for l in lines))
     elif cfg.resume:
         raise CheckpointError(f"--resume: no {STATE_NAME} in {out}")
+    elif (out / STATE_NAME).is_file():  # never overwrite a run someone made
+        raise CheckpointError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
     ddp = _wrap(model, world, dev)
     model.train()
     if rank == 0:

@@ -164,3 +164,17 @@ def test_decoder_run_on_a_prior_checkpoint_keeps_the_vqsvaes_own_record(tmp_path
     info = json.loads((again / "config.json").read_text())["info"]
     assert info["vqsvae_steps"] == 0 and info["vqsvae_preset"] == "tiny"   # the VQ-SVAE's, not the first prior's 4
     assert info["vqsvae_decoder_steps"] == 2 and info["steps"] == 2
+
+
+def test_a_fresh_run_never_overwrites_a_run_and_stages_do_not_mix(tmp_path, tiny_checkpoint):
+    from spiking_diffusion import CheckpointError
+
+    cfg = TrainConfig(stage="vqsvae", out=str(tmp_path / "r"), epochs=0.5, **BASE)
+    train_vqsvae(cfg)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()}
+    with pytest.raises(CheckpointError, match="already holds a training run"):
+        train_vqsvae(replace(cfg, seed=1))
+    with pytest.raises(CheckpointError, match="is a vqsvae run, not a decoder run"):
+        train_decoder(TrainConfig(stage="decoder", out=cfg.out, vqsvae=str(tiny_checkpoint), resume=True,
+                                  **{**BASE, "dataset": None}))
+    assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()} == before  # nothing changed
