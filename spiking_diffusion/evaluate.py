@@ -259,10 +259,15 @@ def classifier_metrics(clf, images, ref: Reference, k: int = 3) -> dict:
 
 
 @torch.inference_mode()
-def reconstructions(pipe, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """uint8 images ``[N,C,H,W]`` -> encoded and decoded by the VQ-SVAE, floats ``[N,C,H,W]`` in [0, 1]."""
-    return torch.cat([pipe.decode(pipe.encode(images[i:i + batch_size].float() / 255.0)).cpu()
-                      for i in range(0, len(images), batch_size)])
+def reconstructions(pipe, images: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, np.ndarray]:
+    """uint8 images ``[N,C,H,W]`` -> (encoded and decoded by the VQ-SVAE, floats ``[N,C,H,W]`` in
+    [0, 1]; their tokens ``[N,h,w]``), in batches."""
+    recs, toks = [], []
+    for i in range(0, len(images), batch_size):
+        tok = pipe.encode(images[i:i + batch_size].float() / 255.0)    # [b, h, w]
+        recs.append(pipe.decode(tok).cpu())                            # [b, C, H, W]
+        toks.append(tok.cpu().numpy())
+    return torch.cat(recs), np.concatenate(toks)
 
 
 # --- the model itself -------------------------------------------------------------------------
@@ -272,16 +277,9 @@ def model_section(pipe, cfg: EvalConfig, test, gen_tokens: np.ndarray, log) -> t
     vq_cfg, K = pipe.vqsvae.cfg, pipe.codebook_size
     n = len(test) if cfg.recon_samples is None else min(cfg.recon_samples, len(test))
     log(f"reconstruction of {n} test images ...")
-    se, ss, toks = 0.0, 0.0, []
-    for i in range(0, n, cfg.batch_size):
-        x = test.floats(slice(i, min(i + cfg.batch_size, n)))
-        tok = pipe.encode(x)
-        rec = pipe.decode(tok).cpu()
-        se += float(((rec - x) ** 2).mean((1, 2, 3)).sum())
-        ss += float(M.ssim(rec, x).sum())
-        toks.append(tok.cpu().numpy())
-    test_tokens = np.concatenate(toks)
-    out = {"recon_images": n, "recon_mse": se / n, "recon_ssim": ss / n,
+    rec, test_tokens = reconstructions(pipe, test.images[:n], cfg.batch_size)  # [n, C, H, W], [n, h, w]
+    x = test.floats(slice(0, n))
+    out = {"recon_images": n, "recon_mse": float(((rec - x) ** 2).mean()), "recon_ssim": float(M.ssim(rec, x).mean()),
            "codebook_test": M.codebook_usage(test_tokens, K), "codebook_generated": M.codebook_usage(gen_tokens, K)}
 
     m = min(cfg.spike_samples, len(test), len(gen_tokens))
@@ -401,7 +399,7 @@ def evaluate(checkpoint_dir, data_root, out_dir, log=print, **overrides) -> dict
             "generated": classifier_metrics(clf, images, ref, cfg.k),
             "real_heldout": {**classifier_metrics(clf, held, ref, cfg.k),
                              "what": "train-split images held out of the classifier's training (the floor)"},
-            "reconstructed_heldout": {**classifier_metrics(clf, reconstructions(pipe, held, cfg.batch_size), ref, cfg.k),
+            "reconstructed_heldout": {**classifier_metrics(clf, reconstructions(pipe, held, cfg.batch_size)[0], ref, cfg.k),
                                       "what": "the VQ-SVAE's reconstructions of those images (what the encoder's "
                                               "tokens give: the prior picks tokens, the decoder draws them)"}}
         for key, name in (("generated", "generated"), ("real_heldout", "real held-out"),

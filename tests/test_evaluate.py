@@ -226,6 +226,7 @@ def test_reconstructions_are_the_vqsvaes_in_any_batch_size(tiny_pipeline):
     images = (torch.rand(10, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
     with torch.inference_mode():
         expected = tiny_pipeline.vqsvae.reconstruct(images.float() / 255.0)
-    got = reconstructions(tiny_pipeline, images, batch_size=4)
+    got, tokens = reconstructions(tiny_pipeline, images, batch_size=4)
+    assert torch.equal(torch.from_numpy(tokens), tiny_pipeline.encode(images.float() / 255.0))
     assert got.shape == (10, 1, 28, 28) and torch.allclose(got, expected, atol=1e-6)
     assert not torch.allclose(got, images.float() / 255.0, atol=0.05)     # a reconstruction, not the input
