@@ -126,7 +126,12 @@ def _load_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, gen: t
             _, pid, name = k.split(".", 2)
             state.setdefault(int(pid), {})[name] = v
     opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
-    gen.set_state(tensors["rng.train"])
+    try:
+        gen.set_state(tensors["rng.train"])
+    except RuntimeError:  # saved on another device (CPU <-> CUDA): that random stream cannot go on here
+        gen.manual_seed(gen.initial_seed() + info["step"])
+        print(f"note: {path} was saved on another device; training goes on with a fresh random stream "
+              "(the weights and optimiser carry over, the run is no longer bit-for-bit the one-go run)")
     torch.set_rng_state(tensors["rng.torch"])
     return info
 

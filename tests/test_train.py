@@ -106,6 +106,25 @@ def test_resume_with_a_new_lr_uses_it(tmp_path):
     assert [g["lr"] for g in groups] == [1e-5]
 
 
+def test_resume_from_another_device_goes_on_with_a_fresh_random_stream(tmp_path, capsys):
+    """A CUDA generator's state (16 bytes) does not fit a CPU generator: the run goes on, and says so."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    cfg = TrainConfig(stage="vqsvae", out=str(tmp_path / "r"), epochs=0.5, save_every=2, **BASE)
+    train_vqsvae(cfg)
+    state_file = tmp_path / "r" / "training_state.safetensors"
+    with safe_open(str(state_file), "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    tensors["rng.train"] = torch.zeros(16, dtype=torch.uint8)            # the layout of a CUDA generator's state
+    save_file(tensors, str(state_file), metadata=meta)
+    before = _weights(tmp_path / "r")
+    train_vqsvae(replace(cfg, epochs=1.0, resume=True))
+    assert "saved on another device" in capsys.readouterr().out
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["info"]["steps"] == 4
+    assert not _same(before, _weights(tmp_path / "r"))
+
+
 def test_decoder_training_keeps_the_tokens_and_the_prior(tmp_path, tiny_checkpoint):
     from spiking_diffusion.data import load_images
     from spiking_diffusion.pipeline import SpikingDiffusionPipeline
