@@ -102,7 +102,7 @@ def _save_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, step: 
             tensors[f"opt.{pid}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous()
     tensors["rng.train"] = gen.get_state()
     tensors["rng.torch"] = torch.get_rng_state()
-    info = {"step": step, "param_groups": opt_sd["param_groups"], **meta}
+    info = {"step": step, "param_groups": opt_sd["param_groups"], "rng_device": gen.device.type, **meta}
     atomic_write_file(path, lambda f: save_file(tensors, f, metadata={"json": json.dumps(info)}))
 
 
@@ -126,9 +126,9 @@ def _load_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, gen: t
             _, pid, name = k.split(".", 2)
             state.setdefault(int(pid), {})[name] = v
     opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
-    try:
+    if info.get("rng_device", "cpu") == gen.device.type:  # snapshots before this key were all CPU runs
         gen.set_state(tensors["rng.train"])
-    except RuntimeError:  # saved on another device (CPU <-> CUDA): that random stream cannot go on here
+    else:  # saved on another device (CPU <-> CUDA): that generator's stream cannot go on here
         gen.manual_seed(gen.initial_seed() + info["step"])
         print(f"note: {path} was saved on another device; training goes on with a fresh random stream "
               "(the weights and optimiser carry over, the run is no longer bit-for-bit the one-go run)")

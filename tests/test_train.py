@@ -107,7 +107,7 @@ def test_resume_with_a_new_lr_uses_it(tmp_path):
 
 
 def test_resume_from_another_device_goes_on_with_a_fresh_random_stream(tmp_path, capsys):
-    """A CUDA generator's state (16 bytes) does not fit a CPU generator: the run goes on, and says so."""
+    """A snapshot of a GPU run (its CUDA generator's state) resumed on the CPU: the run goes on, and says so."""
     from safetensors import safe_open
     from safetensors.torch import save_file
 
@@ -115,9 +115,11 @@ def test_resume_from_another_device_goes_on_with_a_fresh_random_stream(tmp_path,
     train_vqsvae(cfg)
     state_file = tmp_path / "r" / "training_state.safetensors"
     with safe_open(str(state_file), "pt") as f:
-        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+        info, tensors = json.loads(f.metadata()["json"]), {k: f.get_tensor(k) for k in f.keys()}
+    assert info["rng_device"] == "cpu"
+    info["rng_device"] = "cuda"                                           # as a snapshot of a GPU run says
     tensors["rng.train"] = torch.zeros(16, dtype=torch.uint8)            # the layout of a CUDA generator's state
-    save_file(tensors, str(state_file), metadata=meta)
+    save_file(tensors, str(state_file), metadata={"json": json.dumps(info)})
     before = _weights(tmp_path / "r")
     train_vqsvae(replace(cfg, epochs=1.0, resume=True))
     assert "saved on another device" in capsys.readouterr().out
