@@ -30,13 +30,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def make_app(args: argparse.Namespace):
+    from demo.guards import guard_inputs
     from demo.studio import Studio
     from demo.ui import build_demo
 
     studio = Studio(args.checkpoints, max_batch=args.max_batch, data_dir=args.data)
     if studio.default_model:
         studio.pipe(studio.default_model)  # load + warm up before the first visitor
-    demo = build_demo(studio)
+    demo = guard_inputs(build_demo(studio))       # every API value checked, with a clear message
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
     return demo
 
