@@ -126,10 +126,11 @@ class Studio:
     @friendly
     def model_info(self, name: str) -> str:
         pipe = self.pipe(name)
-        rows = [("codebook size K", pipe.codebook_size), ("image channels", pipe.image_channels),
-                ("diffusion steps N", pipe.num_diffusion_steps), ("can generate", pipe.denoiser is not None)]
-        rows += [(k, v) for k, v in pipe.info.items()] + [(f"metric: {k}", v) for k, v in pipe.metrics.items()
-                                                           if not isinstance(v, (list, dict))]
+        rows = [(f"{part}", text) for part, text in pipe.architecture.items()]
+        rows += [("codebook size K", pipe.codebook_size), ("image channels", pipe.image_channels),
+                 ("diffusion steps N", pipe.num_diffusion_steps), ("can generate", pipe.denoiser is not None)]
+        rows += [(k, v) for k, v in pipe.info.items() if k != "architecture"]
+        rows += [(f"metric: {k}", v) for k, v in pipe.metrics.items() if not isinstance(v, (list, dict))]
         return f"**{name}** (`{self.models[name]}`)\n\n| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
 
     def sampling_defaults(self, name: str | None) -> tuple:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .checkpoint import CODE_USAGE_NAME, load_checkpoint, save_checkpoint
+from .config import compare_with_paper
 from .diffusion import AbsorbingDiffusion, GenerationTrace, StepState
 from .errors import SettingError, SpikingDiffusionError
 from .fast import FastDenoiser, reference_decode, reference_logits
@@ -94,6 +95,12 @@ class SpikingDiffusionPipeline:
     @property
     def metrics(self) -> dict[str, Any]:
         return self.config.get("metrics", {})
+
+    @property
+    def architecture(self) -> dict[str, str]:
+        """Which parts are the paper's architecture, in words: ``{"vqsvae": ..., "denoiser": ...}``
+        (see :func:`~spiking_diffusion.config.compare_with_paper`)."""
+        return compare_with_paper(self.vqsvae.cfg, getattr(self.denoiser, "cfg", None))
 
     @property
     def sampling_defaults(self) -> SamplerConfig:
