@@ -120,7 +120,7 @@ def usage_heatmaps(per_pos: dict[str, np.ndarray], title: str = "Code usage per 
                                  hovertemplate="position %{y}<br>code %{x}<br>frequency %{z:.3f}<extra></extra>"),
                       row=1, col=i + 1)
         fig.update_xaxes(title="code id", row=1, col=i + 1)
-    side = int(round(np.sqrt(len(next(iter(per_pos.values()))))) if names else 7)
+    side = int(round(np.sqrt(len(per_pos[names[0]])))) if names else 0
     fig.update_yaxes(title=f"position (row*{side}+col)", autorange="reversed", row=1, col=1)
     fig.update_layout(title=title, height=380, coloraxis=dict(colorscale="Blues"), **_LAYOUT)
     return fig
