@@ -2,8 +2,10 @@
 
 A slider given a string fails inside Gradio's preprocessing (``'<' not supported between 'str' and
 'int'``) and the caller sees only Gradio's generic "the upstream app has raised an exception".
-:func:`guard_inputs` wraps every input component of every event so that a bad value gets a
-message naming the control and what it accepts; the bounds are the components' own.
+:func:`guard_inputs` checks every input value of every event against the component as the
+caller's session sees it (a maximum changed by ``gr.update`` included) before Gradio touches it,
+so a bad value gets a message naming the control and what it accepts; the bounds are the
+components' own.
 """
 from __future__ import annotations
 
@@ -59,45 +61,42 @@ def check_choice(block, payload):
     raise _error(f"{name_of(block)} must be {accepted}; got {_short(payload)}")
 
 
-def _guard_data_model(block):
-    """Wrap the pydantic model Gradio validates a file payload with (before preprocessing)."""
-    model = block.data_model
-    label = name_of(block)
-    hint = ("an image file (gradio_client: handle_file(path))" if not isinstance(block, gr.ImageEditor) else
-            "a drawing: {'background': ..., 'layers': [...], 'composite': handle_file(path)}")
+def check_file(block, payload):
+    """Images and drawings: None or the dict Gradio's client sends for a file (or a drawing)."""
+    if payload is None:
+        return
+    if isinstance(block, gr.ImageEditor):
+        ok = isinstance(payload, dict) and set(payload) <= {"background", "layers", "composite", "id"} and all(
+            v is None or isinstance(v, dict) for k, v in payload.items() if k in ("background", "composite")) \
+            and isinstance(payload.get("layers", []), list)
+        hint = "a drawing: {'background': ..., 'layers': [...], 'composite': handle_file(path)}"
+    else:
+        ok = isinstance(payload, dict) and isinstance(payload.get("path") or payload.get("url"), str)
+        hint = "an image file (gradio_client: handle_file(path))"
+    if not ok:
+        raise _error(f"{name_of(block)} must be {hint}; got {_short(payload)}")
 
-    @classmethod
-    def model_validate(cls, obj, *args, **kwargs):
-        try:
-            return model.model_validate.__func__(cls, obj, *args, **kwargs)
-        except gr.Error:
-            raise
-        except Exception:
-            raise _error(f"{label} must be {hint}; got {_short(obj)}") from None
 
-    block.data_model = type(model.__name__, (model,), {"model_validate": model_validate, "__module__": model.__module__})
+def check_payload(block, payload):
+    """The check that fits ``block`` (numbers, choices, files); other components pass."""
+    if isinstance(block, (gr.Slider, gr.Number)):
+        check_number(block, payload)
+    elif isinstance(block, (gr.Dropdown, gr.Radio)) and not getattr(block, "multiselect", False) \
+            and not getattr(block, "allow_custom_value", False):
+        check_choice(block, payload)
+    elif isinstance(block, (gr.Image, gr.ImageEditor)):
+        check_file(block, payload)
 
 
 def guard(block) -> None:
-    """Check ``block``'s payload before its own preprocessing; turn any error there into a message."""
+    """Turn any error in ``block``'s own preprocessing (a corrupt file, ...) into a message naming it."""
     if getattr(block, "_sd_guarded", False):
         return
     inner = block.preprocess
     label = name_of(block)
-    if isinstance(block, (gr.Slider, gr.Number)):
-        check = check_number
-    elif isinstance(block, (gr.Dropdown, gr.Radio)) and not getattr(block, "multiselect", False) \
-            and not getattr(block, "allow_custom_value", False):
-        check = check_choice
-    else:
-        check = None
     is_file = isinstance(block, (gr.Image, gr.ImageEditor))
-    if is_file and getattr(block, "data_model", None) is not None:
-        _guard_data_model(block)
 
     def preprocess(payload):
-        if check is not None:
-            check(block, payload)
         try:
             return inner(payload)
         except gr.Error:
@@ -111,9 +110,28 @@ def guard(block) -> None:
 
 
 def guard_inputs(demo: gr.Blocks) -> gr.Blocks:
-    """Guard every input component of every event of ``demo`` (states excepted). Returns ``demo``."""
+    """Check every input value of every event of ``demo`` before Gradio preprocesses it (against
+    the session's own copy of the component), and guard each component's preprocessing. Returns ``demo``."""
     for fn in demo.fns.values():
         for block in fn.inputs:
             if isinstance(block, gr.components.Component) and not block.stateful:
                 guard(block)
+    inner = demo.preprocess_data
+
+    async def preprocess_data(block_fn, inputs, state=None, *args, **kwargs):
+        props = getattr(block_fn, "component_prop_inputs", ())
+        for i, block in enumerate(block_fn.inputs[: len(inputs)]):
+            if block.stateful or i in props:
+                continue
+            current = state[block._id] if state is not None and block._id in state else block
+            check_payload(current, inputs[i])
+        try:
+            return await inner(block_fn, inputs, state, *args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as e:  # anything the checks above did not foresee: still say what failed
+            raise _error(f"could not use the values sent to {block_fn.name or 'this event'} "
+                         f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+
+    demo.preprocess_data = preprocess_data
     return demo

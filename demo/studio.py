@@ -20,23 +20,42 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from spiking_diffusion import DenoiserConfig, SpikingDiffusionError, SpikingDiffusionPipeline
+from spiking_diffusion import DenoiserConfig, SpikingDiffusionError, SpikingDiffusionPipeline, VQSVAEConfig
 from spiking_diffusion import metrics as M
 from spiking_diffusion import teaching
 from spiking_diffusion.data import DataError, load_images
-from spiking_diffusion.pipeline import PAPER_SAMPLING, to_uint8
+from spiking_diffusion.pipeline import to_uint8
+from spiking_diffusion.sampling import MAX_CORRECTOR_STEPS, SETTINGS, SamplerConfig
+from spiking_diffusion.spiking import LIF_THRESHOLD
 
 from . import media, plots
 from .media import InputError
 
-LATENT = 7
-MAX_CORRECTOR_ROUNDS = 100  # corrector rounds offered in the studio
-MAX_FRAMES = 49 + MAX_CORRECTOR_ROUNDS  # frames of a run: steps + corrector rounds
+MAX_CORRECTOR_ROUNDS = MAX_CORRECTOR_STEPS  # corrector rounds offered in the studio (the sampler's bound)
+MAX_SEED = 2**31 - 1        # seeds are 0..MAX_SEED (what numpy and torch both accept)
 MAX_RUNS = 32               # generations kept across all sessions (the oldest are cleared first)
 RUN_TTL_S = 3600            # a generation not looked at for this long is cleared
 FRAME_CACHE = 256           # decoded (image, step) frames kept per run
 MAX_EXPORTS = 8             # export folders kept on disk (Gradio copies each into its cache)
-CELLS = [(f"row {r}, col {c}", r * LATENT + c) for r in range(LATENT) for c in range(LATENT)]
+
+
+def cell_choices(latent: int) -> list[tuple[str, int]]:
+    """Dropdown choices ``("row r, col c", r * latent + c)`` for every cell of a latent x latent grid."""
+    return [(f"row {r}, col {c}", r * latent + c) for r in range(latent) for c in range(latent)]
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the studio's layout needs to know of a model (read from its config)."""
+
+    latent_size: int = VQSVAEConfig().latent_size                       # token grid side (7)
+    num_steps: int = DenoiserConfig.num_diffusion_steps                 # diffusion steps N (49)
+    membrane_decay: float = VQSVAEConfig.membrane_decay                 # M(s) decay per step (0.8)
+    psp_tau: float = VQSVAEConfig.psp_tau                               # tau_s of the PSP filter (2)
+
+    @property
+    def cells(self) -> int:
+        return self.latent_size ** 2
 
 
 def discover_models(root: str | Path) -> dict[str, Path]:
@@ -200,7 +219,7 @@ class Studio:
             if name not in self._pipes:
                 pipe = SpikingDiffusionPipeline.from_pretrained(self.models[name])
                 if pipe.denoiser is not None:
-                    pipe(1, 1, 1.0, 0)  # warm up kernels so the first click is fast
+                    pipe(1, 1, sampler=SamplerConfig.paper())  # warm up kernels so the first click is fast
                 self._pipes[name] = pipe
             return self._pipes[name]
 
@@ -208,23 +227,33 @@ class Studio:
     @friendly
     def model_info(self, name: str) -> str:
         pipe = self.pipe(name)
-        rows = [("codebook size K", pipe.codebook_size), ("image channels", pipe.image_channels),
-                ("diffusion steps N", pipe.num_diffusion_steps), ("can generate", pipe.denoiser is not None)]
-        rows += [(k, v) for k, v in pipe.info.items()] + [(f"metric: {k}", v) for k, v in pipe.metrics.items()
-                                                           if not isinstance(v, (list, dict))]
+        rows = [(f"{part}", text) for part, text in pipe.architecture.items()]
+        rows += [("codebook size K", pipe.codebook_size), ("image channels", pipe.image_channels),
+                 ("diffusion steps N", pipe.num_diffusion_steps), ("can generate", pipe.denoiser is not None)]
+        rows += [(k, v) for k, v in pipe.info.items() if k != "architecture"]
+        rows += [(f"metric: {k}", v) for k, v in pipe.metrics.items() if not isinstance(v, (list, dict))]
         return f"**{name}** (`{self.models[name]}`)\n\n| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+
+    def facts(self, name: str | None = None) -> ModelFacts:
+        """The grid size, steps and neuron constants of model ``name`` (default: the default model;
+        the configs' defaults when there is no model)."""
+        name = self.default_model if name is None else name
+        if name not in self.models:
+            return ModelFacts()
+        pipe = self.pipe(name)
+        return ModelFacts(pipe.latent_size, pipe.num_diffusion_steps, pipe.membrane_decay, pipe.psp_tau)
 
     def sampling_defaults(self, name: str | None) -> tuple:
         """(temperature, end temperature, top-p, corrector rounds, cells, temperature) chosen for a
         model when it was evaluated; the paper's sampler at 0.65 otherwise."""
-        d = self.pipe(name).sampling_defaults if name in self.models else PAPER_SAMPLING
-        end = d["temperature"] if d["temperature_end"] is None else d["temperature_end"]
-        return (d["temperature"], end, d["top_p"], d["corrector_steps"], d["corrector_cells"], d["corrector_temperature"])
+        d = self.pipe(name).sampling_defaults if name in self.models else SamplerConfig.paper()
+        end = d.temperature if d.temperature_end is None else d.temperature_end
+        return (d.temperature, end, d.top_p, d.corrector_steps, d.corrector_cells, d.corrector_temperature)
 
     # --- 1. generate ------------------------------------------------------------------------
     @staticmethod
     def random_seed() -> int:
-        return random.randint(0, 2**31 - 1)
+        return random.randint(0, MAX_SEED)
 
     @friendly
     def generate(self, model, num_images, steps, temperature, seed, temperature_end=None, top_p=None,
@@ -235,16 +264,12 @@ class Studio:
         pipe = self.pipe(model)
         n = _int(num_images, "number of images", 1, self.max_batch)
         s = _int(steps, "steps", 1, pipe.num_diffusion_steps)
-        temp = _float(temperature, "temperature", 1e-3, 5.0)
-        seed = _int(seed, "seed", 0, 2**31 - 1)
-        given = lambda v, check, *args: None if v is None else check(v, *args)
-        sampling = pipe.sampling_settings(
-            temperature=temp, temperature_end=given(temperature_end, _float, "end temperature", 1e-3, 5.0),
-            top_p=given(top_p, _float, "top-p", 0.01, 1.0),
-            corrector_steps=given(corrector_steps, _int, "corrector rounds", 0, MAX_CORRECTOR_ROUNDS),
-            corrector_cells=given(corrector_cells, _int, "corrector cells", 1, LATENT * LATENT),
-            corrector_temperature=given(corrector_temperature, _float, "corrector temperature", 1e-3, 5.0))
-        frames = s + sampling["corrector_steps"]
+        seed = _int(seed, "seed", 0, MAX_SEED)
+        given = dict(temperature=temperature, temperature_end=temperature_end, top_p=top_p,
+                     corrector_steps=corrector_steps, corrector_cells=corrector_cells,
+                     corrector_temperature=corrector_temperature)
+        sampling = pipe.sampling_settings(**{k: SETTINGS[k].check(v) for k, v in given.items() if v is not None})
+        frames = s + sampling.corrector_steps
         states: queue.Queue = queue.Queue()
         stop = threading.Event()
         result = {}
@@ -256,7 +281,7 @@ class Studio:
 
         def work():
             try:
-                result["out"] = pipe(n, s, seed=seed, trace=True, callback=on_step, **sampling)
+                result["out"] = pipe(n, s, seed=seed, trace=True, callback=on_step, sampler=sampling)
             except GenerationStopped:
                 pass
             except Exception as e:  # reported below
@@ -273,7 +298,7 @@ class Studio:
         try:  # a closed or abandoned stream (GeneratorExit here) sets ``stop`` in ``finally``
             blank = self._blank(model)                                                    # [H, W, C]
             shown = np.repeat(blank[None], n, 0)                                         # [n, H, W, C]
-            shown_tokens = np.full((n, LATENT, LATENT), pipe.mask_id)
+            shown_tokens = np.full((n, pipe.latent_size, pipe.latent_size), pipe.mask_id)
             next_preview, done = 0.0, False
             while not done:
                 item = states.get()
@@ -307,7 +332,8 @@ class Studio:
         key = ("blank", model)
         if key not in self._cache:
             pipe = self.pipe(model)
-            self._cache[key] = to_uint8(pipe.decode(np.full((1, LATENT, LATENT), pipe.mask_id), allow_mask=True))[0]
+            L = pipe.latent_size
+            self._cache[key] = to_uint8(pipe.decode(np.full((1, L, L), pipe.mask_id), allow_mask=True))[0]
         return self._cache[key]
 
     @staticmethod
@@ -345,10 +371,11 @@ class Studio:
         trace = run.trace
         image = _int(image, "Image", 0, run.num_images - 1)
         step = _int(step, "Step", 1, run.num_frames)
-        cell = _int(cell if cell is not None else 0, "Token cell", 0, LATENT * LATENT - 1)
+        L = self.pipe(run.model).latent_size
+        cell = _int(cell if cell is not None else 0, "Token cell", 0, L * L - 1)
         st = trace.steps[step - 1]
         committed, predicted = self._frame(run, image, step)
-        fig = plots.token_grid(st.tokens[image], trace.mask_id, st.unmasked[image], divmod(cell, LATENT),
+        fig = plots.token_grid(st.tokens[image], trace.mask_id, st.unmasked[image], divmod(cell, L),
                                title=f"Tokens after step {step}/{len(trace)}")
         masked = int((st.tokens[image] == trace.mask_id).sum())
         if st.kind == "correct":
@@ -384,7 +411,8 @@ class Studio:
         run = self._need_run(run)
         pipe = self.pipe(run.model)
         image = _int(image, "Image", 0, run.num_images - 1)
-        r, c = divmod(_int(cell, "Token cell", 0, LATENT * LATENT - 1), LATENT)
+        L = pipe.latent_size
+        r, c = divmod(_int(cell, "Token cell", 0, L * L - 1), L)
         rep = pipe.spikes(tokens=run.tokens[image:image + 1], membrane=True)
         enc = pipe.spikes(images=run.images[image:image + 1].transpose(0, 3, 1, 2) / 255.0)
         T, _, D, h, w = rep.asg.shape
@@ -398,7 +426,7 @@ class Studio:
         maps = plots.rate_maps({k: v.mean(axis=(0, 1, 2)) for k, v in layers.items()})
         rates = plots.bars({k: float(v.mean()) for k, v in layers.items()}, "Mean firing rate per layer", "rate")
         key = next(k for k in rep.membrane if k.startswith("asg"))
-        mem = plots.membrane_traces(rep.membrane[key][:, 0, :, r, c], 1.0, asg[:, :, r, c],
+        mem = plots.membrane_traces(rep.membrane[key][:, 0, :, r, c], LIF_THRESHOLD, asg[:, :, r, c],
                                     f"ASG membrane potential at row {r}, col {c}")
         note = (f"Image {image}, token cell row {r}, col {c} (code {int(run.tokens[image, r, c])}). "
                 f"T = {T} time steps, {D} channels per cell.")
@@ -406,7 +434,7 @@ class Studio:
 
     # --- 4. codebook ------------------------------------------------------------------------
     def _test_usage(self, model):
-        """(label, per-position counts ``[49, K]``) of the model's test split, or None: the usage that
+        """(label, per-position counts ``[h*w, K]``) of the model's test split, or None: the usage that
         ``evaluate --record`` saved beside the checkpoint, else up to 1,000 test images from ``--data``."""
         key = ("test", model)
         if key not in self._cache:
@@ -423,7 +451,7 @@ class Studio:
         if not isinstance(saved, dict):
             return None
         per_pos = np.asarray(saved.get("per_position", []))
-        if per_pos.shape != (LATENT * LATENT, pipe.codebook_size) or per_pos.dtype.kind not in "iu":
+        if per_pos.shape != (pipe.latent_size ** 2, pipe.codebook_size) or per_pos.dtype.kind not in "iu":
             return None  # not this model's grid / codebook
         return f"test set ({saved.get('images', '?')} images, recorded by evaluate)", per_pos
 
@@ -439,11 +467,11 @@ class Studio:
         return f"test set ({len(toks)} images)", M.code_counts(toks, pipe.codebook_size)
 
     def _sample_usage(self, model) -> np.ndarray:
-        """Code counts ``[49, K]`` of 64 images generated with the model's own settings, seed 0 (cached)."""
+        """Code counts ``[h*w, K]`` of 64 images generated with the model's own settings, seed 0 (cached)."""
         key = ("generated", model)
         if key not in self._cache:
             pipe = self.pipe(model)
-            self._cache[key] = M.code_counts(pipe(64, seed=0, **pipe.sampling_defaults).tokens, pipe.codebook_size)
+            self._cache[key] = M.code_counts(pipe(64, seed=0).tokens, pipe.codebook_size)
         return self._cache[key]
 
     def _atlas(self, model):
@@ -451,7 +479,8 @@ class Studio:
         if key not in self._cache:
             pipe = self.pipe(model)
             K = pipe.codebook_size
-            toks = np.broadcast_to(np.arange(K)[:, None, None], (K, LATENT, LATENT)).copy()
+            L = pipe.latent_size
+            toks = np.broadcast_to(np.arange(K)[:, None, None], (K, L, L)).copy()
             imgs = to_uint8(pipe.decode(toks))
             self._cache[key] = imgs
         return self._cache[key]
@@ -462,7 +491,7 @@ class Studio:
         pipe = self.pipe(model)
         K = pipe.codebook_size
         test = self._test_usage(model)
-        usage = dict([test] if test else [])                                  # label -> counts [49, K]
+        usage = dict([test] if test else [])                                  # label -> counts [h*w, K]
         if isinstance(run, Run) and run.model == model and not run.released:
             usage[f"generated ({len(run.tokens)} images)"] = M.code_counts(run.tokens, K)
         elif pipe.denoiser is not None:
@@ -486,7 +515,8 @@ class Studio:
         pipe = self.pipe(model)
         code = _int(code, "code", 0, pipe.codebook_size - 1)
         img = media.show(self._atlas(model)[code], 8)
-        maps = {k: v[:, code].reshape(LATENT, LATENT) for k, v in (usage or {}).items()}
+        L = pipe.latent_size
+        maps = {k: v[:, code].reshape(L, L) for k, v in (usage or {}).items()}
         return img, plots.where_used(maps, code)
 
     # --- 5. encode --------------------------------------------------------------------------
@@ -510,7 +540,7 @@ class Studio:
                            "neuron (position*D + channel)", height=380)
         asg = plots.raster(rep.asg[:, 0].transpose(0, 2, 3, 1).reshape(T, -1), "ASG spikes for its tokens",
                            "neuron (position*D + channel)", height=380)
-        return (media.show(shown, 8), plots.token_grid(tokens, pipe.mask_id, title="Its 7x7 tokens"),
+        return (media.show(shown, 8), plots.token_grid(tokens, pipe.mask_id, title=f"Its {h}x{w} tokens"),
                 media.show(recon, 8), enc, asg, f"Input: {note}. Tokens: {len(np.unique(tokens))} distinct codes.")
 
     def encode_sketch(self, model, sketch, invert="auto"):
@@ -532,7 +562,7 @@ class Studio:
     def coding(pixel, steps, seed):
         p = _float(pixel, "pixel value", 0, 1)
         T = _int(steps, "time steps", 1, 100)
-        seed = _int(seed, "seed", 0, 2**31 - 1)
+        seed = _int(seed, "seed", 0, MAX_SEED)
         direct = teaching.direct_code(p, T)
         _, _, lif_out = teaching.lif_simulate(4 * direct + 1)  # a first-layer unit: weight 4, bias 1
         rate = teaching.rate_code(p, T, seed)
@@ -545,20 +575,21 @@ class Studio:
     @staticmethod
     @friendly
     def psp(rate, tau, steps, seed):
-        s = teaching.rate_code(_float(rate, "spike rate", 0, 1), _int(steps, "steps", 1, 200), _int(seed, "seed", 0, 2**31 - 1))
+        s = teaching.rate_code(_float(rate, "spike rate", 0, 1), _int(steps, "steps", 1, 200), _int(seed, "seed", 0, MAX_SEED))
         p = teaching.psp_filter(s, _float(tau, "tau", 1, 20))
         return plots.psp_figure(s, p, tau)
 
-    @staticmethod
     @friendly
-    def quantizer(rate, alpha, steps, seed):
+    def quantizer(self, rate, alpha, steps, seed):
+        """The dual coding of one neuron, with the default model's membrane decay."""
         T = _int(steps, "time steps", 1, 64)
         a = _float(alpha, "a", 0, 1)
-        s = teaching.rate_code(_float(rate, "spike rate", 0, 1), T, _int(seed, "seed", 0, 2**31 - 1))
-        d = teaching.dual_code(s, a)
+        decay = self.facts().membrane_decay
+        s = teaching.rate_code(_float(rate, "spike rate", 0, 1), T, _int(seed, "seed", 0, MAX_SEED))
+        d = teaching.dual_code(s, a, decay)
         alphas = np.linspace(0, 1, 21)
-        zs = [teaching.dual_code(s, x)["z"] for x in alphas]
-        fig = plots.quantizer_figure(s, 0.8 ** np.arange(T - 1, -1, -1), alphas, zs, a)
+        zs = [teaching.dual_code(s, x, decay)["z"] for x in alphas]
+        fig = plots.quantizer_figure(s, decay ** np.arange(T - 1, -1, -1), alphas, zs, a, decay)
         return fig, (f"M(s) = {d['membrane']:.3f} (recent spikes weigh most), firing rate = {d['rate']:.3f}, "
                      f"so z = (1 - {a:.2f}) x {d['membrane']:.3f} + {a:.2f} x {d['rate']:.3f} = **{d['z']:.3f}**.")
 

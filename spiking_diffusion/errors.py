@@ -11,3 +11,7 @@ class CheckpointError(SpikingDiffusionError):
 
 class DataError(SpikingDiffusionError):
     """A data set that cannot be found or loaded."""
+
+
+class SettingError(SpikingDiffusionError, ValueError):
+    """A setting (of the sampler, of a call) outside its accepted range or of the wrong type."""

@@ -65,7 +65,7 @@ def server(tmp_path_factory, make_tiny_models):
     make_checkpoints(tmp / "ck", make_tiny_models)
     make_test_set(tmp / "data")
     demo, url = launch(tmp)
-    yield url, tmp
+    yield url, tmp, demo
     demo.close()
 
 
@@ -88,6 +88,7 @@ def test_every_endpoint_is_listed(client):
 def test_model_info_and_seed(client):
     md = client.predict("tiny", api_name="/model_info")
     assert "codebook size K | 32" in md and "mnist" in md
+    assert "| vqsvae | not the paper's: time_steps 4 (paper: 16)" in md  # which parts are the paper's
     seeds = {client.predict(api_name="/random_seed") for _ in range(3)}
     assert all(isinstance(s, (int, float)) and 0 <= s < 2**31 for s in seeds) and len(seeds) > 1
 
@@ -315,3 +316,83 @@ def test_no_checkpoints_and_no_share_by_default(tmp_path):
             c.predict(None, api_name="/model_info")
     finally:
         demo.close()
+
+
+def test_studio_reads_grid_steps_and_neuron_constants_from_the_model(tmp_path, make_tiny_models):
+    """The layout's grid size, step count and the Learn view's membrane decay come from the checkpoint."""
+    import json
+
+    from demo.studio import Studio
+    from spiking_diffusion import teaching
+
+    ck = make_checkpoints(tmp_path / "ck", make_tiny_models)
+    cfg_path = ck / "tiny" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["vqsvae"]["membrane_decay"], cfg["vqsvae"]["psp_tau"] = 0.5, 3.0
+    cfg_path.write_text(json.dumps(cfg))
+    studio = Studio(ck)
+    facts = studio.facts()
+    assert (facts.latent_size, facts.num_steps) == (cfg["vqsvae"]["image_size"] // 4, cfg["denoiser"]["num_diffusion_steps"])
+    assert (facts.membrane_decay, facts.psp_tau) == (0.5, 3.0)
+    _, note = studio.quantizer(0.4, 0.5, 16, 0)
+    want = teaching.dual_code(teaching.rate_code(0.4, 16, 0), 0.5, 0.5)
+    assert f"M(s) = {want['membrane']:.3f}" in note and want["membrane"] != teaching.dual_code(teaching.rate_code(0.4, 16, 0), 0.5)["membrane"]
+
+
+def test_corrector_frames_are_reachable_through_the_api(server):
+    c = Client(server[0], verbose=False, analytics_enabled=False)
+    c.predict("tiny", 1, 49, 0.65, 3, 0.65, 1.0, 3, 5, 0.5, api_name="/generate")     # 49 steps + 3 rounds
+    *_, caption = c.predict(0, 51, 24, api_name="/unmask")
+    assert "Step **51/52**, corrector round 2" in caption
+    with pytest.raises(Exception, match=r"Step must be a whole number in 1\.\.52; got 53"):
+        c.predict(0, 53, 24, api_name="/unmask")
+
+
+def test_model_jobs_share_one_concurrency_limit(server):
+    demo = server[2]
+    heavy = {"generate", "unmask", "export", "spikes", "codebook", "code", "encode", "encode_sketch", "energy"}
+    ids = {fn.api_name: fn.concurrency_id for fn in demo.fns.values() if fn.api_name in heavy}
+    assert set(ids) == heavy and set(ids.values()) == {"model"}
+    limits = {fn.concurrency_limit for fn in demo.fns.values() if fn.concurrency_id == "model"}
+    assert limits == {"default"}                                   # the queue's --concurrency, shared
+
+
+def test_a_cancelled_generation_stops(server):
+    import threading
+    import time
+
+    def workers():
+        return sum(t.name == "sd-generate" and t.is_alive() for t in threading.enumerate())
+
+    c = Client(server[0], verbose=False, analytics_enabled=False)
+    job = c.submit("tiny", 8, 49, 0.65, 5, 0.65, 1.0, 100, 5, 0.5, api_name="/generate")   # 149 steps
+    deadline = time.time() + 60
+    while not job.outputs() and time.time() < deadline:
+        time.sleep(0.05)
+    assert job.outputs() and workers() >= 1
+    job.cancel()
+    deadline = time.time() + 20
+    while workers() and time.time() < deadline:
+        time.sleep(0.05)
+    assert workers() == 0 and server[2].studio.generating == 0
+
+
+@pytest.mark.parametrize("kind", ["cmyk jpeg, blue ink on paper", "16-bit grey", "grey+alpha, black ink",
+                                  "animated gif", "exif-rotated"])
+def test_uploads_of_every_kind_reach_the_model_as_their_grey_png(client, tmp_path, kind):
+    from test_image_input import grey_png, kinds
+
+    name, path, grey = next(k for k in kinds(tmp_path) if k[0] == kind)
+    plain = client.predict("tiny", handle_file(str(grey_png(grey, tmp_path))), "auto", api_name="/encode")
+    got = client.predict("tiny", handle_file(str(path)), "auto", api_name="/encode")
+    a, b = (np.asarray(Image.open(r[0]), float) for r in (plain, got))
+    assert a.max() == 255 and np.abs(a - b).mean() < 2, name          # the same model input (0..255)
+
+
+def test_a_huge_picture_is_refused_from_its_header(client, tmp_path):
+    from test_image_input import _png_header_only
+
+    path = tmp_path / "huge.png"
+    path.write_bytes(_png_header_only(9400, 9400))                      # 0.1 kB on disk, 88 M pixels
+    with pytest.raises(Exception, match="9400x9400 pixels; at most"):
+        client.predict("tiny", handle_file(str(path)), "auto", api_name="/encode")
