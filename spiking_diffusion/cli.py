@@ -1,6 +1,7 @@
 """Command line: ``python -m spiking_diffusion <command> ...`` (also the ``spiking-diffusion`` script).
 
-Commands: train-vqsvae, train-prior, train-decoder, sample, import-official, evaluate, train-classifier.
+Commands: train-vqsvae, train-prior, train-decoder, sample, import-official, push-to-hub, evaluate,
+train-classifier. ``--checkpoint`` takes a local folder or a Hugging Face Hub repo id (owner/name).
 A user error prints one line (``error: ...``) and exits with status 2, with no traceback.
 """
 from __future__ import annotations
@@ -188,6 +189,13 @@ def _train_classifier(args: argparse.Namespace) -> dict:
     return info
 
 
+def _push_to_hub(args) -> None:
+    from .hub import push_to_hub
+
+    url = push_to_hub(args.checkpoint, args.repo, private=args.private or None, commit_message=args.message)
+    print(f"pushed {args.checkpoint} -> {url}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spiking-diffusion", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -223,6 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--dataset", default=None, help="data set the weights were trained on (recorded)")
     p.set_defaults(func=_import_official)
+
+    p = sub.add_parser("push-to-hub", help="upload a checkpoint folder to the Hugging Face Hub")
+    p.add_argument("--checkpoint", required=True, help="checkpoint folder (config.json + model.safetensors)")
+    p.add_argument("--repo", required=True, help="Hub repo id owner/name (created if missing)")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument("--message", default=None, help="commit message")
+    p.set_defaults(func=_push_to_hub)
 
     p = sub.add_parser("evaluate", help="metrics report (JSON + markdown) for a checkpoint")
     add_evaluate_arguments(p)

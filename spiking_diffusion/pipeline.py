@@ -26,6 +26,7 @@ from .config import compare_with_paper
 from .diffusion import AbsorbingDiffusion, GenerationTrace, StepState
 from .errors import SettingError, SpikingDiffusionError
 from .fast import FastDenoiser, reference_decode, reference_logits
+from .hub import push_to_hub, resolve_checkpoint
 from .sampling import SamplerConfig, check_order, check_steps
 from .spiking import record_spikes
 
@@ -76,11 +77,31 @@ class SpikingDiffusionPipeline:
 
     # --- loading and saving ---------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str = "cpu") -> "SpikingDiffusionPipeline":
+    def from_pretrained(cls, name_or_path: str | Path, device: str = "cpu", revision: str | None = None,
+                        cache_dir: str | Path | None = None, local_files_only: bool = False,
+                        token: str | bool | None = None) -> "SpikingDiffusionPipeline":
+        """Load a checkpoint folder (config.json + model.safetensors), or a Hugging Face Hub repo
+        ``owner/name`` when no such local folder exists (downloaded into the Hugging Face cache;
+        ``revision``, ``cache_dir``, ``local_files_only``, ``token`` as in ``huggingface_hub``;
+        ``HF_HUB_OFFLINE=1`` uses the cache only). Raises :class:`CheckpointError`."""
+        path = resolve_checkpoint(name_or_path, revision, cache_dir, local_files_only, token)
         vqsvae, denoiser, config = load_checkpoint(path, device)
         pipe = cls(vqsvae, denoiser, config, device)
-        pipe.path = Path(path)
+        pipe.path = path
         return pipe
+
+    def push_to_hub(self, repo_id: str, private: bool | None = None, token: str | bool | None = None,
+                    commit_message: str | None = None) -> str:
+        """Save this pipeline to a temporary folder and upload it to the Hub repo ``repo_id``
+        (see :func:`spiking_diffusion.hub.push_to_hub`). Returns the commit's URL."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = self.save_pretrained(Path(tmp) / "checkpoint")
+            path = getattr(self, "path", None)
+            if path is not None and (path / CODE_USAGE_NAME).is_file():
+                (folder / CODE_USAGE_NAME).write_bytes((path / CODE_USAGE_NAME).read_bytes())
+            return push_to_hub(folder, repo_id, private=private, token=token, commit_message=commit_message)
 
     def save_pretrained(self, path: str | Path, info: dict | None = None, metrics: dict | None = None) -> Path:
         merged_info = {**self.info, **(info or {})}
