@@ -5,7 +5,7 @@ images [N,C,28,28] in [0,1] --3x(Conv3x3+BN+ReLU), 2 max-pools--> [N,96,7,7]
 
 ``holdout`` images of the training split (a seeded random choice: some data sets are stored sorted
 by class) are never trained on: they serve as the "real held-out images" that give the floor of
-every metric in :mod:`spiking_diffusion.evaluate` (see :func:`holdout_split`).
+every metric in :mod:`spiking_diffusion.evaluation` (see :func:`holdout_split`).
 Saved as a folder with ``config.json`` + ``model.safetensors`` (safetensors only).
 """
 from __future__ import annotations
@@ -50,6 +50,7 @@ class TrainClassifierConfig:
     weight_decay: float = 5e-4
     max_steps: int | None = None   # stop early (tests)
     holdout: int = 10000
+    feature_dim: int = 128         # width of the feature layer (the Fréchet distance's dimension)
     seed: int = 0
     threads: int = 1
     log_every: int = 100
@@ -166,7 +167,8 @@ def train_classifier(dataset_name: str, data_root, out_dir, epochs: int = 3, tcf
     fit_idx, held_idx = holdout_split(len(train), holdout, tcfg.seed)
     n_fit = len(fit_idx)
     num_classes = int(max(int(train.labels.max()), int(test.labels.max())) + 1)
-    cfg = ClassifierConfig(dataset_name, channels_of(dataset_name), num_classes, holdout=holdout, holdout_seed=tcfg.seed)
+    cfg = ClassifierConfig(dataset_name, channels_of(dataset_name), num_classes, feature_dim=tcfg.feature_dim,
+                           holdout=holdout, holdout_seed=tcfg.seed)
     model = Classifier(cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     steps_per_epoch = math.ceil(n_fit / tcfg.batch_size)

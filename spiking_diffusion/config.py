@@ -153,7 +153,7 @@ def compare_with_paper(vqsvae: VQSVAEConfig, denoiser: DenoiserConfig | None = N
 
 def denoiser_macs(cfg: DenoiserConfig) -> int:
     """Multiply-accumulates per image per denoiser call, counted as a dense network over T steps
-    (the layer list lives in :func:`spiking_diffusion.metrics.denoiser_layers`)."""
-    from .metrics import denoiser_layers
+    (the layer list lives in :func:`spiking_diffusion.evaluation.energy.denoiser_layers`)."""
+    from .evaluation.energy import denoiser_layers
 
     return cfg.time_steps * sum(layer.macs for layer in denoiser_layers(cfg))

@@ -27,15 +27,11 @@ from .diffusion import AbsorbingDiffusion, GenerationTrace, StepState
 from .errors import SettingError, SpikingDiffusionError
 from .fast import FastDenoiser, reference_decode, reference_logits
 from .hub import push_to_hub, resolve_checkpoint
+from .images import to_uint8
 from .sampling import SamplerConfig, check_order, check_steps
 from .spiking import record_spikes
 
 MAX_IMAGES = 1024   # images per call
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """Float ``[N,C,H,W]`` in [0,1] -> uint8 ``[N,H,W,C]``."""
-    return (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 @dataclass
