@@ -20,7 +20,7 @@ from spiking_diffusion.evaluation import metrics as M
 from spiking_diffusion.evaluation.energy import E_AC_PJ, E_MAC_PJ, generation_energy
 from spiking_diffusion import teaching
 from spiking_diffusion.data import DataError, load_images
-from spiking_diffusion.pipeline import to_uint8
+from spiking_diffusion.images import to_float, to_uint8
 from spiking_diffusion.sampling import MAX_CORRECTOR_STEPS, SETTINGS, SamplerConfig
 
 from . import media, plots
@@ -253,7 +253,7 @@ class Studio:
         image = _int(image, "image", 0, len(run.images) - 1)
         r, c = divmod(_int(cell, "cell", 0, LATENT * LATENT - 1), LATENT)
         rep = pipe.spikes(tokens=run.tokens[image:image + 1], membrane=True)
-        enc = pipe.spikes(images=run.images[image:image + 1].transpose(0, 3, 1, 2) / 255.0)
+        enc = pipe.spikes(images=to_float(run.images[image:image + 1]))
         T, _, D, h, w = rep.asg.shape
         asg = rep.asg[:, 0]                                                      # [T, D, h, w]
         cell_fig = plots.raster(asg[:, :, r, c], f"ASG spike trains at row {r}, col {c}", "channel")
@@ -300,7 +300,8 @@ class Studio:
         name = str(pipe.info.get("dataset", model))
         try:
             imgs = load_images(name, self.data_dir, train=False, download=False, limit=1000).images
-            toks = np.concatenate([pipe.encode(imgs[i:i + 250].float() / 255).numpy() for i in range(0, len(imgs), 250)])
+            toks = np.concatenate([pipe.encode(to_float(imgs[i:i + 250], channels_last=False)).numpy()
+                                   for i in range(0, len(imgs), 250)])
         except (DataError, SpikingDiffusionError):
             return None
         return f"test set ({len(toks)} images)", M.code_counts(toks, pipe.codebook_size)
@@ -366,7 +367,7 @@ class Studio:
         rep = pipe.spikes(images=x)
         tokens = rep.tokens[0]
         recon = to_uint8(pipe.decode(rep.tokens))[0]
-        shown = (x[0].transpose(1, 2, 0) * 255).round().astype(np.uint8)
+        shown = to_uint8(x)[0]
         T, _, D, h, w = rep.encoder.shape
         enc = plots.raster(rep.encoder[:, 0].transpose(0, 2, 3, 1).reshape(T, -1), "Encoder output spikes (all neurons)",
                            "neuron (position*D + channel)", height=380)

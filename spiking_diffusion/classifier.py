@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from .checkpoint import atomic_write_dir
 from .errors import CheckpointError
+from .images import channels_first, to_float
 
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "classifiers"
@@ -72,7 +73,7 @@ class Classifier(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``[N,C,28,28]`` (floats in [0,1] or uint8) -> embedding ``[N, feature_dim]``."""
         if not torch.is_floating_point(x):
-            x = x.float() / 255.0
+            x = to_float(x, channels_last=False)
         return self.embed_layer(self.pool(self.body((x - 0.5) / 0.5)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -85,7 +86,7 @@ class Classifier(nn.Module):
         pipeline returns them) -> (features ``[N,F]`` float64, probabilities ``[N,classes]`` float64)."""
         x = torch.as_tensor(images)
         if x.ndim == 4 and x.shape[-1] == self.cfg.in_channels and x.shape[1] != self.cfg.in_channels:
-            x = x.permute(0, 3, 1, 2)  # NHWC -> NCHW
+            x = channels_first(x)
         self.eval()
         dev = next(self.parameters()).device
         feats, probs = [], []

@@ -66,6 +66,7 @@ def _sample(args) -> None:
     from PIL import Image
     from torchvision.utils import make_grid
 
+    from .images import channels_first, channels_last
     from .pipeline import SpikingDiffusionPipeline
 
     out = Path(args.out)
@@ -79,9 +80,9 @@ def _sample(args) -> None:
     pipe = SpikingDiffusionPipeline.from_pretrained(args.checkpoint, device=args.device)
     res = pipe(num_images=args.num_images, steps=args.steps, seed=args.seed, order=args.order,
                **sampling_arguments(args))
-    grid = make_grid(torch.from_numpy(res.images).permute(0, 3, 1, 2), nrow=args.nrow or int(np.ceil(np.sqrt(len(res.images)))),
+    grid = make_grid(channels_first(torch.from_numpy(res.images)), nrow=args.nrow or int(np.ceil(np.sqrt(len(res.images)))),
                      padding=2, pad_value=255)
-    Image.fromarray(grid.permute(1, 2, 0).numpy().squeeze()).save(out.with_suffix(".png"))
+    Image.fromarray(channels_last(grid[None])[0].numpy().squeeze()).save(out.with_suffix(".png"))
     np.save(out.with_suffix(".npy"), res.images)
     print(f"{len(res.images)} images in {res.seconds:.2f} s -> {out.with_suffix('.png')} and {out.with_suffix('.npy')}")
 

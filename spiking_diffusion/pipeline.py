@@ -67,7 +67,8 @@ class SpikingDiffusionPipeline:
         self.vqsvae = vqsvae.to(self.device).eval()
         self.denoiser = None if denoiser is None else denoiser.to(self.device).eval()
         self.config = config or {"info": {}, "metrics": {}}
-        self.scheduler = AbsorbingDiffusion(vqsvae.cfg.codebook_size, vqsvae.cfg.latent_size)
+        N = None if denoiser is None else denoiser.cfg.num_diffusion_steps   # the time scale it was trained on
+        self.scheduler = AbsorbingDiffusion(vqsvae.cfg.codebook_size, vqsvae.cfg.latent_size, N)
         self._lock = threading.RLock()
         self._fast: FastDenoiser | None = None
 

@@ -143,7 +143,8 @@ class _PriorObjective(nn.Module):
     def __init__(self, denoiser: SpikingDenoiser, kind: str):
         super().__init__()
         self.denoiser = denoiser
-        self.diffusion = AbsorbingDiffusion(denoiser.cfg.codebook_size, denoiser.cfg.latent_size)
+        self.diffusion = AbsorbingDiffusion(denoiser.cfg.codebook_size, denoiser.cfg.latent_size,
+                                            denoiser.cfg.num_diffusion_steps)
         self.kind = kind
 
     def forward(self, x0: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:

@@ -99,7 +99,7 @@ def reconstructions(pipe, images: torch.Tensor, batch_size: int) -> tuple[torch.
     [0, 1]; their tokens ``[N,h,w]``), in batches."""
     recs, toks = [], []
     for i in range(0, len(images), batch_size):
-        tok = pipe.encode(images[i:i + batch_size].float() / 255.0)    # [b, h, w]
+        tok = pipe.encode(to_float(images[i:i + batch_size], channels_last=False))    # [b, h, w]
         recs.append(pipe.decode(tok).cpu())                            # [b, C, H, W]
         toks.append(tok.cpu().numpy())
     return torch.cat(recs), np.concatenate(toks)
