@@ -3,13 +3,13 @@
 from .config import PRESETS, DenoiserConfig, VQSVAEConfig, denoiser_macs, get_preset
 from .denoiser import SpikingDenoiser
 from .diffusion import AbsorbingDiffusion, GenerationTrace, StepState
-from .errors import CheckpointError, DataError, SpikingDiffusionError
+from .errors import CheckpointError, DataError, DeviceError, SpikingDiffusionError
 from .pipeline import PipelineOutput, SpikeReport, SpikingDiffusionPipeline
 from .vqsvae import VQSVAE
 
 __version__ = "0.1.0"
 __all__ = [
     "PRESETS", "DenoiserConfig", "VQSVAEConfig", "denoiser_macs", "get_preset", "SpikingDenoiser",
-    "AbsorbingDiffusion", "GenerationTrace", "StepState", "CheckpointError", "DataError",
+    "AbsorbingDiffusion", "GenerationTrace", "StepState", "CheckpointError", "DataError", "DeviceError",
     "SpikingDiffusionError", "PipelineOutput", "SpikeReport", "SpikingDiffusionPipeline", "VQSVAE",
 ]

@@ -11,3 +11,7 @@ class CheckpointError(SpikingDiffusionError):
 
 class DataError(SpikingDiffusionError):
     """A data set that cannot be found or loaded."""
+
+
+class DeviceError(SpikingDiffusionError):
+    """A requested device (e.g. ``cuda``) that this machine or PyTorch build does not have."""

@@ -30,6 +30,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from .checkpoint import CODE_USAGE_NAME, atomic_write_file, load_checkpoint, save_checkpoint
 from .config import get_preset
 from .data import channels_of, load_images
+from .devices import resolve_device
 from .denoiser import SpikingDenoiser
 from .diffusion import AbsorbingDiffusion
 from .errors import CheckpointError, SpikingDiffusionError
@@ -71,6 +72,7 @@ class TrainConfig:
 # --- distributed helpers ---------------------------------------------------------------------
 def _dist_setup(device: str):
     """Join the process group when launched by torchrun. Returns (rank, world, device)."""
+    resolve_device(device)  # a missing device says so, before any process group waits on it
     if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) == 1:
         return 0, 1, torch.device(device)
     backend = "nccl" if device == "cuda" else "gloo"
