@@ -511,6 +511,13 @@ def train_decoder(cfg: TrainConfig) -> Path:
     cfg = replace(cfg, dataset=dataset)
     check_run_folder(cfg)
     data = load_images(dataset, cfg.data_root, train=True, download=cfg.download, limit=cfg.limit)
+    if vqsvae.cfg.data_variance is None or (config["info"].get("source") == "official" and vqsvae.cfg.data_variance == 1.0):
+        # an import of the authors' weights (1.0: imported before None marked it unknown): their code divides
+        # the reconstruction MSE by the training images' variance, so this run does too
+        variance = data.variance()
+        vqsvae.cfg = vqsvae.quantizer.cfg = replace(vqsvae.cfg, data_variance=variance)
+        print(f"note: {cfg.vqsvae} records no data variance (an import of the authors' weights); using the training "
+              f"images' data variance {variance:.4g}, as the authors' training does")
     objective = _DecoderObjective(vqsvae)
     spe = len(data) // cfg.batch_size
 
