@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from bench_sampling import (TEMPERATURE, load, median, peak_memory, random_batch, random_checkpoint,  # noqa: E402
+from bench_sampling import (PAPER, load, median, peak_memory, random_batch, random_checkpoint,  # noqa: E402
                             random_models, set_threads, table)
 
 AUTHORS = {"vq_train": "31 img/s", "den_train": "6.3 img/s", "sample16": "44 s", "per_call": "0.90 s",
@@ -77,14 +77,14 @@ def main():
     tmp = tempfile.TemporaryDirectory()
     ckpt = random_checkpoint("paper", Path(tmp.name))
     pipe = SpikingDiffusionPipeline.from_pretrained(ckpt)
-    pipe(1, 2, TEMPERATURE, 0)
-    pipe(1, 2, TEMPERATURE, 0, fast=False)
+    pipe(1, 2, sampler=PAPER, seed=0)
+    pipe(1, 2, sampler=PAPER, seed=0, fast=False)
     for kind in ("fast", "reference"):
         for n, reps in ((16, n16 if kind == "fast" else max(1, n16 - 1)), (1, n1)):
             ts = []
             for r in range(reps):
                 t0 = time.perf_counter()
-                pipe(n, 49, TEMPERATURE, r, fast=kind == "fast")
+                pipe(n, 49, sampler=PAPER, seed=r, fast=kind == "fast")
                 ts.append(time.perf_counter() - t0)
                 print(f"  sampling {n} x 49 ({kind}) run {r}: {ts[-1]:.2f} s, load {load():.1f}", file=sys.stderr, flush=True)
             res[f"sample{n}_{kind}_s"] = median(ts)

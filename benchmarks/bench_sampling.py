@@ -36,7 +36,9 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-TEMPERATURE = 0.65
+from spiking_diffusion.sampling import SamplerConfig  # noqa: E402
+
+PAPER = SamplerConfig.paper()   # timings use the paper's sampler (T 0.65, no corrector) unless they say otherwise
 
 
 # --- helpers shared with bench_core.py ----------------------------------------------------------
@@ -101,7 +103,7 @@ def _memory_child(a) -> None:
     pipe = SpikingDiffusionPipeline.from_pretrained(a._memory)
     rss = lambda: int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20  # noqa: E731
     loaded = rss()
-    pipe(a.images, a.steps, TEMPERATURE, 0, fast=a.path == "fast")
+    pipe(a.images, a.steps, sampler=PAPER, seed=0, fast=a.path == "fast")
     print(json.dumps({"loaded_mb": round(loaded, 1), "peak_mb": round(_peak_rss_mb(), 1)}))
 
 
@@ -154,8 +156,8 @@ def side_by_side(checkpoint: Path, repeats: dict, threads: int, memory: bool = T
 
     pipe = SpikingDiffusionPipeline.from_pretrained(checkpoint)
     count = CallCounter(pipe)
-    pipe(1, 2, TEMPERATURE, 0, fast=True)                                   # warm-up
-    pipe(1, 2, TEMPERATURE, 0, fast=False)
+    pipe(1, 2, sampler=PAPER, seed=0, fast=True)                                   # warm-up
+    pipe(1, 2, sampler=PAPER, seed=0, fast=False)
     count.take("fast"), count.take("reference")
     results = {}
     for n in (1, 16):
@@ -164,7 +166,7 @@ def side_by_side(checkpoint: Path, repeats: dict, threads: int, memory: bool = T
             out = {}
             for kind in ("fast", "reference"):
                 t0 = time.perf_counter()
-                out[kind] = pipe(n, 49, TEMPERATURE, r, fast=kind == "fast")
+                out[kind] = pipe(n, 49, sampler=PAPER, seed=r, fast=kind == "fast")
                 runs[kind].append(time.perf_counter() - t0)
                 c, rows = count.take(kind)
                 runs["calls"].setdefault(kind, []).append(c)
@@ -192,8 +194,8 @@ def studio_like(checkpoint: Path, repeats: int, reference: bool = True) -> dict:
 
     pipe = SpikingDiffusionPipeline.from_pretrained(checkpoint)
     chosen = pipe.sampling_defaults                                         # the settings the studio uses
-    pipe(1, 1, 1.0, 0)                                                      # warm-up, as the studio does
-    pipe(16, 2, seed=0, **chosen)
+    pipe(1, 1, sampler=PAPER)                                                # warm-up, as the studio does
+    pipe(16, 2, seed=0, sampler=chosen)
     totals, firsts, plain, refs = [], [], [], []
     for r in range(repeats):
         first = []
@@ -202,15 +204,15 @@ def studio_like(checkpoint: Path, repeats: int, reference: bool = True) -> dict:
         def callback(state, t0=t0, first=first):
             if not first:
                 first.append(time.perf_counter() - t0)
-        pipe(16, 49, seed=r, trace=True, callback=callback, **chosen)
+        pipe(16, 49, seed=r, trace=True, callback=callback, sampler=chosen)
         totals.append(time.perf_counter() - t0)
         firsts.append(first[0])
         t0 = time.perf_counter()
-        pipe(16, 49, seed=r, **chosen)
+        pipe(16, 49, seed=r, sampler=chosen)
         plain.append(time.perf_counter() - t0)
         if reference and r == 0:
             t0 = time.perf_counter()
-            pipe(16, 49, seed=r, fast=False, **chosen)
+            pipe(16, 49, seed=r, fast=False, sampler=chosen)
             refs.append(time.perf_counter() - t0)
         print(f"  [checkpoint run {r}] studio call {totals[-1]:.2f} s (first step {firsts[-1]:.3f} s), "
               f"plain fast call {plain[-1]:.2f} s, load {load():.1f}", file=sys.stderr, flush=True)

@@ -25,7 +25,8 @@ import torch  # noqa: E402
 from spiking_diffusion import SpikingDiffusionPipeline  # noqa: E402
 from spiking_diffusion.classifier import default_classifier_dir, load_classifier  # noqa: E402
 from spiking_diffusion.data import load_images  # noqa: E402
-from spiking_diffusion.evaluate import EvalConfig, Reference, classifier_metrics, generate, parse_temperature  # noqa: E402
+from spiking_diffusion.evaluate import EvalConfig, Reference, classifier_metrics, generate  # noqa: E402
+from spiking_diffusion.sampling import parse_temperature  # noqa: E402
 
 KEYS = {"top_p": ("top_p", float), "corrector": ("corrector_steps", int), "cells": ("corrector_cells", int),
         "corrector_T": ("corrector_temperature", float)}

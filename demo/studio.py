@@ -19,13 +19,14 @@ from spiking_diffusion import DenoiserConfig, SpikingDiffusionError, SpikingDiff
 from spiking_diffusion import metrics as M
 from spiking_diffusion import teaching
 from spiking_diffusion.data import DataError, load_images
-from spiking_diffusion.pipeline import PAPER_SAMPLING, to_uint8
+from spiking_diffusion.pipeline import to_uint8
+from spiking_diffusion.sampling import MAX_CORRECTOR_STEPS, SETTINGS, SamplerConfig
 
 from . import media, plots
 from .media import InputError
 
 LATENT = 7
-MAX_CORRECTOR_ROUNDS = 100  # corrector rounds offered in the studio
+MAX_CORRECTOR_ROUNDS = MAX_CORRECTOR_STEPS  # corrector rounds offered in the studio (the sampler's bound)
 CELLS = [(f"row {r}, col {c}", r * LATENT + c) for r in range(LATENT) for c in range(LATENT)]
 
 
@@ -117,7 +118,7 @@ class Studio:
             if name not in self._pipes:
                 pipe = SpikingDiffusionPipeline.from_pretrained(self.models[name])
                 if pipe.denoiser is not None:
-                    pipe(1, 1, 1.0, 0)  # warm up kernels so the first click is fast
+                    pipe(1, 1, sampler=SamplerConfig.paper())  # warm up kernels so the first click is fast
                 self._pipes[name] = pipe
             return self._pipes[name]
 
@@ -125,18 +126,19 @@ class Studio:
     @friendly
     def model_info(self, name: str) -> str:
         pipe = self.pipe(name)
-        rows = [("codebook size K", pipe.codebook_size), ("image channels", pipe.image_channels),
-                ("diffusion steps N", pipe.num_diffusion_steps), ("can generate", pipe.denoiser is not None)]
-        rows += [(k, v) for k, v in pipe.info.items()] + [(f"metric: {k}", v) for k, v in pipe.metrics.items()
-                                                           if not isinstance(v, (list, dict))]
+        rows = [(f"{part}", text) for part, text in pipe.architecture.items()]
+        rows += [("codebook size K", pipe.codebook_size), ("image channels", pipe.image_channels),
+                 ("diffusion steps N", pipe.num_diffusion_steps), ("can generate", pipe.denoiser is not None)]
+        rows += [(k, v) for k, v in pipe.info.items() if k != "architecture"]
+        rows += [(f"metric: {k}", v) for k, v in pipe.metrics.items() if not isinstance(v, (list, dict))]
         return f"**{name}** (`{self.models[name]}`)\n\n| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
 
     def sampling_defaults(self, name: str | None) -> tuple:
         """(temperature, end temperature, top-p, corrector rounds, cells, temperature) chosen for a
         model when it was evaluated; the paper's sampler at 0.65 otherwise."""
-        d = self.pipe(name).sampling_defaults if name in self.models else PAPER_SAMPLING
-        end = d["temperature"] if d["temperature_end"] is None else d["temperature_end"]
-        return (d["temperature"], end, d["top_p"], d["corrector_steps"], d["corrector_cells"], d["corrector_temperature"])
+        d = self.pipe(name).sampling_defaults if name in self.models else SamplerConfig.paper()
+        end = d.temperature if d.temperature_end is None else d.temperature_end
+        return (d.temperature, end, d.top_p, d.corrector_steps, d.corrector_cells, d.corrector_temperature)
 
     # --- 1. generate ------------------------------------------------------------------------
     @staticmethod
@@ -152,22 +154,18 @@ class Studio:
         pipe = self.pipe(model)
         n = _int(num_images, "number of images", 1, self.max_batch)
         s = _int(steps, "steps", 1, pipe.num_diffusion_steps)
-        temp = _float(temperature, "temperature", 1e-3, 5.0)
         seed = _int(seed, "seed", 0, 2**31 - 1)
-        given = lambda v, check, *args: None if v is None else check(v, *args)
-        sampling = pipe.sampling_settings(
-            temperature=temp, temperature_end=given(temperature_end, _float, "end temperature", 1e-3, 5.0),
-            top_p=given(top_p, _float, "top-p", 0.01, 1.0),
-            corrector_steps=given(corrector_steps, _int, "corrector rounds", 0, MAX_CORRECTOR_ROUNDS),
-            corrector_cells=given(corrector_cells, _int, "corrector cells", 1, LATENT * LATENT),
-            corrector_temperature=given(corrector_temperature, _float, "corrector temperature", 1e-3, 5.0))
-        frames = s + sampling["corrector_steps"]
+        given = dict(temperature=temperature, temperature_end=temperature_end, top_p=top_p,
+                     corrector_steps=corrector_steps, corrector_cells=corrector_cells,
+                     corrector_temperature=corrector_temperature)
+        sampling = pipe.sampling_settings(**{k: SETTINGS[k].check(v) for k, v in given.items() if v is not None})
+        frames = s + sampling.corrector_steps
         states: queue.Queue = queue.Queue()
         result = {}
 
         def work():
             try:
-                result["out"] = pipe(n, s, seed=seed, trace=True, callback=states.put, **sampling)
+                result["out"] = pipe(n, s, seed=seed, trace=True, callback=states.put, sampler=sampling)
             except Exception as e:  # reported below
                 result["error"] = e
             states.put(None)
@@ -311,7 +309,7 @@ class Studio:
         key = ("generated", model)
         if key not in self._cache:
             pipe = self.pipe(model)
-            self._cache[key] = M.code_counts(pipe(64, seed=0, **pipe.sampling_defaults).tokens, pipe.codebook_size)
+            self._cache[key] = M.code_counts(pipe(64, seed=0).tokens, pipe.codebook_size)
         return self._cache[key]
 
     def _atlas(self, model):

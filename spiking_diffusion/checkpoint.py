@@ -20,7 +20,7 @@ import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .config import DenoiserConfig, VQSVAEConfig
+from .config import DenoiserConfig, VQSVAEConfig, compare_with_paper
 from .devices import resolve_device
 from .errors import CheckpointError
 
@@ -62,7 +62,8 @@ def atomic_write_dir(path: str | os.PathLike, write_fn) -> Path:
 
 def save_checkpoint(path, vqsvae: nn.Module, denoiser: nn.Module | None = None,
                     info: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None) -> Path:
-    """Write a checkpoint directory atomically."""
+    """Write a checkpoint directory atomically. ``info["architecture"]`` is (re)written to say which
+    parts are the paper's (:func:`~spiking_diffusion.config.compare_with_paper`)."""
     tensors = {f"vqsvae.{k}": v.detach().cpu().contiguous() for k, v in vqsvae.state_dict().items()}
     if denoiser is not None:
         tensors.update({f"denoiser.{k}": v.detach().cpu().contiguous() for k, v in denoiser.state_dict().items()})
@@ -70,7 +71,8 @@ def save_checkpoint(path, vqsvae: nn.Module, denoiser: nn.Module | None = None,
         "format": FORMAT, "version": VERSION,
         "vqsvae": vqsvae.cfg.to_dict(),
         "denoiser": None if denoiser is None else denoiser.cfg.to_dict(),
-        "info": info or {}, "metrics": metrics or {},
+        "info": {**(info or {}), "architecture": compare_with_paper(vqsvae.cfg, getattr(denoiser, "cfg", None))},
+        "metrics": metrics or {},
     }
 
     path = Path(path)

@@ -10,7 +10,6 @@ Saved as a folder with ``config.json`` + ``model.safetensors`` (safetensors only
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -204,32 +203,3 @@ def train_classifier(dataset_name: str, data_root, out_dir, epochs: int = 3, tcf
     log(f"{dataset_name}: test accuracy {info['test_accuracy']:.4f}, held-out accuracy "
         f"{info['holdout_accuracy']:.4f} -> {out_dir}")
     return model, info
-
-
-# --- command line (wired as `python -m spiking_diffusion train-classifier`) ---------------------
-def add_train_classifier_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("--dataset", required=True, help="data set name (mnist, fashion-mnist, cifar10-folder, ...)")
-    p.add_argument("--data-root", default="data", help="folder holding the data sets (torchvision layout)")
-    p.add_argument("--out", default=None, help="output folder (default: assets/classifiers/<dataset>)")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--holdout", type=int, default=10000, help="train images kept out of training (the floor)")
-    p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--no-download", action="store_true")
-    return p
-
-
-def run_train_classifier(args: argparse.Namespace) -> dict:
-    tcfg = TrainClassifierConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, holdout=args.holdout,
-                                 max_steps=args.max_steps, threads=args.threads)
-    out = args.out or default_classifier_dir(args.dataset)
-    _, info = train_classifier(args.dataset, args.data_root, out, tcfg=tcfg, download=not args.no_download,
-                               device=args.device)
-    return info
-
-
-if __name__ == "__main__":
-    run_train_classifier(add_train_classifier_arguments(argparse.ArgumentParser(description=__doc__)).parse_args())

@@ -12,6 +12,7 @@ from pathlib import Path
 from .config import PRESETS
 from .data import DATASETS
 from .errors import SpikingDiffusionError
+from .sampling import ORDERS, SETTINGS
 
 
 def _train_args(p: argparse.ArgumentParser, stage: str) -> None:
@@ -76,7 +77,7 @@ def _sample(args) -> None:
         raise SpikingDiffusionError(f"cannot write to {out.parent}: {e.strerror}") from None
     pipe = SpikingDiffusionPipeline.from_pretrained(args.checkpoint, device=args.device)
     res = pipe(num_images=args.num_images, steps=args.steps, seed=args.seed, order=args.order,
-               **pipe.sampling_settings(**sampling_arguments(args)))
+               **sampling_arguments(args))
     grid = make_grid(torch.from_numpy(res.images).permute(0, 3, 1, 2), nrow=args.nrow or int(np.ceil(np.sqrt(len(res.images)))),
                      padding=2, pad_value=255)
     Image.fromarray(grid.permute(1, 2, 0).numpy().squeeze()).save(out.with_suffix(".png"))
@@ -84,25 +85,16 @@ def _sample(args) -> None:
     print(f"{len(res.images)} images in {res.seconds:.2f} s -> {out.with_suffix('.png')} and {out.with_suffix('.npy')}")
 
 
-SAMPLING_ARGUMENTS = {  # pipeline argument -> (type, help); every default: the checkpoint's (sampling_defaults)
-    "temperature": (float, "sampling temperature (default: the checkpoint's, else 0.65); given alone: constant"),
-    "temperature_end": (float, "temperature at the last step, linear from --temperature"),
-    "top_p": (float, "nucleus sampling: draw from the likeliest codes holding this much probability (1: off)"),
-    "corrector_steps": (int, "corrector rounds after the last step (0: the paper's sampler)"),
-    "corrector_cells": (int, "cells re-masked and sampled again per corrector round"),
-    "corrector_temperature": (float, "temperature of the corrector rounds"),
-}
-
-
 def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
-    """--temperature, --temperature-end, --top-p, --corrector-steps/-cells/-temperature."""
-    for name, (kind, text) in SAMPLING_ARGUMENTS.items():
-        p.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=text)
+    """One flag per sampler setting (--temperature, --temperature-end, --top-p, --corrector-steps,
+    --corrector-cells, --corrector-temperature); every default: the checkpoint's (None here)."""
+    for s in SETTINGS.values():
+        p.add_argument("--" + s.name.replace("_", "-"), type=s.kind, default=None, help=s.help)
 
 
 def sampling_arguments(args: argparse.Namespace) -> dict:
-    """The sampling settings given on the command line (None where not given)."""
-    return {name: getattr(args, name) for name in SAMPLING_ARGUMENTS}
+    """The sampler settings given on the command line (None where not given)."""
+    return {name: getattr(args, name) for name in SETTINGS}
 
 
 def _import_official(args) -> None:
@@ -110,6 +102,90 @@ def _import_official(args) -> None:
 
     path = import_official(args.vqvae, args.denoiser, args.out, dataset=args.dataset, data_variance=args.data_variance)
     print(f"converted -> {path}")
+
+
+def add_evaluate_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The flags of ``evaluate`` (defaults: :class:`~spiking_diffusion.evaluate.EvalConfig`'s)."""
+    from .checkpoint import CODE_USAGE_NAME
+    from .evaluate import EvalConfig
+
+    d = EvalConfig()
+    p.add_argument("--checkpoint", required=True, help="checkpoint directory (config.json + model.safetensors)")
+    p.add_argument("--data-root", default="data", help="folder holding the data sets")
+    p.add_argument("--out", required=True, help="output folder for report.json, summary.md, samples.png")
+    p.add_argument("--num-samples", type=int, default=d.num_samples)
+    p.add_argument("--steps", type=int, default=d.steps)
+    add_sampling_arguments(p)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--order", choices=ORDERS, default=d.order)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--dataset", default=None, help="override the checkpoint's data set")
+    p.add_argument("--classifier", default=None, help="classifier folder (default: assets/classifiers/<dataset>)")
+    p.add_argument("--inception-weights", action="append", default=[], metavar="PATH",
+                   help="pt_inception-2015-12-05 .pth (standard FID) or torchvision inception_v3 state dict "
+                        "(the paper's protocol); may be given twice")
+    p.add_argument("--fid-samples", type=int, default=d.fid_samples)
+    p.add_argument("--paper-samples", type=int, default=d.paper_samples)
+    p.add_argument("--temperatures", nargs="+", default=list(d.temperatures),
+                   help="temperature sweep: T or START..END each (top-p as evaluated)")
+    p.add_argument("--top-ps", type=float, nargs="+", default=list(d.top_ps), help="top-p sweep (temperatures as evaluated)")
+    p.add_argument("--corrector-sweep", type=int, nargs="+", default=list(d.corrector_sweep),
+                   help="sweep over corrector rounds (the rest as evaluated)")
+    p.add_argument("--steps-sweep", type=int, nargs="+", default=list(d.steps_sweep))
+    p.add_argument("--sweep-samples", type=int, default=d.sweep_samples)
+    p.add_argument("--no-sweeps", action="store_true")
+    p.add_argument("--recon-samples", type=int, default=None)
+    p.add_argument("--device", default=d.device)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--no-download", action="store_true")
+    p.add_argument("--record", action="store_true",
+                   help="write headline metrics and the evaluated sampling settings (its new defaults) into the "
+                        f"checkpoint's config.json and test code usage into {CODE_USAGE_NAME}")
+    return p
+
+
+def _evaluate(args: argparse.Namespace) -> dict:
+    import torch
+
+    from .evaluate import evaluate
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return evaluate(
+        args.checkpoint, args.data_root, args.out, num_samples=args.num_samples, steps=args.steps,
+        **sampling_arguments(args), seed=args.seed, order=args.order, batch_size=args.batch_size,
+        dataset=args.dataset, classifier=args.classifier, inception_weights=list(args.inception_weights),
+        fid_samples=args.fid_samples, paper_samples=args.paper_samples, sweeps=not args.no_sweeps,
+        temperatures=tuple(args.temperatures), top_ps=tuple(args.top_ps), corrector_sweep=tuple(args.corrector_sweep),
+        steps_sweep=tuple(args.steps_sweep), sweep_samples=args.sweep_samples, recon_samples=args.recon_samples,
+        device=args.device, download=not args.no_download, record=args.record)
+
+
+def add_train_classifier_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The flags of ``train-classifier``."""
+    p.add_argument("--dataset", required=True, help="data set name (mnist, fashion-mnist, cifar10-folder, ...)")
+    p.add_argument("--data-root", default="data", help="folder holding the data sets (torchvision layout)")
+    p.add_argument("--out", default=None, help="output folder (default: assets/classifiers/<dataset>)")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--holdout", type=int, default=10000, help="train images kept out of training (the floor)")
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-download", action="store_true")
+    return p
+
+
+def _train_classifier(args: argparse.Namespace) -> dict:
+    from .classifier import TrainClassifierConfig, default_classifier_dir, train_classifier
+
+    tcfg = TrainClassifierConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, holdout=args.holdout,
+                                 max_steps=args.max_steps, threads=args.threads)
+    out = args.out or default_classifier_dir(args.dataset)
+    _, info = train_classifier(args.dataset, args.data_root, out, tcfg=tcfg, download=not args.no_download,
+                               device=args.device)
+    return info
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,10 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", required=True, help="output path without suffix (writes .png and .npy)")
     p.add_argument("--num-images", type=int, default=16)
-    p.add_argument("--steps", type=int, default=49)
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: all N, 49 for 7x7)")
     add_sampling_arguments(p)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--order", choices=["random", "confidence"], default="random")
+    p.add_argument("--order", choices=ORDERS, default="random")
     p.add_argument("--nrow", type=int, default=None)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.set_defaults(func=_sample)
@@ -151,15 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "authors' files; default: unknown, train-decoder then takes it from its training images)")
     p.set_defaults(func=_import_official)
 
-    from . import classifier, evaluate
-
     p = sub.add_parser("evaluate", help="metrics report (JSON + markdown) for a checkpoint")
-    evaluate.add_arguments(p)
-    p.set_defaults(func=evaluate.run)
+    add_evaluate_arguments(p)
+    p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("train-classifier", help="train the small CNN used by the offline evaluation")
-    classifier.add_train_classifier_arguments(p)
-    p.set_defaults(func=classifier.run_train_classifier)
+    add_train_classifier_arguments(p)
+    p.set_defaults(func=_train_classifier)
     return parser
 
 

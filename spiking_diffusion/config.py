@@ -126,6 +126,31 @@ def get_preset(name: str, in_channels: int = 1, input_mode: str | None = None) -
     return Preset(p.name, vq, den, p.description)
 
 
+# fields that describe the data, not the architecture: never compared with the paper
+_DATA_FIELDS = {"in_channels", "image_size", "data_variance", "latent_size", "num_diffusion_steps"}
+
+
+def _differences(cfg, paper, skip: set[str]) -> list[str]:
+    return [f"{f.name} {getattr(cfg, f.name)!r} (paper: {getattr(paper, f.name)!r})"
+            for f in fields(cfg) if f.name not in _DATA_FIELDS | skip and getattr(cfg, f.name) != getattr(paper, f.name)]
+
+
+def compare_with_paper(vqsvae: VQSVAEConfig, denoiser: DenoiserConfig | None = None) -> dict[str, str]:
+    """Which parts of a model are the paper's architecture (the ``paper`` preset), in words.
+
+    Returns ``{"vqsvae": ..., "denoiser": ...}`` (no ``denoiser`` key for a VQ-SVAE-only model),
+    each "the paper's" or "not the paper's: <field> <value> (paper: <value>), ...". Data-dependent
+    fields (channels, image size, data variance) are not compared. Written into every checkpoint's
+    info (``architecture``) and shown by the studio's model info.
+    """
+    paper = PRESETS["paper"]
+    out = {"vqsvae": _differences(vqsvae, paper.vqsvae, set())}
+    if denoiser is not None:
+        skip = {"embed_dim"} if denoiser.input_mode == "index" else set()
+        out["denoiser"] = _differences(denoiser, paper.denoiser, skip)
+    return {part: "the paper's" if not diff else "not the paper's: " + ", ".join(diff) for part, diff in out.items()}
+
+
 def denoiser_macs(cfg: DenoiserConfig) -> int:
     """Multiply-accumulates per image per denoiser call, counted as a dense network over T steps
     (the layer list lives in :func:`spiking_diffusion.metrics.denoiser_layers`)."""

@@ -7,7 +7,8 @@ than N, the denoiser is given the time on its training scale, t = s * N / S.
 
 Optional corrector rounds (not in the paper; predictor-corrector sampling, a Gibbs step on the
 learned prior): after the last step, re-mask a few random cells and sample them again, given
-all the others, at a lower temperature. Off by default (``corrector_steps=0``).
+all the others, at a lower temperature. Off by default (``corrector_steps=0``). The sampler's
+settings, their defaults and bounds live in :mod:`spiking_diffusion.sampling`.
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .sampling import SamplerConfig, check_order, check_steps
 
 DenoiseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (tokens [B,h,w], t [B]) -> logits [B,K,h,w]
 
@@ -133,46 +136,39 @@ class AbsorbingDiffusion:
         denoise: DenoiseFn,
         num_images: int,
         num_steps: int = 49,
-        temperature: float = 1.0,
+        sampler: SamplerConfig | None = None,
         generator: torch.Generator | None = None,
         device="cpu",
         order: str = "random",
         skip_idle: bool = False,
         callback: Callable[[StepState], None] | None = None,
         trace: bool = False,
-        temperature_end: float | None = None,
-        top_p: float = 1.0,
-        corrector_steps: int = 0,
-        corrector_cells: int = 5,
-        corrector_temperature: float = 0.5,
     ):
         """Sample token grids ``[num_images, h, w]``; returns (tokens, trace or None).
 
+        sampler: temperature (schedule), nucleus and corrector settings
+        (:class:`~spiking_diffusion.sampling.SamplerConfig`; None: the paper's sampler at 0.65).
+        The temperature moves linearly from ``temperature`` at the first step to
+        ``temperature_end`` at the last when that is set; ``top_p`` draws each position only from
+        its most likely tokens whose probabilities (after the temperature) add up to it;
+        ``corrector_steps`` rounds after the last step each re-mask ``corrector_cells`` random cells
+        per image and sample them again at ``corrector_temperature`` (and ``top_p``), the denoiser
+        seeing the time of that many masked cells.
         order: 'random' (the paper: each masked position unmasked with probability 1/s) or
         'confidence' (MaskGIT-style: the most confident predictions first, linear schedule).
         skip_idle: call the denoiser only for images that unmask something at this step (exact:
         the random draws do not depend on it); ignored when a trace or callback needs predictions.
-        temperature_end: if given, the temperature moves linearly from ``temperature`` at the first
-        step to ``temperature_end`` at the last.
-        top_p: nucleus sampling; each position draws only from its most likely tokens whose
-        probabilities (after the temperature) add up to ``top_p`` (1: no truncation).
-        corrector_steps: rounds after the last step, each re-masking ``corrector_cells`` random
-        cells per image and sampling them again at ``corrector_temperature`` (and ``top_p``),
-        the denoiser seeing the time of that many masked cells. 0: the paper's sampler.
         The random draws per step are fixed (uniforms for positions, Gumbel noise for tokens),
         so a seed gives the same result whatever the options that do not change the math.
+        Raises :class:`~spiking_diffusion.errors.SettingError` (a ValueError) on bad settings.
         """
-        if not 1 <= num_steps <= self.N:
-            raise ValueError(f"steps must lie in 1..{self.N}; got {num_steps}")
-        if not (temperature > 0 and (temperature_end is None or temperature_end > 0)):
-            raise ValueError(f"temperatures must be > 0; got {temperature}, {temperature_end}")
-        if not 0 < top_p <= 1:
-            raise ValueError(f"top_p must lie in (0, 1]; got {top_p}")
-        if corrector_steps < 0 or not 1 <= corrector_cells <= self.shape[0] * self.shape[1] or not corrector_temperature > 0:
-            raise ValueError(f"corrector: steps >= 0, cells in 1..{self.shape[0] * self.shape[1]}, temperature > 0; "
-                             f"got {corrector_steps}, {corrector_cells}, {corrector_temperature}")
-        if order not in ("random", "confidence"):
-            raise ValueError(f"order must be 'random' or 'confidence', not {order!r}")
+        sampler = SamplerConfig() if sampler is None else sampler
+        if not isinstance(sampler, SamplerConfig):
+            raise TypeError(f"sampler must be a SamplerConfig, not {type(sampler).__name__}")
+        num_steps = check_steps(num_steps, self.N)
+        sampler.check_grid(self.shape[0] * self.shape[1])
+        order = check_order(order)
+        temperature, temperature_end, top_p = sampler.temperature, sampler.temperature_end, sampler.top_p
         n, (h, w) = num_images, self.shape
         x = torch.full((n, h, w), self.mask_id, dtype=torch.long, device=device)
         record = GenerationTrace(self.mask_id) if trace else None
@@ -219,8 +215,9 @@ class AbsorbingDiffusion:
             if watched:
                 emit(i, num_steps, t_val, x, chosen, pred_arg, pred_smp)
         assert not (x == self.mask_id).any(), "sampling must end with every position unmasked"
-        for r in range(corrector_steps):
-            x, chosen, logits, smp, t_corr = self._correct(denoise, x, corrector_cells, corrector_temperature, top_p, generator)
+        for r in range(sampler.corrector_steps):
+            x, chosen, logits, smp, t_corr = self._correct(denoise, x, sampler.corrector_cells,
+                                                           sampler.corrector_temperature, top_p, generator)
             if watched:
                 emit(num_steps + r, num_steps, t_corr, x, chosen, logits.argmax(1), smp, kind="correct")
         return x, record

@@ -15,3 +15,7 @@ class DataError(SpikingDiffusionError):
 
 class DeviceError(SpikingDiffusionError):
     """A requested device (e.g. ``cuda``) that this machine or PyTorch build does not have."""
+
+
+class SettingError(SpikingDiffusionError, ValueError):
+    """A setting (of the sampler, of a call) outside its accepted range or of the wrong type."""

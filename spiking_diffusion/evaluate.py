@@ -15,7 +15,6 @@ usage into ``code_usage.json`` beside it (the studio's Codebook view reads it).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -33,7 +32,8 @@ from .classifier import default_classifier_dir, holdout_split, load_classifier
 from .config import denoiser_macs
 from .data import load_images
 from .errors import SpikingDiffusionError
-from .pipeline import MAX_IMAGES, PAPER_SAMPLING, SpikingDiffusionPipeline
+from .pipeline import MAX_IMAGES, SpikingDiffusionPipeline
+from .sampling import SETTINGS, SamplerConfig, parse_temperature, temperature_label
 
 FID_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"   # pytorch-fid's port of the TF FID Inception
 TV_WEIGHTS = "inception_v3_google-0cc3c7bd.pth"         # torchvision's ImageNet inception_v3 (IMAGENET1K_V1)
@@ -50,7 +50,7 @@ PROTOCOLS = {
 class EvalConfig:
     num_samples: int = 10000          # generated images for the main figures
     steps: int = 49
-    # sampling settings (the pipeline's arguments); None: the checkpoint's sampling_defaults
+    # sampler settings (spiking_diffusion.sampling); None: the checkpoint's sampling_defaults
     temperature: float | None = None
     temperature_end: float | None = None
     top_p: float | None = None
@@ -84,35 +84,17 @@ def _seed(seed: int, batch: int) -> int:
     return int(np.random.SeedSequence([seed, batch]).generate_state(1)[0])
 
 
-def parse_temperature(text: str) -> tuple[float, float | None]:
-    """"0.8" -> (0.8, None); "1.0..0.5" -> (1.0, 0.5) (linear from the first to the last step)."""
-    start, sep, end = str(text).partition("..")
-    try:
-        return float(start), float(end) if sep else None
-    except ValueError:
-        raise SpikingDiffusionError(f"a temperature is a number or START..END, not {text!r}") from None
-
-
-def temperature_label(start: float, end: float | None) -> str:
-    return f"{start:g}" if end is None or end == start else f"{start:g}..{end:g}"
-
-
 def sampling_label(s: dict) -> str:
-    """One line for a dict of sampling settings."""
-    text = f"temperature {temperature_label(s['temperature'], s['temperature_end'])}, top-p {s['top_p']:g}"
-    if s["corrector_steps"]:
-        text += (f", corrector {s['corrector_steps']} rounds x {s['corrector_cells']} cells at "
-                 f"temperature {s['corrector_temperature']:g}")
-    return text
+    """One line for a dict of sampler settings (see :meth:`SamplerConfig.label`)."""
+    return SamplerConfig.from_info(s).label()
 
 
-def generate(pipe, n: int, steps: int, sampling: dict, seed: int, order: str, batch_size: int, log=None):
-    """``n`` samples in batches (batch b seeded from (seed, b)) -> (uint8 images ``[n,H,W,C]``, tokens ``[n,h,w]``).
-    ``sampling``: the pipeline's sampling arguments (see ``pipe.sampling_defaults``)."""
+def generate(pipe, n: int, steps: int, sampler: SamplerConfig, seed: int, order: str, batch_size: int, log=None):
+    """``n`` samples in batches (batch b seeded from (seed, b)) -> (uint8 images ``[n,H,W,C]``, tokens ``[n,h,w]``)."""
     images, tokens, start = [], [], time.time()
     batch_size = max(1, min(batch_size, MAX_IMAGES))
     for b, i in enumerate(range(0, n, batch_size)):
-        out = pipe(min(batch_size, n - i), steps=steps, seed=_seed(seed, b), order=order, **sampling)
+        out = pipe(min(batch_size, n - i), steps=steps, seed=_seed(seed, b), order=order, sampler=sampler)
         images.append(out.images)
         tokens.append(out.tokens)
         if log and (b + 1) % 10 == 0:
@@ -356,8 +338,8 @@ def evaluate(checkpoint_dir, data_root, out_dir, log=print, **overrides) -> dict
     pipe = SpikingDiffusionPipeline.from_pretrained(checkpoint_dir, device=cfg.device)
     if pipe.denoiser is None:
         raise SpikingDiffusionError("this checkpoint holds only a VQ-SVAE; evaluation needs a trained prior")
-    sampling = pipe.sampling_settings(**{k: getattr(cfg, k) for k in pipe.sampling_defaults})
-    cfg = replace(cfg, **sampling)
+    sampling = pipe.sampling_settings(**{k: getattr(cfg, k) for k in SETTINGS})
+    cfg = replace(cfg, **sampling.to_dict())
     sweep_temps = [parse_temperature(t) for t in cfg.temperatures] if cfg.sweeps else []
     dataset = cfg.dataset or pipe.info.get("dataset")
     if not dataset:
@@ -371,7 +353,7 @@ def evaluate(checkpoint_dir, data_root, out_dir, log=print, **overrides) -> dict
         report["messages"].append(msg)
         log(msg)
 
-    log(f"generating {cfg.num_samples} images (steps={cfg.steps}, {sampling_label(sampling)}) ...")
+    log(f"generating {cfg.num_samples} images (steps={cfg.steps}, {sampling.label()}) ...")
     t0 = time.time()
     images, tokens = generate(pipe, cfg.num_samples, cfg.steps, sampling, cfg.seed, cfg.order, cfg.batch_size, log)
     report["generation"] = {"n": len(images), "seconds": round(time.time() - t0, 1),
@@ -416,13 +398,13 @@ def evaluate(checkpoint_dir, data_root, out_dir, log=print, **overrides) -> dict
     report["sweeps"] = None
     if cfg.sweeps:
         rows = []
-        settings = ([("temperature", {**sampling, "temperature": a, "temperature_end": b}, cfg.steps) for a, b in sweep_temps]
-                    + [("top_p", {**sampling, "top_p": float(p)}, cfg.steps) for p in cfg.top_ps]
-                    + [("corrector", {**sampling, "corrector_steps": int(c)}, cfg.steps) for c in cfg.corrector_sweep]
+        settings = ([("temperature", replace(sampling, temperature=a, temperature_end=b), cfg.steps) for a, b in sweep_temps]
+                    + [("top_p", replace(sampling, top_p=p), cfg.steps) for p in cfg.top_ps]
+                    + [("corrector", replace(sampling, corrector_steps=c), cfg.steps) for c in cfg.corrector_sweep]
                     + [("steps", sampling, int(s)) for s in cfg.steps_sweep])
         measured: dict[tuple, dict] = {}   # a setting in two sweeps is generated and measured once
         for kind, setting, steps in settings:
-            key = (steps, *sorted(setting.items()))
+            key = (steps, setting)
             if key not in measured:
                 t0 = time.time()
                 imgs, toks = generate(pipe, cfg.sweep_samples, steps, setting, cfg.seed + 1, cfg.order, cfg.batch_size)
@@ -430,10 +412,10 @@ def evaluate(checkpoint_dir, data_root, out_dir, log=print, **overrides) -> dict
                 if clf is not None:
                     m.update(classifier_metrics(clf, imgs, ref, cfg.k))
                 measured[key] = {**m, "seconds": round(time.time() - t0, 1)}
-            row = {"sweep": kind, "temperature": temperature_label(setting["temperature"], setting["temperature_end"]),
-                   "top_p": setting["top_p"], "corrector_steps": setting["corrector_steps"], "steps": steps,
+            row = {"sweep": kind, "temperature": temperature_label(setting.temperature, setting.temperature_end),
+                   "top_p": setting.top_p, "corrector_steps": setting.corrector_steps, "steps": steps,
                    **measured[key]}
-            log(f"sweep {kind}: steps {steps}, {sampling_label(setting)}: {_short(row)}")
+            log(f"sweep {kind}: steps {steps}, {setting.label()}: {_short(row)}")
             rows.append(row)
         report["sweeps"] = rows
     report["seconds"] = round(time.time() - start, 1)
@@ -442,7 +424,7 @@ def evaluate(checkpoint_dir, data_root, out_dir, log=print, **overrides) -> dict
     _write(out_dir / "report.json", json.dumps(report, indent=2))
     _write(out_dir / "summary.md", summary_markdown(report))
     if cfg.record:  # the evaluated settings become the checkpoint's defaults (studio, sample)
-        update_metadata(checkpoint_dir, info=sampling, metrics=report["headline"])
+        update_metadata(checkpoint_dir, info=sampling.to_dict(), metrics=report["headline"])
         write_code_usage(checkpoint_dir, dataset, test_tokens, pipe.codebook_size)
         log(f"recorded headline metrics in {checkpoint_dir}/config.json and test code usage in {CODE_USAGE_NAME}")
     log(f"wrote {out_dir / 'report.json'} and {out_dir / 'summary.md'} ({report['seconds']:.0f}s)")
@@ -477,7 +459,7 @@ def headline(report: dict) -> dict:
     if "energy" in m:
         h["energy_uj_per_image"] = m["energy"]["per_image"]["snn_energy_pj"] / 1e6
         h["energy_ratio_vs_ann"] = m["energy"]["per_image"]["energy_ratio"]
-    h["eval_settings"] = {k: s[k] for k in ("num_samples", "steps", *PAPER_SAMPLING, "seed", "order")}
+    h["eval_settings"] = {k: s[k] for k in ("num_samples", "steps", *SETTINGS, "seed", "order")}
     return h
 
 
@@ -529,60 +511,3 @@ def summary_markdown(r: dict) -> str:
     if r["messages"]:
         lines += ["", "## Messages", ""] + [f"- {msg}" for msg in r["messages"]]
     return "\n".join(lines) + "\n"
-
-
-# --- command line (wired as `python -m spiking_diffusion evaluate`) --------------------------
-def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    d = EvalConfig()
-    p.add_argument("--checkpoint", required=True, help="checkpoint directory (config.json + model.safetensors)")
-    p.add_argument("--data-root", default="data", help="folder holding the data sets")
-    p.add_argument("--out", required=True, help="output folder for report.json, summary.md, samples.png")
-    p.add_argument("--num-samples", type=int, default=d.num_samples)
-    p.add_argument("--steps", type=int, default=d.steps)
-    from .cli import add_sampling_arguments
-
-    add_sampling_arguments(p)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--order", choices=("random", "confidence"), default=d.order)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--dataset", default=None, help="override the checkpoint's data set")
-    p.add_argument("--classifier", default=None, help="classifier folder (default: assets/classifiers/<dataset>)")
-    p.add_argument("--inception-weights", action="append", default=[], metavar="PATH",
-                   help="pt_inception-2015-12-05 .pth (standard FID) or torchvision inception_v3 state dict "
-                        "(the paper's protocol); may be given twice")
-    p.add_argument("--fid-samples", type=int, default=d.fid_samples)
-    p.add_argument("--paper-samples", type=int, default=d.paper_samples)
-    p.add_argument("--temperatures", nargs="+", default=list(d.temperatures),
-                   help="temperature sweep: T or START..END each (top-p as evaluated)")
-    p.add_argument("--top-ps", type=float, nargs="+", default=list(d.top_ps), help="top-p sweep (temperatures as evaluated)")
-    p.add_argument("--corrector-sweep", type=int, nargs="+", default=list(d.corrector_sweep),
-                   help="sweep over corrector rounds (the rest as evaluated)")
-    p.add_argument("--steps-sweep", type=int, nargs="+", default=list(d.steps_sweep))
-    p.add_argument("--sweep-samples", type=int, default=d.sweep_samples)
-    p.add_argument("--no-sweeps", action="store_true")
-    p.add_argument("--recon-samples", type=int, default=None)
-    p.add_argument("--device", default=d.device)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--no-download", action="store_true")
-    p.add_argument("--record", action="store_true",
-                   help="write headline metrics and the evaluated sampling settings (its new defaults) into the "
-                        f"checkpoint's config.json and test code usage into {CODE_USAGE_NAME}")
-    return p
-
-
-def run(args: argparse.Namespace) -> dict:
-    from .cli import sampling_arguments
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    return evaluate(
-        args.checkpoint, args.data_root, args.out, num_samples=args.num_samples, steps=args.steps,
-        **sampling_arguments(args), seed=args.seed, order=args.order, batch_size=args.batch_size,
-        dataset=args.dataset, classifier=args.classifier, inception_weights=list(args.inception_weights),
-        fid_samples=args.fid_samples, paper_samples=args.paper_samples, sweeps=not args.no_sweeps,
-        temperatures=tuple(args.temperatures), top_ps=tuple(args.top_ps), corrector_sweep=tuple(args.corrector_sweep), steps_sweep=tuple(args.steps_sweep), sweep_samples=args.sweep_samples,
-        recon_samples=args.recon_samples, device=args.device, download=not args.no_download, record=args.record)
-
-
-if __name__ == "__main__":
-    run(add_arguments(argparse.ArgumentParser(description=__doc__)).parse_args())

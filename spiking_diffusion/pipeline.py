@@ -22,17 +22,15 @@ import numpy as np
 import torch
 
 from .checkpoint import CODE_USAGE_NAME, load_checkpoint, save_checkpoint
+from .config import compare_with_paper
 from .devices import resolve_device
 from .diffusion import AbsorbingDiffusion, GenerationTrace, StepState
-from .errors import SpikingDiffusionError
+from .errors import SettingError, SpikingDiffusionError
 from .fast import FastDenoiser, reference_decode, reference_logits
+from .sampling import SamplerConfig, check_order, check_steps
 from .spiking import record_spikes
 
-MAX_IMAGES = 1024
-MAX_CORRECTOR_STEPS = 500
-# the paper's sampler at its temperature: what a checkpoint that chose no sampling settings gets
-PAPER_SAMPLING = {"temperature": 0.65, "temperature_end": None, "top_p": 1.0, "corrector_steps": 0,
-                  "corrector_cells": 5, "corrector_temperature": 0.5}
+MAX_IMAGES = 1024   # images per call
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -100,21 +98,29 @@ class SpikingDiffusionPipeline:
         return self.config.get("metrics", {})
 
     @property
-    def sampling_defaults(self) -> dict[str, Any]:
-        """The sampling settings chosen for this checkpoint when it was evaluated (stored in its
-        info; see ``__call__``); the others from :data:`PAPER_SAMPLING`."""
-        return {k: self.info.get(k, v) for k, v in PAPER_SAMPLING.items()}
+    def architecture(self) -> dict[str, str]:
+        """Which parts are the paper's architecture, in words: ``{"vqsvae": ..., "denoiser": ...}``
+        (see :func:`~spiking_diffusion.config.compare_with_paper`)."""
+        return compare_with_paper(self.vqsvae.cfg, getattr(self.denoiser, "cfg", None))
 
-    def sampling_settings(self, **overrides) -> dict[str, Any]:
-        """:attr:`sampling_defaults` with the ``overrides`` that are not None; a temperature given
-        without an end temperature is constant."""
-        chosen = {k: v for k, v in overrides.items() if v is not None}
-        unknown = set(chosen) - set(self.sampling_defaults)
-        if unknown:
-            raise SpikingDiffusionError(f"unknown sampling settings: {sorted(unknown)}")
-        if "temperature" in chosen and "temperature_end" not in chosen:
-            chosen["temperature_end"] = None
-        return {**self.sampling_defaults, **chosen}
+    @property
+    def sampling_defaults(self) -> SamplerConfig:
+        """The sampler settings chosen for this checkpoint when it was evaluated (``evaluate
+        --record`` stores them in its info): what ``pipe()`` uses. A checkpoint that stores none
+        gets the paper's sampler (:meth:`SamplerConfig.paper`)."""
+        try:
+            return SamplerConfig.from_info(self.info)
+        except SettingError as e:
+            raise SpikingDiffusionError(f"the checkpoint's stored sampling settings are invalid: {e}") from None
+
+    def sampling_settings(self, sampler: SamplerConfig | None = None, **overrides) -> SamplerConfig:
+        """``sampler`` (default: :attr:`sampling_defaults`) with the ``overrides`` that are not None
+        (names as :class:`SamplerConfig`'s fields); a temperature given without an end temperature
+        is constant. Checked against this model's grid."""
+        base = self.sampling_defaults if sampler is None else sampler
+        if not isinstance(base, SamplerConfig):
+            raise SpikingDiffusionError(f"sampler must be a SamplerConfig; got {type(base).__name__}")
+        return base.override(self.latent_size ** 2, **overrides)
 
     @property
     def codebook_size(self) -> int:
@@ -126,7 +132,13 @@ class SpikingDiffusionPipeline:
 
     @property
     def num_diffusion_steps(self) -> int:
+        """N, the diffusion's training time scale: sampling steps lie in 1..N (49 for 7x7)."""
         return self.scheduler.N
+
+    @property
+    def latent_size(self) -> int:
+        """Side of the token grid (7: tokens are ``[N, 7, 7]``)."""
+        return self.vqsvae.cfg.latent_size
 
     @property
     def image_channels(self) -> int:
@@ -215,53 +227,41 @@ class SpikingDiffusionPipeline:
 
     # --- generation -----------------------------------------------------------------------
     @torch.inference_mode()
-    def __call__(self, num_images: int = 16, steps: int = 49, temperature: float = 0.65, seed: int = 0,
+    def __call__(self, num_images: int = 16, steps: int | None = None, temperature: float | None = None, seed: int = 0,
                  order: str = "random", trace: bool = False, fast: bool = True,
                  callback: Callable[[StepState], None] | None = None,
-                 temperature_end: float | None = None, top_p: float = 1.0, corrector_steps: int = 0,
-                 corrector_cells: int = 5, corrector_temperature: float = 0.5) -> PipelineOutput:
-        """Generate ``num_images`` images. Same seed, same images (on the same machine).
+                 temperature_end: float | None = None, top_p: float | None = None, corrector_steps: int | None = None,
+                 corrector_cells: int | None = None, corrector_temperature: float | None = None,
+                 sampler: SamplerConfig | None = None) -> PipelineOutput:
+        """Generate ``num_images`` images ``[N,H,W,C]`` uint8. Same seed, same images (on the same machine).
 
+        The sampler: ``sampler`` (a :class:`~spiking_diffusion.sampling.SamplerConfig`; default:
+        :attr:`sampling_defaults`, the settings chosen for this checkpoint), with any of
+        ``temperature``, ``temperature_end``, ``top_p``, ``corrector_*`` given here replacing its
+        value (a temperature given alone is constant). The paper's sampler is
+        ``pipe(sampler=SamplerConfig.paper())``. steps: 1..N sampling steps (default: all N).
+        order: 'random' (the paper) or 'confidence' (MaskGIT).
         fast=True runs the fast denoiser and skips it for images that unmask nothing at a step
         (exact: the random draws do not depend on it); fast=False is the plain reference path
         (every image at every step, the paper's forward and decoding written plainly). Both give
         the same tokens for a seed and images within 1e-5 (before the uint8 rounding).
-        temperature_end: if given, the temperature moves linearly from ``temperature`` (first step)
-        to ``temperature_end`` (last step). top_p: nucleus sampling (1: off). corrector_*: rounds
-        after the last step that re-mask ``corrector_cells`` random cells and sample them again at
-        ``corrector_temperature`` (0 rounds: the paper's sampler; see diffusion.py). A checkpoint's
-        chosen settings are in :attr:`sampling_defaults` (``pipe(**pipe.sampling_defaults)``).
+        Raises :class:`SpikingDiffusionError` (:class:`SettingError` for a setting) on bad input.
         """
         import time
 
         self._need_denoiser()
         if not isinstance(num_images, (int, np.integer)) or not 1 <= num_images <= MAX_IMAGES:
             raise SpikingDiffusionError(f"num_images must be an integer in 1..{MAX_IMAGES}; got {num_images!r}")
-        if not isinstance(steps, (int, np.integer)) or not 1 <= steps <= self.num_diffusion_steps:
-            raise SpikingDiffusionError(f"steps must be an integer in 1..{self.num_diffusion_steps}; got {steps!r}")
-        for name, value in (("temperature", temperature), ("temperature_end", temperature_end),
-                            ("corrector_temperature", corrector_temperature)):
-            if value is None and name == "temperature_end":
-                continue
-            if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
-                raise SpikingDiffusionError(f"{name} must be a number > 0; got {value!r}")
-        if not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
-            raise SpikingDiffusionError(f"top_p must be a number in (0, 1]; got {top_p!r}")
-        cells = self.vqsvae.cfg.latent_size ** 2
-        if not isinstance(corrector_steps, (int, np.integer)) or not 0 <= corrector_steps <= MAX_CORRECTOR_STEPS:
-            raise SpikingDiffusionError(f"corrector_steps must be an integer in 0..{MAX_CORRECTOR_STEPS}; got {corrector_steps!r}")
-        if not isinstance(corrector_cells, (int, np.integer)) or not 1 <= corrector_cells <= cells:
-            raise SpikingDiffusionError(f"corrector_cells must be an integer in 1..{cells}; got {corrector_cells!r}")
-        if order not in ("random", "confidence"):
-            raise SpikingDiffusionError(f"order must be 'random' or 'confidence'; got {order!r}")
+        steps = check_steps(self.num_diffusion_steps if steps is None else steps, self.num_diffusion_steps)
+        order = check_order(order)
+        settings = self.sampling_settings(sampler, temperature=temperature, temperature_end=temperature_end,
+                                          top_p=top_p, corrector_steps=corrector_steps,
+                                          corrector_cells=corrector_cells, corrector_temperature=corrector_temperature)
         start = time.perf_counter()
         gen = torch.Generator(device=self.device).manual_seed(int(seed))
         tokens, record = self.scheduler.sample(
-            self._denoise if fast else self._denoise_reference, int(num_images), int(steps),
-            float(temperature), gen, self.device, order=order, skip_idle=fast, callback=callback, trace=trace,
-            temperature_end=None if temperature_end is None else float(temperature_end), top_p=float(top_p),
-            corrector_steps=int(corrector_steps), corrector_cells=int(corrector_cells),
-            corrector_temperature=float(corrector_temperature))
+            self._denoise if fast else self._denoise_reference, int(num_images), steps, settings, gen, self.device,
+            order=order, skip_idle=fast, callback=callback, trace=trace)
         images = to_uint8(self.decode(tokens) if fast else self._decode_reference(tokens))
         return PipelineOutput(images, tokens.cpu().numpy(), record, time.perf_counter() - start)
 

@@ -88,6 +88,7 @@ def test_every_endpoint_is_listed(client):
 def test_model_info_and_seed(client):
     md = client.predict("tiny", api_name="/model_info")
     assert "codebook size K | 32" in md and "mnist" in md
+    assert "| vqsvae | not the paper's: time_steps 4 (paper: 16)" in md  # which parts are the paper's
     seeds = {client.predict(api_name="/random_seed") for _ in range(3)}
     assert all(isinstance(s, (int, float)) and 0 <= s < 2**31 for s in seeds) and len(seeds) > 1
 

@@ -81,7 +81,7 @@ def test_sample_writes_png_and_npy(trained, tmp_path, capsys):
     assert png.size == (2 * 30 + 2, 2 * 30 + 2)                     # a 2x2 grid, 2-pixel padding
     # the same images as the pipeline with the checkpoint's default temperature
     pipe = SpikingDiffusionPipeline.from_pretrained(prior)
-    ref = pipe(num_images=4, steps=5, seed=3, **pipe.sampling_defaults)
+    ref = pipe(num_images=4, steps=5, seed=3, sampler=pipe.sampling_defaults)
     assert np.array_equal(images, ref.images)
     assert "4 images" in capsys.readouterr().out
     # sampling options on the command line: the same as the pipeline with them

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from spiking_diffusion import AbsorbingDiffusion
+from spiking_diffusion.sampling import SamplerConfig as S
 
 torch.set_num_threads(1)
 
@@ -118,7 +119,7 @@ def test_loss_kinds(diffusion, make_tiny_models):
 def test_sampling_unmasks_everything_once(diffusion, steps, order):
     fake = FakeDenoiser()
     g = torch.Generator().manual_seed(steps)
-    tokens, trace = diffusion.sample(fake, 5, steps, 1.0, g, order=order, trace=True)
+    tokens, trace = diffusion.sample(fake, 5, steps, S(1.0), g, order=order, trace=True)
     assert tokens.shape == (5, 7, 7) and not (tokens == diffusion.mask_id).any()
     assert int(tokens.min()) >= 0 and int(tokens.max()) < K
     assert len(trace) == steps and [s.index for s in trace.steps] == list(range(steps))
@@ -145,7 +146,7 @@ def test_sampling_follows_the_categorical(diffusion, temperature):
     """Tokens are drawn from softmax(logits / temperature) (one step: every position at once)."""
     logits = torch.linspace(-2.0, 1.0, K)                                 # the same at every position
     fixed = lambda x, t: logits.view(1, K, 1, 1).expand(x.shape[0], K, 7, 7)
-    tokens, _ = diffusion.sample(fixed, 400, 1, temperature, torch.Generator().manual_seed(0))
+    tokens, _ = diffusion.sample(fixed, 400, 1, S(temperature), torch.Generator().manual_seed(0))
     freq = torch.bincount(tokens.flatten(), minlength=K).float() / tokens.numel()
     p = torch.softmax(logits / temperature, 0)
     se = (p * (1 - p) / tokens.numel()).sqrt()
@@ -155,7 +156,7 @@ def test_sampling_follows_the_categorical(diffusion, temperature):
 @pytest.mark.parametrize("steps", [1, 2, 7, 10, 49])
 def test_denoiser_time_stays_on_training_scale(diffusion, steps):
     fake = FakeDenoiser()
-    _, trace = diffusion.sample(fake, 3, steps, 1.0, torch.Generator().manual_seed(0), trace=True)
+    _, trace = diffusion.sample(fake, 3, steps, S(1.0), torch.Generator().manual_seed(0), trace=True)
     expected = [s * N / steps for s in range(steps, 0, -1)]
     assert len(fake.times) == steps
     for t, e in zip(fake.times, expected):
@@ -166,7 +167,7 @@ def test_denoiser_time_stays_on_training_scale(diffusion, steps):
 
 def test_callback_once_per_step(diffusion):
     seen = []
-    tokens, trace = diffusion.sample(FakeDenoiser(), 2, 10, 1.0, torch.Generator().manual_seed(0),
+    tokens, trace = diffusion.sample(FakeDenoiser(), 2, 10, S(1.0), torch.Generator().manual_seed(0),
                                      callback=seen.append)
     assert trace is None
     assert [s.index for s in seen] == list(range(10)) and all(s.num_steps == 10 for s in seen)
@@ -176,15 +177,15 @@ def test_callback_once_per_step(diffusion):
 def test_skip_idle_is_exact_and_skips(diffusion):
     g = lambda: torch.Generator().manual_seed(3)
     full, lazy = FakeDenoiser(), FakeDenoiser()
-    a, _ = diffusion.sample(full, 4, 49, 0.8, g())
-    b, _ = diffusion.sample(lazy, 4, 49, 0.8, g(), skip_idle=True)
+    a, _ = diffusion.sample(full, 4, 49, S(0.8), g())
+    b, _ = diffusion.sample(lazy, 4, 49, S(0.8), g(), skip_idle=True)
     assert torch.equal(a, b)
     assert sum(len(t) for t in lazy.times) < sum(len(t) for t in full.times)
 
 
 def test_temperature_sharpens(diffusion):
     """A tiny temperature samples the argmax; the prediction trace agrees."""
-    _, trace = diffusion.sample(FakeDenoiser(), 3, 5, 1e-4, torch.Generator().manual_seed(0), trace=True)
+    _, trace = diffusion.sample(FakeDenoiser(), 3, 5, S(1e-4), torch.Generator().manual_seed(0), trace=True)
     for s in trace.steps:
         assert np.array_equal(s.pred_sampled[s.unmasked], s.pred_argmax[s.unmasked])
 
@@ -205,25 +206,25 @@ def test_temperature_schedule_is_linear_from_start_to_end(diffusion):
     assert [temperature_at(i, 5, 1.0, 0.2) for i in range(5)] == pytest.approx([1.0, 0.8, 0.6, 0.4, 0.2])
     assert temperature_at(3, 5, 0.7) == 0.7 and temperature_at(0, 1, 0.7, 0.1) == 0.7
     g = lambda: torch.Generator().manual_seed(4)
-    const, _ = diffusion.sample(TimeTempDenoiser(), 50, 10, 0.8, g())
-    same, _ = diffusion.sample(TimeTempDenoiser(), 50, 10, 0.8, g(), temperature_end=0.8)
+    const, _ = diffusion.sample(TimeTempDenoiser(), 50, 10, S(0.8), g())
+    same, _ = diffusion.sample(TimeTempDenoiser(), 50, 10, S(0.8, temperature_end=0.8), g())
     assert torch.equal(const, same)                                       # start == end: the constant
     # one step samples everything at the start temperature; a cold end only matters later
-    cold_late, _ = diffusion.sample(TimeTempDenoiser(), 200, 1, 5.0, g(), temperature_end=1e-3)
-    hot, _ = diffusion.sample(TimeTempDenoiser(), 200, 1, 5.0, g())
+    cold_late, _ = diffusion.sample(TimeTempDenoiser(), 200, 1, S(5.0, temperature_end=1e-3), g())
+    hot, _ = diffusion.sample(TimeTempDenoiser(), 200, 1, S(5.0), g())
     assert torch.equal(cold_late, hot)
     # many steps, ending cold: the share of the bump token rises over the constant hot sampler
-    hot, _ = diffusion.sample(TimeTempDenoiser(), 200, 20, 5.0, g())
-    cooled, _ = diffusion.sample(TimeTempDenoiser(), 200, 20, 5.0, g(), temperature_end=0.05)
+    hot, _ = diffusion.sample(TimeTempDenoiser(), 200, 20, S(5.0), g())
+    cooled, _ = diffusion.sample(TimeTempDenoiser(), 200, 20, S(5.0, temperature_end=0.05), g())
     assert (cooled == 0).float().mean() > (hot == 0).float().mean() + 0.2   # expected 0.38 vs 0.08
 
 
 def test_corrector_rounds_resample_a_few_cells_after_the_last_step(diffusion):
     g = lambda: torch.Generator().manual_seed(6)
-    plain, plain_trace = diffusion.sample(FakeDenoiser(), 6, 10, 0.8, g(), trace=True)
+    plain, plain_trace = diffusion.sample(FakeDenoiser(), 6, 10, S(0.8), g(), trace=True)
     fake = FakeDenoiser()
-    corrected, trace = diffusion.sample(fake, 6, 10, 0.8, g(), trace=True, corrector_steps=4, corrector_cells=3,
-                                        corrector_temperature=0.5)
+    corrected, trace = diffusion.sample(fake, 6, 10, S(0.8, corrector_steps=4, corrector_cells=3,
+                                                                    corrector_temperature=0.5), g(), trace=True)
     assert len(trace) == 14 and [s.kind for s in trace.steps] == ["unmask"] * 10 + ["correct"] * 4
     assert [s.index for s in trace.steps] == list(range(14))
     assert np.array_equal(trace.steps[9].tokens, plain.numpy())          # the unmasking part is unchanged
@@ -242,9 +243,9 @@ def test_corrector_rounds_resample_a_few_cells_after_the_last_step(diffusion):
 def test_corrector_moves_towards_the_likely_tokens(diffusion):
     """A cold corrector on a denoiser that prefers token 0: more 0s than the hot sampler left."""
     g = lambda: torch.Generator().manual_seed(7)
-    hot, _ = diffusion.sample(TimeTempDenoiser(), 100, 5, 5.0, g())
-    fixed, _ = diffusion.sample(TimeTempDenoiser(), 100, 5, 5.0, g(), corrector_steps=20, corrector_cells=10,
-                                corrector_temperature=0.5)
+    hot, _ = diffusion.sample(TimeTempDenoiser(), 100, 5, S(5.0), g())
+    fixed, _ = diffusion.sample(TimeTempDenoiser(), 100, 5, S(5.0, corrector_steps=20, corrector_cells=10,
+                                                                  corrector_temperature=0.5), g())
     assert (hot == 0).float().mean() < 0.15 and (fixed == 0).float().mean() > 0.6
 
 
@@ -256,8 +257,10 @@ def test_sampler_rejects_bad_arguments(diffusion):
                          ({"corrector_steps": -1}, "corrector"), ({"corrector_cells": 0}, "corrector"),
                          ({"corrector_cells": 50}, "corrector"), ({"corrector_temperature": 0.0}, "corrector"),
                          ({"order": "raster"}, "order")]:
-        with pytest.raises(ValueError, match=word):
-            diffusion.sample(fake, 1, **kwargs)
+        steps = kwargs.pop("num_steps", 49)
+        order = kwargs.pop("order", "random")
+        with pytest.raises(ValueError, match=word):   # the config refuses its values when made
+            diffusion.sample(fake, 1, steps, S(**kwargs), order=order)
 
 
 # --- sampling through the pipeline (the real tiny denoiser) ---------------------------------------------

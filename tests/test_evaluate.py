@@ -11,8 +11,8 @@ from spiking_diffusion import SpikingDenoiser, SpikingDiffusionPipeline, VQSVAE,
 from spiking_diffusion import evaluate as E
 from spiking_diffusion import metrics as M
 from spiking_diffusion.checkpoint import read_config, update_metadata
-from spiking_diffusion.classifier import (TrainClassifierConfig, add_train_classifier_arguments, holdout_split,
-                                          load_classifier, train_classifier)
+from spiking_diffusion.classifier import TrainClassifierConfig, holdout_split, load_classifier, train_classifier
+from spiking_diffusion.cli import add_evaluate_arguments, add_train_classifier_arguments
 from spiking_diffusion.data import load_images
 
 torch.set_num_threads(1)  # more threads spin and run far slower on a small shared machine
@@ -108,7 +108,7 @@ def test_evaluate_end_to_end(tiny_ckpt, classifier_dir, tmp_path, monkeypatch):
     summary = (out / "summary.md").read_text()
     assert "not computed" in summary and "real held-out" in summary and (out / "samples.png").is_file()
     assert "temperature 0.9..0.4, top-p 0.95, corrector 2 rounds x 3 cells at temperature 0.4" in summary
-    assert SpikingDiffusionPipeline.from_pretrained(ckpt).sampling_defaults == {   # --record: the new defaults
+    assert SpikingDiffusionPipeline.from_pretrained(ckpt).sampling_defaults.to_dict() == {   # --record: the new defaults
         "temperature": 0.9, "temperature_end": 0.4, "top_p": 0.95, "corrector_steps": 2, "corrector_cells": 3,
         "corrector_temperature": 0.4}
     metrics = read_config(ckpt)["metrics"]
@@ -152,7 +152,7 @@ def test_code_usage_only_with_record(tiny_ckpt, classifier_dir, tmp_path, monkey
 
 
 def test_evaluate_cli_arguments(tmp_path):
-    p = E.add_arguments(argparse.ArgumentParser())
+    p = add_evaluate_arguments(argparse.ArgumentParser())
     a = p.parse_args(["--checkpoint", "c", "--out", "o", "--no-sweeps", "--inception-weights", "x.pth",
                       "--temperatures", "0.5", "1.0..0.5", "--record"])
     assert a.no_sweeps and a.inception_weights == ["x.pth"] and a.temperatures == ["0.5", "1.0..0.5"] and a.record

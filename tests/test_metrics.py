@@ -6,6 +6,7 @@ import torch
 from spiking_diffusion import AbsorbingDiffusion, get_preset
 from spiking_diffusion import metrics as M
 from spiking_diffusion.config import denoiser_macs
+from spiking_diffusion.sampling import SamplerConfig
 
 torch.set_num_threads(1)  # more threads spin and run far slower on a small shared machine
 
@@ -117,6 +118,6 @@ def test_expected_denoiser_calls_matches_the_sampler():
         rows.append(len(x))
         return torch.zeros(len(x), 8, 7, 7)
 
-    sched.sample(denoise, 400, 49, 1.0, torch.Generator().manual_seed(0), skip_idle=True)
+    sched.sample(denoise, 400, 49, SamplerConfig(temperature=1.0), torch.Generator().manual_seed(0), skip_idle=True)
     assert sum(rows) / 400 == pytest.approx(M.expected_denoiser_calls(49, 49), rel=0.02)
     assert M.expected_denoiser_calls(1, 49) == 1.0

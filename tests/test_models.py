@@ -105,6 +105,29 @@ def test_paper_preset_is_the_paper():
     assert p.denoiser.num_diffusion_steps == 49
 
 
+def test_compare_with_paper_names_every_difference(tmp_path):
+    from spiking_diffusion.checkpoint import save_checkpoint
+    from spiking_diffusion.config import compare_with_paper
+    from spiking_diffusion.pipeline import SpikingDiffusionPipeline
+
+    paper = PRESETS["paper"]
+    assert compare_with_paper(replace(paper.vqsvae, in_channels=3, data_variance=0.2), paper.denoiser) == \
+        {"vqsvae": "the paper's", "denoiser": "the paper's"}
+    compact = get_preset("small", input_mode="embedding").denoiser
+    said = compare_with_paper(paper.vqsvae, compact)
+    assert said["vqsvae"] == "the paper's"
+    assert said["denoiser"].startswith("not the paper's:")
+    assert "time_steps 4 (paper: 16)" in said["denoiser"] and "input_mode 'embedding' (paper: 'index')" in said["denoiser"]
+    assert "widths" in said["denoiser"] and "embed_dim" not in said["denoiser"]  # embed_dim only matters with embeddings
+    assert compare_with_paper(PRESETS["small"].vqsvae) == \
+        {"vqsvae": "not the paper's: time_steps 4 (paper: 16), hidden_channels (16, 32) (paper: (32, 64))"}
+    # every checkpoint says it in its config.json, and the pipeline reads the same
+    save_checkpoint(tmp_path / "m", VQSVAE(paper.vqsvae), SpikingDenoiser(replace(compact, time_steps=2)))
+    info = json.loads((tmp_path / "m" / "config.json").read_text())["info"]
+    assert info["architecture"]["vqsvae"] == "the paper's" and "time_steps 2" in info["architecture"]["denoiser"]
+    assert SpikingDiffusionPipeline.from_pretrained(tmp_path / "m").architecture == info["architecture"]
+
+
 def test_denoiser_macs_hand_count():
     pairs = [(2, 64), (64, 128), (128, 256), (256, 512), (512, 256), (256 + 64, 128)]
     hand = 9 * 49 * 16 * sum(a * b for a, b in pairs)

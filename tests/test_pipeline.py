@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 import threading
 
 import numpy as np
 import pytest
 import torch
 
-from spiking_diffusion import CheckpointError, SpikingDiffusionError, SpikingDiffusionPipeline
+from spiking_diffusion import CheckpointError, SamplerConfig, SpikingDiffusionError, SpikingDiffusionPipeline
 from spiking_diffusion.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_checkpoint, save_checkpoint, update_metadata
 from spiking_diffusion.data import load_images
 
@@ -168,7 +169,7 @@ def test_save_load_round_trip(tiny_pipeline, tmp_path):
 
 def test_update_metadata_merges(tiny_checkpoint, tmp_path):
     path = shutil.copytree(tiny_checkpoint, tmp_path / "ck")
-    assert SpikingDiffusionPipeline.from_pretrained(path).sampling_defaults == {   # nothing chosen: the paper's
+    assert SpikingDiffusionPipeline.from_pretrained(path).sampling_defaults.to_dict() == {   # nothing chosen: the paper's
         "temperature": 0.65, "temperature_end": None, "top_p": 1.0, "corrector_steps": 0, "corrector_cells": 5,
         "corrector_temperature": 0.5}
     chosen = {"temperature": 0.5, "temperature_end": 0.25, "top_p": 0.9, "corrector_steps": 7, "corrector_cells": 3,
@@ -178,10 +179,33 @@ def test_update_metadata_merges(tiny_checkpoint, tmp_path):
     p = SpikingDiffusionPipeline.from_pretrained(path)
     assert p.info["dataset"] == "synthetic" and p.info["temperature"] == 0.5
     assert p.metrics == {"fid": 123.0, "precision": 0.8, "recall": 0.6}
-    assert p.sampling_defaults == chosen
-    out = p(num_images=2, steps=4, seed=1, trace=True, **p.sampling_defaults)
+    assert p.sampling_defaults.to_dict() == chosen
+    out = p(num_images=2, steps=4, seed=1, trace=True)     # no sampler arguments: the checkpoint's settings
     assert len(out.trace) == 4 + 7 and np.array_equal(out.trace.steps[-1].tokens, out.tokens)
     assert not [f for f in path.iterdir() if f.name.startswith(".")]   # no temporary files left
+
+
+def test_call_without_sampler_arguments_uses_the_checkpoints_settings(tiny_checkpoint, tmp_path):
+    """pipe() samples with the settings stored for the checkpoint, not the paper's; the paper's
+    sampler is sampler=SamplerConfig.paper(); an argument replaces one setting of them."""
+    path = shutil.copytree(tiny_checkpoint, tmp_path / "ck")
+    chosen = SamplerConfig(temperature=1.5, temperature_end=0.3, top_p=0.8, corrector_steps=3, corrector_cells=2,
+                           corrector_temperature=0.3)
+    update_metadata(path, info=chosen.to_dict())
+    p = SpikingDiffusionPipeline.from_pretrained(path)
+    run = lambda **k: p(num_images=4, steps=6, seed=2, trace=True, **k)
+    default = run()
+    assert len(default.trace) == 6 + 3                                    # the stored corrector rounds ran
+    assert np.array_equal(default.tokens, run(sampler=chosen).tokens)
+    paper = run(sampler=SamplerConfig.paper())
+    assert len(paper.trace) == 6 and not np.array_equal(default.tokens, paper.tokens)
+    # one argument replaces one setting (a temperature alone is constant); the rest stay the checkpoint's
+    hot = run(temperature=1.5)
+    assert np.array_equal(hot.tokens, run(sampler=replace(chosen, temperature_end=None)).tokens)
+    assert np.array_equal(run(sampler=SamplerConfig.paper(), temperature=1.5).tokens,
+                          run(sampler=SamplerConfig(temperature=1.5)).tokens)
+    with pytest.raises(SpikingDiffusionError, match="SamplerConfig"):
+        run(sampler={"temperature": 1.0})
 
 
 def _damage(path, how: str):

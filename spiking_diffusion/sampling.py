@@ -1,0 +1,189 @@
+"""The sampler's settings: one home for their defaults, bounds, checks, labels and parsing.
+
+Every entry point reads them from here: the diffusion (:meth:`AbsorbingDiffusion.sample`), the
+pipeline (``pipe(...)``, :attr:`SpikingDiffusionPipeline.sampling_defaults`), the command line
+(``sample``, ``evaluate``: one flag per :data:`SETTINGS` entry), the evaluation and the studio.
+
+:class:`SamplerConfig` holds the settings of the reverse process beyond the number of steps:
+
+  temperature            the logits are divided by it before sampling (constant, or linear to ...)
+  temperature_end        ... this value at the last step (None: constant)
+  top_p                  nucleus sampling: draw only from the likeliest tokens holding this much
+                         probability (1: off)
+  corrector_steps        predictor-corrector rounds after the last step (0: the paper's sampler)
+  corrector_cells        cells re-masked and sampled again per corrector round
+  corrector_temperature  the temperature of those rounds
+
+``SamplerConfig()`` (= :meth:`SamplerConfig.paper`) is the paper's sampler (Liu et al. 2023,
+Sec. 3.3: each masked position unmasked with probability 1/s, no corrector) at temperature 0.65.
+A checkpoint stores the settings chosen when it was evaluated (``evaluate --record``) in its
+``info``; :meth:`SamplerConfig.from_info` reads them back, and they are what ``pipe()`` uses.
+
+The number of steps and the unmasking order are arguments of each call, checked here too
+(:func:`check_steps`, :func:`check_order`): their bounds depend on the model (steps in 1..N).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from .errors import SettingError
+
+ORDERS = ("random", "confidence")   # the paper's random order; MaskGIT's most confident first
+MAX_TEMPERATURE = 5.0               # softmax(logits / 5) is close to uniform: hotter is noise
+MAX_CORRECTOR_STEPS = 100           # each of 49 cells is resampled ~10 times at 5 cells per round
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One sampler setting: its type, bounds (``lo`` excluded when ``lo_open``; ``hi=None``: the
+    number of grid positions, known only with a model), a label for forms and a help line."""
+
+    name: str
+    kind: type                  # int or float
+    lo: float
+    hi: float | None
+    label: str
+    help: str
+    lo_open: bool = False
+    optional: bool = False      # None allowed (temperature_end: constant temperature)
+
+    def bounds(self, positions: int | None = None) -> str:
+        """'in 1..49', 'in (0, 5]', ...: the accepted range as words."""
+        hi = positions if self.hi is None else self.hi
+        if self.kind is int:
+            return f"in {self.lo:g}..{hi:g}" if hi is not None else f">= {self.lo:g}"
+        return f"in {'(' if self.lo_open else '['}{self.lo:g}, {hi:g}]"
+
+    def check(self, value, positions: int | None = None):
+        """``value`` (a number, or a string holding one) as an ``int`` / ``float`` within the bounds.
+        ``positions``: the grid's cell count, the upper bound of ``corrector_cells``.
+        Raises :class:`SettingError` naming the setting, the accepted range and the value."""
+        if value is None and self.optional:
+            return None
+        what = "an integer" if self.kind is int else "a number"
+        error = SettingError(f"{self.name} must be {what} {self.bounds(positions)}; got {value!r}")
+        if isinstance(value, bool) or value is None:
+            raise error
+        try:
+            v = float(value)
+        except (TypeError, ValueError, OverflowError):
+            raise error from None
+        hi = positions if self.hi is None else self.hi
+        if (not math.isfinite(v) or (self.kind is int and v != int(v)) or v < self.lo
+                or (self.lo_open and v == self.lo) or (hi is not None and v > hi)):
+            raise error
+        return int(v) if self.kind is int else v
+
+
+SETTINGS: dict[str, Setting] = {s.name: s for s in (
+    Setting("temperature", float, 0.0, MAX_TEMPERATURE, "Temperature",
+            "sampling temperature (default: the checkpoint's, else 0.65); given alone: constant", lo_open=True),
+    Setting("temperature_end", float, 0.0, MAX_TEMPERATURE, "End temperature",
+            "temperature at the last step, linear from --temperature", lo_open=True, optional=True),
+    Setting("top_p", float, 0.0, 1.0, "Top-p",
+            "nucleus sampling: draw from the likeliest codes holding this much probability (1: off)", lo_open=True),
+    Setting("corrector_steps", int, 0, MAX_CORRECTOR_STEPS, "Corrector rounds",
+            "corrector rounds after the last step (0: the paper's sampler)"),
+    Setting("corrector_cells", int, 1, None, "Cells per corrector round",
+            "cells re-masked and sampled again per corrector round"),
+    Setting("corrector_temperature", float, 0.0, MAX_TEMPERATURE, "Corrector temperature",
+            "temperature of the corrector rounds", lo_open=True),
+)}
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """The sampler's settings (see the module doc); checked when made, so a config in hand is valid
+    (``corrector_cells`` against a grid only in :meth:`check_grid`). Frozen: change with
+    :meth:`override`. Raises :class:`SettingError` (a ``ValueError``) on a bad value."""
+
+    temperature: float = 0.65
+    temperature_end: float | None = None
+    top_p: float = 1.0
+    corrector_steps: int = 0
+    corrector_cells: int = 5
+    corrector_temperature: float = 0.5
+
+    def __post_init__(self):
+        for f in fields(self):
+            object.__setattr__(self, f.name, SETTINGS[f.name].check(getattr(self, f.name)))
+
+    # --- making one -------------------------------------------------------------------------
+    @classmethod
+    def paper(cls) -> "SamplerConfig":
+        """The paper's sampler (random order, no corrector, no nucleus) at temperature 0.65."""
+        return cls()
+
+    @classmethod
+    def from_info(cls, info: dict[str, Any]) -> "SamplerConfig":
+        """The settings a checkpoint stores in its ``info`` (keys as the fields); the paper's for
+        the keys it lacks. Other keys are ignored."""
+        return cls(**{k: info[k] for k in SETTINGS if k in info})
+
+    def override(self, positions: int | None = None, **overrides) -> "SamplerConfig":
+        """This config with the ``overrides`` that are not None. A temperature given without an end
+        temperature is constant. ``positions``: the grid's cell count, when known (checks
+        ``corrector_cells`` against it). Unknown names raise :class:`SettingError`."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        unknown = sorted(set(given) - set(SETTINGS))
+        if unknown:
+            raise SettingError(f"unknown sampling settings: {unknown}; known: {', '.join(SETTINGS)}")
+        given = {k: SETTINGS[k].check(v, positions) for k, v in given.items()}
+        if "temperature" in given and "temperature_end" not in given:
+            given["temperature_end"] = None
+        out = replace(self, **given)
+        return out if positions is None else out.check_grid(positions)
+
+    # --- using one --------------------------------------------------------------------------
+    def check_grid(self, positions: int) -> "SamplerConfig":
+        """Check ``corrector_cells`` against a grid of ``positions`` cells (49 for 7x7); returns self."""
+        SETTINGS["corrector_cells"].check(self.corrector_cells, positions)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """The six settings by name (what a checkpoint's info stores)."""
+        return asdict(self)
+
+    def label(self) -> str:
+        """One line: 'temperature 1.4..0.1, top-p 1, corrector 60 rounds x 8 cells at temperature 0.05'."""
+        text = f"temperature {temperature_label(self.temperature, self.temperature_end)}, top-p {self.top_p:g}"
+        if self.corrector_steps:
+            text += (f", corrector {self.corrector_steps} rounds x {self.corrector_cells} cells at "
+                     f"temperature {self.corrector_temperature:g}")
+        return text
+
+
+# --- the per-call arguments ----------------------------------------------------------------------
+def check_steps(steps, num_diffusion_steps: int) -> int:
+    """Sampling steps as an int in 1..N (``num_diffusion_steps``, the training time scale)."""
+    if isinstance(steps, bool) or not isinstance(steps, (int, float)) and not hasattr(steps, "__index__"):
+        raise SettingError(f"steps must be an integer in 1..{num_diffusion_steps}; got {steps!r}")
+    if steps != int(steps) or not 1 <= steps <= num_diffusion_steps:
+        raise SettingError(f"steps must be an integer in 1..{num_diffusion_steps}; got {steps!r}")
+    return int(steps)
+
+
+def check_order(order) -> str:
+    """The unmasking order: 'random' (the paper) or 'confidence' (MaskGIT)."""
+    if order not in ORDERS:
+        raise SettingError(f"order must be 'random' or 'confidence'; got {order!r}")
+    return order
+
+
+# --- text ------------------------------------------------------------------------------------------
+def parse_temperature(text: str) -> tuple[float, float | None]:
+    """"0.8" -> (0.8, None); "1.0..0.5" -> (1.0, 0.5) (linear from the first to the last step).
+    Raises :class:`SettingError` on anything else or on values out of bounds."""
+    start, sep, end = str(text).partition("..")
+    try:
+        start, end = float(start), float(end) if sep else None
+    except ValueError:
+        raise SettingError(f"a temperature is a number or START..END, not {text!r}") from None
+    return SETTINGS["temperature"].check(start), SETTINGS["temperature_end"].check(end)
+
+
+def temperature_label(start: float, end: float | None) -> str:
+    """(1.4, 0.1) -> '1.4..0.1'; (0.65, None) -> '0.65'."""
+    return f"{start:g}" if end is None or end == start else f"{start:g}..{end:g}"
