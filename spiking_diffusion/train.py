@@ -327,13 +327,17 @@ def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save
         if rank == 0 and saved.get("ema", cfg.ema) != cfg.ema:
             print(f"note: --ema {cfg.ema:g} replaces the run's {saved['ema']:g} from step {step} on"
                   + (" (the average starts from the snapshot's weights)" if not saved["ema"] else ""))
-        if rank == 0 and log_path.is_file():  # drop log lines past the snapshot we resume from
-            lines = [l for l in log_path.read_text().splitlines() if _logged_step(l) <= step]
-            atomic_write_file(log_path, lambda f: Path(f).write_text("".join(l + "\n" for l in lines)))
+    if rank == 0 and log_path.is_file():
+        # drop log lines past the snapshot we resume from (a fresh run: the lines of a run stopped before
+        # its first snapshot), so that each step is logged once
+        lines = [l for l in log_path.read_text().splitlines() if _logged_step(l) <= step]
+        atomic_write_file(log_path, lambda f: Path(f).write_text("".join(l + "\n" for l in lines)))
     ddp = _wrap(model, world, dev)
     model.train()
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+        for tmp in out.glob(".*.tmp"):  # left by a process killed while writing (atomic_write_file's names)
+            tmp.unlink(missing_ok=True)
     bar = None
     if rank == 0 and cfg.progress:
         from tqdm import tqdm
@@ -456,6 +460,11 @@ def _weights_digest(vqsvae_dir: str) -> str:
     return h.hexdigest()[:16]
 
 
+def _save_tokens(path: str, tokens: torch.Tensor, digest: str) -> None:
+    with open(path, "wb") as f:  # a file object: np.savez would add .npz to a name
+        np.savez(f, tokens=tokens.numpy(), digest=digest)
+
+
 def train_prior(cfg: TrainConfig) -> Path:
     """Stage 2: tokenise the training set with the VQ-SVAE (cached), train the denoiser, and write a
     full checkpoint (VQ-SVAE + denoiser) to cfg.out."""
@@ -479,7 +488,7 @@ def train_prior(cfg: TrainConfig) -> Path:
             print(f"note: --vqsvae {cfg.vqsvae} gives other tokens than the run's cache: the prior goes on "
                   "training on the new ones")  # same tokens (e.g. after train-decoder): nothing changes
         if os.environ.get("RANK", "0") == "0":  # one writer when several processes share the run folder
-            atomic_write_file(cache, lambda f: np.savez(open(f, "wb"), tokens=tokens.numpy(), digest=digest))
+            atomic_write_file(cache, lambda f: _save_tokens(f, tokens, digest))
     preset = get_preset(cfg.preset, input_mode=cfg.input_mode)
     den_cfg = replace(preset.denoiser, codebook_size=vqsvae.cfg.codebook_size, latent_size=vqsvae.cfg.latent_size)
     torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only

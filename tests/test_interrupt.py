@@ -32,7 +32,7 @@ torch.set_num_threads(1)
 ARGS = ["--preset", "tiny", "--limit", "64", "--batch-size", "8", "--epochs", "3", "--save-every", "1",
         "--log-every", "1", "--threads", "1", "--no-progress"]
 STEPS = 24
-KILLS = 4
+KILLS = 3
 
 
 def _log_lines(run) -> list[str]:
