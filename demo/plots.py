@@ -111,7 +111,7 @@ def usage_bars(usages: dict[str, np.ndarray], title: str = "Code usage") -> go.F
 
 
 def usage_heatmaps(per_pos: dict[str, np.ndarray], title: str = "Code usage per position") -> go.Figure:
-    """Heatmaps of counts ``[positions, K]``: which codes each of the 49 positions uses."""
+    """Heatmaps of counts ``[positions, K]``: which codes each position (49 on a 7x7 grid) uses."""
     names = list(per_pos)
     fig = make_subplots(rows=1, cols=max(1, len(names)), subplot_titles=names, shared_yaxes=True)
     for i, name in enumerate(names):
@@ -120,7 +120,8 @@ def usage_heatmaps(per_pos: dict[str, np.ndarray], title: str = "Code usage per 
                                  hovertemplate="position %{y}<br>code %{x}<br>frequency %{z:.3f}<extra></extra>"),
                       row=1, col=i + 1)
         fig.update_xaxes(title="code id", row=1, col=i + 1)
-    fig.update_yaxes(title="position (row*7+col)", autorange="reversed", row=1, col=1)
+    side = int(round(np.sqrt(len(per_pos[names[0]])))) if names else 0
+    fig.update_yaxes(title=f"position (row*{side}+col)", autorange="reversed", row=1, col=1)
     fig.update_layout(title=title, height=380, coloraxis=dict(colorscale="Blues"), **_LAYOUT)
     return fig
 
@@ -171,9 +172,10 @@ def psp_figure(spikes, p, tau: float) -> go.Figure:
     return fig
 
 
-def quantizer_figure(spikes, weights, alphas, zs, alpha: float) -> go.Figure:
-    """Left: the spike train and M(s)'s weight per step. Right: z as the mix a varies."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=["spikes and membrane weights 0.8^(T-1-t)", "z = (1-a) M(s) + a rate"])
+def quantizer_figure(spikes, weights, alphas, zs, alpha: float, decay: float) -> go.Figure:
+    """Left: the spike train and M(s)'s weight ``decay^(T-1-t)`` per step. Right: z as the mix a varies."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=[f"spikes and membrane weights {decay:g}^(T-1-t)",
+                                                        "z = (1-a) M(s) + a rate"])
     t = np.arange(len(spikes))
     fig.add_trace(go.Bar(x=t, y=spikes, name="spikes", marker_color="#bbbbbb"), row=1, col=1)
     fig.add_trace(go.Scatter(x=t, y=weights, mode="lines+markers", name="weight"), row=1, col=1)

@@ -15,19 +15,38 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from spiking_diffusion import DenoiserConfig, SpikingDiffusionError, SpikingDiffusionPipeline
+from spiking_diffusion import DenoiserConfig, SpikingDiffusionError, SpikingDiffusionPipeline, VQSVAEConfig
 from spiking_diffusion import metrics as M
 from spiking_diffusion import teaching
 from spiking_diffusion.data import DataError, load_images
 from spiking_diffusion.pipeline import to_uint8
 from spiking_diffusion.sampling import MAX_CORRECTOR_STEPS, SETTINGS, SamplerConfig
+from spiking_diffusion.spiking import LIF_THRESHOLD
 
 from . import media, plots
 from .media import InputError
 
-LATENT = 7
 MAX_CORRECTOR_ROUNDS = MAX_CORRECTOR_STEPS  # corrector rounds offered in the studio (the sampler's bound)
-CELLS = [(f"row {r}, col {c}", r * LATENT + c) for r in range(LATENT) for c in range(LATENT)]
+MAX_SEED = 2**31 - 1        # seeds are 0..MAX_SEED (what numpy and torch both accept)
+
+
+def cell_choices(latent: int) -> list[tuple[str, int]]:
+    """Dropdown choices ``("row r, col c", r * latent + c)`` for every cell of a latent x latent grid."""
+    return [(f"row {r}, col {c}", r * latent + c) for r in range(latent) for c in range(latent)]
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the studio's layout needs to know of a model (read from its config)."""
+
+    latent_size: int = VQSVAEConfig().latent_size                       # token grid side (7)
+    num_steps: int = DenoiserConfig.num_diffusion_steps                 # diffusion steps N (49)
+    membrane_decay: float = VQSVAEConfig.membrane_decay                 # M(s) decay per step (0.8)
+    psp_tau: float = VQSVAEConfig.psp_tau                               # tau_s of the PSP filter (2)
+
+    @property
+    def cells(self) -> int:
+        return self.latent_size ** 2
 
 
 def discover_models(root: str | Path) -> dict[str, Path]:
@@ -133,6 +152,15 @@ class Studio:
         rows += [(f"metric: {k}", v) for k, v in pipe.metrics.items() if not isinstance(v, (list, dict))]
         return f"**{name}** (`{self.models[name]}`)\n\n| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
 
+    def facts(self, name: str | None = None) -> ModelFacts:
+        """The grid size, steps and neuron constants of model ``name`` (default: the default model;
+        the configs' defaults when there is no model)."""
+        name = self.default_model if name is None else name
+        if name not in self.models:
+            return ModelFacts()
+        pipe = self.pipe(name)
+        return ModelFacts(pipe.latent_size, pipe.num_diffusion_steps, pipe.membrane_decay, pipe.psp_tau)
+
     def sampling_defaults(self, name: str | None) -> tuple:
         """(temperature, end temperature, top-p, corrector rounds, cells, temperature) chosen for a
         model when it was evaluated; the paper's sampler at 0.65 otherwise."""
@@ -143,7 +171,7 @@ class Studio:
     # --- 1. generate ------------------------------------------------------------------------
     @staticmethod
     def random_seed() -> int:
-        return random.randint(0, 2**31 - 1)
+        return random.randint(0, MAX_SEED)
 
     @friendly
     def generate(self, model, num_images, steps, temperature, seed, temperature_end=None, top_p=None,
@@ -154,7 +182,7 @@ class Studio:
         pipe = self.pipe(model)
         n = _int(num_images, "number of images", 1, self.max_batch)
         s = _int(steps, "steps", 1, pipe.num_diffusion_steps)
-        seed = _int(seed, "seed", 0, 2**31 - 1)
+        seed = _int(seed, "seed", 0, MAX_SEED)
         given = dict(temperature=temperature, temperature_end=temperature_end, top_p=top_p,
                      corrector_steps=corrector_steps, corrector_cells=corrector_cells,
                      corrector_temperature=corrector_temperature)
@@ -222,10 +250,11 @@ class Studio:
         run = self._need_run(run)
         image = _int(image, "image", 0, len(run.images) - 1)
         step = _int(step, "step", 1, len(run.trace))
-        cell = _int(cell if cell is not None else 0, "cell", 0, LATENT * LATENT - 1)
+        L = self.pipe(run.model).latent_size
+        cell = _int(cell if cell is not None else 0, "cell", 0, L * L - 1)
         st = run.trace.steps[step - 1]
         committed, predicted = self._frames(run, image)
-        fig = plots.token_grid(st.tokens[image], run.trace.mask_id, st.unmasked[image], divmod(cell, LATENT),
+        fig = plots.token_grid(st.tokens[image], run.trace.mask_id, st.unmasked[image], divmod(cell, L),
                                title=f"Tokens after step {step}/{len(run.trace)}")
         masked = int((st.tokens[image] == run.trace.mask_id).sum())
         if st.kind == "correct":
@@ -250,7 +279,8 @@ class Studio:
         run = self._need_run(run)
         pipe = self.pipe(run.model)
         image = _int(image, "image", 0, len(run.images) - 1)
-        r, c = divmod(_int(cell, "cell", 0, LATENT * LATENT - 1), LATENT)
+        L = pipe.latent_size
+        r, c = divmod(_int(cell, "cell", 0, L * L - 1), L)
         rep = pipe.spikes(tokens=run.tokens[image:image + 1], membrane=True)
         enc = pipe.spikes(images=run.images[image:image + 1].transpose(0, 3, 1, 2) / 255.0)
         T, _, D, h, w = rep.asg.shape
@@ -264,7 +294,7 @@ class Studio:
         maps = plots.rate_maps({k: v.mean(axis=(0, 1, 2)) for k, v in layers.items()})
         rates = plots.bars({k: float(v.mean()) for k, v in layers.items()}, "Mean firing rate per layer", "rate")
         key = next(k for k in rep.membrane if k.startswith("asg"))
-        mem = plots.membrane_traces(rep.membrane[key][:, 0, :, r, c], 1.0, asg[:, :, r, c],
+        mem = plots.membrane_traces(rep.membrane[key][:, 0, :, r, c], LIF_THRESHOLD, asg[:, :, r, c],
                                     f"ASG membrane potential at row {r}, col {c}")
         note = (f"Image {image}, token cell row {r}, col {c} (code {int(run.tokens[image, r, c])}). "
                 f"T = {T} time steps, {D} channels per cell.")
@@ -272,7 +302,7 @@ class Studio:
 
     # --- 4. codebook ------------------------------------------------------------------------
     def _test_usage(self, model):
-        """(label, per-position counts ``[49, K]``) of the model's test split, or None: the usage that
+        """(label, per-position counts ``[h*w, K]``) of the model's test split, or None: the usage that
         ``evaluate --record`` saved beside the checkpoint, else up to 1,000 test images from ``--data``."""
         key = ("test", model)
         if key not in self._cache:
@@ -289,7 +319,7 @@ class Studio:
         if not isinstance(saved, dict):
             return None
         per_pos = np.asarray(saved.get("per_position", []))
-        if per_pos.shape != (LATENT * LATENT, pipe.codebook_size) or per_pos.dtype.kind not in "iu":
+        if per_pos.shape != (pipe.latent_size ** 2, pipe.codebook_size) or per_pos.dtype.kind not in "iu":
             return None  # not this model's grid / codebook
         return f"test set ({saved.get('images', '?')} images, recorded by evaluate)", per_pos
 
@@ -305,7 +335,7 @@ class Studio:
         return f"test set ({len(toks)} images)", M.code_counts(toks, pipe.codebook_size)
 
     def _sample_usage(self, model) -> np.ndarray:
-        """Code counts ``[49, K]`` of 64 images generated with the model's own settings, seed 0 (cached)."""
+        """Code counts ``[h*w, K]`` of 64 images generated with the model's own settings, seed 0 (cached)."""
         key = ("generated", model)
         if key not in self._cache:
             pipe = self.pipe(model)
@@ -317,7 +347,8 @@ class Studio:
         if key not in self._cache:
             pipe = self.pipe(model)
             K = pipe.codebook_size
-            toks = np.broadcast_to(np.arange(K)[:, None, None], (K, LATENT, LATENT)).copy()
+            L = pipe.latent_size
+            toks = np.broadcast_to(np.arange(K)[:, None, None], (K, L, L)).copy()
             imgs = to_uint8(pipe.decode(toks))
             self._cache[key] = imgs
         return self._cache[key]
@@ -328,7 +359,7 @@ class Studio:
         pipe = self.pipe(model)
         K = pipe.codebook_size
         test = self._test_usage(model)
-        usage = dict([test] if test else [])                                  # label -> counts [49, K]
+        usage = dict([test] if test else [])                                  # label -> counts [h*w, K]
         if isinstance(run, Run) and run.model == model:
             usage[f"generated ({len(run.tokens)} images)"] = M.code_counts(run.tokens, K)
         elif pipe.denoiser is not None:
@@ -352,7 +383,8 @@ class Studio:
         pipe = self.pipe(model)
         code = _int(code, "code", 0, pipe.codebook_size - 1)
         img = media.show(self._atlas(model)[code], 8)
-        maps = {k: v[:, code].reshape(LATENT, LATENT) for k, v in (usage or {}).items()}
+        L = pipe.latent_size
+        maps = {k: v[:, code].reshape(L, L) for k, v in (usage or {}).items()}
         return img, plots.where_used(maps, code)
 
     # --- 5. encode --------------------------------------------------------------------------
@@ -371,7 +403,7 @@ class Studio:
                            "neuron (position*D + channel)", height=380)
         asg = plots.raster(rep.asg[:, 0].transpose(0, 2, 3, 1).reshape(T, -1), "ASG spikes for its tokens",
                            "neuron (position*D + channel)", height=380)
-        return (media.show(shown, 8), plots.token_grid(tokens, pipe.mask_id, title="Its 7x7 tokens"),
+        return (media.show(shown, 8), plots.token_grid(tokens, pipe.mask_id, title=f"Its {h}x{w} tokens"),
                 media.show(recon, 8), enc, asg, f"Input: {note}. Tokens: {len(np.unique(tokens))} distinct codes.")
 
     @friendly
@@ -396,7 +428,7 @@ class Studio:
     def coding(pixel, steps, seed):
         p = _float(pixel, "pixel value", 0, 1)
         T = _int(steps, "time steps", 1, 100)
-        seed = _int(seed, "seed", 0, 2**31 - 1)
+        seed = _int(seed, "seed", 0, MAX_SEED)
         direct = teaching.direct_code(p, T)
         _, _, lif_out = teaching.lif_simulate(4 * direct + 1)  # a first-layer unit: weight 4, bias 1
         rate = teaching.rate_code(p, T, seed)
@@ -409,20 +441,21 @@ class Studio:
     @staticmethod
     @friendly
     def psp(rate, tau, steps, seed):
-        s = teaching.rate_code(_float(rate, "spike rate", 0, 1), _int(steps, "steps", 1, 200), _int(seed, "seed", 0, 2**31 - 1))
+        s = teaching.rate_code(_float(rate, "spike rate", 0, 1), _int(steps, "steps", 1, 200), _int(seed, "seed", 0, MAX_SEED))
         p = teaching.psp_filter(s, _float(tau, "tau", 1, 20))
         return plots.psp_figure(s, p, tau)
 
-    @staticmethod
     @friendly
-    def quantizer(rate, alpha, steps, seed):
+    def quantizer(self, rate, alpha, steps, seed):
+        """The dual coding of one neuron, with the default model's membrane decay."""
         T = _int(steps, "time steps", 1, 64)
         a = _float(alpha, "a", 0, 1)
-        s = teaching.rate_code(_float(rate, "spike rate", 0, 1), T, _int(seed, "seed", 0, 2**31 - 1))
-        d = teaching.dual_code(s, a)
+        decay = self.facts().membrane_decay
+        s = teaching.rate_code(_float(rate, "spike rate", 0, 1), T, _int(seed, "seed", 0, MAX_SEED))
+        d = teaching.dual_code(s, a, decay)
         alphas = np.linspace(0, 1, 21)
-        zs = [teaching.dual_code(s, x)["z"] for x in alphas]
-        fig = plots.quantizer_figure(s, 0.8 ** np.arange(T - 1, -1, -1), alphas, zs, a)
+        zs = [teaching.dual_code(s, x, decay)["z"] for x in alphas]
+        fig = plots.quantizer_figure(s, decay ** np.arange(T - 1, -1, -1), alphas, zs, a, decay)
         return fig, (f"M(s) = {d['membrane']:.3f} (recent spikes weigh most), firing rate = {d['rate']:.3f}, "
                      f"so z = (1 - {a:.2f}) x {d['membrane']:.3f} + {a:.2f} x {d['rate']:.3f} = **{d['z']:.3f}**.")
 

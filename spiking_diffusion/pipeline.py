@@ -131,6 +131,21 @@ class SpikingDiffusionPipeline:
         return self.scheduler.mask_id
 
     @property
+    def latent_size(self) -> int:
+        """Side of the token grid (7 for 28x28 images: the encoder downsamples by 4)."""
+        return self.vqsvae.cfg.latent_size
+
+    @property
+    def membrane_decay(self) -> float:
+        """Decay per time step of the quantiser's membrane read-out M(s) (0.8 in the paper)."""
+        return self.vqsvae.cfg.membrane_decay
+
+    @property
+    def psp_tau(self) -> float:
+        """tau_s of the spike-train loss's PSP filter."""
+        return self.vqsvae.cfg.psp_tau
+
+    @property
     def num_diffusion_steps(self) -> int:
         """N, the diffusion's training time scale: sampling steps lie in 1..N (49 for 7x7)."""
         return self.scheduler.N

@@ -13,10 +13,17 @@ import torch.nn.functional as F
 from spikingjelly.activation_based import functional, layer, neuron, surrogate
 
 
+# The paper's LIF neuron: SpikingJelly's defaults (time constant, threshold, hard reset value).
+LIF_TAU = 2.0
+LIF_THRESHOLD = 1.0
+LIF_V_RESET = 0.0
+
+
 def lif() -> neuron.LIFNode:
     """The paper's neuron: LIF with SpikingJelly defaults (tau 2, threshold 1, hard reset to 0)
     and the ATan surrogate gradient, in multi-step mode."""
-    return neuron.LIFNode(surrogate_function=surrogate.ATan(), step_mode="m")
+    return neuron.LIFNode(tau=LIF_TAU, v_threshold=LIF_THRESHOLD, v_reset=LIF_V_RESET,
+                          surrogate_function=surrogate.ATan(), step_mode="m")
 
 
 def conv_bn_lif(c_in: int, c_out: int, kernel: int = 3, stride: int = 1, padding: int = 1) -> nn.Sequential:

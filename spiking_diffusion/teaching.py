@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from .config import VQSVAEConfig
+from .spiking import LIF_TAU, LIF_THRESHOLD, LIF_V_RESET
 
-def lif_simulate(current, threshold: float = 1.0, tau: float = 2.0, reset: str = "hard",
-                 v_reset: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+MEMBRANE_DECAY = VQSVAEConfig.membrane_decay   # the paper's 0.8
+PSP_TAU = VQSVAEConfig.psp_tau                 # the paper's tau_s = 2
+
+
+def lif_simulate(current, threshold: float = LIF_THRESHOLD, tau: float = LIF_TAU, reset: str = "hard",
+                 v_reset: float = LIF_V_RESET) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A LIF neuron with SpikingJelly's update (decay_input, hard or soft reset).
 
     ``current [T]`` -> (membrane after charging ``[T]``, membrane after reset ``[T]``, spikes ``[T]``).
@@ -43,7 +49,7 @@ def direct_code(value: float, steps: int) -> np.ndarray:
     return np.full(steps, float(value) - 0.5)
 
 
-def psp_filter(spikes, tau: float = 2.0) -> np.ndarray:
+def psp_filter(spikes, tau: float = PSP_TAU) -> np.ndarray:
     """``p_t = p_{t-1} + (s_t - p_{t-1}) / tau`` over the first axis (same as ``spiking.psp``)."""
     s = np.asarray(spikes, dtype=float)
     out, p = np.zeros_like(s), np.zeros_like(s[0])
@@ -53,7 +59,7 @@ def psp_filter(spikes, tau: float = 2.0) -> np.ndarray:
     return out
 
 
-def dual_code(spikes, alpha: float, decay: float = 0.8) -> dict[str, float]:
+def dual_code(spikes, alpha: float, decay: float = MEMBRANE_DECAY) -> dict[str, float]:
     """The quantiser's input for one neuron: ``z = (1 - a) M(s) + a mean(s)``."""
     s = np.asarray(spikes, dtype=float).reshape(-1)
     weights = decay ** np.arange(len(s) - 1, -1, -1)

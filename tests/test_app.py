@@ -258,3 +258,24 @@ def test_no_checkpoints_and_no_share_by_default(tmp_path):
             c.predict(None, api_name="/model_info")
     finally:
         demo.close()
+
+
+def test_studio_reads_grid_steps_and_neuron_constants_from_the_model(tmp_path, make_tiny_models):
+    """The layout's grid size, step count and the Learn view's membrane decay come from the checkpoint."""
+    import json
+
+    from demo.studio import Studio
+    from spiking_diffusion import teaching
+
+    ck = make_checkpoints(tmp_path / "ck", make_tiny_models)
+    cfg_path = ck / "tiny" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["vqsvae"]["membrane_decay"], cfg["vqsvae"]["psp_tau"] = 0.5, 3.0
+    cfg_path.write_text(json.dumps(cfg))
+    studio = Studio(ck)
+    facts = studio.facts()
+    assert (facts.latent_size, facts.num_steps) == (cfg["vqsvae"]["image_size"] // 4, cfg["denoiser"]["num_diffusion_steps"])
+    assert (facts.membrane_decay, facts.psp_tau) == (0.5, 3.0)
+    _, note = studio.quantizer(0.4, 0.5, 16, 0)
+    want = teaching.dual_code(teaching.rate_code(0.4, 16, 0), 0.5, 0.5)
+    assert f"M(s) = {want['membrane']:.3f}" in note and want["membrane"] != teaching.dual_code(teaching.rate_code(0.4, 16, 0), 0.5)["membrane"]
