@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from .checkpoint import atomic_write_dir
+from .devices import resolve_device
 from .errors import CheckpointError
 from .images import channels_first, to_float
 
@@ -113,6 +114,7 @@ def save_classifier(path, model: Classifier) -> Path:
 def load_classifier(path, device="cpu") -> Classifier:
     """Load a classifier folder (config.json + model.safetensors) in eval mode."""
     path = Path(path)
+    device = resolve_device(device)
     try:
         raw = json.loads((path / CONFIG_NAME).read_text())
         raw.pop("format", None)
@@ -159,6 +161,7 @@ def train_classifier(dataset_name: str, data_root, out_dir, epochs: int = 3, tcf
     from .data import channels_of, load_images
 
     tcfg = tcfg or TrainClassifierConfig(epochs=epochs)
+    device = resolve_device(device)
     torch.manual_seed(tcfg.seed)
     if tcfg.threads:
         torch.set_num_threads(tcfg.threads)

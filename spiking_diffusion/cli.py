@@ -102,7 +102,7 @@ def sampling_arguments(args: argparse.Namespace) -> dict:
 def _import_official(args) -> None:
     from .official import import_official
 
-    path = import_official(args.vqvae, args.denoiser, args.out, dataset=args.dataset)
+    path = import_official(args.vqvae, args.denoiser, args.out, dataset=args.dataset, data_variance=args.data_variance)
     print(f"converted -> {path}")
 
 
@@ -231,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--denoiser", default=None, help="the authors' denoiser state dict (diff_model.pth)")
     p.add_argument("--out", required=True)
     p.add_argument("--dataset", default=None, help="data set the weights were trained on (recorded)")
+    p.add_argument("--data-variance", type=float, default=None,
+                   help="variance of the training images in [0, 1] (divides the reconstruction loss; not in the "
+                        "authors' files; default: unknown, train-decoder then takes it from its training images)")
     p.set_defaults(func=_import_official)
 
     p = sub.add_parser("push-to-hub", help="upload a checkpoint folder to the Hugging Face Hub")

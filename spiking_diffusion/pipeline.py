@@ -23,6 +23,7 @@ import torch
 
 from .checkpoint import CODE_USAGE_NAME, load_checkpoint, save_checkpoint
 from .config import compare_with_paper
+from .devices import resolve_device
 from .diffusion import AbsorbingDiffusion, GenerationTrace, StepState
 from .errors import SettingError, SpikingDiffusionError
 from .fast import FastDenoiser, reference_decode, reference_logits
@@ -63,7 +64,7 @@ class SpikingDiffusionPipeline:
     """VQ-SVAE + spiking denoiser + absorbing diffusion."""
 
     def __init__(self, vqsvae, denoiser=None, config: dict | None = None, device: str = "cpu"):
-        self.device = torch.device(device)
+        self.device = resolve_device(device)  # DeviceError (one line) when this machine lacks it
         self.vqsvae = vqsvae.to(self.device).eval()
         self.denoiser = None if denoiser is None else denoiser.to(self.device).eval()
         self.config = config or {"info": {}, "metrics": {}}
