@@ -309,11 +309,11 @@ def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save
         done = snap["step"]
         if total < done:
             raise CheckpointError(f"cannot resume {out}: --epochs {cfg.epochs:g} is {total} steps of {cfg.batch_size} "
-                                  f"images, but the run has already trained {done} steps ({done / steps_per_epoch:g} "
-                                  f"epochs); pass --epochs above {done / steps_per_epoch:g} to train on")
+                                  f"images, but the run has already trained {done} steps (epochs "
+                                  f"{done / steps_per_epoch:g}); pass --epochs above {done / steps_per_epoch:g} to train on")
         if total == done:
             if rank == 0:
-                print(f"{out} has already trained {done} steps ({done / steps_per_epoch:g} epochs): nothing to do; "
+                print(f"{out} has already trained {done} steps (epochs {done / steps_per_epoch:g}): nothing to do; "
                       "pass a larger --epochs to train on")
             return done, 0.0
         saved = snap.get("train_config", {})
