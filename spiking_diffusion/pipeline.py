@@ -212,6 +212,15 @@ class SpikingDiffusionPipeline:
         if self.denoiser is None:
             raise SpikingDiffusionError("this checkpoint holds only a VQ-SVAE; train a prior (train-prior) to generate")
 
+    def prepare_image(self, picture, invert: str = "auto") -> tuple[np.ndarray, str]:
+        """Any picture (file path, bytes, PIL image, array) -> (float32 ``[1, C, 28, 28]`` in [0, 1]
+        ready for :meth:`encode`, a note of what was done), framed as this model's data set was
+        (see :mod:`~spiking_diffusion.image_input`). Raises SpikingDiffusionError."""
+        from .image_input import prepare_image
+
+        return prepare_image(picture, self.image_channels, self.info.get("dataset"), invert,
+                             size=self.vqsvae.cfg.image_size)
+
     # --- the model calls --------------------------------------------------------------------
     @torch.inference_mode()
     def encode(self, images) -> torch.Tensor:

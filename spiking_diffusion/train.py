@@ -27,7 +27,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from .checkpoint import CODE_USAGE_NAME, atomic_write_file, load_checkpoint, save_checkpoint
+from .checkpoint import CODE_USAGE_NAME, WEIGHTS_NAME, atomic_write_file, load_checkpoint, save_checkpoint
 from .config import PRESETS, get_preset
 from .data import channels_of, load_images
 from .devices import resolve_device
@@ -461,7 +461,7 @@ def tokenize(vqsvae: VQSVAE, images: torch.Tensor, batch: int = 256, device="cpu
 
 def _weights_digest(vqsvae_dir: str) -> str:
     h = hashlib.sha1()
-    with open(Path(vqsvae_dir) / "model.safetensors", "rb") as f:
+    with open(Path(vqsvae_dir) / WEIGHTS_NAME, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()[:16]

@@ -146,7 +146,7 @@ def test_encode_view(page, tmp_path):
     page.locator("#upload input[type=file]").set_input_files(str(tmp_path / "one.png"))
     expect(page.locator("#upload img")).to_be_attached()
     page.locator("#encode-btn").click()
-    expect(page.locator("#encode-note")).to_contain_text("resized from 64x64 to 28x28")
+    expect(page.locator("#encode-note")).to_contain_text("read 64x64 L; ink 8x44 scaled into 20x20")
     expect(page.locator("#reconstruction img")).to_have_attribute("src", re.compile(r".+"))
     expect(page.locator("#encode-tokens .js-plotly-plot")).to_be_attached()
     shot(page, "encode")
