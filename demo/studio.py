@@ -24,6 +24,7 @@ from spiking_diffusion import DenoiserConfig, SpikingDiffusionError, SpikingDiff
 from spiking_diffusion.evaluation import metrics as M
 from spiking_diffusion.evaluation.energy import E_AC_PJ, E_MAC_PJ, generation_energy
 from spiking_diffusion import teaching
+from spiking_diffusion.checkpoint import CONFIG_NAME, WEIGHTS_NAME
 from spiking_diffusion.data import DataError, load_images
 from spiking_diffusion.images import to_float, to_uint8
 from spiking_diffusion.sampling import MAX_CORRECTOR_STEPS, SETTINGS, SamplerConfig
@@ -63,8 +64,8 @@ def discover_models(root: str | Path) -> dict[str, Path]:
     """Every subfolder of ``root`` (or ``root`` itself) holding config.json + model.safetensors."""
     root = Path(root)
     found = {p.name: p for p in sorted(root.iterdir()) if p.is_dir()
-             and (p / "config.json").is_file() and (p / "model.safetensors").is_file()} if root.is_dir() else {}
-    if not found and (root / "config.json").is_file():
+             and (p / CONFIG_NAME).is_file() and (p / WEIGHTS_NAME).is_file()} if root.is_dir() else {}
+    if not found and (root / CONFIG_NAME).is_file():
         found[root.name] = root
     return found
 

@@ -5,7 +5,8 @@ import gradio as gr
 
 from types import SimpleNamespace as NS
 
-from spiking_diffusion.metrics import E_AC_PJ, E_MAC_PJ
+from spiking_diffusion.evaluation.energy import E_AC_PJ, E_MAC_PJ
+from spiking_diffusion.sampling import SETTINGS
 from spiking_diffusion.spiking import LIF_TAU, LIF_THRESHOLD
 
 from .studio import MAX_CORRECTOR_ROUNDS, MAX_SEED, ModelFacts, Studio, cell_choices
@@ -34,21 +35,22 @@ def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
                 steps = gr.Slider(1, F.num_steps, F.num_steps, step=1, label="Steps", elem_id="steps",
                                   info="Fewer steps unmask more cells at once: faster, usually worse.")
                 t0, t1, p0, c0, c1, c2 = S.sampling_defaults(S.default_model)
-                temp = gr.Slider(0.05, 2.0, t0, step=0.05, label="Temperature", elem_id="temperature",
+                temp = gr.Slider(0.05, 2.0, t0, step=0.05, label=SETTINGS["temperature"].label, elem_id="temperature",
                                  info="Low: safe, repetitive codes. High: diverse, noisier.")
                 with gr.Accordion("More sampling settings", open=False):
-                    temp_end = gr.Slider(0.05, 2.0, t1, step=0.05, label="Temperature at the last step",
+                    temp_end = gr.Slider(0.05, 2.0, t1, step=0.05, label=SETTINGS["temperature_end"].label,
                                          elem_id="temperature-end",
                                          info="The temperature moves linearly to this; equal: constant.")
-                    top_p = gr.Slider(0.05, 1.0, p0, step=0.05, label="Top-p", elem_id="top-p",
+                    top_p = gr.Slider(0.05, 1.0, p0, step=0.05, label=SETTINGS["top_p"].label, elem_id="top-p",
                                       info="Draw each token only from the likeliest codes holding this much "
                                            "probability; 1: from all.")
-                    c_steps = gr.Slider(0, MAX_CORRECTOR_ROUNDS, c0, step=1, label="Corrector rounds",
+                    c_steps = gr.Slider(0, MAX_CORRECTOR_ROUNDS, c0, step=1, label=SETTINGS["corrector_steps"].label,
                                         elem_id="corrector-steps",
                                         info="After the last step: re-mask a few random cells and sample them again "
                                              "given all the others (not in the paper; 0: the paper's sampler).")
-                    c_cells = gr.Slider(1, F.cells, c1, step=1, label="Cells per corrector round", elem_id="corrector-cells")
-                    c_temp = gr.Slider(0.05, 2.0, c2, step=0.05, label="Corrector temperature",
+                    c_cells = gr.Slider(1, F.cells, c1, step=1, label=SETTINGS["corrector_cells"].label,
+                                        elem_id="corrector-cells")
+                    c_temp = gr.Slider(0.05, 2.0, c2, step=0.05, label=SETTINGS["corrector_temperature"].label,
                                        elem_id="corrector-temperature")
                 with gr.Row():
                     seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed")

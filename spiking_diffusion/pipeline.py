@@ -82,6 +82,7 @@ class SpikingDiffusionPipeline:
         ``owner/name`` when no such local folder exists (downloaded into the Hugging Face cache;
         ``revision``, ``cache_dir``, ``local_files_only``, ``token`` as in ``huggingface_hub``;
         ``HF_HUB_OFFLINE=1`` uses the cache only). Raises :class:`CheckpointError`."""
+        resolve_device(device)  # a missing device says so before anything is downloaded
         path = resolve_checkpoint(name_or_path, revision, cache_dir, local_files_only, token)
         vqsvae, denoiser, config = load_checkpoint(path, device)
         pipe = cls(vqsvae, denoiser, config, device)
