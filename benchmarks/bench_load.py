@@ -71,9 +71,8 @@ def tiny_checkpoints(root: Path) -> Path:
 
 def start_server(checkpoints, tmp: Path, port: int, args) -> subprocess.Popen:
     env = dict(os.environ, GRADIO_TEMP_DIR=str(tmp / "gradio"), TMPDIR=str(tmp / "tmp"), PYTHONUNBUFFERED="1")
-    # glibc's per-thread malloc arenas fragment under many server threads (+26% RSS over 104 generations,
-    # against +10% with 2 arenas): serve the studio with MALLOC_ARENA_MAX=2 (set it to 0 here to compare)
-    env.setdefault("MALLOC_ARENA_MAX", "2")
+    # app.py caps glibc's malloc arenas itself (limit_malloc_arenas); MALLOC_ARENA_MAX in the
+    # environment overrides it (e.g. MALLOC_ARENA_MAX=16 to see the uncapped growth)
     (tmp / "tmp").mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, str(ROOT / "app.py"), "--checkpoints", str(checkpoints), "--host", "127.0.0.1",
            "--port", str(port), "--max-batch", str(max(16, args.images)), "--concurrency", str(args.concurrency),

@@ -1,6 +1,8 @@
 """The studio's resources stay bounded: stored runs, decoded frames, exports, abandoned generations."""
+import os
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -87,3 +89,18 @@ def test_an_abandoned_generation_stops_within_a_step(studio, monkeypatch):
     ran = len(calls)
     time.sleep(0.2)
     assert len(calls) == ran < 20                                      # far fewer than its 140 steps
+
+
+def test_the_app_caps_malloc_arenas_unless_told_otherwise():
+    import platform
+    import subprocess
+    import sys
+
+    code = "import app, sys; sys.stdout.write(str(app.limit_malloc_arenas()))"
+    root = Path(__file__).resolve().parents[1]
+    run = lambda env: subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True,
+                                     text=True, timeout=120).stdout
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert run(env) == str(glibc)                             # capped where glibc is the allocator
+    assert run({**env, "MALLOC_ARENA_MAX": "8"}) == "False"  # an explicit setting wins
