@@ -32,6 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))   # model_helpers: random spiking models that fire
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -65,9 +66,9 @@ def random_batch(K: int, B: int, seed: int, t: int | None = None):
 
 
 def random_models(preset: str, seed: int = 0, input_mode: str | None = None):
-    """(VQSVAE, SpikingDenoiser) of a preset, random but firing (see fast.randomize_batchnorm)."""
+    """(VQSVAE, SpikingDenoiser) of a preset, random but firing (see tests/model_helpers.randomize_batchnorm)."""
     from spiking_diffusion import SpikingDenoiser, VQSVAE, get_preset
-    from spiking_diffusion.fast import randomize_batchnorm
+    from model_helpers import randomize_batchnorm   # tests/model_helpers.py
 
     torch.manual_seed(seed)
     p = get_preset(preset, input_mode=input_mode)
@@ -223,7 +224,7 @@ def studio_like(checkpoint: Path, repeats: int, reference: bool = True) -> dict:
 # --- 3. firing rates and a per-stage profile ------------------------------------------------------------
 def rates_of(checkpoint: Path) -> dict:
     from spiking_diffusion import SpikingDiffusionPipeline
-    from spiking_diffusion.fast import firing_rates
+    from model_helpers import firing_rates   # tests/model_helpers.py
 
     pipe = SpikingDiffusionPipeline.from_pretrained(checkpoint)
     tokens, t = random_batch(pipe.codebook_size, 16, 0, t=25)

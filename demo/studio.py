@@ -18,10 +18,11 @@ import gradio as gr
 import numpy as np
 
 from spiking_diffusion import DenoiserConfig, SpikingDiffusionError, SpikingDiffusionPipeline, VQSVAEConfig
-from spiking_diffusion import metrics as M
+from spiking_diffusion.evaluation import metrics as M
+from spiking_diffusion.evaluation.energy import E_AC_PJ, E_MAC_PJ, generation_energy
 from spiking_diffusion import teaching
 from spiking_diffusion.data import DataError, load_images
-from spiking_diffusion.pipeline import to_uint8
+from spiking_diffusion.images import to_float, to_uint8
 from spiking_diffusion.sampling import MAX_CORRECTOR_STEPS, SETTINGS, SamplerConfig
 from spiking_diffusion.spiking import LIF_THRESHOLD
 
@@ -361,7 +362,7 @@ class Studio:
         L = pipe.latent_size
         r, c = divmod(_int(cell, "cell", 0, L * L - 1), L)
         rep = pipe.spikes(tokens=run.tokens[image:image + 1], membrane=True)
-        enc = pipe.spikes(images=run.images[image:image + 1].transpose(0, 3, 1, 2) / 255.0)
+        enc = pipe.spikes(images=to_float(run.images[image:image + 1]))
         T, _, D, h, w = rep.asg.shape
         asg = rep.asg[:, 0]                                                      # [T, D, h, w]
         cell_fig = plots.raster(asg[:, :, r, c], f"ASG spike trains at row {r}, col {c}", "channel")
@@ -408,7 +409,8 @@ class Studio:
         name = str(pipe.info.get("dataset", model))
         try:
             imgs = load_images(name, self.data_dir, train=False, download=False, limit=1000).images
-            toks = np.concatenate([pipe.encode(imgs[i:i + 250].float() / 255).numpy() for i in range(0, len(imgs), 250)])
+            toks = np.concatenate([pipe.encode(to_float(imgs[i:i + 250], channels_last=False)).numpy()
+                                   for i in range(0, len(imgs), 250)])
         except (DataError, SpikingDiffusionError):
             return None
         return f"test set ({len(toks)} images)", M.code_counts(toks, pipe.codebook_size)
@@ -476,7 +478,7 @@ class Studio:
         rep = pipe.spikes(images=x)
         tokens = rep.tokens[0]
         recon = to_uint8(pipe.decode(rep.tokens))[0]
-        shown = (x[0].transpose(1, 2, 0) * 255).round().astype(np.uint8)
+        shown = to_uint8(x)[0]
         T, _, D, h, w = rep.encoder.shape
         enc = plots.raster(rep.encoder[:, 0].transpose(0, 2, 3, 1).reshape(T, -1), "Encoder output spikes (all neurons)",
                            "neuron (position*D + channel)", height=380)
@@ -540,30 +542,29 @@ class Studio:
 
     @friendly
     def energy(self, run):
+        """(markdown, bar figure): the energy account of the run, as ``evaluate`` reports it
+        (:func:`spiking_diffusion.evaluation.energy.generation_energy`), with the denoiser calls
+        counted in the run's trace and firing rates at 7 of its steps on up to 16 of its images."""
         run = self._need_run(run)
         pipe = self.pipe(run.model)
-        cfg = DenoiserConfig.from_dict(pipe.config["denoiser"])
         steps = run.trace.steps
-        picks = sorted({0, len(steps) // 2, len(steps) - 1})
-        rates = []
-        for i in picks:  # the denoiser's input at step i is the grid before that step
-            before = steps[i - 1].tokens if i else np.full_like(steps[0].tokens, run.trace.mask_id)
-            if steps[i].kind == "correct":  # a corrector round sees its re-masked cells masked
-                before = np.where(steps[i].unmasked, run.trace.mask_id, before)
-            rates.append(pipe.denoiser_spikes(before, np.full(len(before), steps[i].t)))
-        rates = {k: float(np.mean([r[k] for r in rates])) for k in rates[0]}
-        calls = int(sum(s.unmasked.reshape(len(s.unmasked), -1).any(1).sum() for s in steps))
-        e = M.energy(M.denoiser_layers(cfg), rates, cfg.time_steps)
-        ann_uj, snn_uj = calls * e["ann_energy_pj"] / 1e6, calls * e["snn_energy_pj"] / 1e6
         rounds = sum(s.kind == "correct" for s in steps)
-        what = f"{len(steps) - rounds} steps" + (f" + {rounds} corrector rounds" if rounds else "")
-        md = (f"**{len(run.images)} images, {what}** -> {calls} denoiser calls on the fast path "
-              f"(an image skips steps that unmask nothing).\n\n"
-              f"| | per call | whole generation |\n|---|---|---|\n"
-              f"| ANN (every connection a MAC of {M.E_MAC_PJ} pJ, once per call) | {e['ann_macs'] / 1e6:.1f} M MACs | {ann_uj:.1f} uJ |\n"
-              f"| SNN (first layer {e['snn_macs'] / 1e6:.2f} M MACs once, then an AC of {M.E_AC_PJ} pJ per spike "
-              f"per connection over T = {cfg.time_steps} steps) | {e['sops'] / 1e6:.2f} M ACs | {snn_uj:.1f} uJ |\n\n"
-              f"Mean firing rates: {', '.join(f'{k} {r:.3f}' for k, r in rates.items())}. "
-              f"Estimated saving: **{ann_uj / snn_uj:.1f}x** (a textbook estimate, counted as `evaluate` counts "
-              f"it: it ignores memory access and, here, the decoder).")
+        n, S = len(run.images), len(steps) - rounds
+        e = generation_energy(pipe, run.tokens, S, corrector_steps=rounds, max_images=16, points=7, trace=run.trace)
+        p, den, dec = e["per_image"], e["denoiser_per_call"], e["decode_per_image"]
+        ann_uj, snn_uj = n * p["ann_energy_pj"] / 1e6, n * p["snn_energy_pj"] / 1e6
+        calls = e["denoiser_calls_per_image"] * n
+        what = f"{S} steps" + (f" + {rounds} corrector rounds" if rounds else "")
+        rates = e["firing_rates"]["denoiser_sampling"]
+        md = (f"**{n} images, {what}** -> {calls:.0f} denoiser calls on the fast path "
+              f"(an image skips steps that unmask nothing), then one decoding per image.\n\n"
+              f"| | one denoiser call | one decoding | whole generation |\n|---|---|---|---|\n"
+              f"| ANN (every connection a MAC of {E_MAC_PJ} pJ, once per call) | {den['ann_macs'] / 1e6:.1f} M MACs | "
+              f"{dec['ann_macs'] / 1e6:.2f} M MACs | {ann_uj:.1f} uJ |\n"
+              f"| SNN (input layers' MACs once, then an AC of {E_AC_PJ} pJ per spike per connection over "
+              f"T = {pipe.denoiser.cfg.time_steps} steps) | {den['sops'] / 1e6:.2f} M ACs + {den['snn_macs'] / 1e6:.2f} M MACs | "
+              f"{dec['sops'] / 1e6:.2f} M ACs + {dec['snn_macs'] / 1e6:.2f} M MACs | {snn_uj:.1f} uJ |\n\n"
+              f"Mean denoiser firing rates: {', '.join(f'{k} {r:.3f}' for k, r in rates.items())}. "
+              f"Estimated saving: **{ann_uj / snn_uj:.1f}x** (a textbook estimate, the same account as `evaluate`'s "
+              f"report; it ignores memory access). _{e['assumptions']}_")
         return md, plots.bars({"ANN": ann_uj, "SNN": snn_uj}, "Energy of this generation (uJ)", "uJ")

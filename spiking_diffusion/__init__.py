@@ -3,7 +3,7 @@
 from .config import PRESETS, DenoiserConfig, VQSVAEConfig, denoiser_macs, get_preset
 from .denoiser import SpikingDenoiser
 from .diffusion import AbsorbingDiffusion, GenerationTrace, StepState
-from .errors import CheckpointError, DataError, SettingError, SpikingDiffusionError
+from .errors import CheckpointError, DataError, DeviceError, SettingError, SpikingDiffusionError
 from .pipeline import PipelineOutput, SpikeReport, SpikingDiffusionPipeline
 from .sampling import SamplerConfig
 from .vqsvae import VQSVAE
@@ -11,7 +11,7 @@ from .vqsvae import VQSVAE
 __version__ = "0.1.0"
 __all__ = [
     "PRESETS", "DenoiserConfig", "VQSVAEConfig", "denoiser_macs", "get_preset", "SpikingDenoiser",
-    "AbsorbingDiffusion", "GenerationTrace", "StepState", "CheckpointError", "DataError",
+    "AbsorbingDiffusion", "GenerationTrace", "StepState", "CheckpointError", "DataError", "DeviceError",
     "SpikingDiffusionError", "SettingError", "PipelineOutput", "SpikeReport", "SpikingDiffusionPipeline",
     "SamplerConfig", "VQSVAE",
 ]

@@ -21,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .config import DenoiserConfig, VQSVAEConfig, compare_with_paper
+from .devices import resolve_device
 from .errors import CheckpointError
 
 FORMAT, VERSION = "spiking-diffusion", 1
@@ -137,10 +138,12 @@ def _load_into(module: nn.Module, tensors: dict[str, torch.Tensor], prefix: str,
 
 
 def load_checkpoint(path, device="cpu"):
-    """Load a checkpoint directory -> (vqsvae, denoiser or None, config dict), in eval mode."""
+    """Load a checkpoint directory -> (vqsvae, denoiser or None, config dict), in eval mode.
+    A device this machine lacks raises :class:`~spiking_diffusion.errors.DeviceError`."""
     from .denoiser import SpikingDenoiser
     from .vqsvae import VQSVAE
 
+    device = resolve_device(device)
     config = read_config(path)
     try:
         vq_cfg = VQSVAEConfig.from_dict(config["vqsvae"])

@@ -5,7 +5,7 @@ images [N,C,28,28] in [0,1] --3x(Conv3x3+BN+ReLU), 2 max-pools--> [N,96,7,7]
 
 ``holdout`` images of the training split (a seeded random choice: some data sets are stored sorted
 by class) are never trained on: they serve as the "real held-out images" that give the floor of
-every metric in :mod:`spiking_diffusion.evaluate` (see :func:`holdout_split`).
+every metric in :mod:`spiking_diffusion.evaluation` (see :func:`holdout_split`).
 Saved as a folder with ``config.json`` + ``model.safetensors`` (safetensors only).
 """
 from __future__ import annotations
@@ -23,7 +23,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from .checkpoint import atomic_write_dir
+from .devices import resolve_device
 from .errors import CheckpointError
+from .images import channels_first, to_float
 
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "classifiers"
@@ -50,6 +52,7 @@ class TrainClassifierConfig:
     weight_decay: float = 5e-4
     max_steps: int | None = None   # stop early (tests)
     holdout: int = 10000
+    feature_dim: int = 128         # width of the feature layer (the Fréchet distance's dimension)
     seed: int = 0
     threads: int = 1
     log_every: int = 100
@@ -71,7 +74,7 @@ class Classifier(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``[N,C,28,28]`` (floats in [0,1] or uint8) -> embedding ``[N, feature_dim]``."""
         if not torch.is_floating_point(x):
-            x = x.float() / 255.0
+            x = to_float(x, channels_last=False)
         return self.embed_layer(self.pool(self.body((x - 0.5) / 0.5)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -84,7 +87,7 @@ class Classifier(nn.Module):
         pipeline returns them) -> (features ``[N,F]`` float64, probabilities ``[N,classes]`` float64)."""
         x = torch.as_tensor(images)
         if x.ndim == 4 and x.shape[-1] == self.cfg.in_channels and x.shape[1] != self.cfg.in_channels:
-            x = x.permute(0, 3, 1, 2)  # NHWC -> NCHW
+            x = channels_first(x)
         self.eval()
         dev = next(self.parameters()).device
         feats, probs = [], []
@@ -111,6 +114,7 @@ def save_classifier(path, model: Classifier) -> Path:
 def load_classifier(path, device="cpu") -> Classifier:
     """Load a classifier folder (config.json + model.safetensors) in eval mode."""
     path = Path(path)
+    device = resolve_device(device)
     try:
         raw = json.loads((path / CONFIG_NAME).read_text())
         raw.pop("format", None)
@@ -157,6 +161,7 @@ def train_classifier(dataset_name: str, data_root, out_dir, epochs: int = 3, tcf
     from .data import channels_of, load_images
 
     tcfg = tcfg or TrainClassifierConfig(epochs=epochs)
+    device = resolve_device(device)
     torch.manual_seed(tcfg.seed)
     if tcfg.threads:
         torch.set_num_threads(tcfg.threads)
@@ -166,7 +171,8 @@ def train_classifier(dataset_name: str, data_root, out_dir, epochs: int = 3, tcf
     fit_idx, held_idx = holdout_split(len(train), holdout, tcfg.seed)
     n_fit = len(fit_idx)
     num_classes = int(max(int(train.labels.max()), int(test.labels.max())) + 1)
-    cfg = ClassifierConfig(dataset_name, channels_of(dataset_name), num_classes, holdout=holdout, holdout_seed=tcfg.seed)
+    cfg = ClassifierConfig(dataset_name, channels_of(dataset_name), num_classes, feature_dim=tcfg.feature_dim,
+                           holdout=holdout, holdout_seed=tcfg.seed)
     model = Classifier(cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     steps_per_epoch = math.ceil(n_fit / tcfg.batch_size)

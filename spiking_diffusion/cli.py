@@ -1,6 +1,7 @@
 """Command line: ``python -m spiking_diffusion <command> ...`` (also the ``spiking-diffusion`` script).
 
-Commands: train-vqsvae, train-prior, train-decoder, sample, import-official, evaluate, train-classifier.
+Commands: train-vqsvae, train-prior, train-decoder, sample, import-official, push-to-hub, evaluate,
+train-classifier. ``--checkpoint`` takes a local folder or a Hugging Face Hub repo id (owner/name).
 A user error prints one line (``error: ...``) and exits with status 2, with no traceback.
 """
 from __future__ import annotations
@@ -65,6 +66,7 @@ def _sample(args) -> None:
     from PIL import Image
     from torchvision.utils import make_grid
 
+    from .images import channels_first, channels_last
     from .pipeline import SpikingDiffusionPipeline
 
     out = Path(args.out)
@@ -78,9 +80,9 @@ def _sample(args) -> None:
     pipe = SpikingDiffusionPipeline.from_pretrained(args.checkpoint, device=args.device)
     res = pipe(num_images=args.num_images, steps=args.steps, seed=args.seed, order=args.order,
                **sampling_arguments(args))
-    grid = make_grid(torch.from_numpy(res.images).permute(0, 3, 1, 2), nrow=args.nrow or int(np.ceil(np.sqrt(len(res.images)))),
+    grid = make_grid(channels_first(torch.from_numpy(res.images)), nrow=args.nrow or int(np.ceil(np.sqrt(len(res.images)))),
                      padding=2, pad_value=255)
-    Image.fromarray(grid.permute(1, 2, 0).numpy().squeeze()).save(out.with_suffix(".png"))
+    Image.fromarray(channels_last(grid[None])[0].numpy().squeeze()).save(out.with_suffix(".png"))
     np.save(out.with_suffix(".npy"), res.images)
     print(f"{len(res.images)} images in {res.seconds:.2f} s -> {out.with_suffix('.png')} and {out.with_suffix('.npy')}")
 
@@ -100,7 +102,7 @@ def sampling_arguments(args: argparse.Namespace) -> dict:
 def _import_official(args) -> None:
     from .official import import_official
 
-    path = import_official(args.vqvae, args.denoiser, args.out, dataset=args.dataset)
+    path = import_official(args.vqvae, args.denoiser, args.out, dataset=args.dataset, data_variance=args.data_variance)
     print(f"converted -> {path}")
 
 
@@ -188,6 +190,13 @@ def _train_classifier(args: argparse.Namespace) -> dict:
     return info
 
 
+def _push_to_hub(args) -> None:
+    from .hub import push_to_hub
+
+    url = push_to_hub(args.checkpoint, args.repo, private=args.private or None, commit_message=args.message)
+    print(f"pushed {args.checkpoint} -> {url}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spiking-diffusion", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -222,7 +231,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--denoiser", default=None, help="the authors' denoiser state dict (diff_model.pth)")
     p.add_argument("--out", required=True)
     p.add_argument("--dataset", default=None, help="data set the weights were trained on (recorded)")
+    p.add_argument("--data-variance", type=float, default=None,
+                   help="variance of the training images in [0, 1] (divides the reconstruction loss; not in the "
+                        "authors' files; default: unknown, train-decoder then takes it from its training images)")
     p.set_defaults(func=_import_official)
+
+    p = sub.add_parser("push-to-hub", help="upload a checkpoint folder to the Hugging Face Hub")
+    p.add_argument("--checkpoint", required=True, help="checkpoint folder (config.json + model.safetensors)")
+    p.add_argument("--repo", required=True, help="Hub repo id owner/name (created if missing)")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument("--message", default=None, help="commit message")
+    p.set_defaults(func=_push_to_hub)
 
     p = sub.add_parser("evaluate", help="metrics report (JSON + markdown) for a checkpoint")
     add_evaluate_arguments(p)

@@ -36,7 +36,7 @@ class VQSVAEConfig:
     alpha_init: float = 0.5       # initial mix of firing rate in the dual coding
     membrane_decay: float = 0.8   # weight decay per step of M(s)
     psp_tau: float = 2.0          # tau_s of the PSP filter
-    data_variance: float = 1.0    # variance of the training images, divides the MSE
+    data_variance: float | None = 1.0  # variance of the training images, divides the MSE; None: unknown (imports)
 
     @property
     def latent_size(self) -> int:
@@ -64,13 +64,15 @@ class DenoiserConfig:
     widths: tuple[int, int, int, int, int] = (64, 128, 256, 512, 256)
     input_mode: str = "index"     # "index" (paper) or "embedding"
     embed_dim: int = 32           # channels of the token/time embeddings (embedding mode)
-    num_diffusion_steps: int = 49  # N, the training time scale
+    num_diffusion_steps: int = 49  # N, the training time scale (t in 1..N; sampling steps in 1..N)
 
     def __post_init__(self):
         if self.input_mode not in ("index", "embedding"):
             raise ValueError(f"input_mode must be 'index' or 'embedding', not {self.input_mode!r}")
         if len(self.widths) != 5:
             raise ValueError("widths must hold five channel counts (conv1..conv5)")
+        if self.num_diffusion_steps < 1:
+            raise ValueError(f"num_diffusion_steps must be >= 1; got {self.num_diffusion_steps}")
 
     @property
     def in_channels(self) -> int:
@@ -153,7 +155,7 @@ def compare_with_paper(vqsvae: VQSVAEConfig, denoiser: DenoiserConfig | None = N
 
 def denoiser_macs(cfg: DenoiserConfig) -> int:
     """Multiply-accumulates per image per denoiser call, counted as a dense network over T steps
-    (the layer list lives in :func:`spiking_diffusion.metrics.denoiser_layers`)."""
-    from .metrics import denoiser_layers
+    (the layer list lives in :func:`spiking_diffusion.evaluation.energy.denoiser_layers`)."""
+    from .evaluation.energy import denoiser_layers
 
     return cfg.time_steps * sum(layer.macs for layer in denoiser_layers(cfg))

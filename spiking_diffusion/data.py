@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .errors import DataError
+from .images import channels_first, to_float
 
 DATASETS = ("mnist", "fashion-mnist", "kmnist", "emnist-letters", "cifar10", "cifar10-folder", "synthetic")
 CHANNELS = {"cifar10": 3, "cifar10-folder": 3}
@@ -47,11 +48,11 @@ class ImageSet:
 
     def floats(self, idx=slice(None)) -> torch.Tensor:
         """Float images in [0, 1]: ``[n, C, 28, 28]``."""
-        return self.images[idx].float() / 255.0
+        return to_float(self.images[idx], channels_last=False)
 
     def variance(self) -> float:
         """Variance of the pixels in [0, 1] (divides the reconstruction MSE)."""
-        x = self.images.float() / 255.0
+        x = to_float(self.images, channels_last=False)
         return float(x.var())
 
 
@@ -79,7 +80,7 @@ def _resize_to_28(x: np.ndarray) -> torch.Tensor:
     """uint8 ``[N, H, W, 3]`` -> uint8 ``[N, 3, 28, 28]`` (bilinear, antialiased)."""
     import torch.nn.functional as F
 
-    t = torch.from_numpy(x).permute(0, 3, 1, 2).float()
+    t = channels_first(torch.from_numpy(x)).float()
     out = F.interpolate(t, size=(28, 28), mode="bilinear", antialias=True, align_corners=False)
     return out.round().clamp(0, 255).to(torch.uint8)
 

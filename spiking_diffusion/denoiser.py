@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import DenoiserConfig
-from .spiking import conv_bn_lif, lif, repeat_over_time, reset
+from .spiking import ConstantInputBatchNorm2d, conv_bn_lif, lif, repeat_over_time, reset
 
 
 class SinusoidalTimeEmbedding(nn.Module):
@@ -33,7 +33,8 @@ class SinusoidalTimeEmbedding(nn.Module):
 
 class SpikingDenoiser(nn.Module):
     """The SDID. ``input_mode='index'`` is the paper's raw-index input; ``'embedding'`` learns
-    token and time embeddings. The input is constant over T, so conv1 + BN runs once (exact)."""
+    token and time embeddings. The input is constant over T, so conv1 + BN runs once (exact, BatchNorm's
+    running statistics included)."""
 
     def __init__(self, cfg: DenoiserConfig):
         super().__init__()
@@ -44,7 +45,7 @@ class SpikingDenoiser(nn.Module):
             self.token_embed = nn.Embedding(cfg.codebook_size + 1, cfg.embed_dim)  # +1: mask id
             self.time_embed = SinusoidalTimeEmbedding(cfg.embed_dim)
         self.conv1 = nn.Conv2d(cfg.in_channels, w1, 3, padding=1)
-        self.bn1 = nn.BatchNorm2d(w1)
+        self.bn1 = ConstantInputBatchNorm2d(w1, repeats=cfg.time_steps)
         self.lif1 = lif()
         self.conv2 = conv_bn_lif(w1, w2)
         self.conv3 = conv_bn_lif(w2, w3)
@@ -59,9 +60,10 @@ class SpikingDenoiser(nn.Module):
     def input_features(self, tokens: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """``tokens [B,h,w]``, ``t [B]`` -> the static input map ``[B, C_in, h, w]``."""
         B, h, w = tokens.shape
-        t = t.to(torch.float32).view(B, 1, 1, 1)
+        dtype = self.conv1.weight.dtype                                                   # float32 but in tests
+        t = t.to(dtype).view(B, 1, 1, 1)
         if self.cfg.input_mode == "index":
-            return torch.cat([tokens.float().unsqueeze(1), t.expand(B, 1, h, w)], dim=1)  # [B, 2, h, w]
+            return torch.cat([tokens.to(dtype).unsqueeze(1), t.expand(B, 1, h, w)], dim=1)  # [B, 2, h, w]
         tok = self.token_embed(tokens).permute(0, 3, 1, 2)                                # [B, E, h, w]
         tim = self.time_embed(t.view(B))[:, :, None, None].expand(-1, -1, h, w)          # [B, E, h, w]
         return torch.cat([tok, tim], dim=1)                                               # [B, 2E, h, w]

@@ -118,9 +118,9 @@ class AbsorbingDiffusion:
         ce = F.cross_entropy(logits, x0, reduction="none")                   # [B, h, w]
         ce = (ce * mask).flatten(1).sum(1)                                   # [B]
         if kind == "reweighted_elbo":
-            w = 1 - t.float() / self.N
+            w = 1 - t.to(ce.dtype) / self.N
         elif kind == "elbo":
-            w = self.N / t.float()
+            w = self.N / t.to(ce.dtype)
         else:
             raise ValueError(f"loss kind must be 'reweighted_elbo' or 'elbo', not {kind!r}")
         return (w * ce / (x0[0].numel() * math.log(2))).mean()

@@ -13,5 +13,9 @@ class DataError(SpikingDiffusionError):
     """A data set that cannot be found or loaded."""
 
 
+class DeviceError(SpikingDiffusionError):
+    """A requested device (e.g. ``cuda``) that this machine or PyTorch build does not have."""
+
+
 class SettingError(SpikingDiffusionError, ValueError):
     """A setting (of the sampler, of a call) outside its accepted range or of the wrong type."""

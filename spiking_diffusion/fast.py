@@ -19,15 +19,14 @@ Two ways to compute the same thing:
   - runs the LIF neurons as a plain in-place loop (no surrogate, no saved charges);
   - computes the time embedding once per distinct time value.
 
-  With the default ``exact=True`` every spike is bit-identical to the reference (the convolutions
-  and BatchNorm see the same inputs in the same layout, and the LIF loop does SpikingJelly's
-  arithmetic: ``h = v + (x - v) / tau; s = h >= 1; v = h - h * s``); only conv6's summation
-  order differs, so logits agree to ~1e-6. ``exact=False`` additionally folds BatchNorm into the
-  convolution weights (``channels_last=True`` also switches the memory layout): the math is the
-  same but the float rounding is not, and a membrane potential within ~1e-7 of the threshold
-  then flips a spike now and then (measured: a couple of flips per 16-image call at the paper
-  size, moving logits by ~1e-3, beyond the 1e-4 tolerance). It is not faster either (BatchNorm
-  is ~1% of a call), so folding is not the default.
+  Every spike is bit-identical to the reference (the convolutions and BatchNorm see the same
+  inputs in the same layout, and the LIF loop does SpikingJelly's arithmetic:
+  ``h = v + (x - v) / tau; s = h >= 1; v = h - h * s``); only conv6's summation order differs,
+  so logits agree to ~1e-6. Folding BatchNorm into the convolution weights was tried and left
+  out: the math is the same but the float rounding is not, and a membrane potential within ~1e-7
+  of the threshold then flips a spike now and then (measured: a couple of flips per 16-image call
+  at the paper size, moving logits by ~1e-3, beyond the 1e-4 tolerance), and it is not faster
+  (BatchNorm is ~1% of a call).
 
 Measured (paper preset, 16 images, 2 threads; ``benchmarks/bench_sampling.py --profile``): the
 convolutions are ~90% of a fast call and run at ~100 GMAC/s, close to this CPU's float32 peak;
@@ -52,10 +51,7 @@ import torch.nn.functional as F
 from .denoiser import SpikingDenoiser
 from .spiking import membrane_output, repeat_over_time, reset
 
-__all__ = [
-    "FastDenoiser", "lif_sequence", "lif_constant", "input_features", "reference_logits",
-    "reference_decode", "randomize_batchnorm", "firing_rates",
-]
+__all__ = ["FastDenoiser", "lif_sequence", "lif_constant", "input_features", "reference_logits", "reference_decode"]
 
 
 # --- neurons ------------------------------------------------------------------------------------
@@ -169,51 +165,23 @@ class FastDenoiser:
     """Inference-only, stateless forward of a trained :class:`SpikingDenoiser` (see the module doc).
 
     ``FastDenoiser(model)(tokens, t)`` returns the logits ``[B,K,h,w]``. The model must be in eval
-    mode. In exact mode the parameters are read from the model at each call (nothing is copied);
-    with ``exact=False`` the folded weights are a snapshot taken now (:meth:`refresh` re-folds).
+    mode. The parameters are read from the model at each call (nothing is copied).
     """
 
-    def __init__(self, model: SpikingDenoiser, exact: bool = True, channels_last: bool = False):
-        if exact and channels_last:
-            raise ValueError("channels_last changes float rounding; use it with exact=False")
+    def __init__(self, model: SpikingDenoiser):
         self.model = model
-        self.exact = exact
-        self.channels_last = channels_last
         self.T = model.T
         self.taus = [_lif_params(n) for n in self._neurons()]
         m = model   # (conv, bn) of conv1..conv5, looked up once (their tensors are read at every call)
         self.blocks = [(m.conv1, m.bn1)] + [(getattr(m, f"conv{i}")[0], getattr(m, f"conv{i}")[1]) for i in range(2, 6)]
-        self._folded: list | None = None
-        if not exact:
-            self.refresh()
 
     def _neurons(self):
         m = self.model
         return [m.lif1] + [getattr(m, f"conv{i}")[2] for i in range(2, 6)]
 
-    def refresh(self) -> None:
-        """Fold BatchNorm into the conv weights again (``exact=False``: call after changing the model)."""
-        from torch.nn.utils.fusion import fuse_conv_bn_weights
-
-        folded = []
-        with torch.no_grad():
-            for conv, bn in self.blocks:
-                w, b = fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean, bn.running_var,
-                                            bn.eps, bn.weight, bn.bias)
-                w = w.detach().clone()
-                if self.channels_last:
-                    w = w.contiguous(memory_format=torch.channels_last)
-                folded.append((w, b.detach().clone()))
-        self._folded = folded
-
     def _conv_bn(self, i: int, x: torch.Tensor) -> torch.Tensor:
-        if self.exact:
-            conv, bn = self.blocks[i]
-            return _bn(_conv(x, conv.weight, conv.bias), bn)
-        w, b = self._folded[i]
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return _conv(x, w, b)
+        conv, bn = self.blocks[i]
+        return _bn(_conv(x, conv.weight, conv.bias), bn)
 
     @torch.inference_mode()
     def __call__(self, tokens: torch.Tensor, t: torch.Tensor, record: dict | None = None) -> torch.Tensor:
@@ -238,48 +206,3 @@ class FastDenoiser:
         # conv6 is linear: the mean over T first, then one conv (T times fewer MACs)
         m = torch.cat([s.mean(0), s1.mean(0)], dim=1)                                  # [B, w5+w1, h, w]
         return _conv(m, self.model.conv6.weight, self.model.conv6.bias)
-
-
-# --- helpers for tests and benchmarks ---------------------------------------------------------------
-@torch.no_grad()
-def randomize_batchnorm(model: nn.Module, calibrate, seed: int = 0, shift: float = 0.3) -> nn.Module:
-    """Give a freshly initialised spiking model realistic firing (for tests and benchmarks only).
-
-    Every BatchNorm gets a random scale in [0.5, 1.5) and shift around ``shift``; then
-    ``calibrate()`` (a forward pass on some input) runs in train mode with momentum 1, so the
-    running statistics normalise each layer's pre-activations. Returns the model in eval mode.
-    """
-    g = torch.Generator().manual_seed(seed)
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [bn.momentum for bn in bns]
-    for bn in bns:
-        C = bn.num_features
-        bn.weight.copy_(torch.rand(C, generator=g) + 0.5)
-        bn.bias.copy_(torch.randn(C, generator=g) * 0.5 + shift)
-        bn.momentum = 1.0
-    model.train()
-    try:
-        calibrate()
-    finally:
-        reset(model)
-        for bn, mom in zip(bns, momenta):
-            bn.momentum = mom
-        model.eval()
-    return model
-
-
-@torch.inference_mode()
-def firing_rates(model: SpikingDenoiser, tokens: torch.Tensor, t: torch.Tensor) -> dict[str, dict[str, float]]:
-    """Per layer of the denoiser: mean firing rate, fraction of all-zero ``(t, image)`` frames and
-    of channels silent over the whole batch (what sparsity could skip)."""
-    rec: dict = {}
-    FastDenoiser(model)(tokens, t, record=rec)
-    out = {}
-    for name, s in rec.items():
-        T, B, C = s.shape[:3]
-        out[name] = {
-            "rate": float(s.mean()),
-            "zero_frames": float((~s.flatten(2).bool().any(2)).float().mean()),
-            "silent_channels": float((~s.transpose(0, 2).reshape(C, -1).bool().any(1)).float().mean()),
-        }
-    return out

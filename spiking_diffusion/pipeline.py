@@ -23,18 +23,16 @@ import torch
 
 from .checkpoint import CODE_USAGE_NAME, load_checkpoint, save_checkpoint
 from .config import compare_with_paper
+from .devices import resolve_device
 from .diffusion import AbsorbingDiffusion, GenerationTrace, StepState
 from .errors import SettingError, SpikingDiffusionError
 from .fast import FastDenoiser, reference_decode, reference_logits
+from .hub import push_to_hub, resolve_checkpoint
+from .images import to_uint8
 from .sampling import SamplerConfig, check_order, check_steps
 from .spiking import record_spikes
 
 MAX_IMAGES = 1024   # images per call
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """Float ``[N,C,H,W]`` in [0,1] -> uint8 ``[N,H,W,C]``."""
-    return (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 @dataclass
@@ -66,21 +64,42 @@ class SpikingDiffusionPipeline:
     """VQ-SVAE + spiking denoiser + absorbing diffusion."""
 
     def __init__(self, vqsvae, denoiser=None, config: dict | None = None, device: str = "cpu"):
-        self.device = torch.device(device)
+        self.device = resolve_device(device)  # DeviceError (one line) when this machine lacks it
         self.vqsvae = vqsvae.to(self.device).eval()
         self.denoiser = None if denoiser is None else denoiser.to(self.device).eval()
         self.config = config or {"info": {}, "metrics": {}}
-        self.scheduler = AbsorbingDiffusion(vqsvae.cfg.codebook_size, vqsvae.cfg.latent_size)
+        N = None if denoiser is None else denoiser.cfg.num_diffusion_steps   # the time scale it was trained on
+        self.scheduler = AbsorbingDiffusion(vqsvae.cfg.codebook_size, vqsvae.cfg.latent_size, N)
         self._lock = threading.RLock()
         self._fast: FastDenoiser | None = None
 
     # --- loading and saving ---------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str = "cpu") -> "SpikingDiffusionPipeline":
+    def from_pretrained(cls, name_or_path: str | Path, device: str = "cpu", revision: str | None = None,
+                        cache_dir: str | Path | None = None, local_files_only: bool = False,
+                        token: str | bool | None = None) -> "SpikingDiffusionPipeline":
+        """Load a checkpoint folder (config.json + model.safetensors), or a Hugging Face Hub repo
+        ``owner/name`` when no such local folder exists (downloaded into the Hugging Face cache;
+        ``revision``, ``cache_dir``, ``local_files_only``, ``token`` as in ``huggingface_hub``;
+        ``HF_HUB_OFFLINE=1`` uses the cache only). Raises :class:`CheckpointError`."""
+        path = resolve_checkpoint(name_or_path, revision, cache_dir, local_files_only, token)
         vqsvae, denoiser, config = load_checkpoint(path, device)
         pipe = cls(vqsvae, denoiser, config, device)
-        pipe.path = Path(path)
+        pipe.path = path
         return pipe
+
+    def push_to_hub(self, repo_id: str, private: bool | None = None, token: str | bool | None = None,
+                    commit_message: str | None = None) -> str:
+        """Save this pipeline to a temporary folder and upload it to the Hub repo ``repo_id``
+        (see :func:`spiking_diffusion.hub.push_to_hub`). Returns the commit's URL."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = self.save_pretrained(Path(tmp) / "checkpoint")
+            path = getattr(self, "path", None)
+            if path is not None and (path / CODE_USAGE_NAME).is_file():
+                (folder / CODE_USAGE_NAME).write_bytes((path / CODE_USAGE_NAME).read_bytes())
+            return push_to_hub(folder, repo_id, private=private, token=token, commit_message=commit_message)
 
     def save_pretrained(self, path: str | Path, info: dict | None = None, metrics: dict | None = None) -> Path:
         merged_info = {**self.info, **(info or {})}
@@ -148,11 +167,6 @@ class SpikingDiffusionPipeline:
     def num_diffusion_steps(self) -> int:
         """N, the diffusion's training time scale: sampling steps lie in 1..N (49 for 7x7)."""
         return self.scheduler.N
-
-    @property
-    def latent_size(self) -> int:
-        """Side of the token grid (7: tokens are ``[N, 7, 7]``)."""
-        return self.vqsvae.cfg.latent_size
 
     @property
     def image_channels(self) -> int:

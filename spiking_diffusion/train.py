@@ -28,8 +28,9 @@ from safetensors.torch import save_file
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .checkpoint import CODE_USAGE_NAME, atomic_write_file, load_checkpoint, save_checkpoint
-from .config import get_preset
+from .config import PRESETS, get_preset
 from .data import channels_of, load_images
+from .devices import resolve_device
 from .denoiser import SpikingDenoiser
 from .diffusion import AbsorbingDiffusion
 from .errors import CheckpointError, SpikingDiffusionError
@@ -68,9 +69,87 @@ class TrainConfig:
     threads: int | None = None
 
 
+# What a resumed run must share with its snapshot, per stage: these settings decide what the run trains
+# on and what one step is. TrainConfig field -> command-line flag. Free to change on --resume: --epochs
+# (how far to go), --lr and --ema (said when they change), --vqsvae (train-prior says when the tokens
+# change), and where / how the run goes (--device, --threads, --data-root, --save-every, --log-every).
+RESUME_FIXED = {
+    "vqsvae": {"dataset": "--dataset", "limit": "--limit", "batch_size": "--batch-size", "seed": "--seed",
+               "preset": "--preset", "weight_decay": "--weight-decay", "codebook_init": "--codebook-init"},
+    "prior": {"dataset": "--dataset", "limit": "--limit", "batch_size": "--batch-size", "seed": "--seed",
+              "preset": "--preset", "input_mode": "--input-mode", "loss": "--loss", "weight_decay": "--weight-decay"},
+    "decoder": {"dataset": "--dataset", "limit": "--limit", "batch_size": "--batch-size", "seed": "--seed",
+                "weight_decay": "--weight-decay"},
+}
+
+
+def _world_size() -> int:
+    """Processes in this run (torchrun's WORLD_SIZE; 1 without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _setting(stage: str, name: str, settings: dict):
+    """A setting as it acts: an unset --input-mode is the preset's."""
+    value = settings.get(name)
+    if name == "input_mode" and value is None and settings.get("preset") in PRESETS:
+        return PRESETS[settings["preset"]].denoiser.input_mode
+    return value
+
+
+def _snapshot_info(path: Path) -> dict:
+    """The metadata of a training-state file (step, train_config, world, ...), without its tensors."""
+    try:
+        with safe_open(str(path), "pt") as f:
+            return json.loads(f.metadata()["json"])
+    except Exception as e:
+        raise CheckpointError(f"cannot resume: {path} is unreadable ({e})") from None
+
+
+def check_run_folder(cfg: TrainConfig) -> dict | None:
+    """Before anything is written: a fresh run must not overwrite a run, and ``--resume`` must find a
+    snapshot of the same stage, settings (:data:`RESUME_FIXED`) and number of processes. Returns the
+    snapshot's metadata (None for a fresh run). Raises :class:`CheckpointError` with one line naming each
+    changed setting and both values."""
+    resolve_device(cfg.device)
+    out = Path(cfg.out)
+    state = out / STATE_NAME
+    if not cfg.resume:
+        if state.is_file():  # never overwrite a run someone made
+            raise CheckpointError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+        return None
+    if not state.is_file():
+        raise CheckpointError(f"--resume: no {STATE_NAME} in {out}")
+    info = _snapshot_info(state)
+    saved = info.get("train_config", {})
+    stage = saved.get("stage")
+    if stage and stage != cfg.stage:
+        raise CheckpointError(f"cannot resume: {state} is a {stage} run, not a {cfg.stage} run")
+    now = asdict(cfg)
+    changed = []
+    for name, flag in RESUME_FIXED[cfg.stage].items():
+        if name not in saved:  # a snapshot older than the setting
+            continue
+        old, new = _setting(cfg.stage, name, saved), _setting(cfg.stage, name, now)
+        if old != new:
+            changed.append(f"{flag} {_show(new)} differs from the run's {_show(old)}")
+    world, saved_world = _world_size(), info.get("world")
+    if saved_world is not None and saved_world != world:
+        changed.append(f"{world} process(es) differ from the run's {saved_world} (each process has its own share of "
+                       "a batch and its own random stream)")
+    if changed:
+        raise CheckpointError(f"cannot resume {out}: " + "; ".join(changed) + ". These settings decide what the run "
+                              "trains on and what a step is: give the run's values, or train into a new --out")
+    return info
+
+
+def _show(value) -> str:
+    return "none" if value is None else str(value)
+
+
 # --- distributed helpers ---------------------------------------------------------------------
 def _dist_setup(device: str):
     """Join the process group when launched by torchrun. Returns (rank, world, device)."""
+    resolve_device(device)  # a missing device says so, before any process group waits on it
     if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) == 1:
         return 0, 1, torch.device(device)
     backend = "nccl" if device == "cuda" else "gloo"
@@ -91,8 +170,24 @@ def _wrap(model: nn.Module, world: int, dev: torch.device) -> nn.Module:
 
 
 # --- the training-state file ---------------------------------------------------------------------
+def _rng_states(gen: torch.Generator, world: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(training generator, torch's global generator) states of every process, in rank order (all ranks
+    must call this together)."""
+    mine = (gen.get_state(), torch.get_rng_state())
+    if world == 1:
+        return [mine]
+    states: list = [None] * world
+    dist.all_gather_object(states, mine)
+    return states
+
+
 def _save_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, step: int, gen: torch.Generator,
-                meta: dict, ema: AveragedModel | None = None):
+                meta: dict, ema: AveragedModel | None = None,
+                rng_states: list[tuple[torch.Tensor, torch.Tensor]] | None = None):
+    """Write the training state: weights, optimiser, step, the weight average and every process's random
+    generators (``rng.train.R`` / ``rng.torch.R`` for rank R; ``rng.train`` / ``rng.torch`` are rank 0's,
+    as older snapshots hold them). One file, renamed into place."""
+    rng_states = rng_states or [(gen.get_state(), torch.get_rng_state())]
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if ema is not None:
         tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
@@ -100,14 +195,17 @@ def _save_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, step: 
     for pid, st in opt_sd["state"].items():
         for k, v in st.items():
             tensors[f"opt.{pid}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous()
-    tensors["rng.train"] = gen.get_state()
-    tensors["rng.torch"] = torch.get_rng_state()
-    info = {"step": step, "param_groups": opt_sd["param_groups"], "rng_device": gen.device.type, **meta}
+    for rank, (train_state, torch_state) in enumerate(rng_states):
+        tensors[f"rng.train.{rank}"], tensors[f"rng.torch.{rank}"] = train_state, torch_state
+    tensors["rng.train"], tensors["rng.torch"] = (s.clone() for s in rng_states[0])  # safetensors refuses shared memory
+    info = {"step": step, "param_groups": opt_sd["param_groups"], "rng_device": gen.device.type,
+            "world": len(rng_states), **meta}
     atomic_write_file(path, lambda f: save_file(tensors, f, metadata={"json": json.dumps(info)}))
 
 
 def _load_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator,
-                ema: AveragedModel | None = None, expected_stage: str | None = None) -> dict:
+                ema: AveragedModel | None = None, expected_stage: str | None = None, rank: int = 0) -> dict:
+    """Restore what :func:`_save_state` wrote; process ``rank`` takes its own random generators."""
     try:
         with safe_open(str(path), "pt") as f:
             info = json.loads(f.metadata()["json"])
@@ -126,13 +224,19 @@ def _load_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, gen: t
             _, pid, name = k.split(".", 2)
             state.setdefault(int(pid), {})[name] = v
     opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
-    if info.get("rng_device", "cpu") == gen.device.type:  # snapshots before this key were all CPU runs
-        gen.set_state(tensors["rng.train"])
+    own = f"rng.train.{rank}" if f"rng.train.{rank}" in tensors else "rng.train" if rank == 0 else None
+    if own is None:  # a multi-process snapshot from before per-rank states: only rank 0's stream was kept
+        gen.manual_seed(gen.initial_seed() + info["step"])
+        print(f"note: {path} holds no random state for process {rank} (written before per-process states); "
+              "it goes on with a fresh random stream (the run is no longer bit-for-bit the one-go run)")
+    elif info.get("rng_device", "cpu") == gen.device.type:  # snapshots before this key were all CPU runs
+        gen.set_state(tensors[own])
+        torch.set_rng_state(tensors[own.replace("train", "torch")])
     else:  # saved on another device (CPU <-> CUDA): that generator's stream cannot go on here
         gen.manual_seed(gen.initial_seed() + info["step"])
+        torch.set_rng_state(tensors[own.replace("train", "torch")])
         print(f"note: {path} was saved on another device; training goes on with a fresh random stream "
               "(the weights and optimiser carry over, the run is no longer bit-for-bit the one-go run)")
-    torch.set_rng_state(tensors["rng.torch"])
     return info
 
 
@@ -143,7 +247,8 @@ class _PriorObjective(nn.Module):
     def __init__(self, denoiser: SpikingDenoiser, kind: str):
         super().__init__()
         self.denoiser = denoiser
-        self.diffusion = AbsorbingDiffusion(denoiser.cfg.codebook_size, denoiser.cfg.latent_size)
+        self.diffusion = AbsorbingDiffusion(denoiser.cfg.codebook_size, denoiser.cfg.latent_size,
+                                            denoiser.cfg.num_diffusion_steps)
         self.kind = kind
 
     def forward(self, x0: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -200,21 +305,40 @@ def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save
     total = max(1, int(round(cfg.epochs * steps_per_epoch)))
     step = 0
     log_path = out / "log.jsonl"
-    if cfg.resume and (out / STATE_NAME).is_file():
-        step = _load_state(out / STATE_NAME, model, opt, gen, ema, cfg.stage)["step"]
+    snap = check_run_folder(cfg)
+    if snap is not None:
+        done = snap["step"]
+        if total < done:
+            raise CheckpointError(f"cannot resume {out}: --epochs {cfg.epochs:g} is {total} steps of {cfg.batch_size} "
+                                  f"images, but the run has already trained {done} steps ({done / steps_per_epoch:g} "
+                                  f"epochs); pass --epochs above {done / steps_per_epoch:g} to train on")
+        if total == done:
+            if rank == 0:
+                print(f"{out} has already trained {done} steps ({done / steps_per_epoch:g} epochs): nothing to do; "
+                      "pass a larger --epochs to train on")
+            return done, 0.0
+        saved = snap.get("train_config", {})
+        step = _load_state(out / STATE_NAME, model, opt, gen, ema, cfg.stage, rank)["step"]
+        old_lr = opt.param_groups[0]["lr"]
         for group in opt.param_groups:  # the same --lr continues the run exactly; another one changes it
             group["lr"] = cfg.lr
-        if rank == 0 and log_path.is_file():  # drop log lines past the snapshot we resume from
-            lines = [l for l in log_path.read_text().splitlines() if l and json.loads(l)["step"] <= step]
-            log_path.write_text("".join(l + "\n" for l in lines))
-    elif cfg.resume:
-        raise CheckpointError(f"--resume: no {STATE_NAME} in {out}")
-    elif (out / STATE_NAME).is_file():  # never overwrite a run someone made
-        raise CheckpointError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+        if rank == 0 and old_lr != cfg.lr:
+            print(f"note: --lr {cfg.lr:g} replaces the run's {old_lr:g} from step {step} on (on purpose: "
+                  "the run is no longer the one it would have been)")
+        if rank == 0 and saved.get("ema", cfg.ema) != cfg.ema:
+            print(f"note: --ema {cfg.ema:g} replaces the run's {saved['ema']:g} from step {step} on"
+                  + (" (the average starts from the snapshot's weights)" if not saved["ema"] else ""))
+    if rank == 0 and log_path.is_file():
+        # drop log lines past the snapshot we resume from (a fresh run: the lines of a run stopped before
+        # its first snapshot), so that each step is logged once
+        lines = [l for l in log_path.read_text().splitlines() if _logged_step(l) <= step]
+        atomic_write_file(log_path, lambda f: Path(f).write_text("".join(l + "\n" for l in lines)))
     ddp = _wrap(model, world, dev)
     model.train()
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+        for tmp in out.glob(".*.tmp"):  # left by a process killed while writing (atomic_write_file's names)
+            tmp.unlink(missing_ok=True)
     bar = None
     if rank == 0 and cfg.progress:
         from tqdm import tqdm
@@ -222,11 +346,12 @@ def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save
     t0, seen = time.perf_counter(), 0
 
     def snapshot():
+        rng_states = _rng_states(gen, world)  # every process's generators, gathered on every process
         if rank != 0:
             return
         model.eval()
         save_model(step, ema.module if ema is not None else model)
-        _save_state(out / STATE_NAME, model, opt, step, gen, {"train_config": asdict(cfg), **meta}, ema)
+        _save_state(out / STATE_NAME, model, opt, step, gen, {"train_config": asdict(cfg), **meta}, ema, rng_states)
         model.train()
 
     while step < total:
@@ -263,6 +388,14 @@ def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save
     return step, seen / max(time.perf_counter() - t0, 1e-9)
 
 
+def _logged_step(line: str) -> float:
+    """The step of one log.jsonl line; a line cut short (a crash while appending it) counts as past any step."""
+    try:
+        return json.loads(line)["step"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return math.inf
+
+
 def _info(cfg: TrainConfig, step: int, steps_per_epoch: int, extra: dict | None = None) -> dict:
     return {"dataset": cfg.dataset, "preset": cfg.preset, "steps": step,
             "epochs": round(step / steps_per_epoch, 3), "batch_size": cfg.batch_size,
@@ -272,6 +405,7 @@ def _info(cfg: TrainConfig, step: int, steps_per_epoch: int, extra: dict | None 
 def train_vqsvae(cfg: TrainConfig) -> Path:
     """Stage 1: train the VQ-SVAE on ``cfg.dataset``; writes a VQ-SVAE-only checkpoint to cfg.out."""
     cfg = replace(cfg, dataset=cfg.dataset or "mnist")
+    check_run_folder(cfg)  # before anything is loaded or written
     data = load_images(cfg.dataset, cfg.data_root, train=True, download=cfg.download, limit=cfg.limit)
     preset = get_preset(cfg.preset, in_channels=channels_of(cfg.dataset) if cfg.dataset != "synthetic" else 1)
     vq_cfg = replace(preset.vqsvae, data_variance=data.variance())
@@ -327,6 +461,11 @@ def _weights_digest(vqsvae_dir: str) -> str:
     return h.hexdigest()[:16]
 
 
+def _save_tokens(path: str, tokens: torch.Tensor, digest: str) -> None:
+    with open(path, "wb") as f:  # a file object: np.savez would add .npz to a name
+        np.savez(f, tokens=tokens.numpy(), digest=digest)
+
+
 def train_prior(cfg: TrainConfig) -> Path:
     """Stage 2: tokenise the training set with the VQ-SVAE (cached), train the denoiser, and write a
     full checkpoint (VQ-SVAE + denoiser) to cfg.out."""
@@ -335,6 +474,7 @@ def train_prior(cfg: TrainConfig) -> Path:
     vqsvae, _, vq_config = load_checkpoint(cfg.vqsvae, cfg.device)
     dataset = cfg.dataset or vq_config["info"].get("dataset") or "mnist"
     cfg = replace(cfg, dataset=dataset)
+    check_run_folder(cfg)  # before the token cache is written
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     cache = out / "tokens_train.npz"
@@ -349,7 +489,7 @@ def train_prior(cfg: TrainConfig) -> Path:
             print(f"note: --vqsvae {cfg.vqsvae} gives other tokens than the run's cache: the prior goes on "
                   "training on the new ones")  # same tokens (e.g. after train-decoder): nothing changes
         if os.environ.get("RANK", "0") == "0":  # one writer when several processes share the run folder
-            atomic_write_file(cache, lambda f: np.savez(open(f, "wb"), tokens=tokens.numpy(), digest=digest))
+            atomic_write_file(cache, lambda f: _save_tokens(f, tokens, digest))
     preset = get_preset(cfg.preset, input_mode=cfg.input_mode)
     den_cfg = replace(preset.denoiser, codebook_size=vqsvae.cfg.codebook_size, latent_size=vqsvae.cfg.latent_size)
     torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only
@@ -379,7 +519,15 @@ def train_decoder(cfg: TrainConfig) -> Path:
     vqsvae, denoiser, config = load_checkpoint(cfg.vqsvae, cfg.device)
     dataset = cfg.dataset or config["info"].get("dataset") or "mnist"
     cfg = replace(cfg, dataset=dataset)
+    check_run_folder(cfg)
     data = load_images(dataset, cfg.data_root, train=True, download=cfg.download, limit=cfg.limit)
+    if vqsvae.cfg.data_variance is None or (config["info"].get("source") == "official" and vqsvae.cfg.data_variance == 1.0):
+        # an import of the authors' weights (1.0: imported before None marked it unknown): their code divides
+        # the reconstruction MSE by the training images' variance, so this run does too
+        variance = data.variance()
+        vqsvae.cfg = vqsvae.quantizer.cfg = replace(vqsvae.cfg, data_variance=variance)
+        print(f"note: {cfg.vqsvae} records no data variance (an import of the authors' weights); using the training "
+              f"images' data variance {variance:.4g}, as the authors' training does")
     objective = _DecoderObjective(vqsvae)
     spe = len(data) // cfg.batch_size
 

@@ -12,14 +12,16 @@ import torch.nn.functional as F
 from spikingjelly.activation_based import layer
 
 from .config import VQSVAEConfig
-from .spiking import conv_bn_lif, lif, membrane_output, psp, repeat_over_time, reset
+from .errors import SpikingDiffusionError
+from .spiking import ConstantInputBatchNorm2d, conv_bn_lif, lif, membrane_output, psp, repeat_over_time, reset
 
 
 class SpikingEncoder(nn.Module):
     """Conv3x3/2 + BN + LIF, Conv3x3/2 + BN + LIF, Conv1x1 + BN + LIF: ``[B,C,28,28] -> [T,B,D,7,7]``.
 
     The image is a direct (constant) input, so the first conv + BN is computed once and
-    repeated over T: exactly what T identical copies would give, T times cheaper.
+    repeated over T: exactly what T identical copies would give, T times cheaper (BatchNorm's
+    running statistics included: :class:`~spiking_diffusion.spiking.ConstantInputBatchNorm2d`).
     """
 
     def __init__(self, cfg: VQSVAEConfig):
@@ -27,7 +29,7 @@ class SpikingEncoder(nn.Module):
         c1, c2 = cfg.hidden_channels
         self.T = cfg.time_steps
         self.conv1 = nn.Conv2d(cfg.in_channels, c1, 3, stride=2, padding=1)
-        self.bn1 = nn.BatchNorm2d(c1)
+        self.bn1 = ConstantInputBatchNorm2d(c1, repeats=cfg.time_steps)
         self.lif1 = lif()
         self.block2 = conv_bn_lif(c1, c2, 3, stride=2, padding=1)
         self.block3 = conv_bn_lif(c2, cfg.code_dim, 1, stride=1, padding=0)
@@ -85,7 +87,7 @@ class AdaptiveSpikeGenerator(nn.Module):
         super().__init__()
         self.T = cfg.time_steps
         self.conv = nn.Conv2d(cfg.code_dim, cfg.code_dim, 1)
-        self.bn = nn.BatchNorm2d(cfg.code_dim)
+        self.bn = ConstantInputBatchNorm2d(cfg.code_dim, repeats=cfg.time_steps)
         self.lif = lif()
 
     def forward(self, e: torch.Tensor) -> torch.Tensor:
@@ -161,6 +163,10 @@ class VQSVAE(nn.Module):
                 + beta * (psp(asg.detach(), tau) - psp(enc, tau)).pow(2).mean()
             recon = self.decoder(asg)                              # [B, C, H, W] in [-1, 1]
             mse = F.mse_loss(recon, images - 0.5)
+            if self.cfg.data_variance is None:
+                raise SpikingDiffusionError("the VQ-SVAE's data variance is unknown (an import of the authors' weights, "
+                                            "which do not hold it): give it with import-official --data-variance, "
+                                            "or train with train-decoder, which takes it from the training images")
             rec = mse / self.cfg.data_variance
             return {"total": rec + codebook_loss + spike_loss, "reconstruction": rec,
                     "codebook": codebook_loss, "spike_train": spike_loss, "mse": mse}

@@ -5,6 +5,9 @@ Trains both stages on the synthetic set (tiny preset, gloo on CPU), then each ra
 the test can check that the processes stayed in sync.
 Usage: python -m torch.distributed.run --standalone --nproc_per_node 2 tests/_ddp_worker.py OUT
 (the test starts the two ranks itself, with MASTER_ADDR/MASTER_PORT/RANK/WORLD_SIZE set).
+
+``_ddp_worker.py OUT resume VQSVAE``: the prior on VQSVAE's tokens trained for 2 epochs in one go
+(``OUT/one``), and for 1 epoch, stopped, then resumed to 2 epochs (``OUT/split``).
 """
 from __future__ import annotations
 
@@ -47,5 +50,20 @@ def main(out: Path) -> None:
     dist.destroy_process_group()
 
 
+def resume(out: Path, vqsvae: str) -> None:
+    torch.set_num_threads(1)
+    common = dict(stage="prior", vqsvae=vqsvae, preset="tiny", limit=32, batch_size=16, progress=False,
+                  log_every=1, save_every=100)
+    train.train_prior(train.TrainConfig(out=str(out / "one"), epochs=2.0, **common))
+    train.train_prior(train.TrainConfig(out=str(out / "split"), epochs=1.0, **common))
+    torch.rand(10 + 7 * dist.get_rank())                                  # whatever ran in between
+    train.train_prior(train.TrainConfig(out=str(out / "split"), epochs=2.0, resume=True, **common))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    if sys.argv[2:3] == ["resume"]:
+        resume(Path(sys.argv[1]), sys.argv[3])
+    else:
+        main(Path(sys.argv[1]))

@@ -9,7 +9,10 @@ import torch
 
 from spiking_diffusion import SpikingDenoiser, SpikingDiffusionPipeline, VQSVAE, get_preset
 from spiking_diffusion import evaluate as E
-from spiking_diffusion import metrics as M
+from spiking_diffusion.evaluation import inception as I
+from spiking_diffusion.evaluation import metrics as M
+from spiking_diffusion.evaluation import run as R
+from spiking_diffusion.evaluation.energy import expected_denoiser_calls
 from spiking_diffusion.checkpoint import read_config, update_metadata
 from spiking_diffusion.classifier import TrainClassifierConfig, holdout_split, load_classifier, train_classifier
 from spiking_diffusion.cli import add_evaluate_arguments, add_train_classifier_arguments
@@ -36,7 +39,8 @@ def tiny_ckpt(tmp_path_factory):
 @pytest.fixture(scope="module")
 def classifier_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("clf") / "synthetic"
-    tcfg = TrainClassifierConfig(epochs=1, batch_size=32, max_steps=8, holdout=48, log_every=0, threads=0)
+    # 16-d features: the 24 samples of the end-to-end run are enough for a Fréchet distance
+    tcfg = TrainClassifierConfig(epochs=1, batch_size=32, max_steps=8, holdout=48, feature_dim=16, log_every=0, threads=0)
     _, info = train_classifier("synthetic", "unused", out, tcfg=tcfg, log=lambda *a: None)
     assert 0 <= info["test_accuracy"] <= 1 and info["train_images"] == 256 - 48
     return out
@@ -99,7 +103,7 @@ def test_evaluate_end_to_end(tiny_ckpt, classifier_dir, tmp_path, monkeypatch):
         assert all(0 < r < 1 for r in m["firing_rates"][group].values()), group     # the fixture's models spike
     e = m["energy"]["per_image"]
     assert e["sops"] > 0 and 0 < e["energy_ratio"] < 10 and e["ann_macs"] > 0
-    assert m["energy"]["denoiser_calls_per_image"] == pytest.approx(M.expected_denoiser_calls(49) + 2)  # + 2 corrector rounds
+    assert m["energy"]["denoiser_calls_per_image"] == pytest.approx(expected_denoiser_calls(49) + 2)  # + 2 corrector rounds
     assert [(r["sweep"], r["temperature"], r["top_p"], r["corrector_steps"], r["steps"], r["n"]) for r in saved["sweeps"]] == [
         ("temperature", "1", 0.95, 2, 49, 8), ("temperature", "1.5..0.5", 0.95, 2, 49, 8),
         ("top_p", "0.9..0.4", 0.9, 2, 49, 8), ("corrector", "0.9..0.4", 0.95, 0, 49, 8),
@@ -123,8 +127,8 @@ def test_evaluate_end_to_end(tiny_ckpt, classifier_dir, tmp_path, monkeypatch):
 
 def test_a_setting_in_two_sweeps_is_generated_once(tiny_ckpt, classifier_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_hub"))
-    calls, real = [], E.generate
-    monkeypatch.setattr(E, "generate", lambda *a, **k: calls.append(a[2:4]) or real(*a, **k))
+    calls, real = [], R.generate
+    monkeypatch.setattr(R, "generate", lambda *a, **k: calls.append(a[2:4]) or real(*a, **k))
     report = E.evaluate(tiny_ckpt, "unused", tmp_path / "eval", log=lambda *a: None, num_samples=8,
                         classifier=str(classifier_dir), temperatures=("0.65", "1.0"), steps_sweep=(49, 4),
                         sweep_samples=8, recon_samples=8, spike_samples=4, batch_size=8)
@@ -151,6 +155,39 @@ def test_code_usage_only_with_record(tiny_ckpt, classifier_dir, tmp_path, monkey
         pipe.test_code_usage()
 
 
+def test_few_samples_warn_show_the_floor_and_refuse_record(tiny_ckpt, classifier_dir, tmp_path, monkeypatch):
+    """Fewer samples than feature dimensions (8 < 16): a warning, the real-data floor at the same count
+    next to the figure, and --record refused before anything is generated or written."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_hub"))
+    ckpt = shutil.copytree(tiny_ckpt, tmp_path / "ckpt")
+    before = (ckpt / "config.json").read_text()
+    kw = dict(log=lambda *a: None, num_samples=8, classifier=str(classifier_dir), sweeps=False, recon_samples=8,
+              spike_samples=4, batch_size=8)
+    with pytest.raises(E.SpikingDiffusionError, match=r"--record refused: 8 samples .* 16 feature dimensions.*--num-samples 16"):
+        E.evaluate(ckpt, "unused", tmp_path / "refused", record=True, **kw)
+    assert (ckpt / "config.json").read_text() == before and not (ckpt / "code_usage.json").exists()
+    assert not (tmp_path / "refused").exists()
+    report = E.evaluate(ckpt, "unused", tmp_path / "eval", **kw)
+    c = report["classifier"]
+    assert c["generated"]["fd_floor"] == c["real_heldout"]["fd"] and c["generated"]["fd_floor_n"] == 8
+    assert "only 8 samples for 16-d" in c["few_samples"] and any("only 8 samples" in m for m in report["messages"])
+    summary = (tmp_path / "eval" / "summary.md").read_text()
+    assert "**Warning:** only 8 samples" in summary and f"(floor at n=8: {c['real_heldout']['fd']:.3f})" in summary
+    # enough samples: no warning, no floor column
+    report = E.evaluate(ckpt, "unused", tmp_path / "eval2", **{**kw, "num_samples": 24})
+    assert "few_samples" not in report["classifier"] and "fd_floor" not in report["classifier"]["generated"]
+
+
+def test_frechet_distance_from_few_samples_is_noise():
+    """The reason for the warning: two samples of one distribution, n < dim, are far apart."""
+    g = np.random.default_rng(0)
+    dim = 32
+    small = M.fid_from_features(g.normal(size=(10, dim)), g.normal(size=(10, dim)))
+    large = M.fid_from_features(g.normal(size=(2000, dim)), g.normal(size=(2000, dim)))
+    assert M.too_few_for_frechet(10, dim) and not M.too_few_for_frechet(2000, dim)
+    assert small > 20 * large
+
+
 def test_evaluate_cli_arguments(tmp_path):
     p = add_evaluate_arguments(argparse.ArgumentParser())
     a = p.parse_args(["--checkpoint", "c", "--out", "o", "--no-sweeps", "--inception-weights", "x.pth",
@@ -174,7 +211,7 @@ def test_inception_protocols_with_random_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_hub"))
     monkeypatch.setattr(M, "frechet_distance", _cheap_fd)
     monkeypatch.setattr(M, "frechet_distance_svd", _cheap_fd)
-    monkeypatch.setattr(E, "INCEPTION_SIZE", 75)   # the smallest input Inception-v3 takes: 16x cheaper
+    monkeypatch.setattr(I, "INCEPTION_SIZE", 75)   # the smallest input Inception-v3 takes: 16x cheaper
     torch.manual_seed(0)
     tv, fid = tmp_path / "tv.pth", tmp_path / "fid.pth"
     torch.save(inception_v3(weights=None, aux_logits=True, init_weights=False).state_dict(), tv)

@@ -208,6 +208,22 @@ def test_call_without_sampler_arguments_uses_the_checkpoints_settings(tiny_check
         run(sampler={"temperature": 1.0})
 
 
+def test_the_time_scale_is_the_denoisers(make_tiny_models, tmp_path):
+    """DenoiserConfig.num_diffusion_steps (N, saved in config.json) sets the sampler's time scale."""
+    from spiking_diffusion import SpikingDenoiser
+
+    vq, den = make_tiny_models()
+    den25 = SpikingDenoiser(replace(den.cfg, num_diffusion_steps=25))
+    den25.load_state_dict(den.state_dict())
+    save_checkpoint(tmp_path / "n25", vq, den25.eval())
+    p = SpikingDiffusionPipeline.from_pretrained(tmp_path / "n25")
+    assert p.num_diffusion_steps == 25 and p.denoiser.cfg.num_diffusion_steps == 25
+    assert p(num_images=2, seed=0, trace=True).trace.steps[0].t == 25    # all N steps by default, from t = N
+    with pytest.raises(SpikingDiffusionError, match=r"steps must be an integer in 1\.\.25"):
+        p(num_images=1, steps=26)
+    assert SpikingDiffusionPipeline(vq).num_diffusion_steps == 49           # no denoiser: the grid's cells
+
+
 def _damage(path, how: str):
     cfg, weights = path / CONFIG_NAME, path / WEIGHTS_NAME
     if how == "garbage weights":

@@ -199,3 +199,106 @@ def test_a_fresh_run_never_overwrites_a_run_and_stages_do_not_mix(tmp_path, tiny
         train_decoder(TrainConfig(stage="decoder", out=cfg.out, vqsvae=str(tiny_checkpoint), resume=True,
                                   **{**BASE, "dataset": None}))
     assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()} == before  # nothing changed
+
+
+# --- resuming with other settings ---------------------------------------------------------------
+def _files(run) -> dict:
+    return {p.name: p.read_bytes() for p in run.iterdir()}
+
+
+def test_resume_refuses_a_changed_setting_and_names_both_values(tmp_path, tiny_checkpoint):
+    from spiking_diffusion import CheckpointError
+
+    cfg = TrainConfig(stage="vqsvae", out=str(tmp_path / "r"), epochs=1.0, **BASE)  # 4 steps of 16 images
+    train_vqsvae(cfg)
+    before = _files(tmp_path / "r")
+    # the issue's case: a step of 32 images read against a run of steps of 16
+    with pytest.raises(CheckpointError) as err:
+        train_vqsvae(replace(cfg, batch_size=32, epochs=2.0, resume=True))
+    assert str(err.value).startswith(f"cannot resume {cfg.out}: --batch-size 32 differs from the run's 16")
+    assert "\n" not in str(err.value)
+    for change, says in [(dict(limit=48), "--limit 48 differs from the run's 64"),
+                         (dict(limit=None), "--limit none differs from the run's 64"),
+                         (dict(seed=1), "--seed 1 differs from the run's 0"),
+                         (dict(dataset="mnist"), "--dataset mnist differs from the run's synthetic"),
+                         (dict(preset="small"), "--preset small differs from the run's tiny"),
+                         (dict(weight_decay=0.0), "--weight-decay 0.0 differs from the run's 0.001"),
+                         (dict(codebook_init="data"), "--codebook-init data differs from the run's normal"),
+                         (dict(seed=2, batch_size=8), "--batch-size 8 differs from the run's 16; --seed 2 differs")]:
+        with pytest.raises(CheckpointError, match="cannot resume") as err:
+            train_vqsvae(replace(cfg, epochs=2.0, resume=True, **change))
+        assert says in str(err.value), (change, str(err.value))
+    assert _files(tmp_path / "r") == before                              # nothing changed
+    prior = TrainConfig(stage="prior", out=str(tmp_path / "p"), vqsvae=str(tiny_checkpoint), epochs=0.5,
+                        **{**BASE, "dataset": None})
+    train_prior(prior)
+    before = _files(tmp_path / "p")
+    for change, says in [(dict(loss="elbo"), "--loss elbo differs from the run's reweighted_elbo"),
+                         (dict(input_mode="embedding"), "--input-mode embedding differs from the run's index"),
+                         (dict(limit=32), "--limit 32 differs from the run's 64")]:
+        with pytest.raises(CheckpointError, match=says):
+            train_prior(replace(prior, epochs=1.0, resume=True, **change))
+    assert _files(tmp_path / "p") == before                              # the token cache too
+    train_prior(replace(prior, input_mode="index", epochs=1.0, resume=True))  # the preset's own mode: the same run
+
+
+def test_resumed_epochs_are_the_data_seen(tmp_path, capsys):
+    from spiking_diffusion import CheckpointError
+
+    cfg = TrainConfig(stage="vqsvae", out=str(tmp_path / "r"), epochs=1.0, **BASE)
+    train_vqsvae(cfg)
+    train_vqsvae(replace(cfg, epochs=2.0, resume=True))
+    info = json.loads((tmp_path / "r" / "config.json").read_text())["info"]
+    assert (info["steps"], info["epochs"]) == (8, 2.0)
+    assert [r["step"] for r in _log(tmp_path / "r")] == list(range(1, 9))
+    before = _files(tmp_path / "r")
+    with pytest.raises(CheckpointError, match=r"--epochs 1.5 is 6 steps of 16 images, but the run has already "
+                                              r"trained 8 steps \(2 epochs\); pass --epochs above 2"):
+        train_vqsvae(replace(cfg, epochs=1.5, resume=True))
+    capsys.readouterr()
+    train_vqsvae(replace(cfg, epochs=2.0, resume=True))                  # a finished run: nothing to do
+    assert "already trained 8 steps (2 epochs): nothing to do" in capsys.readouterr().out
+    assert _files(tmp_path / "r") == before
+
+
+def test_resume_says_when_lr_and_ema_change(tmp_path, capsys):
+    cfg = TrainConfig(stage="vqsvae", out=str(tmp_path / "r"), epochs=0.5, **BASE)
+    train_vqsvae(cfg)
+    capsys.readouterr()
+    train_vqsvae(replace(cfg, epochs=1.0, lr=1e-4, ema=0.5, resume=True))
+    out = capsys.readouterr().out
+    assert "note: --lr 0.0001 replaces the run's 0.001 from step 2 on" in out
+    assert "note: --ema 0.5 replaces the run's 0 from step 2 on (the average starts from the snapshot's weights)" in out
+    train_vqsvae(replace(cfg, epochs=1.5, lr=1e-4, ema=0.5, resume=True))
+    assert "note" not in capsys.readouterr().out                          # the same settings: no note
+
+
+def test_a_snapshot_from_before_per_process_states_resumes_exactly(tmp_path, tiny_checkpoint):
+    """Runs started by the previous code (no rng.*.R keys, no world, a train_config without newer fields)
+    still resume, exactly, on one process."""
+    import spiking_diffusion.train as train_mod
+
+    real = train_mod._save_state
+
+    def old_save(path, *args, **kwargs):  # what the previous code wrote
+        real(path, *args, **kwargs)
+        from safetensors import safe_open
+        from safetensors.torch import save_file
+        with safe_open(str(path), "pt") as f:
+            info, tensors = json.loads(f.metadata()["json"]), {k: f.get_tensor(k) for k in f.keys()}
+        tensors = {k: v for k, v in tensors.items() if not k.startswith(("rng.train.", "rng.torch."))}
+        del info["world"], info["train_config"]["codebook_init"]
+        save_file(tensors, str(path), metadata={"json": json.dumps(info)})
+
+    cfg = TrainConfig(stage="prior", out="", vqsvae=str(tiny_checkpoint), **{**BASE, "dataset": None})
+    train_mod._save_state = old_save
+    try:
+        train_prior(replace(cfg, out=str(tmp_path / "split"), epochs=0.75, save_every=3))
+    finally:
+        train_mod._save_state = real
+    from safetensors import safe_open
+    with safe_open(str(tmp_path / "split" / "training_state.safetensors"), "pt") as f:
+        assert "rng.train.0" not in f.keys() and "world" not in json.loads(f.metadata()["json"])
+    train_prior(replace(cfg, out=str(tmp_path / "split"), epochs=1.5, save_every=3, resume=True))
+    train_prior(replace(cfg, out=str(tmp_path / "one"), epochs=1.5, save_every=100))
+    assert _same(_weights(tmp_path / "one"), _weights(tmp_path / "split"))

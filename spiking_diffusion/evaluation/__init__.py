@@ -1,0 +1,15 @@
+"""Evaluation of a checkpoint, one concern per module:
+
+  metrics             pure functions on features, probabilities and tokens (Fréchet distance, precision
+                      / recall, confident share, class entropy, codebook usage, SSIM)
+  energy              the energy account of a generation (SOPs vs MACs), shared with the studio
+  inception           Inception-v3 features and the FID under two labelled protocols
+  classifier_metrics  metrics in the feature space of our own classifier, with the real-data floor
+  report              the headline figures and the markdown summary
+  run                 :func:`evaluate`: generate, measure, write report.json / summary.md, record
+
+The command line (``python -m spiking_diffusion evaluate``) is in :mod:`spiking_diffusion.cli`.
+"""
+from .run import EvalConfig, evaluate
+
+__all__ = ["EvalConfig", "evaluate"]

@@ -1,0 +1,279 @@
+"""Evaluate a checkpoint: sample quality, the model's own figures, and energy.
+
+evaluate(checkpoint_dir, data_root, out_dir) writes ``report.json`` + ``summary.md`` (+ ``samples.png``):
+  inception   FID under two labelled protocols, each only when its Inception weights are at hand:
+              'standard' (pytorch-fid's FID weights, 10,000 generated vs the test split) and
+              'paper' (the authors': 1,280 vs 1,280, bilinear 299x299, torchvision ImageNet inception_v3)
+              (:mod:`.inception`)
+  classifier  offline, with our own small CNN (spiking_diffusion.classifier): Fréchet distance in its
+              feature space, precision/recall (k=3), confident share, class-coverage entropy, for the
+              generated images and for real held-out images (the floor), both against the test split
+              (:mod:`.classifier_metrics`); with fewer samples than feature dimensions the report warns,
+              shows the real-data floor at that count, and ``record`` is refused
+  model       VQ-SVAE reconstruction MSE/SSIM and codebook usage on the test split, firing rates per
+              layer, synaptic operations and energy per generated image vs a non-spiking equivalent
+              (:func:`.energy.generation_energy`)
+  sweeps      the classifier metrics over sampling temperatures, top-p, corrector rounds and steps
+With ``record``, the headline metrics and the evaluated sampler settings (the checkpoint's new
+defaults) go into the checkpoint's config.json, and the test split's code usage into
+``code_usage.json`` beside it (the studio's Codebook view reads it). Rendering: :mod:`.report`.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..checkpoint import CODE_USAGE_NAME, atomic_write_file, update_metadata
+from ..classifier import default_classifier_dir, holdout_split, load_classifier
+from ..data import load_images
+from ..errors import SpikingDiffusionError
+from ..images import to_float
+from ..pipeline import MAX_IMAGES, SpikingDiffusionPipeline
+from ..sampling import SETTINGS, SamplerConfig, parse_temperature, temperature_label
+from . import metrics as M
+from .classifier_metrics import Reference, classifier_metrics, few_samples_message
+from .energy import generation_energy
+from .inception import inception_section
+from .report import clean, headline, short, summary_markdown
+
+
+@dataclass
+class EvalConfig:
+    num_samples: int = 10000          # generated images for the main figures
+    steps: int = 49
+    # sampler settings (spiking_diffusion.sampling); None: the checkpoint's sampling_defaults
+    temperature: float | None = None
+    temperature_end: float | None = None
+    top_p: float | None = None
+    corrector_steps: int | None = None
+    corrector_cells: int | None = None
+    corrector_temperature: float | None = None
+    seed: int = 0
+    order: str = "random"
+    batch_size: int = 256
+    dataset: str | None = None        # default: the checkpoint's info['dataset']
+    classifier: str | None = None     # default: assets/classifiers/<dataset>
+    inception_weights: list[str] = field(default_factory=list)  # files; the torch hub cache is searched too
+    fid_samples: int = 10000          # standard protocol
+    paper_samples: int = 1280         # the authors' protocol
+    inception_batch: int = 32
+    sweeps: bool = True
+    temperatures: tuple[str, ...] = ("0.3", "0.5", "0.65", "0.8", "1.0")  # "T" or "START..END"; top_p as chosen
+    top_ps: tuple[float, ...] = ()    # a top-p sweep at the chosen temperatures
+    corrector_sweep: tuple[int, ...] = ()  # a sweep over corrector rounds, the rest as chosen
+    steps_sweep: tuple[int, ...] = (7, 13, 25, 49)
+    sweep_samples: int = 1000
+    recon_samples: int | None = None  # test images for reconstruction / codebook usage (None: all)
+    spike_samples: int = 64           # images whose spikes are recorded for firing rates
+    k: int = 3                        # k of the k-NN manifolds
+    device: str = "cpu"
+    download: bool = False
+    record: bool = False              # write headline metrics (config.json) and code_usage.json into the checkpoint
+
+
+def _seed(seed: int, batch: int) -> int:
+    return int(np.random.SeedSequence([seed, batch]).generate_state(1)[0])
+
+
+def generate(pipe, n: int, steps: int, sampler: SamplerConfig, seed: int, order: str, batch_size: int, log=None):
+    """``n`` samples in batches (batch b seeded from (seed, b)) -> (uint8 images ``[n,H,W,C]``, tokens ``[n,h,w]``)."""
+    images, tokens, start = [], [], time.time()
+    batch_size = max(1, min(batch_size, MAX_IMAGES))
+    for b, i in enumerate(range(0, n, batch_size)):
+        out = pipe(min(batch_size, n - i), steps=steps, seed=_seed(seed, b), order=order, sampler=sampler)
+        images.append(out.images)
+        tokens.append(out.tokens)
+        if log and (b + 1) % 10 == 0:
+            log(f"  {i + len(out.images)}/{n} images ({time.time() - start:.0f}s)")
+    return np.concatenate(images), np.concatenate(tokens)
+
+
+@torch.inference_mode()
+def reconstructions(pipe, images: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, np.ndarray]:
+    """uint8 images ``[N,C,H,W]`` -> (encoded and decoded by the VQ-SVAE, floats ``[N,C,H,W]`` in
+    [0, 1]; their tokens ``[N,h,w]``), in batches."""
+    recs, toks = [], []
+    for i in range(0, len(images), batch_size):
+        tok = pipe.encode(to_float(images[i:i + batch_size], channels_last=False))    # [b, h, w]
+        recs.append(pipe.decode(tok).cpu())                            # [b, C, H, W]
+        toks.append(tok.cpu().numpy())
+    return torch.cat(recs), np.concatenate(toks)
+
+# --- the model itself -------------------------------------------------------------------------
+@torch.inference_mode()
+def model_section(pipe, cfg: EvalConfig, test, gen_tokens: np.ndarray, log) -> tuple[dict, np.ndarray]:
+    """(the report's model section, the tokens of the test images it encoded ``[n,h,w]``)."""
+    K = pipe.codebook_size
+    n = len(test) if cfg.recon_samples is None else min(cfg.recon_samples, len(test))
+    log(f"reconstruction of {n} test images ...")
+    rec, test_tokens = reconstructions(pipe, test.images[:n], cfg.batch_size)  # [n, C, H, W], [n, h, w]
+    x = test.floats(slice(0, n))
+    out = {"recon_images": n, "recon_mse": float(((rec - x) ** 2).mean()), "recon_ssim": float(M.ssim(rec, x).mean()),
+           "codebook_test": M.codebook_usage(test_tokens, K), "codebook_generated": M.codebook_usage(gen_tokens, K)}
+
+    m = min(cfg.spike_samples, len(test), len(gen_tokens))
+    rates_real = pipe.spikes(images=test.floats(slice(0, m))).firing_rates       # encoder + ASG + decoder
+    out["firing_rates"] = {"vqsvae_test_images": rates_real}
+    if pipe.denoiser is None:
+        out["firing_rates"]["vqsvae_generated_tokens"] = pipe.spikes(tokens=gen_tokens[:m]).firing_rates
+        return out, test_tokens
+    energy = generation_energy(pipe, gen_tokens, cfg.steps, cfg.order, cfg.corrector_steps, cfg.seed, max_images=m)
+    out["firing_rates"].update(energy.pop("firing_rates"))
+    out["energy"] = energy
+    return out, test_tokens
+
+
+# --- the whole evaluation ---------------------------------------------------------------------
+def _write(path: Path, text: str) -> None:
+    atomic_write_file(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def _save_grid(images: np.ndarray, path: Path) -> None:
+    from torchvision.utils import save_image
+
+    save_image(to_float(images), str(path), nrow=8, padding=1)
+
+
+def write_code_usage(checkpoint_dir, dataset: str, tokens: np.ndarray, codebook_size: int) -> Path:
+    """Write the code usage of test-split tokens ``[n,h,w]`` to ``checkpoint_dir/code_usage.json``:
+    {split, dataset, images, counts [K], per_position [h*w][K]}."""
+    per_position = M.code_counts(tokens, codebook_size)
+    path = Path(checkpoint_dir) / CODE_USAGE_NAME
+    _write(path, json.dumps({"split": "test", "dataset": dataset, "images": len(tokens),
+                             "counts": per_position.sum(0).tolist(), "per_position": per_position.tolist()}))
+    return path
+
+
+def _classifier_dir(cfg: EvalConfig, dataset: str) -> Path:
+    """The classifier folder: given, or assets/classifiers/<dataset> (cifar10's two loaders share one)."""
+    clf_dir = Path(cfg.classifier) if cfg.classifier else default_classifier_dir(dataset)
+    alias = {"cifar10": "cifar10-folder", "cifar10-folder": "cifar10"}.get(dataset)  # same images, two loaders
+    if not cfg.classifier and alias and not clf_dir.is_dir() and default_classifier_dir(alias).is_dir():
+        clf_dir = default_classifier_dir(alias)
+    return clf_dir
+
+
+def evaluate(checkpoint_dir, data_root, out_dir, log=print, **overrides) -> dict:
+    """Run the evaluation (options: the fields of :class:`EvalConfig`) and write report.json and
+    summary.md into ``out_dir``. Returns the report. ``checkpoint_dir``: a folder, or a Hub repo id
+    (then without ``record``). Raises :class:`SpikingDiffusionError` on bad settings, before any work."""
+    w = overrides.pop("inception_weights", None)
+    cfg = EvalConfig(**overrides, inception_weights=[w] if isinstance(w, (str, Path)) else list(w or []))
+    for name in ("num_samples", "sweep_samples") if cfg.sweeps else ("num_samples",):
+        if getattr(cfg, name) <= cfg.k:
+            raise SpikingDiffusionError(f"{name} must exceed k={cfg.k} (the k-NN manifolds need more samples)")
+    start = time.time()
+    pipe = SpikingDiffusionPipeline.from_pretrained(checkpoint_dir, device=cfg.device)
+    if pipe.denoiser is None:
+        raise SpikingDiffusionError("this checkpoint holds only a VQ-SVAE; evaluation needs a trained prior")
+    if cfg.record and pipe.path != Path(checkpoint_dir):
+        raise SpikingDiffusionError(f"--record writes into the checkpoint folder; {checkpoint_dir} was loaded from the "
+                                    "Hugging Face Hub cache: download it into a folder and evaluate that")
+    sampling = pipe.sampling_settings(**{k: getattr(cfg, k) for k in SETTINGS})
+    cfg = replace(cfg, **sampling.to_dict())
+    sweep_temps = [parse_temperature(t) for t in cfg.temperatures] if cfg.sweeps else []
+    sweep_settings = [replace(sampling, top_p=p) for p in cfg.top_ps] + \
+        [replace(sampling, corrector_steps=c) for c in cfg.corrector_sweep]   # checked before any work
+    dataset = cfg.dataset or pipe.info.get("dataset")
+    if not dataset:
+        raise SpikingDiffusionError("the checkpoint does not name its data set (info['dataset']); pass --dataset")
+    clf_dir = _classifier_dir(cfg, dataset)
+    clf = load_classifier(clf_dir, cfg.device) if (clf_dir / "config.json").is_file() else None
+    dim = clf.cfg.feature_dim if clf is not None else None
+    few = clf is not None and M.too_few_for_frechet(cfg.num_samples, dim)
+    if few and cfg.record:
+        raise SpikingDiffusionError(
+            f"--record refused: {cfg.num_samples} samples are fewer than the classifier's {dim} feature dimensions, "
+            "so the Fréchet distance recorded as the model's headline figure would come from a singular covariance; "
+            f"use --num-samples {dim} or more (the recorded figures use 10,000)")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    test = load_images(dataset, data_root, train=False, download=cfg.download)
+    report = {"checkpoint": str(checkpoint_dir), "dataset": dataset, "settings": asdict(cfg), "messages": []}
+
+    def note(msg):
+        report["messages"].append(msg)
+        log(msg)
+
+    log(f"generating {cfg.num_samples} images (steps={cfg.steps}, {sampling.label()}) ...")
+    t0 = time.time()
+    images, tokens = generate(pipe, cfg.num_samples, cfg.steps, sampling, cfg.seed, cfg.order, cfg.batch_size, log)
+    report["generation"] = {"n": len(images), "seconds": round(time.time() - t0, 1),
+                            "seconds_per_image": (time.time() - t0) / len(images)}
+    _save_grid(images[:64], out_dir / "samples.png")
+
+    # (a) Inception-based FIDs, each under its own protocol
+    report["inception"] = inception_section(cfg, to_float(images), test, note)
+
+    # (b) offline, with our classifier
+    if clf is not None:
+        ref = Reference.of(clf, test.images, cfg.seed)
+        train = load_images(dataset, data_root, train=True, download=cfg.download)
+        held = train.images[holdout_split(len(train), clf.cfg.holdout, clf.cfg.holdout_seed)[1][:cfg.num_samples]]
+        c = report["classifier"] = {
+            "classifier": str(clf_dir), "classifier_test_accuracy": clf.cfg.info.get("test_accuracy"),
+            "reference": f"test split ({len(test)} images)",
+            "generated": classifier_metrics(clf, images, ref, cfg.k),
+            "real_heldout": {**classifier_metrics(clf, held, ref, cfg.k),
+                             "what": "train-split images held out of the classifier's training (the floor)"},
+            "reconstructed_heldout": {**classifier_metrics(clf, reconstructions(pipe, held, cfg.batch_size)[0], ref, cfg.k),
+                                      "what": "the VQ-SVAE's reconstructions of those images (what the encoder's "
+                                              "tokens give: the prior picks tokens, the decoder draws them)"}}
+        if few:   # the figure next to what real data gives at the same count
+            floor, floor_n = c["real_heldout"]["fd"], c["real_heldout"]["n"]
+            c["generated"].update(fd_floor=floor, fd_floor_n=floor_n)
+            c["few_samples"] = few_samples_message(cfg.num_samples, dim, floor, floor_n)
+            note(f"warning: {c['few_samples']}")
+        for key, name in (("generated", "generated"), ("real_heldout", "real held-out"),
+                          ("reconstructed_heldout", "reconstructed held-out")):
+            log(f"classifier metrics: {name} {short(c[key])}")
+    else:
+        report["classifier"] = None
+        note(f"offline classifier metrics skipped: no classifier at {clf_dir} (train one with train-classifier)")
+
+    # (c) the model itself
+    report["model"], test_tokens = model_section(pipe, cfg, test, tokens, log)
+
+    # (d) sweeps
+    report["sweeps"] = None
+    if cfg.sweeps:
+        if clf is not None and M.too_few_for_frechet(cfg.sweep_samples, dim):
+            note(f"warning: the sweeps' Fréchet distances: {few_samples_message(cfg.sweep_samples, dim)}")
+        rows = []
+        n_top = len(cfg.top_ps)
+        settings = ([("temperature", replace(sampling, temperature=a, temperature_end=b), cfg.steps) for a, b in sweep_temps]
+                    + [("top_p", x, cfg.steps) for x in sweep_settings[:n_top]]
+                    + [("corrector", x, cfg.steps) for x in sweep_settings[n_top:]]
+                    + [("steps", sampling, int(s)) for s in cfg.steps_sweep])
+        measured: dict[tuple, dict] = {}   # a setting in two sweeps is generated and measured once
+        for kind, setting, steps in settings:
+            key = (steps, setting)
+            if key not in measured:
+                t0 = time.time()
+                imgs, toks = generate(pipe, cfg.sweep_samples, steps, setting, cfg.seed + 1, cfg.order, cfg.batch_size)
+                m = {"n": len(imgs), "token_perplexity": M.codebook_usage(toks, pipe.codebook_size)["perplexity"]}
+                if clf is not None:
+                    m.update(classifier_metrics(clf, imgs, ref, cfg.k))
+                measured[key] = {**m, "seconds": round(time.time() - t0, 1)}
+            row = {"sweep": kind, "temperature": temperature_label(setting.temperature, setting.temperature_end),
+                   "top_p": setting.top_p, "corrector_steps": setting.corrector_steps, "steps": steps,
+                   **measured[key]}
+            log(f"sweep {kind}: steps {steps}, {setting.label()}: {short(row)}")
+            rows.append(row)
+        report["sweeps"] = rows
+    report["seconds"] = round(time.time() - start, 1)
+    report["headline"] = headline(report)
+    report = clean(report)
+    _write(out_dir / "report.json", json.dumps(report, indent=2))
+    _write(out_dir / "summary.md", summary_markdown(report))
+    if cfg.record:  # the evaluated settings become the checkpoint's defaults (studio, sample, pipe())
+        update_metadata(checkpoint_dir, info=sampling.to_dict(), metrics=report["headline"])
+        write_code_usage(checkpoint_dir, dataset, test_tokens, pipe.codebook_size)
+        log(f"recorded headline metrics in {checkpoint_dir}/config.json and test code usage in {CODE_USAGE_NAME}")
+    log(f"wrote {out_dir / 'report.json'} and {out_dir / 'summary.md'} ({report['seconds']:.0f}s)")
+    return report
