@@ -330,6 +330,9 @@ class Studio:
         axis with its unmasking and corrector phases, and a caption naming the phase."""
         run = self._need_run(run)
         image = _int(image, "image", 0, len(run.images) - 1)
+        done = getattr(run, "animations", {}).get(image)
+        if done and Path(done).is_file():
+            return done                                          # played before: the same GIF
         committed, predicted = self._frames(run, image)
         kinds = [s.kind for s in run.trace.steps]
         pics = []
@@ -344,7 +347,9 @@ class Studio:
         self._anim_dir.mkdir(parents=True, exist_ok=True)
         for old in sorted(self._anim_dir.glob("*.gif"), key=lambda p: p.stat().st_mtime)[:-8]:
             old.unlink(missing_ok=True)  # keep the newest few: Gradio serves its own copy
-        return str(frames.write_gif(pics, self._anim_dir / f"unmasking-{uuid.uuid4().hex[:12]}.gif"))
+        path = str(frames.write_gif(pics, self._anim_dir / f"unmasking-{uuid.uuid4().hex[:12]}.gif"))
+        run.animations = {**getattr(run, "animations", {}), image: path}
+        return path
 
     @friendly
     def export(self, run, image):
