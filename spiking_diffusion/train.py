@@ -285,14 +285,19 @@ def _batches(n: int, batch: int, rank: int, world: int, seed: int, epoch: int):
         yield perm[i * batch + rank * per: i * batch + (rank + 1) * per]
 
 
+def _use_threads(cfg: TrainConfig) -> None:
+    """Apply --threads before any work (tokenising, codebook init), not only in the loop: a
+    2-thread tokeniser sharing a core with other jobs spends most of its time waiting on itself."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+
+
 def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save_model, meta: dict):
     """Generic loop: ``data`` [N, ...] on CPU, ``to_input(batch)`` -> model input on device;
     ``save_model(step, trained)`` writes the checkpoint of ``trained`` (the model or its average)."""
     rank, world, dev = _dist_setup(cfg.device)
     if cfg.batch_size % world:
         raise SpikingDiffusionError(f"--batch-size {cfg.batch_size} must be divisible by the {world} processes")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     torch.manual_seed(cfg.seed)
     model.to(dev)
@@ -404,6 +409,7 @@ def _info(cfg: TrainConfig, step: int, steps_per_epoch: int, extra: dict | None 
 
 def train_vqsvae(cfg: TrainConfig) -> Path:
     """Stage 1: train the VQ-SVAE on ``cfg.dataset``; writes a VQ-SVAE-only checkpoint to cfg.out."""
+    _use_threads(cfg)
     cfg = replace(cfg, dataset=cfg.dataset or "mnist")
     check_run_folder(cfg)  # before anything is loaded or written
     data = load_images(cfg.dataset, cfg.data_root, train=True, download=cfg.download, limit=cfg.limit)
@@ -469,6 +475,7 @@ def _save_tokens(path: str, tokens: torch.Tensor, digest: str) -> None:
 def train_prior(cfg: TrainConfig) -> Path:
     """Stage 2: tokenise the training set with the VQ-SVAE (cached), train the denoiser, and write a
     full checkpoint (VQ-SVAE + denoiser) to cfg.out."""
+    _use_threads(cfg)
     if not cfg.vqsvae:
         raise SpikingDiffusionError("train-prior needs --vqsvae DIR (a trained VQ-SVAE checkpoint)")
     vqsvae, _, vq_config = load_checkpoint(cfg.vqsvae, cfg.device)
@@ -514,6 +521,7 @@ def train_decoder(cfg: TrainConfig) -> Path:
     """Go on training the spike generator + decoder of checkpoint ``cfg.vqsvae`` with its encoder
     and codebook frozen (tokens unchanged, so its prior, if any, is kept as it is); writes the
     checkpoint, with the same denoiser and info plus ``decoder_steps`` / ``decoder_epochs``, to cfg.out."""
+    _use_threads(cfg)
     if not cfg.vqsvae:
         raise SpikingDiffusionError("train-decoder needs --vqsvae DIR (a trained checkpoint)")
     vqsvae, denoiser, config = load_checkpoint(cfg.vqsvae, cfg.device)

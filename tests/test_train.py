@@ -302,3 +302,21 @@ def test_a_snapshot_from_before_per_process_states_resumes_exactly(tmp_path, tin
     train_prior(replace(cfg, out=str(tmp_path / "split"), epochs=1.5, save_every=3, resume=True))
     train_prior(replace(cfg, out=str(tmp_path / "one"), epochs=1.5, save_every=100))
     assert _same(_weights(tmp_path / "one"), _weights(tmp_path / "split"))
+
+
+def test_threads_apply_before_tokenising(tmp_path, tiny_checkpoint, monkeypatch):
+    """--threads holds from the start (tokenising, codebook init), not only in the training loop."""
+    import spiking_diffusion.train as train
+
+    seen = []
+    real = train.tokenize
+    monkeypatch.setattr(train, "tokenize", lambda *a, **k: (seen.append(torch.get_num_threads()), real(*a, **k))[1])
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        cfg = TrainConfig(stage="prior", out=str(tmp_path / "p"), vqsvae=str(tiny_checkpoint), threads=1,
+                          **{**BASE, "dataset": None, "epochs": 0.25})
+        train_prior(cfg)
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1]
