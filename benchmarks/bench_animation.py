@@ -8,7 +8,7 @@ Chromium's screencast (CDP ``Page.startScreencast``: one event per frame the com
 Each painted frame is cropped to the player and its step read from the black marker on the
 animation's step axis; it prints the Play latency (click -> first frame shown), the distinct
 animation frames seen per second (a lower bound: the screencast itself captures only a few frames a
-second on 2 cores), the speed at which the animation advances (steps per second: the GIF's 8 when
+second on 2 cores), the speed at which the animation advances (steps per second: the GIF's 10 when
 the browser shows every frame in time) and the longest gap between two new frames seen.
 """
 from __future__ import annotations

@@ -18,7 +18,7 @@ UNMASKED_NOW = (230, 30, 30)       # unmasked (or corrected) at this step
 SELECTED = (31, 119, 255)          # the selected cell and its image patch
 PHASE_COLORS = {"unmask": (76, 114, 176), "correct": (221, 132, 82)}   # the step axis's two phases
 PHASE_NAMES = {"unmask": "unmasking", "correct": "corrector"}
-ANIMATION_FPS = 8                  # frames per second of the Play animation
+ANIMATION_FPS = 10                 # frames per second of the Play animation (GIF delays are in 1/100 s)
 HOLD_S = 1.0                       # the last frame stays this long before the loop restarts
 
 

@@ -151,9 +151,9 @@ def test_unmask_outlines_the_selected_cells_patch(client, generated):
 def test_animate_plays_every_step_as_a_gif(client, generated):
     gif = client.predict(2, api_name="/animate")
     im = Image.open(gif)
-    assert gif.endswith(".gif") and im.n_frames == 10 and im.info["duration"] == 125   # 8 frames per second
+    assert gif.endswith(".gif") and im.n_frames == 10 and im.info["duration"] == 100   # 10 frames per second
     im.seek(im.n_frames - 1)
-    assert im.info["duration"] > 125                                          # the last frame is held
+    assert im.info["duration"] > 100                                          # the last frame is held
 
 
 def test_export_gif_and_mp4(client, generated):

@@ -175,7 +175,7 @@ def test_play_animates_and_pause_returns_to_the_frame_shown(page):
 def test_spikes_view(page):
     open_tab(page, "Spikes")
     expect(page.locator("#spikes-cell input")).to_have_value("row 1, col 2")  # clicked in Unmasking
-    expect(page.locator("#spikes-note")).to_contain_text("token cell row 1, col 2")
+    expect(page.locator("#spikes-note")).to_contain_text("token cell row 1, col 2", timeout=90_000)  # slow when loaded
     for pid in ("raster-cell", "raster-all", "membrane"):
         expect(page.locator(f"#{pid} .js-plotly-plot")).to_be_attached()
     shot(page, "spikes")
