@@ -2,8 +2,10 @@
 
 Options (and environment variables): --checkpoints DIR (SD_CHECKPOINTS, default assets/),
 --host (SD_HOST, default 127.0.0.1), --port (SD_PORT, default 7860), --max-batch (SD_MAX_BATCH),
---concurrency (SD_CONCURRENCY), --max-upload (SD_MAX_UPLOAD), --data DIR (SD_DATA: test images for
-codebook statistics), --share (off by default).
+--concurrency (SD_CONCURRENCY: model jobs at once, all views together), --max-upload (SD_MAX_UPLOAD),
+--max-runs / --run-ttl (SD_MAX_RUNS / SD_RUN_TTL: generations kept, and for how long after their last use),
+--cache-ttl (SD_CACHE_TTL: served files older than this are deleted), --max-sessions (SD_MAX_SESSIONS),
+--data DIR (SD_DATA: test images for codebook statistics), --share (off by default).
 """
 from __future__ import annotations
 
@@ -21,23 +23,36 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--host", default=env("SD_HOST", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(env("SD_PORT", "7860")))
     p.add_argument("--max-batch", type=int, default=int(env("SD_MAX_BATCH", "64")), help="most images per generation")
-    p.add_argument("--concurrency", type=int, default=int(env("SD_CONCURRENCY", "2")), help="jobs run at once per event")
+    p.add_argument("--concurrency", type=int, default=int(env("SD_CONCURRENCY", "2")),
+                   help="model jobs run at once, over all views together")
     p.add_argument("--queue-size", type=int, default=int(env("SD_QUEUE_SIZE", "32")), help="jobs waiting at most")
     p.add_argument("--max-upload", default=env("SD_MAX_UPLOAD", "5mb"), help="largest upload, e.g. 5mb")
+    p.add_argument("--max-runs", type=int, default=int(env("SD_MAX_RUNS", "32")),
+                   help="generations kept for the Unmasking/Spikes/Energy views, over all sessions")
+    p.add_argument("--run-ttl", type=float, default=float(env("SD_RUN_TTL", "3600")),
+                   help="seconds a generation is kept after its last use")
+    p.add_argument("--cache-ttl", type=int, default=int(env("SD_CACHE_TTL", "3600")),
+                   help="seconds after which served files (images, exports, uploads) are deleted")
+    p.add_argument("--max-sessions", type=int, default=int(env("SD_MAX_SESSIONS", "1000")),
+                   help="browser sessions whose state is kept (the oldest are dropped)")
     p.add_argument("--data", default=env("SD_DATA"), help="data folder with test images (torchvision layout)")
     p.add_argument("--share", action="store_true", help="make a public Gradio link (off by default)")
     return p.parse_args(argv)
 
 
 def make_app(args: argparse.Namespace):
+    from demo.guards import guard_inputs
     from demo.studio import Studio
     from demo.ui import build_demo
 
-    studio = Studio(args.checkpoints, max_batch=args.max_batch, data_dir=args.data)
+    studio = Studio(args.checkpoints, max_batch=args.max_batch, data_dir=args.data, max_runs=args.max_runs,
+                    run_ttl=args.run_ttl)
     if studio.default_model:
         studio.pipe(studio.default_model)  # load + warm up before the first visitor
-    demo = build_demo(studio)
+    demo = guard_inputs(build_demo(studio))       # every API value checked, with a clear message
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
+    demo.delete_cache = (max(10, args.cache_ttl // 4), args.cache_ttl)   # (check every, delete older than) s
+    demo.studio = studio
     return demo
 
 
@@ -45,7 +60,7 @@ def launch_kwargs(args: argparse.Namespace) -> dict:
     from demo.ui import CSS
 
     return dict(server_name=args.host, server_port=args.port, share=args.share, max_file_size=args.max_upload,
-                css=CSS, ssr_mode=False)
+                css=CSS, ssr_mode=False, state_session_capacity=args.max_sessions)
 
 
 def main(argv=None):

@@ -1,14 +1,11 @@
-"""Image helpers for the studio: tiling, input preparation, GIF/MP4 export."""
+"""Image helpers for the studio: tiling and GIF/MP4 export (pictures are read by
+:mod:`spiking_diffusion.image_input`)."""
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
-MAX_PIXELS = 4096 * 4096  # refuse decompression bombs before converting
-
 
 class InputError(ValueError):
     """A user input the studio cannot use; the message is shown as is."""
@@ -50,42 +47,6 @@ def tile_index(x: float, y: float, n: int, h: int, w: int, cols: int | None = No
     if x < pad or y < pad or dx >= W - pad or dy >= H - pad or q >= cols or not 0 <= i < n:
         return None
     return i
-
-
-def prepare_image(img, channels: int, size: int = 28, invert: str = "auto") -> tuple[np.ndarray, str]:
-    """Any picture (PIL, uint8/float array, grey/RGB/RGBA, any size) -> float ``[1, C, size, size]``
-    in [0, 1], plus a note of what was changed. ``invert``: 'auto' (dark strokes on a light
-    background are flipped to the data sets' light-on-dark), 'yes' or 'no'."""
-    notes = []
-    if img is None:
-        raise InputError("no image given: upload or draw one first")
-    if not isinstance(img, Image.Image):
-        a = np.asarray(img)
-        if a.ndim not in (2, 3) or a.size == 0 or (a.ndim == 3 and a.shape[2] not in (1, 3, 4)):
-            raise InputError(f"expected an image shaped [H, W] or [H, W, 1|3|4]; got {list(a.shape)}")
-        if a.dtype != np.uint8:
-            a = np.nan_to_num(a.astype(float))
-            a = (np.clip(a / 255 if a.max() > 1 else a, 0, 1) * 255).astype(np.uint8)
-        img = Image.fromarray(a[..., 0] if a.ndim == 3 and a.shape[2] == 1 else a)
-    if img.width * img.height > MAX_PIXELS:
-        raise InputError(f"image too large ({img.width}x{img.height}); the limit is {MAX_PIXELS} pixels")
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        bg = Image.new("RGBA", img.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(bg, img.convert("RGBA"))
-        notes.append("transparent areas filled with white")
-    mode = "L" if channels == 1 else "RGB"
-    if img.mode != mode:
-        notes.append(f"converted {img.mode} to {'grey' if mode == 'L' else 'RGB'}")
-        img = img.convert(mode)
-    if img.size != (size, size):
-        notes.append(f"resized from {img.width}x{img.height} to {size}x{size}")
-        img = img.resize((size, size), Image.Resampling.LANCZOS)
-    x = np.asarray(img, np.float32) / 255.0
-    x = x[None] if x.ndim == 2 else x.transpose(2, 0, 1)                      # [C, H, W]
-    if invert == "yes" or (invert == "auto" and x.mean() > 0.5):
-        x = 1 - x
-        notes.append("inverted to light-on-dark")
-    return x[None], "; ".join(notes) or "used as is"
 
 
 def frames_for_export(committed: np.ndarray, predicted: np.ndarray, scale: int = 6) -> list[np.ndarray]:

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import queue
 import random
+import shutil
 import tempfile
 import threading
 import time
 import uuid
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +24,7 @@ from spiking_diffusion import DenoiserConfig, SpikingDiffusionError, SpikingDiff
 from spiking_diffusion.evaluation import metrics as M
 from spiking_diffusion.evaluation.energy import E_AC_PJ, E_MAC_PJ, generation_energy
 from spiking_diffusion import teaching
+from spiking_diffusion.checkpoint import CONFIG_NAME, WEIGHTS_NAME
 from spiking_diffusion.data import DataError, load_images
 from spiking_diffusion.images import to_float, to_uint8
 from spiking_diffusion.sampling import MAX_CORRECTOR_STEPS, SETTINGS, SamplerConfig
@@ -31,6 +35,10 @@ from .media import InputError
 
 MAX_CORRECTOR_ROUNDS = MAX_CORRECTOR_STEPS  # corrector rounds offered in the studio (the sampler's bound)
 MAX_SEED = 2**31 - 1        # seeds are 0..MAX_SEED (what numpy and torch both accept)
+MAX_RUNS = 32               # generations kept across all sessions (the oldest are cleared first)
+RUN_TTL_S = 3600            # a generation not looked at for this long is cleared
+FRAME_CACHE = 256           # decoded (image, step) frames kept per run
+MAX_EXPORTS = 8             # export folders kept on disk (Gradio copies each into its cache)
 
 
 def cell_choices(latent: int) -> list[tuple[str, int]]:
@@ -56,8 +64,8 @@ def discover_models(root: str | Path) -> dict[str, Path]:
     """Every subfolder of ``root`` (or ``root`` itself) holding config.json + model.safetensors."""
     root = Path(root)
     found = {p.name: p for p in sorted(root.iterdir()) if p.is_dir()
-             and (p / "config.json").is_file() and (p / "model.safetensors").is_file()} if root.is_dir() else {}
-    if not found and (root / "config.json").is_file():
+             and (p / CONFIG_NAME).is_file() and (p / WEIGHTS_NAME).is_file()} if root.is_dir() else {}
+    if not found and (root / CONFIG_NAME).is_file():
         found[root.name] = root
     return found
 
@@ -68,7 +76,7 @@ def friendly(fn):
     import inspect
 
     def convert(e):
-        return gr.Error(str(e), duration=8)
+        return gr.Error(str(e), duration=8, print_exception=False)
 
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
@@ -108,27 +116,99 @@ def _float(value, name: str, lo: float, hi: float) -> float:
     return v
 
 
+class GenerationStopped(Exception):
+    """Raised inside the sampler's callback to stop a generation nobody waits for any more."""
+
+
 @dataclass
 class Run:
-    """One generation, kept in the browser session's state."""
+    """One generation, kept in the browser session's state and in the studio's :class:`RunStore`
+    (which clears its arrays when the run expires or too many runs are kept)."""
 
     model: str
-    images: np.ndarray          # uint8 [N, H, W, C]
-    tokens: np.ndarray          # [N, h, w]
-    trace: object               # GenerationTrace
+    images: np.ndarray | None   # uint8 [N, H, W, C]
+    tokens: np.ndarray | None   # [N, h, w]
+    trace: object               # GenerationTrace (int16 token ids)
     seconds: float
-    frames: dict = field(default_factory=dict)  # image -> (committed, predicted) [S, H, W, C]
+    frames: OrderedDict = field(default_factory=OrderedDict)  # (image, step) -> (committed, predicted) [H, W, C]
+    released: bool = False
+
+    def __post_init__(self):
+        self.num_images, self.num_frames = len(self.images), len(self.trace)
+        self.key = uuid.uuid4().hex
+
+    def release(self):
+        self.images = self.tokens = self.trace = None
+        self.frames = OrderedDict()
+        self.released = True
+
+
+class RunStore:
+    """At most ``max_runs`` generations over all sessions, each kept ``ttl`` seconds after its
+    last use; older ones are released (their arrays dropped) so memory stays bounded whatever
+    Gradio keeps in its session states."""
+
+    def __init__(self, max_runs: int = MAX_RUNS, ttl: float = RUN_TTL_S):
+        self.max_runs, self.ttl = max_runs, ttl
+        self._runs: OrderedDict[str, tuple[Run, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def add(self, run: Run) -> Run:
+        with self._lock:
+            self._runs[run.key] = (run, time.monotonic())
+            self._prune()
+        return run
+
+    def get(self, run) -> Run:
+        """The live run behind a session's state, or InputError saying what to do."""
+        if not isinstance(run, Run):
+            raise InputError("generate some images first (Generate tab)")
+        with self._lock:
+            self._prune()
+            if run.released or run.key not in self._runs:
+                raise InputError(f"this generation was cleared to free memory (the studio keeps the latest "
+                                 f"{self.max_runs} generations, each {self.ttl / 60:.0f} minutes after its last use): "
+                                 "generate again (Generate tab)")
+            self._runs[run.key] = (run, time.monotonic())
+            self._runs.move_to_end(run.key)
+        return run
+
+    def discard(self, run) -> None:
+        """Release a run now (a session state's delete callback)."""
+        if isinstance(run, Run):
+            with self._lock:
+                self._runs.pop(run.key, None)
+            run.release()
+
+    def _prune(self):
+        now = time.monotonic()
+        for key, (run, used) in list(self._runs.items()):
+            if len(self._runs) > self.max_runs or now - used > self.ttl:
+                del self._runs[key]
+                run.release()
 
 
 class Studio:
-    def __init__(self, checkpoints: str | Path = "assets", max_batch: int = 64, data_dir: str | None = None):
+    def __init__(self, checkpoints: str | Path = "assets", max_batch: int = 64, data_dir: str | None = None,
+                 max_runs: int = MAX_RUNS, run_ttl: float = RUN_TTL_S):
         self.models = discover_models(checkpoints)
         self.max_batch = max_batch
         self.data_dir = data_dir
+        self.runs = RunStore(max_runs, run_ttl)
         self._pipes: dict[str, SpikingDiffusionPipeline] = {}
         self._cache: dict[tuple, object] = {}
         self._load_lock = threading.Lock()
-        self._anim_dir = Path(tempfile.gettempdir()) / f"sd_play_{uuid.uuid4().hex[:8]}"   # Play animations
+        self.export_root = Path(tempfile.mkdtemp(prefix="sd_exports_"))
+        self._exports_lock = threading.Lock()
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self.export_root, True)
+        self.generating = 0         # generations whose sampler is still running
+
+    def close(self):
+        """Delete the export folder (also done when the studio is garbage collected or at exit)."""
+        self._cleanup()
 
     @property
     def default_model(self) -> str | None:
@@ -193,38 +273,70 @@ class Studio:
         sampling = pipe.sampling_settings(**{k: SETTINGS[k].check(v) for k, v in given.items() if v is not None})
         frames = s + sampling.corrector_steps
         states: queue.Queue = queue.Queue()
+        stop = threading.Event()
         result = {}
+
+        def on_step(state):
+            if stop.is_set():          # nobody waits for this generation any more: stop within one step
+                raise GenerationStopped
+            states.put(state)
 
         def work():
             try:
-                result["out"] = pipe(n, s, seed=seed, trace=True, callback=states.put, sampler=sampling)
+                result["out"] = pipe(n, s, seed=seed, trace=True, callback=on_step, sampler=sampling)
+            except GenerationStopped:
+                pass
             except Exception as e:  # reported below
                 result["error"] = e
-            states.put(None)
+            finally:
+                with self._load_lock:
+                    self.generating -= 1
+                states.put(None)
 
         start = time.perf_counter()
-        threading.Thread(target=work, daemon=True).start()
-        latest, last_yield, gap, done = None, 0.0, 0.3, False
-        while not done:
-            item = states.get()
-            while item is not None and not states.empty():  # skip to the newest step
-                nxt = states.get()
-                item, done = (nxt, False) if nxt is not None else (item, True)
-            if item is None:
-                break
-            latest = item
-            now = time.perf_counter()
-            if latest.index == 0 or now - last_yield > gap:
-                grid = media.tile(to_uint8(pipe.decode(latest.tokens, allow_mask=True)))
-                last_yield = time.perf_counter()
-                gap = max(0.3, 3 * (last_yield - now))  # previews take at most about a quarter of the time
-                yield grid, self._status(latest.index + 1, frames, last_yield - start), None
-        if "error" in result:
-            raise result["error"]
-        out = result["out"]
-        total = time.perf_counter() - start
-        run = Run(model, out.images, out.tokens, out.trace, total)
-        yield media.tile(out.images), self._status(frames, frames, total, n, s), run
+        with self._load_lock:
+            self.generating += 1
+        threading.Thread(target=work, daemon=True, name="sd-generate").start()
+        try:  # a closed or abandoned stream (GeneratorExit here) sets ``stop`` in ``finally``
+            blank = self._blank(model)                                                    # [H, W, C]
+            shown = np.repeat(blank[None], n, 0)                                         # [n, H, W, C]
+            shown_tokens = np.full((n, pipe.latent_size, pipe.latent_size), pipe.mask_id)
+            next_preview, done = 0.0, False
+            while not done:
+                item = states.get()
+                while item is not None and not states.empty():  # skip to the newest step
+                    nxt = states.get()
+                    item, done = (nxt, False) if nxt is not None else (item, True)
+                if item is None:
+                    break
+                now = time.perf_counter()
+                if item.index == 0:  # the first step at once: nothing decoded yet looks like the blank grid
+                    yield media.tile(shown), self._status(1, frames, now - start), None
+                elif now >= next_preview:
+                    changed = np.nonzero((item.tokens != shown_tokens).reshape(n, -1).any(1))[0]   # images that moved
+                    if len(changed):
+                        shown[changed] = to_uint8(pipe.decode(item.tokens[changed], allow_mask=True))
+                        shown_tokens[changed] = item.tokens[changed]
+                    took = time.perf_counter() - now
+                    next_preview = now + max(0.25, 4 * took)  # previews take at most about a fifth of the time
+                    yield media.tile(shown), self._status(item.index + 1, frames, time.perf_counter() - start), None
+            if "error" in result:
+                raise result["error"]
+            out = result["out"]
+            total = time.perf_counter() - start
+            run = self.runs.add(Run(model, out.images, out.tokens, out.trace, total))
+            yield media.tile(out.images), self._status(frames, frames, total, n, s), run
+        finally:
+            stop.set()
+
+    def _blank(self, model) -> np.ndarray:
+        """The decoded all-masked grid ``[H, W, C]`` uint8 (what every preview starts from), cached."""
+        key = ("blank", model)
+        if key not in self._cache:
+            pipe = self.pipe(model)
+            L = pipe.latent_size
+            self._cache[key] = to_uint8(pipe.decode(np.full((1, L, L), pipe.mask_id), allow_mask=True))[0]
+        return self._cache[key]
 
     @staticmethod
     def _status(step: int, total: int, seconds: float, done_images: int | None = None, steps: int | None = None) -> str:
@@ -237,16 +349,22 @@ class Studio:
                 f"<span>{text}</span></div>")
 
     # --- 2. unmasking -----------------------------------------------------------------------
-    @staticmethod
-    def _need_run(run) -> Run:
-        if not isinstance(run, Run):
-            raise InputError("generate some images first (Generate tab)")
-        return run
+    def _need_run(self, run) -> Run:
+        return self.runs.get(run)
 
-    def _frames(self, run: Run, image: int):
-        if image not in run.frames:
-            run.frames[image] = self.pipe(run.model).decode_trace(run.trace, image)
-        return run.frames[image]
+    def _frame(self, run: Run, image: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """(committed, predicted) ``[H, W, C]`` uint8 of one image at one step (1-based): only what the
+        view shows is decoded; the last :data:`FRAME_CACHE` frames of a run are kept."""
+        key = (image, step)
+        if key not in run.frames:
+            st = run.trace.steps[step - 1]
+            pred = st.pred_sampled[image] if st.pred_sampled is not None else st.tokens[image]
+            both = to_uint8(self.pipe(run.model).decode(np.stack([st.tokens[image], pred]), allow_mask=True))
+            run.frames[key] = (both[0], both[1])
+            while len(run.frames) > FRAME_CACHE:
+                run.frames.popitem(last=False)
+        run.frames.move_to_end(key)
+        return run.frames[key]
 
     def _cell_note(self, run: Run, image: int, step: int, r: int, c: int) -> str:
         """The selected cell as text: where it is, its code and when it was unmasked / corrected."""
@@ -271,19 +389,20 @@ class Studio:
         html) at ``step`` (1-based). Images: uint8; the grid is :func:`frames.token_grid_image` (a click
         at pixel (x, y) picks :meth:`cell_at`), the decoded images have the cell's patch outlined."""
         run = self._need_run(run)
-        image = _int(image, "image", 0, len(run.images) - 1)
-        step = _int(step, "step", 1, len(run.trace))
+        trace = run.trace
+        image = _int(image, "Image", 0, run.num_images - 1)
+        step = _int(step, "Step", 1, run.num_frames)
         L = self.pipe(run.model).latent_size
-        cell = _int(cell if cell is not None else 0, "cell", 0, L * L - 1)
-        st = run.trace.steps[step - 1]
-        committed, predicted = self._frames(run, image)
+        cell = _int(cell if cell is not None else 0, "Token cell", 0, L * L - 1)
+        st = trace.steps[step - 1]
+        committed, predicted = self._frame(run, image, step)
         r, c = divmod(cell, L)
         grid = frames.token_grid_image(st.tokens[image], run.trace.mask_id, st.unmasked[image], (r, c),
                                        title=f"Tokens after step {step}/{len(run.trace)}")
         kinds = [s.kind for s in run.trace.steps]
         caption = self._caption(run, image, step)
-        return (grid, frames.outline_patch(media.show(committed[step - 1], 8), (r, c), L),
-                frames.outline_patch(media.show(predicted[step - 1], 8), (r, c), L), caption,
+        return (grid, frames.outline_patch(media.show(committed, 8), (r, c), L),
+                frames.outline_patch(media.show(predicted, 8), (r, c), L), caption,
                 self._cell_note(run, image, step, r, c), frames.step_axis_html(kinds, step))
 
     @staticmethod
@@ -313,13 +432,13 @@ class Studio:
     def image_at(self, run, x, y) -> int | None:
         """The generated image under pixel (x, y) of the Generate tab's sample grid (None: a gap)."""
         run = self._need_run(run)
-        n, h, w, _ = run.images.shape
-        return media.tile_index(float(x), float(y), n, h, w)
+        _, h, w, _ = run.images.shape
+        return media.tile_index(float(x), float(y), run.num_images, h, w)
 
     @staticmethod
     def gallery(run) -> list:
         """The run's images for the Unmasking view's picker: ``[(image [H*3, W*3(, C)], 'image i')]``."""
-        if not isinstance(run, Run):
+        if not isinstance(run, Run) or run.released:
             return []
         return [(media.show(im, 3), f"image {i}") for i, im in enumerate(run.images)]
 
@@ -329,11 +448,11 @@ class Studio:
         frames per second: per step the token grid, the committed and the predicted image, the step
         axis with its unmasking and corrector phases, and a caption naming the phase."""
         run = self._need_run(run)
-        image = _int(image, "image", 0, len(run.images) - 1)
-        done = getattr(run, "animations", {}).get(image)
+        image = _int(image, "Image", 0, run.num_images - 1)
+        done = run.frames.get(("gif", image))
         if done and Path(done).is_file():
             return done                                          # played before: the same GIF
-        committed, predicted = self._frames(run, image)
+        committed, predicted = self.pipe(run.model).decode_trace(run.trace, image)   # [S, H, W, C] each
         kinds = [s.kind for s in run.trace.steps]
         pics = []
         for i, st in enumerate(run.trace.steps):
@@ -344,28 +463,36 @@ class Studio:
             caption = f"{frames.step_label(kinds, i + 1)}: {changed} cell(s) {what}"
             pics.append(frames.animation_frame(grid, media.show(committed[i], 8), media.show(predicted[i], 8),
                                                kinds, i + 1, caption))
-        self._anim_dir.mkdir(parents=True, exist_ok=True)
-        for old in sorted(self._anim_dir.glob("*.gif"), key=lambda p: p.stat().st_mtime)[:-8]:
-            old.unlink(missing_ok=True)  # keep the newest few: Gradio serves its own copy
-        path = str(frames.write_gif(pics, self._anim_dir / f"unmasking-{uuid.uuid4().hex[:12]}.gif"))
-        run.animations = {**getattr(run, "animations", {}), image: path}
+        path = str(frames.write_gif(pics, self._export_folder() / "unmasking-play.gif"))  # rotated like exports
+        run.frames[("gif", image)] = path                       # a cache entry like the decoded frames
         return path
 
     @friendly
     def export(self, run, image):
+        """(GIF path, MP4 path) of one image's whole run. The studio keeps the last
+        :data:`MAX_EXPORTS` export folders (Gradio serves copies from its own cache)."""
         run = self._need_run(run)
-        image = _int(image, "image", 0, len(run.images) - 1)
-        committed, predicted = self._frames(run, image)
-        return media.export_run(media.frames_for_export(committed, predicted))
+        image = _int(image, "Image", 0, run.num_images - 1)
+        committed, predicted = self.pipe(run.model).decode_trace(run.trace, image)
+        return media.export_run(media.frames_for_export(committed, predicted), self._export_folder())
+
+    def _export_folder(self) -> Path:
+        with self._exports_lock:
+            folders = sorted(self.export_root.iterdir(), key=lambda p: p.stat().st_mtime)
+            for old in folders[: max(0, len(folders) - MAX_EXPORTS + 1)]:
+                shutil.rmtree(old, ignore_errors=True)
+            folder = self.export_root / uuid.uuid4().hex[:12]
+            folder.mkdir()
+        return folder
 
     # --- 3. spikes --------------------------------------------------------------------------
     @friendly
     def spikes(self, run, image, cell):
         run = self._need_run(run)
         pipe = self.pipe(run.model)
-        image = _int(image, "image", 0, len(run.images) - 1)
+        image = _int(image, "Image", 0, run.num_images - 1)
         L = pipe.latent_size
-        r, c = divmod(_int(cell, "cell", 0, L * L - 1), L)
+        r, c = divmod(_int(cell, "Token cell", 0, L * L - 1), L)
         rep = pipe.spikes(tokens=run.tokens[image:image + 1], membrane=True)
         enc = pipe.spikes(images=to_float(run.images[image:image + 1]))
         T, _, D, h, w = rep.asg.shape
@@ -446,7 +573,7 @@ class Studio:
         K = pipe.codebook_size
         test = self._test_usage(model)
         usage = dict([test] if test else [])                                  # label -> counts [h*w, K]
-        if isinstance(run, Run) and run.model == model:
+        if isinstance(run, Run) and run.model == model and not run.released:
             usage[f"generated ({len(run.tokens)} images)"] = M.code_counts(run.tokens, K)
         elif pipe.denoiser is not None:
             usage["generated (64 images, seed 0)"] = self._sample_usage(model)
@@ -476,10 +603,15 @@ class Studio:
     # --- 5. encode --------------------------------------------------------------------------
     @friendly
     def encode(self, model, image, invert="auto"):
+        """Any picture (file path, PIL image, array, a sketchpad's dict) -> the views of its encoding.
+        The picture is read by the pipeline's :meth:`prepare_image` (every file kind, the data
+        set's framing); ``invert``: 'auto', 'yes' or 'no'."""
         pipe = self.pipe(model)
         if invert not in ("auto", "yes", "no"):
-            raise InputError("invert must be 'auto', 'yes' or 'no'")
-        x, note = media.prepare_image(image, pipe.image_channels, invert=invert)
+            raise InputError(f"Invert colours must be 'auto', 'yes' or 'no'; got {invert!r}")
+        if isinstance(image, dict):  # a sketchpad / image editor value
+            image = image.get("composite")
+        x, note = pipe.prepare_image(image, invert=invert)
         rep = pipe.spikes(images=x)
         tokens = rep.tokens[0]
         recon = to_uint8(pipe.decode(rep.tokens))[0]
@@ -492,10 +624,7 @@ class Studio:
         return (media.show(shown, 8), plots.token_grid(tokens, pipe.mask_id, title=f"Its {h}x{w} tokens"),
                 media.show(recon, 8), enc, asg, f"Input: {note}. Tokens: {len(np.unique(tokens))} distinct codes.")
 
-    @friendly
     def encode_sketch(self, model, sketch, invert="auto"):
-        if isinstance(sketch, dict):
-            sketch = sketch.get("composite")
         return self.encode(model, sketch, invert)
 
     # --- 6. learn ---------------------------------------------------------------------------
@@ -554,7 +683,7 @@ class Studio:
         pipe = self.pipe(run.model)
         steps = run.trace.steps
         rounds = sum(s.kind == "correct" for s in steps)
-        n, S = len(run.images), len(steps) - rounds
+        n, S = run.num_images, len(steps) - rounds
         e = generation_energy(pipe, run.tokens, S, corrector_steps=rounds, max_images=16, points=7, trace=run.trace)
         p, den, dec = e["per_image"], e["denoiser_per_call"], e["decode_per_image"]
         ann_uj, snn_uj = n * p["ann_energy_pj"] / 1e6, n * p["snn_energy_pj"] / 1e6

@@ -1,12 +1,15 @@
 """The studio's layout and event wiring (Gradio 6). Logic lives in :mod:`demo.studio`."""
 from __future__ import annotations
 
-import gradio as gr
-import numpy as np
-
+from pathlib import Path
 from types import SimpleNamespace as NS
 
-from spiking_diffusion.metrics import E_AC_PJ, E_MAC_PJ
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from spiking_diffusion.evaluation.energy import E_AC_PJ, E_MAC_PJ
+from spiking_diffusion.sampling import SETTINGS
 from spiking_diffusion.spiking import LIF_TAU, LIF_THRESHOLD
 
 from . import frames
@@ -21,22 +24,7 @@ a learned codebook). A **spiking denoiser** generates new token grids by startin
 unmasking a few cells per step; the spiking decoder turns tokens back into pixels."""
 PX = dict(format="png", elem_classes="pixelated", interactive=False)  # pixel images, shown crisp
 PRIVATE = dict(api_visibility="private")                                # UI-only events: no API endpoint
-
-
-def safe_image(**kw) -> gr.Image:
-    """A ``gr.Image`` whose unreadable uploads give a clear message instead of a stack trace.
-    (Wraps the instance's preprocess: a subclass would make Gradio write a .pyi file here.)"""
-    img = gr.Image(**kw)
-    inner = img.preprocess
-
-    def preprocess(payload):
-        try:
-            return inner(payload)
-        except Exception as e:  # corrupt file, decompression bomb, unsupported format
-            raise gr.Error(f"could not read the uploaded image ({type(e).__name__}: {e})", duration=8) from None
-
-    img.preprocess = preprocess
-    return img
+MODEL_JOB = dict(concurrency_id="model")  # events that run a model share one limit (the queue's, --concurrency)
 
 
 def _explain(text: str):
@@ -52,21 +40,22 @@ def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
                 steps = gr.Slider(1, F.num_steps, F.num_steps, step=1, label="Steps", elem_id="steps",
                                   info="Fewer steps unmask more cells at once: faster, usually worse.")
                 t0, t1, p0, c0, c1, c2 = S.sampling_defaults(S.default_model)
-                temp = gr.Slider(0.05, 2.0, t0, step=0.05, label="Temperature", elem_id="temperature",
+                temp = gr.Slider(0.05, 2.0, t0, step=0.05, label=SETTINGS["temperature"].label, elem_id="temperature",
                                  info="Low: safe, repetitive codes. High: diverse, noisier.")
                 with gr.Accordion("More sampling settings", open=False):
-                    temp_end = gr.Slider(0.05, 2.0, t1, step=0.05, label="Temperature at the last step",
+                    temp_end = gr.Slider(0.05, 2.0, t1, step=0.05, label=SETTINGS["temperature_end"].label,
                                          elem_id="temperature-end",
                                          info="The temperature moves linearly to this; equal: constant.")
-                    top_p = gr.Slider(0.05, 1.0, p0, step=0.05, label="Top-p", elem_id="top-p",
+                    top_p = gr.Slider(0.05, 1.0, p0, step=0.05, label=SETTINGS["top_p"].label, elem_id="top-p",
                                       info="Draw each token only from the likeliest codes holding this much "
                                            "probability; 1: from all.")
-                    c_steps = gr.Slider(0, MAX_CORRECTOR_ROUNDS, c0, step=1, label="Corrector rounds",
+                    c_steps = gr.Slider(0, MAX_CORRECTOR_ROUNDS, c0, step=1, label=SETTINGS["corrector_steps"].label,
                                         elem_id="corrector-steps",
                                         info="After the last step: re-mask a few random cells and sample them again "
                                              "given all the others (not in the paper; 0: the paper's sampler).")
-                    c_cells = gr.Slider(1, F.cells, c1, step=1, label="Cells per corrector round", elem_id="corrector-cells")
-                    c_temp = gr.Slider(0.05, 2.0, c2, step=0.05, label="Corrector temperature",
+                    c_cells = gr.Slider(1, F.cells, c1, step=1, label=SETTINGS["corrector_cells"].label,
+                                        elem_id="corrector-cells")
+                    c_temp = gr.Slider(0.05, 2.0, c2, step=0.05, label=SETTINGS["corrector_temperature"].label,
                                        elem_id="corrector-temperature")
                 with gr.Row():
                     seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed")
@@ -94,7 +83,7 @@ def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
                             allow_preview=False, object_fit="contain", elem_classes="pixelated", interactive=False)
         with gr.Row():
             image = gr.Slider(0, S.max_batch - 1, 0, step=1, label="Image", elem_id="image-index")
-            step = gr.Slider(1, F.num_steps, F.num_steps, step=1, label="Step", elem_id="step")
+            step = gr.Slider(1, F.num_steps + MAX_CORRECTOR_ROUNDS, F.num_steps, step=1, label="Step", elem_id="step")
             cell = gr.Dropdown(cell_choices(F.latent_size), value=F.cells // 2,
                                label="Token cell (or click the grid; also selects it in Spikes)", elem_id="cell")
         axis = gr.HTML(elem_id="step-axis")
@@ -113,7 +102,7 @@ def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
             export = gr.Button("Export run as GIF + MP4", elem_id="export")
             gif, mp4 = gr.File(label="GIF", elem_id="gif", height=90), gr.File(label="MP4", elem_id="mp4", height=90)
     io = ([run, image, step, cell], [grid, committed, predicted, caption, cell_note, axis])
-    gr.on([image.change, step.change, cell.change], S.unmask, *io, api_name="unmask", show_progress="hidden")
+    gr.on([image.change, step.change, cell.change], S.unmask, *io, api_name="unmask", show_progress="hidden", **MODEL_JOB)
 
     def pick_cell(r, evt: gr.SelectData):  # a click on the grid image: evt.index = [x, y] in its pixels
         cell = S.cell_at(r, *evt.index) if r is not None and evt.index else None
@@ -153,17 +142,17 @@ def _wire_playback(S: Studio, run, u: NS) -> None:
     """Play shows the pre-rendered animation (an animated GIF the browser plays); Pause returns to
     the still views at the frame shown. Export writes the run of the chosen image."""
     def playing(r):
-        n_unmask, n_correct = (len(r.trace), 0) if r is None else _phases(r)
+        n_unmask, n_correct = (0, 0) if r is None or r.released else _phases(r)
         then = f", then corrector rounds {n_unmask + 1}-{n_unmask + n_correct}" if n_correct else ""
         return (gr.update(visible=True), gr.update(visible=False),
                 f"Playing every step at {FPS} frames per second: unmasking steps 1-{n_unmask}{then} "
                 "(blue and orange on the step axis). **Pause** stops at the frame shown.")
 
-    u.play.click(S.animation, [run, u.image], u.player, api_name="animate", js=PLAY_JS).success(
+    u.play.click(S.animation, [run, u.image], u.player, api_name="animate", js=PLAY_JS, **MODEL_JOB).success(
         playing, run, [u.player, u.still, u.caption], **PRIVATE)
     u.pause.click(lambda st: (gr.update(visible=False), gr.update(visible=True), st), u.step,
-                  [u.player, u.still, u.step], js=PAUSE_JS, **PRIVATE).then(S.unmask, *u.io, **PRIVATE)
-    u.export.click(S.export, [run, u.image], u.files, api_name="export")
+                  [u.player, u.still, u.step], js=PAUSE_JS, **PRIVATE).then(S.unmask, *u.io, **PRIVATE, **MODEL_JOB)
+    u.export.click(S.export, [run, u.image], u.files, api_name="export", **MODEL_JOB)
 
 
 def _phases(r) -> tuple[int, int]:
@@ -188,9 +177,9 @@ def _spikes_tab(S: Studio, F: ModelFacts, run, image) -> NS:
         with gr.Row():
             r_rates, r_mem = gr.Plot(elem_id="rate-bars"), gr.Plot(elem_id="membrane")
     io = ([run, image, cell], [r_cell, r_all, r_enc, r_maps, r_rates, r_mem, note])
-    go.click(S.spikes, *io, api_name="spikes")
-    tab.select(S.spikes, *io, **PRIVATE)
-    cell.change(S.spikes, *io, **PRIVATE)
+    go.click(S.spikes, *io, api_name="spikes", **MODEL_JOB)
+    tab.select(S.spikes, *io, **PRIVATE, **MODEL_JOB)
+    cell.change(S.spikes, *io, **PRIVATE, **MODEL_JOB)
     return NS(cell=cell)
 
 
@@ -213,9 +202,9 @@ def _codebook_tab(S: Studio, F: ModelFacts, model, run, usage) -> None:
         where = gr.Plot(elem_id="code-where")
     io = ([model, run], [bars, heat, stats, atlas, usage, code])
     code_io = ([model, usage, code], [code_img, where])
-    code.release(S.code, *code_io, api_name="code")
-    go.click(S.codebook, *io, api_name="codebook").then(S.code, *code_io, **PRIVATE)
-    tab.select(S.codebook, *io, **PRIVATE).then(S.code, *code_io, **PRIVATE)
+    code.release(S.code, *code_io, api_name="code", **MODEL_JOB)
+    go.click(S.codebook, *io, api_name="codebook", **MODEL_JOB).then(S.code, *code_io, **PRIVATE, **MODEL_JOB)
+    tab.select(S.codebook, *io, **PRIVATE, **MODEL_JOB).then(S.code, *code_io, **PRIVATE, **MODEL_JOB)
 
 
 # The sketchpad: a 280x280 canvas (10x the model's 28x28) and a brush whose stroke, relative to the
@@ -238,8 +227,14 @@ DRAW_JS = """() => {
 
 
 def _has_ink(sketch) -> bool:
-    """Whether a sketchpad value holds a drawing (a composite that is not one flat colour)."""
+    """Whether a sketchpad value holds a drawing (a composite, file or array, not one flat colour)."""
     img = sketch.get("composite") if isinstance(sketch, dict) else sketch
+    if isinstance(img, (str, Path)):
+        try:
+            with Image.open(img) as im:
+                img = np.asarray(im)
+        except OSError:
+            return True                           # let the encoder's reader say what is wrong
     return img is not None and np.ptp(np.asarray(img)) > 0
 
 
@@ -251,9 +246,10 @@ def _encode_tab(S: Studio, F: ModelFacts, model) -> NS:
                  "converted to the model's format (28x28, grey or RGB, light strokes on dark like MNIST), "
                  f"encoded to {F.latent_size}x{F.latent_size} tokens and decoded back.")
         with gr.Row():
-            upload = safe_image(label="Upload", type="numpy", image_mode=None, sources=["upload", "clipboard"],
-                                elem_id="upload")
-            sketch = gr.Sketchpad(label="Draw", type="numpy", canvas_size=(SKETCH_PX, SKETCH_PX), elem_id="sketch",
+            # the file itself reaches the reader (CMYK, 16-bit, animation, EXIF intact; size read from the header)
+            upload = gr.Image(label="Upload", type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                              elem_id="upload")
+            sketch = gr.Sketchpad(label="Draw", type="filepath", canvas_size=(SKETCH_PX, SKETCH_PX), elem_id="sketch",
                                   brush=gr.Brush(default_size=BRUSH_RADIUS, colors=["#000000"], color_mode="fixed"))
         with gr.Row():
             invert = gr.Radio(["auto", "yes", "no"], value="auto", label="Invert colours", elem_id="invert")
@@ -267,13 +263,13 @@ def _encode_tab(S: Studio, F: ModelFacts, model) -> NS:
         with gr.Row():
             enc, asg = gr.Plot(elem_id="encode-raster"), gr.Plot(elem_id="encode-asg")
     out = [shown, tokens, recon, enc, asg, note]
-    e_up.click(S.encode, [model, upload, invert], out, api_name="encode")
-    e_sk.click(S.encode_sketch, [model, sketch, invert], out, api_name="encode_sketch")
+    e_up.click(S.encode, [model, upload, invert], out, api_name="encode", **MODEL_JOB)
+    e_sk.click(S.encode_sketch, [model, sketch, invert], out, api_name="encode_sketch", **MODEL_JOB)
     skip = tuple(gr.skip() for _ in out)
     upload.change(lambda m, im, inv: skip if im is None else S.encode(m, im, inv), [model, upload, invert], out,
-                  trigger_mode="always_last", **PRIVATE)
+                  trigger_mode="always_last", **PRIVATE, **MODEL_JOB)
     sketch.change(lambda m, sk, inv: S.encode_sketch(m, sk, inv) if _has_ink(sk) else skip, [model, sketch, invert],
-                  out, trigger_mode="always_last", show_progress="hidden", **PRIVATE)
+                  out, trigger_mode="always_last", show_progress="hidden", **PRIVATE, **MODEL_JOB)
     tab.select(None, None, None, js=DRAW_JS, **PRIVATE)
     sketch.clear(None, None, None, js=DRAW_JS, **PRIVATE)
     return NS(tab=tab)
@@ -303,7 +299,7 @@ def _learn_tab(S: Studio, F: ModelFacts, run) -> None:
                          "probability equal to the pixel's brightness.")
                 k_p = gr.Slider(0, 1, 0.7, step=0.01, label="Pixel value", elem_id="coding-pixel")
                 k_T = gr.Slider(1, 64, 16, step=1, label="Time steps T", elem_id="coding-steps")
-                k_seed = gr.Number(0, precision=0, minimum=0, label="Seed")
+                k_seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
                 k_note = gr.Markdown(elem_id="coding-note")
             k_fig = gr.Plot(elem_id="coding-plot", scale=2)
         with gr.Row():
@@ -314,7 +310,7 @@ def _learn_tab(S: Studio, F: ModelFacts, run) -> None:
                 p_rate = gr.Slider(0, 1, 0.3, step=0.01, label="Spike rate", elem_id="psp-rate")
                 p_tau = gr.Slider(1, 10, F.psp_tau, step=0.5, label="tau_s", elem_id="psp-tau")
                 p_T = gr.Slider(4, 100, 32, step=1, label="Time steps", elem_id="psp-steps")
-                p_seed = gr.Number(0, precision=0, minimum=0, label="Seed")
+                p_seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
             p_fig = gr.Plot(elem_id="psp-plot", scale=2)
         with gr.Row():
             with gr.Column(scale=1):
@@ -324,7 +320,7 @@ def _learn_tab(S: Studio, F: ModelFacts, run) -> None:
                 q_rate = gr.Slider(0, 1, 0.4, step=0.01, label="Spike rate", elem_id="quant-rate")
                 q_a = gr.Slider(0, 1, 0.5, step=0.01, label="Mix a", elem_id="quant-alpha")
                 q_T = gr.Slider(1, 64, 16, step=1, label="Time steps T", elem_id="quant-steps")
-                q_seed = gr.Number(0, precision=0, minimum=0, label="Seed")
+                q_seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
                 q_note = gr.Markdown(elem_id="quant-note")
             q_fig = gr.Plot(elem_id="quant-plot", scale=2)
         _energy_section(S, run)
@@ -349,14 +345,17 @@ def _energy_section(S: Studio, run) -> None:
             go = gr.Button("Estimate energy of my last generation", elem_id="energy-btn")
             md = gr.Markdown(elem_id="energy-note")
         fig = gr.Plot(elem_id="energy-plot", scale=2)
-    go.click(S.energy, run, [md, fig], api_name="energy")
+    go.click(S.energy, run, [md, fig], api_name="energy", **MODEL_JOB)
 
 
 def build_demo(studio: Studio) -> gr.Blocks:
     """The studio: a model picker over six tabs. ``run`` (the session's last generation) links them."""
     S, F = studio, studio.facts()
     with gr.Blocks(title="Spiking-Diffusion studio") as demo:
-        run, usage = gr.State(None), gr.State(None)
+        # a session's run lives in the studio's bounded store (cap + time to live since last use);
+        # Gradio drops a closed session's states after an hour, releasing its run then at the latest
+        run = gr.State(None, delete_callback=S.runs.discard)
+        usage = gr.State(None, time_to_live=S.runs.ttl)
         gr.Markdown(INTRO.format(L=F.latent_size))
         with gr.Row():
             model = gr.Dropdown(list(S.models), value=S.default_model, label="Model (data set)", elem_id="model", scale=1)
@@ -375,10 +374,10 @@ def build_demo(studio: Studio) -> gr.Blocks:
             _learn_tab(S, F, run)
         # a finished generation opens its last step in Unmasking; a click on a sample opens that one;
         # Unmasking's cell is Spikes' cell
-        gen.go.click(S.generate, gen.inputs, [*gen.outputs, run], api_name="generate").success(
-            lambda r: (gr.update(value=0, maximum=len(r.images) - 1), gr.update(value=len(r.trace), maximum=len(r.trace)),
+        gen.go.click(S.generate, gen.inputs, [*gen.outputs, run], api_name="generate", **MODEL_JOB).success(
+            lambda r: (gr.update(value=0, maximum=r.num_images - 1), gr.update(value=r.num_frames, maximum=r.num_frames),
                        gr.update(value=S.gallery(r), selected_index=0)),
-            run, [unmask.image, unmask.step, unmask.picker], **PRIVATE).then(S.unmask, *unmask.io, **PRIVATE)
+            run, [unmask.image, unmask.step, unmask.picker], **PRIVATE).then(S.unmask, *unmask.io, **PRIVATE, **MODEL_JOB)
 
         def open_sample(r, evt: gr.SelectData):  # a click on the sample grid: evt.index = [x, y]
             i = S.image_at(r, *evt.index) if r is not None and evt.index else None

@@ -22,12 +22,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from .checkpoint import atomic_write_dir
+from .checkpoint import CONFIG_NAME, WEIGHTS_NAME, atomic_write_dir
 from .devices import resolve_device
 from .errors import CheckpointError
 from .images import channels_first, to_float
 
-CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "classifiers"
 
 

@@ -29,8 +29,8 @@ DenoiseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (tokens [B,h
 class StepState:
     """One sampling step. Arrays are numpy; ``tokens`` holds the mask id where still masked.
 
-    tokens [N,h,w] int64 after this step; unmasked [N,h,w] bool (chosen at this step);
-    pred_argmax / pred_sampled [N,h,w] int64 (the denoiser's prediction for every position,
+    tokens [N,h,w] int16 after this step; unmasked [N,h,w] bool (chosen at this step);
+    pred_argmax / pred_sampled [N,h,w] int16 (the denoiser's prediction for every position,
     or None where the step skipped the call); t: the time given to the denoiser (training scale).
     kind: "unmask" (one of the ``num_steps`` steps) or "correct" (a corrector round after them,
     whose ``unmasked`` cells were re-masked and sampled again).
@@ -59,6 +59,14 @@ class GenerationTrace:
     def stack(self, name: str) -> np.ndarray:
         """Stack a per-step field over steps: e.g. ``stack('tokens') -> [S, N, h, w]``."""
         return np.stack([getattr(s, name) for s in self.steps])
+
+
+def compact(a: np.ndarray) -> np.ndarray:
+    """A copy of ``a`` with integer ids in the smallest dtype holding them (int16 for codebooks of
+    up to 32,767 codes): a trace of 64 images x 109 steps takes 2.4 MB instead of 8.6 MB."""
+    if a.dtype.kind in "iu" and a.size and -2**15 <= a.min() and a.max() < 2**15:
+        return a.astype(np.int16)
+    return a.copy()
 
 
 def temperature_at(step: int, num_steps: int, start: float, end: float | None = None) -> float:
@@ -175,8 +183,8 @@ class AbsorbingDiffusion:
         watched = trace or callback is not None
 
         def emit(*fields, kind: str = "unmask"):
-            """Record one step (tensors -> numpy) in the trace and pass it to the callback."""
-            state = StepState(*(f.cpu().numpy().copy() if torch.is_tensor(f) else f for f in fields), kind=kind)
+            """Record one step (tensors -> numpy, token ids as int16) in the trace and pass it to the callback."""
+            state = StepState(*(compact(f.cpu().numpy()) if torch.is_tensor(f) else f for f in fields), kind=kind)
             if record is not None:
                 record.steps.append(state)
             if callback is not None:

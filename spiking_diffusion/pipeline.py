@@ -82,6 +82,7 @@ class SpikingDiffusionPipeline:
         ``owner/name`` when no such local folder exists (downloaded into the Hugging Face cache;
         ``revision``, ``cache_dir``, ``local_files_only``, ``token`` as in ``huggingface_hub``;
         ``HF_HUB_OFFLINE=1`` uses the cache only). Raises :class:`CheckpointError`."""
+        resolve_device(device)  # a missing device says so before anything is downloaded
         path = resolve_checkpoint(name_or_path, revision, cache_dir, local_files_only, token)
         vqsvae, denoiser, config = load_checkpoint(path, device)
         pipe = cls(vqsvae, denoiser, config, device)
@@ -210,6 +211,15 @@ class SpikingDiffusionPipeline:
     def _need_denoiser(self):
         if self.denoiser is None:
             raise SpikingDiffusionError("this checkpoint holds only a VQ-SVAE; train a prior (train-prior) to generate")
+
+    def prepare_image(self, picture, invert: str = "auto") -> tuple[np.ndarray, str]:
+        """Any picture (file path, bytes, PIL image, array) -> (float32 ``[1, C, 28, 28]`` in [0, 1]
+        ready for :meth:`encode`, a note of what was done), framed as this model's data set was
+        (see :mod:`~spiking_diffusion.image_input`). Raises SpikingDiffusionError."""
+        from .image_input import prepare_image
+
+        return prepare_image(picture, self.image_channels, self.info.get("dataset"), invert,
+                             size=self.vqsvae.cfg.image_size)
 
     # --- the model calls --------------------------------------------------------------------
     @torch.inference_mode()

@@ -80,7 +80,7 @@ class Setting:
 SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("temperature", float, 0.0, MAX_TEMPERATURE, "Temperature",
             "sampling temperature (default: the checkpoint's, else 0.65); given alone: constant", lo_open=True),
-    Setting("temperature_end", float, 0.0, MAX_TEMPERATURE, "End temperature",
+    Setting("temperature_end", float, 0.0, MAX_TEMPERATURE, "Temperature at the last step",
             "temperature at the last step, linear from --temperature", lo_open=True, optional=True),
     Setting("top_p", float, 0.0, 1.0, "Top-p",
             "nucleus sampling: draw from the likeliest codes holding this much probability (1: off)", lo_open=True),

@@ -27,7 +27,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from .checkpoint import CODE_USAGE_NAME, atomic_write_file, load_checkpoint, save_checkpoint
+from .checkpoint import CODE_USAGE_NAME, WEIGHTS_NAME, atomic_write_file, load_checkpoint, save_checkpoint
 from .config import PRESETS, get_preset
 from .data import channels_of, load_images
 from .devices import resolve_device
@@ -315,11 +315,11 @@ def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save
         done = snap["step"]
         if total < done:
             raise CheckpointError(f"cannot resume {out}: --epochs {cfg.epochs:g} is {total} steps of {cfg.batch_size} "
-                                  f"images, but the run has already trained {done} steps ({done / steps_per_epoch:g} "
-                                  f"epochs); pass --epochs above {done / steps_per_epoch:g} to train on")
+                                  f"images, but the run has already trained {done} steps (epochs "
+                                  f"{done / steps_per_epoch:g}); pass --epochs above {done / steps_per_epoch:g} to train on")
         if total == done:
             if rank == 0:
-                print(f"{out} has already trained {done} steps ({done / steps_per_epoch:g} epochs): nothing to do; "
+                print(f"{out} has already trained {done} steps (epochs {done / steps_per_epoch:g}): nothing to do; "
                       "pass a larger --epochs to train on")
             return done, 0.0
         saved = snap.get("train_config", {})
@@ -461,7 +461,7 @@ def tokenize(vqsvae: VQSVAE, images: torch.Tensor, batch: int = 256, device="cpu
 
 def _weights_digest(vqsvae_dir: str) -> str:
     h = hashlib.sha1()
-    with open(Path(vqsvae_dir) / "model.safetensors", "rb") as f:
+    with open(Path(vqsvae_dir) / WEIGHTS_NAME, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()[:16]

@@ -65,7 +65,7 @@ def server(tmp_path_factory, make_tiny_models):
     make_checkpoints(tmp / "ck", make_tiny_models)
     make_test_set(tmp / "data")
     demo, url = launch(tmp)
-    yield url, tmp
+    yield url, tmp, demo
     demo.close()
 
 
@@ -199,7 +199,7 @@ def test_encode_any_picture(client, tmp_path):
     path = tmp_path / "rgb.png"
     Image.fromarray(np.random.default_rng(1).integers(0, 255, (90, 50, 3), dtype=np.uint8)).save(path)
     shown, tokens, recon, enc, asg, note = client.predict("tiny", handle_file(str(path)), "auto", api_name="/encode")
-    assert "resized from 50x90 to 28x28" in note and "grey" in note
+    assert "read 50x90 RGB" in note and "scaled into 20x20" in note
     assert Image.open(recon).size == (224, 224) and tokens["type"] == "plotly"
 
 
@@ -210,29 +210,87 @@ def test_encode_sketch(client, tmp_path):
     Image.fromarray(a).save(path)
     sketch = {"background": None, "layers": [], "composite": handle_file(str(path))}
     *_, note = client.predict("tiny", sketch, "auto", api_name="/encode_sketch")
-    assert "resized from 280x280" in note
+    assert "read 280x280" in note and "transparent areas made black" in note
 
 
 @pytest.mark.parametrize("call,match", [
-    (("tiny", 0, 10, 0.65, 0, "/generate"), "minimum"),
-    (("tiny", 9, 10, 0.65, 0, "/generate"), "maximum"),           # more than --max-batch
-    (("tiny", 2, 50, 0.65, 0, "/generate"), "maximum"),
-    (("tiny", 2, 10, 0.0, 0, "/generate"), "minimum"),
-    (("tiny", 2, 10, 0.65, 0, 0.65, 0.0, "/generate"), "minimum"),    # top-p 0
-    (("tiny", 2, 10, 0.65, 0, 9.0, 1.0, "/generate"), "maximum"),      # end temperature off the slider
-    (("tiny", 2, 10, 0.65, 0, 0.65, 1.0, 5, 0, 0.5, "/generate"), "minimum"),   # 0 corrector cells
+    (("tiny", 0, 10, 0.65, 0, "/generate"), r"Number of images must be a whole number in 1\.\.8; got 0"),
+    (("tiny", 9, 10, 0.65, 0, "/generate"), r"Number of images .* 1\.\.8; got 9"),           # more than --max-batch
+    (("tiny", 2, 50, 0.65, 0, "/generate"), r"Steps must be a whole number in 1\.\.49; got 50"),
+    (("tiny", 2, 10, 0.0, 0, "/generate"), r"Temperature must be a number in 0\.05\.\.2; got 0\.0"),
+    (("tiny", 2, 10, 0.65, 0, 0.65, 0.0, "/generate"), "Top-p must be"),    # top-p 0
+    (("tiny", 2, 10, 0.65, 0, 9.0, 1.0, "/generate"), "Temperature at the last step must be"),  # off the slider
+    (("tiny", 2, 10, 0.65, 0, 0.65, 1.0, 5, 0, 0.5, "/generate"), "Cells per corrector round must be"),
     (("tiny", 2.5, 10, 0.65, 0, "/generate"), "whole number"),
-    (("nope", 2, 10, 0.65, 0, "/generate"), "not in the list"),
-    ((1.0, 1.0, 0.5, "hard", 40, "/lif"), "minimum value 1"),
-    ((1.0, 1.0, 2.0, "sideways", 40, "/lif"), "sideways"),
-    ((1.5, 16, 0, "/coding"), "maximum"),
+    (("tiny", "2", 10, 0.65, 0, "/generate"), "Number of images must be a whole number in 1..8; got '2'"),
+    (("tiny", 2, None, 0.65, 0, "/generate"), "Steps must be a whole number in 1..49; got None"),
+    (("tiny", 2, 10, [0.5], 0, "/generate"), r"Temperature must be a number in 0\.05\.\.2; got \[0\.5\]"),
+    (("nope", 2, 10, 0.65, 0, "/generate"), "Model .* must be one of 'tiny'; got 'nope'"),
+    ((1.0, 1.0, 0.5, "hard", 40, "/lif"), r"Time constant tau must be a number in 1\.\.20; got 0\.5"),
+    ((1.0, 1.0, 2.0, "sideways", 40, "/lif"), "Reset must be one of 'hard', 'soft'; got 'sideways'"),
+    ((1.5, 16, 0, "/coding"), r"Pixel value must be a number in 0\.\.1; got 1\.5"),
     (("tiny", None, "auto", "/encode"), "no image"),
-    (("tiny", 99, "/code"), "maximum value|code must"),
+    (("tiny", "picture.png", "auto", "/encode"), r"Upload must be an image file"),
+    (("tiny", 99, "/code"), "Code must|code must"),
 ])
 def test_bad_inputs_get_clear_messages(client, call, match):
     *args, api = call
     with pytest.raises(Exception, match=match):
         client.predict(*args, api_name=api)
+
+
+GENERIC = "has not enabled verbose error reporting"   # Gradio's message when a component's own code fails
+
+
+def valid_args(tmp) -> dict:
+    """A valid call of every named endpoint with parameters (a run is needed for some)."""
+    png = tmp / "ok.png"
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(png)
+    sketch = {"background": None, "layers": [], "composite": handle_file(str(png))}
+    return {"/model_info": ["tiny"], "/generate": ["tiny", 2, 4, 0.65, 0, 0.65, 1.0, 0, 5, 0.5],
+            "/unmask": [0, 1, 24], "/export": [0], "/spikes": [0, 24], "/codebook": ["tiny"], "/code": ["tiny", 3],
+            "/encode": ["tiny", handle_file(str(png)), "auto"], "/encode_sketch": ["tiny", sketch, "auto"],
+            "/lif": [1.5, 1.0, 2.0, "hard", 40], "/coding": [0.7, 16, 0], "/psp": [0.3, 2, 32, 0],
+            "/quantizer": [0.4, 0.5, 16, 0]}
+
+
+def bad_values(tmp) -> list:
+    """Strings, None, lists, dicts, NaN-free numbers far out of range and a broken file."""
+    bad = tmp / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    return ["abc", None, [1, 2], {"a": 1}, 1e12, -1e12, handle_file(str(bad))]
+
+
+def unclear_answers(client, tmp, every: int = 1) -> tuple[int, list[str]]:
+    """Call every named endpoint with each parameter in turn replaced by a bad value (every
+    ``every``-th pair of parameter and value, cycling); (calls, the unclear ones). An answer is
+    unclear if it is Gradio's generic error, or names neither the control nor the problem."""
+    api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    bads, calls, unclear, k = bad_values(tmp), 0, [], 0
+    for name, args in valid_args(tmp).items():
+        labels = [p["label"] for p in api[name]["parameters"]]
+        for i in range(len(args)):
+            for value in bads:
+                k += 1
+                if k % every:
+                    continue
+                call = list(args)
+                call[i] = value
+                calls += 1
+                try:
+                    client.predict(*call, api_name=name)
+                    msg = "accepted"
+                except Exception as e:
+                    msg = str(e)
+                if GENERIC in msg or not (labels[i] in msg or "no image given" in msg):
+                    unclear.append(f"{name} {labels[i]}={value!r}: {msg[:200]}")
+    return calls, unclear
+
+
+def test_every_endpoint_answers_bad_values_clearly(client, generated, tmp_path):
+    """Each parameter of each endpoint, given bad values (a sample here; benchmarks/fuzz_api.py sends all)."""
+    calls, unclear = unclear_answers(client, tmp_path, every=3)
+    assert calls > 90 and unclear == []
 
 
 def test_corrupt_and_huge_uploads(client, tmp_path):
@@ -301,3 +359,62 @@ def test_studio_reads_grid_steps_and_neuron_constants_from_the_model(tmp_path, m
     _, note = studio.quantizer(0.4, 0.5, 16, 0)
     want = teaching.dual_code(teaching.rate_code(0.4, 16, 0), 0.5, 0.5)
     assert f"M(s) = {want['membrane']:.3f}" in note and want["membrane"] != teaching.dual_code(teaching.rate_code(0.4, 16, 0), 0.5)["membrane"]
+
+
+def test_corrector_frames_are_reachable_through_the_api(server):
+    c = Client(server[0], verbose=False, analytics_enabled=False)
+    c.predict("tiny", 1, 49, 0.65, 3, 0.65, 1.0, 3, 5, 0.5, api_name="/generate")     # 49 steps + 3 rounds
+    *_, caption = c.predict(0, 51, 24, api_name="/unmask")
+    assert "Step **51/52**, corrector round 2" in caption
+    with pytest.raises(Exception, match=r"Step must be a whole number in 1\.\.52; got 53"):
+        c.predict(0, 53, 24, api_name="/unmask")
+
+
+def test_model_jobs_share_one_concurrency_limit(server):
+    demo = server[2]
+    heavy = {"generate", "unmask", "export", "spikes", "codebook", "code", "encode", "encode_sketch", "energy"}
+    ids = {fn.api_name: fn.concurrency_id for fn in demo.fns.values() if fn.api_name in heavy}
+    assert set(ids) == heavy and set(ids.values()) == {"model"}
+    limits = {fn.concurrency_limit for fn in demo.fns.values() if fn.concurrency_id == "model"}
+    assert limits == {"default"}                                   # the queue's --concurrency, shared
+
+
+def test_a_cancelled_generation_stops(server):
+    import threading
+    import time
+
+    def workers():
+        return sum(t.name == "sd-generate" and t.is_alive() for t in threading.enumerate())
+
+    c = Client(server[0], verbose=False, analytics_enabled=False)
+    job = c.submit("tiny", 8, 49, 0.65, 5, 0.65, 1.0, 100, 5, 0.5, api_name="/generate")   # 149 steps
+    deadline = time.time() + 60
+    while not job.outputs() and time.time() < deadline:
+        time.sleep(0.05)
+    assert job.outputs() and workers() >= 1
+    job.cancel()
+    deadline = time.time() + 20
+    while workers() and time.time() < deadline:
+        time.sleep(0.05)
+    assert workers() == 0 and server[2].studio.generating == 0
+
+
+@pytest.mark.parametrize("kind", ["cmyk jpeg, blue ink on paper", "16-bit grey", "grey+alpha, black ink",
+                                  "animated gif", "exif-rotated"])
+def test_uploads_of_every_kind_reach_the_model_as_their_grey_png(client, tmp_path, kind):
+    from test_image_input import grey_png, kinds
+
+    name, path, grey = next(k for k in kinds(tmp_path) if k[0] == kind)
+    plain = client.predict("tiny", handle_file(str(grey_png(grey, tmp_path))), "auto", api_name="/encode")
+    got = client.predict("tiny", handle_file(str(path)), "auto", api_name="/encode")
+    a, b = (np.asarray(Image.open(r[0]), float) for r in (plain, got))
+    assert a.max() == 255 and np.abs(a - b).mean() < 2, name          # the same model input (0..255)
+
+
+def test_a_huge_picture_is_refused_from_its_header(client, tmp_path):
+    from test_image_input import _png_header_only
+
+    path = tmp_path / "huge.png"
+    path.write_bytes(_png_header_only(9400, 9400))                      # 0.1 kB on disk, 88 M pixels
+    with pytest.raises(Exception, match="9400x9400 pixels; at most"):
+        client.predict("tiny", handle_file(str(path)), "auto", api_name="/encode")

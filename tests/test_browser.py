@@ -198,11 +198,11 @@ def test_encode_view_upload_encodes_itself(page, tmp_path):
     digit[10:54, 28:36] = 255  # a "1", light on dark
     Image.fromarray(digit).save(tmp_path / "one.png")
     page.locator("#upload input[type=file]").set_input_files(str(tmp_path / "one.png"))
-    expect(page.locator("#encode-note")).to_contain_text("resized from 64x64 to 28x28")   # no button pressed
+    expect(page.locator("#encode-note")).to_contain_text("read 64x64 L; ink 8x44 scaled into 20x20")   # no button pressed
     expect(page.locator("#reconstruction img")).to_have_attribute("src", re.compile(r".+"))
     expect(page.locator("#encode-tokens .js-plotly-plot")).to_be_attached()
     page.locator("#encode-btn").click()                                       # the button still re-runs
-    expect(page.locator("#encode-note")).to_contain_text("resized from 64x64 to 28x28")
+    expect(page.locator("#encode-note")).to_contain_text("read 64x64 L; ink 8x44 scaled into 20x20")
     shot(page, "encode")
 
 
@@ -226,7 +226,7 @@ def test_sketch_opens_ready_to_draw_and_a_stroke_encodes_itself(page):
         page.mouse.move(cx - 90 + 10 * k, cy, steps=2)
     page.mouse.up()
     expect(page.locator("#encode-input img")).not_to_have_attribute("src", before or "none")
-    expect(page.locator("#encode-note")).to_contain_text("resized from 280x280 to 28x28")
+    expect(page.locator("#encode-note")).to_contain_text("read 280x280")
     src = page.locator("#encode-input img").get_attribute("src")
     png = page.evaluate("async (u) => Array.from(new Uint8Array(await (await fetch(u)).arrayBuffer()))", src)
     x = np.asarray(Image.open(io.BytesIO(bytes(png))).convert("L"))[::8, ::8]   # shown 8x: back to 28x28

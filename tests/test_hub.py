@@ -59,6 +59,19 @@ def test_a_repo_id_is_downloaded_into_the_cache(tiny_checkpoint, tiny_pipeline, 
                  "--steps", "4"]) == 0 and out.with_suffix(".npy").is_file()
 
 
+def test_evaluate_records_only_into_a_local_folder(tiny_checkpoint, tmp_path, monkeypatch):
+    """--record writes into the checkpoint folder: refused for a checkpoint read from the Hub cache."""
+    from spiking_diffusion.evaluation import evaluate
+    from spiking_diffusion.errors import SpikingDiffusionError
+
+    snapshot = shutil.copytree(tiny_checkpoint, tmp_path / "cache" / "snapshot")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, **k: str(snapshot))
+    before = (snapshot / "config.json").read_text()
+    with pytest.raises(SpikingDiffusionError, match="--record writes into the checkpoint folder"):
+        evaluate("someone/tiny-spiking", "unused", tmp_path / "eval", record=True, num_samples=8, sweeps=False)
+    assert (snapshot / "config.json").read_text() == before and not (tmp_path / "eval").exists()
+
+
 @pytest.mark.parametrize("how", ["local_files_only", "HF_HUB_OFFLINE"])
 def test_offline_without_a_cached_copy_says_so(tmp_path, monkeypatch, how):
     """The real huggingface_hub, an empty cache, no network allowed: one clear CheckpointError."""

@@ -253,11 +253,11 @@ def test_resumed_epochs_are_the_data_seen(tmp_path, capsys):
     assert [r["step"] for r in _log(tmp_path / "r")] == list(range(1, 9))
     before = _files(tmp_path / "r")
     with pytest.raises(CheckpointError, match=r"--epochs 1.5 is 6 steps of 16 images, but the run has already "
-                                              r"trained 8 steps \(2 epochs\); pass --epochs above 2"):
+                                              r"trained 8 steps \(epochs 2\); pass --epochs above 2"):
         train_vqsvae(replace(cfg, epochs=1.5, resume=True))
     capsys.readouterr()
     train_vqsvae(replace(cfg, epochs=2.0, resume=True))                  # a finished run: nothing to do
-    assert "already trained 8 steps (2 epochs): nothing to do" in capsys.readouterr().out
+    assert "already trained 8 steps (epochs 2): nothing to do" in capsys.readouterr().out
     assert _files(tmp_path / "r") == before
 
 

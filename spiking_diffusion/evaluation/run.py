@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoint import CODE_USAGE_NAME, atomic_write_file, update_metadata
+from ..checkpoint import CODE_USAGE_NAME, CONFIG_NAME, atomic_write_file, update_metadata
 from ..classifier import default_classifier_dir, holdout_split, load_classifier
 from ..data import load_images
 from ..errors import SpikingDiffusionError
@@ -183,7 +183,7 @@ def evaluate(checkpoint_dir, data_root, out_dir, log=print, **overrides) -> dict
     if not dataset:
         raise SpikingDiffusionError("the checkpoint does not name its data set (info['dataset']); pass --dataset")
     clf_dir = _classifier_dir(cfg, dataset)
-    clf = load_classifier(clf_dir, cfg.device) if (clf_dir / "config.json").is_file() else None
+    clf = load_classifier(clf_dir, cfg.device) if (clf_dir / CONFIG_NAME).is_file() else None
     dim = clf.cfg.feature_dim if clf is not None else None
     few = clf is not None and M.too_few_for_frechet(cfg.num_samples, dim)
     if few and cfg.record:

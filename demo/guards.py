@@ -1,0 +1,137 @@
+"""Clear messages for any value sent to the studio's API, checked before a component's own code.
+
+A slider given a string fails inside Gradio's preprocessing (``'<' not supported between 'str' and
+'int'``) and the caller sees only Gradio's generic "the upstream app has raised an exception".
+:func:`guard_inputs` checks every input value of every event against the component as the
+caller's session sees it (a maximum changed by ``gr.update`` included) before Gradio touches it,
+so a bad value gets a message naming the control and what it accepts; the bounds are the
+components' own.
+"""
+from __future__ import annotations
+
+import math
+
+import gradio as gr
+
+
+def _error(message: str) -> gr.Error:
+    """A message for the caller (a user mistake: no traceback in the server's log)."""
+    return gr.Error(message, duration=8, print_exception=False)
+
+
+def name_of(block) -> str:
+    return getattr(block, "label", None) or getattr(block, "elem_id", None) or type(block).__name__
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _fmt(x) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def check_number(block, payload):
+    """Sliders and numbers: a finite int/float (not a bool or a string) within the component's bounds."""
+    lo, hi = block.minimum, block.maximum
+    step = getattr(block, "step", None)
+    whole = getattr(block, "precision", None) == 0 or (step is not None and float(step).is_integer()
+                                                      and (lo is None or float(lo).is_integer()))
+    kind = "a whole number" if whole else "a number"
+    span = (f" in {_fmt(lo)}..{_fmt(hi)}" if lo is not None and hi is not None else
+            f" >= {_fmt(lo)}" if lo is not None else f" <= {_fmt(hi)}" if hi is not None else "")
+    ok = (isinstance(payload, (int, float)) and not isinstance(payload, bool) and math.isfinite(payload)
+          and (lo is None or payload >= lo) and (hi is None or payload <= hi)
+          and (not whole or float(payload).is_integer()))
+    if not ok:
+        raise _error(f"{name_of(block)} must be {kind}{span}; got {_short(payload)}")
+
+
+def check_choice(block, payload):
+    """Dropdowns and radios: one of the choices' values."""
+    values = [c[1] if isinstance(c, (tuple, list)) else c for c in block.choices]
+    if any(type(payload) is type(v) and payload == v for v in values) or (
+            isinstance(payload, int) and not isinstance(payload, bool) and payload in values):
+        return
+    if values and all(isinstance(v, int) for v in values) and values == list(range(values[0], values[-1] + 1)):
+        accepted = f"a whole number in {values[0]}..{values[-1]}"
+    else:
+        accepted = "one of " + ", ".join(map(repr, values[:12])) + (", ..." if len(values) > 12 else "")
+    raise _error(f"{name_of(block)} must be {accepted}; got {_short(payload)}")
+
+
+def check_file(block, payload):
+    """Images and drawings: None or the dict Gradio's client sends for a file (or a drawing)."""
+    if payload is None:
+        return
+    if isinstance(block, gr.ImageEditor):
+        ok = isinstance(payload, dict) and set(payload) <= {"background", "layers", "composite", "id"} and all(
+            v is None or isinstance(v, dict) for k, v in payload.items() if k in ("background", "composite")) \
+            and isinstance(payload.get("layers", []), list)
+        hint = "a drawing: {'background': ..., 'layers': [...], 'composite': handle_file(path)}"
+    else:
+        ok = isinstance(payload, dict) and isinstance(payload.get("path") or payload.get("url"), str)
+        hint = "an image file (gradio_client: handle_file(path))"
+    if not ok:
+        raise _error(f"{name_of(block)} must be {hint}; got {_short(payload)}")
+
+
+def check_payload(block, payload):
+    """The check that fits ``block`` (numbers, choices, files); other components pass."""
+    if isinstance(block, (gr.Slider, gr.Number)):
+        check_number(block, payload)
+    elif isinstance(block, (gr.Dropdown, gr.Radio)) and not getattr(block, "multiselect", False) \
+            and not getattr(block, "allow_custom_value", False):
+        check_choice(block, payload)
+    elif isinstance(block, (gr.Image, gr.ImageEditor)):
+        check_file(block, payload)
+
+
+def guard(block) -> None:
+    """Turn any error in ``block``'s own preprocessing (a corrupt file, ...) into a message naming it."""
+    if getattr(block, "_sd_guarded", False):
+        return
+    inner = block.preprocess
+    label = name_of(block)
+    is_file = isinstance(block, (gr.Image, gr.ImageEditor))
+
+    def preprocess(payload):
+        try:
+            return inner(payload)
+        except gr.Error:
+            raise
+        except Exception as e:  # corrupt file, decompression bomb, unsupported format, ...
+            what = "could not read the uploaded image" if is_file else f"could not use {_short(payload)}"
+            raise _error(f"{label}: {what} ({type(e).__name__}: {e})") from None
+
+    block.preprocess = preprocess
+    block._sd_guarded = True
+
+
+def guard_inputs(demo: gr.Blocks) -> gr.Blocks:
+    """Check every input value of every event of ``demo`` before Gradio preprocesses it (against
+    the session's own copy of the component), and guard each component's preprocessing. Returns ``demo``."""
+    for fn in demo.fns.values():
+        for block in fn.inputs:
+            if isinstance(block, gr.components.Component) and not block.stateful:
+                guard(block)
+    inner = demo.preprocess_data
+
+    async def preprocess_data(block_fn, inputs, state=None, *args, **kwargs):
+        props = getattr(block_fn, "component_prop_inputs", ())
+        for i, block in enumerate(block_fn.inputs[: len(inputs)]):
+            if block.stateful or i in props:
+                continue
+            current = state[block._id] if state is not None and block._id in state else block
+            check_payload(current, inputs[i])
+        try:
+            return await inner(block_fn, inputs, state, *args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as e:  # anything the checks above did not foresee: still say what failed
+            raise _error(f"could not use the values sent to {block_fn.name or 'this event'} "
+                         f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+
+    demo.preprocess_data = preprocess_data
+    return demo

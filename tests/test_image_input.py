@@ -1,0 +1,216 @@
+"""The image reader: every kind of file gives the model input of the same picture saved as a plain
+8-bit grey PNG; MNIST framing; inversion from the border; size checked from the header."""
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from spiking_diffusion import SpikingDiffusionError
+from spiking_diffusion.image_input import MAX_PIXELS, prepare_image
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def seven(size=200, offset=(0, 0), canvas=None) -> np.ndarray:
+    """A hand-drawn-looking 7: ink coverage in [0, 1], ``[canvas, canvas]`` (anti-aliased)."""
+    canvas = canvas or size
+    big = Image.new("L", (canvas * 4, canvas * 4), 0)
+    d = ImageDraw.Draw(big)
+    s, (oy, ox) = size * 4, (offset[0] * 4, offset[1] * 4)
+    d.line([(ox + 0.25 * s, oy + 0.22 * s), (ox + 0.72 * s, oy + 0.2 * s), (ox + 0.42 * s, oy + 0.8 * s)],
+           fill=255, width=int(0.07 * s), joint="curve")
+    return np.asarray(big.resize((canvas, canvas), Image.Resampling.BOX), np.float32) / 255
+
+
+def grey_png(grey: np.ndarray, tmp_path, name="plain.png") -> Path:
+    """The reference: a plain 8-bit grey PNG of ``grey`` (floats in [0, 1])."""
+    path = tmp_path / name
+    Image.fromarray((grey * 255).round().astype(np.uint8), "L").save(path)
+    return path
+
+
+def model_input(source, **kw):
+    return prepare_image(source, **{"channels": 1, "dataset": "mnist", **kw})[0]
+
+
+def paper_with_ink(ink, paper=(245, 240, 228), colour=(25, 45, 190)) -> np.ndarray:
+    """RGB uint8 of coloured ink on paper."""
+    a = ink[..., None]
+    return (a * np.array(colour) + (1 - a) * np.array(paper)).round().astype(np.uint8)
+
+
+def save(img: Image.Image, tmp_path, name, **kw) -> Path:
+    path = tmp_path / name
+    img.save(path, **kw)
+    return path
+
+
+def seen_as_grey(path) -> np.ndarray:
+    """What a person sees, as grey floats: the file decoded to RGB by Pillow, then to 'L'."""
+    return np.asarray(Image.open(path).convert("RGB").convert("L"), np.float32) / 255
+
+
+INK = seven()
+
+
+def kinds(tmp_path):
+    """(name, file, the same picture as grey floats)."""
+    paper = 1 - INK                                                              # black ink on white
+    u8 = (paper * 255).round().astype(np.uint8)
+    out = []
+    out.append(("palette", save(Image.fromarray(u8).convert("P"), tmp_path, "p.png"), u8 / 255))
+    cmyk = save(Image.fromarray(paper_with_ink(INK)).convert("CMYK"), tmp_path, "cmyk.jpg", quality=95)
+    out.append(("cmyk jpeg, blue ink on paper", cmyk, seen_as_grey(cmyk)))
+    out.append(("16-bit grey", save(Image.fromarray(u8.astype(np.uint16) * 257), tmp_path, "g16.png"), u8 / 255))
+    out.append(("32-bit integer", save(Image.fromarray(u8.astype(np.int32) * 257), tmp_path, "i32.tif"), u8 / 255))
+    out.append(("32-bit float", save(Image.fromarray(u8.astype(np.float32) / 255), tmp_path, "f32.tif"), u8 / 255))
+    alpha = (INK * 255).round().astype(np.uint8)
+    la = np.stack([np.zeros_like(alpha), alpha], -1)
+    out.append(("grey+alpha, black ink", save(Image.fromarray(la, "LA"), tmp_path, "la.png"), 1 - alpha / 255))
+    white = np.dstack([np.full(alpha.shape + (3,), 255, np.uint8), alpha])
+    out.append(("rgba, white ink on transparent", save(Image.fromarray(white, "RGBA"), tmp_path, "w.png"), 1 - alpha / 255))
+    red = np.dstack([np.full(alpha.shape + (3,), (200, 20, 20), np.uint8), alpha])
+    out.append(("rgba, red ink on transparent", save(Image.fromarray(red, "RGBA"), tmp_path, "r.png"),
+                1 - alpha / 255 * (1 - Image.new("RGB", (1, 1), (200, 20, 20)).convert("L").getpixel((0, 0)) / 255)))
+    bits = paper > 0.5
+    out.append(("1-bit", save(Image.fromarray(bits), tmp_path, "b.png"), bits.astype(np.float32)))
+    frames = [Image.fromarray(u8).convert("P"), Image.fromarray(np.random.default_rng(0).integers(0, 255, u8.shape, np.uint8)).convert("P")]
+    gif = tmp_path / "anim.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    out.append(("animated gif", gif, u8 / 255))
+    exif = Image.Exif()
+    exif[0x0112] = 6                                                             # stored turned: rotate 90 cw to view
+    stored = Image.fromarray(u8).transpose(Image.Transpose.ROTATE_90)
+    out.append(("exif-rotated", save(stored, tmp_path, "rot.png", exif=exif), u8 / 255))
+    big = 1 - seven(size=90, offset=(20, 1010), canvas=1200)
+    out.append(("small digit in a corner of a large canvas", save(Image.fromarray((big * 255).round().astype(np.uint8)),
+                                                                   tmp_path, "corner.png"), big))
+    return out
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    return kinds(tmp_path_factory.mktemp("kinds"))
+
+
+KINDS = ["palette", "cmyk jpeg, blue ink on paper", "16-bit grey", "32-bit integer", "32-bit float",
+         "grey+alpha, black ink", "rgba, white ink on transparent", "rgba, red ink on transparent", "1-bit",
+         "animated gif", "exif-rotated", "small digit in a corner of a large canvas"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_of_file_reads_as_its_plain_grey_png(kind, files, tmp_path):
+    name, path, grey = next(k for k in files if k[0] == kind)
+    want = model_input(grey_png(grey, tmp_path))
+    got = model_input(path)
+    assert want.max() == 1 and (want > 0.5).sum() > 20          # the reference is a real digit
+    diff = np.abs(got - want)
+    # equal up to 8-bit rounding; a low-contrast ink may move the ink's bounding box by a pixel
+    assert diff.mean() < 0.005 and diff.max() < 0.12, (name, diff.mean(), diff.max())
+    assert np.array_equal(model_input(Image.open(path)), got)   # an opened PIL image reads the same
+
+
+def test_mnist_framing(tmp_path):
+    from scipy import ndimage
+
+    x = model_input(grey_png(1 - seven(size=90, offset=(5, 600), canvas=800), tmp_path))[0, 0]
+    rows, cols = np.nonzero(x > 0.25)
+    assert max(rows.max() - rows.min(), cols.max() - cols.min()) + 1 in (20, 21)   # the box fits 20x20
+    cy, cx = ndimage.center_of_mass(x)
+    assert abs(cy - 13.5) <= 0.6 and abs(cx - 13.5) <= 0.6                         # mass centred
+    assert x[0].max() == x[-1].max() == x[:, 0].max() == x[:, -1].max() == 0         # background 0
+    # Fashion-MNIST: longest side 28, box centred
+    f = prepare_image(grey_png(1 - seven(), tmp_path), 1, "fashion-mnist")[0][0, 0]
+    rows, cols = np.nonzero(f > 0.25)
+    assert max(rows.max() - rows.min(), cols.max() - cols.min()) + 1 >= 27
+
+
+def test_inversion_is_decided_by_the_border_not_the_mean(tmp_path):
+    bold = np.zeros((100, 100), np.float32)
+    bold[8:92, 8:92] = 1.0                     # light ink covering most of the frame on black: mean > 0.5
+    bold[40:60, 40:60] = 0
+    assert bold.mean() > 0.5
+    x = model_input(grey_png(bold, tmp_path))
+    assert x[0, 0, 12:16, 12:16].max() < 0.1 and x[0, 0, 5, 14] > 0.9 and x[0, 0, 0, 0] == 0   # not inverted
+    dark_on_light = model_input(grey_png(1 - bold, tmp_path, "neg.png"))
+    assert np.abs(dark_on_light - x).max() < 1e-6                                 # inverted to the same
+
+
+def test_colour_models_never_auto_invert_and_keep_the_picture(tmp_path):
+    rng = np.random.default_rng(0)
+    photo = np.clip(rng.normal(200, 30, (64, 48, 3)), 0, 255).astype(np.uint8)   # a bright photo
+    path = save(Image.fromarray(photo), tmp_path, "photo.png")
+    x, note = prepare_image(path, 3, "cifar10-folder")
+    assert x.shape == (1, 3, 28, 28) and x.mean() > 0.6 and "invert" not in note
+    want = np.asarray(Image.fromarray(photo[8:56]).resize((28, 28), Image.Resampling.LANCZOS), np.float32) / 255
+    assert np.abs(x[0].transpose(1, 2, 0) - want).max() < 0.01                   # centre square, resized
+    assert prepare_image(path, 3, "cifar10", invert="yes")[0].mean() < 0.4
+
+
+def test_arrays_as_the_sketchpad_gives_them():
+    a = np.zeros((280, 280, 4), np.uint8)                # black strokes on a transparent canvas
+    a[60:220, 130:150, 3] = 255
+    x, note = prepare_image(a, 1, "mnist")
+    assert x.max() == 1 and x[0, 0, 0, 0] == 0 and "transparent areas made white" in note
+    rows, cols = np.nonzero(x[0, 0] > 0.25)
+    assert rows.max() - rows.min() + 1 in (20, 21)
+
+
+def _png_header_only(width, height) -> bytes:
+    """A PNG whose header claims ``width x height`` (grey), with a tiny body."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+
+
+def test_size_is_checked_from_the_header_before_decoding(tmp_path, monkeypatch):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(_png_header_only(9400, 9400))
+    decoded = []
+    monkeypatch.setattr(Image.Image, "load", lambda self: decoded.append(1))
+    with pytest.raises(SpikingDiffusionError, match=r"9400x9400 pixels; at most 16,777,216"):
+        prepare_image(path)
+    assert not decoded and 9400 * 9400 > MAX_PIXELS
+
+
+@pytest.mark.parametrize("data,match", [
+    (b"\x89PNG\r\n\x1a\n not really a png", "could not read the image"),
+    (None, "no image given"),
+    ("/no/such/file.png", "not found"),
+    (np.zeros((4, 4, 5)), "expected an image array"),
+    (np.array(["a"]), "expected an image array"),
+])
+def test_bad_pictures_get_clear_messages(data, match):
+    with pytest.raises(SpikingDiffusionError, match=match):
+        prepare_image(data)
+
+
+def test_truncated_file(tmp_path):
+    buf = io.BytesIO()
+    Image.fromarray((seven() * 255).astype(np.uint8)).save(buf, "PNG")
+    with pytest.raises(SpikingDiffusionError, match="damaged or truncated"):
+        prepare_image(buf.getvalue()[: len(buf.getvalue()) // 2])
+    with pytest.raises(SpikingDiffusionError, match="invert must be one of"):
+        prepare_image(buf.getvalue(), invert="maybe")
+
+
+@pytest.mark.skipif(not (REPO / "assets" / "mnist").is_dir(), reason="bundled MNIST model not present")
+def test_every_kind_encodes_to_the_same_digit(files, tmp_path):
+    """With the bundled MNIST model and classifier: every kind of file reconstructs to a 7, like its grey PNG."""
+    import torch
+
+    from spiking_diffusion import SpikingDiffusionPipeline
+    from spiking_diffusion.classifier import default_classifier_dir, load_classifier
+
+    pipe = SpikingDiffusionPipeline.from_pretrained(REPO / "assets" / "mnist")
+    clf = load_classifier(default_classifier_dir("mnist"))
+    ks = files
+    x = np.concatenate([model_input(grey_png(ks[0][2], tmp_path))] + [model_input(p) for _, p, _ in ks])
+    with torch.no_grad():
+        digits = clf(pipe.decode(pipe.encode(x))).argmax(1).tolist()
+    assert digits == [7] * len(x), dict(zip(["plain"] + [k[0] for k in ks], digits))

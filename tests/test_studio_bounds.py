@@ -1,0 +1,89 @@
+"""The studio's resources stay bounded: stored runs, decoded frames, exports, abandoned generations."""
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from demo import studio as S
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory, make_tiny_models):
+    from test_app import make_checkpoints
+
+    st = S.Studio(make_checkpoints(tmp_path_factory.mktemp("ck"), make_tiny_models), max_batch=8, max_runs=2)
+    yield st
+    st.close()
+
+
+def run_of(studio, n=2, steps=6, seed=0, rounds=0):
+    *_, (grid, status, run) = list(studio.generate("tiny", n, steps, 0.65, seed, corrector_steps=rounds))
+    return run
+
+
+def workers() -> int:
+    return sum(t.name == "sd-generate" and t.is_alive() for t in threading.enumerate())
+
+
+def test_traces_hold_int16_ids(studio):
+    run = run_of(studio)
+    st = run.trace.steps[0]
+    assert st.tokens.dtype == np.int16 and st.pred_sampled.dtype == np.int16 and st.unmasked.dtype == bool
+    assert (st.tokens == run.trace.mask_id).any()                      # the mask id survives the cast
+
+
+def test_the_run_store_keeps_the_latest_runs_only(studio):
+    runs = [run_of(studio, seed=i) for i in range(3)]                  # max_runs=2: the first is cleared
+    assert runs[0].released and runs[0].trace is None and not runs[2].released and len(studio.runs) == 2
+    with pytest.raises(S.gr.Error, match="cleared to free memory .* latest 2 generations"):
+        studio.unmask(runs[0], 0, 1, 0)
+    assert "Step **1/6**" in studio.unmask(runs[2], 0, 1, 0)[3]
+    store = S.RunStore(max_runs=5, ttl=0.05)
+    run = store.add(runs[2])
+    time.sleep(0.1)
+    with pytest.raises(S.InputError, match="generate again"):        # not looked at for longer than the TTL
+        store.get(run)
+
+
+def test_unmasking_decodes_only_the_frame_shown(studio, monkeypatch):
+    run = run_of(studio, n=3, steps=8, rounds=3)
+    pipe = studio.pipe("tiny")
+    decoded, inner = [], pipe.decode
+    monkeypatch.setattr(pipe, "decode", lambda t, **k: decoded.append(len(t)) or inner(t, **k))
+    _, committed, predicted, caption = studio.unmask(run, 1, 10, 24)   # a corrector frame (steps 9..11)
+    assert decoded == [2] and "corrector round 2" in caption           # committed + predicted of one frame
+    want = S.to_uint8(inner(run.trace.steps[9].tokens[1:2], allow_mask=True))[0]
+    assert np.array_equal(committed, S.media.show(want, 8))
+    studio.unmask(run, 1, 10, 3)                                       # the same frame again: cached
+    assert decoded == [2]
+
+
+def test_exports_are_bounded_and_deleted(tmp_path, make_tiny_models, monkeypatch):
+    from test_app import make_checkpoints
+
+    monkeypatch.setattr(S, "MAX_EXPORTS", 2)
+    st = S.Studio(make_checkpoints(tmp_path / "ck", make_tiny_models), max_batch=4)
+    run = run_of(st, n=1, steps=3)
+    paths = [st.export(run, 0)[0] for _ in range(4)]
+    assert len(list(st.export_root.iterdir())) == 2
+    assert not (tmp_path / paths[0]).exists() and (tmp_path / paths[-1]).exists()
+    root = st.export_root
+    st.close()
+    assert not root.exists()
+
+
+def test_an_abandoned_generation_stops_within_a_step(studio, monkeypatch):
+    pipe = studio.pipe("tiny")
+    calls, inner = [], pipe._denoise
+    monkeypatch.setattr(pipe, "_denoise", lambda *a: calls.append(1) or time.sleep(0.05) or inner(*a))
+    gen = studio.generate("tiny", 2, 40, 0.65, 0, corrector_steps=100)
+    next(gen)                                                          # the first streamed step
+    gen.close()                                                        # the browser tab is closed
+    deadline = time.time() + 5
+    while workers() and time.time() < deadline:
+        time.sleep(0.02)
+    assert workers() == 0 and studio.generating == 0
+    ran = len(calls)
+    time.sleep(0.2)
+    assert len(calls) == ran < 20                                      # far fewer than its 140 steps
