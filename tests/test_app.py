@@ -364,7 +364,7 @@ def test_studio_reads_grid_steps_and_neuron_constants_from_the_model(tmp_path, m
 def test_corrector_frames_are_reachable_through_the_api(server):
     c = Client(server[0], verbose=False, analytics_enabled=False)
     c.predict("tiny", 1, 49, 0.65, 3, 0.65, 1.0, 3, 5, 0.5, api_name="/generate")     # 49 steps + 3 rounds
-    *_, caption = c.predict(0, 51, 24, api_name="/unmask")
+    *_, caption, _, _ = c.predict(0, 51, 24, api_name="/unmask")
     assert "Step **51/52**, corrector round 2" in caption
     with pytest.raises(Exception, match=r"Step must be a whole number in 1\.\.52; got 53"):
         c.predict(0, 53, 24, api_name="/unmask")
@@ -372,7 +372,7 @@ def test_corrector_frames_are_reachable_through_the_api(server):
 
 def test_model_jobs_share_one_concurrency_limit(server):
     demo = server[2]
-    heavy = {"generate", "unmask", "export", "spikes", "codebook", "code", "encode", "encode_sketch", "energy"}
+    heavy = {"generate", "unmask", "animate", "export", "spikes", "codebook", "code", "encode", "encode_sketch", "energy"}
     ids = {fn.api_name: fn.concurrency_id for fn in demo.fns.values() if fn.api_name in heavy}
     assert set(ids) == heavy and set(ids.values()) == {"model"}
     limits = {fn.concurrency_limit for fn in demo.fns.values() if fn.concurrency_id == "model"}
