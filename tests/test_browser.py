@@ -109,6 +109,7 @@ def test_generate_streams_and_finishes(page):
 def natural_click(page, selector, x, y):
     """Click pixel (x, y) of an image's own (natural) pixels, wherever and however large it is shown."""
     img = page.locator(f"{selector} img")
+    page.wait_for_function(f"() => (document.querySelector('{selector} img') || {{}}).naturalWidth > 0")
     box = img.bounding_box()
     nat_w = page.evaluate(f"() => document.querySelector('{selector} img').naturalWidth")
     img.click(position={"x": x * box["width"] / nat_w, "y": y * box["width"] / nat_w})
