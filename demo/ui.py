@@ -242,9 +242,11 @@ def _encode_tab(S: Studio, F: ModelFacts, model) -> NS:
     """5. Encode & reconstruct: an uploaded or drawn picture through the encoder and back; a new
     upload or a finished stroke encodes itself (the buttons re-run)."""
     with gr.Tab("Encode & reconstruct", id="encode", elem_id="tab-encode") as tab:
-        _explain("Upload a picture or draw one: it is encoded as soon as it arrives (or a stroke ends). It is "
-                 "converted to the model's format (28x28, grey or RGB, light strokes on dark like MNIST), "
-                 f"encoded to {F.latent_size}x{F.latent_size} tokens and decoded back.")
+        _explain("Upload a picture (any image file) or draw one: it is encoded as soon as it arrives (or a stroke "
+                 "ends). It is read as you see it (transparent areas become the background) and framed as the model's "
+                 "data set was: for MNIST-style models the strokes are cropped, scaled into 20x20 and centred by their "
+                 "centre of mass, light on dark (a light border means dark ink: inverted); colour pictures are "
+                 f"resized. Then it is encoded to {F.latent_size}x{F.latent_size} tokens and decoded back.")
         with gr.Row():
             # the file itself reaches the reader (CMYK, 16-bit, animation, EXIF intact; size read from the header)
             upload = gr.Image(label="Upload", type="filepath", image_mode=None, sources=["upload", "clipboard"],
