@@ -36,6 +36,19 @@ def tile(images: np.ndarray, cols: int | None = None, scale: int = 3, pad: int =
     return out
 
 
+def tile_index(x: float, y: float, n: int, h: int, w: int, cols: int | None = None, scale: int = 3,
+               pad: int = 2) -> int | None:
+    """The image under pixel (x, y) of ``tile(images [n, h, w, C], cols, scale, pad)``; None on a gap."""
+    cols = cols or int(np.ceil(np.sqrt(n)))
+    H, W = h * scale + pad, w * scale + pad
+    q, dx = divmod(int(x) - pad, W)
+    r, dy = divmod(int(y) - pad, H)
+    i = r * cols + q
+    if x < pad or y < pad or dx >= W - pad or dy >= H - pad or q >= cols or not 0 <= i < n:
+        return None
+    return i
+
+
 def frames_for_export(committed: np.ndarray, predicted: np.ndarray, scale: int = 6) -> list[np.ndarray]:
     """Per step, [committed | predicted] side by side, upscaled, RGB, over a progress bar."""
     out, n = [], len(committed)

@@ -30,7 +30,7 @@ from spiking_diffusion.images import to_float, to_uint8
 from spiking_diffusion.sampling import MAX_CORRECTOR_STEPS, SETTINGS, SamplerConfig
 from spiking_diffusion.spiking import LIF_THRESHOLD
 
-from . import media, plots
+from . import frames, media, plots
 from .media import InputError
 
 MAX_CORRECTOR_ROUNDS = MAX_CORRECTOR_STEPS  # corrector rounds offered in the studio (the sampler's bound)
@@ -366,9 +366,28 @@ class Studio:
         run.frames.move_to_end(key)
         return run.frames[key]
 
+    def _cell_note(self, run: Run, image: int, step: int, r: int, c: int) -> str:
+        """The selected cell as text: where it is, its code and when it was unmasked / corrected."""
+        trace, mask = run.trace, run.trace.mask_id
+        code = int(trace.steps[step - 1].tokens[image, r, c])
+        history = [i + 1 for i, st in enumerate(trace.steps) if st.unmasked[image, r, c]]
+        unmasked = [i for i in history if trace.steps[i - 1].kind == "unmask"]
+        corrected = [i for i in history if trace.steps[i - 1].kind == "correct"]
+        kinds = [st.kind for st in trace.steps]
+        when = (f"unmasked at {frames.step_label(kinds, unmasked[0])}" if unmasked else "never unmasked")
+        if corrected:
+            n_unmask = frames.phases(kinds)[0]
+            rounds = ", ".join(str(i - n_unmask) for i in corrected)
+            when += f"; sampled again in {len(corrected)} corrector round(s) ({rounds})"
+        state = "still **masked**" if code == mask else f"code **{code}**"
+        return (f"### row {r}, col {c}\n{state} after step {step}.\n\n{when[0].upper() + when[1:]}. "
+                f"Its patch of the image is outlined in blue; the **Spikes** tab shows its spike train.")
+
     @friendly
     def unmask(self, run, image, step, cell):
-        """(token grid figure, committed image, predicted image, caption) at ``step`` (1-based)."""
+        """(token grid image, committed image, predicted image, caption, selected-cell note, step axis
+        html) at ``step`` (1-based). Images: uint8; the grid is :func:`frames.token_grid_image` (a click
+        at pixel (x, y) picks :meth:`cell_at`), the decoded images have the cell's patch outlined."""
         run = self._need_run(run)
         trace = run.trace
         image = _int(image, "Image", 0, run.num_images - 1)
@@ -377,17 +396,76 @@ class Studio:
         cell = _int(cell if cell is not None else 0, "Token cell", 0, L * L - 1)
         st = trace.steps[step - 1]
         committed, predicted = self._frame(run, image, step)
-        fig = plots.token_grid(st.tokens[image], trace.mask_id, st.unmasked[image], divmod(cell, L),
-                               title=f"Tokens after step {step}/{len(trace)}")
-        masked = int((st.tokens[image] == trace.mask_id).sum())
+        r, c = divmod(cell, L)
+        grid = frames.token_grid_image(st.tokens[image], run.trace.mask_id, st.unmasked[image], (r, c),
+                                       title=f"Tokens after step {step}/{len(run.trace)}")
+        kinds = [s.kind for s in run.trace.steps]
+        caption = self._caption(run, image, step)
+        return (grid, frames.outline_patch(media.show(committed, 8), (r, c), L),
+                frames.outline_patch(media.show(predicted, 8), (r, c), L), caption,
+                self._cell_note(run, image, step, r, c), frames.step_axis_html(kinds, step))
+
+    @staticmethod
+    def _caption(run: Run, image: int, step: int, markdown: bool = True) -> str:
+        """What happened at ``step`` of image ``image``, naming the phase (unmasking / corrector)."""
+        st, total = run.trace.steps[step - 1], len(run.trace)
+        n_unmask, n_correct = frames.phases([s.kind for s in run.trace.steps])
+        masked = int((st.tokens[image] == run.trace.mask_id).sum())
+        changed = int(st.unmasked[image].sum())
+        b = "**" if markdown else ""
         if st.kind == "correct":
-            caption = (f"Step **{step}/{len(trace)}**, corrector round {st.index - st.num_steps + 1} "
-                       f"(denoiser time t = {st.t:.1f}): **{int(st.unmasked[image].sum())}** cell(s) re-masked and "
-                       "sampled again given all the others (red).")
-        else:
-            caption = (f"Step **{step}/{len(trace)}** (denoiser time t = {st.t:.1f}): "
-                       f"**{int(st.unmasked[image].sum())}** cell(s) unmasked at this step (red), **{masked}** still masked (grey).")
-        return fig, media.show(committed, 8), media.show(predicted, 8), caption
+            return (f"Step {b}{step}/{total}{b}, corrector round {step - n_unmask}/{n_correct} (after the {n_unmask} "
+                    f"unmasking steps; denoiser time t = {st.t:.1f}): {b}{changed}{b} cell(s) re-masked and "
+                    "sampled again given all the others (red).")
+        then = f"; {n_correct} corrector rounds follow" if n_correct else ""
+        return (f"Step {b}{step}/{total}{b}, unmasking step {step}/{n_unmask}{then} (denoiser time t = {st.t:.1f}): "
+                f"{b}{changed}{b} cell(s) unmasked at this step (red), {b}{masked}{b} still masked (grey).")
+
+    @friendly
+    def cell_at(self, run, x, y) -> int | None:
+        """The token cell (``row * latent + col``) under pixel (x, y) of the Unmasking grid image
+        (None: outside the cells)."""
+        run = self._need_run(run)
+        return frames.cell_at(float(x), float(y), self.pipe(run.model).latent_size)
+
+    @friendly
+    def image_at(self, run, x, y) -> int | None:
+        """The generated image under pixel (x, y) of the Generate tab's sample grid (None: a gap)."""
+        run = self._need_run(run)
+        _, h, w, _ = run.images.shape
+        return media.tile_index(float(x), float(y), run.num_images, h, w)
+
+    @staticmethod
+    def gallery(run) -> list:
+        """The run's images for the Unmasking view's picker: ``[(image [H*3, W*3(, C)], 'image i')]``."""
+        if not isinstance(run, Run) or run.released:
+            return []
+        return [(media.show(im, 3), f"image {i}") for i, im in enumerate(run.images)]
+
+    @friendly
+    def animation(self, run, image) -> str:
+        """The whole run of image ``image`` as a looping GIF (path) at :data:`frames.ANIMATION_FPS`
+        frames per second: per step the token grid, the committed and the predicted image, the step
+        axis with its unmasking and corrector phases, and a caption naming the phase."""
+        run = self._need_run(run)
+        image = _int(image, "Image", 0, run.num_images - 1)
+        done = run.frames.get(("gif", image))
+        if done and Path(done).is_file():
+            return done                                          # played before: the same GIF
+        committed, predicted = self.pipe(run.model).decode_trace(run.trace, image)   # [S, H, W, C] each
+        kinds = [s.kind for s in run.trace.steps]
+        pics = []
+        for i, st in enumerate(run.trace.steps):
+            grid = frames.token_grid_image(st.tokens[image], run.trace.mask_id, st.unmasked[image],
+                                           title=f"Tokens after step {i + 1}/{len(kinds)}")
+            changed = int(st.unmasked[image].sum())
+            what = "re-masked and sampled again" if st.kind == "correct" else "unmasked"
+            caption = f"{frames.step_label(kinds, i + 1)}: {changed} cell(s) {what}"
+            pics.append(frames.animation_frame(grid, media.show(committed[i], 8), media.show(predicted[i], 8),
+                                               kinds, i + 1, caption))
+        path = str(frames.write_gif(pics, self._export_folder() / "unmasking-play.gif"))  # rotated like exports
+        run.frames[("gif", image)] = path                       # a cache entry like the decoded frames
+        return path
 
     @friendly
     def export(self, run, image):

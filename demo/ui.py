@@ -1,14 +1,19 @@
 """The studio's layout and event wiring (Gradio 6). Logic lives in :mod:`demo.studio`."""
 from __future__ import annotations
 
-import gradio as gr
-
+from pathlib import Path
 from types import SimpleNamespace as NS
+
+import gradio as gr
+import numpy as np
+from PIL import Image
 
 from spiking_diffusion.evaluation.energy import E_AC_PJ, E_MAC_PJ
 from spiking_diffusion.sampling import SETTINGS
 from spiking_diffusion.spiking import LIF_TAU, LIF_THRESHOLD
 
+from . import frames
+from .frames import ANIMATION_FPS as FPS
 from .studio import MAX_CORRECTOR_ROUNDS, MAX_SEED, ModelFacts, Studio, cell_choices
 
 CSS = ".pixelated img { image-rendering: pixelated; } .explain { font-size: 0.95em; }"
@@ -57,52 +62,101 @@ def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
                     dice = gr.Button("Random seed", elem_id="dice", scale=0, min_width=120)
                 go = gr.Button("Generate", variant="primary", elem_id="generate-btn")
             with gr.Column(scale=2):
-                grid = gr.Image(label="Samples (fills in while the diffusion runs)", elem_id="grid", **PX)
+                grid = gr.Image(label="Samples (fills in while the diffusion runs; click one to open it in Unmasking)",
+                                elem_id="grid", **PX)
                 status = gr.HTML(elem_id="gen-status")
     sampling = [temp, temp_end, top_p, c_steps, c_cells, c_temp]
     model.change(S.sampling_defaults, model, sampling, **PRIVATE)  # each model's chosen settings
     dice.click(S.random_seed, None, seed, api_name="random_seed")
-    return NS(inputs=[model, n, steps, temp, seed, *sampling[1:]], go=go, outputs=[grid, status])
+    return NS(inputs=[model, n, steps, temp, seed, *sampling[1:]], go=go, outputs=[grid, status], grid=grid)
 
 
 def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
-    """2. Unmasking: scrub or play the steps of one generated image; export them as GIF + MP4."""
+    """2. Unmasking: pick an image, scrub or play its steps, click a token cell; export as GIF + MP4."""
     with gr.Tab("Unmasking", id="unmasking", elem_id="tab-unmasking"):
-        _explain("Scrub through the sampling steps of one generated image. Grey cells are still masked, "
-                 "red outlines mark the cells unmasked at this step; hover a cell for its code id. "
-                 "**Committed** decodes only the tokens fixed so far; **prediction** decodes the "
-                 "denoiser's current guess for every cell.")
+        _explain("Scrub through the sampling steps of one generated image (click one below to follow it). "
+                 "Grey cells are still masked, red outlines mark the cells unmasked at this step. **Click a "
+                 "cell** of the token grid: its code, its patch of the image (blue) and, in **Spikes**, its "
+                 "spike train. **Committed** decodes only the tokens fixed so far; **prediction** decodes "
+                 "the denoiser's current guess for every cell. **Play** shows every step as an animation.")
+        picker = gr.Gallery(label="Generated images (click one)", elem_id="picker", columns=16, height=140,
+                            allow_preview=False, object_fit="contain", elem_classes="pixelated", interactive=False)
         with gr.Row():
             image = gr.Slider(0, S.max_batch - 1, 0, step=1, label="Image", elem_id="image-index")
             step = gr.Slider(1, F.num_steps + MAX_CORRECTOR_ROUNDS, F.num_steps, step=1, label="Step", elem_id="step")
             cell = gr.Dropdown(cell_choices(F.latent_size), value=F.cells // 2,
-                               label="Token cell (also selects it in Spikes)", elem_id="cell")
+                               label="Token cell (or click the grid; also selects it in Spikes)", elem_id="cell")
+        axis = gr.HTML(elem_id="step-axis")
         with gr.Row():
             play, pause = gr.Button("Play", elem_id="play"), gr.Button("Pause", elem_id="pause")
-        with gr.Row():
-            token_fig = gr.Plot(label=f"{F.latent_size}x{F.latent_size} tokens", elem_id="token-grid")
+        with gr.Row() as still:
+            grid = gr.Image(label=f"{F.latent_size}x{F.latent_size} tokens (click a cell)", elem_id="token-grid",
+                            show_label=False, **PX)
             committed = gr.Image(label="Committed tokens, decoded", elem_id="committed", **PX)
             predicted = gr.Image(label="Denoiser's full prediction, decoded", elem_id="predicted", **PX)
+            cell_note = gr.Markdown(elem_id="cell-info")
+        player = gr.Image(label="Every step (tokens | committed | prediction)", elem_id="player", visible=False,
+                          interactive=False, show_label=False, elem_classes="pixelated")
         caption = gr.Markdown(elem_id="unmask-caption")
         with gr.Row():
             export = gr.Button("Export run as GIF + MP4", elem_id="export")
             gif, mp4 = gr.File(label="GIF", elem_id="gif", height=90), gr.File(label="MP4", elem_id="mp4", height=90)
-        timer = gr.Timer(0.6, active=False)
-    io = ([run, image, step, cell], [token_fig, committed, predicted, caption])
+    io = ([run, image, step, cell], [grid, committed, predicted, caption, cell_note, axis])
     gr.on([image.change, step.change, cell.change], S.unmask, *io, api_name="unmask", show_progress="hidden", **MODEL_JOB)
-    return NS(image=image, step=step, cell=cell, io=io, play=play, pause=pause, timer=timer, export=export,
-              files=[gif, mp4])
+
+    def pick_cell(r, evt: gr.SelectData):  # a click on the grid image: evt.index = [x, y] in its pixels
+        cell = S.cell_at(r, *evt.index) if r is not None and evt.index else None
+        return gr.skip() if cell is None else cell
+
+    grid.select(pick_cell, run, cell, **PRIVATE)
+    picker.select(_gallery_pick, None, image, **PRIVATE)
+    return NS(image=image, step=step, cell=cell, io=io, play=play, pause=pause, player=player, still=still,
+              caption=caption, picker=picker, export=export, files=[gif, mp4])
+
+
+def _gallery_pick(evt: gr.SelectData):
+    return evt.index if isinstance(evt.index, int) else gr.skip()
+
+
+# Pause: the frame the animation shows now, from the time its image loaded (recorded by PLAY_JS),
+# the frame rate and the frame count on the step axis (#phase-axis data attributes).
+PLAY_JS = """(...args) => {
+  if (!window.__sdPlayer) {
+    window.__sdPlayer = true;
+    document.addEventListener('load', (e) => {
+      if (e.target.tagName === 'IMG' && e.target.closest('#player')) e.target.__sdStart = performance.now();
+    }, true);
+  }
+  return args;
+}"""
+PAUSE_JS = """(step) => {
+  const img = document.querySelector('#player img'), axis = document.querySelector('#phase-axis');
+  if (!img || !img.__sdStart || !axis) return step;
+  const d = axis.dataset, n = +d.unmask + +d.correct;
+  const k = Math.floor((performance.now() - img.__sdStart) * +d.fps / 1000) % (n + +d.hold);
+  return Math.min(k, n - 1) + 1;
+}"""
 
 
 def _wire_playback(S: Studio, run, u: NS) -> None:
-    """Play / Pause: a timer advances the step slider; export writes the run of the chosen image."""
-    u.play.click(lambda st, r: (gr.Timer(active=True), 1 if r is None or st >= r.num_frames else st),
-                 [u.step, run], [u.timer, u.step], **PRIVATE)
-    u.pause.click(lambda: gr.Timer(active=False), None, u.timer, **PRIVATE)
-    u.timer.tick(lambda st, r: (gr.Timer(active=r is not None and st + 1 < r.num_frames),
-                                min(st + 1, r.num_frames) if r is not None else st),
-                 [u.step, run], [u.timer, u.step], **PRIVATE)
+    """Play shows the pre-rendered animation (an animated GIF the browser plays); Pause returns to
+    the still views at the frame shown. Export writes the run of the chosen image."""
+    def playing(r):
+        n_unmask, n_correct = (0, 0) if r is None or r.released else _phases(r)
+        then = f", then corrector rounds {n_unmask + 1}-{n_unmask + n_correct}" if n_correct else ""
+        return (gr.update(visible=True), gr.update(visible=False),
+                f"Playing every step at {FPS} frames per second: unmasking steps 1-{n_unmask}{then} "
+                "(blue and orange on the step axis). **Pause** stops at the frame shown.")
+
+    u.play.click(S.animation, [run, u.image], u.player, api_name="animate", js=PLAY_JS, **MODEL_JOB).success(
+        playing, run, [u.player, u.still, u.caption], **PRIVATE)
+    u.pause.click(lambda st: (gr.update(visible=False), gr.update(visible=True), st), u.step,
+                  [u.player, u.still, u.step], js=PAUSE_JS, **PRIVATE).then(S.unmask, *u.io, **PRIVATE, **MODEL_JOB)
     u.export.click(S.export, [run, u.image], u.files, api_name="export", **MODEL_JOB)
+
+
+def _phases(r) -> tuple[int, int]:
+    return frames.phases([s.kind for s in r.trace.steps])
 
 
 def _spikes_tab(S: Studio, F: ModelFacts, run, image) -> NS:
@@ -153,19 +207,52 @@ def _codebook_tab(S: Studio, F: ModelFacts, model, run, usage) -> None:
     tab.select(S.codebook, *io, **PRIVATE, **MODEL_JOB).then(S.code, *code_io, **PRIVATE, **MODEL_JOB)
 
 
-def _encode_tab(S: Studio, F: ModelFacts, model) -> None:
-    """5. Encode & reconstruct: an uploaded or drawn picture through the encoder and back."""
-    with gr.Tab("Encode & reconstruct", id="encode", elem_id="tab-encode"):
-        _explain("Upload a picture (any image file) or draw one. It is read as you see it (transparent areas become "
-                 "the background) and framed as the model's data set was: for MNIST-style models the strokes are "
-                 "cropped, scaled into 20x20 and centred by their centre of mass, light on dark (a light border "
-                 "means dark ink: inverted); colour pictures are resized. Then it is encoded to "
-                 f"{F.latent_size}x{F.latent_size} tokens and decoded back.")
+# The sketchpad: a 280x280 canvas (10x the model's 28x28) and a brush whose stroke, relative to the
+# canvas, is as wide as an MNIST digit's stroke in 28x28 (about 2.4 px: twice the ink area over the
+# outline length, 1.84 px on 2,000 MNIST test digits, times 4/pi for the pixel outline's staircase).
+SKETCH_PX = 280
+MNIST_STROKE_PX = 2.4
+BRUSH_RADIUS = round(SKETCH_PX / 28 * MNIST_STROKE_PX / 2)   # gr.Brush sizes are radii (12 px)
+# Gradio opens an ImageEditor with no tool chosen and has no setting for it: pick the brush when the
+# tab opens and after a clear (retries while the canvas renders).
+DRAW_JS = """() => {
+  let tries = 0;
+  const pick = () => {
+    const btn = document.querySelector('#sketch button[aria-label="Brush"], #sketch button[title="Brush"]');
+    if (btn) { if (!btn.classList.contains('highlight')) btn.click(); }
+    else if (tries++ < 40) setTimeout(pick, 100);
+  };
+  pick();
+}"""
+
+
+def _has_ink(sketch) -> bool:
+    """Whether a sketchpad value holds a drawing (a composite, file or array, not one flat colour)."""
+    img = sketch.get("composite") if isinstance(sketch, dict) else sketch
+    if isinstance(img, (str, Path)):
+        try:
+            with Image.open(img) as im:
+                img = np.asarray(im)
+        except OSError:
+            return True                           # let the encoder's reader say what is wrong
+    return img is not None and np.ptp(np.asarray(img)) > 0
+
+
+def _encode_tab(S: Studio, F: ModelFacts, model) -> NS:
+    """5. Encode & reconstruct: an uploaded or drawn picture through the encoder and back; a new
+    upload or a finished stroke encodes itself (the buttons re-run)."""
+    with gr.Tab("Encode & reconstruct", id="encode", elem_id="tab-encode") as tab:
+        _explain("Upload a picture (any image file) or draw one: it is encoded as soon as it arrives (or a stroke "
+                 "ends). It is read as you see it (transparent areas become the background) and framed as the model's "
+                 "data set was: for MNIST-style models the strokes are cropped, scaled into 20x20 and centred by their "
+                 "centre of mass, light on dark (a light border means dark ink: inverted); colour pictures are "
+                 f"resized. Then it is encoded to {F.latent_size}x{F.latent_size} tokens and decoded back.")
         with gr.Row():
             # the file itself reaches the reader (CMYK, 16-bit, animation, EXIF intact; size read from the header)
             upload = gr.Image(label="Upload", type="filepath", image_mode=None, sources=["upload", "clipboard"],
                               elem_id="upload")
-            sketch = gr.Sketchpad(label="Draw", type="filepath", canvas_size=(280, 280), elem_id="sketch")
+            sketch = gr.Sketchpad(label="Draw", type="filepath", canvas_size=(SKETCH_PX, SKETCH_PX), elem_id="sketch",
+                                  brush=gr.Brush(default_size=BRUSH_RADIUS, colors=["#000000"], color_mode="fixed"))
         with gr.Row():
             invert = gr.Radio(["auto", "yes", "no"], value="auto", label="Invert colours", elem_id="invert")
             e_up = gr.Button("Encode upload", variant="primary", elem_id="encode-btn")
@@ -180,6 +267,14 @@ def _encode_tab(S: Studio, F: ModelFacts, model) -> None:
     out = [shown, tokens, recon, enc, asg, note]
     e_up.click(S.encode, [model, upload, invert], out, api_name="encode", **MODEL_JOB)
     e_sk.click(S.encode_sketch, [model, sketch, invert], out, api_name="encode_sketch", **MODEL_JOB)
+    skip = tuple(gr.skip() for _ in out)
+    upload.change(lambda m, im, inv: skip if im is None else S.encode(m, im, inv), [model, upload, invert], out,
+                  trigger_mode="always_last", **PRIVATE, **MODEL_JOB)
+    sketch.change(lambda m, sk, inv: S.encode_sketch(m, sk, inv) if _has_ink(sk) else skip, [model, sketch, invert],
+                  out, trigger_mode="always_last", show_progress="hidden", **PRIVATE, **MODEL_JOB)
+    tab.select(None, None, None, js=DRAW_JS, **PRIVATE)
+    sketch.clear(None, None, None, js=DRAW_JS, **PRIVATE)
+    return NS(tab=tab)
 
 
 def _learn_tab(S: Studio, F: ModelFacts, run) -> None:
@@ -272,17 +367,26 @@ def build_demo(studio: Studio) -> gr.Blocks:
             gr.Markdown("**No checkpoints found.** Put a folder holding `config.json` + `model.safetensors` in the checkpoint folder.")
         demo.load(S.model_info, model, info, api_name="model_info")
         model.change(S.model_info, model, info, **PRIVATE)
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             gen = _generate_tab(S, F, model)
             unmask = _unmasking_tab(S, F, run)
             spikes = _spikes_tab(S, F, run, unmask.image)
             _codebook_tab(S, F, model, run, usage)
             _encode_tab(S, F, model)
             _learn_tab(S, F, run)
-        # a finished generation opens its last step in Unmasking; Unmasking's cell is Spikes' cell
+        # a finished generation opens its last step in Unmasking; a click on a sample opens that one;
+        # Unmasking's cell is Spikes' cell
         gen.go.click(S.generate, gen.inputs, [*gen.outputs, run], api_name="generate", **MODEL_JOB).success(
-            lambda r: (gr.update(value=0, maximum=r.num_images - 1), gr.update(value=r.num_frames, maximum=r.num_frames)),
-            run, [unmask.image, unmask.step], **PRIVATE).then(S.unmask, *unmask.io, **PRIVATE, **MODEL_JOB)
+            lambda r: (gr.update(value=0, maximum=r.num_images - 1), gr.update(value=r.num_frames, maximum=r.num_frames),
+                       gr.update(value=S.gallery(r), selected_index=0)),
+            run, [unmask.image, unmask.step, unmask.picker], **PRIVATE).then(S.unmask, *unmask.io, **PRIVATE, **MODEL_JOB)
+
+        def open_sample(r, evt: gr.SelectData):  # a click on the sample grid: evt.index = [x, y]
+            i = S.image_at(r, *evt.index) if r is not None and evt.index else None
+            return (gr.skip(), gr.skip()) if i is None else (i, gr.Tabs(selected="unmasking"))
+
+        gen.grid.select(open_sample, run, [unmask.image, tabs], **PRIVATE)
+        unmask.image.change(lambda i: gr.update(selected_index=i), unmask.image, unmask.picker, **PRIVATE)
         _wire_playback(S, run, unmask)
         unmask.cell.change(lambda c: c, unmask.cell, spikes.cell, **PRIVATE)
     return demo

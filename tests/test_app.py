@@ -13,7 +13,7 @@ from PIL import Image
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 
-ENDPOINTS = {"/model_info", "/random_seed", "/generate", "/unmask", "/export", "/spikes", "/codebook", "/code",
+ENDPOINTS = {"/model_info", "/random_seed", "/generate", "/unmask", "/animate", "/export", "/spikes", "/codebook", "/code",
              "/encode", "/encode_sketch", "/lif", "/coding", "/psp", "/quantizer", "/energy"}
 
 
@@ -117,8 +117,9 @@ def test_generate_uses_the_sampling_settings(server):
     got = np.asarray(Image.open(grid))
     assert got.shape == want.shape and np.array_equal(got.reshape(want.shape), want)
     assert not np.array_equal(want, other)                             # the settings do change the images
-    *_, caption = client.predict(0, 8, 24, api_name="/unmask")          # frames 7..10: the corrector rounds
-    assert "Step **8/10**, corrector round 2" in caption and "2** cell(s) re-masked" in caption
+    *_, caption, _, axis = client.predict(0, 8, 24, api_name="/unmask")  # frames 7..10: the corrector rounds
+    assert "Step **8/10**, corrector round 2/4" in caption and "2** cell(s) re-masked" in caption
+    assert 'data-unmask="6" data-correct="4"' in axis and "unmasking 1-6" in axis and "corrector 7-10" in axis
     md, _ = client.predict(api_name="/energy")                          # corrector calls are counted
     assert "3 images, 6 steps + 4 corrector rounds" in md
     calls = int(md.split("->")[1].split("denoiser calls")[0])
@@ -126,12 +127,33 @@ def test_generate_uses_the_sampling_settings(server):
 
 
 def test_unmask_steps(client, generated):
-    fig, committed, predicted, caption = client.predict(1, 3, 10, api_name="/unmask")
-    assert "Step **3/10**" in caption
+    grid, committed, predicted, caption, cell, axis = client.predict(1, 3, 10, api_name="/unmask")
+    assert "Step **3/10**, unmasking step 3/10" in caption
     assert Image.open(committed).size == (224, 224) and Image.open(predicted).size == (224, 224)
-    assert fig["type"] == "plotly"
-    fig, *_, caption = client.predict(1, 10, 10, api_name="/unmask")
+    assert "### row 1, col 3" in cell and 'data-unmask="10" data-correct="0" data-step="3"' in axis
+    g = np.asarray(Image.open(grid).convert("RGB"))
+    assert g.shape[0] > 7 * 32 and g.shape[1] > 7 * 32                       # 7x7 cells of 32 px and margins
+    *_, caption, _, _ = client.predict(1, 10, 10, api_name="/unmask")
     assert "**0** still masked" in caption
+
+
+def test_unmask_outlines_the_selected_cells_patch(client, generated):
+    """The decoded images carry a blue box exactly around the selected cell's 4x4-pixel patch (x8)."""
+    from demo.frames import SELECTED
+
+    _, committed, *_ = client.predict(0, 10, 2 * 7 + 5, api_name="/unmask")   # row 2, col 5
+    img = np.asarray(Image.open(committed).convert("RGB"))
+    blue = np.all(img == SELECTED, axis=2)
+    ys, xs = np.nonzero(blue)
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (2 * 32, 3 * 32 - 1, 5 * 32, 6 * 32 - 1)
+
+
+def test_animate_plays_every_step_as_a_gif(client, generated):
+    gif = client.predict(2, api_name="/animate")
+    im = Image.open(gif)
+    assert gif.endswith(".gif") and im.n_frames == 10 and im.info["duration"] == 100   # 10 frames per second
+    im.seek(im.n_frames - 1)
+    assert im.info["duration"] > 100                                          # the last frame is held
 
 
 def test_export_gif_and_mp4(client, generated):
@@ -342,7 +364,7 @@ def test_studio_reads_grid_steps_and_neuron_constants_from_the_model(tmp_path, m
 def test_corrector_frames_are_reachable_through_the_api(server):
     c = Client(server[0], verbose=False, analytics_enabled=False)
     c.predict("tiny", 1, 49, 0.65, 3, 0.65, 1.0, 3, 5, 0.5, api_name="/generate")     # 49 steps + 3 rounds
-    *_, caption = c.predict(0, 51, 24, api_name="/unmask")
+    *_, caption, _, _ = c.predict(0, 51, 24, api_name="/unmask")
     assert "Step **51/52**, corrector round 2" in caption
     with pytest.raises(Exception, match=r"Step must be a whole number in 1\.\.52; got 53"):
         c.predict(0, 53, 24, api_name="/unmask")
@@ -350,7 +372,7 @@ def test_corrector_frames_are_reachable_through_the_api(server):
 
 def test_model_jobs_share_one_concurrency_limit(server):
     demo = server[2]
-    heavy = {"generate", "unmask", "export", "spikes", "codebook", "code", "encode", "encode_sketch", "energy"}
+    heavy = {"generate", "unmask", "animate", "export", "spikes", "codebook", "code", "encode", "encode_sketch", "energy"}
     ids = {fn.api_name: fn.concurrency_id for fn in demo.fns.values() if fn.api_name in heavy}
     assert set(ids) == heavy and set(ids.values()) == {"model"}
     limits = {fn.concurrency_limit for fn in demo.fns.values() if fn.concurrency_id == "model"}

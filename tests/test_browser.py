@@ -96,32 +96,87 @@ def generate(page) -> dict:
 
 
 def test_generate_streams_and_finishes(page):
+    page.get_by_text("More sampling settings").click()
+    page.locator("#corrector-steps input[type=range]").fill("4")             # a corrector phase after the 49 steps
     t = generate(page)
     print(f"\nbrowser: first streamed step {t['first_step_ms']:.0f} ms, done {t['done_ms']:.0f} ms after the click")
     assert 0 < t["first_step_ms"] <= t["done_ms"]
-    expect(page.locator("#gen-progress")).to_contain_text("done: 16 images, 49 steps")
+    expect(page.locator("#gen-progress")).to_contain_text("done: 16 images, 49 steps + 4 corrector rounds")
     expect(page.locator("#grid img")).to_have_attribute("src", re.compile(r".+"))
     shot(page, "generate")
 
 
-def test_unmasking_scrub_and_cell_selection(page):
+def natural_click(page, selector, x, y):
+    """Click pixel (x, y) of an image's own (natural) pixels, wherever and however large it is shown."""
+    img = page.locator(f"{selector} img")
+    page.wait_for_function(f"() => (document.querySelector('{selector} img') || {{}}).naturalWidth > 0")
+    box = img.bounding_box()
+    nat_w = page.evaluate(f"() => document.querySelector('{selector} img').naturalWidth")
+    img.click(position={"x": x * box["width"] / nat_w, "y": y * box["width"] / nat_w})
+
+
+def test_click_a_sample_opens_it_in_unmasking(page):
+    from demo.media import tile_index
+
+    # the sample grid tiles 16 images 4 per row, 28x28 at 3x with 2-pixel gaps: image 6 is row 1, col 2
+    x, y = 2 + 2 * 86 + 40, 2 + 1 * 86 + 40
+    assert tile_index(x, y, 16, 28, 28) == 6
+    natural_click(page, "#grid", x, y)
+    expect(page.get_by_role("tab", name="Unmasking")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#image-index input[type=number]")).to_have_value("6")
+    expect(page.locator("#picker .thumbnail-item").nth(6)).to_have_class(re.compile(r"\bselected\b"))
+    page.locator("#picker .thumbnail-item").nth(3).click()                   # the gallery picks too
+    expect(page.locator("#image-index input[type=number]")).to_have_value("3")
+
+
+def test_unmasking_scrub_phases_and_cell_click(page):
+    from demo.frames import CELL_PX, GRID_LEFT, GRID_TOP
+
     open_tab(page, "Unmasking")
     caption = page.locator("#unmask-caption")
-    expect(caption).to_contain_text(re.compile(r"Step (\d+)/\1\b"), timeout=20_000)  # the last frame
+    expect(caption).to_contain_text(re.compile(r"Step 53/53, corrector round 4/4"))   # the last frame
+    axis = page.locator("#phase-axis")
+    expect(axis).to_have_attribute("data-correct", "4")
+    expect(axis).to_contain_text("unmasking 1-49")
+    expect(axis).to_contain_text("corrector 50-53")
     page.locator("#step input[type=range]").fill("10")
-    expect(caption).to_contain_text(re.compile(r"Step 10/\d+\b"))
-    expect(page.locator("#token-grid .js-plotly-plot")).to_be_attached()
+    expect(caption).to_contain_text(re.compile(r"Step 10/53, unmasking step 10/49"))
+    expect(axis).to_have_attribute("data-step", "10")
     expect(page.locator("#committed img")).to_have_attribute("src", re.compile(r".+"))
-    cell = page.locator("#cell input")
-    cell.click()
-    page.get_by_role("option", name="row 1, col 2", exact=True).click()
+    natural_click(page, "#token-grid", GRID_LEFT + 2.5 * CELL_PX, GRID_TOP + 1.5 * CELL_PX)   # row 1, col 2
+    expect(page.locator("#cell input")).to_have_value("row 1, col 2")
+    expect(page.locator("#cell-info")).to_contain_text("row 1, col 2")
+    expect(page.locator("#cell-info")).to_contain_text(re.compile(r"code \d+|masked"))
     shot(page, "unmasking")
+
+
+def test_play_animates_and_pause_returns_to_the_frame_shown(page):
+    page.locator("#play").click()
+    player = page.locator("#player img")
+    expect(player).to_have_attribute("src", re.compile(r"\.gif$"))
+    expect(page.locator("#token-grid")).to_be_hidden()
+    expect(page.locator("#unmask-caption")).to_contain_text("unmasking steps 1-49, then corrector rounds 50-53")
+    # the browser plays it: the picture changes while nothing is sent from the server (a canvas would
+    # only see an animated image's first frame, so compare screenshots)
+    page.wait_for_function("() => document.querySelector('#player img').complete")
+    seen = set()
+    for _ in range(4):
+        seen.add(page.locator("#player img").screenshot())
+        page.wait_for_timeout(300)
+    assert len(seen) >= 3
+    page.wait_for_timeout(1500)
+    page.locator("#pause").click()
+    expect(page.locator("#token-grid")).to_be_visible()
+    expect(page.locator("#player")).to_be_hidden()
+    expect(page.locator("#unmask-caption")).to_contain_text(re.compile(r"Step \d+/53"))
+    step = int(page.locator("#step input[type=number]").input_value())
+    assert 10 < step <= 53                                                      # moved on from step 10 while playing
 
 
 def test_spikes_view(page):
     open_tab(page, "Spikes")
-    expect(page.locator("#spikes-cell input")).to_have_value("row 1, col 2")  # selected in Unmasking
-    expect(page.locator("#spikes-note")).to_contain_text("token cell row 1, col 2")
+    expect(page.locator("#spikes-cell input")).to_have_value("row 1, col 2")  # clicked in Unmasking
+    expect(page.locator("#spikes-note")).to_contain_text("token cell row 1, col 2", timeout=90_000)  # slow when loaded
     for pid in ("raster-cell", "raster-all", "membrane"):
         expect(page.locator(f"#{pid} .js-plotly-plot")).to_be_attached()
     shot(page, "spikes")
@@ -135,7 +190,7 @@ def test_codebook_view(page):
     shot(page, "codebook")
 
 
-def test_encode_view(page, tmp_path):
+def test_encode_view_upload_encodes_itself(page, tmp_path):
     import numpy as np
     from PIL import Image
 
@@ -144,12 +199,43 @@ def test_encode_view(page, tmp_path):
     digit[10:54, 28:36] = 255  # a "1", light on dark
     Image.fromarray(digit).save(tmp_path / "one.png")
     page.locator("#upload input[type=file]").set_input_files(str(tmp_path / "one.png"))
-    expect(page.locator("#upload img")).to_be_attached()
-    page.locator("#encode-btn").click()
-    expect(page.locator("#encode-note")).to_contain_text("read 64x64 L; ink 8x44 scaled into 20x20")
+    expect(page.locator("#encode-note")).to_contain_text("read 64x64 L; ink 8x44 scaled into 20x20")   # no button pressed
     expect(page.locator("#reconstruction img")).to_have_attribute("src", re.compile(r".+"))
     expect(page.locator("#encode-tokens .js-plotly-plot")).to_be_attached()
+    page.locator("#encode-btn").click()                                       # the button still re-runs
+    expect(page.locator("#encode-note")).to_contain_text("read 64x64 L; ink 8x44 scaled into 20x20")
     shot(page, "encode")
+
+
+def test_sketch_opens_ready_to_draw_and_a_stroke_encodes_itself(page):
+    """The brush is chosen on opening; a stroke is about as wide, in the 28x28 model input, as an
+    MNIST stroke (about 2.4 px) and encodes itself."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    open_tab(page, "Encode & reconstruct")
+    expect(page.locator('#sketch button[aria-label="Brush"]')).to_have_class(re.compile(r"\bhighlight\b"))
+    expect(page.get_by_text("select the draw tool", exact=False)).to_have_count(0)
+    before = page.locator("#encode-input img").get_attribute("src")
+    box = page.locator("#sketch canvas").first.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2      # the 280x280 canvas sits in the middle
+    page.mouse.move(cx - 90, cy)
+    page.mouse.down()
+    for k in range(19):
+        page.mouse.move(cx - 90 + 10 * k, cy, steps=2)
+    page.mouse.up()
+    expect(page.locator("#encode-input img")).not_to_have_attribute("src", before or "none")
+    expect(page.locator("#encode-note")).to_contain_text("read 280x280")
+    src = page.locator("#encode-input img").get_attribute("src")
+    png = page.evaluate("async (u) => Array.from(new Uint8Array(await (await fetch(u)).arrayBuffer()))", src)
+    x = np.asarray(Image.open(io.BytesIO(bytes(png))).convert("L"))[::8, ::8]   # shown 8x: back to 28x28
+    rows = x[:, 10:18]                                                        # the middle of the horizontal stroke
+    width = (rows > 127).sum(0).mean()
+    print(f"\nsketch stroke: {width:.1f} px wide in 28x28 (MNIST: about 2.4)")
+    assert 1.5 <= width <= 3.5
+    shot(page, "encode-sketch")
 
 
 def test_learn_view(page):

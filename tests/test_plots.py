@@ -108,3 +108,50 @@ def test_export_writes_gif_and_mp4(tmp_path):
     gif, mp4 = media.export_run(frames, str(tmp_path))
     assert len(imageio.mimread(gif)) >= 5
     assert (tmp_path / "unmasking.mp4").stat().st_size > 1000 and mp4.endswith(".mp4")
+
+
+def test_token_grid_image_clicks_map_back_to_their_cells():
+    """A click at any cell's pixels gives that cell; the cell shows its code's colour (masked: grey)."""
+    from demo import frames
+
+    rng = np.random.default_rng(0)
+    tok = rng.integers(0, 32, (7, 7))
+    tok[0, 0] = 32                                                       # masked
+    img = frames.token_grid_image(tok, 32, selected=(6, 6), title="t")
+    colors = frames.code_colors(32)
+    for r in range(7):
+        for c in range(7):
+            x, y = frames.GRID_LEFT + c * 32 + 3, frames.GRID_TOP + r * 32 + 3   # inside, off the text
+            assert frames.cell_at(x, y, 7) == r * 7 + c
+            want = frames.MASKED if tok[r, c] == 32 else tuple(colors[tok[r, c]])
+            assert tuple(img[y, x]) == want
+    assert frames.cell_at(frames.GRID_LEFT - 1, frames.GRID_TOP + 5, 7) is None       # the row numbers
+    assert frames.cell_at(frames.GRID_LEFT + 7 * 32, frames.GRID_TOP + 5, 7) is None  # the colour bar
+
+
+def test_tile_index_inverts_tile():
+    imgs = np.stack([np.full((28, 28, 1), 10 * i, np.uint8) for i in range(10)])   # image i: grey 10*i
+    grid = media.tile(imgs)
+    seen = set()
+    for y in range(0, grid.shape[0], 5):
+        for x in range(0, grid.shape[1], 5):
+            i = media.tile_index(x, y, 10, 28, 28)
+            if i is None:
+                assert grid[y, x].tolist() == [255, 255, 255]                      # a gap or an empty slot
+            else:
+                assert grid[y, x].tolist() == [10 * i] * 3
+                seen.add(i)
+    assert seen == set(range(10))
+
+
+def test_step_axis_marks_both_phases():
+    from demo import frames
+
+    kinds = ["unmask"] * 6 + ["correct"] * 4
+    html = frames.step_axis_html(kinds, 8)
+    assert 'data-unmask="6" data-correct="4" data-step="8"' in html
+    assert "unmasking 1-6" in html and "corrector 7-10" in html
+    assert frames.step_label(kinds, 8) == "corrector round 2/4" and frames.step_label(kinds, 6) == "unmasking step 6/6"
+    strip = frames.axis_strip(kinds, 3, 100)
+    assert tuple(strip[7, 5]) == frames.PHASE_COLORS["unmask"] and tuple(strip[7, 95]) != frames.PHASE_COLORS["correct"]
+    assert tuple(frames.axis_strip(kinds, 10, 100)[7, 93]) == frames.PHASE_COLORS["correct"]

@@ -53,10 +53,10 @@ def test_unmasking_decodes_only_the_frame_shown(studio, monkeypatch):
     pipe = studio.pipe("tiny")
     decoded, inner = [], pipe.decode
     monkeypatch.setattr(pipe, "decode", lambda t, **k: decoded.append(len(t)) or inner(t, **k))
-    _, committed, predicted, caption = studio.unmask(run, 1, 10, 24)   # a corrector frame (steps 9..11)
+    _, committed, predicted, caption, _, _ = studio.unmask(run, 1, 10, 24)   # a corrector frame (steps 9..11)
     assert decoded == [2] and "corrector round 2" in caption           # committed + predicted of one frame
     want = S.to_uint8(inner(run.trace.steps[9].tokens[1:2], allow_mask=True))[0]
-    assert np.array_equal(committed, S.media.show(want, 8))
+    assert np.array_equal(committed, S.frames.outline_patch(S.media.show(want, 8), (3, 3), 7))   # cell 24 outlined
     studio.unmask(run, 1, 10, 3)                                       # the same frame again: cached
     assert decoded == [2]
 
