@@ -10,15 +10,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-for _k, _v in {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}.items():
-    os.environ.setdefault(_k, _v)
+from studio_server import ROOT, launch_studio  # also puts the repo and tests/ on sys.path)
 
 
 def main():
@@ -30,16 +24,10 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     a = ap.parse_args()
 
-    import app
     from playwright.sync_api import expect, sync_playwright
     from test_browser import CHROMIUM, FLAGS, TIMING_JS
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    args = app.parse_args(["--checkpoints", a.checkpoints, "--port", str(port)])
-    demo = app.make_app(args)
-    _, url, _ = demo.launch(**app.launch_kwargs(args), prevent_thread_lock=True, quiet=True, inbrowser=False)
+    demo, url = launch_studio(a.checkpoints)
     firsts, dones = [], []
     try:
         with sync_playwright() as p:

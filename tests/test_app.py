@@ -379,13 +379,21 @@ def test_model_jobs_share_one_concurrency_limit(server):
     assert limits == {"default"}                                   # the queue's --concurrency, shared
 
 
-def test_a_cancelled_generation_stops(server):
+def test_a_cancelled_generation_stops(server, monkeypatch):
     import threading
     import time
 
     def workers():
         return sum(t.name == "sd-generate" and t.is_alive() for t in threading.enumerate())
 
+    pipe = server[2].studio.pipe("tiny")
+    fast = pipe._denoise
+
+    def slow(*a, **k):  # >= 7 s for the 149 steps: the run cannot end by itself before it is cancelled
+        time.sleep(0.05)
+        return fast(*a, **k)
+
+    monkeypatch.setattr(pipe, "_denoise", slow)
     c = Client(server[0], verbose=False, analytics_enabled=False)
     job = c.submit("tiny", 8, 49, 0.65, 5, 0.65, 1.0, 100, 5, 0.5, api_name="/generate")   # 149 steps
     deadline = time.time() + 60
