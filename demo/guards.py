@@ -14,8 +14,9 @@ import math
 import gradio as gr
 
 
-def _error(message: str) -> gr.Error:
-    """A message for the caller (a user mistake: no traceback in the server's log)."""
+def user_error(message: str) -> gr.Error:
+    """A message for the caller (a user mistake: no traceback in the server's log); the studio's
+    handlers raise the same (``studio.friendly``)."""
     return gr.Error(message, duration=8, print_exception=False)
 
 
@@ -45,7 +46,7 @@ def check_number(block, payload):
           and (lo is None or payload >= lo) and (hi is None or payload <= hi)
           and (not whole or float(payload).is_integer()))
     if not ok:
-        raise _error(f"{name_of(block)} must be {kind}{span}; got {_short(payload)}")
+        raise user_error(f"{name_of(block)} must be {kind}{span}; got {_short(payload)}")
 
 
 def check_choice(block, payload):
@@ -58,7 +59,7 @@ def check_choice(block, payload):
         accepted = f"a whole number in {values[0]}..{values[-1]}"
     else:
         accepted = "one of " + ", ".join(map(repr, values[:12])) + (", ..." if len(values) > 12 else "")
-    raise _error(f"{name_of(block)} must be {accepted}; got {_short(payload)}")
+    raise user_error(f"{name_of(block)} must be {accepted}; got {_short(payload)}")
 
 
 def check_file(block, payload):
@@ -74,7 +75,7 @@ def check_file(block, payload):
         ok = isinstance(payload, dict) and isinstance(payload.get("path") or payload.get("url"), str)
         hint = "an image file (gradio_client: handle_file(path))"
     if not ok:
-        raise _error(f"{name_of(block)} must be {hint}; got {_short(payload)}")
+        raise user_error(f"{name_of(block)} must be {hint}; got {_short(payload)}")
 
 
 def check_payload(block, payload):
@@ -103,7 +104,7 @@ def guard(block) -> None:
             raise
         except Exception as e:  # corrupt file, decompression bomb, unsupported format, ...
             what = "could not read the uploaded image" if is_file else f"could not use {_short(payload)}"
-            raise _error(f"{label}: {what} ({type(e).__name__}: {e})") from None
+            raise user_error(f"{label}: {what} ({type(e).__name__}: {e})") from None
 
     block.preprocess = preprocess
     block._sd_guarded = True
@@ -130,7 +131,7 @@ def guard_inputs(demo: gr.Blocks) -> gr.Blocks:
         except gr.Error:
             raise
         except Exception as e:  # anything the checks above did not foresee: still say what failed
-            raise _error(f"could not use the values sent to {block_fn.name or 'this event'} "
+            raise user_error(f"could not use the values sent to {block_fn.name or 'this event'} "
                          f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
 
     demo.preprocess_data = preprocess_data

@@ -31,6 +31,7 @@ from spiking_diffusion.sampling import MAX_CORRECTOR_STEPS, SETTINGS, SamplerCon
 from spiking_diffusion.spiking import LIF_THRESHOLD
 
 from . import frames, media, plots
+from .guards import user_error
 from .media import InputError
 
 MAX_CORRECTOR_ROUNDS = MAX_CORRECTOR_STEPS  # corrector rounds offered in the studio (the sampler's bound)
@@ -76,7 +77,7 @@ def friendly(fn):
     import inspect
 
     def convert(e):
-        return gr.Error(str(e), duration=8, print_exception=False)
+        return user_error(str(e))
 
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)

@@ -179,7 +179,7 @@ def _spikes_tab(S: Studio, F: ModelFacts, run, image) -> NS:
     io = ([run, image, cell], [r_cell, r_all, r_enc, r_maps, r_rates, r_mem, note])
     go.click(S.spikes, *io, api_name="spikes", **MODEL_JOB)
     tab.select(S.spikes, *io, **PRIVATE, **MODEL_JOB)
-    cell.change(S.spikes, *io, **PRIVATE, **MODEL_JOB)
+    cell.input(S.spikes, *io, **PRIVATE, **MODEL_JOB)   # a cell set from Unmasking computes when the tab opens
     return NS(cell=cell)
 
 
