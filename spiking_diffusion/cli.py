@@ -50,6 +50,9 @@ def _train_args(p: argparse.ArgumentParser, stage: str) -> None:
         p.add_argument("--input-mode", choices=["index", "embedding"], default=None,
                        help="denoiser input: the paper's raw token index, or learned embeddings")
         p.add_argument("--loss", choices=["reweighted_elbo", "elbo"], default="reweighted_elbo")
+        p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                       help="start from this trained prior (same layers, embedding input), its codes renumbered "
+                            "to this VQ-SVAE's by how they co-occur on the training images")
 
 
 def _train(args, stage: str) -> None:

@@ -35,6 +35,7 @@ from .denoiser import SpikingDenoiser
 from .diffusion import AbsorbingDiffusion
 from .errors import CheckpointError, SpikingDiffusionError
 from .spiking import reset
+from .transfer import align_codes, transfer_prior
 from .vqsvae import VQSVAE
 
 STATE_NAME = "training_state.safetensors"
@@ -67,6 +68,7 @@ class TrainConfig:
     resume: bool = False
     progress: bool = True
     threads: int | None = None
+    init_from: str | None = None   # prior: start from this trained prior, renumbered to our codes (transfer.py)
 
 
 # What a resumed run must share with its snapshot, per stage: these settings decide what the run trains
@@ -481,7 +483,12 @@ def train_prior(cfg: TrainConfig) -> Path:
     vqsvae, _, vq_config = load_checkpoint(cfg.vqsvae, cfg.device)
     dataset = cfg.dataset or vq_config["info"].get("dataset") or "mnist"
     cfg = replace(cfg, dataset=dataset)
-    check_run_folder(cfg)  # before the token cache is written
+    snapshot = check_run_folder(cfg)  # before the token cache is written
+    if snapshot is not None:          # --init-from only starts a run: a resumed run keeps the one it began with
+        began = snapshot.get("train_config", {}).get("init_from")
+        if cfg.init_from and cfg.init_from != began:
+            print(f"note: --init-from {cfg.init_from} is ignored: {cfg.out} resumes from its snapshot")
+        cfg = replace(cfg, init_from=began)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     cache = out / "tokens_train.npz"
@@ -501,6 +508,11 @@ def train_prior(cfg: TrainConfig) -> Path:
     den_cfg = replace(preset.denoiser, codebook_size=vqsvae.cfg.codebook_size, latent_size=vqsvae.cfg.latent_size)
     torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only
     denoiser = SpikingDenoiser(den_cfg)
+    start = {}
+    if cfg.init_from:
+        start = {"init_from": str(cfg.init_from)}
+        if snapshot is None:  # a resumed run's weights come from its snapshot
+            start["init_code_purity"] = _start_from_prior(denoiser, cfg, tokens)
     objective = _PriorObjective(denoiser, cfg.loss)
     spe = len(tokens) // cfg.batch_size
     src = vq_config["info"]  # a full checkpoint (e.g. from train-decoder) keeps its VQ-SVAE's record under vqsvae_*
@@ -509,12 +521,28 @@ def train_prior(cfg: TrainConfig) -> Path:
     vq_info.update({f"vqsvae_{k}": v for k, v in own.items() if k in ("steps", "epochs", "preset")})
 
     def save_model(step, trained: _PriorObjective):
-        save_checkpoint(cfg.out, vqsvae, trained.denoiser, _info(cfg, step, spe, {"stage": "prior", "ema": cfg.ema, **vq_info}),
+        save_checkpoint(cfg.out, vqsvae, trained.denoiser, _info(cfg, step, spe, {"stage": "prior", "ema": cfg.ema, **start, **vq_info}),
                         vq_config.get("metrics", {}))
 
     step, speed = _loop(cfg, objective, tokens, lambda x, g: (x.long(), g), save_model, {})
     print(f"prior: {step} steps at {speed:.1f} images/s -> {cfg.out}")
     return out
+
+
+def _start_from_prior(denoiser: SpikingDenoiser, cfg: TrainConfig, tokens: torch.Tensor) -> float:
+    """``--init-from``: load the other prior, tokenise the same training images with its VQ-SVAE, and
+    write its weights, renumbered to our codes, into ``denoiser`` (see :mod:`.transfer`). Returns the
+    alignment's purity (the share of cells whose code pair is the most frequent one)."""
+    old_vq, old_den, _ = load_checkpoint(cfg.init_from, cfg.device)
+    if old_den is None:
+        raise SpikingDiffusionError(f"--init-from {cfg.init_from} holds no prior (a VQ-SVAE only); give a full checkpoint")
+    data = load_images(cfg.dataset, cfg.data_root, train=True, download=cfg.download, limit=cfg.limit)
+    old_tokens = tokenize(old_vq, data.images, device=cfg.device)                     # [N, h, w]
+    alignment = align_codes(tokens, old_tokens, denoiser.cfg.codebook_size, old_den.cfg.codebook_size)
+    transfer_prior(old_den.cpu(), denoiser, alignment)
+    print(f"prior starts from {cfg.init_from}: codes aligned on {len(tokens)} training images "
+          f"(purity {alignment.purity:.3f})")
+    return round(alignment.purity, 4)
 
 
 def train_decoder(cfg: TrainConfig) -> Path:
