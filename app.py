@@ -12,27 +12,10 @@ from __future__ import annotations
 import argparse
 import os
 
+from demo.memory import limit_malloc_arenas
+
 for _k, _v in {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}.items():
     os.environ.setdefault(_k, _v)
-
-
-def limit_malloc_arenas(arenas: int = 2) -> bool:
-    """Cap glibc's malloc arenas (what ``MALLOC_ARENA_MAX=2`` does, set from inside the process).
-
-    glibc gives busy threads arenas of their own, up to 8 per core; under many server threads they
-    fragment, and the studio's memory grew 26% over 104 generations against 10% with two arenas
-    (``benchmarks/bench_load.py``). Must run before the server's threads start. An explicit
-    ``MALLOC_ARENA_MAX`` wins; elsewhere than glibc (macOS, Windows, musl) nothing happens.
-    Returns whether the cap was set.
-    """
-    if "MALLOC_ARENA_MAX" in os.environ:
-        return False
-    try:
-        import ctypes
-
-        return ctypes.CDLL("libc.so.6").mallopt(-8, arenas) == 1   # -8: M_ARENA_MAX (malloc.h)
-    except (OSError, AttributeError):
-        return False
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -61,8 +44,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def make_app(args: argparse.Namespace):
     from demo.guards import guard_inputs
+    from demo.served_files import make_cache_writes_atomic
     from demo.studio import Studio
     from demo.ui import build_demo
+
+    make_cache_writes_atomic()   # two visitors shown the same picture share one served file
 
     studio = Studio(args.checkpoints, max_batch=args.max_batch, data_dir=args.data, max_runs=args.max_runs,
                     run_ttl=args.run_ttl)

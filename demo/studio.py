@@ -33,6 +33,7 @@ from spiking_diffusion.spiking import LIF_THRESHOLD
 from . import frames, media, plots
 from .guards import user_error
 from .media import InputError
+from .memory import trim_free_memory
 
 MAX_CORRECTOR_ROUNDS = MAX_CORRECTOR_STEPS  # corrector rounds offered in the studio (the sampler's bound)
 MAX_SEED = 2**31 - 1        # seeds are 0..MAX_SEED (what numpy and torch both accept)
@@ -161,6 +162,7 @@ class RunStore:
         with self._lock:
             self._runs[run.key] = (run, time.monotonic())
             self._prune()
+        trim_free_memory()   # what released runs and closed sessions freed goes back to the system
         return run
 
     def get(self, run) -> Run:

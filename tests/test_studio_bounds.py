@@ -104,3 +104,29 @@ def test_the_app_caps_malloc_arenas_unless_told_otherwise():
     glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
     assert run(env) == str(glibc)                             # capped where glibc is the allocator
     assert run({**env, "MALLOC_ARENA_MAX": "8"}) == "False"  # an explicit setting wins
+
+
+def test_freed_memory_is_handed_back_at_most_every_few_seconds(monkeypatch):
+    import platform
+
+    from demo import memory
+
+    if not (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"):
+        assert memory.trim_free_memory() is False                     # nothing to do elsewhere
+        return
+    monkeypatch.setattr(memory, "_last_trim", 0.0)
+    assert memory.trim_free_memory(min_interval=60) is True
+    assert memory.trim_free_memory(min_interval=60) is False          # rate-limited
+    assert memory.trim_free_memory(min_interval=0) is True
+
+
+def test_adding_a_run_hands_freed_memory_back(monkeypatch):
+    from demo import studio
+
+    calls = []
+    monkeypatch.setattr(studio, "trim_free_memory", lambda: calls.append(1))
+    store = studio.RunStore(max_runs=1)
+    trace = type("Trace", (), {"__len__": lambda self: 3})()
+    for _ in range(2):
+        store.add(studio.Run("m", np.zeros((2, 4, 4, 1), np.uint8), None, trace, 0.1))
+    assert len(store) == 1 and len(calls) == 2

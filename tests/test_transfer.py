@@ -1,0 +1,107 @@
+"""Starting a prior from another prior with a different codebook (``train-prior --init-from``)."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import build_tiny_models
+from spiking_diffusion.checkpoint import save_checkpoint
+from spiking_diffusion.denoiser import SpikingDenoiser
+from spiking_diffusion.errors import SpikingDiffusionError
+from spiking_diffusion.train import TrainConfig, train_prior
+from spiking_diffusion.transfer import align_codes, transfer_prior
+
+torch.set_num_threads(1)
+
+
+def _old_prior() -> SpikingDenoiser:
+    return build_tiny_models(input_mode="embedding", seed=3)[1]
+
+
+def test_align_codes_counts_pairs_and_purity():
+    new = np.array([[[0, 1], [1, 2]]])
+    old = np.array([[[5, 4], [4, 4]]])
+    a = align_codes(new, old, 3, 6)
+    assert a.counts[0, 5] == 1 and a.counts[1, 4] == 2 and a.counts[2, 4] == 1 and a.counts.sum() == 4
+    assert a.purity == 1.0                           # every new code always meets one old code
+    assert np.allclose(a.new_given_old[:, 4], [0, 2 / 3, 1 / 3])
+    mixed = align_codes(np.array([[[0, 0]]]), np.array([[[1, 2]]]), 1, 3)
+    assert mixed.purity == 0.5
+    with pytest.raises(SpikingDiffusionError, match="token grids"):
+        align_codes(new, old[:, :1], 3, 6)
+
+
+def test_a_renumbered_codebook_gives_the_same_predictions_renumbered():
+    """New code perm[i] is old code i: the transferred prior must predict exactly the old one's
+    logits, renumbered (the split log-share is log 1 = 0 for a one-to-one alignment)."""
+    old = _old_prior()
+    K = old.cfg.codebook_size
+    perm = torch.from_numpy(np.random.default_rng(0).permutation(K))
+    g = torch.Generator().manual_seed(0)
+    old_tokens = torch.randint(0, K, (64, 7, 7), generator=g)
+    old_tokens[:, 0, 0] = torch.arange(64) % K                         # every code seen at least once
+    new_tokens = perm[old_tokens]
+    torch.manual_seed(7)
+    new = transfer_prior(old, SpikingDenoiser(old.cfg).eval(), align_codes(new_tokens, old_tokens, K, K))
+    masked = old_tokens.clone()
+    masked[:, 3:] = K                                                  # some cells masked (the mask id is kept)
+    t = torch.full((64,), 20)
+    with torch.no_grad():
+        want = old(masked, t)                                          # [B, K, 7, 7]
+        got = new(torch.where(masked == K, masked, perm[masked.clamp_max(K - 1)]), t)
+    assert torch.allclose(got[:, perm], want, atol=1e-5)
+
+
+def test_codes_the_data_never_shows_get_no_probability():
+    old = _old_prior()
+    K = old.cfg.codebook_size
+    tokens = torch.randint(0, 4, (8, 7, 7))                           # only codes 0..3 occur
+    new = transfer_prior(old, SpikingDenoiser(old.cfg).eval(), align_codes(tokens, tokens, K, K))
+    with torch.no_grad():
+        p = new(tokens, torch.full((8,), 10)).softmax(1)             # [B, K, h, w]
+    assert p[:, 4:].sum(1).max() < 1e-6
+
+
+def test_transfer_refuses_other_layers_and_the_raw_index_input():
+    old = _old_prior()
+    wider = SpikingDenoiser(replace(old.cfg, widths=tuple(w * 2 for w in old.cfg.widths)))
+    a = align_codes(np.zeros((1, 7, 7)), np.zeros((1, 7, 7)), old.cfg.codebook_size, old.cfg.codebook_size)
+    with pytest.raises(SpikingDiffusionError, match="widths"):
+        transfer_prior(old, wider, a)
+    index = build_tiny_models(input_mode="index")[1]
+    with pytest.raises(SpikingDiffusionError, match="--input-mode embedding"):
+        transfer_prior(index, SpikingDenoiser(index.cfg), a)
+
+
+def test_init_from_starts_the_run_and_is_kept_on_resume(tmp_path, capsys):
+    vq, _ = build_tiny_models(seed=1)
+    donor = tmp_path / "donor"
+    save_checkpoint(donor, build_tiny_models(seed=2)[0], _old_prior(), info={"dataset": "synthetic"})
+    base = tmp_path / "vq"
+    save_checkpoint(base, vq, None, info={"dataset": "synthetic", "preset": "tiny"})
+    cfg = TrainConfig(stage="prior", out=str(tmp_path / "run"), vqsvae=str(base), preset="tiny",
+                      input_mode="embedding", init_from=str(donor), limit=64, batch_size=16, epochs=0.5,
+                      save_every=1, progress=False)
+    train_prior(cfg)
+    assert "prior starts from" in capsys.readouterr().out
+    info = json.loads((tmp_path / "run" / "config.json").read_text())["info"]
+    assert info["init_from"] == str(donor) and 0 < info["init_code_purity"] <= 1
+    train_prior(replace(cfg, init_from=None, epochs=1.0, resume=True))   # the flag need not be repeated
+    out = capsys.readouterr().out
+    assert "prior starts from" not in out                              # the weights come from the snapshot
+    info = json.loads((tmp_path / "run" / "config.json").read_text())["info"]
+    assert info["init_from"] == str(donor) and info["steps"] == 4
+
+
+def test_init_from_a_vqsvae_only_checkpoint_is_refused(tmp_path):
+    vq, _ = build_tiny_models(seed=1)
+    save_checkpoint(tmp_path / "vq", vq, None, info={"dataset": "synthetic", "preset": "tiny"})
+    cfg = TrainConfig(stage="prior", out=str(tmp_path / "run"), vqsvae=str(tmp_path / "vq"), preset="tiny",
+                      input_mode="embedding", init_from=str(tmp_path / "vq"), limit=16, batch_size=16,
+                      progress=False)
+    with pytest.raises(SpikingDiffusionError, match="holds no prior"):
+        train_prior(cfg)
