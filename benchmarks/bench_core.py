@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from bench_sampling import (PAPER, load, median, peak_memory, random_batch, random_checkpoint,  # noqa: E402
+from bench_sampling import (PAPER, load, median, peak_memory, random_checkpoint,  # noqa: E402
                             random_models, set_threads, table)
 
 AUTHORS = {"vq_train": "31 img/s", "den_train": "6.3 img/s", "sample16": "44 s", "per_call": "0.90 s",

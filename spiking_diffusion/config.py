@@ -5,7 +5,7 @@ Every size of the model lives here. ``PRESETS`` maps a preset name to a pair of
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 

@@ -16,7 +16,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -90,7 +90,7 @@ def _world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def _setting(stage: str, name: str, settings: dict):
+def _setting(name: str, settings: dict):
     """A setting as it acts: an unset --input-mode is the preset's."""
     value = settings.get(name)
     if name == "input_mode" and value is None and settings.get("preset") in PRESETS:
@@ -131,7 +131,7 @@ def check_run_folder(cfg: TrainConfig) -> dict | None:
     for name, flag in RESUME_FIXED[cfg.stage].items():
         if name not in saved:  # a snapshot older than the setting
             continue
-        old, new = _setting(cfg.stage, name, saved), _setting(cfg.stage, name, now)
+        old, new = _setting(name, saved), _setting(name, now)
         if old != new:
             changed.append(f"{flag} {_show(new)} differs from the run's {_show(old)}")
     world, saved_world = _world_size(), info.get("world")

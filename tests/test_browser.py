@@ -5,7 +5,6 @@ view to docs/screenshots/ (using assets/mnist when that checkpoint exists).
 """
 import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest

@@ -6,7 +6,6 @@ from dataclasses import replace
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from spiking_diffusion import PRESETS, AbsorbingDiffusion, DenoiserConfig, SpikingDenoiser, VQSVAE, VQSVAEConfig, \
     denoiser_macs, get_preset

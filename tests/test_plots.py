@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from demo import media, plots
 from spiking_diffusion import teaching
