@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import os
 
-from demo.memory import limit_malloc_arenas
-
 for _k, _v in {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}.items():
     os.environ.setdefault(_k, _v)
+
+from demo.memory import limit_malloc_arenas  # noqa: E402  (ctypes only; after the environment defaults)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -10,13 +10,14 @@
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import threading
 import time
 
 _libc = None
 _trim_lock = threading.Lock()
-_last_trim = 0.0
+_last_trim = -math.inf
 
 
 def _glibc():

@@ -376,7 +376,7 @@ class Studio:
         history = [i + 1 for i, st in enumerate(trace.steps) if st.unmasked[image, r, c]]
         unmasked = [i for i in history if trace.steps[i - 1].kind == "unmask"]
         corrected = [i for i in history if trace.steps[i - 1].kind == "correct"]
-        kinds = [st.kind for st in trace.steps]
+        kinds = trace.kinds
         when = (f"unmasked at {frames.step_label(kinds, unmasked[0])}" if unmasked else "never unmasked")
         if corrected:
             n_unmask = frames.phases(kinds)[0]
@@ -402,27 +402,25 @@ class Studio:
         r, c = divmod(cell, L)
         grid = frames.token_grid_image(st.tokens[image], run.trace.mask_id, st.unmasked[image], (r, c),
                                        title=f"Tokens after step {step}/{len(run.trace)}")
-        kinds = [s.kind for s in run.trace.steps]
         caption = self._caption(run, image, step)
         return (grid, frames.outline_patch(media.show(committed, 8), (r, c), L),
                 frames.outline_patch(media.show(predicted, 8), (r, c), L), caption,
-                self._cell_note(run, image, step, r, c), frames.step_axis_html(kinds, step))
+                self._cell_note(run, image, step, r, c), frames.step_axis_html(trace.kinds, step))
 
     @staticmethod
-    def _caption(run: Run, image: int, step: int, markdown: bool = True) -> str:
+    def _caption(run: Run, image: int, step: int) -> str:
         """What happened at ``step`` of image ``image``, naming the phase (unmasking / corrector)."""
         st, total = run.trace.steps[step - 1], len(run.trace)
-        n_unmask, n_correct = frames.phases([s.kind for s in run.trace.steps])
+        n_unmask, n_correct = frames.phases(run.trace.kinds)
         masked = int((st.tokens[image] == run.trace.mask_id).sum())
         changed = int(st.unmasked[image].sum())
-        b = "**" if markdown else ""
         if st.kind == "correct":
-            return (f"Step {b}{step}/{total}{b}, corrector round {step - n_unmask}/{n_correct} (after the {n_unmask} "
-                    f"unmasking steps; denoiser time t = {st.t:.1f}): {b}{changed}{b} cell(s) re-masked and "
+            return (f"Step **{step}/{total}**, corrector round {step - n_unmask}/{n_correct} (after the {n_unmask} "
+                    f"unmasking steps; denoiser time t = {st.t:.1f}): **{changed}** cell(s) re-masked and "
                     "sampled again given all the others (red).")
         then = f"; {n_correct} corrector rounds follow" if n_correct else ""
-        return (f"Step {b}{step}/{total}{b}, unmasking step {step}/{n_unmask}{then} (denoiser time t = {st.t:.1f}): "
-                f"{b}{changed}{b} cell(s) unmasked at this step (red), {b}{masked}{b} still masked (grey).")
+        return (f"Step **{step}/{total}**, unmasking step {step}/{n_unmask}{then} (denoiser time t = {st.t:.1f}): "
+                f"**{changed}** cell(s) unmasked at this step (red), **{masked}** still masked (grey).")
 
     @friendly
     def cell_at(self, run, x, y) -> int | None:
@@ -456,7 +454,7 @@ class Studio:
         if done and Path(done).is_file():
             return done                                          # played before: the same GIF
         committed, predicted = self.pipe(run.model).decode_trace(run.trace, image)   # [S, H, W, C] each
-        kinds = [s.kind for s in run.trace.steps]
+        kinds = run.trace.kinds
         pics = []
         for i, st in enumerate(run.trace.steps):
             grid = frames.token_grid_image(st.tokens[image], run.trace.mask_id, st.unmasked[image],

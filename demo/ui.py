@@ -156,7 +156,7 @@ def _wire_playback(S: Studio, run, u: NS) -> None:
 
 
 def _phases(r) -> tuple[int, int]:
-    return frames.phases([s.kind for s in r.trace.steps])
+    return frames.phases(r.trace.kinds)
 
 
 def _spikes_tab(S: Studio, F: ModelFacts, run, image) -> NS:

@@ -56,6 +56,11 @@ class GenerationTrace:
     def __len__(self) -> int:
         return len(self.steps)
 
+    @property
+    def kinds(self) -> list[str]:
+        """Each step's kind in order: ``"unmask"`` (the paper's steps), then ``"correct"`` (corrector rounds)."""
+        return [s.kind for s in self.steps]
+
     def stack(self, name: str) -> np.ndarray:
         """Stack a per-step field over steps: e.g. ``stack('tokens') -> [S, N, h, w]``."""
         return np.stack([getattr(s, name) for s in self.steps])

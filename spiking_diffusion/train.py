@@ -35,7 +35,7 @@ from .denoiser import SpikingDenoiser
 from .diffusion import AbsorbingDiffusion
 from .errors import CheckpointError, SpikingDiffusionError
 from .spiking import reset
-from .transfer import align_codes, transfer_prior
+from .transfer import align_codes, check_transferable, transfer_prior
 from .vqsvae import VQSVAE
 
 STATE_NAME = "training_state.safetensors"
@@ -88,6 +88,11 @@ RESUME_FIXED = {
 def _world_size() -> int:
     """Processes in this run (torchrun's WORLD_SIZE; 1 without torchrun)."""
     return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _rank() -> int:
+    """This process's rank (torchrun's RANK; 0 without torchrun): rank 0 writes and prints."""
+    return int(os.environ.get("RANK", "0"))
 
 
 def _setting(name: str, settings: dict):
@@ -486,7 +491,7 @@ def train_prior(cfg: TrainConfig) -> Path:
     snapshot = check_run_folder(cfg)  # before the token cache is written
     if snapshot is not None:          # --init-from only starts a run: a resumed run keeps the one it began with
         began = snapshot.get("train_config", {}).get("init_from")
-        if cfg.init_from and cfg.init_from != began:
+        if cfg.init_from and cfg.init_from != began and _rank() == 0:
             print(f"note: --init-from {cfg.init_from} is ignored: {cfg.out} resumes from its snapshot")
         cfg = replace(cfg, init_from=began)
     out = Path(cfg.out)
@@ -502,17 +507,19 @@ def train_prior(cfg: TrainConfig) -> Path:
         if cfg.resume and cached is not None and not np.array_equal(cached["tokens"], tokens.numpy()):
             print(f"note: --vqsvae {cfg.vqsvae} gives other tokens than the run's cache: the prior goes on "
                   "training on the new ones")  # same tokens (e.g. after train-decoder): nothing changes
-        if os.environ.get("RANK", "0") == "0":  # one writer when several processes share the run folder
+        if _rank() == 0:  # one writer when several processes share the run folder
             atomic_write_file(cache, lambda f: _save_tokens(f, tokens, digest))
     preset = get_preset(cfg.preset, input_mode=cfg.input_mode)
     den_cfg = replace(preset.denoiser, codebook_size=vqsvae.cfg.codebook_size, latent_size=vqsvae.cfg.latent_size)
     torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only
     denoiser = SpikingDenoiser(den_cfg)
-    start = {}
+    start = {}  # where the weights began: in the checkpoint's info and the snapshot's metadata
     if cfg.init_from:
-        start = {"init_from": str(cfg.init_from)}
-        if snapshot is None:  # a resumed run's weights come from its snapshot
+        start["init_from"] = str(cfg.init_from)
+        if snapshot is None:
             start["init_code_purity"] = _start_from_prior(denoiser, cfg, tokens)
+        elif "init_code_purity" in snapshot:  # a resumed run's weights come from its snapshot
+            start["init_code_purity"] = snapshot["init_code_purity"]
     objective = _PriorObjective(denoiser, cfg.loss)
     spe = len(tokens) // cfg.batch_size
     src = vq_config["info"]  # a full checkpoint (e.g. from train-decoder) keeps its VQ-SVAE's record under vqsvae_*
@@ -524,7 +531,7 @@ def train_prior(cfg: TrainConfig) -> Path:
         save_checkpoint(cfg.out, vqsvae, trained.denoiser, _info(cfg, step, spe, {"stage": "prior", "ema": cfg.ema, **start, **vq_info}),
                         vq_config.get("metrics", {}))
 
-    step, speed = _loop(cfg, objective, tokens, lambda x, g: (x.long(), g), save_model, {})
+    step, speed = _loop(cfg, objective, tokens, lambda x, g: (x.long(), g), save_model, start)
     print(f"prior: {step} steps at {speed:.1f} images/s -> {cfg.out}")
     return out
 
@@ -532,16 +539,23 @@ def train_prior(cfg: TrainConfig) -> Path:
 def _start_from_prior(denoiser: SpikingDenoiser, cfg: TrainConfig, tokens: torch.Tensor) -> float:
     """``--init-from``: load the other prior, tokenise the same training images with its VQ-SVAE, and
     write its weights, renumbered to our codes, into ``denoiser`` (see :mod:`.transfer`). Returns the
-    alignment's purity (the share of cells whose code pair is the most frequent one)."""
-    old_vq, old_den, _ = load_checkpoint(cfg.init_from, cfg.device)
+    alignment's purity (the share of cells whose old code is the most frequent one for their new code)."""
+    device = cfg.device if _world_size() == 1 else "cpu"   # each rank does this before it has its own device
+    old_vq, old_den, old_config = load_checkpoint(cfg.init_from, device)
     if old_den is None:
         raise SpikingDiffusionError(f"--init-from {cfg.init_from} holds no prior (a VQ-SVAE only); give a full checkpoint")
+    check_transferable(old_den.cfg, denoiser.cfg)          # before the slow tokenising
+    other = old_config["info"].get("dataset")
+    if other and other != cfg.dataset and _rank() == 0:
+        print(f"note: --init-from {cfg.init_from} was trained on {other}, this run on {cfg.dataset}: its codes "
+              "are aligned on this run's images all the same")
     data = load_images(cfg.dataset, cfg.data_root, train=True, download=cfg.download, limit=cfg.limit)
-    old_tokens = tokenize(old_vq, data.images, device=cfg.device)                     # [N, h, w]
+    old_tokens = tokenize(old_vq, data.images, device=device)                         # [N, h, w]
     alignment = align_codes(tokens, old_tokens, denoiser.cfg.codebook_size, old_den.cfg.codebook_size)
     transfer_prior(old_den.cpu(), denoiser, alignment)
-    print(f"prior starts from {cfg.init_from}: codes aligned on {len(tokens)} training images "
-          f"(purity {alignment.purity:.3f})")
+    if _rank() == 0:
+        print(f"prior starts from {cfg.init_from}: codes aligned on {len(tokens)} training images "
+              f"(purity {alignment.purity:.3f})")
     return round(alignment.purity, 4)
 
 

@@ -2,9 +2,10 @@
 
 A prior learns where codes go on the latent grid. Two VQ-SVAEs trained on the same images code each
 picture differently (other code numbers, other boundaries), but position by position their codes overlap
-a lot: on MNIST's training set, the code of the small (T=4) VQ-SVAE predicts the paper (T=16)
-VQ-SVAE's code at the same cell 66% of the time. :func:`align_codes` measures that overlap on the
-training tokens; :func:`transfer_prior` copies a trained denoiser into the new codebook's numbering:
+a lot: on MNIST's training set, a cell's code under the paper (T=16) VQ-SVAE names the code the small
+(T=4) VQ-SVAE gives the same cell 66% of the time (the alignment's *purity*: each new code's most
+frequent old code). :func:`align_codes` counts that overlap on the training tokens;
+:func:`transfer_prior` copies a trained denoiser into the new codebook's numbering:
 
 - input embedding of new code ``j``: the old embeddings averaged with weights ``P(old i | new j)``;
 - output logits of new code ``j``: the row of its most frequent old code ``i*(j)``, plus
@@ -12,8 +13,9 @@ training tokens; :func:`transfer_prior` copies a trained denoiser into the new c
 - every other weight (the spiking layers, BatchNorm statistics, time embedding) as it is.
 
 The result is an initialisation, not a trained model: ``train-prior --init-from`` fine-tunes it.
-On MNIST its ELBO on the paper tokens is 3.48 before any step, where a prior trained from scratch for
-550 steps (batch 32) is at 7.0 (the old prior on its own tokens: 1.78).
+On MNIST its negative ELBO on the paper tokens (``--loss elbo``, bits per token) is 3.48 before any
+step, where a prior trained from scratch for 550 steps (batch 32) is at 7.0, no better than a uniform
+guess over 128 codes (the old prior on its own tokens: 1.78).
 """
 from __future__ import annotations
 
@@ -57,43 +59,50 @@ def align_codes(new_tokens, old_tokens, new_codebook: int, old_codebook: int) ->
     if new.shape != old.shape:
         raise SpikingDiffusionError(f"cannot align codes: token grids {new.shape} and {old.shape} differ "
                                     "(both VQ-SVAEs must code the same images on the same latent grid)")
-    counts = np.zeros((new_codebook, old_codebook))
-    np.add.at(counts, (new.ravel(), old.ravel()), 1.0)
-    return CodeAlignment(counts)
+    pairs = np.bincount(new.ravel() * old_codebook + old.ravel(), minlength=new_codebook * old_codebook)
+    return CodeAlignment(pairs.reshape(new_codebook, old_codebook).astype(np.float64))
 
 
 # DenoiserConfig fields that must match for the weights to carry over (the codebook size may differ)
 _SAME = ("latent_size", "time_steps", "widths", "input_mode", "embed_dim", "num_diffusion_steps")
 
 
-@torch.no_grad()
-def transfer_prior(old: SpikingDenoiser, new: SpikingDenoiser, alignment: CodeAlignment) -> SpikingDenoiser:
-    """Write ``old``'s weights into ``new`` (in place, also returned), renumbered by ``alignment``.
-
-    Both must have the embedding input (the paper's raw-index input gives a code number no meaning to
-    carry over) and the same layers. Raises ``SpikingDiffusionError`` naming the first difference.
-    """
+def check_transferable(old, new) -> None:
+    """Raise ``SpikingDiffusionError`` unless a prior with :class:`DenoiserConfig` ``old`` can start one
+    with ``new``: the same layers (only the codebook size may differ) and the embedding input (the
+    paper's raw-index input gives code numbers no meaning that could carry over)."""
     for name in _SAME:
-        a, b = getattr(old.cfg, name), getattr(new.cfg, name)
+        a, b = getattr(old, name), getattr(new, name)
         if tuple(np.atleast_1d(a)) != tuple(np.atleast_1d(b)):
             raise SpikingDiffusionError(f"cannot start this prior from the other one: {name} is {b!r} here and "
                                         f"{a!r} there (only the codebook size may differ)")
-    if new.cfg.input_mode != "embedding":
+    if new.input_mode != "embedding":
         raise SpikingDiffusionError("starting from another prior needs --input-mode embedding (the raw-index "
                                     "input gives code numbers no meaning that could carry over)")
+
+
+@torch.no_grad()
+def transfer_prior(old: SpikingDenoiser, new: SpikingDenoiser, alignment: CodeAlignment) -> SpikingDenoiser:
+    """Write ``old``'s weights into ``new`` (in place, also returned), renumbered by ``alignment``
+    (``[K_new, K_old]`` counts). Both on the same device. Raises ``SpikingDiffusionError`` when the
+    layers differ (:func:`check_transferable`) or the alignment has the wrong shape.
+    """
+    check_transferable(old.cfg, new.cfg)
     K_new, K_old = new.cfg.codebook_size, old.cfg.codebook_size
     if alignment.counts.shape != (K_new, K_old):
         raise SpikingDiffusionError(f"code alignment is {alignment.counts.shape}, expected {(K_new, K_old)}")
     state = copy.deepcopy(old.state_dict())
-    used = torch.from_numpy(alignment.counts.sum(1) > 0)                   # [K_new] codes seen in the data
-    best = torch.from_numpy(alignment.counts.argmax(1))                    # [K_new] i*(j)
     emb = old.token_embed.weight                                           # [K_old + 1, E], last: mask
+    best_np = alignment.counts.argmax(1)                                   # [K_new] i*(j)
+    used = torch.from_numpy(alignment.counts.sum(1) > 0).to(emb.device)    # [K_new] codes seen in the data
+    best = torch.from_numpy(best_np).to(emb.device)
     mix = torch.from_numpy(alignment.old_given_new).to(emb)                # [K_new, K_old]
-    # codes never seen keep their fresh initialisation, and a logit of -20 (the data never shows them)
+    share = torch.from_numpy(alignment.new_given_old[np.arange(K_new), best_np]).to(emb)  # [K_new] P(j | i*(j))
+    # codes the data never shows keep their fresh embedding and get a logit of exactly -20
     new_emb = torch.where(used[:, None], mix @ emb[:K_old], new.token_embed.weight[:K_new])  # [K_new, E]
     state["token_embed.weight"] = torch.cat([new_emb, emb[K_old:]])       # [K_new + 1, E], mask row kept
-    share = torch.from_numpy(alignment.new_given_old[np.arange(K_new), best.numpy()]).to(emb)  # P(j | i*(j))
-    state["conv6.weight"] = torch.where(used[:, None, None, None], old.conv6.weight[best], new.conv6.weight)
+    w6 = old.conv6.weight[best]                                            # [K_new, C, 3, 3]
+    state["conv6.weight"] = torch.where(used[:, None, None, None], w6, torch.zeros_like(w6))
     state["conv6.bias"] = torch.where(used, old.conv6.bias[best] + share.clamp_min(1e-6).log(),
                                       torch.full_like(share, -20.0))          # [K_new]
     new.load_state_dict(state)

@@ -114,7 +114,7 @@ def test_freed_memory_is_handed_back_at_most_every_few_seconds(monkeypatch):
     if not (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"):
         assert memory.trim_free_memory() is False                     # nothing to do elsewhere
         return
-    monkeypatch.setattr(memory, "_last_trim", 0.0)
+    monkeypatch.setattr(memory, "_last_trim", -float("inf"))
     assert memory.trim_free_memory(min_interval=60) is True
     assert memory.trim_free_memory(min_interval=60) is False          # rate-limited
     assert memory.trim_free_memory(min_interval=0) is True

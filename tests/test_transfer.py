@@ -62,8 +62,9 @@ def test_codes_the_data_never_shows_get_no_probability():
     tokens = torch.randint(0, 4, (8, 7, 7))                           # only codes 0..3 occur
     new = transfer_prior(old, SpikingDenoiser(old.cfg).eval(), align_codes(tokens, tokens, K, K))
     with torch.no_grad():
-        p = new(tokens, torch.full((8,), 10)).softmax(1)             # [B, K, h, w]
-    assert p[:, 4:].sum(1).max() < 1e-6
+        logits = new(tokens, torch.full((8,), 10))                    # [B, K, h, w]
+    assert torch.all(logits[:, 4:] == -20.0)
+    assert logits.softmax(1)[:, 4:].sum(1).max() < 1e-6
 
 
 def test_transfer_refuses_other_layers_and_the_raw_index_input():
@@ -90,11 +91,17 @@ def test_init_from_starts_the_run_and_is_kept_on_resume(tmp_path, capsys):
     assert "prior starts from" in capsys.readouterr().out
     info = json.loads((tmp_path / "run" / "config.json").read_text())["info"]
     assert info["init_from"] == str(donor) and 0 < info["init_code_purity"] <= 1
-    train_prior(replace(cfg, init_from=None, epochs=1.0, resume=True))   # the flag need not be repeated
+    purity = info["init_code_purity"]
+    train_prior(replace(cfg, init_from=None, epochs=0.75, resume=True))   # the flag need not be repeated
     out = capsys.readouterr().out
     assert "prior starts from" not in out                              # the weights come from the snapshot
     info = json.loads((tmp_path / "run" / "config.json").read_text())["info"]
-    assert info["init_from"] == str(donor) and info["steps"] == 4
+    assert info["init_from"] == str(donor) and info["init_code_purity"] == purity and info["steps"] == 3
+    train_prior(replace(cfg, init_from=str(base), epochs=1.0, resume=True))   # another donor: said, not used
+    out = capsys.readouterr().out
+    assert f"--init-from {base} is ignored" in out
+    info = json.loads((tmp_path / "run" / "config.json").read_text())["info"]
+    assert info["init_from"] == str(donor) and info["init_code_purity"] == purity and info["steps"] == 4
 
 
 def test_init_from_a_vqsvae_only_checkpoint_is_refused(tmp_path):
@@ -105,3 +112,21 @@ def test_init_from_a_vqsvae_only_checkpoint_is_refused(tmp_path):
                       progress=False)
     with pytest.raises(SpikingDiffusionError, match="holds no prior"):
         train_prior(cfg)
+
+
+def test_a_donor_with_other_layers_is_refused_before_the_data_is_tokenised(tmp_path, monkeypatch):
+    from spiking_diffusion import train
+
+    calls = []
+    real = train.tokenize
+    monkeypatch.setattr(train, "tokenize", lambda *a, **k: calls.append(1) or real(*a, **k))
+    old = _old_prior()
+    wider = SpikingDenoiser(replace(old.cfg, widths=tuple(w * 2 for w in old.cfg.widths)))
+    save_checkpoint(tmp_path / "donor", build_tiny_models(seed=2)[0], wider, info={"dataset": "synthetic"})
+    save_checkpoint(tmp_path / "vq", build_tiny_models(seed=1)[0], None, info={"dataset": "synthetic", "preset": "tiny"})
+    cfg = TrainConfig(stage="prior", out=str(tmp_path / "run"), vqsvae=str(tmp_path / "vq"), preset="tiny",
+                      input_mode="embedding", init_from=str(tmp_path / "donor"), limit=16, batch_size=16,
+                      progress=False)
+    with pytest.raises(SpikingDiffusionError, match="widths"):
+        train_prior(cfg)
+    assert len(calls) == 1                       # the run's own tokens only, not the donor's
