@@ -267,3 +267,12 @@ def test_reconstructions_are_the_vqsvaes_in_any_batch_size(tiny_pipeline):
     assert torch.equal(torch.from_numpy(tokens), tiny_pipeline.encode(images.float() / 255.0))
     assert got.shape == (10, 1, 28, 28) and torch.allclose(got, expected, atol=1e-6)
     assert not torch.allclose(got, images.float() / 255.0, atol=0.05)     # a reconstruction, not the input
+
+
+def test_reports_name_paths_inside_the_working_folder_relatively(tmp_path, monkeypatch):
+    from spiking_diffusion.evaluation.run import _shown_path
+
+    (tmp_path / "assets" / "clf").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert _shown_path(tmp_path / "assets" / "clf") == "assets/clf"
+    assert _shown_path("/somewhere/else/clf") == "/somewhere/else/clf"

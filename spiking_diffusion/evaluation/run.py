@@ -76,6 +76,15 @@ class EvalConfig:
     record: bool = False              # write headline metrics (config.json) and code_usage.json into the checkpoint
 
 
+def _shown_path(path) -> str:
+    """A path as a report shows it: relative to the working folder when inside it (so that reports
+    written in a checkout name no machine's folders), else as given."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _seed(seed: int, batch: int) -> int:
     return int(np.random.SeedSequence([seed, batch]).generate_state(1)[0])
 
@@ -216,7 +225,7 @@ def evaluate(checkpoint_dir, data_root, out_dir, log=print, **overrides) -> dict
         train = load_images(dataset, data_root, train=True, download=cfg.download)
         held = train.images[holdout_split(len(train), clf.cfg.holdout, clf.cfg.holdout_seed)[1][:cfg.num_samples]]
         c = report["classifier"] = {
-            "classifier": str(clf_dir), "classifier_test_accuracy": clf.cfg.info.get("test_accuracy"),
+            "classifier": _shown_path(clf_dir), "classifier_test_accuracy": clf.cfg.info.get("test_accuracy"),
             "reference": f"test split ({len(test)} images)",
             "generated": classifier_metrics(clf, images, ref, cfg.k),
             "real_heldout": {**classifier_metrics(clf, held, ref, cfg.k),
