@@ -133,16 +133,21 @@ class Run:
     trace: object               # GenerationTrace (int16 token ids)
     seconds: float
     frames: OrderedDict = field(default_factory=OrderedDict)  # (image, step) -> (committed, predicted) [H, W, C]
-    released: bool = False
+    whole: tuple | None = None  # (image, committed [S, H, W, C], predicted [S, H, W, C]): the last image played/exported
+    animations: dict = field(default_factory=dict)           # image -> path of its Play GIF
 
     def __post_init__(self):
         self.num_images, self.num_frames = len(self.images), len(self.trace)
         self.key = uuid.uuid4().hex
 
+    @property
+    def released(self) -> bool:
+        """Whether the run store has dropped this run's arrays."""
+        return self.trace is None
+
     def release(self):
-        self.images = self.tokens = self.trace = None
-        self.frames = OrderedDict()
-        self.released = True
+        self.images = self.tokens = self.trace = self.whole = None
+        self.frames, self.animations = OrderedDict(), {}
 
 
 class RunStore:
@@ -208,6 +213,7 @@ class Studio:
         self._exports_lock = threading.Lock()
         self._cleanup = weakref.finalize(self, shutil.rmtree, self.export_root, True)
         self.generating = 0         # generations whose sampler is still running
+        self._generating_lock = threading.Lock()
 
     def close(self):
         """Delete the export folder (also done when the studio is garbage collected or at exit)."""
@@ -292,12 +298,12 @@ class Studio:
             except Exception as e:  # reported below
                 result["error"] = e
             finally:
-                with self._load_lock:
+                with self._generating_lock:
                     self.generating -= 1
                 states.put(None)
 
         start = time.perf_counter()
-        with self._load_lock:
+        with self._generating_lock:
             self.generating += 1
         threading.Thread(target=work, daemon=True, name="sd-generate").start()
         try:  # a closed or abandoned stream (GeneratorExit here) sets ``stop`` in ``finally``
@@ -450,10 +456,10 @@ class Studio:
         axis with its unmasking and corrector phases, and a caption naming the phase."""
         run = self._need_run(run)
         image = _int(image, "Image", 0, run.num_images - 1)
-        done = run.frames.get(("gif", image))
+        done = run.animations.get(image)
         if done and Path(done).is_file():
             return done                                          # played before: the same GIF
-        committed, predicted = self.pipe(run.model).decode_trace(run.trace, image)   # [S, H, W, C] each
+        committed, predicted = self._whole(run, image)                               # [S, H, W, C] each
         kinds = run.trace.kinds
         pics = []
         for i, st in enumerate(run.trace.steps):
@@ -464,9 +470,8 @@ class Studio:
             caption = f"{frames.step_label(kinds, i + 1)}: {changed} cell(s) {what}"
             pics.append(frames.animation_frame(grid, media.show(committed[i], 8), media.show(predicted[i], 8),
                                                kinds, i + 1, caption))
-        path = str(frames.write_gif(pics, self._export_folder() / "unmasking-play.gif"))  # rotated like exports
-        run.frames[("gif", image)] = path                       # a cache entry like the decoded frames
-        return path
+        run.animations[image] = str(frames.write_gif(pics, self._export_folder() / "unmasking-play.gif"))
+        return run.animations[image]                             # (its folder is rotated like the exports')
 
     @friendly
     def export(self, run, image):
@@ -474,8 +479,15 @@ class Studio:
         :data:`MAX_EXPORTS` export folders (Gradio serves copies from its own cache)."""
         run = self._need_run(run)
         image = _int(image, "Image", 0, run.num_images - 1)
-        committed, predicted = self.pipe(run.model).decode_trace(run.trace, image)
+        committed, predicted = self._whole(run, image)
         return media.export_run(media.frames_for_export(committed, predicted), self._export_folder())
+
+    def _whole(self, run: Run, image: int) -> tuple[np.ndarray, np.ndarray]:
+        """(committed, predicted) ``[S, H, W, C]`` uint8 of every step of one image, decoded once for
+        Play and Export together (only the last image asked for is kept)."""
+        if run.whole is None or run.whole[0] != image:
+            run.whole = (image, *self.pipe(run.model).decode_trace(run.trace, image))
+        return run.whole[1], run.whole[2]
 
     def _export_folder(self) -> Path:
         with self._exports_lock:
@@ -625,9 +637,6 @@ class Studio:
         return (media.show(shown, 8), plots.token_grid(tokens, pipe.mask_id, title=f"Its {h}x{w} tokens"),
                 media.show(recon, 8), enc, asg, f"Input: {note}. Tokens: {len(np.unique(tokens))} distinct codes.")
 
-    def encode_sketch(self, model, sketch, invert="auto"):
-        return self.encode(model, sketch, invert)
-
     # --- 6. learn ---------------------------------------------------------------------------
     @staticmethod
     @friendly
@@ -682,9 +691,8 @@ class Studio:
         counted in the run's trace and firing rates at 7 of its steps on up to 16 of its images."""
         run = self._need_run(run)
         pipe = self.pipe(run.model)
-        steps = run.trace.steps
-        rounds = sum(s.kind == "correct" for s in steps)
-        n, S = run.num_images, len(steps) - rounds
+        S, rounds = frames.phases(run.trace.kinds)
+        n = run.num_images
         e = generation_energy(pipe, run.tokens, S, corrector_steps=rounds, max_images=16, points=7, trace=run.trace)
         p, den, dec = e["per_image"], e["denoiser_per_call"], e["decode_per_image"]
         ann_uj, snn_uj = n * p["ann_energy_pj"] / 1e6, n * p["snn_energy_pj"] / 1e6

@@ -266,11 +266,11 @@ def _encode_tab(S: Studio, F: ModelFacts, model) -> NS:
             enc, asg = gr.Plot(elem_id="encode-raster"), gr.Plot(elem_id="encode-asg")
     out = [shown, tokens, recon, enc, asg, note]
     e_up.click(S.encode, [model, upload, invert], out, api_name="encode", **MODEL_JOB)
-    e_sk.click(S.encode_sketch, [model, sketch, invert], out, api_name="encode_sketch", **MODEL_JOB)
+    e_sk.click(S.encode, [model, sketch, invert], out, api_name="encode_sketch", **MODEL_JOB)
     skip = tuple(gr.skip() for _ in out)
     upload.change(lambda m, im, inv: skip if im is None else S.encode(m, im, inv), [model, upload, invert], out,
                   trigger_mode="always_last", **PRIVATE, **MODEL_JOB)
-    sketch.change(lambda m, sk, inv: S.encode_sketch(m, sk, inv) if _has_ink(sk) else skip, [model, sketch, invert],
+    sketch.change(lambda m, sk, inv: S.encode(m, sk, inv) if _has_ink(sk) else skip, [model, sketch, invert],
                   out, trigger_mode="always_last", show_progress="hidden", **PRIVATE, **MODEL_JOB)
     tab.select(None, None, None, js=DRAW_JS, **PRIVATE)
     sketch.clear(None, None, None, js=DRAW_JS, **PRIVATE)

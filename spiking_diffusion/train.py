@@ -299,9 +299,11 @@ def _use_threads(cfg: TrainConfig) -> None:
         torch.set_num_threads(cfg.threads)
 
 
-def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save_model, meta: dict):
+def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save_model, meta: dict,
+          snap: dict | None):
     """Generic loop: ``data`` [N, ...] on CPU, ``to_input(batch)`` -> model input on device;
-    ``save_model(step, trained)`` writes the checkpoint of ``trained`` (the model or its average)."""
+    ``save_model(step, trained)`` writes the checkpoint of ``trained`` (the model or its average);
+    ``snap``: what the stage's :func:`check_run_folder` returned (the snapshot to resume, or None)."""
     rank, world, dev = _dist_setup(cfg.device)
     if cfg.batch_size % world:
         raise SpikingDiffusionError(f"--batch-size {cfg.batch_size} must be divisible by the {world} processes")
@@ -317,7 +319,6 @@ def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save
     total = max(1, int(round(cfg.epochs * steps_per_epoch)))
     step = 0
     log_path = out / "log.jsonl"
-    snap = check_run_folder(cfg)
     if snap is not None:
         done = snap["step"]
         if total < done:
@@ -418,7 +419,7 @@ def train_vqsvae(cfg: TrainConfig) -> Path:
     """Stage 1: train the VQ-SVAE on ``cfg.dataset``; writes a VQ-SVAE-only checkpoint to cfg.out."""
     _use_threads(cfg)
     cfg = replace(cfg, dataset=cfg.dataset or "mnist")
-    check_run_folder(cfg)  # before anything is loaded or written
+    snapshot = check_run_folder(cfg)  # before anything is loaded or written
     data = load_images(cfg.dataset, cfg.data_root, train=True, download=cfg.download, limit=cfg.limit)
     preset = get_preset(cfg.preset, in_channels=channels_of(cfg.dataset) if cfg.dataset != "synthetic" else 1)
     vq_cfg = replace(preset.vqsvae, data_variance=data.variance())
@@ -431,7 +432,7 @@ def train_vqsvae(cfg: TrainConfig) -> Path:
     def save_model(step, trained: VQSVAE):
         save_checkpoint(cfg.out, trained, None, _info(cfg, step, spe, {"stage": "vqsvae", "ema": cfg.ema}))
 
-    step, speed = _loop(cfg, model, data.images, lambda x, g: (x.float() / 255.0,), save_model, {})
+    step, speed = _loop(cfg, model, data.images, lambda x, g: (x.float() / 255.0,), save_model, {}, snapshot)
     print(f"VQ-SVAE: {step} steps at {speed:.1f} images/s -> {cfg.out}")
     return Path(cfg.out)
 
@@ -499,6 +500,7 @@ def train_prior(cfg: TrainConfig) -> Path:
     cache = out / "tokens_train.npz"
     digest = f"{_weights_digest(cfg.vqsvae)}-{dataset}-{cfg.limit}"
     cached = np.load(cache) if cache.is_file() else None
+    data = None                       # the training images, loaded only when needed
     if cached is not None and str(cached["digest"]) == digest:
         tokens = torch.from_numpy(cached["tokens"])
     else:
@@ -517,7 +519,7 @@ def train_prior(cfg: TrainConfig) -> Path:
     if cfg.init_from:
         start["init_from"] = str(cfg.init_from)
         if snapshot is None:
-            start["init_code_purity"] = _start_from_prior(denoiser, cfg, tokens)
+            start["init_code_purity"] = _start_from_prior(denoiser, cfg, tokens, data)
         elif "init_code_purity" in snapshot:  # a resumed run's weights come from its snapshot
             start["init_code_purity"] = snapshot["init_code_purity"]
     objective = _PriorObjective(denoiser, cfg.loss)
@@ -531,13 +533,14 @@ def train_prior(cfg: TrainConfig) -> Path:
         save_checkpoint(cfg.out, vqsvae, trained.denoiser, _info(cfg, step, spe, {"stage": "prior", "ema": cfg.ema, **start, **vq_info}),
                         vq_config.get("metrics", {}))
 
-    step, speed = _loop(cfg, objective, tokens, lambda x, g: (x.long(), g), save_model, start)
+    step, speed = _loop(cfg, objective, tokens, lambda x, g: (x.long(), g), save_model, start, snapshot)
     print(f"prior: {step} steps at {speed:.1f} images/s -> {cfg.out}")
     return out
 
 
-def _start_from_prior(denoiser: SpikingDenoiser, cfg: TrainConfig, tokens: torch.Tensor) -> float:
-    """``--init-from``: load the other prior, tokenise the same training images with its VQ-SVAE, and
+def _start_from_prior(denoiser: SpikingDenoiser, cfg: TrainConfig, tokens: torch.Tensor, data=None) -> float:
+    """``--init-from``: load the other prior, tokenise the same training images (``data``, loaded here
+    when the run's tokens came from its cache) with its VQ-SVAE, and
     write its weights, renumbered to our codes, into ``denoiser`` (see :mod:`.transfer`). Returns the
     alignment's purity (the share of cells whose old code is the most frequent one for their new code)."""
     device = cfg.device if _world_size() == 1 else "cpu"   # each rank does this before it has its own device
@@ -549,7 +552,8 @@ def _start_from_prior(denoiser: SpikingDenoiser, cfg: TrainConfig, tokens: torch
     if other and other != cfg.dataset and _rank() == 0:
         print(f"note: --init-from {cfg.init_from} was trained on {other}, this run on {cfg.dataset}: its codes "
               "are aligned on this run's images all the same")
-    data = load_images(cfg.dataset, cfg.data_root, train=True, download=cfg.download, limit=cfg.limit)
+    if data is None:
+        data = load_images(cfg.dataset, cfg.data_root, train=True, download=cfg.download, limit=cfg.limit)
     old_tokens = tokenize(old_vq, data.images, device=device)                         # [N, h, w]
     alignment = align_codes(tokens, old_tokens, denoiser.cfg.codebook_size, old_den.cfg.codebook_size)
     transfer_prior(old_den.cpu(), denoiser, alignment)
@@ -569,7 +573,7 @@ def train_decoder(cfg: TrainConfig) -> Path:
     vqsvae, denoiser, config = load_checkpoint(cfg.vqsvae, cfg.device)
     dataset = cfg.dataset or config["info"].get("dataset") or "mnist"
     cfg = replace(cfg, dataset=dataset)
-    check_run_folder(cfg)
+    snapshot = check_run_folder(cfg)
     data = load_images(dataset, cfg.data_root, train=True, download=cfg.download, limit=cfg.limit)
     if vqsvae.cfg.data_variance is None or (config["info"].get("source") == "official" and vqsvae.cfg.data_variance == 1.0):
         # an import of the authors' weights (1.0: imported before None marked it unknown): their code divides
@@ -589,6 +593,6 @@ def train_decoder(cfg: TrainConfig) -> Path:
         if usage.is_file() and usage.resolve() != (Path(cfg.out) / CODE_USAGE_NAME).resolve():
             shutil.copyfile(usage, Path(cfg.out) / CODE_USAGE_NAME)
 
-    step, speed = _loop(cfg, objective, data.images, lambda x, g: (x.float() / 255.0,), save_model, {})
+    step, speed = _loop(cfg, objective, data.images, lambda x, g: (x.float() / 255.0,), save_model, {}, snapshot)
     print(f"decoder: {step} steps at {speed:.1f} images/s -> {cfg.out}")
     return Path(cfg.out)

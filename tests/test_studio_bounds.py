@@ -130,3 +130,20 @@ def test_adding_a_run_hands_freed_memory_back(monkeypatch):
     for _ in range(2):
         store.add(studio.Run("m", np.zeros((2, 4, 4, 1), np.uint8), None, trace, 0.1))
     assert len(store) == 1 and len(calls) == 2
+
+
+def test_play_and_export_decode_the_whole_run_once(studio, monkeypatch):
+    run = run_of(studio, rounds=2)
+    pipe = studio.pipe("tiny")
+    calls = []
+    real = pipe.decode_trace
+    monkeypatch.setattr(pipe, "decode_trace", lambda trace, image=0: calls.append(image) or real(trace, image))
+    gif = studio.animation(run, 1)
+    assert studio.animation(run, 1) == gif and Path(gif).is_file()      # replayed: the same GIF
+    studio.export(run, 1)
+    assert calls == [1]                                                 # Play and Export shared one decode
+    studio.export(run, 0)
+    assert calls == [1, 0]
+    assert studio.runs.get(run) is run
+    run.release()
+    assert run.released and run.whole is None and run.animations == {}
