@@ -519,7 +519,7 @@ def train_prior(cfg: TrainConfig) -> Path:
     if cfg.init_from:
         start["init_from"] = str(cfg.init_from)
         if snapshot is None:
-            start["init_code_purity"] = _start_from_prior(denoiser, cfg, tokens, data)
+            start["init_code_purity"] = _start_from_prior(denoiser, vqsvae, cfg, tokens, data)
         elif "init_code_purity" in snapshot:  # a resumed run's weights come from its snapshot
             start["init_code_purity"] = snapshot["init_code_purity"]
     objective = _PriorObjective(denoiser, cfg.loss)
@@ -538,11 +538,14 @@ def train_prior(cfg: TrainConfig) -> Path:
     return out
 
 
-def _start_from_prior(denoiser: SpikingDenoiser, cfg: TrainConfig, tokens: torch.Tensor, data=None) -> float:
+def _start_from_prior(denoiser: SpikingDenoiser, vqsvae: VQSVAE, cfg: TrainConfig, tokens: torch.Tensor,
+                      data=None) -> float:
     """``--init-from``: load the other prior, tokenise the same training images (``data``, loaded here
     when the run's tokens came from its cache) with its VQ-SVAE, and
     write its weights, renumbered to our codes, into ``denoiser`` (see :mod:`.transfer`). Returns the
-    alignment's purity (the share of cells whose old code is the most frequent one for their new code)."""
+    alignment's purity (the share of cells whose old code is the most frequent one for their new code).
+    A donor on this very VQ-SVAE (e.g. a finished run trained on with another learning rate) has our
+    tokens: they are not computed again, and its weights carry over as they are (purity 1)."""
     device = cfg.device if _world_size() == 1 else "cpu"   # each rank does this before it has its own device
     old_vq, old_den, old_config = load_checkpoint(cfg.init_from, device)
     if old_den is None:
@@ -552,15 +555,25 @@ def _start_from_prior(denoiser: SpikingDenoiser, cfg: TrainConfig, tokens: torch
     if other and other != cfg.dataset and _rank() == 0:
         print(f"note: --init-from {cfg.init_from} was trained on {other}, this run on {cfg.dataset}: its codes "
               "are aligned on this run's images all the same")
-    if data is None:
-        data = load_images(cfg.dataset, cfg.data_root, train=True, download=cfg.download, limit=cfg.limit)
-    old_tokens = tokenize(old_vq, data.images, device=device)                         # [N, h, w]
+    if _same_weights(old_vq, vqsvae):
+        old_tokens = tokens
+    else:
+        if data is None:
+            data = load_images(cfg.dataset, cfg.data_root, train=True, download=cfg.download, limit=cfg.limit)
+        old_tokens = tokenize(old_vq, data.images, device=device)                     # [N, h, w]
     alignment = align_codes(tokens, old_tokens, denoiser.cfg.codebook_size, old_den.cfg.codebook_size)
     transfer_prior(old_den.cpu(), denoiser, alignment)
     if _rank() == 0:
         print(f"prior starts from {cfg.init_from}: codes aligned on {len(tokens)} training images "
               f"(purity {alignment.purity:.3f})")
     return round(alignment.purity, 4)
+
+
+def _same_weights(a: nn.Module, b: nn.Module) -> bool:
+    """Whether two modules hold exactly the same tensors under the same names."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape and torch.equal(sa[k].cpu(), sb[k].cpu())
+                                          for k in sa)
 
 
 def train_decoder(cfg: TrainConfig) -> Path:

@@ -130,3 +130,23 @@ def test_a_donor_with_other_layers_is_refused_before_the_data_is_tokenised(tmp_p
     with pytest.raises(SpikingDiffusionError, match="widths"):
         train_prior(cfg)
     assert len(calls) == 1                       # the run's own tokens only, not the donor's
+
+
+def test_a_donor_on_the_same_vqsvae_is_not_tokenised_again(tmp_path, monkeypatch):
+    """A finished prior trained on (e.g. at a lower learning rate) on its own VQ-SVAE: the run's tokens
+    are the donor's, so the alignment is one-to-one (its exact carry-over: the permutation test above)."""
+    from spiking_diffusion import train
+
+    calls = []
+    real = train.tokenize
+    monkeypatch.setattr(train, "tokenize", lambda *a, **k: calls.append(1) or real(*a, **k))
+    vq, _ = build_tiny_models(seed=1)
+    save_checkpoint(tmp_path / "vq", vq, None, info={"dataset": "synthetic", "preset": "tiny"})
+    save_checkpoint(tmp_path / "donor", vq, _old_prior(), info={"dataset": "synthetic"})
+    cfg = TrainConfig(stage="prior", out=str(tmp_path / "run"), vqsvae=str(tmp_path / "vq"), preset="tiny",
+                      input_mode="embedding", init_from=str(tmp_path / "donor"), limit=64, batch_size=16,
+                      epochs=0.25, progress=False)
+    train_prior(cfg)
+    assert len(calls) == 1                       # the run's own tokens, reused as the donor's
+    info = json.loads((tmp_path / "run" / "config.json").read_text())["info"]
+    assert info["init_code_purity"] == 1.0
