@@ -60,17 +60,22 @@ def raster(spikes, title: str = "Spikes", ylabel: str = "neuron", labels=None, h
 
 
 def membrane_traces(v, threshold: float = 1.0, spikes=None, title: str = "Membrane potential") -> go.Figure:
-    """Membrane potential ``v [T, C]`` of C neurons over time, with the threshold and spikes marked."""
+    """Membrane potential ``v [T, C]`` of C neurons over time, with the threshold and spikes marked.
+    The channels share one legend entry (it shows or hides them all); hovering names a trace's channel."""
     v = np.asarray(v, float)
     fig = _fig(title, height=320)
+    label = f"channels 0-{v.shape[1] - 1}" if v.shape[1] > 1 else "channel 0"
     for c in range(v.shape[1]):
-        fig.add_trace(go.Scatter(y=v[:, c], mode="lines", name=f"ch {c}", line=dict(width=1.5)))
+        fig.add_trace(go.Scatter(y=v[:, c], mode="lines", name=label, legendgroup="channels", showlegend=c == 0,
+                                 hovertemplate=f"channel {c}<br>t=%{{x}}<br>v=%{{y:.2f}}<extra></extra>",
+                                 line=dict(width=1.5)))
     if spikes is not None:
         t, c = np.nonzero(np.asarray(spikes) > 0)
         fig.add_trace(go.Scatter(x=t, y=np.full(len(t), threshold), mode="markers", name="spike",
                                  customdata=c, hovertemplate="t=%{x}<br>channel %{customdata} spiked<extra></extra>",
                                  marker=dict(color="red", size=8, symbol="x")))
-    fig.add_hline(y=threshold, line_dash="dash", line_color="red", annotation_text="threshold")
+    fig.add_hline(y=threshold, line_dash="dash", line_color="red", annotation_text="threshold",
+                  annotation_position="top left")
     fig.update_xaxes(title="time step t")
     fig.update_yaxes(title="membrane potential")
     return fig

@@ -96,6 +96,25 @@ def test_fast_denoiser_is_batch_invariant():
         assert torch.equal(fast(tokens[rows], t[rows]), whole[rows])
 
 
+def test_identical_rows_run_once(monkeypatch):
+    """The all-masked first step gives every image the same input: one row is computed, exactly."""
+    _, den = models("tiny", "embedding")
+    fast = FastDenoiser(den)
+    K, L = den.cfg.codebook_size, den.cfg.latent_size
+    tokens, t = torch.full((6, L, L), K), torch.full((6,), 49.0)
+    one = fast(tokens[:1], t[:1])
+    batches = []
+    real = fast._conv_bn
+    monkeypatch.setattr(fast, "_conv_bn", lambda i, x: batches.append(len(x)) or real(i, x))
+    out = fast(tokens, t)
+    assert out.shape == (6, K, L, L) and all(torch.equal(row, one[0]) for row in out)
+    assert batches[0] == 1                              # conv1 saw one row, not six
+    batches.clear()
+    tokens[3, 0, 0] = 0                                 # one row differs: the whole batch is computed
+    fast(tokens, t)
+    assert batches[0] == 6
+
+
 def test_fast_denoiser_keeps_no_graph_and_needs_eval():
     _, den = models()
     tokens, t = random_batch(den.cfg.codebook_size, 2, 0)

@@ -48,6 +48,8 @@ def test_usage_membrane_and_maps_figures():
     v = np.array([[0.5, 0.2], [1.2, 0.4], [0.3, 0.9]])
     fig = plots.membrane_traces(v, 1.0, v > 1.0)
     assert len(fig.data) == 3 and list(fig.data[2].x) == [1]
+    legend = [d.name for d in fig.data if d.showlegend is not False]   # 16 channels would crowd a legend
+    assert legend == ["channels 0-1", "spike"] and "channel 1" in fig.data[1].hovertemplate
     fig = plots.rate_maps({"l1": np.ones((7, 7)), "l2": np.zeros((14, 14))})
     assert [np.asarray(d.z).shape for d in fig.data] == [(7, 7), (14, 14)]
     assert len(plots.where_used({"g": np.ones((7, 7))}, 3).data) == 1
