@@ -48,7 +48,9 @@ def raster(spikes, title: str = "Spikes", ylabel: str = "neuron", labels=None, h
     """Raster plot of ``spikes [T, N]`` (0/1): a dot at (t, n) for every spike."""
     s = np.asarray(spikes)
     t, n = np.nonzero(s > 0)
-    fig = _fig(f"{title} ({len(t)} spikes, rate {s.mean() if s.size else 0:.3f})", height=height)
+    rate = f"{len(t)} spikes, rate {s.mean() if s.size else 0:.3f}"   # a line of its own: half-width plots
+    fig = _fig(f"{title}<br><sup>{rate}</sup>", height=height)
+    fig.update_layout(margin=dict(_LAYOUT["margin"], t=60))
     custom = None if labels is None else np.asarray(labels)[n]
     fig.add_trace(go.Scattergl(
         x=t, y=n, mode="markers", marker=dict(symbol="line-ns-open", size=8 if s.shape[1] < 100 else 4, color="black"),

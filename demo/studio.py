@@ -514,7 +514,7 @@ class Studio:
         labels = [f"row {p // w}, col {p % w}, ch {d}" for p in range(h * w) for d in range(D)]
         all_fig = plots.raster(asg.transpose(0, 2, 3, 1).reshape(T, -1), f"All {h * w}x{D} ASG neurons",
                                "neuron (position*D + channel)", labels, height=420)
-        enc_fig = plots.raster(enc.encoder[:, 0, :, r, c], f"Encoder output spikes at row {r}, col {c} (image re-encoded)", "channel")
+        enc_fig = plots.raster(enc.encoder[:, 0, :, r, c], f"Encoder spikes at row {r}, col {c} (image re-encoded)", "channel")
         layers = {k: v for k, v in enc.spikes.items() if k.startswith("encoder")} | rep.spikes
         maps = plots.rate_maps({k: v.mean(axis=(0, 1, 2)) for k, v in layers.items()})
         rates = plots.bars({k: float(v.mean()) for k, v in layers.items()}, "Mean firing rate per layer", "rate")
