@@ -544,8 +544,9 @@ def _start_from_prior(denoiser: SpikingDenoiser, vqsvae: VQSVAE, cfg: TrainConfi
     when the run's tokens came from its cache) with its VQ-SVAE, and
     write its weights, renumbered to our codes, into ``denoiser`` (see :mod:`.transfer`). Returns the
     alignment's purity (the share of cells whose old code is the most frequent one for their new code).
-    A donor on this very VQ-SVAE (e.g. a finished run trained on with another learning rate) has our
-    tokens: they are not computed again, and its weights carry over as they are (purity 1)."""
+    A donor on this VQ-SVAE (a finished run trained on with another learning rate; its decoder may
+    have been trained on since) has our tokens: they are not computed again, and its weights carry
+    over as they are (purity 1)."""
     device = cfg.device if _world_size() == 1 else "cpu"   # each rank does this before it has its own device
     old_vq, old_den, old_config = load_checkpoint(cfg.init_from, device)
     if old_den is None:
@@ -555,7 +556,7 @@ def _start_from_prior(denoiser: SpikingDenoiser, vqsvae: VQSVAE, cfg: TrainConfi
     if other and other != cfg.dataset and _rank() == 0:
         print(f"note: --init-from {cfg.init_from} was trained on {other}, this run on {cfg.dataset}: its codes "
               "are aligned on this run's images all the same")
-    if _same_weights(old_vq, vqsvae):
+    if _same_tokens(old_vq, vqsvae):
         old_tokens = tokens
     else:
         if data is None:
@@ -569,11 +570,14 @@ def _start_from_prior(denoiser: SpikingDenoiser, vqsvae: VQSVAE, cfg: TrainConfi
     return round(alignment.purity, 4)
 
 
-def _same_weights(a: nn.Module, b: nn.Module) -> bool:
-    """Whether two modules hold exactly the same tensors under the same names."""
-    sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape and torch.equal(sa[k].cpu(), sb[k].cpu())
-                                          for k in sa)
+def _same_tokens(a: VQSVAE, b: VQSVAE) -> bool:
+    """Whether two VQ-SVAEs tokenise alike: the same time steps and exactly the same encoder and
+    quantizer tensors (``train-decoder`` changes neither)."""
+    def same(x: nn.Module, y: nn.Module) -> bool:
+        sx, sy = x.state_dict(), y.state_dict()
+        return sx.keys() == sy.keys() and all(sx[k].shape == sy[k].shape and torch.equal(sx[k].cpu(), sy[k].cpu())
+                                              for k in sx)
+    return a.cfg.time_steps == b.cfg.time_steps and same(a.encoder, b.encoder) and same(a.quantizer, b.quantizer)
 
 
 def train_decoder(cfg: TrainConfig) -> Path:

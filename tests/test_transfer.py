@@ -133,8 +133,9 @@ def test_a_donor_with_other_layers_is_refused_before_the_data_is_tokenised(tmp_p
 
 
 def test_a_donor_on_the_same_vqsvae_is_not_tokenised_again(tmp_path, monkeypatch):
-    """A finished prior trained on (e.g. at a lower learning rate) on its own VQ-SVAE: the run's tokens
-    are the donor's, so the alignment is one-to-one (its exact carry-over: the permutation test above)."""
+    """A finished prior trained on (e.g. at a lower learning rate) on its own VQ-SVAE, whose decoder may
+    have changed: the run's tokens are the donor's, so the alignment is one-to-one (its exact
+    carry-over: the permutation test above)."""
     from spiking_diffusion import train
 
     calls = []
@@ -142,6 +143,9 @@ def test_a_donor_on_the_same_vqsvae_is_not_tokenised_again(tmp_path, monkeypatch
     monkeypatch.setattr(train, "tokenize", lambda *a, **k: calls.append(1) or real(*a, **k))
     vq, _ = build_tiny_models(seed=1)
     save_checkpoint(tmp_path / "vq", vq, None, info={"dataset": "synthetic", "preset": "tiny"})
+    with torch.no_grad():                        # the donor's decoder trained on since: the same tokens
+        for w in vq.decoder.parameters():
+            w.add_(0.01)
     save_checkpoint(tmp_path / "donor", vq, _old_prior(), info={"dataset": "synthetic"})
     cfg = TrainConfig(stage="prior", out=str(tmp_path / "run"), vqsvae=str(tmp_path / "vq"), preset="tiny",
                       input_mode="embedding", init_from=str(tmp_path / "donor"), limit=64, batch_size=16,
