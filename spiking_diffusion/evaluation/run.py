@@ -113,6 +113,13 @@ def reconstructions(pipe, images: torch.Tensor, batch_size: int) -> tuple[torch.
         toks.append(tok.cpu().numpy())
     return torch.cat(recs), np.concatenate(toks)
 
+def heldout_images(clf, dataset: str, data_root, n: int, download: bool = False) -> torch.Tensor:
+    """The first ``n`` train-split images held out of the classifier's training, uint8 ``[n,C,H,W]``:
+    the real floor of the offline metrics, and what reconstructions are scored on."""
+    train = load_images(dataset, data_root, train=True, download=download)
+    return train.images[holdout_split(len(train), clf.cfg.holdout, clf.cfg.holdout_seed)[1][:n]]
+
+
 # --- the model itself -------------------------------------------------------------------------
 @torch.inference_mode()
 def model_section(pipe, cfg: EvalConfig, test, gen_tokens: np.ndarray, log) -> tuple[dict, np.ndarray]:
@@ -222,8 +229,7 @@ def evaluate(checkpoint_dir, data_root, out_dir, log=print, **overrides) -> dict
     # (b) offline, with our classifier
     if clf is not None:
         ref = Reference.of(clf, test.images, cfg.seed)
-        train = load_images(dataset, data_root, train=True, download=cfg.download)
-        held = train.images[holdout_split(len(train), clf.cfg.holdout, clf.cfg.holdout_seed)[1][:cfg.num_samples]]
+        held = heldout_images(clf, dataset, data_root, cfg.num_samples, cfg.download)
         c = report["classifier"] = {
             "classifier": _shown_path(clf_dir), "classifier_test_accuracy": clf.cfg.info.get("test_accuracy"),
             "reference": f"test split ({len(test)} images)",

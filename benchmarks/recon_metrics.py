@@ -1,0 +1,60 @@
+"""Reconstruction figures of VQ-SVAE checkpoints, no prior needed: to follow a VQ-SVAE's training.
+
+    python benchmarks/recon_metrics.py --data-root DATA CHECKPOINT [CHECKPOINT ...] [--images 1000]
+
+For each checkpoint (a VQ-SVAE alone, a run folder's snapshot, or a full checkpoint), one JSON line:
+MSE and SSIM of its reconstructions of the first ``--images`` test images, and the offline classifier
+metrics (Fréchet distance, precision, recall, confident, class entropy) of its reconstructions of
+``--images`` train-split images held out of the classifier's training, against the test split:
+the figures ``evaluate`` reports as ``reconstructed_heldout`` (report.json), which bound what a prior
+on these tokens can reach. The checkpoints must share a data set (the first one's is used).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from spiking_diffusion import SpikingDiffusionPipeline  # noqa: E402
+from spiking_diffusion.classifier import default_classifier_dir, load_classifier  # noqa: E402
+from spiking_diffusion.data import load_images  # noqa: E402
+from spiking_diffusion.evaluate import EvalConfig, Reference, classifier_metrics, reconstructions  # noqa: E402
+from spiking_diffusion.evaluation import metrics as M  # noqa: E402
+from spiking_diffusion.evaluation.run import heldout_images  # noqa: E402
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("checkpoints", nargs="+")
+    p.add_argument("--data-root", default="data")
+    p.add_argument("--images", type=int, default=1000)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    batch = EvalConfig().batch_size
+    pipes = [SpikingDiffusionPipeline.from_pretrained(ck) for ck in args.checkpoints]
+    dataset = pipes[0].info.get("dataset", "mnist")
+    clf = load_classifier(default_classifier_dir(dataset))
+    test = load_images(dataset, args.data_root, train=False, download=False)
+    ref = Reference.of(clf, test.images)
+    held = heldout_images(clf, dataset, args.data_root, args.images)              # [n, C, H, W] uint8
+    x = test.floats(slice(0, args.images))                                        # [n, C, H, W] in [0, 1]
+    for ck, pipe in zip(args.checkpoints, pipes):
+        t0 = time.time()
+        rec = reconstructions(pipe, test.images[:args.images], batch)[0]
+        m = classifier_metrics(clf, reconstructions(pipe, held, batch)[0], ref)
+        info = pipe.info
+        print(json.dumps(dict(checkpoint=ck, steps=info.get("steps"), epochs=info.get("epochs"),
+                              mse=round(float(((rec - x) ** 2).mean()), 5), ssim=round(float(M.ssim(rec, x).mean()), 4),
+                              **{k: round(float(v), 3) for k, v in m.items()}, seconds=round(time.time() - t0, 1))),
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
