@@ -7,7 +7,7 @@ MSE and SSIM of its reconstructions of the first ``--images`` test images, and t
 metrics (Fréchet distance, precision, recall, confident, class entropy) of its reconstructions of
 ``--images`` train-split images held out of the classifier's training, against the test split:
 the figures ``evaluate`` reports as ``reconstructed_heldout`` (report.json), which bound what a prior
-on these tokens can reach. The checkpoints must share a data set (the first one's is used).
+on these tokens can reach. The checkpoints must share a data set.
 """
 from __future__ import annotations
 
@@ -22,11 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from spiking_diffusion import SpikingDiffusionPipeline  # noqa: E402
-from spiking_diffusion.classifier import default_classifier_dir, load_classifier  # noqa: E402
+from spiking_diffusion.classifier import load_classifier  # noqa: E402
 from spiking_diffusion.data import load_images  # noqa: E402
 from spiking_diffusion.evaluate import EvalConfig, Reference, classifier_metrics, reconstructions  # noqa: E402
 from spiking_diffusion.evaluation import metrics as M  # noqa: E402
-from spiking_diffusion.evaluation.run import heldout_images  # noqa: E402
+from spiking_diffusion.evaluation.run import _classifier_dir, heldout_images  # noqa: E402
 
 
 def main(argv=None):
@@ -39,8 +39,11 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     batch = EvalConfig().batch_size
     pipes = [SpikingDiffusionPipeline.from_pretrained(ck) for ck in args.checkpoints]
-    dataset = pipes[0].info.get("dataset", "mnist")
-    clf = load_classifier(default_classifier_dir(dataset))
+    datasets = [pipe.info.get("dataset", "mnist") for pipe in pipes]
+    if len(set(datasets)) > 1:
+        raise SystemExit(f"the checkpoints were trained on different data sets ({', '.join(datasets)}): give one at a time")
+    dataset = datasets[0]
+    clf = load_classifier(_classifier_dir(EvalConfig(), dataset))
     test = load_images(dataset, args.data_root, train=False, download=False)
     ref = Reference.of(clf, test.images)
     held = heldout_images(clf, dataset, args.data_root, args.images)              # [n, C, H, W] uint8

@@ -17,7 +17,9 @@ Two ways to compute the same thing:
   - takes the mean over T before the linear conv6 (T times fewer MACs in conv6);
   - runs each conv on all T steps at once (T folded into the batch, as SpikingJelly does);
   - runs the LIF neurons as a plain in-place loop (no surrogate, no saved charges);
-  - computes the time embedding once per distinct time value.
+  - computes the time embedding once per distinct time value;
+  - computes a batch whose rows are all the same input (tokens and time: a generation's
+    all-masked first step) once, for one row.
 
   Every spike is bit-identical to the reference (the convolutions and BatchNorm see the same
   inputs in the same layout, and the LIF loop does SpikingJelly's arithmetic:
@@ -38,7 +40,8 @@ saving is doing fewer calls: the sampler skips images that unmask nothing at a s
 Batch invariance: SpikingJelly-style convs on ``[T*B, C, h, w]`` give the same result for an
 image whatever else is in the batch as long as the batch holds at least 2 frames (oneDNN takes
 a different path for a batch of one); the fast path pads single-row convs to two rows, so
-skipping idle images in the sampler does not change any image's spikes.
+skipping idle images in the sampler, or computing identical rows once, does not change any image's
+spikes. This holds on the CPU (tested); a GPU library may choose another algorithm per batch size.
 """
 from __future__ import annotations
 
@@ -189,8 +192,10 @@ class FastDenoiser:
         ``record``, when given, receives the spikes ``[T,B,C,h,w]`` of conv1..conv5 by name."""
         if self.model.training:
             raise ValueError("FastDenoiser needs the model in eval mode (BatchNorm running statistics)")
-        if record is None and len(tokens) > 1 and bool((tokens == tokens[:1]).all()) and bool((t == t[:1]).all()):
-            # every row the same input (the all-masked first step of a generation): one row's forward
+        if (record is None and len(tokens) > 1 and t.shape == (len(tokens),)
+                and bool((tokens == tokens[:1]).all()) and bool((t == t[:1]).all())):
+            # every row the same input (the all-masked first step of a generation): one row's forward,
+            # exact by the batch invariance below
             return self(tokens[:1], t[:1]).repeat(len(tokens), 1, 1, 1)               # [B, K, h, w]
         T = self.T
         x = input_features(self.model, tokens, t)                                     # [B, C_in, h, w]

@@ -16,7 +16,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -540,28 +540,39 @@ def train_prior(cfg: TrainConfig) -> Path:
 
 def _start_from_prior(denoiser: SpikingDenoiser, vqsvae: VQSVAE, cfg: TrainConfig, tokens: torch.Tensor,
                       data=None) -> float:
-    """``--init-from``: load the other prior, tokenise the same training images (``data``, loaded here
-    when the run's tokens came from its cache) with its VQ-SVAE, and
-    write its weights, renumbered to our codes, into ``denoiser`` (see :mod:`.transfer`). Returns the
-    alignment's purity (the share of cells whose old code is the most frequent one for their new code).
-    A donor on this VQ-SVAE (a finished run trained on with another learning rate; its decoder may
-    have been trained on since) has our tokens: they are not computed again, and its weights carry
-    over as they are (purity 1)."""
+    """``--init-from``: write the other prior's weights into ``denoiser``. Returns the alignment's
+    purity (the share of cells whose old code is the most frequent one for their new code).
+
+    - A donor on this run's VQ-SVAE (the same encoder and quantizer, so the same tokens: a finished
+      run trained on at another learning rate, even after ``train-decoder``) must have the same
+      layers; its weights are copied as they are, whatever its input mode (purity 1).
+    - A donor on another VQ-SVAE: the same training images (``data``, loaded here when the run's
+      tokens came from its cache) are tokenised with its VQ-SVAE, and its weights are renumbered to
+      our codes (see :mod:`.transfer`; embedding input only).
+    Raises ``SpikingDiffusionError`` when the donor holds no prior or its layers do not fit."""
     device = cfg.device if _world_size() == 1 else "cpu"   # each rank does this before it has its own device
     old_vq, old_den, old_config = load_checkpoint(cfg.init_from, device)
     if old_den is None:
         raise SpikingDiffusionError(f"--init-from {cfg.init_from} holds no prior (a VQ-SVAE only); give a full checkpoint")
+    if _same_tokens(old_vq, vqsvae):
+        differ = [f.name for f in fields(denoiser.cfg)
+                  if tuple(np.atleast_1d(getattr(old_den.cfg, f.name))) != tuple(np.atleast_1d(getattr(denoiser.cfg, f.name)))]
+        if differ:
+            raise SpikingDiffusionError(
+                f"--init-from {cfg.init_from} is a prior on this VQ-SVAE, but its {', '.join(differ)} differ from this "
+                "run's: give the --preset and --input-mode it was trained with")
+        denoiser.load_state_dict(old_den.state_dict())
+        if _rank() == 0:
+            print(f"prior starts from {cfg.init_from}: a prior on the same tokens, its weights as they are")
+        return 1.0
     check_transferable(old_den.cfg, denoiser.cfg)          # before the slow tokenising
     other = old_config["info"].get("dataset")
     if other and other != cfg.dataset and _rank() == 0:
         print(f"note: --init-from {cfg.init_from} was trained on {other}, this run on {cfg.dataset}: its codes "
               "are aligned on this run's images all the same")
-    if _same_tokens(old_vq, vqsvae):
-        old_tokens = tokens
-    else:
-        if data is None:
-            data = load_images(cfg.dataset, cfg.data_root, train=True, download=cfg.download, limit=cfg.limit)
-        old_tokens = tokenize(old_vq, data.images, device=device)                     # [N, h, w]
+    if data is None:
+        data = load_images(cfg.dataset, cfg.data_root, train=True, download=cfg.download, limit=cfg.limit)
+    old_tokens = tokenize(old_vq, data.images, device=device)                         # [N, h, w]
     alignment = align_codes(tokens, old_tokens, denoiser.cfg.codebook_size, old_den.cfg.codebook_size)
     transfer_prior(old_den.cpu(), denoiser, alignment)
     if _rank() == 0:
@@ -571,13 +582,16 @@ def _start_from_prior(denoiser: SpikingDenoiser, vqsvae: VQSVAE, cfg: TrainConfi
 
 
 def _same_tokens(a: VQSVAE, b: VQSVAE) -> bool:
-    """Whether two VQ-SVAEs tokenise alike: the same time steps and exactly the same encoder and
-    quantizer tensors (``train-decoder`` changes neither)."""
+    """Whether two VQ-SVAEs tokenise alike: the same time steps and membrane decay, and exactly the
+    same encoder and quantizer tensors (``train-decoder`` changes neither; BatchNorm's batch counter,
+    which an EMA may round, plays no part in evaluation)."""
     def same(x: nn.Module, y: nn.Module) -> bool:
         sx, sy = x.state_dict(), y.state_dict()
+        keys = [k for k in sx if not k.endswith("num_batches_tracked")]
         return sx.keys() == sy.keys() and all(sx[k].shape == sy[k].shape and torch.equal(sx[k].cpu(), sy[k].cpu())
-                                              for k in sx)
-    return a.cfg.time_steps == b.cfg.time_steps and same(a.encoder, b.encoder) and same(a.quantizer, b.quantizer)
+                                              for k in keys)
+    return (a.cfg.time_steps == b.cfg.time_steps and a.cfg.membrane_decay == b.cfg.membrane_decay
+            and same(a.encoder, b.encoder) and same(a.quantizer, b.quantizer))
 
 
 def train_decoder(cfg: TrainConfig) -> Path:

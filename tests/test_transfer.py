@@ -78,7 +78,12 @@ def test_transfer_refuses_other_layers_and_the_raw_index_input():
         transfer_prior(index, SpikingDenoiser(index.cfg), a)
 
 
-def test_init_from_starts_the_run_and_is_kept_on_resume(tmp_path, capsys):
+def test_init_from_starts_the_run_and_is_kept_on_resume(tmp_path, capsys, monkeypatch):
+    from spiking_diffusion import train
+
+    calls = []
+    real = train.tokenize
+    monkeypatch.setattr(train, "tokenize", lambda *a, **k: calls.append(1) or real(*a, **k))
     vq, _ = build_tiny_models(seed=1)
     donor = tmp_path / "donor"
     save_checkpoint(donor, build_tiny_models(seed=2)[0], _old_prior(), info={"dataset": "synthetic"})
@@ -89,6 +94,7 @@ def test_init_from_starts_the_run_and_is_kept_on_resume(tmp_path, capsys):
                       save_every=1, progress=False)
     train_prior(cfg)
     assert "prior starts from" in capsys.readouterr().out
+    assert len(calls) == 2                       # another VQ-SVAE: the run's tokens and the donor's
     info = json.loads((tmp_path / "run" / "config.json").read_text())["info"]
     assert info["init_from"] == str(donor) and 0 < info["init_code_purity"] <= 1
     purity = info["init_code_purity"]
@@ -132,10 +138,35 @@ def test_a_donor_with_other_layers_is_refused_before_the_data_is_tokenised(tmp_p
     assert len(calls) == 1                       # the run's own tokens only, not the donor's
 
 
-def test_a_donor_on_the_same_vqsvae_is_not_tokenised_again(tmp_path, monkeypatch):
-    """A finished prior trained on (e.g. at a lower learning rate) on its own VQ-SVAE, whose decoder may
-    have changed: the run's tokens are the donor's, so the alignment is one-to-one (its exact
-    carry-over: the permutation test above)."""
+def test_same_tokens_means_the_same_encoder_and_quantizer():
+    import copy
+
+    from spiking_diffusion.train import _same_tokens
+
+    vq, _ = build_tiny_models(seed=1)
+    other = copy.deepcopy(vq)
+    with torch.no_grad():
+        next(other.decoder.parameters()).add_(0.1)              # train-decoder: the same tokens
+    for m in other.encoder.modules():
+        if hasattr(m, "num_batches_tracked") and m.num_batches_tracked is not None:
+            m.num_batches_tracked += 1                            # an EMA's rounding of the batch counter
+    assert _same_tokens(vq, other)
+    for change in ("codebook", "bn", "time_steps", "decay"):
+        other = copy.deepcopy(vq)
+        with torch.no_grad():
+            if change == "codebook":
+                other.quantizer.codebook.weight[0, 0] += 1e-3
+            elif change == "bn":
+                next(m for m in other.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)).running_mean += 1e-3
+            elif change == "time_steps":
+                other.cfg = replace(other.cfg, time_steps=other.cfg.time_steps + 1)
+            else:
+                other.cfg = replace(other.cfg, membrane_decay=0.5)
+        assert not _same_tokens(vq, other), change
+
+
+def _donor_run(tmp_path, monkeypatch, donor_input_mode="embedding"):
+    """A VQ-SVAE, a donor prior on it whose decoder has trained on since, and the tokenise calls."""
     from spiking_diffusion import train
 
     calls = []
@@ -143,14 +174,35 @@ def test_a_donor_on_the_same_vqsvae_is_not_tokenised_again(tmp_path, monkeypatch
     monkeypatch.setattr(train, "tokenize", lambda *a, **k: calls.append(1) or real(*a, **k))
     vq, _ = build_tiny_models(seed=1)
     save_checkpoint(tmp_path / "vq", vq, None, info={"dataset": "synthetic", "preset": "tiny"})
-    with torch.no_grad():                        # the donor's decoder trained on since: the same tokens
+    with torch.no_grad():
         for w in vq.decoder.parameters():
             w.add_(0.01)
-    save_checkpoint(tmp_path / "donor", vq, _old_prior(), info={"dataset": "synthetic"})
+    donor = build_tiny_models(input_mode=donor_input_mode, seed=3)[1]
+    save_checkpoint(tmp_path / "donor", vq, donor, info={"dataset": "synthetic"})
     cfg = TrainConfig(stage="prior", out=str(tmp_path / "run"), vqsvae=str(tmp_path / "vq"), preset="tiny",
-                      input_mode="embedding", init_from=str(tmp_path / "donor"), limit=64, batch_size=16,
+                      input_mode=donor_input_mode, init_from=str(tmp_path / "donor"), limit=64, batch_size=16,
                       epochs=0.25, progress=False)
+    return cfg, donor, calls
+
+
+@pytest.mark.parametrize("input_mode", ["embedding", "index"])
+def test_a_donor_on_the_same_vqsvae_starts_the_run_with_its_own_weights(tmp_path, monkeypatch, input_mode):
+    """A finished prior trained on (e.g. at a lower learning rate) on its own VQ-SVAE, whose decoder may
+    have changed: not tokenised again, every weight copied as it is (also codes the data never shows,
+    and also the paper's raw-index input)."""
+    from spiking_diffusion import train
+
+    cfg, donor, calls = _donor_run(tmp_path, monkeypatch, input_mode)
+    started = {}
+    monkeypatch.setattr(train, "_loop", lambda c, objective, *a: started.update(objective.denoiser.state_dict()) or (0, 0.0))
     train_prior(cfg)
     assert len(calls) == 1                       # the run's own tokens, reused as the donor's
-    info = json.loads((tmp_path / "run" / "config.json").read_text())["info"]
-    assert info["init_code_purity"] == 1.0
+    want = donor.state_dict()
+    assert started.keys() == want.keys() and all(torch.equal(started[k], want[k]) for k in want)
+
+
+def test_a_donor_on_the_same_vqsvae_with_other_layers_is_refused(tmp_path, monkeypatch):
+    cfg, _, _ = _donor_run(tmp_path, monkeypatch, "index")
+    with pytest.raises(SpikingDiffusionError, match="input_mode"):
+        train_prior(replace(cfg, input_mode="embedding"))
+    assert not (tmp_path / "run" / "config.json").exists()   # nothing trained, no checkpoint written

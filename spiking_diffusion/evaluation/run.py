@@ -113,6 +113,7 @@ def reconstructions(pipe, images: torch.Tensor, batch_size: int) -> tuple[torch.
         toks.append(tok.cpu().numpy())
     return torch.cat(recs), np.concatenate(toks)
 
+
 def heldout_images(clf, dataset: str, data_root, n: int, download: bool = False) -> torch.Tensor:
     """The first ``n`` train-split images held out of the classifier's training, uint8 ``[n,C,H,W]``:
     the real floor of the offline metrics, and what reconstructions are scored on."""
