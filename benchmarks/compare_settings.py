@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from spiking_diffusion import SpikingDiffusionPipeline  # noqa: E402
-from spiking_diffusion.classifier import default_classifier_dir, load_classifier  # noqa: E402
+from spiking_diffusion.classifier import find_classifier_dir, load_classifier  # noqa: E402
 from spiking_diffusion.data import load_images  # noqa: E402
 from spiking_diffusion.evaluate import EvalConfig, Reference, classifier_metrics, generate  # noqa: E402
 from spiking_diffusion.sampling import parse_temperature  # noqa: E402
@@ -66,7 +66,7 @@ def main(argv=None):
         return pipes[ck]
 
     dataset = load(args.settings[0].partition(":")[0]).info.get("dataset", "mnist")
-    clf = load_classifier(default_classifier_dir(dataset))
+    clf = load_classifier(find_classifier_dir(dataset))
     ref = Reference.of(clf, load_images(dataset, args.data_root, train=False, download=False).images)
     d = EvalConfig()
     for s in args.settings:

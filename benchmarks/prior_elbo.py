@@ -50,8 +50,8 @@ def main(argv=None):
     pipes = [SpikingDiffusionPipeline.from_pretrained(c) for c in args.checkpoints]
     data = load_images(pipes[0].info.get("dataset", "mnist"), args.data_root, train=True, download=False)
     pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(1))[:args.images]
-    for ck, pipe in zip(args.checkpoints, pipes):
-        tokens = tokenize(pipe.vqsvae, data.images[pick])
+    scored = [tokenize(pipe.vqsvae, data.images[pick]) for pipe in pipes]         # [n, h, w] each
+    for ck, pipe, tokens in zip(args.checkpoints, pipes, scored):
         print(f"{ck}: {bits_per_token(pipe.denoiser, tokens):.3f} bits per token")
     if args.init_from:
         donor = SpikingDiffusionPipeline.from_pretrained(args.init_from)
@@ -60,7 +60,7 @@ def main(argv=None):
                                 new.codebook_size, donor.codebook_size)   # on every training image, as train-prior
         start = transfer_prior(donor.denoiser, SpikingDenoiser(new.denoiser.cfg), alignment)
         print(f"{args.init_from} renumbered to {args.checkpoints[0]}'s codes (purity {alignment.purity:.3f}): "
-              f"{bits_per_token(start, tokenize(new.vqsvae, data.images[pick])):.3f} bits per token")
+              f"{bits_per_token(start, scored[0]):.3f} bits per token")
 
 
 if __name__ == "__main__":

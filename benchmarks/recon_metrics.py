@@ -22,11 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from spiking_diffusion import SpikingDiffusionPipeline  # noqa: E402
-from spiking_diffusion.classifier import load_classifier  # noqa: E402
+from spiking_diffusion.classifier import find_classifier_dir, load_classifier  # noqa: E402
 from spiking_diffusion.data import load_images  # noqa: E402
 from spiking_diffusion.evaluate import EvalConfig, Reference, classifier_metrics, reconstructions  # noqa: E402
 from spiking_diffusion.evaluation import metrics as M  # noqa: E402
-from spiking_diffusion.evaluation.run import _classifier_dir, heldout_images  # noqa: E402
+from spiking_diffusion.evaluation.run import heldout_images  # noqa: E402
 
 
 def main(argv=None):
@@ -43,7 +43,7 @@ def main(argv=None):
     if len(set(datasets)) > 1:
         raise SystemExit(f"the checkpoints were trained on different data sets ({', '.join(datasets)}): give one at a time")
     dataset = datasets[0]
-    clf = load_classifier(_classifier_dir(EvalConfig(), dataset))
+    clf = load_classifier(find_classifier_dir(dataset))
     test = load_images(dataset, args.data_root, train=False, download=False)
     ref = Reference.of(clf, test.images)
     held = heldout_images(clf, dataset, args.data_root, args.images)              # [n, C, H, W] uint8

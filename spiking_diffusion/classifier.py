@@ -132,7 +132,20 @@ def holdout_split(n: int, holdout: int, seed: int | None) -> tuple[torch.Tensor,
 
 
 def default_classifier_dir(dataset: str) -> Path:
+    """Where ``train-classifier`` writes the classifier of ``dataset``: assets/classifiers/<dataset>."""
     return ASSETS / dataset
+
+
+_SAME_IMAGES = {"cifar10": "cifar10-folder", "cifar10-folder": "cifar10"}   # one data set, two loaders
+
+
+def find_classifier_dir(dataset: str) -> Path:
+    """The bundled classifier that scores ``dataset``: its own folder, or that of the other loader of
+    the same images (CIFAR-10's torchvision and JPEG-folder loaders share one classifier)."""
+    own, alias = default_classifier_dir(dataset), _SAME_IMAGES.get(dataset)
+    if alias and not own.is_dir() and default_classifier_dir(alias).is_dir():
+        return default_classifier_dir(alias)
+    return own
 
 
 def _augment(x: torch.Tensor, g: torch.Generator, flip: bool) -> torch.Tensor:

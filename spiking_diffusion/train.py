@@ -16,7 +16,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,7 @@ from .denoiser import SpikingDenoiser
 from .diffusion import AbsorbingDiffusion
 from .errors import CheckpointError, SpikingDiffusionError
 from .spiking import reset
-from .transfer import align_codes, check_transferable, transfer_prior
+from .transfer import align_codes, check_transferable, layer_differences, transfer_prior
 from .vqsvae import VQSVAE
 
 STATE_NAME = "training_state.safetensors"
@@ -555,8 +555,7 @@ def _start_from_prior(denoiser: SpikingDenoiser, vqsvae: VQSVAE, cfg: TrainConfi
     if old_den is None:
         raise SpikingDiffusionError(f"--init-from {cfg.init_from} holds no prior (a VQ-SVAE only); give a full checkpoint")
     if _same_tokens(old_vq, vqsvae):
-        differ = [f.name for f in fields(denoiser.cfg)
-                  if tuple(np.atleast_1d(getattr(old_den.cfg, f.name))) != tuple(np.atleast_1d(getattr(denoiser.cfg, f.name)))]
+        differ = layer_differences(old_den.cfg, denoiser.cfg)
         if differ:
             raise SpikingDiffusionError(
                 f"--init-from {cfg.init_from} is a prior on this VQ-SVAE, but its {', '.join(differ)} differ from this "

@@ -20,7 +20,7 @@ guess over 128 codes (the old prior on its own tokens: 1.78).
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -67,15 +67,20 @@ def align_codes(new_tokens, old_tokens, new_codebook: int, old_codebook: int) ->
 _SAME = ("latent_size", "time_steps", "widths", "input_mode", "embed_dim", "num_diffusion_steps")
 
 
+def layer_differences(old, new, names=None) -> list[str]:
+    """The :class:`DenoiserConfig` fields (all, or ``names``) whose values differ between two configs
+    (lists and tuples compare alike: a config read from JSON has lists)."""
+    names = [f.name for f in fields(new)] if names is None else names
+    return [n for n in names if tuple(np.atleast_1d(getattr(old, n))) != tuple(np.atleast_1d(getattr(new, n)))]
+
+
 def check_transferable(old, new) -> None:
     """Raise ``SpikingDiffusionError`` unless a prior with :class:`DenoiserConfig` ``old`` can start one
     with ``new``: the same layers (only the codebook size may differ) and the embedding input (the
     paper's raw-index input gives code numbers no meaning that could carry over)."""
-    for name in _SAME:
-        a, b = getattr(old, name), getattr(new, name)
-        if tuple(np.atleast_1d(a)) != tuple(np.atleast_1d(b)):
-            raise SpikingDiffusionError(f"cannot start this prior from the other one: {name} is {b!r} here and "
-                                        f"{a!r} there (only the codebook size may differ)")
+    for name in layer_differences(old, new, _SAME)[:1]:
+        raise SpikingDiffusionError(f"cannot start this prior from the other one: {name} is {getattr(new, name)!r} "
+                                    f"here and {getattr(old, name)!r} there (only the codebook size may differ)")
     if new.input_mode != "embedding":
         raise SpikingDiffusionError("starting from another prior needs --input-mode embedding (the raw-index "
                                     "input gives code numbers no meaning that could carry over)")

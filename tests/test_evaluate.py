@@ -276,3 +276,14 @@ def test_reports_name_paths_inside_the_working_folder_relatively(tmp_path, monke
     monkeypatch.chdir(tmp_path)
     assert _shown_path(tmp_path / "assets" / "clf") == "assets/clf"
     assert _shown_path("/somewhere/else/clf") == "/somewhere/else/clf"
+
+
+def test_cifar10s_two_loaders_find_one_classifier(tmp_path, monkeypatch):
+    from spiking_diffusion import classifier as C
+
+    monkeypatch.setattr(C, "ASSETS", tmp_path)
+    (tmp_path / "cifar10-folder").mkdir()
+    assert C.find_classifier_dir("cifar10") == tmp_path / "cifar10-folder"          # the other loader's
+    assert C.find_classifier_dir("cifar10-folder") == tmp_path / "cifar10-folder"
+    assert C.find_classifier_dir("mnist") == tmp_path / "mnist"                     # no alias: its own
+    assert C.default_classifier_dir("cifar10") == tmp_path / "cifar10"              # train-classifier's output

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import CODE_USAGE_NAME, CONFIG_NAME, atomic_write_file, update_metadata
-from ..classifier import default_classifier_dir, holdout_split, load_classifier
+from ..classifier import find_classifier_dir, holdout_split, load_classifier
 from ..data import load_images
 from ..errors import SpikingDiffusionError
 from ..images import to_float
@@ -166,15 +166,6 @@ def write_code_usage(checkpoint_dir, dataset: str, tokens: np.ndarray, codebook_
     return path
 
 
-def _classifier_dir(cfg: EvalConfig, dataset: str) -> Path:
-    """The classifier folder: given, or assets/classifiers/<dataset> (cifar10's two loaders share one)."""
-    clf_dir = Path(cfg.classifier) if cfg.classifier else default_classifier_dir(dataset)
-    alias = {"cifar10": "cifar10-folder", "cifar10-folder": "cifar10"}.get(dataset)  # same images, two loaders
-    if not cfg.classifier and alias and not clf_dir.is_dir() and default_classifier_dir(alias).is_dir():
-        clf_dir = default_classifier_dir(alias)
-    return clf_dir
-
-
 def evaluate(checkpoint_dir, data_root, out_dir, log=print, **overrides) -> dict:
     """Run the evaluation (options: the fields of :class:`EvalConfig`) and write report.json and
     summary.md into ``out_dir``. Returns the report. ``checkpoint_dir``: a folder, or a Hub repo id
@@ -199,7 +190,7 @@ def evaluate(checkpoint_dir, data_root, out_dir, log=print, **overrides) -> dict
     dataset = cfg.dataset or pipe.info.get("dataset")
     if not dataset:
         raise SpikingDiffusionError("the checkpoint does not name its data set (info['dataset']); pass --dataset")
-    clf_dir = _classifier_dir(cfg, dataset)
+    clf_dir = Path(cfg.classifier) if cfg.classifier else find_classifier_dir(dataset)
     clf = load_classifier(clf_dir, cfg.device) if (clf_dir / CONFIG_NAME).is_file() else None
     dim = clf.cfg.feature_dim if clf is not None else None
     few = clf is not None and M.too_few_for_frechet(cfg.num_samples, dim)
