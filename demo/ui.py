@@ -102,14 +102,16 @@ def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
             export = gr.Button("Export run as GIF + MP4", elem_id="export")
             gif, mp4 = gr.File(label="GIF", elem_id="gif", height=90), gr.File(label="MP4", elem_id="mp4", height=90)
     io = ([run, image, step, cell], [grid, committed, predicted, caption, cell_note, axis])
-    gr.on([image.change, step.change, cell.change], S.unmask, *io, api_name="unmask", show_progress="hidden", **MODEL_JOB)
+    # the user's own moves; a value set by the studio (a finished generation, Pause, a click on a
+    # sample) is followed by one explicit call instead, so a new run is drawn once, not once per control
+    gr.on([image.input, step.input, cell.change], S.unmask, *io, api_name="unmask", show_progress="hidden", **MODEL_JOB)
 
     def pick_cell(r, evt: gr.SelectData):  # a click on the grid image: evt.index = [x, y] in its pixels
         cell = S.cell_at(r, *evt.index) if r is not None and evt.index else None
         return gr.skip() if cell is None else cell
 
     grid.select(pick_cell, run, cell, **PRIVATE)
-    picker.select(_gallery_pick, None, image, **PRIVATE)
+    picker.select(_gallery_pick, None, image, **PRIVATE).success(S.unmask, *io, **PRIVATE, **MODEL_JOB)
     return NS(image=image, step=step, cell=cell, io=io, play=play, pause=pause, player=player, still=still,
               caption=caption, picker=picker, export=export, files=[gif, mp4])
 
@@ -165,7 +167,10 @@ def _spikes_tab(S: Studio, F: ModelFacts, run, image) -> NS:
         _explain("Every token cell drives D neurons (16 in the paper) of the **adaptive spike generator** (ASG) for T time "
                  "steps; the decoder reads these spike trains. A dot is one spike. The encoder's spikes "
                  "come from re-encoding the generated image. The membrane trace shows each ASG neuron "
-                 "charging up and resetting when it crosses the threshold (dashed).")
+                 "charging up and resetting when it crosses the threshold (dashed). The ASG's input is the "
+                 "same at every step (its code's vector), so each neuron fires a regular train whose rate "
+                 "carries the code: every step for a strong input (above 2x the threshold), every second "
+                 "step (t = 1, 3, 5, ...) for a moderate one (4/3 to 2x), every third or less for a weaker one.")
         with gr.Row():
             cell = gr.Dropdown(cell_choices(F.latent_size), value=F.cells // 2, label="Token cell", elem_id="spikes-cell")
             go = gr.Button("Show spikes", elem_id="spikes-btn")
@@ -385,7 +390,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
             i = S.image_at(r, *evt.index) if r is not None and evt.index else None
             return (gr.skip(), gr.skip()) if i is None else (i, gr.Tabs(selected="unmasking"))
 
-        gen.grid.select(open_sample, run, [unmask.image, tabs], **PRIVATE)
+        gen.grid.select(open_sample, run, [unmask.image, tabs], **PRIVATE).success(S.unmask, *unmask.io, **PRIVATE, **MODEL_JOB)
         unmask.image.change(lambda i: gr.update(selected_index=i), unmask.image, unmask.picker, **PRIVATE)
         _wire_playback(S, run, unmask)
         unmask.cell.change(lambda c: c, unmask.cell, spikes.cell, **PRIVATE)

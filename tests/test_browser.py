@@ -44,9 +44,20 @@ TIMING_JS = """() => {
 }"""
 
 
+UNMASK_CALLS = []  # one entry per call of Studio.unmask made by the module's studio
+
+
 @pytest.fixture(scope="module")
 def url(tmp_path_factory, make_tiny_models):
     import app
+    from demo.studio import Studio
+
+    unmask = Studio.unmask
+
+    def counted(self, *args):
+        UNMASK_CALLS.append(args[1:3])          # (image, step)
+        return unmask(self, *args)
+    Studio.unmask = counted                     # before make_app binds it
 
     real = ROOT / "assets" / "mnist"
     if SHOTS and (real / "model.safetensors").is_file():
@@ -58,6 +69,7 @@ def url(tmp_path_factory, make_tiny_models):
     _, link, _ = demo.launch(**app.launch_kwargs(args), prevent_thread_lock=True, quiet=True, inbrowser=False)
     yield link
     demo.close()
+    Studio.unmask = unmask
 
 
 @pytest.fixture(scope="module")
@@ -170,6 +182,37 @@ def test_play_animates_and_pause_returns_to_the_frame_shown(page):
     expect(page.locator("#unmask-caption")).to_contain_text(re.compile(r"Step \d+/53"))
     step = int(page.locator("#step input[type=number]").input_value())
     assert 10 < step <= 53                                                      # moved on from step 10 while playing
+
+
+def calls_after(page, action) -> list:
+    """The Unmasking draws that ``action`` caused, once the studio has been quiet for a second."""
+    before = len(UNMASK_CALLS)
+    action()
+    for _ in range(60):
+        n = len(UNMASK_CALLS)
+        page.wait_for_timeout(1000)
+        if len(UNMASK_CALLS) == n > before:
+            break
+    return UNMASK_CALLS[before:]
+
+
+def test_each_action_draws_unmasking_once(page):
+    """A finished generation, a click on a sample and on a thumbnail each draw Unmasking once (they
+    used to set the image and step sliders, whose change events drew it again)."""
+    open_tab(page, "Unmasking")
+    page.locator("#image-index input[type=number]").fill("5")
+    page.locator("#image-index input[type=number]").press("Enter")
+    expect(page.locator("#image-index input[type=range]")).to_have_value("5")
+    page.locator("#step input[type=range]").fill("7")
+    expect(page.locator("#unmask-caption")).to_contain_text("Step 7/")
+    open_tab(page, "Generate")
+    drawn = calls_after(page, lambda: generate(page))
+    assert [(int(i), int(s)) for i, s in drawn] == [(0, 53)]                  # the new run's last step, once
+    drawn = calls_after(page, lambda: natural_click(page, "#grid", 2 + 86 + 40, 2 + 40))   # image 1
+    assert [int(i) for i, _ in drawn] == [1]
+    drawn = calls_after(page, lambda: page.locator("#picker .thumbnail-item").nth(4).click())
+    assert [int(i) for i, _ in drawn] == [4]
+    expect(page.locator("#unmask-caption")).to_contain_text("Step 53/53")
 
 
 def test_spikes_view(page):
