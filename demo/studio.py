@@ -40,6 +40,7 @@ MAX_SEED = 2**31 - 1        # seeds are 0..MAX_SEED (what numpy and torch both a
 MAX_RUNS = 32               # generations kept across all sessions (the oldest are cleared first)
 RUN_TTL_S = 3600            # a generation not looked at for this long is cleared
 FRAME_CACHE = 256           # decoded (image, step) frames kept per run
+PREVIEW_EVERY = 9           # after a streamed preview, 9x its decoding time of sampling: previews take a tenth
 MAX_EXPORTS = 8             # export folders kept on disk (Gradio copies each into its cache)
 
 
@@ -116,6 +117,15 @@ def _float(value, name: str, lo: float, hi: float) -> float:
     if not np.isfinite(v) or not lo <= v <= hi:
         raise InputError(f"{name} must lie in {lo}..{hi}; got {value!r}")
     return v
+
+
+def _newest(updates: queue.Queue):
+    """The items of ``updates`` until None; when several wait (a slow page), only the newest."""
+    while (item := updates.get()) is not None:
+        while not updates.empty():
+            if (item := updates.get()) is None:
+                return
+        yield item
 
 
 class GenerationStopped(Exception):
@@ -281,14 +291,29 @@ class Studio:
                      corrector_temperature=corrector_temperature)
         sampling = pipe.sampling_settings(**{k: SETTINGS[k].check(v) for k, v in given.items() if v is not None})
         frames = s + sampling.corrector_steps
-        states: queue.Queue = queue.Queue()
+        previews: queue.Queue = queue.Queue()  # (step index, tiled preview, seconds); None: finished
         stop = threading.Event()
         result = {}
+        shown = np.repeat(self._blank(model)[None], n, 0)                               # [n, H, W, C]
+        shown_tokens = np.full((n, pipe.latent_size, pipe.latent_size), pipe.mask_id)
+        due = [0.0]                # when the next preview may be decoded (perf_counter seconds)
 
         def on_step(state):
+            """In the sampler's thread, between two steps, so that previews never compete with the
+            sampler for the cores: queues the first step at once, then a decoded preview when due."""
             if stop.is_set():          # nobody waits for this generation any more: stop within one step
                 raise GenerationStopped
-            states.put(state)
+            now = time.perf_counter()
+            if state.index == 0:       # nothing decoded yet looks like the blank grid
+                previews.put((0, media.tile(shown), now - start))
+            elif now >= due[0]:
+                changed = np.nonzero((state.tokens != shown_tokens).reshape(n, -1).any(1))[0]   # images that moved
+                if len(changed):
+                    shown[changed] = to_uint8(pipe.decode(state.tokens[changed], allow_mask=True))
+                    shown_tokens[changed] = state.tokens[changed]
+                done = time.perf_counter()
+                due[0] = done + max(0.25, PREVIEW_EVERY * (done - now))
+                previews.put((state.index, media.tile(shown), done - start))
 
         def work():
             try:
@@ -300,35 +325,15 @@ class Studio:
             finally:
                 with self._generating_lock:
                     self.generating -= 1
-                states.put(None)
+                previews.put(None)
 
         start = time.perf_counter()
         with self._generating_lock:
             self.generating += 1
         threading.Thread(target=work, daemon=True, name="sd-generate").start()
         try:  # a closed or abandoned stream (GeneratorExit here) sets ``stop`` in ``finally``
-            blank = self._blank(model)                                                    # [H, W, C]
-            shown = np.repeat(blank[None], n, 0)                                         # [n, H, W, C]
-            shown_tokens = np.full((n, pipe.latent_size, pipe.latent_size), pipe.mask_id)
-            next_preview, done = 0.0, False
-            while not done:
-                item = states.get()
-                while item is not None and not states.empty():  # skip to the newest step
-                    nxt = states.get()
-                    item, done = (nxt, False) if nxt is not None else (item, True)
-                if item is None:
-                    break
-                now = time.perf_counter()
-                if item.index == 0:  # the first step at once: nothing decoded yet looks like the blank grid
-                    yield media.tile(shown), self._status(1, frames, now - start), None
-                elif now >= next_preview:
-                    changed = np.nonzero((item.tokens != shown_tokens).reshape(n, -1).any(1))[0]   # images that moved
-                    if len(changed):
-                        shown[changed] = to_uint8(pipe.decode(item.tokens[changed], allow_mask=True))
-                        shown_tokens[changed] = item.tokens[changed]
-                    took = time.perf_counter() - now
-                    next_preview = now + max(0.25, 4 * took)  # previews take at most about a fifth of the time
-                    yield media.tile(shown), self._status(item.index + 1, frames, time.perf_counter() - start), None
+            for index, tile, seconds in _newest(previews):
+                yield tile, self._status(index + 1, frames, seconds), None
             if "error" in result:
                 raise result["error"]
             out = result["out"]

@@ -381,7 +381,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
             _learn_tab(S, F, run)
         # a finished generation opens its last step in Unmasking; a click on a sample opens that one;
         # Unmasking's cell is Spikes' cell
-        gen.go.click(S.generate, gen.inputs, [*gen.outputs, run], api_name="generate", **MODEL_JOB).success(
+        gen.go.click(S.generate, gen.inputs, [*gen.outputs, run], api_name="generate", show_progress="hidden", **MODEL_JOB).success(
             lambda r: (gr.update(value=0, maximum=r.num_images - 1), gr.update(value=r.num_frames, maximum=r.num_frames),
                        gr.update(value=S.gallery(r), selected_index=0)),
             run, [unmask.image, unmask.step, unmask.picker], **PRIVATE).then(S.unmask, *unmask.io, **PRIVATE, **MODEL_JOB)

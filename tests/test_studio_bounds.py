@@ -61,6 +61,34 @@ def test_unmasking_decodes_only_the_frame_shown(studio, monkeypatch):
     assert decoded == [2]
 
 
+def test_previews_are_decoded_between_steps_and_take_a_tenth(studio, monkeypatch):
+    """A streamed preview is decoded in the sampler's thread between two denoiser calls (never beside
+    one: two sets of matrix products on two cores slow both), and at most every PREVIEW_EVERY x its
+    own cost. The decoder is made slow (50 ms) so that the budget decides."""
+    pipe = studio.pipe("tiny")
+    spans, denoise, decode = [], pipe._denoise, pipe.decode
+
+    def timed(kind, fn):
+        def call(*a, **k):
+            t0 = time.perf_counter()
+            out = fn(*a, **k)
+            spans.append((kind, t0, time.perf_counter(), threading.current_thread().name))
+            return out
+        return call
+    monkeypatch.setattr(pipe, "_denoise", timed("denoise", lambda *a: time.sleep(0.01) or denoise(*a)))
+    monkeypatch.setattr(pipe, "decode", timed("decode", lambda t, **k: time.sleep(0.05) or decode(t, **k)))
+    t0 = time.perf_counter()
+    streamed = list(studio.generate("tiny", 2, 40, 0.65, 0, corrector_steps=100))
+    total = time.perf_counter() - t0
+    decodes = [s for s in spans if s[0] == "decode" and s[3] == "sd-generate"]
+    previews = decodes[:-1]                                            # the last: the pipeline's own, of the result
+    assert 2 <= len(streamed) - 2 <= len(previews)                     # the first step and the result: no decode
+    for _, a, b, _ in decodes:
+        assert not any(k == "denoise" and a < d1 and d0 < b for k, d0, d1, _ in spans)   # never beside a step
+    took = [b - a for _, a, b, _ in previews]
+    assert sum(took) <= total / (S.PREVIEW_EVERY + 1) + max(took)       # the first comes at once
+
+
 def test_exports_are_bounded_and_deleted(tmp_path, make_tiny_models, monkeypatch):
     from test_app import make_checkpoints
 
