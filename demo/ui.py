@@ -170,7 +170,8 @@ def _spikes_tab(S: Studio, F: ModelFacts, run, image) -> NS:
                  "charging up and resetting when it crosses the threshold (dashed). The ASG's input is the "
                  "same at every step (its code's vector), so each neuron fires a regular train whose rate "
                  "carries the code: every step for a strong input (above 2x the threshold), every second "
-                 "step (t = 1, 3, 5, ...) for a moderate one (4/3 to 2x), every third or less for a weaker one.")
+                 "step (t = 1, 3, 5, ...) for a moderate one (4/3 to 2x), every third or less for a weaker one "
+                 "(the **Learn** tab's LIF neuron, at its defaults, is such a neuron).")
         with gr.Row():
             cell = gr.Dropdown(cell_choices(F.latent_size), value=F.cells // 2, label="Token cell", elem_id="spikes-cell")
             go = gr.Button("Show spikes", elem_id="spikes-btn")
