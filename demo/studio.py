@@ -40,7 +40,7 @@ MAX_SEED = 2**31 - 1        # seeds are 0..MAX_SEED (what numpy and torch both a
 MAX_RUNS = 32               # generations kept across all sessions (the oldest are cleared first)
 RUN_TTL_S = 3600            # a generation not looked at for this long is cleared
 FRAME_CACHE = 256           # decoded (image, step) frames kept per run
-PREVIEW_EVERY = 9           # after a streamed preview, 9x its decoding time of sampling: previews take a tenth
+PREVIEW_EVERY = 9           # after a streamed preview, 9x its making (decode + tile) of sampling: a tenth
 MAX_EXPORTS = 8             # export folders kept on disk (Gradio copies each into its cache)
 
 
@@ -296,24 +296,26 @@ class Studio:
         result = {}
         shown = np.repeat(self._blank(model)[None], n, 0)                               # [n, H, W, C]
         shown_tokens = np.full((n, pipe.latent_size, pipe.latent_size), pipe.mask_id)
-        due = [0.0]                # when the next preview may be decoded (perf_counter seconds)
+        due = 0.0                  # when the next preview may be decoded (perf_counter seconds)
 
         def on_step(state):
             """In the sampler's thread, between two steps, so that previews never compete with the
             sampler for the cores: queues the first step at once, then a decoded preview when due."""
+            nonlocal due
             if stop.is_set():          # nobody waits for this generation any more: stop within one step
                 raise GenerationStopped
             now = time.perf_counter()
             if state.index == 0:       # nothing decoded yet looks like the blank grid
                 previews.put((0, media.tile(shown), now - start))
-            elif now >= due[0]:
+            elif now >= due and state.index < frames - 1:   # the last step: the result follows at once
                 changed = np.nonzero((state.tokens != shown_tokens).reshape(n, -1).any(1))[0]   # images that moved
                 if len(changed):
                     shown[changed] = to_uint8(pipe.decode(state.tokens[changed], allow_mask=True))
                     shown_tokens[changed] = state.tokens[changed]
+                tile = media.tile(shown)
                 done = time.perf_counter()
-                due[0] = done + max(0.25, PREVIEW_EVERY * (done - now))
-                previews.put((state.index, media.tile(shown), done - start))
+                due = done + max(0.25, PREVIEW_EVERY * (done - now))
+                previews.put((state.index, tile, done - start))
 
         def work():
             try:
@@ -342,6 +344,12 @@ class Studio:
             yield media.tile(out.images), self._status(frames, frames, total, n, s), run
         finally:
             stop.set()
+
+    @staticmethod
+    def generation_failed() -> str:
+        """The status line after a generation that raised (its message is shown beside it)."""
+        return ('<div id="gen-progress" data-state="failed"><span>The generation stopped (the message says why); '
+                "the last finished samples are still in <b>Unmasking</b>.</span></div>")
 
     def _blank(self, model) -> np.ndarray:
         """The decoded all-masked grid ``[H, W, C]`` uint8 (what every preview starts from), cached."""

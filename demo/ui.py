@@ -16,7 +16,9 @@ from . import frames
 from .frames import ANIMATION_FPS as FPS
 from .studio import MAX_CORRECTOR_ROUNDS, MAX_SEED, ModelFacts, Studio, cell_choices
 
-CSS = ".pixelated img { image-rendering: pixelated; } .explain { font-size: 0.95em; }"
+CSS = (".pixelated img { image-rendering: pixelated; } .explain { font-size: 0.95em; }"
+       # the status line shows Gradio's queue position, but not its endless pulse while streaming (a CPU cost)
+       " #gen-status .generating { animation: none !important; }")
 
 INTRO = """# Spiking-Diffusion studio
 A vector-quantised spiking VAE turns a 28x28 image into a {L}x{L} grid of discrete **tokens** (codes from
@@ -25,6 +27,7 @@ unmasking a few cells per step; the spiking decoder turns tokens back into pixel
 PX = dict(format="png", elem_classes="pixelated", interactive=False)  # pixel images, shown crisp
 PRIVATE = dict(api_visibility="private")                                # UI-only events: no API endpoint
 MODEL_JOB = dict(concurrency_id="model")  # events that run a model share one limit (the queue's, --concurrency)
+DRAW = dict(show_progress="hidden", **PRIVATE, **MODEL_JOB)             # a redraw of Unmasking after the studio set it
 
 
 def _explain(text: str):
@@ -64,11 +67,13 @@ def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
             with gr.Column(scale=2):
                 grid = gr.Image(label="Samples (fills in while the diffusion runs; click one to open it in Unmasking)",
                                 elem_id="grid", **PX)
-                status = gr.HTML(elem_id="gen-status")
+                status = gr.HTML("<span>Press <b>Generate</b>: the samples fill in here while the diffusion runs.</span>",
+                                 elem_id="gen-status")
     sampling = [temp, temp_end, top_p, c_steps, c_cells, c_temp]
     model.change(S.sampling_defaults, model, sampling, **PRIVATE)  # each model's chosen settings
     dice.click(S.random_seed, None, seed, api_name="random_seed")
-    return NS(inputs=[model, n, steps, temp, seed, *sampling[1:]], go=go, outputs=[grid, status], grid=grid)
+    return NS(inputs=[model, n, steps, temp, seed, *sampling[1:]], go=go, outputs=[grid, status], grid=grid,
+              status=status)
 
 
 def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
@@ -102,22 +107,25 @@ def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
             export = gr.Button("Export run as GIF + MP4", elem_id="export")
             gif, mp4 = gr.File(label="GIF", elem_id="gif", height=90), gr.File(label="MP4", elem_id="mp4", height=90)
     io = ([run, image, step, cell], [grid, committed, predicted, caption, cell_note, axis])
-    # the user's own moves; a value set by the studio (a finished generation, Pause, a click on a
-    # sample) is followed by one explicit call instead, so a new run is drawn once, not once per control
-    gr.on([image.input, step.input, cell.change], S.unmask, *io, api_name="unmask", show_progress="hidden", **MODEL_JOB)
+    # the user's own moves (a drag, a typed value, the reset button: input or release); a value set by
+    # the studio (a finished generation, Pause, a click on a sample) is drawn by that event itself, so a
+    # new run is drawn once, not once per control it sets
+    gr.on([image.input, image.release, step.input, step.release, cell.change], S.unmask, *io, api_name="unmask",
+          show_progress="hidden", trigger_mode="always_last", **MODEL_JOB)
 
     def pick_cell(r, evt: gr.SelectData):  # a click on the grid image: evt.index = [x, y] in its pixels
         cell = S.cell_at(r, *evt.index) if r is not None and evt.index else None
         return gr.skip() if cell is None else cell
 
+    def pick_image(r, st, c, evt: gr.SelectData):  # a click on a thumbnail: evt.index = its position
+        if r is None or not isinstance(evt.index, int):
+            return (gr.skip(),) * (1 + len(io[1]))
+        return evt.index, *S.unmask(r, evt.index, st, c)
+
     grid.select(pick_cell, run, cell, **PRIVATE)
-    picker.select(_gallery_pick, None, image, **PRIVATE).success(S.unmask, *io, **PRIVATE, **MODEL_JOB)
+    picker.select(pick_image, [run, step, cell], [image, *io[1]], **DRAW)
     return NS(image=image, step=step, cell=cell, io=io, play=play, pause=pause, player=player, still=still,
               caption=caption, picker=picker, export=export, files=[gif, mp4])
-
-
-def _gallery_pick(evt: gr.SelectData):
-    return evt.index if isinstance(evt.index, int) else gr.skip()
 
 
 # Pause: the frame the animation shows now, from the time its image loaded (recorded by PLAY_JS),
@@ -153,7 +161,7 @@ def _wire_playback(S: Studio, run, u: NS) -> None:
     u.play.click(S.animation, [run, u.image], u.player, api_name="animate", js=PLAY_JS, **MODEL_JOB).success(
         playing, run, [u.player, u.still, u.caption], **PRIVATE)
     u.pause.click(lambda st: (gr.update(visible=False), gr.update(visible=True), st), u.step,
-                  [u.player, u.still, u.step], js=PAUSE_JS, **PRIVATE).then(S.unmask, *u.io, **PRIVATE, **MODEL_JOB)
+                  [u.player, u.still, u.step], js=PAUSE_JS, **PRIVATE).then(S.unmask, *u.io, **DRAW)
     u.export.click(S.export, [run, u.image], u.files, api_name="export", **MODEL_JOB)
 
 
@@ -167,11 +175,11 @@ def _spikes_tab(S: Studio, F: ModelFacts, run, image) -> NS:
         _explain("Every token cell drives D neurons (16 in the paper) of the **adaptive spike generator** (ASG) for T time "
                  "steps; the decoder reads these spike trains. A dot is one spike. The encoder's spikes "
                  "come from re-encoding the generated image. The membrane trace shows each ASG neuron "
-                 "charging up and resetting when it crosses the threshold (dashed). The ASG's input is the "
-                 "same at every step (its code's vector), so each neuron fires a regular train whose rate "
-                 "carries the code: every step for a strong input (above 2x the threshold), every second "
-                 "step (t = 1, 3, 5, ...) for a moderate one (4/3 to 2x), every third or less for a weaker one "
-                 "(the **Learn** tab's LIF neuron, at its defaults, is such a neuron).")
+                 "charging up and resetting when it crosses the threshold (dashed). An ASG neuron's input "
+                 "(its code's vector through a 1x1 convolution and BatchNorm) is the same at every step, so it "
+                 "fires a regular train whose rate carries the code: every step for an input of at least 2x "
+                 "the threshold, every second step (t = 1, 3, 5, ...) from 4/3 to 2x (the **Learn** tab's LIF "
+                 "neuron at its defaults), every third or less for a weaker one, never at or below the threshold.")
         with gr.Row():
             cell = gr.Dropdown(cell_choices(F.latent_size), value=F.cells // 2, label="Token cell", elem_id="spikes-cell")
             go = gr.Button("Show spikes", elem_id="spikes-btn")
@@ -380,18 +388,24 @@ def build_demo(studio: Studio) -> gr.Blocks:
             _codebook_tab(S, F, model, run, usage)
             _encode_tab(S, F, model)
             _learn_tab(S, F, run)
-        # a finished generation opens its last step in Unmasking; a click on a sample opens that one;
-        # Unmasking's cell is Spikes' cell
-        gen.go.click(S.generate, gen.inputs, [*gen.outputs, run], api_name="generate", show_progress="hidden", **MODEL_JOB).success(
+        # a finished generation opens its last step in Unmasking (a failed one says so in its status
+        # line); a click on a sample opens that one; Unmasking's cell is Spikes' cell. Gradio's progress
+        # (the queue position) shows on the status line only: over the samples it cost the page seconds
+        generating = gen.go.click(S.generate, gen.inputs, [*gen.outputs, run], api_name="generate",
+                                  show_progress_on=gen.status, **MODEL_JOB)
+        generating.success(
             lambda r: (gr.update(value=0, maximum=r.num_images - 1), gr.update(value=r.num_frames, maximum=r.num_frames),
                        gr.update(value=S.gallery(r), selected_index=0)),
-            run, [unmask.image, unmask.step, unmask.picker], **PRIVATE).then(S.unmask, *unmask.io, **PRIVATE, **MODEL_JOB)
+            run, [unmask.image, unmask.step, unmask.picker], **PRIVATE).then(S.unmask, *unmask.io, **DRAW)
+        generating.failure(S.generation_failed, None, gen.status, **PRIVATE)
 
-        def open_sample(r, evt: gr.SelectData):  # a click on the sample grid: evt.index = [x, y]
+        def open_sample(r, st, c, evt: gr.SelectData):  # a click on the sample grid: evt.index = [x, y]
             i = S.image_at(r, *evt.index) if r is not None and evt.index else None
-            return (gr.skip(), gr.skip()) if i is None else (i, gr.Tabs(selected="unmasking"))
+            if i is None:  # a gap, or a preview before the first generation has finished
+                return (gr.skip(),) * (2 + len(unmask.io[1]))
+            return i, gr.Tabs(selected="unmasking"), *S.unmask(r, i, st, c)
 
-        gen.grid.select(open_sample, run, [unmask.image, tabs], **PRIVATE).success(S.unmask, *unmask.io, **PRIVATE, **MODEL_JOB)
+        gen.grid.select(open_sample, [run, unmask.step, unmask.cell], [unmask.image, tabs, *unmask.io[1]], **DRAW)
         unmask.image.change(lambda i: gr.update(selected_index=i), unmask.image, unmask.picker, **PRIVATE)
         _wire_playback(S, run, unmask)
         unmask.cell.change(lambda c: c, unmask.cell, spikes.cell, **PRIVATE)

@@ -57,7 +57,6 @@ def url(tmp_path_factory, make_tiny_models):
     def counted(self, *args):
         UNMASK_CALLS.append(args[1:3])          # (image, step)
         return unmask(self, *args)
-    Studio.unmask = counted                     # before make_app binds it
 
     real = ROOT / "assets" / "mnist"
     if SHOTS and (real / "model.safetensors").is_file():
@@ -65,11 +64,12 @@ def url(tmp_path_factory, make_tiny_models):
     else:
         ck = make_checkpoints(tmp_path_factory.mktemp("browser") / "ck", make_tiny_models)
     args = app.parse_args(["--checkpoints", str(ck), "--port", str(free_port())])
-    demo = app.make_app(args)
-    _, link, _ = demo.launch(**app.launch_kwargs(args), prevent_thread_lock=True, quiet=True, inbrowser=False)
-    yield link
-    demo.close()
-    Studio.unmask = unmask
+    with pytest.MonkeyPatch.context() as mp:   # for the module's whole life: handlers look it up when called
+        mp.setattr(Studio, "unmask", counted)
+        demo = app.make_app(args)
+        _, link, _ = demo.launch(**app.launch_kwargs(args), prevent_thread_lock=True, quiet=True, inbrowser=False)
+        yield link
+        demo.close()
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +198,12 @@ def calls_after(page, action) -> list:
 
 def test_each_action_draws_unmasking_once(page):
     """A finished generation, a click on a sample and on a thumbnail each draw Unmasking once (they
-    used to set the image and step sliders, whose change events drew it again)."""
+    used to set the image and step sliders, whose change events drew it again); the sliders' reset
+    buttons draw too."""
+    open_tab(page, "Generate")
+    if not page.locator("#corrector-steps input[type=range]").is_visible():
+        page.get_by_text("More sampling settings").click()
+    page.locator("#corrector-steps input[type=range]").fill("4")             # 49 steps + 4 rounds: 53 frames
     open_tab(page, "Unmasking")
     page.locator("#image-index input[type=number]").fill("5")
     page.locator("#image-index input[type=number]").press("Enter")
@@ -213,6 +218,25 @@ def test_each_action_draws_unmasking_once(page):
     drawn = calls_after(page, lambda: page.locator("#picker .thumbnail-item").nth(4).click())
     assert [int(i) for i, _ in drawn] == [4]
     expect(page.locator("#unmask-caption")).to_contain_text("Step 53/53")
+    page.locator("#step input[type=range]").fill("7")
+    expect(page.locator("#unmask-caption")).to_contain_text("Step 7/53")
+    page.locator("#step [data-testid=reset-button]").click()                 # back to the value the studio set
+    expect(page.locator("#step input[type=number]")).not_to_have_value("7")
+    reset_to = page.locator("#step input[type=number]").input_value()
+    expect(page.locator("#unmask-caption")).to_contain_text(f"Step {reset_to}/53")
+
+
+def test_a_failed_generation_says_so_in_its_status(page):
+    from spiking_diffusion import SpikingDiffusionError, SpikingDiffusionPipeline
+
+    def broken(self, *a, **k):
+        raise SpikingDiffusionError("out of memory (a test)")
+    open_tab(page, "Generate")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(SpikingDiffusionPipeline, "__call__", broken)
+        page.locator("#generate-btn").click()
+        expect(page.locator('#gen-progress[data-state="failed"]')).to_contain_text("The generation stopped")
+    expect(page.get_by_text("out of memory (a test)").first).to_be_visible()
 
 
 def test_spikes_view(page):

@@ -307,13 +307,15 @@ def test_prior_loss_falls():
     assert after < 0.8 * before, (before, after)
 
 
-@pytest.mark.parametrize("current, period", [(2.5, 1), (2.0, 1), (1.5, 2), (4 / 3 + 1e-4, 2), (1.2, 3), (1.1, 4)])
+@pytest.mark.parametrize("current, period", [(2.5, 1), (2.0, 1), (1.5, 2), (4 / 3 + 1e-4, 2), (1.2, 3), (1.1, 4),
+                                             (1.0, 0), (0.5, 0)])
 def test_constant_input_gives_a_regular_train(current, period):
     """What the Spikes view says of the ASG: the paper's LIF (tau 2, threshold 1, hard reset) driven by
-    the same input at every step fires every ``period``-th step, first at t = period - 1."""
+    the same input at every step fires every ``period``-th step, first at t = period - 1 (0: never)."""
     node = lif()
     spikes = node(torch.full((16, 1), current))[:, 0]                      # [T]
     reset(node)
     expected = torch.zeros(16)
-    expected[period - 1::period] = 1
+    if period:
+        expected[period - 1::period] = 1
     assert torch.equal(spikes, expected)
