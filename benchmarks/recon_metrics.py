@@ -25,8 +25,7 @@ from spiking_diffusion import SpikingDiffusionPipeline  # noqa: E402
 from spiking_diffusion.classifier import find_classifier_dir, load_classifier  # noqa: E402
 from spiking_diffusion.data import load_images  # noqa: E402
 from spiking_diffusion.evaluate import EvalConfig, Reference, classifier_metrics, reconstructions  # noqa: E402
-from spiking_diffusion.evaluation import metrics as M  # noqa: E402
-from spiking_diffusion.evaluation.run import heldout_images  # noqa: E402
+from spiking_diffusion.evaluation.run import heldout_images, reconstruction_scores  # noqa: E402
 
 
 def main(argv=None):
@@ -47,14 +46,13 @@ def main(argv=None):
     test = load_images(dataset, args.data_root, train=False, download=False)
     ref = Reference.of(clf, test.images)
     held = heldout_images(clf, dataset, args.data_root, args.images)              # [n, C, H, W] uint8
-    x = test.floats(slice(0, args.images))                                        # [n, C, H, W] in [0, 1]
     for ck, pipe in zip(args.checkpoints, pipes):
         t0 = time.time()
-        rec = reconstructions(pipe, test.images[:args.images], batch)[0]
+        scores = reconstruction_scores(pipe, test, args.images, batch)[0]
         m = classifier_metrics(clf, reconstructions(pipe, held, batch)[0], ref)
         info = pipe.info
         print(json.dumps(dict(checkpoint=ck, steps=info.get("steps"), epochs=info.get("epochs"),
-                              mse=round(float(((rec - x) ** 2).mean()), 5), ssim=round(float(M.ssim(rec, x).mean()), 4),
+                              mse=round(scores["mse"], 5), ssim=round(scores["ssim"], 4),
                               **{k: round(float(v), 3) for k, v in m.items()}, seconds=round(time.time() - t0, 1))),
               flush=True)
 

@@ -345,12 +345,6 @@ class Studio:
         finally:
             stop.set()
 
-    @staticmethod
-    def generation_failed() -> str:
-        """The status line after a generation that raised (its message is shown beside it)."""
-        return ('<div id="gen-progress" data-state="failed"><span>The generation stopped (the message says why); '
-                "the last finished samples are still in <b>Unmasking</b>.</span></div>")
-
     def _blank(self, model) -> np.ndarray:
         """The decoded all-masked grid ``[H, W, C]`` uint8 (what every preview starts from), cached."""
         key = ("blank", model)
@@ -369,6 +363,12 @@ class Studio:
         return (f'<div id="gen-progress" data-state="{state}" data-step="{step}" data-total="{total}" '
                 f'data-seconds="{seconds:.3f}"><progress value="{step}" max="{total}" style="width:100%"></progress>'
                 f"<span>{text}</span></div>")
+
+    @staticmethod
+    def generation_failed() -> str:
+        """The status line after a generation that raised (its message is shown beside it)."""
+        return ('<div id="gen-progress" data-state="failed"><span>The generation stopped (the message says why); '
+                "the last finished samples are still in <b>Unmasking</b>.</span></div>")
 
     # --- 2. unmasking -----------------------------------------------------------------------
     def _need_run(self, run) -> Run:

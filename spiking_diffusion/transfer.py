@@ -78,7 +78,9 @@ def check_transferable(old, new) -> None:
     """Raise ``SpikingDiffusionError`` unless a prior with :class:`DenoiserConfig` ``old`` can start one
     with ``new``: the same layers (only the codebook size may differ) and the embedding input (the
     paper's raw-index input gives code numbers no meaning that could carry over)."""
-    for name in layer_differences(old, new, _SAME)[:1]:
+    differ = layer_differences(old, new, _SAME)
+    if differ:
+        name = differ[0]
         raise SpikingDiffusionError(f"cannot start this prior from the other one: {name} is {getattr(new, name)!r} "
                                     f"here and {getattr(old, name)!r} there (only the codebook size may differ)")
     if new.input_mode != "embedding":

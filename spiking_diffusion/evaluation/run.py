@@ -114,6 +114,14 @@ def reconstructions(pipe, images: torch.Tensor, batch_size: int) -> tuple[torch.
     return torch.cat(recs), np.concatenate(toks)
 
 
+def reconstruction_scores(pipe, test, n: int, batch_size: int) -> tuple[dict, np.ndarray]:
+    """MSE and SSIM (means over images, pixels in [0, 1]) of the VQ-SVAE's reconstructions of the
+    first ``n`` images of ``test`` (an ``ImageSet``), and their tokens ``[n,h,w]``."""
+    rec, tokens = reconstructions(pipe, test.images[:n], batch_size)                # [n, C, H, W], [n, h, w]
+    x = test.floats(slice(0, n))
+    return {"mse": float(((rec - x) ** 2).mean()), "ssim": float(M.ssim(rec, x).mean())}, tokens
+
+
 def heldout_images(clf, dataset: str, data_root, n: int, download: bool = False) -> torch.Tensor:
     """The first ``n`` train-split images held out of the classifier's training, uint8 ``[n,C,H,W]``:
     the real floor of the offline metrics, and what reconstructions are scored on."""
@@ -128,9 +136,8 @@ def model_section(pipe, cfg: EvalConfig, test, gen_tokens: np.ndarray, log) -> t
     K = pipe.codebook_size
     n = len(test) if cfg.recon_samples is None else min(cfg.recon_samples, len(test))
     log(f"reconstruction of {n} test images ...")
-    rec, test_tokens = reconstructions(pipe, test.images[:n], cfg.batch_size)  # [n, C, H, W], [n, h, w]
-    x = test.floats(slice(0, n))
-    out = {"recon_images": n, "recon_mse": float(((rec - x) ** 2).mean()), "recon_ssim": float(M.ssim(rec, x).mean()),
+    scores, test_tokens = reconstruction_scores(pipe, test, n, cfg.batch_size)
+    out = {"recon_images": n, "recon_mse": scores["mse"], "recon_ssim": scores["ssim"],
            "codebook_test": M.codebook_usage(test_tokens, K), "codebook_generated": M.codebook_usage(gen_tokens, K)}
 
     m = min(cfg.spike_samples, len(test), len(gen_tokens))
