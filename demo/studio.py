@@ -380,8 +380,8 @@ class Studio:
         key = (image, step)
         if key not in run.frames:
             st = run.trace.steps[step - 1]
-            pred = st.pred_sampled[image] if st.pred_sampled is not None else st.tokens[image]
-            both = to_uint8(self.pipe(run.model).decode(np.stack([st.tokens[image], pred]), allow_mask=True))
+            both = to_uint8(self.pipe(run.model).decode(np.stack([st.tokens[image], st.pred_sampled[image]]),
+                                                        allow_mask=True))
             run.frames[key] = (both[0], both[1])
             while len(run.frames) > FRAME_CACHE:
                 run.frames.popitem(last=False)
@@ -438,8 +438,10 @@ class Studio:
                     f"unmasking steps; denoiser time t = {st.t:.1f}): **{changed}** cell(s) re-masked and "
                     "sampled again given all the others (red).")
         then = f"; {n_correct} corrector rounds follow" if n_correct else ""
+        idle = ("" if st.denoised is None or st.denoised[image] else
+                " No cell was chosen, so the denoiser did not run for this image: the prediction is its latest.")
         return (f"Step **{step}/{total}**, unmasking step {step}/{n_unmask}{then} (denoiser time t = {st.t:.1f}): "
-                f"**{changed}** cell(s) unmasked at this step (red), **{masked}** still masked (grey).")
+                f"**{changed}** cell(s) unmasked at this step (red), **{masked}** still masked (grey).{idle}")
 
     @friendly
     def cell_at(self, run, x, y) -> int | None:

@@ -30,10 +30,12 @@ class StepState:
     """One sampling step. Arrays are numpy; ``tokens`` holds the mask id where still masked.
 
     tokens [N,h,w] int16 after this step; unmasked [N,h,w] bool (chosen at this step);
-    pred_argmax / pred_sampled [N,h,w] int16 (the denoiser's prediction for every position,
-    or None where the step skipped the call); t: the time given to the denoiser (training scale).
-    kind: "unmask" (one of the ``num_steps`` steps) or "correct" (a corrector round after them,
-    whose ``unmasked`` cells were re-masked and sampled again).
+    pred_argmax / pred_sampled [N,h,w] int16: each image's latest prediction for every position
+    (made at this step where ``denoised``, else at its last step that called the denoiser);
+    denoised [N] bool: the images the denoiser ran for at this step (with ``skip_idle``, only those
+    that unmask something, and all at the first step); t: the time given to the denoiser (training
+    scale). kind: "unmask" (one of the ``num_steps`` steps) or "correct" (a corrector round after
+    them, whose ``unmasked`` cells were re-masked and sampled again).
     """
 
     index: int
@@ -41,9 +43,10 @@ class StepState:
     t: float
     tokens: np.ndarray
     unmasked: np.ndarray
-    pred_argmax: Optional[np.ndarray]
-    pred_sampled: Optional[np.ndarray]
+    pred_argmax: np.ndarray
+    pred_sampled: np.ndarray
     kind: str = "unmask"
+    denoised: Optional[np.ndarray] = None
 
 
 @dataclass
@@ -170,7 +173,9 @@ class AbsorbingDiffusion:
         order: 'random' (the paper: each masked position unmasked with probability 1/s) or
         'confidence' (MaskGIT-style: the most confident predictions first, linear schedule).
         skip_idle: call the denoiser only for images that unmask something at this step (exact:
-        the random draws do not depend on it); ignored when a trace or callback needs predictions.
+        the random draws do not depend on it; ignored for order='confidence', which ranks every
+        image's predictions). A trace or callback then gets each image's latest prediction
+        (:class:`StepState`); the first step runs for every image, so that each has one.
         The random draws per step are fixed (uniforms for positions, Gumbel noise for tokens),
         so a seed gives the same result whatever the options that do not change the math.
         Raises :class:`~spiking_diffusion.errors.SettingError` (a ValueError) on bad settings.
@@ -187,14 +192,16 @@ class AbsorbingDiffusion:
         record = GenerationTrace(self.mask_id) if trace else None
         watched = trace or callback is not None
 
-        def emit(*fields, kind: str = "unmask"):
+        def emit(*fields, kind: str = "unmask", denoised=None):
             """Record one step (tensors -> numpy, token ids as int16) in the trace and pass it to the callback."""
-            state = StepState(*(compact(f.cpu().numpy()) if torch.is_tensor(f) else f for f in fields), kind=kind)
+            state = StepState(*(compact(f.cpu().numpy()) if torch.is_tensor(f) else f for f in fields), kind=kind,
+                              denoised=np.ones(n, bool) if denoised is None else denoised.cpu().numpy())
             if record is not None:
                 record.steps.append(state)
             if callback is not None:
                 callback(state)
-        need_all = watched or order == "confidence"
+        need_all = order == "confidence"
+        latest_arg, latest_smp = x.clone(), x.clone()      # each image's latest prediction [N, h, w] (when watched)
         for i, s in enumerate(range(num_steps, 0, -1)):
             t_val = self.training_time(s, num_steps)
             temp = temperature_at(i, num_steps, temperature, temperature_end)
@@ -204,17 +211,16 @@ class AbsorbingDiffusion:
             if order == "random":
                 chosen = masked & (u < 1.0 / s)                                               # [N, h, w]
             rows = torch.arange(n, device=device)
-            if skip_idle and not need_all:
+            if skip_idle and not need_all and not (watched and i == 0):
                 rows = chosen.flatten(1).any(1).nonzero().flatten()
-            pred_arg = pred_smp = None
             if len(rows):
                 t = torch.full((len(rows),), t_val, device=device)
                 logits = nucleus(denoise(x[rows], t).float() / temp, top_p)                          # [R, K, h, w]
                 smp = (logits + gumbel[rows]).argmax(1)                                       # [R, h, w]
                 pred_smp = x.clone()
                 pred_smp[rows] = smp
-                if need_all:
-                    pred_arg = logits.argmax(1)
+                if watched:
+                    latest_smp[rows], latest_arg[rows] = smp, logits.argmax(1)
                 if order == "confidence":
                     conf = torch.log_softmax(logits, 1).gather(1, smp.unsqueeze(1)).squeeze(1)  # [N, h, w]
                     # MaskGIT: Gumbel noise on the confidence, annealed to 0, keeps the order diverse
@@ -226,7 +232,9 @@ class AbsorbingDiffusion:
                     chosen = masked & (ranks < n_new.view(n, 1, 1))
                 x = torch.where(chosen, pred_smp, x)
             if watched:
-                emit(i, num_steps, t_val, x, chosen, pred_arg, pred_smp)
+                denoised = torch.zeros(n, dtype=torch.bool, device=device)
+                denoised[rows] = True
+                emit(i, num_steps, t_val, x, chosen, latest_arg, latest_smp, denoised=denoised)
         assert not (x == self.mask_id).any(), "sampling must end with every position unmasked"
         for r in range(sampler.corrector_steps):
             x, chosen, logits, smp, t_corr = self._correct(denoise, x, sampler.corrector_cells,

@@ -308,8 +308,7 @@ class SpikingDiffusionPipeline:
         """For image ``image`` of a trace: (committed [S,H,W,C] uint8, predicted [S,H,W,C] uint8),
         the images decoded from the tokens committed so far and from the full sampled prediction."""
         committed = torch.as_tensor(trace.stack("tokens")[:, image])                    # [S, h, w]
-        preds = [s.pred_sampled[image] if s.pred_sampled is not None else s.tokens[image] for s in trace.steps]
-        predicted = torch.as_tensor(np.stack(preds))                                    # [S, h, w]
+        predicted = torch.as_tensor(trace.stack("pred_sampled")[:, image])               # [S, h, w]
         return to_uint8(self.decode(committed, allow_mask=True)), to_uint8(self.decode(predicted, allow_mask=True))
 
     # --- spikes -----------------------------------------------------------------------------

@@ -183,6 +183,29 @@ def test_skip_idle_is_exact_and_skips(diffusion):
     assert sum(len(t) for t in lazy.times) < sum(len(t) for t in full.times)
 
 
+def test_skip_idle_with_a_trace_keeps_each_images_latest_prediction(diffusion):
+    """A watched run skips idle images too (after a first step for all); its trace marks who was
+    denoised and carries each image's latest prediction over the steps that skipped it."""
+    g = lambda: torch.Generator().manual_seed(3)
+    full, lazy = FakeDenoiser(), FakeDenoiser()
+    a, full_trace = diffusion.sample(full, 4, 49, S(0.8), g(), trace=True)
+    b, trace = diffusion.sample(lazy, 4, 49, S(0.8), g(), skip_idle=True, trace=True)
+    assert torch.equal(a, b)
+    assert [len(t) for t in full.times] == [4] * 49
+    calls = [len(t) for t in lazy.times]
+    assert calls[0] == 4 and sum(calls) < 4 * 49                            # the first step: every image
+    denoised = trace.stack("denoised")                                    # [S, 4]
+    assert denoised[0].all() and not denoised.all()
+    assert [int(d.sum()) for d in denoised if d.any()] == calls
+    unmasked = trace.stack("unmasked").reshape(49, 4, -1).any(2)         # [S, 4]
+    assert np.array_equal(denoised[1:], unmasked[1:])                     # exactly the images that unmask
+    for i in range(1, 49):
+        for img in np.nonzero(~denoised[i])[0]:
+            assert np.array_equal(trace.steps[i].pred_sampled[img], trace.steps[i - 1].pred_sampled[img])
+        for img in np.nonzero(denoised[i])[0]:                            # same draws as the full run
+            assert np.array_equal(trace.steps[i].pred_sampled[img], full_trace.steps[i].pred_sampled[img])
+
+
 def test_temperature_sharpens(diffusion):
     """A tiny temperature samples the argmax; the prediction trace agrees."""
     _, trace = diffusion.sample(FakeDenoiser(), 3, 5, S(1e-4), torch.Generator().manual_seed(0), trace=True)
