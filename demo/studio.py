@@ -438,8 +438,11 @@ class Studio:
                     f"unmasking steps; denoiser time t = {st.t:.1f}): **{changed}** cell(s) re-masked and "
                     "sampled again given all the others (red).")
         then = f"; {n_correct} corrector rounds follow" if n_correct else ""
-        idle = ("" if st.denoised is None or st.denoised[image] else
-                " No cell was chosen, so the denoiser did not run for this image: the prediction is its latest.")
+        idle = ""
+        if st.denoised is not None and not st.denoised[image]:   # skipped: nothing to unmask in this image
+            made = max((i + 1 for i, s in enumerate(run.trace.steps[:step]) if s.denoised[image]), default=None)
+            idle = " No cell was chosen, so the denoiser did not run for this image" + (
+                f": the prediction is the one of step {made}." if made else ".")
         return (f"Step **{step}/{total}**, unmasking step {step}/{n_unmask}{then} (denoiser time t = {st.t:.1f}): "
                 f"**{changed}** cell(s) unmasked at this step (red), **{masked}** still masked (grey).{idle}")
 
@@ -482,7 +485,8 @@ class Studio:
                                            title=f"Tokens after step {i + 1}/{len(kinds)}")
             changed = int(st.unmasked[image].sum())
             what = "re-masked and sampled again" if st.kind == "correct" else "unmasked"
-            caption = f"{frames.step_label(kinds, i + 1)}: {changed} cell(s) {what}"
+            idle = "" if st.denoised is None or st.denoised[image] else " (no denoiser call)"
+            caption = f"{frames.step_label(kinds, i + 1)}: {changed} cell(s) {what}{idle}"
             pics.append(frames.animation_frame(grid, media.show(committed[i], 8), media.show(predicted[i], 8),
                                                kinds, i + 1, caption))
         run.animations[image] = str(frames.write_gif(pics, self._export_folder() / "unmasking-play.gif"))

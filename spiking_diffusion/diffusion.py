@@ -32,9 +32,9 @@ class StepState:
     tokens [N,h,w] int16 after this step; unmasked [N,h,w] bool (chosen at this step);
     pred_argmax / pred_sampled [N,h,w] int16: each image's latest prediction for every position
     (made at this step where ``denoised``, else at its last step that called the denoiser);
-    denoised [N] bool: the images the denoiser ran for at this step (with ``skip_idle``, only those
-    that unmask something, and all at the first step); t: the time given to the denoiser (training
-    scale). kind: "unmask" (one of the ``num_steps`` steps) or "correct" (a corrector round after
+    denoised [N] bool: the images the denoiser ran for at this step (all of them, except with
+    ``skip_idle`` in the random order's unmasking steps after the first: only those that unmask
+    something); t: the time given to the denoiser (training scale). kind: "unmask" (one of the ``num_steps`` steps) or "correct" (a corrector round after
     them, whose ``unmasked`` cells were re-masked and sampled again).
     """
 
@@ -201,7 +201,8 @@ class AbsorbingDiffusion:
             if callback is not None:
                 callback(state)
         need_all = order == "confidence"
-        latest_arg, latest_smp = x.clone(), x.clone()      # each image's latest prediction [N, h, w] (when watched)
+        if watched:
+            latest_arg, latest_smp = x.clone(), x.clone()  # each image's latest prediction [N, h, w]
         for i, s in enumerate(range(num_steps, 0, -1)):
             t_val = self.training_time(s, num_steps)
             temp = temperature_at(i, num_steps, temperature, temperature_end)

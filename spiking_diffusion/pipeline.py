@@ -306,7 +306,7 @@ class SpikingDiffusionPipeline:
     @torch.inference_mode()
     def decode_trace(self, trace: GenerationTrace, image: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """For image ``image`` of a trace: (committed [S,H,W,C] uint8, predicted [S,H,W,C] uint8),
-        the images decoded from the tokens committed so far and from the full sampled prediction."""
+        the images decoded from the tokens committed so far and from each step's latest sampled prediction."""
         committed = torch.as_tensor(trace.stack("tokens")[:, image])                    # [S, h, w]
         predicted = torch.as_tensor(trace.stack("pred_sampled")[:, image])               # [S, h, w]
         return to_uint8(self.decode(committed, allow_mask=True)), to_uint8(self.decode(predicted, allow_mask=True))

@@ -201,7 +201,8 @@ def test_skip_idle_with_a_trace_keeps_each_images_latest_prediction(diffusion):
     assert np.array_equal(denoised[1:], unmasked[1:])                     # exactly the images that unmask
     for i in range(1, 49):
         for img in np.nonzero(~denoised[i])[0]:
-            assert np.array_equal(trace.steps[i].pred_sampled[img], trace.steps[i - 1].pred_sampled[img])
+            for name in ("pred_sampled", "pred_argmax"):
+                assert np.array_equal(getattr(trace.steps[i], name)[img], getattr(trace.steps[i - 1], name)[img])
         for img in np.nonzero(denoised[i])[0]:                            # same draws as the full run
             assert np.array_equal(trace.steps[i].pred_sampled[img], full_trace.steps[i].pred_sampled[img])
 

@@ -176,3 +176,18 @@ def test_play_and_export_decode_the_whole_run_once(studio, monkeypatch):
     assert studio.runs.get(run) is run
     run.release()
     assert run.released and run.whole is None and run.animations == {}
+
+
+def test_a_step_that_skipped_an_image_says_so(studio):
+    """The studio's traced run skips images with nothing to unmask; Unmasking names the step whose
+    prediction it shows instead, and the frame decodes that prediction."""
+    run = run_of(studio, n=2, steps=studio.pipe("tiny").num_diffusion_steps, seed=1)
+    denoised = run.trace.stack("denoised")                                # [S, 2]
+    assert denoised[0].all() and not denoised.all()
+    index, image = (int(v) for v in np.argwhere(~denoised)[0])
+    step = index + 1                                                      # 1-based, as the view counts
+    made = max(i + 1 for i in range(step) if denoised[i, image])
+    caption = studio._caption(run, image, step)
+    assert f"did not run for this image: the prediction is the one of step {made}." in caption
+    assert "did not run" not in studio._caption(run, image, made)
+    assert np.array_equal(studio._frame(run, image, step)[1], studio._frame(run, image, made)[1])
