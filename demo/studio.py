@@ -266,8 +266,11 @@ class Studio:
 
     def sampling_defaults(self, name: str | None) -> tuple:
         """(temperature, end temperature, top-p, corrector rounds, cells, temperature) chosen for a
-        model when it was evaluated; the paper's sampler at 0.65 otherwise."""
-        d = self.pipe(name).sampling_defaults if name in self.models else SamplerConfig.paper()
+        model when it was evaluated; the paper's sampler at 0.65 otherwise. Read from the checkpoint's
+        config without loading the model, so that the sliders show a newly picked model's settings
+        before a click on Generate can read them."""
+        known = name in self.models
+        d = SpikingDiffusionPipeline.read_sampling_defaults(self.models[name]) if known else SamplerConfig.paper()
         end = d.temperature if d.temperature_end is None else d.temperature_end
         return (d.temperature, end, d.top_p, d.corrector_steps, d.corrector_cells, d.corrector_temperature)
 

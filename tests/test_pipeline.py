@@ -180,6 +180,7 @@ def test_update_metadata_merges(tiny_checkpoint, tmp_path):
     assert p.info["dataset"] == "synthetic" and p.info["temperature"] == 0.5
     assert p.metrics == {"fid": 123.0, "precision": 0.8, "recall": 0.6}
     assert p.sampling_defaults.to_dict() == chosen
+    assert SpikingDiffusionPipeline.read_sampling_defaults(path).to_dict() == chosen   # without loading it
     out = p(num_images=2, steps=4, seed=1, trace=True)     # no sampler arguments: the checkpoint's settings
     assert len(out.trace) == 4 + 7 and np.array_equal(out.trace.steps[-1].tokens, out.tokens)
     assert not [f for f in path.iterdir() if f.name.startswith(".")]   # no temporary files left

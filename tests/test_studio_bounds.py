@@ -191,3 +191,24 @@ def test_a_step_that_skipped_an_image_says_so(studio):
     assert f"did not run for this image: the prediction is the one of step {made}." in caption
     assert "did not run" not in studio._caption(run, image, made)
     assert np.array_equal(studio._frame(run, image, step)[1], studio._frame(run, image, made)[1])
+
+
+def test_a_picked_models_sampler_settings_come_without_loading_it(tmp_path, make_tiny_models, monkeypatch):
+    """The model dropdown sets the sliders from the checkpoint's config at once: loading the model
+    (seconds) would leave a Generate clicked meanwhile with the previous model's settings."""
+    from test_app import make_checkpoints
+
+    from spiking_diffusion import SpikingDiffusionPipeline
+    from spiking_diffusion.checkpoint import update_metadata
+
+    folder = make_checkpoints(tmp_path, make_tiny_models)
+    update_metadata(folder / "tiny", info={"temperature": 1.0, "temperature_end": 0.6, "corrector_steps": 20})
+    st = S.Studio(folder, max_batch=8)
+    try:
+        def no_loading(*a, **k):
+            raise AssertionError("sampling_defaults loaded the model")
+        monkeypatch.setattr(SpikingDiffusionPipeline, "from_pretrained", no_loading)
+        assert st.sampling_defaults("tiny") == (1.0, 0.6, 1.0, 20, 5, 0.5)
+        assert st.sampling_defaults("no such model") == (0.65, 0.65, 1.0, 0, 5, 0.5)   # the paper's
+    finally:
+        st.close()
