@@ -442,7 +442,7 @@ class Studio:
                     "sampled again given all the others (red).")
         then = f"; {n_correct} corrector rounds follow" if n_correct else ""
         idle = ""
-        if st.denoised is not None and not st.denoised[image]:   # skipped: nothing to unmask in this image
+        if not st.denoised[image]:   # skipped: nothing to unmask in this image
             made = max((i + 1 for i, s in enumerate(run.trace.steps[:step]) if s.denoised[image]), default=None)
             idle = " No cell was chosen, so the denoiser did not run for this image" + (
                 f": the prediction is the one of step {made}." if made else ".")
@@ -488,7 +488,7 @@ class Studio:
                                            title=f"Tokens after step {i + 1}/{len(kinds)}")
             changed = int(st.unmasked[image].sum())
             what = "re-masked and sampled again" if st.kind == "correct" else "unmasked"
-            idle = "" if st.denoised is None or st.denoised[image] else " (no denoiser call)"
+            idle = "" if st.denoised[image] else " (no denoiser call)"
             caption = f"{frames.step_label(kinds, i + 1)}: {changed} cell(s) {what}{idle}"
             pics.append(frames.animation_frame(grid, media.show(committed[i], 8), media.show(predicted[i], 8),
                                                kinds, i + 1, caption))

@@ -83,7 +83,7 @@ def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
                  "Grey cells are still masked, red outlines mark the cells unmasked at this step. **Click a "
                  "cell** of the token grid: its code, its patch of the image (blue) and, in **Spikes**, its "
                  "spike train. **Committed** decodes only the tokens fixed so far; **prediction** decodes "
-                 "the denoiser's current guess for every cell. **Play** shows every step as an animation.")
+                 "the denoiser's latest guess for every cell. **Play** shows every step as an animation.")
         picker = gr.Gallery(label="Generated images (click one)", elem_id="picker", columns=16, height=140,
                             allow_preview=False, object_fit="contain", elem_classes="pixelated", interactive=False)
         with gr.Row():

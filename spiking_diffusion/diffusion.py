@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 import torch
@@ -34,8 +34,9 @@ class StepState:
     (made at this step where ``denoised``, else at its last step that called the denoiser);
     denoised [N] bool: the images the denoiser ran for at this step (all of them, except with
     ``skip_idle`` in the random order's unmasking steps after the first: only those that unmask
-    something); t: the time given to the denoiser (training scale). kind: "unmask" (one of the ``num_steps`` steps) or "correct" (a corrector round after
-    them, whose ``unmasked`` cells were re-masked and sampled again).
+    something); t: the time given to the denoiser (training scale). kind: "unmask" (one of the
+    ``num_steps`` steps) or "correct" (a corrector round after them, whose ``unmasked`` cells were
+    re-masked and sampled again).
     """
 
     index: int
@@ -45,8 +46,8 @@ class StepState:
     unmasked: np.ndarray
     pred_argmax: np.ndarray
     pred_sampled: np.ndarray
+    denoised: np.ndarray
     kind: str = "unmask"
-    denoised: Optional[np.ndarray] = None
 
 
 @dataclass
@@ -192,10 +193,9 @@ class AbsorbingDiffusion:
         record = GenerationTrace(self.mask_id) if trace else None
         watched = trace or callback is not None
 
-        def emit(*fields, kind: str = "unmask", denoised=None):
+        def emit(*fields, kind: str = "unmask"):
             """Record one step (tensors -> numpy, token ids as int16) in the trace and pass it to the callback."""
-            state = StepState(*(compact(f.cpu().numpy()) if torch.is_tensor(f) else f for f in fields), kind=kind,
-                              denoised=np.ones(n, bool) if denoised is None else denoised.cpu().numpy())
+            state = StepState(*(compact(f.cpu().numpy()) if torch.is_tensor(f) else f for f in fields), kind=kind)
             if record is not None:
                 record.steps.append(state)
             if callback is not None:
@@ -233,15 +233,16 @@ class AbsorbingDiffusion:
                     chosen = masked & (ranks < n_new.view(n, 1, 1))
                 x = torch.where(chosen, pred_smp, x)
             if watched:
-                denoised = torch.zeros(n, dtype=torch.bool, device=device)
-                denoised[rows] = True
-                emit(i, num_steps, t_val, x, chosen, latest_arg, latest_smp, denoised=denoised)
+                denoised = np.zeros(n, bool)
+                denoised[rows.cpu().numpy()] = True
+                emit(i, num_steps, t_val, x, chosen, latest_arg, latest_smp, denoised)
         assert not (x == self.mask_id).any(), "sampling must end with every position unmasked"
         for r in range(sampler.corrector_steps):
             x, chosen, logits, smp, t_corr = self._correct(denoise, x, sampler.corrector_cells,
                                                            sampler.corrector_temperature, top_p, generator)
             if watched:
-                emit(num_steps + r, num_steps, t_corr, x, chosen, logits.argmax(1), smp, kind="correct")
+                emit(num_steps + r, num_steps, t_corr, x, chosen, logits.argmax(1), smp, np.ones(n, bool),
+                     kind="correct")
         return x, record
 
     def _correct(self, denoise: DenoiseFn, x: torch.Tensor, cells: int, temperature: float, top_p: float, generator):
