@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 import time
 from pathlib import Path
 
@@ -72,8 +73,9 @@ def random_models(preset: str, seed: int = 0, input_mode: str | None = None):
 
     torch.manual_seed(seed)
     p = get_preset(preset, input_mode=input_mode)
-    vq, den = VQSVAE(p.vqsvae), SpikingDenoiser(p.denoiser)
     images = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+    vq = VQSVAE(replace(p.vqsvae, data_variance=float(images.var())))
+    den = SpikingDenoiser(p.denoiser)
     with torch.no_grad():
         randomize_batchnorm(vq, lambda: vq.losses(images), seed=seed)
         tokens, t = random_batch(p.denoiser.codebook_size, 8, seed)

@@ -62,8 +62,9 @@ def atomic_write_dir(path: str | os.PathLike, write_fn) -> Path:
 
 def save_checkpoint(path, vqsvae: nn.Module, denoiser: nn.Module | None = None,
                     info: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None) -> Path:
-    """Write a checkpoint directory atomically. ``info["architecture"]`` is (re)written to say which
-    parts are the paper's (:func:`~spiking_diffusion.config.compare_with_paper`)."""
+    """Write ``model.safetensors`` then ``config.json`` into ``path``, each atomically (other files in
+    the folder, such as a run's training state, stay). ``info["architecture"]`` is (re)written to say
+    which parts are the paper's (:func:`~spiking_diffusion.config.compare_with_paper`)."""
     tensors = {f"vqsvae.{k}": v.detach().cpu().contiguous() for k, v in vqsvae.state_dict().items()}
     if denoiser is not None:
         tensors.update({f"denoiser.{k}": v.detach().cpu().contiguous() for k, v in denoiser.state_dict().items()})

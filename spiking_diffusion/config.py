@@ -36,7 +36,8 @@ class VQSVAEConfig:
     alpha_init: float = 0.5       # initial mix of firing rate in the dual coding
     membrane_decay: float = 0.8   # weight decay per step of M(s)
     psp_tau: float = 2.0          # tau_s of the PSP filter
-    data_variance: float | None = 1.0  # variance of the training images, divides the MSE; None: unknown (imports)
+    data_variance: float | None = None  # variance of the training pixels in [0, 1], divides the reconstruction
+                                        # MSE; None: not known yet (train_vqsvae sets it from the data)
 
     @property
     def latent_size(self) -> int:

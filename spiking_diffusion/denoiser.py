@@ -68,7 +68,10 @@ class SpikingDenoiser(nn.Module):
         return torch.cat([tok, tim], dim=1)                                               # [B, 2E, h, w]
 
     def forward(self, tokens: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Logits ``[B, K, h, w]``. Neuron state is reset before returning."""
+        """The spiking denoiser (SDID): ``tokens [B,h,w]`` long (codes 0..K-1, K = masked) and ``t [B]``
+        on the 1..N training scale (a fraction when sampling with fewer steps) -> logits over the K codes
+        ``[B, K, h, w]`` for every cell. ``input_mode='index'`` feeds the raw token id as a float (the
+        paper's input). Neuron state is reset before returning."""
         try:
             x = self.bn1(self.conv1(self.input_features(tokens, t)))  # [B, w1, h, w]
             s1 = self.lif1(repeat_over_time(x, self.T))                # [T, B, w1, h, w]

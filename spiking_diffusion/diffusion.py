@@ -87,7 +87,7 @@ def temperature_at(step: int, num_steps: int, start: float, end: float | None = 
 
 
 def gumbel_noise(u: torch.Tensor) -> torch.Tensor:
-    """Uniforms in (0, 1] -> Gumbel(0, 1) noise of the same shape (argmax(logits + noise) samples)."""
+    """Uniforms in [0, 1) (0 is clamped to 1e-20) -> Gumbel(0, 1) noise of the same shape (argmax(logits + noise) samples)."""
     return -torch.log((-torch.log(u.clamp(1e-20, 1.0))).clamp_(min=1e-20))
 
 
@@ -118,15 +118,19 @@ class AbsorbingDiffusion:
         return torch.randint(1, self.N + 1, (batch,), device=device, generator=generator)
 
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, generator=None):
-        """Mask each token of ``x0 [B,h,w]`` with probability t/N. Returns (x_t, mask)."""
+        """Mask each token of ``x0 [B,h,w]`` (long, codes 0..K-1) with probability t/N, ``t [B]``
+        on the 1..N scale. Returns (x_t ``[B,h,w]`` with masked cells = K, mask ``[B,h,w]`` bool)."""
         u = torch.rand(x0.shape, device=x0.device, generator=generator)      # [B, h, w]
         mask = u < (t.float() / self.N).view(-1, 1, 1)                       # [B, h, w]
         return x0.masked_fill(mask, self.mask_id), mask
 
     def loss(self, denoise: DenoiseFn, x0: torch.Tensor, kind: str = "reweighted_elbo", generator=None):
-        """Cross-entropy on the masked positions, per image in bits per token, averaged over the batch.
+        """Cross-entropy on the masked positions, per image in bits per token, averaged over the batch
+        (a scalar). ``denoise(x_t [B,h,w], t [B]) -> logits [B,K,h,w]``; ``x0 [B,h,w]`` long codes.
 
-        ``reweighted_elbo`` weighs by (1 - t/N); ``elbo`` by N/t (the variational bound).
+        ``reweighted_elbo`` weighs by (1 - t/N), the authors' training loss (so t = N, everything
+        masked, weighs 0); ``elbo`` by N/t (the variational bound). Raises ValueError for another
+        ``kind``.
         """
         B = x0.shape[0]
         t = self.sample_time(B, x0.device, generator)

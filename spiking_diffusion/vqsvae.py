@@ -152,8 +152,13 @@ class VQSVAE(nn.Module):
         return self.losses(images)
 
     def losses(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Training losses for ``images [B,C,H,W]`` in [0, 1]: total, reconstruction (MSE / data
-        variance), codebook, spike_train (PSP), mse (plain, pixels in [-0.5, 0.5])."""
+        """Training losses for ``images [B,C,H,W]`` in [0, 1], each a scalar: total, reconstruction
+        (MSE / ``cfg.data_variance``, as in the authors' code), codebook, spike_train (PSP), mse
+        (plain, pixels in [-0.5, 0.5]).
+
+        Raises SpikingDiffusionError when ``cfg.data_variance`` is None (a config built by hand or
+        from a preset, or an import of the authors' weights): the loss would otherwise be weighted
+        differently from the paper's without a word."""
         try:
             enc = self.encoder(images)                             # [T, B, D, h, w]
             e, _, codebook_loss = self.quantizer(enc)              # [B, D, h, w]
@@ -164,9 +169,10 @@ class VQSVAE(nn.Module):
             recon = self.decoder(asg)                              # [B, C, H, W] in [-1, 1]
             mse = F.mse_loss(recon, images - 0.5)
             if self.cfg.data_variance is None:
-                raise SpikingDiffusionError("the VQ-SVAE's data variance is unknown (an import of the authors' weights, "
-                                            "which do not hold it): give it with import-official --data-variance, "
-                                            "or train with train-decoder, which takes it from the training images")
+                raise SpikingDiffusionError(
+                    "the VQ-SVAE's data variance is unknown: set VQSVAEConfig.data_variance to the variance of the "
+                    "training pixels in [0, 1] (e.g. 0.0949 for MNIST; train-vqsvae and train-decoder take it from the "
+                    "training images), or for an import of the authors' weights give import-official --data-variance")
             rec = mse / self.cfg.data_variance
             return {"total": rec + codebook_loss + spike_loss, "reconstruction": rec,
                     "codebook": codebook_loss, "spike_train": spike_loss, "mse": mse}

@@ -9,6 +9,7 @@ and comparisons between outputs mean something.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 import sys
 from pathlib import Path
 
@@ -44,9 +45,10 @@ def build_tiny_models(in_channels: int = 1, input_mode: str = "index", seed: int
     """(VQSVAE, SpikingDenoiser) from the tiny preset, random but firing, in eval mode."""
     torch.manual_seed(seed)
     p = get_preset("tiny", in_channels=in_channels, input_mode=input_mode)
-    vq, den = VQSVAE(p.vqsvae), SpikingDenoiser(p.denoiser)
     images = load_images("synthetic", limit=16).floats()             # [16, 1, 28, 28]
     images = images.expand(-1, in_channels, -1, -1).contiguous()
+    vq = VQSVAE(replace(p.vqsvae, data_variance=float(images.var())))
+    den = SpikingDenoiser(p.denoiser)
     excite(vq, lambda: vq.losses(images))
     g = torch.Generator().manual_seed(seed)
     tokens = torch.randint(0, den.cfg.codebook_size + 1, (16, 7, 7), generator=g)

@@ -6,6 +6,7 @@ statistics calibrated on one batch), at the tiny preset and at the paper's sizes
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -34,8 +35,9 @@ def build(preset: str = "tiny", input_mode: str = "index", seed: int = 0):
     """(VQSVAE, SpikingDenoiser), random but firing, eval mode."""
     torch.manual_seed(seed)
     p = get_preset(preset, input_mode=input_mode)
-    vq, den = VQSVAE(p.vqsvae), SpikingDenoiser(p.denoiser)
     images = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+    vq = VQSVAE(replace(p.vqsvae, data_variance=float(images.var())))
+    den = SpikingDenoiser(p.denoiser)
     randomize_batchnorm(vq, lambda: vq.losses(images), seed=seed)
     tokens, t = random_batch(p.denoiser.codebook_size, 32 if preset == "tiny" else 6, seed)
     randomize_batchnorm(den, lambda: den(tokens, t), seed=seed)

@@ -48,6 +48,20 @@ def test_vqsvae_shapes(make_tiny_models, channels):
     assert torch.allclose(losses["total"], losses["reconstruction"] + losses["codebook"] + losses["spike_train"])
 
 
+def test_vqsvae_losses_need_the_data_variance():
+    """A config from a preset does not know its data's variance: the loss refuses to run rather than
+    divide the MSE by a made-up 1.0 (10x lighter than the paper's weighting on MNIST)."""
+    from spiking_diffusion import SpikingDiffusionError
+
+    cfg = get_preset("tiny").vqsvae
+    assert cfg.data_variance is None
+    x = _images(2)
+    with pytest.raises(SpikingDiffusionError, match="data variance is unknown"):
+        VQSVAE(cfg).losses(x)
+    losses = VQSVAE(replace(cfg, data_variance=0.25)).losses(x)
+    assert torch.allclose(losses["reconstruction"], losses["mse"] / 0.25)
+
+
 @pytest.mark.parametrize("input_mode", ["index", "embedding"])
 def test_denoiser_logits_shape(make_tiny_models, input_mode):
     _, den = make_tiny_models(input_mode=input_mode)
