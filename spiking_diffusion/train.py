@@ -610,8 +610,8 @@ def train_decoder(cfg: TrainConfig) -> Path:
         # the reconstruction MSE by the training images' variance, so this run does too
         variance = data.variance()
         vqsvae.cfg = vqsvae.quantizer.cfg = replace(vqsvae.cfg, data_variance=variance)
-        print(f"note: {cfg.vqsvae} records no data variance (an import of the authors' weights); using the training "
-              f"images' data variance {variance:.4g}, as the authors' training does")
+        print(f"note: {cfg.vqsvae} records no data variance (an import of the authors' weights, or a config built "
+              f"by hand); using the training images' data variance {variance:.4g}, as the authors' training does")
     objective = _DecoderObjective(vqsvae)
     spe = len(data) // cfg.batch_size
 
