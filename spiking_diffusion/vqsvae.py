@@ -18,6 +18,7 @@ from .spiking import ConstantInputBatchNorm2d, conv_bn_lif, lif, membrane_output
 
 class SpikingEncoder(nn.Module):
     """Conv3x3/2 + BN + LIF, Conv3x3/2 + BN + LIF, Conv1x1 + BN + LIF: ``[B,C,28,28] -> [T,B,D,7,7]``.
+    Pixels come in [0, 1]; the encoder centres them (x - 0.5) itself, as the authors' code does.
 
     The image is a direct (constant) input, so the first conv + BN is computed once and
     repeated over T: exactly what T identical copies would give, T times cheaper (BatchNorm's
@@ -208,7 +209,9 @@ class VQSVAE(nn.Module):
             reset(self)
 
     def decode(self, tokens: torch.Tensor, mask_id: int | None = None) -> torch.Tensor:
-        """tokens ``[N,h,w]`` -> images ``[N,C,H,W]`` in [0,1]. Masked positions decode from zeros."""
+        """tokens ``[N,h,w]`` -> images ``[N,C,H,W]`` in [0,1]. Masked positions decode from zeros.
+        Codes are 0..K-1 (or ``mask_id``); this low-level call does not check them (an id out of range
+        raises the embedding's IndexError): the pipeline's ``decode`` does, with a clear message."""
         try:
             out = self.decoder(self.asg(self.code_vectors(tokens, mask_id)))  # [N, C, H, W] in [-1, 1]
             return (out + 0.5).clamp(0, 1)
