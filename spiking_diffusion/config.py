@@ -5,8 +5,11 @@ Every size of the model lives here. ``PRESETS`` maps a preset name to a pair of
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
+
+from .errors import SettingError
 
 
 def _from_dict(cls, data: dict[str, Any]):
@@ -38,6 +41,11 @@ class VQSVAEConfig:
     psp_tau: float = 2.0          # tau_s of the PSP filter
     data_variance: float | None = None  # variance of the training pixels in [0, 1], divides the reconstruction
                                         # MSE; None: not known yet (train_vqsvae sets it from the data)
+
+    def __post_init__(self):
+        v = self.data_variance
+        if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            raise SettingError(f"the data variance must be a positive number (e.g. 0.0949 for MNIST), not {v!r}")
 
     @property
     def latent_size(self) -> int:

@@ -16,7 +16,6 @@ the training scale only when sampling with all N = 49 steps (ours always uses th
 from __future__ import annotations
 
 import hashlib
-import math
 import pickle
 from dataclasses import replace
 from pathlib import Path
@@ -159,11 +158,8 @@ def import_official(vqvae_path, denoiser_path, out_dir, dataset: str | None = No
     the checkpoint records None (unknown): inference does not need it, ``train-decoder`` takes it
     from its training images, and the VQ-SVAE's losses refuse to run without it.
     """
-    if data_variance is not None and not (isinstance(data_variance, (int, float)) and
-                                          math.isfinite(data_variance) and data_variance > 0):
-        raise CheckpointError(f"the data variance must be a positive number (e.g. 0.0949 for MNIST), not {data_variance!r}")
     vq_sd = load_state_dict(vqvae_path)
-    vq_cfg = replace(vqvae_config(vq_sd, vqvae_path, in_channels), data_variance=data_variance)
+    vq_cfg = replace(vqvae_config(vq_sd, vqvae_path, in_channels), data_variance=data_variance)  # checks it
     vqsvae = VQSVAE(vq_cfg)
     body = {k: v for k, v in vq_sd.items() if k not in COEF_KEYS}
     load_checked(vqsvae, _map_keys(body, VQVAE_TABLE, vqvae_path, "SNN_VQVAE"), f"{vqvae_path} (the authors' SNN_VQVAE)")

@@ -60,6 +60,9 @@ def test_vqsvae_losses_need_the_data_variance():
         VQSVAE(cfg).losses(x)
     losses = VQSVAE(replace(cfg, data_variance=0.25)).losses(x)
     assert torch.allclose(losses["reconstruction"], losses["mse"] / 0.25)
+    for bad in (0.0, -0.1, float("nan"), "0.1"):
+        with pytest.raises(SpikingDiffusionError, match="data variance must be a positive number"):
+            replace(cfg, data_variance=bad)
 
 
 @pytest.mark.parametrize("input_mode", ["index", "embedding"])
