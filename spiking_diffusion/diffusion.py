@@ -87,7 +87,8 @@ def temperature_at(step: int, num_steps: int, start: float, end: float | None = 
 
 
 def gumbel_noise(u: torch.Tensor) -> torch.Tensor:
-    """Uniforms in [0, 1) (0 is clamped to 1e-20) -> Gumbel(0, 1) noise of the same shape (argmax(logits + noise) samples)."""
+    """Uniforms in [0, 1) (0 is clamped to 1e-20) -> Gumbel(0, 1) noise of the same shape
+    (argmax(logits + noise) samples)."""
     return -torch.log((-torch.log(u.clamp(1e-20, 1.0))).clamp_(min=1e-20))
 
 

@@ -159,7 +159,7 @@ def import_official(vqvae_path, denoiser_path, out_dir, dataset: str | None = No
     from its training images, and the VQ-SVAE's losses refuse to run without it.
     """
     vq_sd = load_state_dict(vqvae_path)
-    vq_cfg = replace(vqvae_config(vq_sd, vqvae_path, in_channels), data_variance=data_variance)  # checks it
+    vq_cfg = replace(vqvae_config(vq_sd, vqvae_path, in_channels), data_variance=data_variance)  # the config checks it
     vqsvae = VQSVAE(vq_cfg)
     body = {k: v for k, v in vq_sd.items() if k not in COEF_KEYS}
     load_checked(vqsvae, _map_keys(body, VQVAE_TABLE, vqvae_path, "SNN_VQVAE"), f"{vqvae_path} (the authors' SNN_VQVAE)")
