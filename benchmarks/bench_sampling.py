@@ -27,7 +27,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from dataclasses import replace
 import time
 from pathlib import Path
 
@@ -38,6 +37,7 @@ sys.path.insert(0, str(ROOT / "tests"))   # model_helpers: random spiking models
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from model_helpers import firing_rates, random_batch, random_models  # noqa: E402  (tests/model_helpers.py)
 from spiking_diffusion.sampling import SamplerConfig  # noqa: E402
 
 PAPER = SamplerConfig.paper()   # timings use the paper's sampler (T 0.65, no corrector) unless they say otherwise
@@ -55,32 +55,6 @@ def load() -> float:
 
 def median(xs) -> float:
     return float(statistics.median(xs))
-
-
-def random_batch(K: int, B: int, seed: int, t: int | None = None):
-    """Token grids with about t/49 of the positions masked, and their times."""
-    g = torch.Generator().manual_seed(seed)
-    tokens = torch.randint(0, K, (B, 7, 7), generator=g)
-    tt = torch.randint(1, 50, (B,), generator=g) if t is None else torch.full((B,), t)
-    masked = torch.rand(B, 7, 7, generator=g) < tt.view(-1, 1, 1) / 49
-    return tokens.masked_fill(masked, K), tt
-
-
-def random_models(preset: str, seed: int = 0, input_mode: str | None = None):
-    """(VQSVAE, SpikingDenoiser) of a preset, random but firing (see tests/model_helpers.randomize_batchnorm)."""
-    from spiking_diffusion import SpikingDenoiser, VQSVAE, get_preset
-    from model_helpers import randomize_batchnorm   # tests/model_helpers.py
-
-    torch.manual_seed(seed)
-    p = get_preset(preset, input_mode=input_mode)
-    images = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
-    vq = VQSVAE(replace(p.vqsvae, data_variance=float(images.var())))
-    den = SpikingDenoiser(p.denoiser)
-    with torch.no_grad():
-        randomize_batchnorm(vq, lambda: vq.losses(images), seed=seed)
-        tokens, t = random_batch(p.denoiser.codebook_size, 8, seed)
-        randomize_batchnorm(den, lambda: den(tokens, t), seed=seed)
-    return vq, den
 
 
 def random_checkpoint(preset: str, folder: Path, seed: int = 0) -> Path:
@@ -226,7 +200,6 @@ def studio_like(checkpoint: Path, repeats: int, reference: bool = True) -> dict:
 # --- 3. firing rates and a per-stage profile ------------------------------------------------------------
 def rates_of(checkpoint: Path) -> dict:
     from spiking_diffusion import SpikingDiffusionPipeline
-    from model_helpers import firing_rates   # tests/model_helpers.py
 
     pipe = SpikingDiffusionPipeline.from_pretrained(checkpoint)
     tokens, t = random_batch(pipe.codebook_size, 16, 0, t=25)

@@ -6,42 +6,19 @@ statistics calibrated on one batch), at the tiny preset and at the paper's sizes
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 from spikingjelly.activation_based import neuron, surrogate
 
-from spiking_diffusion import SpikingDenoiser, SpikingDiffusionPipeline, VQSVAE, get_preset
+from spiking_diffusion import SpikingDiffusionPipeline
 from spiking_diffusion.fast import FastDenoiser, lif_constant, lif_sequence, reference_decode, reference_logits
 from spiking_diffusion.spiking import record_spikes
 
-from model_helpers import firing_rates, randomize_batchnorm
+from model_helpers import firing_rates, random_batch, random_models
 
 torch.set_num_threads(1)
-
-
-def random_batch(K: int, B: int, seed: int):
-    """Token grids with about t/49 of the positions masked, and their times t."""
-    g = torch.Generator().manual_seed(seed)
-    tokens = torch.randint(0, K, (B, 7, 7), generator=g)
-    t = torch.randint(1, 50, (B,), generator=g)
-    masked = torch.rand(B, 7, 7, generator=g) < t.view(-1, 1, 1) / 49
-    return tokens.masked_fill(masked, K), t
-
-
-def build(preset: str = "tiny", input_mode: str = "index", seed: int = 0):
-    """(VQSVAE, SpikingDenoiser), random but firing, eval mode."""
-    torch.manual_seed(seed)
-    p = get_preset(preset, input_mode=input_mode)
-    images = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
-    vq = VQSVAE(replace(p.vqsvae, data_variance=float(images.var())))
-    den = SpikingDenoiser(p.denoiser)
-    randomize_batchnorm(vq, lambda: vq.losses(images), seed=seed)
-    tokens, t = random_batch(p.denoiser.codebook_size, 32 if preset == "tiny" else 6, seed)
-    randomize_batchnorm(den, lambda: den(tokens, t), seed=seed)
-    return vq, den
 
 
 _MODELS: dict = {}
@@ -50,7 +27,7 @@ _MODELS: dict = {}
 def models(preset="tiny", input_mode="index"):
     key = (preset, input_mode)
     if key not in _MODELS:
-        _MODELS[key] = build(preset, input_mode)
+        _MODELS[key] = random_models(preset, input_mode=input_mode, calibration_batch=32 if preset == "tiny" else 6)
     return _MODELS[key]
 
 
