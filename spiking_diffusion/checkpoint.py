@@ -4,7 +4,10 @@ config.json = {"format": "spiking-diffusion", "version": 1, "vqsvae": {...},
                "denoiser": {...} or null, "info": {data set, preset, epochs, steps, ...},
                "metrics": {...}}
 Tensors are stored under ``vqsvae.*`` and ``denoiser.*``. Each file is written to a temporary
-name and renamed into place, so no file is ever half-written.
+name and renamed into place, so no file is ever half-written. The two files are two renames, so a
+save killed between them would pair new weights with an old config: each save therefore writes one
+random ``save_id`` into both (config.json's top level and the safetensors header), and loading
+refuses a pair whose ids differ. A checkpoint saved before ids existed loads as before.
 """
 from __future__ import annotations
 
@@ -12,12 +15,13 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .config import DenoiserConfig, VQSVAEConfig, compare_with_paper
@@ -63,13 +67,15 @@ def atomic_write_dir(path: str | os.PathLike, write_fn) -> Path:
 def save_checkpoint(path, vqsvae: nn.Module, denoiser: nn.Module | None = None,
                     info: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None) -> Path:
     """Write ``model.safetensors`` then ``config.json`` into ``path``, each atomically (other files in
-    the folder, such as a run's training state, stay). ``info["architecture"]`` is (re)written to say
-    which parts are the paper's (:func:`~spiking_diffusion.config.compare_with_paper`)."""
+    the folder, such as a run's training state, stay), both marked with one new ``save_id``.
+    ``info["architecture"]`` is (re)written to say which parts are the paper's
+    (:func:`~spiking_diffusion.config.compare_with_paper`)."""
     tensors = {f"vqsvae.{k}": v.detach().cpu().contiguous() for k, v in vqsvae.state_dict().items()}
     if denoiser is not None:
         tensors.update({f"denoiser.{k}": v.detach().cpu().contiguous() for k, v in denoiser.state_dict().items()})
+    save_id = uuid.uuid4().hex
     config = {
-        "format": FORMAT, "version": VERSION,
+        "format": FORMAT, "version": VERSION, "save_id": save_id,
         "vqsvae": vqsvae.cfg.to_dict(),
         "denoiser": None if denoiser is None else denoiser.cfg.to_dict(),
         "info": {**(info or {}), "architecture": compare_with_paper(vqsvae.cfg, getattr(denoiser, "cfg", None))},
@@ -78,7 +84,7 @@ def save_checkpoint(path, vqsvae: nn.Module, denoiser: nn.Module | None = None,
 
     path = Path(path)
     _writable_parent(path / CONFIG_NAME)
-    atomic_write_file(path / WEIGHTS_NAME, lambda f: save_file(tensors, f))
+    atomic_write_file(path / WEIGHTS_NAME, lambda f: save_file(tensors, f, metadata={"save_id": save_id}))
     atomic_write_file(path / CONFIG_NAME, lambda f: Path(f).write_text(json.dumps(config, indent=2)))
     return path
 
@@ -151,10 +157,19 @@ def load_checkpoint(path, device="cpu"):
         den_cfg = None if config.get("denoiser") is None else DenoiserConfig.from_dict(config["denoiser"])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"checkpoint {path} has an invalid config: {e}") from None
+    weights = str(Path(path) / WEIGHTS_NAME)
     try:
-        tensors = load_file(str(Path(path) / WEIGHTS_NAME), device=str(device))
+        with safe_open(weights, framework="pt") as f:
+            weights_id = (f.metadata() or {}).get("save_id")
+        tensors = load_file(weights, device=str(device))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"checkpoint {path}: {WEIGHTS_NAME} is corrupt or truncated ({e})") from None
+    if "save_id" in config and weights_id != config["save_id"]:
+        raise CheckpointError(
+            f"checkpoint {path}: {CONFIG_NAME} and {WEIGHTS_NAME} come from different saves (save_id "
+            f"{config['save_id']} against {weights_id}): a save was cut off between the two files, or one file "
+            "was copied from another checkpoint. Save the model again (a training run: continue it with "
+            "--resume until its next snapshot), or copy both files from one checkpoint")
     vqsvae = VQSVAE(vq_cfg)
     _load_into(vqsvae, tensors, "vqsvae.", path)
     denoiser = None

@@ -254,6 +254,10 @@ def _damage(path, how: str):
         c = json.loads(cfg.read_text())
         c["vqsvae"]["bogus"] = 1
         cfg.write_text(json.dumps(c))
+    elif how == "weights of another save":            # a save cut off between its two renames
+        vq, den, _ = load_checkpoint(path)
+        save_checkpoint(path.with_name("resaved"), vq, den)
+        shutil.copyfile(path.with_name("resaved") / WEIGHTS_NAME, weights)
     elif how == "missing tensors":
         c = json.loads(cfg.read_text())
         c["denoiser"]["input_mode"] = "embedding"        # needs embedding tables the file lacks
@@ -264,7 +268,7 @@ def _damage(path, how: str):
 
 DAMAGES = ["garbage weights", "truncated weights", "empty weights", "missing weights", "missing config",
            "invalid json", "not our format", "shape mismatch", "codebook mismatch", "unknown config field",
-           "missing tensors"]
+           "missing tensors", "weights of another save"]
 
 
 @pytest.mark.parametrize("how", DAMAGES)
@@ -274,6 +278,19 @@ def test_damaged_checkpoint_raises_checkpoint_error(tiny_checkpoint, tmp_path, h
     with pytest.raises(CheckpointError) as info:
         SpikingDiffusionPipeline.from_pretrained(path)
     assert str(path) in str(info.value) or path.name in str(info.value)
+
+
+def test_config_and_weights_must_come_from_one_save(tiny_checkpoint, tmp_path):
+    path = shutil.copytree(tiny_checkpoint, tmp_path / "ck")
+    update_metadata(path, info={"note": "kept"})                       # a metadata update keeps the pair whole
+    assert SpikingDiffusionPipeline.from_pretrained(path).config["info"]["note"] == "kept"
+    _damage(path, "weights of another save")
+    with pytest.raises(CheckpointError, match="come from different saves"):
+        load_checkpoint(path)
+    c = json.loads((path / CONFIG_NAME).read_text())
+    del c["save_id"]                                                   # saved before save ids existed
+    (path / CONFIG_NAME).write_text(json.dumps(c))
+    load_checkpoint(path)
 
 
 def test_missing_checkpoint_dir(tmp_path):
