@@ -24,13 +24,16 @@ import torch.nn as nn
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .config import DenoiserConfig, VQSVAEConfig, compare_with_paper
+from .config import DenoiserConfig, VQSVAEConfig, check_prior_fits, compare_with_paper
 from .devices import resolve_device
 from .errors import CheckpointError
 
 FORMAT, VERSION = "spiking-diffusion", 1
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 CODE_USAGE_NAME = "code_usage.json"  # optional: the test split's code usage, written by evaluate --record
+# the figures in a checkpoint's "metrics" that describe its VQ-SVAE alone (reconstructions, code usage):
+# a new prior on that VQ-SVAE keeps these and none of the old prior's sample figures
+VQSVAE_METRICS = ("recon_mse", "recon_ssim", "codebook_perplexity", "dead_codes")
 
 
 def _writable_parent(path: Path) -> None:
@@ -101,6 +104,9 @@ def atomic_write_file(path: Path, write_fn) -> None:
 
 
 def read_config(path) -> dict[str, Any]:
+    """A checkpoint directory's config.json as a dict. Raises :class:`CheckpointError` when ``path``
+    is not a directory, lacks config.json or model.safetensors, or its config is not valid JSON in
+    this project's format."""
     path = Path(path)
     cfg_file = path / CONFIG_NAME
     if not path.is_dir():
@@ -116,11 +122,16 @@ def read_config(path) -> dict[str, Any]:
     return config
 
 
-def update_metadata(path, info: dict | None = None, metrics: dict | None = None) -> None:
-    """Merge ``info`` / ``metrics`` into a checkpoint's config.json (atomic replace)."""
+def update_metadata(path, info: dict | None = None, metrics: dict | None = None,
+                    replace_metrics: bool = False) -> None:
+    """Merge ``info`` into a checkpoint's config.json, and ``metrics`` too, or with ``replace_metrics``
+    put ``metrics`` in place of all the old ones (a new evaluation: no old figure outlives it). The
+    file is replaced atomically and keeps its ``save_id``. Raises :class:`CheckpointError` (see
+    :func:`read_config`)."""
     path = Path(path)
     config = read_config(path)
     config["info"].update(info or {})
+    config["metrics"] = {} if replace_metrics else config["metrics"]
     config["metrics"].update(metrics or {})
     atomic_write_file(path / CONFIG_NAME, lambda f: Path(f).write_text(json.dumps(config, indent=2)))
 
@@ -146,7 +157,9 @@ def _load_into(module: nn.Module, tensors: dict[str, torch.Tensor], prefix: str,
 
 def load_checkpoint(path, device="cpu"):
     """Load a checkpoint directory -> (vqsvae, denoiser or None, config dict), in eval mode.
-    A device this machine lacks raises :class:`~spiking_diffusion.errors.DeviceError`."""
+    Raises :class:`CheckpointError` for a missing, damaged or inconsistent checkpoint (files from two
+    saves, weights that do not fit the config, a prior whose codebook or grid differs from its
+    VQ-SVAE's) and :class:`~spiking_diffusion.errors.DeviceError` for a device this machine lacks."""
     from .denoiser import SpikingDenoiser
     from .vqsvae import VQSVAE
 
@@ -155,7 +168,9 @@ def load_checkpoint(path, device="cpu"):
     try:
         vq_cfg = VQSVAEConfig.from_dict(config["vqsvae"])
         den_cfg = None if config.get("denoiser") is None else DenoiserConfig.from_dict(config["denoiser"])
-    except (KeyError, TypeError, ValueError) as e:
+        if den_cfg is not None:
+            check_prior_fits(vq_cfg, den_cfg)
+    except (KeyError, TypeError, ValueError) as e:           # SettingError is a ValueError
         raise CheckpointError(f"checkpoint {path} has an invalid config: {e}") from None
     weights = str(Path(path) / WEIGHTS_NAME)
     try:
@@ -164,10 +179,10 @@ def load_checkpoint(path, device="cpu"):
         tensors = load_file(weights, device=str(device))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"checkpoint {path}: {WEIGHTS_NAME} is corrupt or truncated ({e})") from None
-    if "save_id" in config and weights_id != config["save_id"]:
+    if (weights_id or config.get("save_id")) and weights_id != config.get("save_id"):
         raise CheckpointError(
             f"checkpoint {path}: {CONFIG_NAME} and {WEIGHTS_NAME} come from different saves (save_id "
-            f"{config['save_id']} against {weights_id}): a save was cut off between the two files, or one file "
+            f"{config.get('save_id')} against {weights_id}): a save was cut off between the two files, or one file "
             "was copied from another checkpoint. Save the model again (a training run: continue it with "
             "--resume until its next snapshot), or copy both files from one checkpoint")
     vqsvae = VQSVAE(vq_cfg)

@@ -10,8 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import PRESETS
+from .config import CODEBOOK_INITS, PRESETS
 from .data import DATASETS
+from .diffusion import LOSS_KINDS
 from .errors import SpikingDiffusionError
 from .sampling import ORDERS, SETTINGS
 
@@ -39,7 +40,7 @@ def _train_args(p: argparse.ArgumentParser, stage: str) -> None:
     p.add_argument("--resume", action="store_true", help="continue exactly from the run's last snapshot")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     if stage == "vqsvae":
-        p.add_argument("--codebook-init", choices=["normal", "data"], default="normal",
+        p.add_argument("--codebook-init", choices=CODEBOOK_INITS, default=CODEBOOK_INITS[0],
                        help="codebook start: N(0,1) as in the paper, or distinct encoder outputs "
                             "(fewer dead codes)")
     if stage == "decoder":
@@ -49,7 +50,7 @@ def _train_args(p: argparse.ArgumentParser, stage: str) -> None:
         p.add_argument("--vqsvae", required=True, help="trained VQ-SVAE checkpoint directory")
         p.add_argument("--input-mode", choices=["index", "embedding"], default=None,
                        help="denoiser input: the paper's raw token index, or learned embeddings")
-        p.add_argument("--loss", choices=["reweighted_elbo", "elbo"], default="reweighted_elbo")
+        p.add_argument("--loss", choices=LOSS_KINDS, default=LOSS_KINDS[0])
         p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
                        help="start from this trained prior (same layers, embedding input), its codes renumbered "
                             "to this VQ-SVAE's by how they co-occur on the training images")

@@ -25,6 +25,9 @@ def _from_dict(cls, data: dict[str, Any]):
     return cls(**kwargs)
 
 
+CODEBOOK_INITS = ("normal", "data")  # the codebook's start: nn.Embedding's N(0, 1) (the paper), or encoder outputs
+
+
 @dataclass(frozen=True)
 class VQSVAEConfig:
     """Stage 1: the vector-quantised spiking VAE."""
@@ -93,6 +96,16 @@ class DenoiserConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "DenoiserConfig":
         return _from_dict(cls, data)
+
+
+def check_prior_fits(vqsvae: VQSVAEConfig, denoiser: DenoiserConfig) -> None:
+    """Raise :class:`SettingError` when a prior cannot run on a VQ-SVAE's tokens: its codebook size K
+    (the token ids it reads and predicts; K is the mask id) or its latent grid differ."""
+    for name, ours, theirs in (("codebook size K", denoiser.codebook_size, vqsvae.codebook_size),
+                               ("latent grid", denoiser.latent_size, vqsvae.latent_size)):
+        if ours != theirs:
+            raise SettingError(f"the prior's {name} is {ours} but its VQ-SVAE's is {theirs}: a prior runs only "
+                               "on the tokens of the VQ-SVAE it was trained on")
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .sampling import SamplerConfig, check_order, check_steps
+from .errors import SettingError
+from .sampling import CHOICE_TEMPERATURE, SamplerConfig, check_order, check_sampler, check_steps
 
 DenoiseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (tokens [B,h,w], t [B]) -> logits [B,K,h,w]
 
@@ -29,10 +30,10 @@ DenoiseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (tokens [B,h
 class StepState:
     """One sampling step. Arrays are numpy; ``tokens`` holds the mask id where still masked.
 
-    tokens [N,h,w] int16 after this step; unmasked [N,h,w] bool (chosen at this step);
-    pred_argmax / pred_sampled [N,h,w] int16: each image's latest prediction for every position
+    tokens [B,h,w] int16 after this step (B images); unmasked [B,h,w] bool (chosen at this step);
+    pred_argmax / pred_sampled [B,h,w] int16: each image's latest prediction for every position
     (made at this step where ``denoised``, else at its last step that called the denoiser);
-    denoised [N] bool: the images the denoiser ran for at this step (all of them, except with
+    denoised [B] bool: the images the denoiser ran for at this step (all of them, except with
     ``skip_idle`` in the random order's unmasking steps after the first: only those that unmask
     something); t: the time given to the denoiser (training scale). kind: "unmask" (one of the
     ``num_steps`` steps) or "correct" (a corrector round after them, whose ``unmasked`` cells were
@@ -103,15 +104,26 @@ def nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     return logits.masked_fill(drop, -math.inf)
 
 
+LOSS_KINDS = ("reweighted_elbo", "elbo")   # the prior's training losses (AbsorbingDiffusion.loss)
+
+
+def check_loss_kind(kind) -> str:
+    """``kind`` when it names a training loss of :data:`LOSS_KINDS`; else raises :class:`SettingError`."""
+    if kind not in LOSS_KINDS:
+        raise SettingError(f"the loss must be one of {', '.join(LOSS_KINDS)}; got {kind!r}")
+    return kind
+
+
 class AbsorbingDiffusion:
     """Forward masking, training losses and sampling for a K-symbol grid with mask id K."""
 
-    def __init__(self, codebook_size: int, latent_size: int = 7, num_steps: int | None = None):
+    def __init__(self, codebook_size: int, latent_size: int = 7, num_diffusion_steps: int | None = None):
+        """``num_diffusion_steps``: N, the training time scale (t in 1..N); None: the grid's cell
+        count (49 for 7x7, the paper's N)."""
         self.K = codebook_size
         self.mask_id = codebook_size
         self.shape = (latent_size, latent_size)
-        self.N = num_steps or latent_size * latent_size  # 49 for a 7x7 grid
-        self.choice_temperature = 4.5  # MaskGIT's noise on the confidence order (order='confidence')
+        self.N = latent_size * latent_size if num_diffusion_steps is None else num_diffusion_steps
 
     # --- forward process ------------------------------------------------------------------
     def sample_time(self, batch: int, device, generator=None) -> torch.Tensor:
@@ -130,9 +142,10 @@ class AbsorbingDiffusion:
         (a scalar). ``denoise(x_t [B,h,w], t [B]) -> logits [B,K,h,w]``; ``x0 [B,h,w]`` long codes.
 
         ``reweighted_elbo`` weighs by (1 - t/N), the authors' training loss (so t = N, everything
-        masked, weighs 0); ``elbo`` by N/t (the variational bound). Raises ValueError for another
-        ``kind``.
+        masked, weighs 0); ``elbo`` by N/t (the variational bound). Raises :class:`SettingError` (a
+        ValueError) for another ``kind``.
         """
+        check_loss_kind(kind)
         B = x0.shape[0]
         t = self.sample_time(B, x0.device, generator)
         x_t, mask = self.q_sample(x0, t, generator)
@@ -141,10 +154,8 @@ class AbsorbingDiffusion:
         ce = (ce * mask).flatten(1).sum(1)                                   # [B]
         if kind == "reweighted_elbo":
             w = 1 - t.to(ce.dtype) / self.N
-        elif kind == "elbo":
+        else:                                                                # "elbo"
             w = self.N / t.to(ce.dtype)
-        else:
-            raise ValueError(f"loss kind must be 'reweighted_elbo' or 'elbo', not {kind!r}")
         return (w * ce / (x0[0].numel() * math.log(2))).mean()
 
     # --- reverse process ------------------------------------------------------------------
@@ -157,7 +168,7 @@ class AbsorbingDiffusion:
         self,
         denoise: DenoiseFn,
         num_images: int,
-        num_steps: int = 49,
+        num_steps: int | None = None,
         sampler: SamplerConfig | None = None,
         generator: torch.Generator | None = None,
         device="cpu",
@@ -166,7 +177,8 @@ class AbsorbingDiffusion:
         callback: Callable[[StepState], None] | None = None,
         trace: bool = False,
     ):
-        """Sample token grids ``[num_images, h, w]``; returns (tokens, trace or None).
+        """Sample token grids ``[num_images, h, w]`` (long, codes 0..K-1); returns (tokens, trace or
+        None). num_steps: the sampling steps S in 1..N (None: N), step s seeing time s*N/S.
 
         sampler: temperature (schedule), nucleus and corrector settings
         (:class:`~spiking_diffusion.sampling.SamplerConfig`; None: the paper's sampler at 0.65).
@@ -183,13 +195,14 @@ class AbsorbingDiffusion:
         image's predictions). A trace or callback then gets each image's latest prediction
         (:class:`StepState`); the first step runs for every image, so that each has one.
         The random draws per step are fixed (uniforms for positions, Gumbel noise for tokens),
-        so a seed gives the same result whatever the options that do not change the math.
+        so a seed gives the same result whatever the options that do not change the math. They are
+        drawn for the whole batch at once: image i of a batch of 16 is not image 0 of a batch of 1.
         Raises :class:`~spiking_diffusion.errors.SettingError` (a ValueError) on bad settings.
         """
-        sampler = SamplerConfig() if sampler is None else sampler
-        if not isinstance(sampler, SamplerConfig):
-            raise TypeError(f"sampler must be a SamplerConfig, not {type(sampler).__name__}")
-        num_steps = check_steps(num_steps, self.N)
+        sampler = check_sampler(sampler)
+        num_steps = check_steps(self.N if num_steps is None else num_steps, self.N)
+        if isinstance(num_images, bool) or not isinstance(num_images, (int, np.integer)) or num_images < 1:
+            raise SettingError(f"num_images must be an integer >= 1; got {num_images!r}")
         sampler.check_grid(self.shape[0] * self.shape[1])
         order = check_order(order)
         temperature, temperature_end, top_p = sampler.temperature, sampler.temperature_end, sampler.top_p
@@ -207,15 +220,15 @@ class AbsorbingDiffusion:
                 callback(state)
         need_all = order == "confidence"
         if watched:
-            latest_arg, latest_smp = x.clone(), x.clone()  # each image's latest prediction [N, h, w]
+            latest_arg, latest_smp = x.clone(), x.clone()  # each image's latest prediction [B, h, w]
         for i, s in enumerate(range(num_steps, 0, -1)):
             t_val = self.training_time(s, num_steps)
             temp = temperature_at(i, num_steps, temperature, temperature_end)
-            u = torch.rand((n, h, w), device=device, generator=generator)                   # [N, h, w]
-            gumbel = gumbel_noise(torch.rand((n, self.K, h, w), device=device, generator=generator))  # [N, K, h, w]
-            masked = x == self.mask_id                                                        # [N, h, w]
+            u = torch.rand((n, h, w), device=device, generator=generator)                   # [B, h, w]
+            gumbel = gumbel_noise(torch.rand((n, self.K, h, w), device=device, generator=generator))  # [B, K, h, w]
+            masked = x == self.mask_id                                                        # [B, h, w]
             if order == "random":
-                chosen = masked & (u < 1.0 / s)                                               # [N, h, w]
+                chosen = masked & (u < 1.0 / s)                                               # [B, h, w]
             rows = torch.arange(n, device=device)
             if skip_idle and not need_all and not (watched and i == 0):
                 rows = chosen.flatten(1).any(1).nonzero().flatten()
@@ -228,12 +241,12 @@ class AbsorbingDiffusion:
                 if watched:
                     latest_smp[rows], latest_arg[rows] = smp, logits.argmax(1)
                 if order == "confidence":
-                    conf = torch.log_softmax(logits, 1).gather(1, smp.unsqueeze(1)).squeeze(1)  # [N, h, w]
+                    conf = torch.log_softmax(logits, 1).gather(1, smp.unsqueeze(1)).squeeze(1)  # [B, h, w]
                     # MaskGIT: Gumbel noise on the confidence, annealed to 0, keeps the order diverse
-                    conf = conf + self.choice_temperature * (s / num_steps) * gumbel_noise(u)       # [N, h, w]
+                    conf = conf + CHOICE_TEMPERATURE * (s / num_steps) * gumbel_noise(u)           # [B, h, w]
                     conf = conf.masked_fill(~masked, -math.inf)
                     keep_masked = int(math.floor(h * w * (s - 1) / num_steps))
-                    n_new = masked.flatten(1).sum(1) - keep_masked                            # [N]
+                    n_new = masked.flatten(1).sum(1) - keep_masked                            # [B]
                     ranks = conf.flatten(1).argsort(1, descending=True).argsort(1).view(n, h, w)
                     chosen = masked & (ranks < n_new.view(n, 1, 1))
                 x = torch.where(chosen, pred_smp, x)
@@ -251,15 +264,15 @@ class AbsorbingDiffusion:
         return x, record
 
     def _correct(self, denoise: DenoiseFn, x: torch.Tensor, cells: int, temperature: float, top_p: float, generator):
-        """One corrector round on complete grids ``x [N,h,w]``: re-mask ``cells`` random cells per
-        image and sample them again given the rest. Returns (new x, chosen [N,h,w], logits
-        [N,K,h,w], sampled prediction [N,h,w], the time given to the denoiser)."""
+        """One corrector round on complete grids ``x [B,h,w]``: re-mask ``cells`` random cells per
+        image and sample them again given the rest. Returns (new x, chosen [B,h,w], logits
+        [B,K,h,w], sampled prediction [B,h,w], the time given to the denoiser)."""
         n, (h, w) = x.shape[0], self.shape
         t = cells * self.N / (h * w)                                  # the time of that many masked cells
         u = torch.rand((n, h * w), device=x.device, generator=generator)
         gumbel = gumbel_noise(torch.rand((n, self.K, h, w), device=x.device, generator=generator))
         chosen = torch.zeros_like(u, dtype=torch.bool).scatter_(1, u.argsort(1)[:, :cells], True).view(n, h, w)
-        x_in = x.masked_fill(chosen, self.mask_id)                                            # [N, h, w]
-        logits = nucleus(denoise(x_in, torch.full((n,), t, device=x.device)).float() / temperature, top_p)  # [N, K, h, w]
-        smp = (logits + gumbel).argmax(1)                                                     # [N, h, w]
+        x_in = x.masked_fill(chosen, self.mask_id)                                            # [B, h, w]
+        logits = nucleus(denoise(x_in, torch.full((n,), t, device=x.device)).float() / temperature, top_p)  # [B, K, h, w]
+        smp = (logits + gumbel).argmax(1)                                                     # [B, h, w]
         return torch.where(chosen, smp, x), chosen, logits, smp, t

@@ -13,6 +13,7 @@ reference one (``fast=False``) is the paper's math written plainly (see ``fast.p
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,15 +22,15 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from .checkpoint import CODE_USAGE_NAME, load_checkpoint, read_config, save_checkpoint
-from .config import compare_with_paper
+from .checkpoint import CODE_USAGE_NAME, atomic_write_file, load_checkpoint, read_config, save_checkpoint
+from .config import check_prior_fits, compare_with_paper
 from .devices import resolve_device
 from .diffusion import AbsorbingDiffusion, GenerationTrace, StepState
 from .errors import SettingError, SpikingDiffusionError
 from .fast import FastDenoiser, reference_decode, reference_logits
 from .hub import push_to_hub, resolve_checkpoint
 from .images import to_uint8
-from .sampling import SamplerConfig, check_order, check_steps
+from .sampling import SamplerConfig, check_order, check_sampler, check_steps
 from .spiking import record_spikes
 
 MAX_IMAGES = 1024   # images per call
@@ -75,7 +76,10 @@ class SpikingDiffusionPipeline:
         self.device = resolve_device(device)  # DeviceError (one line) when this machine lacks it
         self.vqsvae = vqsvae.to(self.device).eval()
         self.denoiser = None if denoiser is None else denoiser.to(self.device).eval()
+        if denoiser is not None:
+            check_prior_fits(vqsvae.cfg, denoiser.cfg)   # SettingError: its tokens are not this VQ-SVAE's
         self.config = config or {"info": {}, "metrics": {}}
+        self.path: Path | None = None                   # the folder it was loaded from (from_pretrained)
         N = None if denoiser is None else denoiser.cfg.num_diffusion_steps   # the time scale it was trained on
         self.scheduler = AbsorbingDiffusion(vqsvae.cfg.codebook_size, vqsvae.cfg.latent_size, N)
         self._lock = threading.RLock()
@@ -105,15 +109,20 @@ class SpikingDiffusionPipeline:
 
         with tempfile.TemporaryDirectory() as tmp:
             folder = self.save_pretrained(Path(tmp) / "checkpoint")
-            path = getattr(self, "path", None)
-            if path is not None and (path / CODE_USAGE_NAME).is_file():
-                (folder / CODE_USAGE_NAME).write_bytes((path / CODE_USAGE_NAME).read_bytes())
             return push_to_hub(folder, repo_id, private=private, token=token, commit_message=commit_message)
 
     def save_pretrained(self, path: str | Path, info: dict | None = None, metrics: dict | None = None) -> Path:
+        """Write this pipeline as a checkpoint folder ``path`` (config.json + model.safetensors, see
+        :func:`~spiking_diffusion.checkpoint.save_checkpoint`), with its info and metrics updated by
+        ``info`` / ``metrics``, and the test split's ``code_usage.json`` when it was loaded with one.
+        Returns the folder. Raises :class:`CheckpointError` when ``path`` cannot be written."""
         merged_info = {**self.info, **(info or {})}
         merged_metrics = {**self.metrics, **(metrics or {})}
-        return save_checkpoint(path, self.vqsvae, self.denoiser, merged_info, merged_metrics)
+        folder = save_checkpoint(path, self.vqsvae, self.denoiser, merged_info, merged_metrics)
+        usage = None if self.path is None else self.path / CODE_USAGE_NAME
+        if usage is not None and usage.is_file() and usage.resolve() != (folder / CODE_USAGE_NAME).resolve():
+            atomic_write_file(folder / CODE_USAGE_NAME, lambda f: shutil.copyfile(usage, f))
+        return folder
 
     # --- facts ----------------------------------------------------------------------------
     @property
@@ -149,9 +158,7 @@ class SpikingDiffusionPipeline:
         """``sampler`` (default: :attr:`sampling_defaults`) with the ``overrides`` that are not None
         (names as :class:`SamplerConfig`'s fields); a temperature given without an end temperature
         is constant. Checked against this model's grid."""
-        base = self.sampling_defaults if sampler is None else sampler
-        if not isinstance(base, SamplerConfig):
-            raise SpikingDiffusionError(f"sampler must be a SamplerConfig; got {type(base).__name__}")
+        base = self.sampling_defaults if sampler is None else check_sampler(sampler)
         return base.override(self.latent_size ** 2, **overrides)
 
     @property
@@ -190,7 +197,7 @@ class SpikingDiffusionPipeline:
         """The test split's code usage that ``evaluate --record`` wrote beside the checkpoint
         (``code_usage.json``: split, dataset, images, counts [K], per_position [h*w][K]), or None
         when the pipeline was not loaded from a directory or the file is not there."""
-        path = getattr(self, "path", None)
+        path = self.path
         if path is None or not (path / CODE_USAGE_NAME).is_file():
             return None
         try:
@@ -252,13 +259,25 @@ class SpikingDiffusionPipeline:
 
     @torch.inference_mode()
     def denoiser_logits(self, tokens, t) -> torch.Tensor:
-        """Tokens ``[N,h,w]`` (mask id where masked) and ``t [N]`` -> logits ``[N,K,h,w]``."""
+        """Tokens ``[B,h,w]`` (mask id K where masked) and times ``t [B]`` (floats on the training
+        scale, 0..N: the denoiser's input time) -> logits ``[B,K,h,w]`` (float32), by the fast path.
+        Raises :class:`SpikingDiffusionError` for tokens or times that do not fit."""
         self._need_denoiser()
         x = self._tokens(tokens, allow_mask=True)
-        t = torch.as_tensor(t, dtype=torch.float32, device=self.device).reshape(-1)
-        if t.shape[0] != x.shape[0]:
-            raise SpikingDiffusionError(f"t must hold one time per image ({x.shape[0]}); got {t.shape[0]}")
-        return self._denoise(x, t)
+        return self._denoise(x, self._times(t, len(x)))
+
+    def _times(self, t, n: int) -> torch.Tensor:
+        """``t`` as a float32 tensor ``[n]`` on this device: one time per image, each in 0..N."""
+        N = self.num_diffusion_steps
+        try:
+            t = torch.as_tensor(t, dtype=torch.float32, device=self.device).reshape(-1)
+        except (TypeError, ValueError, RuntimeError):
+            raise SpikingDiffusionError(f"t must be numbers (one time per image, in 0..{N}); got {t!r}") from None
+        if t.shape[0] != n:
+            raise SpikingDiffusionError(f"t must hold one time per image ({n}); got {t.shape[0]}")
+        if not torch.isfinite(t).all() or (t < 0).any() or (t > N).any():
+            raise SpikingDiffusionError(f"t must be in 0..{N} (the training time scale); got {t.tolist()[:8]}")
+        return t
 
     def _denoise(self, tokens: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The fast denoiser (same spikes as the reference, logits within ~1e-6)."""
@@ -348,10 +367,12 @@ class SpikingDiffusionPipeline:
 
     @torch.inference_mode()
     def denoiser_spikes(self, tokens, t) -> dict[str, float]:
-        """Firing rate per LIF layer of the denoiser for one call (tokens may hold the mask id)."""
+        """Firing rate (spikes per neuron per time step, 0..1) of each LIF layer of the denoiser for
+        one call on tokens ``[B,h,w]`` (mask id K where masked) at times ``t [B]`` (as in
+        :meth:`denoiser_logits`). Raises :class:`SpikingDiffusionError` for input that does not fit."""
         self._need_denoiser()
         x = self._tokens(tokens, allow_mask=True)
-        t = torch.as_tensor(t, dtype=torch.float32, device=self.device).reshape(-1)
+        t = self._times(t, len(x))
         with self._lock, record_spikes(self.denoiser) as rec:
             self.denoiser(x, t)
         return rec.firing_rates()

@@ -30,15 +30,19 @@ from typing import Any
 
 from .errors import SettingError
 
+PAPER_TEMPERATURE = 0.65            # the paper's sampler (SamplerConfig.paper())
 ORDERS = ("random", "confidence")   # the paper's random order; MaskGIT's most confident first
 MAX_TEMPERATURE = 5.0               # softmax(logits / 5) is close to uniform: hotter is noise
 MAX_CORRECTOR_STEPS = 100           # each of 49 cells is resampled ~10 times at 5 cells per round
+CHOICE_TEMPERATURE = 4.5            # order='confidence': MaskGIT's Gumbel noise on the confidence
+                                    # ranking, scaled by s/S (annealed to 0 at the last step)
 
 
 @dataclass(frozen=True)
 class Setting:
-    """One sampler setting: its type, bounds (``lo`` excluded when ``lo_open``; ``hi=None``: the
-    number of grid positions, known only with a model), a label for forms and a help line."""
+    """One setting of the sampler or of a call: its type, bounds (``lo`` excluded when ``lo_open``;
+    ``hi=None``: a bound known only with a model, given to :meth:`check`: the grid's cell count for
+    ``corrector_cells``, N for ``steps``), a label for forms and a help line."""
 
     name: str
     kind: type                  # int or float
@@ -49,28 +53,28 @@ class Setting:
     lo_open: bool = False
     optional: bool = False      # None allowed (temperature_end: constant temperature)
 
-    def bounds(self, positions: int | None = None) -> str:
+    def bounds(self, model_bound: int | None = None) -> str:
         """'in 1..49', 'in (0, 5]', ...: the accepted range as words."""
-        hi = positions if self.hi is None else self.hi
+        hi = model_bound if self.hi is None else self.hi
         if self.kind is int:
             return f"in {self.lo:g}..{hi:g}" if hi is not None else f">= {self.lo:g}"
         return f"in {'(' if self.lo_open else '['}{self.lo:g}, {hi:g}]"
 
-    def check(self, value, positions: int | None = None):
+    def check(self, value, model_bound: int | None = None):
         """``value`` (a number, or a string holding one) as an ``int`` / ``float`` within the bounds.
-        ``positions``: the grid's cell count, the upper bound of ``corrector_cells``.
+        ``model_bound``: the upper bound when ``hi`` is None (the grid's cell count, or N).
         Raises :class:`SettingError` naming the setting, the accepted range and the value."""
         if value is None and self.optional:
             return None
         what = "an integer" if self.kind is int else "a number"
-        error = SettingError(f"{self.name} must be {what} {self.bounds(positions)}; got {value!r}")
+        error = SettingError(f"{self.name} must be {what} {self.bounds(model_bound)}; got {value!r}")
         if isinstance(value, bool) or value is None:
             raise error
         try:
             v = float(value)
         except (TypeError, ValueError, OverflowError):
             raise error from None
-        hi = positions if self.hi is None else self.hi
+        hi = model_bound if self.hi is None else self.hi
         if (not math.isfinite(v) or (self.kind is int and v != int(v)) or v < self.lo
                 or (self.lo_open and v == self.lo) or (hi is not None and v > hi)):
             raise error
@@ -79,7 +83,8 @@ class Setting:
 
 SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("temperature", float, 0.0, MAX_TEMPERATURE, "Temperature",
-            "sampling temperature (default: the checkpoint's, else 0.65); given alone: constant", lo_open=True),
+            "sampling temperature (default: the checkpoint's, else the paper's "
+            f"{PAPER_TEMPERATURE:g}); given alone: constant", lo_open=True),
     Setting("temperature_end", float, 0.0, MAX_TEMPERATURE, "Temperature at the last step",
             "temperature at the last step, linear from --temperature", lo_open=True, optional=True),
     Setting("top_p", float, 0.0, 1.0, "Top-p",
@@ -99,7 +104,7 @@ class SamplerConfig:
     (``corrector_cells`` against a grid only in :meth:`check_grid`). Frozen: change with
     :meth:`override`. Raises :class:`SettingError` (a ``ValueError``) on a bad value."""
 
-    temperature: float = 0.65
+    temperature: float = PAPER_TEMPERATURE
     temperature_end: float | None = None
     top_p: float = 1.0
     corrector_steps: int = 0
@@ -156,13 +161,23 @@ class SamplerConfig:
 
 
 # --- the per-call arguments ----------------------------------------------------------------------
+STEPS = Setting("steps", int, 1, None, "Steps", "sampling steps S, in 1..N (the training time scale)")
+
+
 def check_steps(steps, num_diffusion_steps: int) -> int:
-    """Sampling steps as an int in 1..N (``num_diffusion_steps``, the training time scale)."""
-    if isinstance(steps, bool) or not isinstance(steps, (int, float)) and not hasattr(steps, "__index__"):
-        raise SettingError(f"steps must be an integer in 1..{num_diffusion_steps}; got {steps!r}")
-    if steps != int(steps) or not 1 <= steps <= num_diffusion_steps:
-        raise SettingError(f"steps must be an integer in 1..{num_diffusion_steps}; got {steps!r}")
-    return int(steps)
+    """Sampling steps as an int in 1..N (``num_diffusion_steps``, the training time scale).
+    Raises :class:`SettingError`."""
+    return STEPS.check(steps, num_diffusion_steps)
+
+
+def check_sampler(sampler) -> SamplerConfig:
+    """``sampler`` itself when it is a :class:`SamplerConfig`, the paper's for None; else raises
+    :class:`SettingError`."""
+    if sampler is None:
+        return SamplerConfig.paper()
+    if not isinstance(sampler, SamplerConfig):
+        raise SettingError(f"sampler must be a SamplerConfig (or None: the paper's); got {type(sampler).__name__}")
+    return sampler
 
 
 def check_order(order) -> str:

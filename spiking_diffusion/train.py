@@ -27,13 +27,13 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from .checkpoint import CODE_USAGE_NAME, WEIGHTS_NAME, atomic_write_file, load_checkpoint, save_checkpoint
-from .config import PRESETS, get_preset
+from .checkpoint import CODE_USAGE_NAME, VQSVAE_METRICS, WEIGHTS_NAME, atomic_write_file, load_checkpoint, save_checkpoint
+from .config import CODEBOOK_INITS, PRESETS, get_preset
 from .data import channels_of, load_images
 from .devices import resolve_device
 from .denoiser import SpikingDenoiser
-from .diffusion import AbsorbingDiffusion
-from .errors import CheckpointError, SpikingDiffusionError
+from .diffusion import LOSS_KINDS, AbsorbingDiffusion, check_loss_kind
+from .errors import CheckpointError, SettingError, SpikingDiffusionError
 from .spiking import reset
 from .transfer import align_codes, check_transferable, layer_differences, transfer_prior
 from .vqsvae import VQSVAE
@@ -58,8 +58,8 @@ class TrainConfig:
     lr: float = 1e-3               # on --resume the given lr replaces the snapshot's
     ema: float = 0.0               # decay of the weight average saved as the checkpoint; 0: off
     weight_decay: float = 1e-3
-    loss: str = "reweighted_elbo"
-    codebook_init: str = "normal"  # "normal": nn.Embedding's N(0,1) (the paper); "data": encoder outputs
+    loss: str = LOSS_KINDS[0]      # "reweighted_elbo", the authors'
+    codebook_init: str = CODEBOOK_INITS[0]  # "normal": nn.Embedding's N(0,1) (the paper); "data": encoder outputs
     seed: int = 0
     device: str = "cpu"
     limit: int | None = None       # use only the first N training images
@@ -69,6 +69,12 @@ class TrainConfig:
     progress: bool = True
     threads: int | None = None
     init_from: str | None = None   # prior: start from this trained prior, renumbered to our codes (transfer.py)
+
+    def __post_init__(self):       # refused when made, before any data is loaded or tokenised
+        check_loss_kind(self.loss)
+        if self.codebook_init not in CODEBOOK_INITS:
+            raise SettingError(f"codebook_init must be one of {', '.join(CODEBOOK_INITS)}; got {self.codebook_init!r}")
+
 
 
 # What a resumed run must share with its snapshot, per stage: these settings decide what the run trains
@@ -528,10 +534,12 @@ def train_prior(cfg: TrainConfig) -> Path:
     own = {k[7:]: v for k, v in src.items() if k.startswith("vqsvae_")} if src.get("stage") == "prior" else src
     vq_info = {f"vqsvae_{k}": v for k, v in {**own, **src}.items() if k in ("decoder_steps", "decoder_epochs")}
     vq_info.update({f"vqsvae_{k}": v for k, v in own.items() if k in ("steps", "epochs", "preset")})
+    # the VQ-SVAE's own figures only: a full checkpoint's sample figures belong to its old prior
+    vq_metrics = {k: v for k, v in vq_config.get("metrics", {}).items() if k in VQSVAE_METRICS}
 
     def save_model(step, trained: _PriorObjective):
         save_checkpoint(cfg.out, vqsvae, trained.denoiser, _info(cfg, step, spe, {"stage": "prior", "ema": cfg.ema, **start, **vq_info}),
-                        vq_config.get("metrics", {}))
+                        vq_metrics)
 
     step, speed = _loop(cfg, objective, tokens, lambda x, g: (x.long(), g), save_model, start, snapshot)
     print(f"prior: {step} steps at {speed:.1f} images/s -> {cfg.out}")

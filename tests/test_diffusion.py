@@ -109,7 +109,7 @@ def test_loss_kinds(diffusion, make_tiny_models):
         den.zero_grad()
         loss.backward()
         assert den.conv1.weight.grad is not None and den.conv1.weight.grad.abs().sum() > 0
-    with pytest.raises(ValueError, match="kind"):
+    with pytest.raises(ValueError, match="loss must be one of reweighted_elbo, elbo; got 'l2'"):
         diffusion.loss(den, x0, "l2")
 
 
@@ -321,3 +321,38 @@ def test_pipeline_time_and_callback(tiny_pipeline, monkeypatch):
     assert len(calls) == 7 and len(out.trace) == 7
     assert [ts[0] for ts in times] == pytest.approx([s * 49 / 7 for s in range(7, 0, -1)])
     assert all(len(set(ts)) == 1 for ts in times)
+
+
+def test_sample_runs_all_n_steps_by_default_whatever_n():
+    short = AbsorbingDiffusion(K, 7, num_diffusion_steps=20)             # N = 20, not the grid's 49
+    fake = FakeDenoiser()
+    tokens, _ = short.sample(fake, 2, generator=torch.Generator().manual_seed(0))
+    assert len(fake.times) == 20 and fake.times[0][0] == 20 and tokens.max() < K
+    assert AbsorbingDiffusion(K, 7).N == 49 and AbsorbingDiffusion(K, 2).N == 4
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"num_images": 0}, "num_images must be an integer >= 1"),
+    ({"num_images": 2.5}, "num_images"),
+    ({"num_images": 2, "num_steps": float("nan")}, r"steps must be an integer in 1\.\.49"),
+    ({"num_images": 2, "num_steps": float("inf")}, r"steps must be an integer in 1\.\.49"),
+    ({"num_images": 2, "num_steps": 50}, r"steps must be an integer in 1\.\.49"),
+    ({"num_images": 2, "sampler": {"temperature": 1.0}}, "sampler must be a SamplerConfig"),
+])
+def test_sample_refuses_bad_arguments_before_any_call(diffusion, kwargs, message):
+    from spiking_diffusion import SettingError
+
+    fake = FakeDenoiser()
+    with pytest.raises(SettingError, match=message):
+        diffusion.sample(fake, order="confidence", trace=True, **kwargs)
+    assert fake.times == []
+
+
+def test_training_settings_are_checked_when_made():
+    from spiking_diffusion import SettingError
+    from spiking_diffusion.train import TrainConfig
+
+    with pytest.raises(SettingError, match="loss must be one of"):
+        TrainConfig(stage="prior", out="unused", loss="l2")               # refused before any data is read
+    with pytest.raises(SettingError, match="codebook_init must be one of normal, data"):
+        TrainConfig(stage="vqsvae", out="unused", codebook_init="kmeans")

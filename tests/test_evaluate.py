@@ -116,13 +116,16 @@ def test_evaluate_end_to_end(tiny_ckpt, classifier_dir, tmp_path, monkeypatch):
         "temperature": 0.9, "temperature_end": 0.4, "top_p": 0.95, "corrector_steps": 2, "corrector_cells": 3,
         "corrector_temperature": 0.4}
     metrics = read_config(ckpt)["metrics"]
-    assert metrics["fid"] == 123.0 and "classifier_fd" in metrics and "recon_mse" in metrics  # merged, kept
+    assert metrics == saved["headline"] and "classifier_fd" in metrics and "recon_mse" in metrics
+    assert "fid" not in metrics                          # the old figure went: it described other samples
     usage = json.loads((ckpt / "code_usage.json").read_text())                 # the test split's code usage
     assert usage["split"] == "test" and usage["dataset"] == "synthetic" and usage["images"] == 40
     assert len(usage["counts"]) == 32 and usage["counts"] == m["codebook_test"]["counts"]
     assert np.array(usage["per_position"]).shape == (49, 32) and np.sum(usage["per_position"], 0).tolist() == usage["counts"]
     assert not list(ckpt.glob("*.tmp"))
     assert SpikingDiffusionPipeline.from_pretrained(ckpt).test_code_usage() == usage
+    copy = SpikingDiffusionPipeline.from_pretrained(ckpt).save_pretrained(tmp_path / "copy")
+    assert SpikingDiffusionPipeline.from_pretrained(copy).test_code_usage() == usage    # saved along
 
 
 def test_a_setting_in_two_sweeps_is_generated_once(tiny_ckpt, classifier_dir, tmp_path, monkeypatch):

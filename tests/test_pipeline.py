@@ -9,8 +9,9 @@ import threading
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 
-from spiking_diffusion import CheckpointError, SamplerConfig, SpikingDiffusionError, SpikingDiffusionPipeline
+from spiking_diffusion import CheckpointError, SamplerConfig, SettingError, SpikingDiffusionError, SpikingDiffusionPipeline
 from spiking_diffusion.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_checkpoint, save_checkpoint, update_metadata
 from spiking_diffusion.data import load_images
 
@@ -54,6 +55,11 @@ BAD_CALLS = [
     ("num_images huge", lambda p: p(num_images=10 ** 6, steps=2), "num_images"),
     ("order", lambda p: p(num_images=1, steps=2, order="raster"), "order"),
     ("logits t count", lambda p: p.denoiser_logits(torch.zeros(2, 7, 7, dtype=torch.long), [1.0]), "one time per image"),
+    ("spikes t count", lambda p: p.denoiser_spikes(torch.zeros(2, 7, 7, dtype=torch.long), [1.0]), "one time per image"),
+    ("logits t > N", lambda p: p.denoiser_logits(torch.zeros(1, 7, 7, dtype=torch.long), [50.0]), r"t must be in 0\.\.49"),
+    ("spikes t nan", lambda p: p.denoiser_spikes(torch.zeros(1, 7, 7, dtype=torch.long), [float("nan")]), r"t must be in 0\.\.49"),
+    ("logits t text", lambda p: p.denoiser_logits(torch.zeros(1, 7, 7, dtype=torch.long), ["soon"]), "t must be numbers"),
+    ("sampler type", lambda p: p(num_images=1, steps=2, sampler={"temperature": 1.0}), "sampler must be a SamplerConfig"),
     ("spikes neither", lambda p: p.spikes(), "either"),
     ("spikes both", lambda p: p.spikes(images=_images(1), tokens=torch.zeros(1, 7, 7, dtype=torch.long)), "either"),
 ]
@@ -288,9 +294,26 @@ def test_config_and_weights_must_come_from_one_save(tiny_checkpoint, tmp_path):
     with pytest.raises(CheckpointError, match="come from different saves"):
         load_checkpoint(path)
     c = json.loads((path / CONFIG_NAME).read_text())
-    del c["save_id"]                                                   # saved before save ids existed
+    del c["save_id"]            # an old config (before save ids) beside new weights: a save cut off too
     (path / CONFIG_NAME).write_text(json.dumps(c))
+    with pytest.raises(CheckpointError, match="come from different saves"):
+        load_checkpoint(path)
+    vq, den, _ = load_checkpoint(tiny_checkpoint)                     # neither file has an id: loads
+    save_file({f"vqsvae.{k}": v for k, v in vq.state_dict().items()} |
+              {f"denoiser.{k}": v for k, v in den.state_dict().items()}, str(path / WEIGHTS_NAME))
     load_checkpoint(path)
+
+
+def test_a_prior_must_fit_its_vqsvae(tiny_checkpoint, tmp_path):
+    path = shutil.copytree(tiny_checkpoint, tmp_path / "ck")
+    c = json.loads((path / CONFIG_NAME).read_text())
+    c["vqsvae"]["image_size"] = 32                  # an 8x8 grid under a prior trained on 7x7 tokens
+    (path / CONFIG_NAME).write_text(json.dumps(c))
+    with pytest.raises(CheckpointError, match="latent grid is 7 but its VQ-SVAE's is 8"):
+        load_checkpoint(path)
+    vq, den, _ = load_checkpoint(tiny_checkpoint)
+    with pytest.raises(SettingError, match="codebook size K is 16 but its VQ-SVAE's is 32"):
+        SpikingDiffusionPipeline(vq, type(den)(replace(den.cfg, codebook_size=16)))
 
 
 def test_missing_checkpoint_dir(tmp_path):

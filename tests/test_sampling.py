@@ -77,7 +77,8 @@ def test_labels_and_parsing():
 
 def test_steps_and_order():
     assert check_steps(7, 49) == 7 and check_order("confidence") == "confidence"
-    for bad in (0, 50, 2.5, True, "7"):
+    assert check_steps("7", 49) == 7 and check_steps(7.0, 49) == 7    # as every setting: a form's text too
+    for bad in (0, 50, 2.5, True, "seven", float("nan"), float("inf"), None):
         with pytest.raises(SettingError, match=r"steps must be an integer in 1\.\.49"):
             check_steps(bad, 49)
     with pytest.raises(SettingError, match="order"):

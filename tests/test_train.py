@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 
 import pytest
@@ -185,6 +186,18 @@ def test_decoder_run_on_a_prior_checkpoint_keeps_the_vqsvaes_own_record(tmp_path
     info = json.loads((again / "config.json").read_text())["info"]
     assert info["vqsvae_steps"] == 0 and info["vqsvae_preset"] == "tiny"   # the VQ-SVAE's, not the first prior's 4
     assert info["vqsvae_decoder_steps"] == 2 and info["steps"] == 2
+
+
+def test_a_new_prior_keeps_only_its_vqsvaes_own_figures(tmp_path, tiny_checkpoint):
+    from spiking_diffusion.checkpoint import update_metadata
+
+    full = shutil.copytree(tiny_checkpoint, tmp_path / "evaluated")
+    update_metadata(full, metrics={"classifier_fd": 12.5, "recon_mse": 0.01, "dead_codes": 3}, replace_metrics=True)
+    assert json.loads((full / "config.json").read_text())["metrics"] == {
+        "classifier_fd": 12.5, "recon_mse": 0.01, "dead_codes": 3}   # the fixture's old "fid" is gone
+    prior = train_prior(TrainConfig(stage="prior", out=str(tmp_path / "p"), vqsvae=str(full), **{**BASE, "dataset": None}))
+    # the old prior's sample figure must not pass for the new prior's
+    assert json.loads((prior / "config.json").read_text())["metrics"] == {"recon_mse": 0.01, "dead_codes": 3}
 
 
 def test_a_fresh_run_never_overwrites_a_run_and_stages_do_not_mix(tmp_path, tiny_checkpoint):

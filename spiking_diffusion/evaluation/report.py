@@ -50,7 +50,7 @@ def headline(report: dict) -> dict:
         h.update({f"classifier_{k}": g[k] for k in ("fd", "precision", "recall", "confident_share", "class_entropy")})
     m = report["model"]
     h.update(recon_mse=m["recon_mse"], recon_ssim=m["recon_ssim"], codebook_perplexity=m["codebook_test"]["perplexity"],
-             dead_codes=m["codebook_test"]["dead_codes"])
+             dead_codes=m["codebook_test"]["dead_codes"])      # the checkpoint's VQSVAE_METRICS
     if "energy" in m:
         h["energy_uj_per_image"] = m["energy"]["per_image"]["snn_energy_pj"] / 1e6
         h["energy_ratio_vs_ann"] = m["energy"]["per_image"]["energy_ratio"]

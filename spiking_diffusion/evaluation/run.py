@@ -14,8 +14,8 @@ evaluate(checkpoint_dir, data_root, out_dir) writes ``report.json`` + ``summary.
               layer, synaptic operations and energy per generated image vs a non-spiking equivalent
               (:func:`.energy.generation_energy`)
   sweeps      the classifier metrics over sampling temperatures, top-p, corrector rounds and steps
-With ``record``, the headline metrics and the evaluated sampler settings (the checkpoint's new
-defaults) go into the checkpoint's config.json, and the test split's code usage into
+With ``record``, the headline metrics (in place of all older ones) and the evaluated sampler
+settings (the checkpoint's new defaults) go into the checkpoint's config.json, and the test split's code usage into
 ``code_usage.json`` beside it (the studio's Codebook view reads it). Rendering: :mod:`.report`.
 """
 from __future__ import annotations
@@ -286,7 +286,7 @@ def evaluate(checkpoint_dir, data_root, out_dir, log=print, **overrides) -> dict
     _write(out_dir / "report.json", json.dumps(report, indent=2))
     _write(out_dir / "summary.md", summary_markdown(report))
     if cfg.record:  # the evaluated settings become the checkpoint's defaults (studio, sample, pipe())
-        update_metadata(checkpoint_dir, info=sampling.to_dict(), metrics=report["headline"])
+        update_metadata(checkpoint_dir, info=sampling.to_dict(), metrics=report["headline"], replace_metrics=True)
         write_code_usage(checkpoint_dir, dataset, test_tokens, pipe.codebook_size)
         log(f"recorded headline metrics in {checkpoint_dir}/config.json and test code usage in {CODE_USAGE_NAME}")
     log(f"wrote {out_dir / 'report.json'} and {out_dir / 'summary.md'} ({report['seconds']:.0f}s)")
