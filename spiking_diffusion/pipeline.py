@@ -314,7 +314,10 @@ class SpikingDiffusionPipeline:
         fast=True runs the fast denoiser and skips it for images that unmask nothing at a step
         (exact: the random draws do not depend on it); fast=False is the plain reference path
         (every image at every step, the paper's forward and decoding written plainly). Both give
-        the same tokens for a seed and images within 1e-5 (before the uint8 rounding).
+        the same tokens for a seed and images within 1e-5 (before the uint8 rounding), on the CPU
+        (tested); a GPU's kernels may round differently. A seed fixes the whole batch: image i of
+        ``pipe(16, seed=0)`` is not ``pipe(1, seed=0)``'s image, as each step draws its noise for
+        all images at once.
         Raises :class:`SpikingDiffusionError` (:class:`SettingError` for a setting) on bad input.
         """
         import time
