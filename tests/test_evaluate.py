@@ -86,7 +86,9 @@ def test_evaluate_end_to_end(tiny_ckpt, classifier_dir, tmp_path, monkeypatch):
     for kind in ("standard", "paper"):
         entry = saved["inception"][kind]
         assert entry["fid"] is None and "not computed" in entry["message"] and entry["protocol"]
-    assert any("Inception weights" in line for line in logs)
+        assert "torch's hub cache" in entry["message"] and str(tmp_path) not in entry["message"]  # no machine's path
+    hub = str(tmp_path / "empty_hub")
+    assert any("Inception weights" in line and hub in line for line in logs)      # the log names this machine's folder
     for key in ("generated", "real_heldout", "reconstructed_heldout"):
         c = saved["classifier"][key]
         assert {"fd", "precision", "recall", "confident_share", "class_entropy"} <= set(c)

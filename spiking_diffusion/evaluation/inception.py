@@ -97,6 +97,9 @@ def inception_features(net: nn.Module, images: torch.Tensor, batch_size: int = 3
     return torch.cat(out).numpy()
 
 
+HUB_CACHE = "$TORCH_HOME/hub/checkpoints, by default ~/.cache/torch/hub/checkpoints"
+
+
 def inception_section(cfg, fake: torch.Tensor, test, log) -> dict:
     """Both protocols' FIDs of generated images ``fake [N,C,H,W]`` (floats in [0,1]) against the
     test split (``test``: :class:`~spiking_diffusion.data.ImageSet`); ``cfg``: the evaluation's
@@ -109,10 +112,11 @@ def inception_section(cfg, fake: torch.Tensor, test, log) -> dict:
         entry = {"protocol": PROTOCOLS[kind], "fid": None}
         if kind not in found:
             want = FID_WEIGHTS if kind == "standard" else TV_WEIGHTS
+            # the report keeps no machine's path (reports are shared); the log names this machine's folder
             entry["message"] = (f"{kind} FID not computed: no {'pytorch-fid FID' if kind == 'standard' else 'torchvision ImageNet'} "
                                 f"Inception weights ({want}); pass --inception-weights PATH or place the file in "
-                                f"{Path(torch.hub.get_dir()) / 'checkpoints'}")
-            log(entry["message"])
+                                f"torch's hub cache ({HUB_CACHE})")
+            log(f"{entry['message']}: here {Path(torch.hub.get_dir()) / 'checkpoints'}")
             section[kind] = entry
             continue
         t0 = time.time()
