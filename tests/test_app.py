@@ -122,6 +122,7 @@ def test_generate_uses_the_sampling_settings(server):
     assert 'data-unmask="6" data-correct="4"' in axis and "unmasking 1-6" in axis and "corrector 7-10" in axis
     md, _ = client.predict(api_name="/energy")                          # corrector calls are counted
     assert "3 images, 6 steps + 4 corrector rounds" in md
+    assert "one denoiser call (T = 2)" in md and "one decoding (T = 4)" in md   # each part's own T
     calls = int(md.split("->")[1].split("denoiser calls")[0])
     assert 3 * 6 < calls <= 3 * (6 + 4)                                  # more than the 6 unmasking steps can give
 
