@@ -122,6 +122,38 @@ def read_config(path) -> dict[str, Any]:
     return config
 
 
+def copy_code_usage(source, folder) -> None:
+    """Give checkpoint ``folder`` the test split's code usage of checkpoint ``source`` (atomically),
+    for a model with the same tokens; without one in ``source`` (or ``source`` None), remove a stale
+    one in ``folder``: it would describe another model's tokens."""
+    dst = Path(folder) / CODE_USAGE_NAME
+    src = None if source is None else Path(source) / CODE_USAGE_NAME
+    if src is None or not src.is_file():
+        dst.unlink(missing_ok=True)
+    elif not (dst.is_file() and src.resolve() == dst.resolve()):
+        atomic_write_file(dst, lambda f: shutil.copyfile(src, f))
+
+
+def check_same_save(path) -> dict[str, Any]:
+    """The config of checkpoint ``path`` after checking that its two files come from one save (see
+    the module doc), from the weights' header alone. Raises :class:`CheckpointError`."""
+    config = read_config(path)
+    try:
+        with safe_open(str(Path(path) / WEIGHTS_NAME), framework="pt") as f:
+            weights_id = (f.metadata() or {}).get("save_id")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"checkpoint {path}: {WEIGHTS_NAME} is corrupt or truncated ({e})") from None
+    config_id = config.get("save_id")
+    if (weights_id or config_id) and weights_id != config_id:
+        name = lambda i: i or "none (written before save ids)"
+        raise CheckpointError(
+            f"checkpoint {path}: its two files come from different saves ({CONFIG_NAME} has save_id "
+            f"{name(config_id)}, {WEIGHTS_NAME} has {name(weights_id)}): a save was cut off between the two, or "
+            "one file was copied from another checkpoint. Copy both files from one checkpoint; a training run's "
+            "folder is whole again at its next snapshot (continue it with --resume)")
+    return config
+
+
 def update_metadata(path, info: dict | None = None, metrics: dict | None = None,
                     replace_metrics: bool = False) -> None:
     """Merge ``info`` into a checkpoint's config.json, and ``metrics`` too, or with ``replace_metrics``
@@ -164,7 +196,7 @@ def load_checkpoint(path, device="cpu"):
     from .vqsvae import VQSVAE
 
     device = resolve_device(device)
-    config = read_config(path)
+    config = check_same_save(path)
     try:
         vq_cfg = VQSVAEConfig.from_dict(config["vqsvae"])
         den_cfg = None if config.get("denoiser") is None else DenoiserConfig.from_dict(config["denoiser"])
@@ -172,19 +204,10 @@ def load_checkpoint(path, device="cpu"):
             check_prior_fits(vq_cfg, den_cfg)
     except (KeyError, TypeError, ValueError) as e:           # SettingError is a ValueError
         raise CheckpointError(f"checkpoint {path} has an invalid config: {e}") from None
-    weights = str(Path(path) / WEIGHTS_NAME)
     try:
-        with safe_open(weights, framework="pt") as f:
-            weights_id = (f.metadata() or {}).get("save_id")
-        tensors = load_file(weights, device=str(device))
+        tensors = load_file(str(Path(path) / WEIGHTS_NAME), device=str(device))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"checkpoint {path}: {WEIGHTS_NAME} is corrupt or truncated ({e})") from None
-    if (weights_id or config.get("save_id")) and weights_id != config.get("save_id"):
-        raise CheckpointError(
-            f"checkpoint {path}: {CONFIG_NAME} and {WEIGHTS_NAME} come from different saves (save_id "
-            f"{config.get('save_id')} against {weights_id}): a save was cut off between the two files, or one file "
-            "was copied from another checkpoint. Save the model again (a training run: continue it with "
-            "--resume until its next snapshot), or copy both files from one checkpoint")
     vqsvae = VQSVAE(vq_cfg)
     _load_into(vqsvae, tensors, "vqsvae.", path)
     denoiser = None

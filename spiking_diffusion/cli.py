@@ -145,7 +145,7 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParse
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-download", action="store_true")
     p.add_argument("--record", action="store_true",
-                   help="write headline metrics and the evaluated sampling settings (its new defaults) into the "
+                   help="write headline metrics (replacing all older ones) and the evaluated sampling settings (its new defaults) into the "
                         f"checkpoint's config.json and test code usage into {CODE_USAGE_NAME}")
     return p
 

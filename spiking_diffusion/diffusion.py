@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import SettingError
-from .sampling import CHOICE_TEMPERATURE, SamplerConfig, check_order, check_sampler, check_steps
+from .sampling import CHOICE_TEMPERATURE, SamplerConfig, check_num_images, check_order, check_sampler, check_steps
 
 DenoiseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (tokens [B,h,w], t [B]) -> logits [B,K,h,w]
 
@@ -201,8 +201,7 @@ class AbsorbingDiffusion:
         """
         sampler = check_sampler(sampler)
         num_steps = check_steps(self.N if num_steps is None else num_steps, self.N)
-        if isinstance(num_images, bool) or not isinstance(num_images, (int, np.integer)) or num_images < 1:
-            raise SettingError(f"num_images must be an integer >= 1; got {num_images!r}")
+        num_images = check_num_images(num_images)
         sampler.check_grid(self.shape[0] * self.shape[1])
         order = check_order(order)
         temperature, temperature_end, top_p = sampler.temperature, sampler.temperature_end, sampler.top_p

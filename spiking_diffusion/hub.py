@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .checkpoint import CODE_USAGE_NAME, CONFIG_NAME, WEIGHTS_NAME, read_config
+from .checkpoint import CODE_USAGE_NAME, CONFIG_NAME, WEIGHTS_NAME, check_same_save
 from .errors import CheckpointError
 
 HUB_FILES = [CONFIG_NAME, WEIGHTS_NAME, CODE_USAGE_NAME, "README.md"]   # what a checkpoint repo holds
@@ -71,7 +71,7 @@ def push_to_hub(folder: str | Path, repo_id: str, private: bool | None = None, t
     when present) to the Hub repo ``repo_id`` (created if missing). Returns the commit's URL.
     The folder is checked first (a broken checkpoint is never uploaded)."""
     folder = Path(folder)
-    read_config(folder)
+    check_same_save(folder)
     if not is_repo_id(repo_id):
         raise CheckpointError(f"a Hub repo id has the form owner/name; got {repo_id!r}")
     hub = _hub()

@@ -13,7 +13,6 @@ reference one (``fast=False``) is the paper's math written plainly (see ``fast.p
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from .checkpoint import CODE_USAGE_NAME, atomic_write_file, load_checkpoint, read_config, save_checkpoint
+from .checkpoint import CODE_USAGE_NAME, copy_code_usage, load_checkpoint, read_config, save_checkpoint
 from .config import check_prior_fits, compare_with_paper
 from .devices import resolve_device
 from .diffusion import AbsorbingDiffusion, GenerationTrace, StepState
@@ -30,7 +29,7 @@ from .errors import SettingError, SpikingDiffusionError
 from .fast import FastDenoiser, reference_decode, reference_logits
 from .hub import push_to_hub, resolve_checkpoint
 from .images import to_uint8
-from .sampling import SamplerConfig, check_order, check_sampler, check_steps
+from .sampling import SamplerConfig, check_num_images, check_order, check_sampler, check_steps
 from .spiking import record_spikes
 
 MAX_IMAGES = 1024   # images per call
@@ -119,9 +118,7 @@ class SpikingDiffusionPipeline:
         merged_info = {**self.info, **(info or {})}
         merged_metrics = {**self.metrics, **(metrics or {})}
         folder = save_checkpoint(path, self.vqsvae, self.denoiser, merged_info, merged_metrics)
-        usage = None if self.path is None else self.path / CODE_USAGE_NAME
-        if usage is not None and usage.is_file() and usage.resolve() != (folder / CODE_USAGE_NAME).resolve():
-            atomic_write_file(folder / CODE_USAGE_NAME, lambda f: shutil.copyfile(usage, f))
+        copy_code_usage(self.path, folder)
         return folder
 
     # --- facts ----------------------------------------------------------------------------
@@ -323,8 +320,7 @@ class SpikingDiffusionPipeline:
         import time
 
         self._need_denoiser()
-        if not isinstance(num_images, (int, np.integer)) or not 1 <= num_images <= MAX_IMAGES:
-            raise SpikingDiffusionError(f"num_images must be an integer in 1..{MAX_IMAGES}; got {num_images!r}")
+        num_images = check_num_images(num_images, MAX_IMAGES)
         steps = check_steps(self.num_diffusion_steps if steps is None else steps, self.num_diffusion_steps)
         order = check_order(order)
         settings = self.sampling_settings(sampler, temperature=temperature, temperature_end=temperature_end,

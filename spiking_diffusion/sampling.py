@@ -162,6 +162,13 @@ class SamplerConfig:
 
 # --- the per-call arguments ----------------------------------------------------------------------
 STEPS = Setting("steps", int, 1, None, "Steps", "sampling steps S, in 1..N (the training time scale)")
+NUM_IMAGES = Setting("num_images", int, 1, None, "Images", "images sampled in one call")
+
+
+def check_num_images(num_images, most: int | None = None) -> int:
+    """The number of images of one call as an int >= 1 (and <= ``most`` when given). Raises
+    :class:`SettingError`."""
+    return NUM_IMAGES.check(num_images, most)
 
 
 def check_steps(steps, num_diffusion_steps: int) -> int:

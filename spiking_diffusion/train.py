@@ -27,7 +27,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from .checkpoint import CODE_USAGE_NAME, VQSVAE_METRICS, WEIGHTS_NAME, atomic_write_file, load_checkpoint, save_checkpoint
+from .checkpoint import VQSVAE_METRICS, atomic_write_file, copy_code_usage, load_checkpoint, save_checkpoint
 from .config import CODEBOOK_INITS, PRESETS, get_preset
 from .data import channels_of, load_images
 from .devices import resolve_device
@@ -473,11 +473,15 @@ def tokenize(vqsvae: VQSVAE, images: torch.Tensor, batch: int = 256, device="cpu
     return torch.cat(out).to(torch.int16)
 
 
-def _weights_digest(vqsvae_dir: str) -> str:
-    h = hashlib.sha1()
-    with open(Path(vqsvae_dir) / WEIGHTS_NAME, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+def _token_digest(vqsvae: VQSVAE) -> str:
+    """A digest of what decides a VQ-SVAE's tokens (as :func:`_same_tokens` compares them): its time
+    steps, membrane decay, encoder and quantizer tensors. A re-save, or a decoder trained on, keeps it."""
+    h = hashlib.sha1(f"{vqsvae.cfg.time_steps}-{vqsvae.cfg.membrane_decay}".encode())
+    for part in (vqsvae.encoder, vqsvae.quantizer):
+        for k, v in part.state_dict().items():
+            if not k.endswith("num_batches_tracked"):
+                h.update(f"{k}{tuple(v.shape)}{v.dtype}".encode())
+                h.update(v.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
@@ -504,7 +508,7 @@ def train_prior(cfg: TrainConfig) -> Path:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     cache = out / "tokens_train.npz"
-    digest = f"{_weights_digest(cfg.vqsvae)}-{dataset}-{cfg.limit}"
+    digest = f"{_token_digest(vqsvae)}-{dataset}-{cfg.limit}"
     cached = np.load(cache) if cache.is_file() else None
     data = None                       # the training images, loaded only when needed
     if cached is not None and str(cached["digest"]) == digest:
@@ -627,9 +631,7 @@ def train_decoder(cfg: TrainConfig) -> Path:
         info = {**config["info"], "decoder_steps": step, "decoder_epochs": round(step / spe, 3),
                 "decoder_ema": cfg.ema, "decoder_from": str(cfg.vqsvae)}
         save_checkpoint(cfg.out, trained.vqsvae, denoiser, info)  # the old metrics describe the old decoder
-        usage = Path(cfg.vqsvae) / CODE_USAGE_NAME  # the tokens are unchanged, so is their usage
-        if usage.is_file() and usage.resolve() != (Path(cfg.out) / CODE_USAGE_NAME).resolve():
-            shutil.copyfile(usage, Path(cfg.out) / CODE_USAGE_NAME)
+        copy_code_usage(cfg.vqsvae, cfg.out)                      # the tokens are unchanged, so is their usage
 
     step, speed = _loop(cfg, objective, data.images, lambda x, g: (x.float() / 255.0,), save_model, {}, snapshot)
     print(f"decoder: {step} steps at {speed:.1f} images/s -> {cfg.out}")

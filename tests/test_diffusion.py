@@ -333,6 +333,7 @@ def test_sample_runs_all_n_steps_by_default_whatever_n():
 
 @pytest.mark.parametrize("kwargs,message", [
     ({"num_images": 0}, "num_images must be an integer >= 1"),
+    ({"num_images": True}, "num_images must be an integer >= 1"),
     ({"num_images": 2.5}, "num_images"),
     ({"num_images": 2, "num_steps": float("nan")}, r"steps must be an integer in 1\.\.49"),
     ({"num_images": 2, "num_steps": float("inf")}, r"steps must be an integer in 1\.\.49"),

@@ -13,7 +13,7 @@ from spiking_diffusion.evaluation import inception as I
 from spiking_diffusion.evaluation import metrics as M
 from spiking_diffusion.evaluation import run as R
 from spiking_diffusion.evaluation.energy import expected_denoiser_calls
-from spiking_diffusion.checkpoint import read_config, update_metadata
+from spiking_diffusion.checkpoint import VQSVAE_METRICS, read_config, update_metadata
 from spiking_diffusion.classifier import TrainClassifierConfig, holdout_split, load_classifier, train_classifier
 from spiking_diffusion.cli import add_evaluate_arguments, add_train_classifier_arguments
 from spiking_diffusion.data import load_images
@@ -87,8 +87,9 @@ def test_evaluate_end_to_end(tiny_ckpt, classifier_dir, tmp_path, monkeypatch):
         entry = saved["inception"][kind]
         assert entry["fid"] is None and "not computed" in entry["message"] and entry["protocol"]
         assert "torch's hub cache" in entry["message"] and str(tmp_path) not in entry["message"]  # no machine's path
-    hub = str(tmp_path / "empty_hub")
-    assert any("Inception weights" in line and hub in line for line in logs)      # the log names this machine's folder
+    assert any(str(tmp_path / "empty_hub") in line for line in logs)          # the log names this machine's folder
+    hub = str(tmp_path / "empty_hub")                                          # the report does not
+    assert hub not in json.dumps(saved) and hub not in (out / "summary.md").read_text()
     for key in ("generated", "real_heldout", "reconstructed_heldout"):
         c = saved["classifier"][key]
         assert {"fd", "precision", "recall", "confident_share", "class_entropy"} <= set(c)
@@ -119,6 +120,7 @@ def test_evaluate_end_to_end(tiny_ckpt, classifier_dir, tmp_path, monkeypatch):
         "corrector_temperature": 0.4}
     metrics = read_config(ckpt)["metrics"]
     assert metrics == saved["headline"] and "classifier_fd" in metrics and "recon_mse" in metrics
+    assert set(VQSVAE_METRICS) <= set(metrics)          # what a new prior on this VQ-SVAE keeps: all recorded
     assert "fid" not in metrics                          # the old figure went: it described other samples
     usage = json.loads((ckpt / "code_usage.json").read_text())                 # the test split's code usage
     assert usage["split"] == "test" and usage["dataset"] == "synthetic" and usage["images"] == 40

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from spiking_diffusion import CheckpointError, SamplerConfig, SettingError, SpikingDiffusionError, SpikingDiffusionPipeline
-from spiking_diffusion.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_checkpoint, save_checkpoint, update_metadata
+from spiking_diffusion.checkpoint import CODE_USAGE_NAME, CONFIG_NAME, WEIGHTS_NAME, load_checkpoint, save_checkpoint, update_metadata
 from spiking_diffusion.data import load_images
 
 torch.set_num_threads(1)
@@ -302,6 +302,23 @@ def test_config_and_weights_must_come_from_one_save(tiny_checkpoint, tmp_path):
     save_file({f"vqsvae.{k}": v for k, v in vq.state_dict().items()} |
               {f"denoiser.{k}": v for k, v in den.state_dict().items()}, str(path / WEIGHTS_NAME))
     load_checkpoint(path)
+    c["save_id"] = "0" * 32                                    # a new config beside weights without an id
+    (path / CONFIG_NAME).write_text(json.dumps(c))
+    with pytest.raises(CheckpointError, match="model.safetensors has none"):
+        load_checkpoint(path)
+    from spiking_diffusion.hub import push_to_hub
+    with pytest.raises(CheckpointError, match="different saves"):               # never uploaded
+        push_to_hub(path, "someone/model")
+
+
+def test_save_pretrained_keeps_the_code_usage_of_its_own_tokens_only(tiny_checkpoint, tmp_path):
+    path = shutil.copytree(tiny_checkpoint, tmp_path / "ck")
+    (path / CODE_USAGE_NAME).write_text('{"split": "test"}')
+    SpikingDiffusionPipeline.from_pretrained(path).save_pretrained(tmp_path / "copy")
+    assert (tmp_path / "copy" / CODE_USAGE_NAME).read_text() == '{"split": "test"}'
+    pipe = SpikingDiffusionPipeline.from_pretrained(tiny_checkpoint)               # no usage recorded
+    pipe.save_pretrained(tmp_path / "copy")                                         # over the other model
+    assert not (tmp_path / "copy" / CODE_USAGE_NAME).exists()
 
 
 def test_a_prior_must_fit_its_vqsvae(tiny_checkpoint, tmp_path):

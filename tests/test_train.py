@@ -155,7 +155,9 @@ def test_prior_resumes_on_a_decoder_trained_checkpoint(tmp_path, tiny_checkpoint
     train_decoder(TrainConfig(stage="decoder", out=str(dec), vqsvae=str(tiny_checkpoint), **{**BASE, "dataset": None}))
     split = tmp_path / "split"
     train_prior(replace(cfg, out=str(split), epochs=0.75, save_every=3))
+    cache = (split / "tokens_train.npz").stat().st_mtime_ns
     train_prior(replace(cfg, out=str(split), vqsvae=str(dec), epochs=1.5, save_every=3, resume=True))
+    assert (split / "tokens_train.npz").stat().st_mtime_ns == cache      # same tokens: not tokenised again
     one, got, new_vq = _weights(tmp_path / "one"), _weights(split), _weights(dec)
     assert all(torch.equal(one[k], got[k]) for k in one if k.startswith("denoiser."))
     assert all(torch.equal(new_vq[k], got[k]) for k in new_vq if k.startswith("vqsvae."))

@@ -100,10 +100,12 @@ def inception_features(net: nn.Module, images: torch.Tensor, batch_size: int = 3
 HUB_CACHE = "$TORCH_HOME/hub/checkpoints, by default ~/.cache/torch/hub/checkpoints"
 
 
-def inception_section(cfg, fake: torch.Tensor, test, log) -> dict:
+def inception_section(cfg, fake: torch.Tensor, test, log, console=None) -> dict:
     """Both protocols' FIDs of generated images ``fake [N,C,H,W]`` (floats in [0,1]) against the
     test split (``test``: :class:`~spiking_diffusion.data.ImageSet`); ``cfg``: the evaluation's
-    settings (inception_weights, fid_samples, paper_samples, inception_batch, seed, device)."""
+    settings (inception_weights, fid_samples, paper_samples, inception_batch, seed, device).
+    ``log`` gets the lines a report keeps; ``console`` (default: ``log``) this machine's paths too."""
+    console = log if console is None else console
     found, notes = find_inception_weights(cfg.inception_weights)
     for n in notes:
         log(n)
@@ -116,7 +118,8 @@ def inception_section(cfg, fake: torch.Tensor, test, log) -> dict:
             entry["message"] = (f"{kind} FID not computed: no {'pytorch-fid FID' if kind == 'standard' else 'torchvision ImageNet'} "
                                 f"Inception weights ({want}); pass --inception-weights PATH or place the file in "
                                 f"torch's hub cache ({HUB_CACHE})")
-            log(f"{entry['message']}: here {Path(torch.hub.get_dir()) / 'checkpoints'}")
+            log(entry["message"])
+            console(f"(torch's hub cache on this machine: {Path(torch.hub.get_dir()) / 'checkpoints'})")
             section[kind] = entry
             continue
         t0 = time.time()

@@ -223,7 +223,7 @@ def evaluate(checkpoint_dir, data_root, out_dir, log=print, **overrides) -> dict
     _save_grid(images[:64], out_dir / "samples.png")
 
     # (a) Inception-based FIDs, each under its own protocol
-    report["inception"] = inception_section(cfg, to_float(images), test, note)
+    report["inception"] = inception_section(cfg, to_float(images), test, note, console=log)  # no paths in the report
 
     # (b) offline, with our classifier
     if clf is not None:
