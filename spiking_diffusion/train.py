@@ -2,7 +2,8 @@
 
 A run directory ``--out DIR`` holds the model checkpoint (config.json + model.safetensors, usable
 at once), ``training_state.safetensors`` (weights, optimiser, step, RNG, the weight average: what
-``--resume`` needs, one file renamed into place) and ``log.jsonl`` (one line of losses per logged step).
+``--resume`` needs, one file renamed into place; see :mod:`.runs`, which also checks a resumed
+run's settings and joins torchrun's processes) and ``log.jsonl`` (one line of losses per logged step).
 With ``--ema DECAY`` the checkpoint holds an exponential moving average of the weights (and of the
 BatchNorm statistics), the usual trick for diffusion models; the raw weights stay in the state.
 Stage 2 also caches the training set's tokens in ``tokens_train.npz``. ``train_decoder`` goes on
@@ -13,8 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -23,23 +22,18 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .checkpoint import VQSVAE_METRICS, atomic_write_file, copy_code_usage, load_checkpoint, save_checkpoint
-from .config import CODEBOOK_INITS, PRESETS, get_preset
+from .config import CODEBOOK_INITS, get_preset
 from .data import channels_of, load_images
-from .devices import resolve_device
 from .denoiser import SpikingDenoiser
 from .diffusion import LOSS_KINDS, AbsorbingDiffusion, check_loss_kind
 from .errors import CheckpointError, SettingError, SpikingDiffusionError
+from . import runs
 from .spiking import reset
 from .transfer import align_codes, check_transferable, layer_differences, transfer_prior
 from .vqsvae import VQSVAE
-
-STATE_NAME = "training_state.safetensors"
-
 
 @dataclass
 class TrainConfig:
@@ -75,182 +69,6 @@ class TrainConfig:
         if self.codebook_init not in CODEBOOK_INITS:
             raise SettingError(f"codebook_init must be one of {', '.join(CODEBOOK_INITS)}; got {self.codebook_init!r}")
 
-
-
-# What a resumed run must share with its snapshot, per stage: these settings decide what the run trains
-# on and what one step is. TrainConfig field -> command-line flag. Free to change on --resume: --epochs
-# (how far to go), --lr and --ema (said when they change), --vqsvae (train-prior says when the tokens
-# change), and where / how the run goes (--device, --threads, --data-root, --save-every, --log-every).
-RESUME_FIXED = {
-    "vqsvae": {"dataset": "--dataset", "limit": "--limit", "batch_size": "--batch-size", "seed": "--seed",
-               "preset": "--preset", "weight_decay": "--weight-decay", "codebook_init": "--codebook-init"},
-    "prior": {"dataset": "--dataset", "limit": "--limit", "batch_size": "--batch-size", "seed": "--seed",
-              "preset": "--preset", "input_mode": "--input-mode", "loss": "--loss", "weight_decay": "--weight-decay"},
-    "decoder": {"dataset": "--dataset", "limit": "--limit", "batch_size": "--batch-size", "seed": "--seed",
-                "weight_decay": "--weight-decay"},
-}
-
-
-def _world_size() -> int:
-    """Processes in this run (torchrun's WORLD_SIZE; 1 without torchrun)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def _rank() -> int:
-    """This process's rank (torchrun's RANK; 0 without torchrun): rank 0 writes and prints."""
-    return int(os.environ.get("RANK", "0"))
-
-
-def _setting(name: str, settings: dict):
-    """A setting as it acts: an unset --input-mode is the preset's."""
-    value = settings.get(name)
-    if name == "input_mode" and value is None and settings.get("preset") in PRESETS:
-        return PRESETS[settings["preset"]].denoiser.input_mode
-    return value
-
-
-def _snapshot_info(path: Path) -> dict:
-    """The metadata of a training-state file (step, train_config, world, ...), without its tensors."""
-    try:
-        with safe_open(str(path), "pt") as f:
-            return json.loads(f.metadata()["json"])
-    except Exception as e:
-        raise CheckpointError(f"cannot resume: {path} is unreadable ({e})") from None
-
-
-def check_run_folder(cfg: TrainConfig) -> dict | None:
-    """Before anything is written: a fresh run must not overwrite a run, and ``--resume`` must find a
-    snapshot of the same stage, settings (:data:`RESUME_FIXED`) and number of processes. Returns the
-    snapshot's metadata (None for a fresh run). Raises :class:`CheckpointError` with one line naming each
-    changed setting and both values."""
-    resolve_device(cfg.device)
-    out = Path(cfg.out)
-    state = out / STATE_NAME
-    if not cfg.resume:
-        if state.is_file():  # never overwrite a run someone made
-            raise CheckpointError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
-        return None
-    if not state.is_file():
-        raise CheckpointError(f"--resume: no {STATE_NAME} in {out}")
-    info = _snapshot_info(state)
-    saved = info.get("train_config", {})
-    stage = saved.get("stage")
-    if stage and stage != cfg.stage:
-        raise CheckpointError(f"cannot resume: {state} is a {stage} run, not a {cfg.stage} run")
-    now = asdict(cfg)
-    changed = []
-    for name, flag in RESUME_FIXED[cfg.stage].items():
-        if name not in saved:  # a snapshot older than the setting
-            continue
-        old, new = _setting(name, saved), _setting(name, now)
-        if old != new:
-            changed.append(f"{flag} {_show(new)} differs from the run's {_show(old)}")
-    world, saved_world = _world_size(), info.get("world")
-    if saved_world is not None and saved_world != world:
-        changed.append(f"{world} process(es) differ from the run's {saved_world} (each process has its own share of "
-                       "a batch and its own random stream)")
-    if changed:
-        raise CheckpointError(f"cannot resume {out}: " + "; ".join(changed) + ". These settings decide what the run "
-                              "trains on and what a step is: give the run's values, or train into a new --out")
-    return info
-
-
-def _show(value) -> str:
-    return "none" if value is None else str(value)
-
-
-# --- distributed helpers ---------------------------------------------------------------------
-def _dist_setup(device: str):
-    """Join the process group when launched by torchrun. Returns (rank, world, device)."""
-    resolve_device(device)  # a missing device says so, before any process group waits on it
-    if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) == 1:
-        return 0, 1, torch.device(device)
-    backend = "nccl" if device == "cuda" else "gloo"
-    if not dist.is_initialized():
-        dist.init_process_group(backend)
-    rank, world = dist.get_rank(), dist.get_world_size()
-    if device == "cuda":
-        local = int(os.environ.get("LOCAL_RANK", 0))
-        torch.cuda.set_device(local)
-        return rank, world, torch.device("cuda", local)
-    return rank, world, torch.device(device)
-
-
-def _wrap(model: nn.Module, world: int, dev: torch.device) -> nn.Module:
-    if world == 1:
-        return model
-    return nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-
-
-# --- the training-state file ---------------------------------------------------------------------
-def _rng_states(gen: torch.Generator, world: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(training generator, torch's global generator) states of every process, in rank order (all ranks
-    must call this together)."""
-    mine = (gen.get_state(), torch.get_rng_state())
-    if world == 1:
-        return [mine]
-    states: list = [None] * world
-    dist.all_gather_object(states, mine)
-    return states
-
-
-def _save_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, step: int, gen: torch.Generator,
-                meta: dict, ema: AveragedModel | None = None,
-                rng_states: list[tuple[torch.Tensor, torch.Tensor]] | None = None):
-    """Write the training state: weights, optimiser, step, the weight average and every process's random
-    generators (``rng.train.R`` / ``rng.torch.R`` for rank R; ``rng.train`` / ``rng.torch`` are rank 0's,
-    as older snapshots hold them). One file, renamed into place."""
-    rng_states = rng_states or [(gen.get_state(), torch.get_rng_state())]
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    if ema is not None:
-        tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
-    opt_sd = opt.state_dict()
-    for pid, st in opt_sd["state"].items():
-        for k, v in st.items():
-            tensors[f"opt.{pid}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous()
-    for rank, (train_state, torch_state) in enumerate(rng_states):
-        tensors[f"rng.train.{rank}"], tensors[f"rng.torch.{rank}"] = train_state, torch_state
-    tensors["rng.train"], tensors["rng.torch"] = (s.clone() for s in rng_states[0])  # safetensors refuses shared memory
-    info = {"step": step, "param_groups": opt_sd["param_groups"], "rng_device": gen.device.type,
-            "world": len(rng_states), **meta}
-    atomic_write_file(path, lambda f: save_file(tensors, f, metadata={"json": json.dumps(info)}))
-
-
-def _load_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator,
-                ema: AveragedModel | None = None, expected_stage: str | None = None, rank: int = 0) -> dict:
-    """Restore what :func:`_save_state` wrote; process ``rank`` takes its own random generators."""
-    try:
-        with safe_open(str(path), "pt") as f:
-            info = json.loads(f.metadata()["json"])
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:
-        raise CheckpointError(f"cannot resume: {path} is unreadable ({e})") from None
-    stage = info.get("train_config", {}).get("stage")
-    if expected_stage and stage and stage != expected_stage:
-        raise CheckpointError(f"cannot resume: {path} is a {stage} run, not a {expected_stage} run")
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    if ema is not None and any(k.startswith("ema.") for k in tensors):  # else it starts from here
-        ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-    state: dict = {}
-    for k, v in tensors.items():
-        if k.startswith("opt."):
-            _, pid, name = k.split(".", 2)
-            state.setdefault(int(pid), {})[name] = v
-    opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
-    own = f"rng.train.{rank}" if f"rng.train.{rank}" in tensors else "rng.train" if rank == 0 else None
-    if own is None:  # a multi-process snapshot from before per-rank states: only rank 0's stream was kept
-        gen.manual_seed(gen.initial_seed() + info["step"])
-        print(f"note: {path} holds no random state for process {rank} (written before per-process states); "
-              "it goes on with a fresh random stream (the run is no longer bit-for-bit the one-go run)")
-    elif info.get("rng_device", "cpu") == gen.device.type:  # snapshots before this key were all CPU runs
-        gen.set_state(tensors[own])
-        torch.set_rng_state(tensors[own.replace("train", "torch")])
-    else:  # saved on another device (CPU <-> CUDA): that generator's stream cannot go on here
-        gen.manual_seed(gen.initial_seed() + info["step"])
-        torch.set_rng_state(tensors[own.replace("train", "torch")])
-        print(f"note: {path} was saved on another device; training goes on with a fresh random stream "
-              "(the weights and optimiser carry over, the run is no longer bit-for-bit the one-go run)")
-    return info
 
 
 # --- the loop ----------------------------------------------------------------------------------
@@ -310,7 +128,7 @@ def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save
     """Generic loop: ``data`` [N, ...] on CPU, ``to_input(batch)`` -> model input on device;
     ``save_model(step, trained)`` writes the checkpoint of ``trained`` (the model or its average);
     ``snap``: what the stage's :func:`check_run_folder` returned (the snapshot to resume, or None)."""
-    rank, world, dev = _dist_setup(cfg.device)
+    rank, world, dev = runs.dist_setup(cfg.device)
     if cfg.batch_size % world:
         raise SpikingDiffusionError(f"--batch-size {cfg.batch_size} must be divisible by the {world} processes")
     out = Path(cfg.out)
@@ -337,7 +155,7 @@ def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save
                       "pass a larger --epochs to train on")
             return done, 0.0
         saved = snap.get("train_config", {})
-        step = _load_state(out / STATE_NAME, model, opt, gen, ema, cfg.stage, rank)["step"]
+        step = runs.load_state(out / runs.STATE_NAME, model, opt, gen, ema, cfg.stage, rank)["step"]
         old_lr = opt.param_groups[0]["lr"]
         for group in opt.param_groups:  # the same --lr continues the run exactly; another one changes it
             group["lr"] = cfg.lr
@@ -352,7 +170,7 @@ def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save
         # its first snapshot), so that each step is logged once
         lines = [l for l in log_path.read_text().splitlines() if _logged_step(l) <= step]
         atomic_write_file(log_path, lambda f: Path(f).write_text("".join(l + "\n" for l in lines)))
-    ddp = _wrap(model, world, dev)
+    ddp = runs.wrap_for_processes(model, world, dev)
     model.train()
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -365,12 +183,12 @@ def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save
     t0, seen = time.perf_counter(), 0
 
     def snapshot():
-        rng_states = _rng_states(gen, world)  # every process's generators, gathered on every process
+        rng_states = runs.rng_states(gen, world)  # every process's generators, gathered on every process
         if rank != 0:
             return
         model.eval()
         save_model(step, ema.module if ema is not None else model)
-        _save_state(out / STATE_NAME, model, opt, step, gen, {"train_config": asdict(cfg), **meta}, ema, rng_states)
+        runs.save_state(out / runs.STATE_NAME, model, opt, step, gen, {"train_config": asdict(cfg), **meta}, ema, rng_states)
         model.train()
 
     while step < total:
@@ -425,7 +243,7 @@ def train_vqsvae(cfg: TrainConfig) -> Path:
     """Stage 1: train the VQ-SVAE on ``cfg.dataset``; writes a VQ-SVAE-only checkpoint to cfg.out."""
     _use_threads(cfg)
     cfg = replace(cfg, dataset=cfg.dataset or "mnist")
-    snapshot = check_run_folder(cfg)  # before anything is loaded or written
+    snapshot = runs.check_run_folder(cfg)  # before anything is loaded or written
     data = load_images(cfg.dataset, cfg.data_root, train=True, download=cfg.download, limit=cfg.limit)
     preset = get_preset(cfg.preset, in_channels=channels_of(cfg.dataset) if cfg.dataset != "synthetic" else 1)
     vq_cfg = replace(preset.vqsvae, data_variance=data.variance())
@@ -499,10 +317,10 @@ def train_prior(cfg: TrainConfig) -> Path:
     vqsvae, _, vq_config = load_checkpoint(cfg.vqsvae, cfg.device)
     dataset = cfg.dataset or vq_config["info"].get("dataset") or "mnist"
     cfg = replace(cfg, dataset=dataset)
-    snapshot = check_run_folder(cfg)  # before the token cache is written
+    snapshot = runs.check_run_folder(cfg)  # before the token cache is written
     if snapshot is not None:          # --init-from only starts a run: a resumed run keeps the one it began with
         began = snapshot.get("train_config", {}).get("init_from")
-        if cfg.init_from and cfg.init_from != began and _rank() == 0:
+        if cfg.init_from and cfg.init_from != began and runs.rank() == 0:
             print(f"note: --init-from {cfg.init_from} is ignored: {cfg.out} resumes from its snapshot")
         cfg = replace(cfg, init_from=began)
     out = Path(cfg.out)
@@ -519,7 +337,7 @@ def train_prior(cfg: TrainConfig) -> Path:
         if cfg.resume and cached is not None and not np.array_equal(cached["tokens"], tokens.numpy()):
             print(f"note: --vqsvae {cfg.vqsvae} gives other tokens than the run's cache: the prior goes on "
                   "training on the new ones")  # same tokens (e.g. after train-decoder): nothing changes
-        if _rank() == 0:  # one writer when several processes share the run folder
+        if runs.rank() == 0:  # one writer when several processes share the run folder
             atomic_write_file(cache, lambda f: _save_tokens(f, tokens, digest))
     preset = get_preset(cfg.preset, input_mode=cfg.input_mode)
     den_cfg = replace(preset.denoiser, codebook_size=vqsvae.cfg.codebook_size, latent_size=vqsvae.cfg.latent_size)
@@ -562,7 +380,7 @@ def _start_from_prior(denoiser: SpikingDenoiser, vqsvae: VQSVAE, cfg: TrainConfi
       tokens came from its cache) are tokenised with its VQ-SVAE, and its weights are renumbered to
       our codes (see :mod:`.transfer`; embedding input only).
     Raises ``SpikingDiffusionError`` when the donor holds no prior or its layers do not fit."""
-    device = cfg.device if _world_size() == 1 else "cpu"   # each rank does this before it has its own device
+    device = cfg.device if runs.world_size() == 1 else "cpu"   # each rank does this before it has its own device
     old_vq, old_den, old_config = load_checkpoint(cfg.init_from, device)
     if old_den is None:
         raise SpikingDiffusionError(f"--init-from {cfg.init_from} holds no prior (a VQ-SVAE only); give a full checkpoint")
@@ -573,12 +391,12 @@ def _start_from_prior(denoiser: SpikingDenoiser, vqsvae: VQSVAE, cfg: TrainConfi
                 f"--init-from {cfg.init_from} is a prior on this VQ-SVAE, but its {', '.join(differ)} differ from this "
                 "run's: give the --preset and --input-mode it was trained with")
         denoiser.load_state_dict(old_den.state_dict())
-        if _rank() == 0:
+        if runs.rank() == 0:
             print(f"prior starts from {cfg.init_from}: a prior on the same tokens, its weights as they are")
         return 1.0
     check_transferable(old_den.cfg, denoiser.cfg)          # before the slow tokenising
     other = old_config["info"].get("dataset")
-    if other and other != cfg.dataset and _rank() == 0:
+    if other and other != cfg.dataset and runs.rank() == 0:
         print(f"note: --init-from {cfg.init_from} was trained on {other}, this run on {cfg.dataset}: its codes "
               "are aligned on this run's images all the same")
     if data is None:
@@ -586,7 +404,7 @@ def _start_from_prior(denoiser: SpikingDenoiser, vqsvae: VQSVAE, cfg: TrainConfi
     old_tokens = tokenize(old_vq, data.images, device=device)                         # [N, h, w]
     alignment = align_codes(tokens, old_tokens, denoiser.cfg.codebook_size, old_den.cfg.codebook_size)
     transfer_prior(old_den.cpu(), denoiser, alignment)
-    if _rank() == 0:
+    if runs.rank() == 0:
         print(f"prior starts from {cfg.init_from}: codes aligned on {len(tokens)} training images "
               f"(purity {alignment.purity:.3f})")
     return round(alignment.purity, 4)
@@ -615,7 +433,7 @@ def train_decoder(cfg: TrainConfig) -> Path:
     vqsvae, denoiser, config = load_checkpoint(cfg.vqsvae, cfg.device)
     dataset = cfg.dataset or config["info"].get("dataset") or "mnist"
     cfg = replace(cfg, dataset=dataset)
-    snapshot = check_run_folder(cfg)
+    snapshot = runs.check_run_folder(cfg)
     data = load_images(dataset, cfg.data_root, train=True, download=cfg.download, limit=cfg.limit)
     if vqsvae.cfg.data_variance is None or (config["info"].get("source") == "official" and vqsvae.cfg.data_variance == 1.0):
         # an import of the authors' weights (1.0: imported before None marked it unknown): their code divides

@@ -24,7 +24,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from spiking_diffusion.checkpoint import load_checkpoint
-from spiking_diffusion.train import STATE_NAME, TrainConfig, train_prior
+from spiking_diffusion.runs import STATE_NAME
+from spiking_diffusion.train import TrainConfig, train_prior
 
 torch.set_num_threads(1)
 

@@ -291,9 +291,9 @@ def test_resume_says_when_lr_and_ema_change(tmp_path, capsys):
 def test_a_snapshot_from_before_per_process_states_resumes_exactly(tmp_path, tiny_checkpoint):
     """Runs started by the previous code (no rng.*.R keys, no world, a train_config without newer fields)
     still resume, exactly, on one process."""
-    import spiking_diffusion.train as train_mod
+    import spiking_diffusion.runs as runs_mod
 
-    real = train_mod._save_state
+    real = runs_mod.save_state
 
     def old_save(path, *args, **kwargs):  # what the previous code wrote
         real(path, *args, **kwargs)
@@ -306,11 +306,11 @@ def test_a_snapshot_from_before_per_process_states_resumes_exactly(tmp_path, tin
         save_file(tensors, str(path), metadata={"json": json.dumps(info)})
 
     cfg = TrainConfig(stage="prior", out="", vqsvae=str(tiny_checkpoint), **{**BASE, "dataset": None})
-    train_mod._save_state = old_save
+    runs_mod.save_state = old_save
     try:
         train_prior(replace(cfg, out=str(tmp_path / "split"), epochs=0.75, save_every=3))
     finally:
-        train_mod._save_state = real
+        runs_mod.save_state = real
     from safetensors import safe_open
     with safe_open(str(tmp_path / "split" / "training_state.safetensors"), "pt") as f:
         assert "rng.train.0" not in f.keys() and "world" not in json.loads(f.metadata()["json"])
