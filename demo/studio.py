@@ -27,7 +27,7 @@ from spiking_diffusion import teaching
 from spiking_diffusion.checkpoint import CONFIG_NAME, WEIGHTS_NAME
 from spiking_diffusion.data import DataError, load_images
 from spiking_diffusion.images import to_float, to_uint8
-from spiking_diffusion.sampling import MAX_CORRECTOR_STEPS, SETTINGS, SamplerConfig, check_steps
+from spiking_diffusion.sampling import MAX_CORRECTOR_STEPS, SETTINGS, SamplerConfig, check_num_images, check_steps
 from spiking_diffusion.spiking import LIF_THRESHOLD
 
 from . import frames, media, plots
@@ -286,7 +286,7 @@ class Studio:
         linearly to ``temperature_end`` (default: stays constant); ``top_p``: nucleus sampling;
         corrector rounds after the last step (see the pipeline). Settings not given: the model's."""
         pipe = self.pipe(model)
-        n = _int(num_images, "number of images", 1, self.max_batch)
+        n = check_num_images(num_images, self.max_batch)
         s = check_steps(steps, pipe.num_diffusion_steps)
         seed = _int(seed, "seed", 0, MAX_SEED)
         given = dict(temperature=temperature, temperature_end=temperature_end, top_p=top_p,

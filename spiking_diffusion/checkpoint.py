@@ -31,9 +31,10 @@ from .errors import CheckpointError
 FORMAT, VERSION = "spiking-diffusion", 1
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 CODE_USAGE_NAME = "code_usage.json"  # optional: the test split's code usage, written by evaluate --record
-# the figures in a checkpoint's "metrics" that describe its VQ-SVAE alone (reconstructions, code usage):
-# a new prior on that VQ-SVAE keeps these and none of the old prior's sample figures
-VQSVAE_METRICS = ("recon_mse", "recon_ssim", "codebook_perplexity", "dead_codes")
+# the figures in a checkpoint's "metrics" that describe its VQ-SVAE alone: a new prior on that VQ-SVAE
+# keeps them all (and none of the old prior's sample figures); a decoder trained on keeps the token ones
+TOKEN_METRICS = ("codebook_perplexity", "dead_codes")        # the test split's tokens (the encoder's)
+VQSVAE_METRICS = ("recon_mse", "recon_ssim", *TOKEN_METRICS)
 
 
 def _writable_parent(path: Path) -> None:

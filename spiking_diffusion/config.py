@@ -28,6 +28,13 @@ def _from_dict(cls, data: dict[str, Any]):
 CODEBOOK_INITS = ("normal", "data")  # the codebook's start: nn.Embedding's N(0, 1) (the paper), or encoder outputs
 
 
+def check_codebook_init(init) -> str:
+    """``init`` when it names a codebook start of :data:`CODEBOOK_INITS`; else raises :class:`SettingError`."""
+    if init not in CODEBOOK_INITS:
+        raise SettingError(f"codebook_init must be one of {', '.join(CODEBOOK_INITS)}; got {init!r}")
+    return init
+
+
 @dataclass(frozen=True)
 class VQSVAEConfig:
     """Stage 1: the vector-quantised spiking VAE."""

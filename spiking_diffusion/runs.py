@@ -51,7 +51,7 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def rank() -> int:
+def process_rank() -> int:
     """This process's rank (torchrun's RANK; 0 without torchrun): rank 0 writes and prints."""
     return int(os.environ.get("RANK", "0"))
 
@@ -132,13 +132,14 @@ def dist_setup(device: str):
 
 
 def wrap_for_processes(model: nn.Module, world: int, dev: torch.device) -> nn.Module:
+    """``model`` itself on one process; else wrapped in DistributedDataParallel (gradients averaged)."""
     if world == 1:
         return model
     return nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
 
 
 # --- the training-state file ---------------------------------------------------------------------
-def rng_states(gen: torch.Generator, world: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def gather_rng_states(gen: torch.Generator, world: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(training generator, torch's global generator) states of every process, in rank order (all ranks
     must call this together)."""
     mine = (gen.get_state(), torch.get_rng_state())
@@ -150,8 +151,8 @@ def rng_states(gen: torch.Generator, world: int) -> list[tuple[torch.Tensor, tor
 
 
 def save_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, step: int, gen: torch.Generator,
-                meta: dict, ema: AveragedModel | None = None,
-                rng_states: list[tuple[torch.Tensor, torch.Tensor]] | None = None):
+               meta: dict, ema: AveragedModel | None = None,
+               rng_states: list[tuple[torch.Tensor, torch.Tensor]] | None = None):
     """Write the training state: weights, optimiser, step, the weight average and every process's random
     generators (``rng.train.R`` / ``rng.torch.R`` for rank R; ``rng.train`` / ``rng.torch`` are rank 0's,
     as older snapshots hold them). One file, renamed into place."""
@@ -172,7 +173,7 @@ def save_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, step: i
 
 
 def load_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator,
-                ema: AveragedModel | None = None, expected_stage: str | None = None, rank: int = 0) -> dict:
+               ema: AveragedModel | None = None, expected_stage: str | None = None, rank: int = 0) -> dict:
     """Restore what :func:`save_state` wrote; process ``rank`` takes its own random generators."""
     try:
         with safe_open(str(path), "pt") as f:

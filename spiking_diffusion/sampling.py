@@ -19,8 +19,9 @@ Sec. 3.3: each masked position unmasked with probability 1/s, no corrector) at t
 A checkpoint stores the settings chosen when it was evaluated (``evaluate --record``) in its
 ``info``; :meth:`SamplerConfig.from_info` reads them back, and they are what ``pipe()`` uses.
 
-The number of steps and the unmasking order are arguments of each call, checked here too
-(:func:`check_steps`, :func:`check_order`): their bounds depend on the model (steps in 1..N).
+The number of steps, the number of images, the unmasking order and the sampler itself are
+arguments of each call, checked here too (:func:`check_steps`, :func:`check_num_images`,
+:func:`check_order`, :func:`check_sampler`): steps are bounded by the model (1..N).
 """
 from __future__ import annotations
 
@@ -41,40 +42,41 @@ CHOICE_TEMPERATURE = 4.5            # order='confidence': MaskGIT's Gumbel noise
 @dataclass(frozen=True)
 class Setting:
     """One setting of the sampler or of a call: its type, bounds (``lo`` excluded when ``lo_open``;
-    ``hi=None``: a bound known only with a model, given to :meth:`check`: the grid's cell count for
-    ``corrector_cells``, N for ``steps``), a label for forms and a help line."""
+    ``hi=None``: an upper bound given to :meth:`check` by the caller, e.g. the grid's cell count for
+    ``corrector_cells``, N for ``steps``; none given: no upper bound), and for the sampler's
+    settings a label for forms and a help line for the command line."""
 
     name: str
     kind: type                  # int or float
     lo: float
     hi: float | None
-    label: str
-    help: str
+    label: str = ""
+    help: str = ""
     lo_open: bool = False
     optional: bool = False      # None allowed (temperature_end: constant temperature)
 
-    def bounds(self, model_bound: int | None = None) -> str:
+    def bounds(self, upper: int | None = None) -> str:
         """'in 1..49', 'in (0, 5]', ...: the accepted range as words."""
-        hi = model_bound if self.hi is None else self.hi
+        hi = upper if self.hi is None else self.hi
         if self.kind is int:
             return f"in {self.lo:g}..{hi:g}" if hi is not None else f">= {self.lo:g}"
         return f"in {'(' if self.lo_open else '['}{self.lo:g}, {hi:g}]"
 
-    def check(self, value, model_bound: int | None = None):
+    def check(self, value, upper: int | None = None):
         """``value`` (a number, or a string holding one) as an ``int`` / ``float`` within the bounds.
-        ``model_bound``: the upper bound when ``hi`` is None (the grid's cell count, or N).
+        ``upper``: the upper bound when ``hi`` is None (the grid's cell count, N, an image cap).
         Raises :class:`SettingError` naming the setting, the accepted range and the value."""
         if value is None and self.optional:
             return None
         what = "an integer" if self.kind is int else "a number"
-        error = SettingError(f"{self.name} must be {what} {self.bounds(model_bound)}; got {value!r}")
+        error = SettingError(f"{self.name} must be {what} {self.bounds(upper)}; got {value!r}")
         if isinstance(value, bool) or value is None:
             raise error
         try:
             v = float(value)
         except (TypeError, ValueError, OverflowError):
             raise error from None
-        hi = model_bound if self.hi is None else self.hi
+        hi = upper if self.hi is None else self.hi
         if (not math.isfinite(v) or (self.kind is int and v != int(v)) or v < self.lo
                 or (self.lo_open and v == self.lo) or (hi is not None and v > hi)):
             raise error
@@ -161,8 +163,8 @@ class SamplerConfig:
 
 
 # --- the per-call arguments ----------------------------------------------------------------------
-STEPS = Setting("steps", int, 1, None, "Steps", "sampling steps S, in 1..N (the training time scale)")
-NUM_IMAGES = Setting("num_images", int, 1, None, "Images", "images sampled in one call")
+STEPS = Setting("steps", int, 1, None)             # sampling steps S, in 1..N (the training time scale)
+NUM_IMAGES = Setting("num_images", int, 1, None)   # images of one call
 
 
 def check_num_images(num_images, most: int | None = None) -> int:

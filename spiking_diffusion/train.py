@@ -24,16 +24,17 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from .checkpoint import VQSVAE_METRICS, atomic_write_file, copy_code_usage, load_checkpoint, save_checkpoint
-from .config import CODEBOOK_INITS, get_preset
+from .checkpoint import TOKEN_METRICS, VQSVAE_METRICS, atomic_write_file, copy_code_usage, load_checkpoint, save_checkpoint
+from .config import CODEBOOK_INITS, check_codebook_init, get_preset
 from .data import channels_of, load_images
 from .denoiser import SpikingDenoiser
 from .diffusion import LOSS_KINDS, AbsorbingDiffusion, check_loss_kind
-from .errors import CheckpointError, SettingError, SpikingDiffusionError
+from .errors import CheckpointError, SpikingDiffusionError
 from . import runs
 from .spiking import reset
 from .transfer import align_codes, check_transferable, layer_differences, transfer_prior
 from .vqsvae import VQSVAE
+
 
 @dataclass
 class TrainConfig:
@@ -53,7 +54,7 @@ class TrainConfig:
     ema: float = 0.0               # decay of the weight average saved as the checkpoint; 0: off
     weight_decay: float = 1e-3
     loss: str = LOSS_KINDS[0]      # "reweighted_elbo", the authors'
-    codebook_init: str = CODEBOOK_INITS[0]  # "normal": nn.Embedding's N(0,1) (the paper); "data": encoder outputs
+    codebook_init: str = CODEBOOK_INITS[0]  # "normal" (the paper's) or "data": see config.CODEBOOK_INITS
     seed: int = 0
     device: str = "cpu"
     limit: int | None = None       # use only the first N training images
@@ -66,9 +67,7 @@ class TrainConfig:
 
     def __post_init__(self):       # refused when made, before any data is loaded or tokenised
         check_loss_kind(self.loss)
-        if self.codebook_init not in CODEBOOK_INITS:
-            raise SettingError(f"codebook_init must be one of {', '.join(CODEBOOK_INITS)}; got {self.codebook_init!r}")
-
+        check_codebook_init(self.codebook_init)
 
 
 # --- the loop ----------------------------------------------------------------------------------
@@ -127,7 +126,7 @@ def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save
           snap: dict | None):
     """Generic loop: ``data`` [N, ...] on CPU, ``to_input(batch)`` -> model input on device;
     ``save_model(step, trained)`` writes the checkpoint of ``trained`` (the model or its average);
-    ``snap``: what the stage's :func:`check_run_folder` returned (the snapshot to resume, or None)."""
+    ``snap``: what the stage's :func:`.runs.check_run_folder` returned (the snapshot to resume, or None)."""
     rank, world, dev = runs.dist_setup(cfg.device)
     if cfg.batch_size % world:
         raise SpikingDiffusionError(f"--batch-size {cfg.batch_size} must be divisible by the {world} processes")
@@ -183,7 +182,7 @@ def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save
     t0, seen = time.perf_counter(), 0
 
     def snapshot():
-        rng_states = runs.rng_states(gen, world)  # every process's generators, gathered on every process
+        rng_states = runs.gather_rng_states(gen, world)  # every process's generators, gathered on every process
         if rank != 0:
             return
         model.eval()
@@ -255,6 +254,7 @@ def train_vqsvae(cfg: TrainConfig) -> Path:
 
     def save_model(step, trained: VQSVAE):
         save_checkpoint(cfg.out, trained, None, _info(cfg, step, spe, {"stage": "vqsvae", "ema": cfg.ema}))
+        copy_code_usage(None, cfg.out)                            # new tokens: no older usage describes them
 
     step, speed = _loop(cfg, model, data.images, lambda x, g: (x.float() / 255.0,), save_model, {}, snapshot)
     print(f"VQ-SVAE: {step} steps at {speed:.1f} images/s -> {cfg.out}")
@@ -292,8 +292,9 @@ def tokenize(vqsvae: VQSVAE, images: torch.Tensor, batch: int = 256, device="cpu
 
 
 def _token_digest(vqsvae: VQSVAE) -> str:
-    """A digest of what decides a VQ-SVAE's tokens (as :func:`_same_tokens` compares them): its time
-    steps, membrane decay, encoder and quantizer tensors. A re-save, or a decoder trained on, keeps it."""
+    """A digest of what decides a VQ-SVAE's tokens: its time steps, membrane decay, and exactly its
+    encoder and quantizer tensors (BatchNorm's batch counter, which an EMA may round, plays no part in
+    evaluation). A re-save, or a decoder trained on (``train-decoder``), keeps it."""
     h = hashlib.sha1(f"{vqsvae.cfg.time_steps}-{vqsvae.cfg.membrane_decay}".encode())
     for part in (vqsvae.encoder, vqsvae.quantizer):
         for k, v in part.state_dict().items():
@@ -320,7 +321,7 @@ def train_prior(cfg: TrainConfig) -> Path:
     snapshot = runs.check_run_folder(cfg)  # before the token cache is written
     if snapshot is not None:          # --init-from only starts a run: a resumed run keeps the one it began with
         began = snapshot.get("train_config", {}).get("init_from")
-        if cfg.init_from and cfg.init_from != began and runs.rank() == 0:
+        if cfg.init_from and cfg.init_from != began and runs.process_rank() == 0:
             print(f"note: --init-from {cfg.init_from} is ignored: {cfg.out} resumes from its snapshot")
         cfg = replace(cfg, init_from=began)
     out = Path(cfg.out)
@@ -337,7 +338,7 @@ def train_prior(cfg: TrainConfig) -> Path:
         if cfg.resume and cached is not None and not np.array_equal(cached["tokens"], tokens.numpy()):
             print(f"note: --vqsvae {cfg.vqsvae} gives other tokens than the run's cache: the prior goes on "
                   "training on the new ones")  # same tokens (e.g. after train-decoder): nothing changes
-        if runs.rank() == 0:  # one writer when several processes share the run folder
+        if runs.process_rank() == 0:  # one writer when several processes share the run folder
             atomic_write_file(cache, lambda f: _save_tokens(f, tokens, digest))
     preset = get_preset(cfg.preset, input_mode=cfg.input_mode)
     den_cfg = replace(preset.denoiser, codebook_size=vqsvae.cfg.codebook_size, latent_size=vqsvae.cfg.latent_size)
@@ -362,6 +363,7 @@ def train_prior(cfg: TrainConfig) -> Path:
     def save_model(step, trained: _PriorObjective):
         save_checkpoint(cfg.out, vqsvae, trained.denoiser, _info(cfg, step, spe, {"stage": "prior", "ema": cfg.ema, **start, **vq_info}),
                         vq_metrics)
+        copy_code_usage(cfg.vqsvae, cfg.out)                      # the VQ-SVAE's tokens, so their usage
 
     step, speed = _loop(cfg, objective, tokens, lambda x, g: (x.long(), g), save_model, start, snapshot)
     print(f"prior: {step} steps at {speed:.1f} images/s -> {cfg.out}")
@@ -391,12 +393,12 @@ def _start_from_prior(denoiser: SpikingDenoiser, vqsvae: VQSVAE, cfg: TrainConfi
                 f"--init-from {cfg.init_from} is a prior on this VQ-SVAE, but its {', '.join(differ)} differ from this "
                 "run's: give the --preset and --input-mode it was trained with")
         denoiser.load_state_dict(old_den.state_dict())
-        if runs.rank() == 0:
+        if runs.process_rank() == 0:
             print(f"prior starts from {cfg.init_from}: a prior on the same tokens, its weights as they are")
         return 1.0
     check_transferable(old_den.cfg, denoiser.cfg)          # before the slow tokenising
     other = old_config["info"].get("dataset")
-    if other and other != cfg.dataset and runs.rank() == 0:
+    if other and other != cfg.dataset and runs.process_rank() == 0:
         print(f"note: --init-from {cfg.init_from} was trained on {other}, this run on {cfg.dataset}: its codes "
               "are aligned on this run's images all the same")
     if data is None:
@@ -404,23 +406,15 @@ def _start_from_prior(denoiser: SpikingDenoiser, vqsvae: VQSVAE, cfg: TrainConfi
     old_tokens = tokenize(old_vq, data.images, device=device)                         # [N, h, w]
     alignment = align_codes(tokens, old_tokens, denoiser.cfg.codebook_size, old_den.cfg.codebook_size)
     transfer_prior(old_den.cpu(), denoiser, alignment)
-    if runs.rank() == 0:
+    if runs.process_rank() == 0:
         print(f"prior starts from {cfg.init_from}: codes aligned on {len(tokens)} training images "
               f"(purity {alignment.purity:.3f})")
     return round(alignment.purity, 4)
 
 
 def _same_tokens(a: VQSVAE, b: VQSVAE) -> bool:
-    """Whether two VQ-SVAEs tokenise alike: the same time steps and membrane decay, and exactly the
-    same encoder and quantizer tensors (``train-decoder`` changes neither; BatchNorm's batch counter,
-    which an EMA may round, plays no part in evaluation)."""
-    def same(x: nn.Module, y: nn.Module) -> bool:
-        sx, sy = x.state_dict(), y.state_dict()
-        keys = [k for k in sx if not k.endswith("num_batches_tracked")]
-        return sx.keys() == sy.keys() and all(sx[k].shape == sy[k].shape and torch.equal(sx[k].cpu(), sy[k].cpu())
-                                              for k in keys)
-    return (a.cfg.time_steps == b.cfg.time_steps and a.cfg.membrane_decay == b.cfg.membrane_decay
-            and same(a.encoder, b.encoder) and same(a.quantizer, b.quantizer))
+    """Whether two VQ-SVAEs tokenise alike (the same :func:`_token_digest`)."""
+    return _token_digest(a) == _token_digest(b)
 
 
 def train_decoder(cfg: TrainConfig) -> Path:
@@ -448,7 +442,8 @@ def train_decoder(cfg: TrainConfig) -> Path:
     def save_model(step, trained: _DecoderObjective):
         info = {**config["info"], "decoder_steps": step, "decoder_epochs": round(step / spe, 3),
                 "decoder_ema": cfg.ema, "decoder_from": str(cfg.vqsvae)}
-        save_checkpoint(cfg.out, trained.vqsvae, denoiser, info)  # the old metrics describe the old decoder
+        tokens_only = {k: v for k, v in config["metrics"].items() if k in TOKEN_METRICS}  # the rest: the old decoder
+        save_checkpoint(cfg.out, trained.vqsvae, denoiser, info, tokens_only)
         copy_code_usage(cfg.vqsvae, cfg.out)                      # the tokens are unchanged, so is their usage
 
     step, speed = _loop(cfg, objective, data.images, lambda x, g: (x.float() / 255.0,), save_model, {}, snapshot)

@@ -197,9 +197,20 @@ def test_a_new_prior_keeps_only_its_vqsvaes_own_figures(tmp_path, tiny_checkpoin
     update_metadata(full, metrics={"classifier_fd": 12.5, "recon_mse": 0.01, "dead_codes": 3}, replace_metrics=True)
     assert json.loads((full / "config.json").read_text())["metrics"] == {
         "classifier_fd": 12.5, "recon_mse": 0.01, "dead_codes": 3}   # the fixture's old "fid" is gone
+    (full / "code_usage.json").write_text('{"split": "test"}')        # the test split's usage of these tokens
     prior = train_prior(TrainConfig(stage="prior", out=str(tmp_path / "p"), vqsvae=str(full), **{**BASE, "dataset": None}))
-    # the old prior's sample figure must not pass for the new prior's
+    # the old prior's sample figure must not pass for the new prior's; the tokens' usage is the same
     assert json.loads((prior / "config.json").read_text())["metrics"] == {"recon_mse": 0.01, "dead_codes": 3}
+    assert (prior / "code_usage.json").read_text() == '{"split": "test"}'
+    dec = train_decoder(TrainConfig(stage="decoder", out=str(tmp_path / "d"), vqsvae=str(prior), epochs=0.5,
+                                    **{**BASE, "dataset": None}))
+    assert json.loads((dec / "config.json").read_text())["metrics"] == {"dead_codes": 3}   # a new decoder
+    assert (dec / "code_usage.json").is_file()
+    stale = tmp_path / "v"
+    stale.mkdir()
+    (stale / "code_usage.json").write_text('{"split": "test"}')        # left by another model in --out
+    train_vqsvae(TrainConfig(stage="vqsvae", out=str(stale), epochs=0.5, **BASE))
+    assert not (stale / "code_usage.json").exists()                     # new tokens: their usage is unknown
 
 
 def test_a_fresh_run_never_overwrites_a_run_and_stages_do_not_mix(tmp_path, tiny_checkpoint):
