@@ -19,6 +19,8 @@ from demo.memory import limit_malloc_arenas  # noqa: E402  (ctypes only; after t
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from demo.generations import MAX_RUNS, RUN_TTL_S   # here: numpy loads after main() caps malloc's arenas
+
     env = os.environ.get
     p = argparse.ArgumentParser(description="Spiking-Diffusion studio (Gradio)")
     p.add_argument("--checkpoints", default=env("SD_CHECKPOINTS", "assets"), help="folder of model folders")
@@ -29,9 +31,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="model jobs run at once, over all views together")
     p.add_argument("--queue-size", type=int, default=int(env("SD_QUEUE_SIZE", "32")), help="jobs waiting at most")
     p.add_argument("--max-upload", default=env("SD_MAX_UPLOAD", "5mb"), help="largest upload, e.g. 5mb")
-    p.add_argument("--max-runs", type=int, default=int(env("SD_MAX_RUNS", "32")),
+    p.add_argument("--max-runs", type=int, default=int(env("SD_MAX_RUNS", str(MAX_RUNS))),
                    help="generations kept for the Unmasking/Spikes/Energy views, over all sessions")
-    p.add_argument("--run-ttl", type=float, default=float(env("SD_RUN_TTL", "3600")),
+    p.add_argument("--run-ttl", type=float, default=float(env("SD_RUN_TTL", str(RUN_TTL_S))),
                    help="seconds a generation is kept after its last use")
     p.add_argument("--cache-ttl", type=int, default=int(env("SD_CACHE_TTL", "3600")),
                    help="seconds after which served files (images, exports, uploads) are deleted")

@@ -13,8 +13,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -31,14 +30,12 @@ from spiking_diffusion.sampling import MAX_CORRECTOR_STEPS, SETTINGS, SamplerCon
 from spiking_diffusion.spiking import LIF_THRESHOLD
 
 from . import frames, media, plots
+from .generations import MAX_RUNS, RUN_TTL_S, GenerationStopped, Run, RunStore
 from .guards import user_error
 from .media import InputError
-from .memory import trim_free_memory
 
 MAX_CORRECTOR_ROUNDS = MAX_CORRECTOR_STEPS  # corrector rounds offered in the studio (the sampler's bound)
 MAX_SEED = 2**31 - 1        # seeds are 0..MAX_SEED (what numpy and torch both accept)
-MAX_RUNS = 32               # generations kept across all sessions (the oldest are cleared first)
-RUN_TTL_S = 3600            # a generation not looked at for this long is cleared
 FRAME_CACHE = 256           # decoded (image, step) frames kept per run
 PREVIEW_EVERY = 9           # after a streamed preview, 9x its making (decode + tile) of sampling: a tenth
 MAX_EXPORTS = 8             # export folders kept on disk (Gradio copies each into its cache)
@@ -126,87 +123,6 @@ def _newest(updates: queue.Queue):
             if (item := updates.get()) is None:
                 return
         yield item
-
-
-class GenerationStopped(Exception):
-    """Raised inside the sampler's callback to stop a generation nobody waits for any more."""
-
-
-@dataclass
-class Run:
-    """One generation, kept in the browser session's state and in the studio's :class:`RunStore`
-    (which clears its arrays when the run expires or too many runs are kept)."""
-
-    model: str
-    images: np.ndarray | None   # uint8 [N, H, W, C]
-    tokens: np.ndarray | None   # [N, h, w]
-    trace: object               # GenerationTrace (int16 token ids)
-    seconds: float
-    frames: OrderedDict = field(default_factory=OrderedDict)  # (image, step) -> (committed, predicted) [H, W, C]
-    whole: tuple | None = None  # (image, committed [S, H, W, C], predicted [S, H, W, C]): the last image played/exported
-    animations: dict = field(default_factory=dict)           # image -> path of its Play GIF
-
-    def __post_init__(self):
-        self.num_images, self.num_frames = len(self.images), len(self.trace)
-        self.key = uuid.uuid4().hex
-
-    @property
-    def released(self) -> bool:
-        """Whether the run store has dropped this run's arrays."""
-        return self.trace is None
-
-    def release(self):
-        self.images = self.tokens = self.trace = self.whole = None
-        self.frames, self.animations = OrderedDict(), {}
-
-
-class RunStore:
-    """At most ``max_runs`` generations over all sessions, each kept ``ttl`` seconds after its
-    last use; older ones are released (their arrays dropped) so memory stays bounded whatever
-    Gradio keeps in its session states."""
-
-    def __init__(self, max_runs: int = MAX_RUNS, ttl: float = RUN_TTL_S):
-        self.max_runs, self.ttl = max_runs, ttl
-        self._runs: OrderedDict[str, tuple[Run, float]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._runs)
-
-    def add(self, run: Run) -> Run:
-        with self._lock:
-            self._runs[run.key] = (run, time.monotonic())
-            self._prune()
-        trim_free_memory()   # what released runs and closed sessions freed goes back to the system
-        return run
-
-    def get(self, run) -> Run:
-        """The live run behind a session's state, or InputError saying what to do."""
-        if not isinstance(run, Run):
-            raise InputError("generate some images first (Generate tab)")
-        with self._lock:
-            self._prune()
-            if run.released or run.key not in self._runs:
-                raise InputError(f"this generation was cleared to free memory (the studio keeps the latest "
-                                 f"{self.max_runs} generations, each {self.ttl / 60:.0f} minutes after its last use): "
-                                 "generate again (Generate tab)")
-            self._runs[run.key] = (run, time.monotonic())
-            self._runs.move_to_end(run.key)
-        return run
-
-    def discard(self, run) -> None:
-        """Release a run now (a session state's delete callback)."""
-        if isinstance(run, Run):
-            with self._lock:
-                self._runs.pop(run.key, None)
-            run.release()
-
-    def _prune(self):
-        now = time.monotonic()
-        for key, (run, used) in list(self._runs.items()):
-            if len(self._runs) > self.max_runs or now - used > self.ttl:
-                del self._runs[key]
-                run.release()
 
 
 class Studio:

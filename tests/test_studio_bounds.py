@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from demo import generations as G
 from demo import studio as S
 
 
@@ -41,7 +42,7 @@ def test_the_run_store_keeps_the_latest_runs_only(studio):
     with pytest.raises(S.gr.Error, match="cleared to free memory .* latest 2 generations"):
         studio.unmask(runs[0], 0, 1, 0)
     assert "Step **1/6**" in studio.unmask(runs[2], 0, 1, 0)[3]
-    store = S.RunStore(max_runs=5, ttl=0.05)
+    store = G.RunStore(max_runs=5, ttl=0.05)
     run = store.add(runs[2])
     time.sleep(0.1)
     with pytest.raises(S.InputError, match="generate again"):        # not looked at for longer than the TTL
@@ -150,14 +151,12 @@ def test_freed_memory_is_handed_back_at_most_every_few_seconds(monkeypatch):
 
 
 def test_adding_a_run_hands_freed_memory_back(monkeypatch):
-    from demo import studio
-
     calls = []
-    monkeypatch.setattr(studio, "trim_free_memory", lambda: calls.append(1))
-    store = studio.RunStore(max_runs=1)
+    monkeypatch.setattr(G, "trim_free_memory", lambda: calls.append(1))
+    store = G.RunStore(max_runs=1)
     trace = type("Trace", (), {"__len__": lambda self: 3})()
     for _ in range(2):
-        store.add(studio.Run("m", np.zeros((2, 4, 4, 1), np.uint8), None, trace, 0.1))
+        store.add(G.Run("m", np.zeros((2, 4, 4, 1), np.uint8), None, trace, 0.1))
     assert len(store) == 1 and len(calls) == 2
 
 
