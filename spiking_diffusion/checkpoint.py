@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from .config import DenoiserConfig, VQSVAEConfig, check_prior_fits, compare_with_paper
 from .devices import resolve_device
@@ -135,15 +135,23 @@ def copy_code_usage(source, folder) -> None:
         atomic_write_file(dst, lambda f: shutil.copyfile(src, f))
 
 
-def check_same_save(path) -> dict[str, Any]:
-    """The config of checkpoint ``path`` after checking that its two files come from one save (see
-    the module doc), from the weights' header alone. Raises :class:`CheckpointError`."""
-    config = read_config(path)
+def _read_weights(path, device=None) -> tuple[str | None, dict[str, torch.Tensor] | None]:
+    """(the weights file's save_id or None, its tensors on ``device``; None: the header alone)."""
     try:
-        with safe_open(str(Path(path) / WEIGHTS_NAME), framework="pt") as f:
+        with safe_open(str(Path(path) / WEIGHTS_NAME), framework="pt", device=str(device or "cpu")) as f:
             weights_id = (f.metadata() or {}).get("save_id")
+            return weights_id, None if device is None else {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"checkpoint {path}: {WEIGHTS_NAME} is corrupt or truncated ({e})") from None
+
+
+def check_same_save(path, config: dict[str, Any] | None = None, weights_id: str | None = None) -> dict[str, Any]:
+    """The config of checkpoint ``path`` after checking that its two files come from one save (see
+    the module doc); ``config`` / ``weights_id``: already read (else read here, the weights' header
+    alone). Raises :class:`CheckpointError`."""
+    if config is None:
+        config = read_config(path)
+        weights_id = _read_weights(path)[0]
     config_id = config.get("save_id")
     if (weights_id or config_id) and weights_id != config_id:
         name = lambda i: i or "none (written before save ids)"
@@ -197,7 +205,7 @@ def load_checkpoint(path, device="cpu"):
     from .vqsvae import VQSVAE
 
     device = resolve_device(device)
-    config = check_same_save(path)
+    config = read_config(path)
     try:
         vq_cfg = VQSVAEConfig.from_dict(config["vqsvae"])
         den_cfg = None if config.get("denoiser") is None else DenoiserConfig.from_dict(config["denoiser"])
@@ -205,10 +213,8 @@ def load_checkpoint(path, device="cpu"):
             check_prior_fits(vq_cfg, den_cfg)
     except (KeyError, TypeError, ValueError) as e:           # SettingError is a ValueError
         raise CheckpointError(f"checkpoint {path} has an invalid config: {e}") from None
-    try:
-        tensors = load_file(str(Path(path) / WEIGHTS_NAME), device=str(device))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"checkpoint {path}: {WEIGHTS_NAME} is corrupt or truncated ({e})") from None
+    weights_id, tensors = _read_weights(path, device)                  # one read of the file
+    check_same_save(path, config, weights_id)
     vqsvae = VQSVAE(vq_cfg)
     _load_into(vqsvae, tensors, "vqsvae.", path)
     denoiser = None

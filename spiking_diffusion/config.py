@@ -9,7 +9,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from .errors import SettingError
+from .errors import SettingError, check_choice
 
 
 def _from_dict(cls, data: dict[str, Any]):
@@ -30,9 +30,7 @@ CODEBOOK_INITS = ("normal", "data")  # the codebook's start: nn.Embedding's N(0,
 
 def check_codebook_init(init) -> str:
     """``init`` when it names a codebook start of :data:`CODEBOOK_INITS`; else raises :class:`SettingError`."""
-    if init not in CODEBOOK_INITS:
-        raise SettingError(f"codebook_init must be one of {', '.join(CODEBOOK_INITS)}; got {init!r}")
-    return init
+    return check_choice("codebook_init", init, CODEBOOK_INITS)
 
 
 @dataclass(frozen=True)

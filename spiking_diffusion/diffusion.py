@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import SettingError
+from .errors import check_choice
 from .sampling import CHOICE_TEMPERATURE, SamplerConfig, check_num_images, check_order, check_sampler, check_steps
 
 DenoiseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (tokens [B,h,w], t [B]) -> logits [B,K,h,w]
@@ -109,9 +109,7 @@ LOSS_KINDS = ("reweighted_elbo", "elbo")   # the prior's training losses (Absorb
 
 def check_loss_kind(kind) -> str:
     """``kind`` when it names a training loss of :data:`LOSS_KINDS`; else raises :class:`SettingError`."""
-    if kind not in LOSS_KINDS:
-        raise SettingError(f"the loss must be one of {', '.join(LOSS_KINDS)}; got {kind!r}")
-    return kind
+    return check_choice("the loss", kind, LOSS_KINDS)
 
 
 class AbsorbingDiffusion:

@@ -19,3 +19,10 @@ class DeviceError(SpikingDiffusionError):
 
 class SettingError(SpikingDiffusionError, ValueError):
     """A setting (of the sampler, of a call) outside its accepted range or of the wrong type."""
+
+
+def check_choice(name: str, value, choices: tuple):
+    """``value`` when it is one of ``choices``; else raises :class:`SettingError` naming them."""
+    if value not in choices:
+        raise SettingError(f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}")
+    return value

@@ -329,7 +329,7 @@ class SpikingDiffusionPipeline:
         start = time.perf_counter()
         gen = torch.Generator(device=self.device).manual_seed(int(seed))
         tokens, record = self.scheduler.sample(
-            self._denoise if fast else self._denoise_reference, int(num_images), steps, settings, gen, self.device,
+            self._denoise if fast else self._denoise_reference, num_images, steps, settings, gen, self.device,
             order=order, skip_idle=fast, callback=callback, trace=trace)
         images = to_uint8(self.decode(tokens) if fast else self._decode_reference(tokens))
         return PipelineOutput(images, tokens.cpu().numpy(), record, time.perf_counter() - start)

@@ -29,7 +29,7 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from .errors import SettingError
+from .errors import SettingError, check_choice
 
 PAPER_TEMPERATURE = 0.65            # the paper's sampler (SamplerConfig.paper())
 ORDERS = ("random", "confidence")   # the paper's random order; MaskGIT's most confident first
@@ -191,9 +191,7 @@ def check_sampler(sampler) -> SamplerConfig:
 
 def check_order(order) -> str:
     """The unmasking order: 'random' (the paper) or 'confidence' (MaskGIT)."""
-    if order not in ORDERS:
-        raise SettingError(f"order must be 'random' or 'confidence'; got {order!r}")
-    return order
+    return check_choice("order", order, ORDERS)
 
 
 # --- text ------------------------------------------------------------------------------------------
