@@ -10,10 +10,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import CODEBOOK_INITS, PRESETS
+from .config import CODEBOOK_INITS, DEFAULT_PRESET, PRESETS
 from .data import DATASETS
 from .diffusion import LOSS_KINDS
 from .errors import SpikingDiffusionError
+from .runs import FRESH_DEFAULTS
 from .sampling import ORDERS, SETTINGS
 
 
@@ -24,12 +25,17 @@ def _train_args(p: argparse.ArgumentParser, stage: str) -> None:
     p.add_argument("--data-root", default="data", help="where torchvision finds / downloads the data")
     p.add_argument("--no-download", dest="download", action="store_false", help="never download data")
     if stage != "decoder":
-        p.add_argument("--preset", choices=sorted(PRESETS), default="small")
+        p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                       help=f"model sizes (default: {DEFAULT_PRESET} for a new VQ-SVAE, the --vqsvae checkpoint's for "
+                            "the prior; with --resume: the run's)")
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--batch-size", type=int, default=32, help="global batch, split over processes")
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (with --resume: replaces the run's)")
-    p.add_argument("--ema", type=float, default=0.0,
-                   help="save an exponential moving average of the weights with this decay (e.g. 0.999); 0: off")
+    p.add_argument("--lr", type=float, default=None,
+                   help=f"learning rate (default: {FRESH_DEFAULTS['lr']:g}; with --resume: the run's, and a given one "
+                        "replaces it)")
+    p.add_argument("--ema", type=float, default=None,
+                   help="save an exponential moving average of the weights with this decay (e.g. 0.999); 0: off "
+                        f"(default: {FRESH_DEFAULTS['ema']:g}; with --resume: the run's, and a given one replaces it)")
     p.add_argument("--weight-decay", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -120,7 +126,7 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParse
     p.add_argument("--data-root", default="data", help="folder holding the data sets")
     p.add_argument("--out", required=True, help="output folder for report.json, summary.md, samples.png")
     p.add_argument("--num-samples", type=int, default=d.num_samples)
-    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--steps", type=int, default=d.steps, help="sampling steps (default: all N, 49 for 7x7)")
     add_sampling_arguments(p)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--order", choices=ORDERS, default=d.order)
@@ -137,7 +143,8 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParse
     p.add_argument("--top-ps", type=float, nargs="+", default=list(d.top_ps), help="top-p sweep (temperatures as evaluated)")
     p.add_argument("--corrector-sweep", type=int, nargs="+", default=list(d.corrector_sweep),
                    help="sweep over corrector rounds (the rest as evaluated)")
-    p.add_argument("--steps-sweep", type=int, nargs="+", default=list(d.steps_sweep))
+    p.add_argument("--steps-sweep", type=int, nargs="+", default=d.steps_sweep,
+                   help="sweep over sampling steps (default: N/7, N/4, N/2, N: 7 13 25 49 for 7x7)")
     p.add_argument("--sweep-samples", type=int, default=d.sweep_samples)
     p.add_argument("--no-sweeps", action="store_true")
     p.add_argument("--recon-samples", type=int, default=None)
@@ -163,7 +170,7 @@ def _evaluate(args: argparse.Namespace) -> dict:
         dataset=args.dataset, classifier=args.classifier, inception_weights=list(args.inception_weights),
         fid_samples=args.fid_samples, paper_samples=args.paper_samples, sweeps=not args.no_sweeps,
         temperatures=tuple(args.temperatures), top_ps=tuple(args.top_ps), corrector_sweep=tuple(args.corrector_sweep),
-        steps_sweep=tuple(args.steps_sweep), sweep_samples=args.sweep_samples, recon_samples=args.recon_samples,
+        steps_sweep=args.steps_sweep and tuple(args.steps_sweep), sweep_samples=args.sweep_samples, recon_samples=args.recon_samples,
         device=args.device, download=not args.no_download, record=args.record)
 
 

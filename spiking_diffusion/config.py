@@ -141,6 +141,7 @@ PRESETS: dict[str, Preset] = {
         "For tests and smoke runs only.",
     ),
 }
+DEFAULT_PRESET = "small"  # a new VQ-SVAE's (train-vqsvae); a prior's is its VQ-SVAE checkpoint's
 
 
 def get_preset(name: str, in_channels: int = 1, input_mode: str | None = None) -> Preset:

@@ -3,14 +3,15 @@
 ``training_state.safetensors`` (:data:`STATE_NAME`) holds the weights, the optimiser, the step, the
 weight average and every process's random generators, in one file renamed into place; its metadata
 records the run's :class:`~spiking_diffusion.train.TrainConfig`. :func:`check_run_folder` refuses,
-before anything is written, a fresh run over a run and a resumed run whose settings would change
-what it trains on (:data:`RESUME_FIXED`). The rest joins torchrun's processes.
+before anything is written, a fresh run over a run or a checkpoint and a resumed run whose settings
+would change what it trains on (:data:`RESUME_FIXED`), and fills the settings left unset (a resumed
+run's own, else :data:`FRESH_DEFAULTS`). The rest joins torchrun's processes.
 """
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch.optim.swa_utils import AveragedModel
 
-from .checkpoint import atomic_write_file
+from .checkpoint import CONFIG_NAME, WEIGHTS_NAME, atomic_write_file
 from .config import PRESETS
 from .devices import resolve_device
 from .errors import CheckpointError
@@ -31,11 +32,16 @@ if TYPE_CHECKING:  # only for the annotations: train.py imports this module
 
 STATE_NAME = "training_state.safetensors"
 
+# Settings a run may leave unset (None): a resumed run keeps its own, a fresh run takes these. So
+# `--resume` without `--lr` or `--ema` goes on exactly as the run began (given: said, and changed).
+FRESH_DEFAULTS = {"lr": 1e-3, "ema": 0.0}
+
 
 # What a resumed run must share with its snapshot, per stage: these settings decide what the run trains
 # on and what one step is. TrainConfig field -> command-line flag. Free to change on --resume: --epochs
 # (how far to go), --lr and --ema (said when they change), --vqsvae (train-prior says when the tokens
-# change), and where / how the run goes (--device, --threads, --data-root, --save-every, --log-every).
+# change; train-decoder refuses other tokens), and where / how the run goes (--device, --threads,
+# --data-root, --save-every, --log-every).
 RESUME_FIXED = {
     "vqsvae": {"dataset": "--dataset", "limit": "--limit", "batch_size": "--batch-size", "seed": "--seed",
                "preset": "--preset", "weight_decay": "--weight-decay", "codebook_init": "--codebook-init"},
@@ -73,22 +79,30 @@ def _snapshot_info(path: Path) -> dict:
         raise CheckpointError(f"cannot resume: {path} is unreadable ({e})") from None
 
 
-def check_run_folder(cfg: TrainConfig) -> dict | None:
-    """Before anything is written: a fresh run must not overwrite a run, and ``--resume`` must find a
-    snapshot of the same stage, settings (:data:`RESUME_FIXED`) and number of processes. Returns the
-    snapshot's metadata (None for a fresh run). Raises :class:`CheckpointError` with one line naming each
-    changed setting and both values."""
+def check_run_folder(cfg: TrainConfig, **defaults) -> tuple[TrainConfig, dict | None]:
+    """Before anything is written: a fresh run must not overwrite a run or a checkpoint, and
+    ``--resume`` must find a snapshot of the same stage, settings (:data:`RESUME_FIXED`) and number of
+    processes. Returns ``cfg`` with its unset (None) settings filled, from the snapshot on a resumed
+    run, else from :data:`FRESH_DEFAULTS` and ``defaults`` (a stage's own, e.g. ``preset``), and the
+    snapshot's metadata (None for a fresh run). Raises :class:`CheckpointError` with one line naming
+    each changed setting and both values."""
     resolve_device(cfg.device)
     out = Path(cfg.out)
     state = out / STATE_NAME
+    defaults = {**FRESH_DEFAULTS, **defaults}
     if not cfg.resume:
         if state.is_file():  # never overwrite a run someone made
             raise CheckpointError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
-        return None
+        made = [n for n in (CONFIG_NAME, WEIGHTS_NAME) if (out / n).is_file()]
+        if made:             # nor a finished checkpoint (a bundled model, an import): its first snapshot would
+            raise CheckpointError(f"{out} already holds a checkpoint ({', '.join(made)}); a new run would overwrite "
+                                  "it: choose another --out")
+        return _filled(cfg, defaults), None
     if not state.is_file():
         raise CheckpointError(f"--resume: no {STATE_NAME} in {out}")
     info = _snapshot_info(state)
     saved = info.get("train_config", {})
+    cfg = _filled(cfg, {k: saved.get(k, v) for k, v in defaults.items()})
     stage = saved.get("stage")
     if stage and stage != cfg.stage:
         raise CheckpointError(f"cannot resume: {state} is a {stage} run, not a {cfg.stage} run")
@@ -107,7 +121,12 @@ def check_run_folder(cfg: TrainConfig) -> dict | None:
     if changed:
         raise CheckpointError(f"cannot resume {out}: " + "; ".join(changed) + ". These settings decide what the run "
                               "trains on and what a step is: give the run's values, or train into a new --out")
-    return info
+    return cfg, info
+
+
+def _filled(cfg: TrainConfig, values: dict) -> TrainConfig:
+    """``cfg`` with each of ``values`` where ``cfg`` leaves it unset (None)."""
+    return replace(cfg, **{k: v for k, v in values.items() if getattr(cfg, k) is None})
 
 
 def _show(value) -> str:

@@ -25,7 +25,7 @@ import torch.nn as nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .checkpoint import TOKEN_METRICS, VQSVAE_METRICS, atomic_write_file, copy_code_usage, load_checkpoint, save_checkpoint
-from .config import CODEBOOK_INITS, check_codebook_init, get_preset
+from .config import CODEBOOK_INITS, DEFAULT_PRESET, check_codebook_init, get_preset
 from .data import channels_of, load_images
 from .denoiser import SpikingDenoiser
 from .diffusion import LOSS_KINDS, AbsorbingDiffusion, check_loss_kind
@@ -45,13 +45,13 @@ class TrainConfig:
     dataset: str | None = None     # default: mnist (stage 1), the VQ-SVAE's data set (stage 2)
     data_root: str = "data"
     download: bool = True
-    preset: str = "small"
+    preset: str | None = None      # default: small (stage 1), the --vqsvae checkpoint's (stage 2); unused by "decoder"
     input_mode: str | None = None  # denoiser input: "index" (paper) or "embedding"
     vqsvae: str | None = None      # stage 2 and "decoder": the trained VQ-SVAE checkpoint
     epochs: float = 1.0
     batch_size: int = 32           # global batch (split over processes)
-    lr: float = 1e-3               # on --resume the given lr replaces the snapshot's
-    ema: float = 0.0               # decay of the weight average saved as the checkpoint; 0: off
+    lr: float | None = None        # default: a resumed run's own, else runs.FRESH_DEFAULTS (1e-3)
+    ema: float | None = None       # decay of the weight average saved as the checkpoint; 0: off (default as lr's)
     weight_decay: float = 1e-3
     loss: str = LOSS_KINDS[0]      # "reweighted_elbo", the authors'
     codebook_init: str = CODEBOOK_INITS[0]  # "normal" (the paper's) or "data": see config.CODEBOOK_INITS
@@ -126,7 +126,7 @@ def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save
           snap: dict | None):
     """Generic loop: ``data`` [N, ...] on CPU, ``to_input(batch)`` -> model input on device;
     ``save_model(step, trained)`` writes the checkpoint of ``trained`` (the model or its average);
-    ``snap``: what the stage's :func:`.runs.check_run_folder` returned (the snapshot to resume, or None)."""
+    ``snap``: the snapshot :func:`.runs.check_run_folder` found to resume (None: a fresh run)."""
     rank, world, dev = runs.dist_setup(cfg.device)
     if cfg.batch_size % world:
         raise SpikingDiffusionError(f"--batch-size {cfg.batch_size} must be divisible by the {world} processes")
@@ -163,7 +163,7 @@ def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save
                   "the run is no longer the one it would have been)")
         if rank == 0 and saved.get("ema", cfg.ema) != cfg.ema:
             print(f"note: --ema {cfg.ema:g} replaces the run's {saved['ema']:g} from step {step} on"
-                  + (" (the average starts from the snapshot's weights)" if not saved["ema"] else ""))
+                  + (" (the average begins with this run's next step)" if not saved["ema"] else ""))
     if rank == 0 and log_path.is_file():
         # drop log lines past the snapshot we resume from (a fresh run: the lines of a run stopped before
         # its first snapshot), so that each step is logged once
@@ -242,7 +242,7 @@ def train_vqsvae(cfg: TrainConfig) -> Path:
     """Stage 1: train the VQ-SVAE on ``cfg.dataset``; writes a VQ-SVAE-only checkpoint to cfg.out."""
     _use_threads(cfg)
     cfg = replace(cfg, dataset=cfg.dataset or "mnist")
-    snapshot = runs.check_run_folder(cfg)  # before anything is loaded or written
+    cfg, snapshot = runs.check_run_folder(cfg, preset=DEFAULT_PRESET)  # before anything is loaded or written
     data = load_images(cfg.dataset, cfg.data_root, train=True, download=cfg.download, limit=cfg.limit)
     preset = get_preset(cfg.preset, in_channels=channels_of(cfg.dataset) if cfg.dataset != "synthetic" else 1)
     vq_cfg = replace(preset.vqsvae, data_variance=data.variance())
@@ -317,8 +317,11 @@ def train_prior(cfg: TrainConfig) -> Path:
         raise SpikingDiffusionError("train-prior needs --vqsvae DIR (a trained VQ-SVAE checkpoint)")
     vqsvae, _, vq_config = load_checkpoint(cfg.vqsvae, cfg.device)
     dataset = cfg.dataset or vq_config["info"].get("dataset") or "mnist"
-    cfg = replace(cfg, dataset=dataset)
-    snapshot = runs.check_run_folder(cfg)  # before the token cache is written
+    own_preset = vq_config["info"].get("preset") or DEFAULT_PRESET  # a full checkpoint's: its prior's
+    inherited = cfg.preset is None
+    cfg, snapshot = runs.check_run_folder(replace(cfg, dataset=dataset), preset=own_preset)  # before the cache is written
+    if inherited and snapshot is None and runs.process_rank() == 0:
+        print(f"note: the denoiser takes the preset of {cfg.vqsvae}: {cfg.preset} (pass --preset to choose)")
     if snapshot is not None:          # --init-from only starts a run: a resumed run keeps the one it began with
         began = snapshot.get("train_config", {}).get("init_from")
         if cfg.init_from and cfg.init_from != began and runs.process_rank() == 0:
@@ -426,8 +429,13 @@ def train_decoder(cfg: TrainConfig) -> Path:
         raise SpikingDiffusionError("train-decoder needs --vqsvae DIR (a trained checkpoint)")
     vqsvae, denoiser, config = load_checkpoint(cfg.vqsvae, cfg.device)
     dataset = cfg.dataset or config["info"].get("dataset") or "mnist"
-    cfg = replace(cfg, dataset=dataset)
-    snapshot = runs.check_run_folder(cfg)
+    cfg, snapshot = runs.check_run_folder(replace(cfg, dataset=dataset))
+    digest = _token_digest(vqsvae)  # the run's frozen encoder + codebook are --vqsvae's, and its prior fits them
+    began = (snapshot or {}).get("vqsvae_tokens", digest)  # (snapshots before this key: not checked)
+    if began != digest:
+        raise CheckpointError(f"cannot resume {cfg.out}: --vqsvae {cfg.vqsvae} gives other tokens than the checkpoint "
+                              f"the run began from ({(snapshot.get('train_config') or {}).get('vqsvae')}), so its "
+                              "prior would not fit the resumed decoder: give the run's --vqsvae, or train into a new --out")
     data = load_images(dataset, cfg.data_root, train=True, download=cfg.download, limit=cfg.limit)
     if vqsvae.cfg.data_variance is None or (config["info"].get("source") == "official" and vqsvae.cfg.data_variance == 1.0):
         # an import of the authors' weights (1.0: imported before None marked it unknown): their code divides
@@ -439,13 +447,17 @@ def train_decoder(cfg: TrainConfig) -> Path:
     objective = _DecoderObjective(vqsvae)
     spe = len(data) // cfg.batch_size
 
+    before = config["info"]  # a decoder trained on before: this run's steps add to its
+    done_steps, done_epochs = before.get("decoder_steps", 0), before.get("decoder_epochs", 0.0)
+
     def save_model(step, trained: _DecoderObjective):
-        info = {**config["info"], "decoder_steps": step, "decoder_epochs": round(step / spe, 3),
+        info = {**before, "decoder_steps": done_steps + step, "decoder_epochs": round(done_epochs + step / spe, 3),
                 "decoder_ema": cfg.ema, "decoder_from": str(cfg.vqsvae)}
         tokens_only = {k: v for k, v in config["metrics"].items() if k in TOKEN_METRICS}  # the rest: the old decoder
         save_checkpoint(cfg.out, trained.vqsvae, denoiser, info, tokens_only)
         copy_code_usage(cfg.vqsvae, cfg.out)                      # the tokens are unchanged, so is their usage
 
-    step, speed = _loop(cfg, objective, data.images, lambda x, g: (x.float() / 255.0,), save_model, {}, snapshot)
+    step, speed = _loop(cfg, objective, data.images, lambda x, g: (x.float() / 255.0,), save_model,
+                        {"vqsvae_tokens": digest}, snapshot)
     print(f"decoder: {step} steps at {speed:.1f} images/s -> {cfg.out}")
     return Path(cfg.out)

@@ -140,8 +140,25 @@ def test_a_setting_in_two_sweeps_is_generated_once(tiny_ckpt, classifier_dir, tm
                         classifier=str(classifier_dir), temperatures=("0.65", "1.0"), steps_sweep=(49, 4),
                         sweep_samples=8, recon_samples=8, spike_samples=4, batch_size=8)
     assert len(calls) == 1 + 3                           # the main run; 0.65 at 49 steps == steps 49; 1.0; 4 steps
+    assert report["settings"]["steps"] == 49 and calls[0][0] == 49          # unset: all N steps
     rows = {(r["sweep"], r["temperature"], r["steps"]): r for r in report["sweeps"]}
     assert len(rows) == 4 and rows[("temperature", "0.65", 49)]["fd"] == rows[("steps", "0.65", 49)]["fd"]
+
+
+def test_record_needs_the_steps_and_order_the_checkpoint_samples_with(tiny_ckpt, classifier_dir, tmp_path):
+    """--record puts the figures beside the settings pipe(), sample and the studio use (all N steps, random
+    order): figures from fewer steps or the confidence order are refused before any work; steps beyond N too."""
+    ckpt = shutil.copytree(tiny_ckpt, tmp_path / "ckpt")
+    before = (ckpt / "config.json").read_text()
+    kw = dict(log=lambda *a: None, num_samples=24, classifier=str(classifier_dir), sweeps=False, recon_samples=8,
+              spike_samples=4, batch_size=8, record=True)
+    for bad, match in (({"steps": 25}, "25 steps in random order"), ({"order": "confidence"}, "49 steps in confidence order"),
+                       ({"steps": 50}, r"steps must be an integer in 1..49; got 50")):
+        with pytest.raises(E.SpikingDiffusionError, match=match):
+            E.evaluate(ckpt, "unused", tmp_path / "refused", **kw, **bad)
+    with pytest.raises(E.SpikingDiffusionError, match=r"steps must be an integer in 1..49; got 98"):
+        E.evaluate(ckpt, "unused", tmp_path / "refused", **{**kw, "record": False, "sweeps": True, "steps_sweep": (98,)})
+    assert (ckpt / "config.json").read_text() == before and not (tmp_path / "refused").exists()
 
 
 def test_code_usage_only_with_record(tiny_ckpt, classifier_dir, tmp_path, monkeypatch):

@@ -211,3 +211,25 @@ def test_a_picked_models_sampler_settings_come_without_loading_it(tmp_path, make
         assert st.sampling_defaults("no such model") == (0.65, 0.65, 1.0, 0, 5, 0.5)   # the paper's
     finally:
         st.close()
+
+
+def test_every_temperature_a_checkpoint_may_record_fits_the_sliders(tmp_path, make_tiny_models):
+    """A checkpoint may record any temperature the sampler accepts; a slider narrower than that would
+    start out of its own range, and the model's own settings would be refused until moved."""
+    import gradio as gr
+    from test_app import make_checkpoints
+
+    from demo.ui import build_demo
+    from spiking_diffusion.checkpoint import update_metadata
+    from spiking_diffusion.sampling import MAX_TEMPERATURE
+
+    folder = make_checkpoints(tmp_path, make_tiny_models)
+    update_metadata(folder / "tiny", info={"temperature": MAX_TEMPERATURE, "temperature_end": MAX_TEMPERATURE,
+                                           "corrector_steps": 2, "corrector_temperature": MAX_TEMPERATURE})
+    st = S.Studio(folder, max_batch=8)
+    try:
+        sliders = {b.elem_id: b for b in build_demo(st).blocks.values() if isinstance(b, gr.Slider)}
+        for name in ("temperature", "temperature-end", "corrector-temperature"):
+            assert sliders[name].minimum <= sliders[name].value == MAX_TEMPERATURE <= sliders[name].maximum, name
+    finally:
+        st.close()

@@ -29,8 +29,9 @@ def _same(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def _resume_matches_one_go(tmp_path, train, cfg: TrainConfig, steps_key: str = "steps"):
-    """6 steps in one go vs 3 steps (snapshot, stop) + resume to 6: identical weights and log."""
+def _resume_matches_one_go(tmp_path, train, cfg: TrainConfig, steps_key: str = "steps", **on_resume):
+    """6 steps in one go vs 3 steps (snapshot, stop) + resume to 6 (``on_resume``: settings changed for
+    the resumed call): identical weights and log."""
     one = tmp_path / "one"
     train(replace(cfg, out=str(one), epochs=1.5, save_every=100))
     split = tmp_path / "split"
@@ -42,7 +43,7 @@ def _resume_matches_one_go(tmp_path, train, cfg: TrainConfig, steps_key: str = "
         for s in (4, 5):
             f.write(json.dumps({"step": s, "total": -1.0}) + "\n")
     torch.rand(100)                                                       # disturb the global RNG
-    train(replace(cfg, out=str(split), epochs=1.5, save_every=3, resume=True))
+    train(replace(cfg, out=str(split), epochs=1.5, save_every=3, resume=True, **on_resume))
 
     for run in (one, split):
         for name in ("config.json", "model.safetensors", "training_state.safetensors", "log.jsonl"):
@@ -96,6 +97,38 @@ def test_ema_checkpoint_holds_the_average_and_resumes_exactly(tmp_path, tiny_che
     assert not torch.equal(saved[name], raw)                              # ... not the last weights
 
 
+def test_resume_without_lr_or_ema_goes_on_with_the_runs_own(tmp_path, tiny_checkpoint, capsys):
+    """--resume without --lr / --ema: the run's 3e-3 and its weight average, not the fresh defaults
+    (1e-3, no average: the checkpoint would silently become the raw weights)."""
+    cfg = TrainConfig(stage="prior", out="", vqsvae=str(tiny_checkpoint), lr=3e-3, ema=0.5, **{**BASE, "dataset": None})
+    _resume_matches_one_go(tmp_path, train_prior, cfg, lr=None, ema=None)
+    assert "note:" not in capsys.readouterr().out                       # nothing replaced
+    assert any(k.startswith("ema.") for k in load_file(str(tmp_path / "split" / "training_state.safetensors")))
+
+
+def test_a_new_run_never_overwrites_a_checkpoint(tmp_path, tiny_checkpoint):
+    """A fresh run into a folder holding a checkpoint without a training state (a bundled model, an
+    import) is refused before anything is written: its first snapshot would replace it."""
+    from spiking_diffusion import CheckpointError
+
+    folder = shutil.copytree(tiny_checkpoint, tmp_path / "model")
+    before = {f.name: f.read_bytes() for f in folder.iterdir()}
+    for train, stage in ((train_vqsvae, "vqsvae"), (train_prior, "prior"), (train_decoder, "decoder")):
+        with pytest.raises(CheckpointError, match="already holds a checkpoint"):
+            train(TrainConfig(stage=stage, out=str(folder), vqsvae=str(tiny_checkpoint), **{**BASE, "dataset": None}))
+    assert {f.name: f.read_bytes() for f in folder.iterdir()} == before
+
+
+def test_prior_takes_its_vqsvaes_preset_unless_given(tmp_path, tiny_checkpoint, capsys):
+    cfg = TrainConfig(stage="prior", out=str(tmp_path / "p"), vqsvae=str(tiny_checkpoint), epochs=0.25,
+                      **{**BASE, "dataset": None, "preset": None})
+    train_prior(cfg)
+    assert json.loads((tmp_path / "p" / "config.json").read_text())["info"]["preset"] == "tiny"
+    assert "takes the preset of" in capsys.readouterr().out
+    train_prior(replace(cfg, epochs=0.5, resume=True))                     # resumed: the run's, not refused
+    assert json.loads((tmp_path / "p" / "config.json").read_text())["info"]["steps"] == 2
+
+
 def test_resume_with_a_new_lr_uses_it(tmp_path):
     cfg = TrainConfig(stage="vqsvae", out=str(tmp_path / "r"), epochs=0.5, save_every=2, **BASE)
     train_vqsvae(cfg)
@@ -144,6 +177,27 @@ def test_decoder_training_keeps_the_tokens_and_the_prior(tmp_path, tiny_checkpoi
     info = json.loads((tmp_path / "one" / "config.json").read_text())["info"]
     assert info["steps"] == 0 and info["preset"] == "tiny"                # the prior's own record is kept
     assert info["decoder_steps"] == 6 and info["decoder_from"] == str(tiny_checkpoint)
+    train_decoder(replace(cfg, vqsvae=str(tmp_path / "one"), out=str(tmp_path / "more"), epochs=0.5))
+    info = json.loads((tmp_path / "more" / "config.json").read_text())["info"]
+    assert (info["decoder_steps"], info["decoder_epochs"]) == (8, 2.0)   # the earlier decoder's 6 steps + 2
+
+
+def test_decoder_resume_refuses_a_vqsvae_with_other_tokens(tmp_path, tiny_checkpoint):
+    """The resumed decoder's encoder and codebook are the snapshot's, its prior --vqsvae's: other
+    tokens would pair a prior with a VQ-SVAE it was not trained on. Same tokens (a decoder trained on) go on."""
+    from spiking_diffusion import CheckpointError
+
+    cfg = TrainConfig(stage="decoder", out=str(tmp_path / "dec"), vqsvae=str(tiny_checkpoint), epochs=0.5,
+                      save_every=2, **{**BASE, "dataset": None})
+    train_decoder(cfg)
+    other = train_vqsvae(TrainConfig(stage="vqsvae", out=str(tmp_path / "other"), epochs=0.25, **BASE))
+    before = _weights(tmp_path / "dec")
+    with pytest.raises(CheckpointError, match="gives other tokens"):
+        train_decoder(replace(cfg, vqsvae=str(other), epochs=1.0, resume=True))
+    assert _same(before, _weights(tmp_path / "dec"))
+    moved = shutil.copytree(tiny_checkpoint, tmp_path / "moved")          # the same checkpoint, moved: goes on
+    train_decoder(replace(cfg, vqsvae=str(moved), epochs=1.0, resume=True))
+    assert json.loads((tmp_path / "dec" / "config.json").read_text())["info"]["decoder_steps"] == 4
 
 
 def test_prior_resumes_on_a_decoder_trained_checkpoint(tmp_path, tiny_checkpoint, capsys):
@@ -294,7 +348,7 @@ def test_resume_says_when_lr_and_ema_change(tmp_path, capsys):
     train_vqsvae(replace(cfg, epochs=1.0, lr=1e-4, ema=0.5, resume=True))
     out = capsys.readouterr().out
     assert "note: --lr 0.0001 replaces the run's 0.001 from step 2 on" in out
-    assert "note: --ema 0.5 replaces the run's 0 from step 2 on (the average starts from the snapshot's weights)" in out
+    assert "note: --ema 0.5 replaces the run's 0 from step 2 on (the average begins with this run's next step)" in out
     train_vqsvae(replace(cfg, epochs=1.5, lr=1e-4, ema=0.5, resume=True))
     assert "note" not in capsys.readouterr().out                          # the same settings: no note
 

@@ -21,6 +21,7 @@ settings (the checkpoint's new defaults) go into the checkpoint's config.json, a
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -34,7 +35,7 @@ from ..data import load_images
 from ..errors import SpikingDiffusionError
 from ..images import to_float
 from ..pipeline import MAX_IMAGES, SpikingDiffusionPipeline
-from ..sampling import SETTINGS, SamplerConfig, parse_temperature, temperature_label
+from ..sampling import ORDERS, SETTINGS, SamplerConfig, check_order, check_steps, parse_temperature, temperature_label
 from . import metrics as M
 from .classifier_metrics import Reference, classifier_metrics, few_samples_message
 from .energy import generation_energy
@@ -45,7 +46,7 @@ from .report import clean, headline, short, summary_markdown
 @dataclass
 class EvalConfig:
     num_samples: int = 10000          # generated images for the main figures
-    steps: int = 49
+    steps: int | None = None          # sampling steps (None: all N, the checkpoint's diffusion steps)
     # sampler settings (spiking_diffusion.sampling); None: the checkpoint's sampling_defaults
     temperature: float | None = None
     temperature_end: float | None = None
@@ -66,7 +67,7 @@ class EvalConfig:
     temperatures: tuple[str, ...] = ("0.3", "0.5", "0.65", "0.8", "1.0")  # "T" or "START..END"; top_p as chosen
     top_ps: tuple[float, ...] = ()    # a top-p sweep at the chosen temperatures
     corrector_sweep: tuple[int, ...] = ()  # a sweep over corrector rounds, the rest as chosen
-    steps_sweep: tuple[int, ...] = (7, 13, 25, 49)
+    steps_sweep: tuple[int, ...] | None = None  # None: N/7, N/4, N/2 and N, rounded up (7, 13, 25, 49 for 7x7)
     sweep_samples: int = 1000
     recon_samples: int | None = None  # test images for reconstruction / codebook usage (None: all)
     spike_samples: int = 64           # images whose spikes are recorded for firing rates
@@ -190,7 +191,15 @@ def evaluate(checkpoint_dir, data_root, out_dir, log=print, **overrides) -> dict
         raise SpikingDiffusionError(f"--record writes into the checkpoint folder; {checkpoint_dir} was loaded from the "
                                     "Hugging Face Hub cache: download it into a folder and evaluate that")
     sampling = pipe.sampling_settings(**{k: getattr(cfg, k) for k in SETTINGS})
-    cfg = replace(cfg, **sampling.to_dict())
+    N = pipe.num_diffusion_steps
+    cfg = replace(cfg, **sampling.to_dict(), steps=check_steps(N if cfg.steps is None else cfg.steps, N),
+                  order=check_order(cfg.order), steps_sweep=tuple(
+                      check_steps(s, N) for s in cfg.steps_sweep or sorted({math.ceil(N / d) for d in (7, 4, 2, 1)})))
+    if cfg.record and (cfg.steps, cfg.order) != (N, ORDERS[0]):
+        raise SpikingDiffusionError(
+            f"--record refused: the recorded figures would come from {cfg.steps} steps in {cfg.order} order, while the "
+            f"checkpoint's users (the studio, sample, pipe()) sample with all {N} steps in random order; evaluate those "
+            "to record, or drop --record")
     sweep_temps = [parse_temperature(t) for t in cfg.temperatures] if cfg.sweeps else []
     sweep_settings = [replace(sampling, top_p=p) for p in cfg.top_ps] + \
         [replace(sampling, corrector_steps=c) for c in cfg.corrector_sweep]   # checked before any work
