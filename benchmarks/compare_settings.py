@@ -65,14 +65,21 @@ def main(argv=None):
             pipes[ck] = SpikingDiffusionPipeline.from_pretrained(ck)
         return pipes[ck]
 
-    dataset = load(args.settings[0].partition(":")[0]).info.get("dataset", "mnist")
-    clf = load_classifier(find_classifier_dir(dataset))
-    ref = Reference.of(clf, load_images(dataset, args.data_root, train=False, download=False).images)
+    scorers: dict[str, tuple] = {}
+
+    def scorer(pipe: SpikingDiffusionPipeline) -> tuple:  # each checkpoint's own data set's classifier and test split
+        dataset = pipe.info.get("dataset", "mnist")
+        if dataset not in scorers:
+            clf = load_classifier(find_classifier_dir(dataset))
+            scorers[dataset] = clf, Reference.of(clf, load_images(dataset, args.data_root, train=False, download=False).images)
+        return scorers[dataset]
+
     d = EvalConfig()
     for s in args.settings:
         ck, _, spec = s.partition(":")
         overrides, run = parse_spec(spec)
         pipe = load(ck)
+        clf, ref = scorer(pipe)
         sampling = pipe.sampling_settings(**overrides)
         t0 = time.time()
         images, _ = generate(pipe, args.samples, run["steps"], sampling, args.seed, run["order"], d.batch_size)

@@ -48,7 +48,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     pipes = [SpikingDiffusionPipeline.from_pretrained(c) for c in args.checkpoints]
-    data = load_images(pipes[0].info.get("dataset", "mnist"), args.data_root, train=True, download=False)
+    datasets = [pipe.info.get("dataset", "mnist") for pipe in pipes]
+    if len(set(datasets)) > 1:  # the figures compare on the same training images
+        raise SystemExit(f"the checkpoints were trained on different data sets ({', '.join(datasets)}): give one at a time")
+    data = load_images(datasets[0], args.data_root, train=True, download=False)
     pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(1))[:args.images]
     scored = [tokenize(pipe.vqsvae, data.images[pick]) for pipe in pipes]         # [n, h, w] each
     for ck, pipe, tokens in zip(args.checkpoints, pipes, scored):
