@@ -10,8 +10,11 @@ components' own.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import gradio as gr
+
+from spiking_diffusion.image_input import unreadable_reason
 
 
 def user_error(message: str) -> gr.Error:
@@ -103,8 +106,12 @@ def guard(block) -> None:
         except gr.Error:
             raise
         except Exception as e:  # corrupt file, decompression bomb, unsupported format, ...
-            what = "could not read the uploaded image" if is_file else f"could not use {_short(payload)}"
-            raise user_error(f"{label}: {what} ({type(e).__name__}: {e})") from None
+            if is_file:  # named by its file name: the server's temporary folder means nothing to the sender
+                field = payload.get if isinstance(payload, dict) else lambda k: getattr(payload, k, None)  # FileData
+                path, sent = field("path"), field("orig_name")
+                name = sent or (Path(path).name if isinstance(path, str) else "file")
+                raise user_error(f"{label}: could not read the uploaded image {name}: {unreadable_reason(e, path)}") from None
+            raise user_error(f"{label}: could not use {_short(payload)} ({type(e).__name__}: {e})") from None
 
     block.preprocess = preprocess
     block._sd_guarded = True

@@ -44,15 +44,20 @@ def token_grid(tokens, mask_id: int, unmasked=None, selected: tuple[int, int] | 
     return fig
 
 
-def raster(spikes, title: str = "Spikes", ylabel: str = "neuron", labels=None, height: int = 320) -> go.Figure:
-    """Raster plot of ``spikes [T, N]`` (0/1): a dot at (t, n) for every spike."""
+def raster(spikes, title: str = "Spikes", ylabel: str = "neuron", labels=None, height: int = 320,
+           subtitle: str | None = None) -> go.Figure:
+    """Raster plot of ``spikes [T, N]`` (0/1): a dot at (t, n) for every spike. ``subtitle``: a line
+    under the title (default: the count and rate of all its spikes)."""
     s = np.asarray(spikes)
     t, n = np.nonzero(s > 0)
-    rate = f"{len(t)} spikes, rate {s.mean() if s.size else 0:.3f}"   # a line of its own: half-width plots
-    fig = _fig(f"{title}<br><sup>{rate}</sup>", height=height)
+    if subtitle is None:                                                   # a line of its own: half-width plots
+        subtitle = f"{len(t)} spikes, rate {s.mean() if s.size else 0:.3f}"
+    fig = _fig(f"{title}<br><sup>{subtitle}</sup>", height=height)
     fig.update_layout(margin=dict(_LAYOUT["margin"], t=60))
     custom = None if labels is None else np.asarray(labels)[n]
-    fig.add_trace(go.Scattergl(
+    # SVG, not Scattergl: each WebGL plot holds one of the browser's ~16 WebGL contexts, and a few re-drawn
+    # rasters took the oldest away, the drawing canvas's (Encode went blank and deaf after 4 uploads)
+    fig.add_trace(go.Scatter(
         x=t, y=n, mode="markers", marker=dict(symbol="line-ns-open", size=8 if s.shape[1] < 100 else 4, color="black"),
         customdata=custom, name="spikes",
         hovertemplate=("t=%{x}<br>" + ("%{customdata}" if labels is not None else f"{ylabel} %{{y}}") + "<extra></extra>")))
@@ -133,25 +138,39 @@ def usage_heatmaps(per_pos: dict[str, np.ndarray], title: str = "Code usage per 
     return fig
 
 
-def where_used(maps: dict[str, np.ndarray], code: int) -> go.Figure:
-    """Per source, a ``[h, w]`` heatmap of how often ``code`` sits at each position."""
-    names = list(maps)
+def where_used(shares: dict[str, np.ndarray], code: int) -> go.Figure:
+    """Per source, a ``[h, w]`` heatmap of the share of its images (0..1) that hold ``code`` at each
+    position, on one 0-based colour scale (so sources of any size compare, and unused is white)."""
+    names = list(shares)
+    top = max([float(np.max(m)) for m in shares.values() if np.size(m)] + [0.0])
     fig = make_subplots(rows=1, cols=max(1, len(names)), subplot_titles=names)
     for i, name in enumerate(names):
-        fig.add_trace(go.Heatmap(z=np.asarray(maps[name]), coloraxis="coloraxis", name=name, texttemplate="%{z}",
-                                 hovertemplate="row %{y}, col %{x}<br>count %{z}<extra></extra>"), row=1, col=i + 1)
+        fig.add_trace(go.Heatmap(z=np.asarray(shares[name], float), coloraxis="coloraxis", name=name,
+                                 texttemplate="%{z:.2f}",
+                                 hovertemplate="row %{y}, col %{x}<br>%{z:.1%} of the images<extra></extra>"),
+                      row=1, col=i + 1)
         fig.update_yaxes(autorange="reversed", row=1, col=i + 1)
-    fig.update_layout(title=f"Where code {code} is used", height=320, coloraxis=dict(colorscale="Blues"), **_LAYOUT)
+    title = f"Where code {code} is used (share of each source's images)"
+    if names and top == 0:
+        title = f"Code {code} is used nowhere here (a dead code in these sources)"
+    fig.update_layout(title=title, height=320, **_LAYOUT,
+                      coloraxis=dict(colorscale="Blues", cmin=0, cmax=top or 1, colorbar=dict(title="share")))
     return fig
 
 
 def lif_figure(current, h, v, s, threshold: float) -> go.Figure:
-    """Input current, membrane potential (after charging) and output spikes of one LIF neuron."""
+    """Input current, membrane potential and output spikes of one LIF neuron: ``h [T]`` after
+    charging (dots) and ``v [T]`` after the reset, joined at each step, so a spike shows as a drop."""
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, row_heights=[0.25, 0.5, 0.25],
-                        subplot_titles=["input current", "membrane potential", "spikes"])
+                        subplot_titles=["input current", "membrane potential: charge, then reset after a spike",
+                                        "spikes"])
     t = np.arange(len(h))
     fig.add_trace(go.Scatter(x=t, y=current, mode="lines", name="input", line_shape="hv"), row=1, col=1)
-    fig.add_trace(go.Scatter(x=t, y=h, mode="lines+markers", name="membrane"), row=2, col=1)
+    fig.add_trace(go.Scatter(x=np.repeat(t, 2), y=np.ravel(np.column_stack([h, v])), mode="lines", name="membrane",
+                             line=dict(color="#1f77b4"), hoverinfo="skip"), row=2, col=1)   # [2T]: h_t then v_t
+    fig.add_trace(go.Scatter(x=t, y=h, mode="markers", name="after charging", marker=dict(color="#1f77b4"),
+                             customdata=v, hovertemplate="t=%{x}<br>charged to %{y:.2f}<br>after reset "
+                                                         "%{customdata:.2f}<extra></extra>"), row=2, col=1)
     fig.add_hline(y=threshold, line_dash="dash", line_color="red", row=2, col=1)
     st = t[np.asarray(s) > 0]
     fig.add_trace(go.Scatter(x=st, y=np.ones(len(st)), mode="markers", name="spike",
@@ -165,7 +184,9 @@ def coding_figure(rows: dict[str, np.ndarray], title: str) -> go.Figure:
     """Spike trains ``{name: [T]}`` stacked as rows of a raster."""
     names = list(rows)
     s = np.stack([np.asarray(rows[n]) for n in names], 1)                 # [T, R]
-    fig = raster(s, title, ylabel="", labels=names, height=260)
+    counts = {n: int(np.sum(rows[n])) for n in names}
+    each = "; ".join(f"{n}: {k} spike{'' if k == 1 else 's'}" for n, k in counts.items())  # not one sum of unlike trains
+    fig = raster(s, title, ylabel="", labels=names, height=260, subtitle=each)
     fig.update_yaxes(tickvals=list(range(len(names))), ticktext=names)
     return fig
 

@@ -533,6 +533,8 @@ class Studio:
         for name, c in counts.items():
             s = M.usage_stats(c)
             stats.append(f"| {name} | {K - s['dead_codes']}/{K} | {s['dead_codes']} | {s['perplexity']:.1f} |")
+        stats.append("\nA code no image of a source uses counts as dead there; a few generated images leave "
+                     "rare codes out, so they show more dead codes than the test set.")
         if test is None:
             stats.append("\nTest-set usage is not available: record it with `python -m spiking_diffusion "
                          "evaluate --checkpoint DIR --out OUT --record` (writes `code_usage.json` beside the "
@@ -548,8 +550,8 @@ class Studio:
         code = _int(code, "code", 0, pipe.codebook_size - 1)
         img = media.show(self._atlas(model)[code], 8)
         L = pipe.latent_size
-        maps = {k: v[:, code].reshape(L, L) for k, v in (usage or {}).items()}
-        return img, plots.where_used(maps, code)
+        shares = {k: (v[:, code] / np.maximum(v.sum(1), 1)).reshape(L, L) for k, v in (usage or {}).items()}  # [L, L]
+        return img, plots.where_used(shares, code)
 
     # --- 5. encode --------------------------------------------------------------------------
     @friendly

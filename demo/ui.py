@@ -83,7 +83,8 @@ def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
         _explain("Scrub through the sampling steps of one generated image (click one below to follow it). "
                  "Grey cells are still masked, red outlines mark the cells unmasked at this step. **Click a "
                  "cell** of the token grid: its code, its patch of the image (blue) and, in **Spikes**, its "
-                 "spike train. **Committed** decodes only the tokens fixed so far; **prediction** decodes "
+                 "spike train. **Committed** decodes only the tokens fixed so far (a still-masked cell decodes "
+                 "from a zero vector, so mid-run it shows broken strokes); **prediction** decodes "
                  "the denoiser's latest guess for every cell. **Play** shows every step as an animation.")
         picker = gr.Gallery(label="Generated images (click one)", elem_id="picker", columns=16, height=140,
                             allow_preview=False, object_fit="contain", elem_classes="pixelated", interactive=False)
@@ -98,7 +99,7 @@ def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
         with gr.Row() as still:
             grid = gr.Image(label=f"{F.latent_size}x{F.latent_size} tokens (click a cell)", elem_id="token-grid",
                             show_label=False, **PX)
-            committed = gr.Image(label="Committed tokens, decoded", elem_id="committed", **PX)
+            committed = gr.Image(label="Committed tokens, decoded (masked cells: zero vector)", elem_id="committed", **PX)
             predicted = gr.Image(label="Denoiser's full prediction, decoded", elem_id="predicted", **PX)
             cell_note = gr.Markdown(elem_id="cell-info")
         player = gr.Image(label="Every step (tokens | committed | prediction)", elem_id="player", visible=False,
@@ -226,6 +227,7 @@ def _codebook_tab(S: Studio, F: ModelFacts, model, run, usage) -> None:
 # canvas, is as wide as an MNIST digit's stroke in 28x28 (about 2.4 px: twice the ink area over the
 # outline length, 1.84 px on 2,000 MNIST test digits, times 4/pi for the pixel outline's staircase).
 SKETCH_PX = 280
+EDITOR_PX = 360   # the Encode tab's upload and drawing boxes (canvas + toolbars)
 MNIST_STROKE_PX = 2.4
 BRUSH_RADIUS = round(SKETCH_PX / 28 * MNIST_STROKE_PX / 2)   # gr.Brush sizes are radii (12 px)
 # Gradio opens an ImageEditor with no tool chosen and has no setting for it: pick the brush when the
@@ -264,9 +266,11 @@ def _encode_tab(S: Studio, F: ModelFacts, model) -> NS:
                  f"resized. Then it is encoded to {F.latent_size}x{F.latent_size} tokens and decoded back.")
         with gr.Row():
             # the file itself reaches the reader (CMYK, 16-bit, animation, EXIF intact; size read from the header)
+            # both a fixed height: a row that reflows with each upload's shape left the canvas blank and deaf
             upload = gr.Image(label="Upload", type="filepath", image_mode=None, sources=["upload", "clipboard"],
-                              elem_id="upload")
+                              elem_id="upload", height=EDITOR_PX)
             sketch = gr.Sketchpad(label="Draw", type="filepath", canvas_size=(SKETCH_PX, SKETCH_PX), elem_id="sketch",
+                                  height=EDITOR_PX,
                                   brush=gr.Brush(default_size=BRUSH_RADIUS, colors=["#000000"], color_mode="fixed"))
         with gr.Row():
             invert = gr.Radio(["auto", "yes", "no"], value="auto", label="Invert colours", elem_id="invert")

@@ -64,6 +64,23 @@ def framing_for(dataset: str | None, channels: int) -> Framing:
 
 
 # --- reading ----------------------------------------------------------------------------------
+READABLE = "PNG, JPEG, GIF, BMP, TIFF, WebP and the other formats Pillow opens"
+
+
+def _without_path(text: str, source) -> str:
+    """``text`` with the file's folders left out: an upload's temporary path means nothing to its sender."""
+    if isinstance(source, (str, os.PathLike)):
+        return text.replace(str(source), os.path.basename(str(source)))
+    return text
+
+
+def unreadable_reason(error: Exception, source=None) -> str:
+    """Why a file is not a picture, in words, naming what is accepted (no folder paths)."""
+    if isinstance(error, UnidentifiedImageError):
+        return f"not a picture format Pillow reads (accepted: {READABLE})"
+    return f"{_without_path(str(error), source)} (accepted: {READABLE})"
+
+
 def open_image(source, max_pixels: int = MAX_PIXELS) -> tuple[Image.Image, list[str]]:
     """A path, bytes, file object, PIL image or array ``[H, W(, 1|2|3|4)]`` -> (PIL image, notes).
     Only the header is read before the size check; the first frame of an animation is taken and
@@ -82,7 +99,7 @@ def open_image(source, max_pixels: int = MAX_PIXELS) -> tuple[Image.Image, list[
         except FileNotFoundError:
             raise SpikingDiffusionError(f"image file not found: {source}") from None
         except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as e:
-            raise SpikingDiffusionError(f"could not read the image: not a picture file Pillow can open ({e})") from None
+            raise SpikingDiffusionError(f"could not read the image: {unreadable_reason(e, source)}") from None
     else:
         img = _from_array(source)
     w, h = img.size
@@ -98,7 +115,8 @@ def open_image(source, max_pixels: int = MAX_PIXELS) -> tuple[Image.Image, list[
         img = ImageOps.exif_transpose(img)       # decodes the (first) frame
         img.load()
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
-        raise SpikingDiffusionError(f"could not read the image: the file is damaged or truncated ({e})") from None
+        raise SpikingDiffusionError(f"could not read the image: the file is damaged or truncated "
+                                    f"({_without_path(str(e), source)})") from None
     if orientation != 1:
         notes.append("turned upright (EXIF orientation)")
     return img, notes

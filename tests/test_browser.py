@@ -273,15 +273,23 @@ def test_encode_view_upload_encodes_itself(page, tmp_path):
     shot(page, "encode")
 
 
-def test_sketch_opens_ready_to_draw_and_a_stroke_encodes_itself(page):
+def test_sketch_opens_ready_to_draw_and_a_stroke_encodes_itself(page, tmp_path):
     """The brush is chosen on opening; a stroke is about as wide, in the 28x28 model input, as an
-    MNIST stroke (about 2.4 px) and encodes itself."""
+    MNIST stroke (about 2.4 px) and encodes itself, even after several uploads (each redraws two spike
+    rasters: WebGL ones used up the browser's contexts and took the canvas's, which went blank)."""
     import io
 
     import numpy as np
     from PIL import Image
 
     open_tab(page, "Encode & reconstruct")
+    for k in range(6):
+        Image.fromarray(np.full((20 + k, 30), 40 * k, np.uint8)).save(tmp_path / f"u{k}.png")
+        page.locator("#upload input[type=file]").set_input_files(str(tmp_path / f"u{k}.png"))
+        expect(page.locator("#encode-note")).to_contain_text(f"read 30x{20 + k}")
+    expect(page.locator("#encode-raster .js-plotly-plot")).to_be_attached()
+    expect(page.locator("canvas.gl-canvas")).to_have_count(0)                 # no plot holds a WebGL context
+    page.locator('#upload button[aria-label="Remove Image"]').click()
     expect(page.locator('#sketch button[aria-label="Brush"]')).to_have_class(re.compile(r"\bhighlight\b"))
     expect(page.get_by_text("select the draw tool", exact=False)).to_have_count(0)
     before = page.locator("#encode-input img").get_attribute("src")

@@ -190,6 +190,15 @@ def test_bad_pictures_get_clear_messages(data, match):
         prepare_image(data)
 
 
+def test_an_unreadable_files_message_names_it_without_its_folders(tmp_path):
+    bad = tmp_path / "deep" / "notimage.png"
+    bad.parent.mkdir()
+    bad.write_bytes(b"just some text")
+    with pytest.raises(SpikingDiffusionError, match=r"not a picture format Pillow reads \(accepted: PNG, JPEG") as e:
+        prepare_image(bad)
+    assert str(tmp_path) not in str(e.value)
+
+
 def test_truncated_file(tmp_path):
     buf = io.BytesIO()
     Image.fromarray((seven() * 255).astype(np.uint8)).save(buf, "PNG")

@@ -56,6 +56,37 @@ def test_usage_membrane_and_maps_figures():
     assert len(plots.psp_figure(np.array([1, 0]), np.array([.5, .25]), 2).data) == 2
 
 
+def test_rasters_draw_without_webgl():
+    """A WebGL trace holds one of the browser's few WebGL contexts; the studio redraws rasters often,
+    and used-up contexts blanked the drawing canvas (Encode)."""
+    s = np.random.default_rng(0).random((16, 3000)) < 0.2
+    for fig in (plots.raster(s), plots.coding_figure({"a": s[:, 0]}, "t")):
+        assert fig.data and not any(t.type.endswith("gl") for t in fig.data)
+
+
+def test_lif_figure_shows_each_reset_as_a_drop():
+    from spiking_diffusion import teaching
+
+    x = np.full(10, 2.5)
+    for reset in ("hard", "soft"):
+        h, v, s = teaching.lif_simulate(x, reset=reset)
+        line = plots.lif_figure(x, h, v, s, 1.0).data[1]                 # the membrane: h_t, then v_t, per step
+        assert list(line.x[:4]) == [0, 0, 1, 1] and np.allclose(line.y[0::2], h) and np.allclose(line.y[1::2], v)
+        assert s.sum() > 0 and (np.asarray(line.y[1::2])[s > 0] < h[s > 0]).all(), reset
+
+
+def test_coding_raster_counts_each_train_on_its_own():
+    title = plots.coding_figure({"rate": np.array([1, 0, 1, 1]), "LIF": np.array([0, 1, 0, 0])}, "Pixel").layout.title.text
+    assert "rate: 3 spikes; LIF: 1 spike" in title and "4 spikes" not in title
+
+
+def test_where_used_compares_shares_on_one_scale_from_zero():
+    fig = plots.where_used({"test": np.full((7, 7), 0.5), "generated": np.zeros((7, 7))}, 3)
+    assert (fig.layout.coloraxis.cmin, fig.layout.coloraxis.cmax) == (0, 0.5) and "dead" not in fig.layout.title.text
+    dead = plots.where_used({"test": np.zeros((7, 7))}, 0)
+    assert dead.layout.coloraxis.cmin == 0 and "dead code" in dead.layout.title.text
+
+
 def test_lif_matches_spikingjelly():
     x = np.array([0.3, 1.5, 2.5, 0.0, 3.0, 1.9, 2.2, -1.0])
     node = lif()

@@ -233,3 +233,23 @@ def test_every_temperature_a_checkpoint_may_record_fits_the_sliders(tmp_path, ma
             assert sliders[name].minimum <= sliders[name].value == MAX_TEMPERATURE <= sliders[name].maximum, name
     finally:
         st.close()
+
+
+def test_where_a_code_is_used_is_a_share_of_each_sources_images(tmp_path, make_tiny_models):
+    """10,000 test images and 16 generated ones on one scale: as shares of each source's images, not counts."""
+    from test_app import make_checkpoints
+
+    st = S.Studio(make_checkpoints(tmp_path, make_tiny_models), max_batch=8)
+    try:
+        pipe = st.pipe("tiny")
+        P, K = pipe.latent_size ** 2, pipe.codebook_size
+        usage = {}
+        for name, n in (("test", 10000), ("generated", 16)):
+            counts = np.zeros((P, K), int)                                   # [positions, K]: n images each
+            counts[:, 0], counts[0, 0], counts[0, 3] = n, n // 2, n // 2
+            usage[name] = counts
+        _, fig = st.code("tiny", usage, 3)
+        test, generated = (np.asarray(d.z) for d in fig.data)
+        assert test[0, 0] == generated[0, 0] == 0.5 and test.sum() == generated.sum() == 0.5
+    finally:
+        st.close()
