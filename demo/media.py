@@ -49,20 +49,8 @@ def tile_index(x: float, y: float, n: int, h: int, w: int, cols: int | None = No
     return i
 
 
-def frames_for_export(committed: np.ndarray, predicted: np.ndarray, scale: int = 6) -> list[np.ndarray]:
-    """Per step, [committed | predicted] side by side, upscaled, RGB, over a progress bar."""
-    out, n = [], len(committed)
-    for i, (a, b) in enumerate(zip(committed, predicted)):
-        pair = np.concatenate([a, np.full((a.shape[0], 2, a.shape[2]), 255, np.uint8), b], 1)
-        pair = np.repeat(pair, 3, 2) if pair.shape[2] == 1 else pair
-        bar = np.full((2, pair.shape[1], 3), 60, np.uint8)
-        bar[:, : max(1, round(pair.shape[1] * (i + 1) / n))] = (230, 60, 60)
-        out.append(upscale(np.concatenate([pair, bar]), scale))
-    return out
-
-
-def export_run(frames: list[np.ndarray], folder: str | None = None, fps: int = 8) -> tuple[str, str]:
-    """Write frames as a looping GIF and an MP4 (H.264); returns the two paths."""
+def export_run(frames: list[np.ndarray], folder: str | None = None, fps: int = 10) -> tuple[str, str]:
+    """Write RGB frames ``[H, W, 3]`` as a looping GIF and an MP4 (H.264); returns the two paths."""
     import imageio.v2 as imageio
 
     folder = Path(folder or tempfile.mkdtemp(prefix="sd_export_"))

@@ -389,13 +389,27 @@ class Studio:
     @friendly
     def animation(self, run, image) -> str:
         """The whole run of image ``image`` as a looping GIF (path) at :data:`frames.ANIMATION_FPS`
-        frames per second: per step the token grid, the committed and the predicted image, the step
-        axis with its unmasking and corrector phases, and a caption naming the phase."""
+        frames per second (:meth:`_animation_frames`)."""
         run = self._need_run(run)
         image = _int(image, "Image", 0, run.num_images - 1)
         done = run.animations.get(image)
         if done and Path(done).is_file():
             return done                                          # played before: the same GIF
+        pics = self._animation_frames(run, image)
+        run.animations[image] = str(frames.write_gif(pics, self._export_folder() / "unmasking-play.gif"))
+        return run.animations[image]                             # (its folder is rotated like the exports')
+
+    @friendly
+    def export(self, run, image):
+        """(GIF path, MP4 path) of one image's whole run, the frames Play shows. The studio keeps the
+        last :data:`MAX_EXPORTS` export folders (Gradio serves copies from its own cache)."""
+        run = self._need_run(run)
+        image = _int(image, "Image", 0, run.num_images - 1)
+        return media.export_run(self._animation_frames(run, image), self._export_folder(), fps=frames.ANIMATION_FPS)
+
+    def _animation_frames(self, run: Run, image: int) -> list[np.ndarray]:
+        """Per step of image ``image``: the token grid, the committed and the predicted image, the step
+        axis with its unmasking and corrector phases, and a caption naming the phase (RGB frames)."""
         committed, predicted = self._whole(run, image)                               # [S, H, W, C] each
         kinds = run.trace.kinds
         pics = []
@@ -408,17 +422,7 @@ class Studio:
             caption = f"{frames.step_label(kinds, i + 1)}: {changed} cell(s) {what}{idle}"
             pics.append(frames.animation_frame(grid, media.show(committed[i], 8), media.show(predicted[i], 8),
                                                kinds, i + 1, caption))
-        run.animations[image] = str(frames.write_gif(pics, self._export_folder() / "unmasking-play.gif"))
-        return run.animations[image]                             # (its folder is rotated like the exports')
-
-    @friendly
-    def export(self, run, image):
-        """(GIF path, MP4 path) of one image's whole run. The studio keeps the last
-        :data:`MAX_EXPORTS` export folders (Gradio serves copies from its own cache)."""
-        run = self._need_run(run)
-        image = _int(image, "Image", 0, run.num_images - 1)
-        committed, predicted = self._whole(run, image)
-        return media.export_run(media.frames_for_export(committed, predicted), self._export_folder())
+        return pics
 
     def _whole(self, run: Run, image: int) -> tuple[np.ndarray, np.ndarray]:
         """(committed, predicted) ``[S, H, W, C]`` uint8 of every step of one image, decoded once for

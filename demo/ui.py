@@ -153,17 +153,21 @@ PAUSE_JS = """(step) => {
 def _wire_playback(S: Studio, run, u: NS) -> None:
     """Play shows the pre-rendered animation (an animated GIF the browser plays); Pause returns to
     the still views at the frame shown. Export writes the run of the chosen image."""
-    def playing(r):
+    def playing(r, wanted):
+        if not wanted:            # Pause was pressed while the animation was being made: stay paused
+            return gr.skip(), gr.skip(), gr.skip()
         n_unmask, n_correct = (0, 0) if r is None or r.released else _phases(r)
         then = f", then corrector rounds {n_unmask + 1}-{n_unmask + n_correct}" if n_correct else ""
         return (gr.update(visible=True), gr.update(visible=False),
                 f"Playing every step at {FPS} frames per second: unmasking steps 1-{n_unmask}{then} "
                 "(blue and orange on the step axis). **Pause** stops at the frame shown.")
 
-    u.play.click(S.animation, [run, u.image], u.player, api_name="animate", js=PLAY_JS, **MODEL_JOB).success(
-        playing, run, [u.player, u.still, u.caption], **PRIVATE)
-    u.pause.click(lambda st: (gr.update(visible=False), gr.update(visible=True), st), u.step,
-                  [u.player, u.still, u.step], js=PAUSE_JS, **PRIVATE).then(S.unmask, *u.io, **DRAW)
+    wanted = gr.State(False)  # Play's wish to show the animation being made; a Pause meanwhile withdraws it
+    u.play.click(lambda: True, None, wanted, js=PLAY_JS, **PRIVATE).then(
+        S.animation, [run, u.image], u.player, api_name="animate", **MODEL_JOB).success(
+        playing, [run, wanted], [u.player, u.still, u.caption], **PRIVATE)
+    u.pause.click(lambda st: (gr.update(visible=False), gr.update(visible=True), st, False), u.step,
+                  [u.player, u.still, u.step, wanted], js=PAUSE_JS, **PRIVATE).then(S.unmask, *u.io, **DRAW)
     u.export.click(S.export, [run, u.image], u.files, api_name="export", **MODEL_JOB)
 
 

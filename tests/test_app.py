@@ -161,6 +161,8 @@ def test_export_gif_and_mp4(client, generated):
     gif, mp4 = client.predict(0, api_name="/export")
     assert gif.endswith(".gif") and mp4.endswith(".mp4")
     assert Image.open(gif).n_frames >= 10 and os.path.getsize(mp4) > 1000
+    played = Image.open(client.predict(0, api_name="/animate"))
+    assert Image.open(gif).size == played.size                              # the frames Play shows, labelled
 
 
 def test_spikes(client, generated):

@@ -5,6 +5,7 @@ view to docs/screenshots/ (using assets/mnist when that checkpoint exists).
 """
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -52,11 +53,15 @@ def url(tmp_path_factory, make_tiny_models):
     import app
     from demo.studio import Studio
 
-    unmask = Studio.unmask
+    unmask, animation = Studio.unmask, Studio.animation
 
     def counted(self, *args):
         UNMASK_CALLS.append(args[1:3])          # (image, step)
         return unmask(self, *args)
+
+    def slow(self, *args):                      # as long as a real model's (seconds): a Pause can come first
+        time.sleep(1.5)
+        return animation(self, *args)
 
     real = ROOT / "assets" / "mnist"
     if SHOTS and (real / "model.safetensors").is_file():
@@ -66,6 +71,7 @@ def url(tmp_path_factory, make_tiny_models):
     args = app.parse_args(["--checkpoints", str(ck), "--port", str(free_port())])
     with pytest.MonkeyPatch.context() as mp:   # for the module's whole life: handlers look it up when called
         mp.setattr(Studio, "unmask", counted)
+        mp.setattr(Studio, "animation", slow)
         demo = app.make_app(args)
         _, link, _ = demo.launch(**app.launch_kwargs(args), prevent_thread_lock=True, quiet=True, inbrowser=False)
         yield link
@@ -182,6 +188,19 @@ def test_play_animates_and_pause_returns_to_the_frame_shown(page):
     expect(page.locator("#unmask-caption")).to_contain_text(re.compile(r"Step \d+/53"))
     step = int(page.locator("#step input[type=number]").input_value())
     assert 10 < step <= 53                                                      # moved on from step 10 while playing
+
+
+def test_a_pause_while_the_animation_is_made_stays_paused(page):
+    """Pause pressed before the animation is ready cancels it: it must not start playing afterwards."""
+    page.locator("#image-index input[type=number]").fill("3")                  # an image not played yet
+    page.locator("#image-index input[type=number]").press("Enter")
+    expect(page.locator("#unmask-caption")).to_contain_text("Step")
+    page.locator("#play").click()
+    page.wait_for_timeout(300)                                                  # a quick second thought
+    page.locator("#pause").click()
+    page.wait_for_timeout(4000)                                                 # the animation would be ready
+    expect(page.locator("#player")).to_be_hidden()
+    expect(page.locator("#token-grid")).to_be_visible()
 
 
 def calls_after(page, action) -> list:

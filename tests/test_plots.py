@@ -135,8 +135,7 @@ def test_prepare_image_any_input(arr, ch):
 def test_export_writes_gif_and_mp4(tmp_path):
     import imageio.v2 as imageio
 
-    c = np.random.randint(0, 255, (5, 28, 28, 1), np.uint8)
-    frames = media.frames_for_export(c, c)
+    frames = list(np.random.randint(0, 255, (5, 60, 90, 3), np.uint8))
     gif, mp4 = media.export_run(frames, str(tmp_path))
     assert len(imageio.mimread(gif)) >= 5
     assert (tmp_path / "unmasking.mp4").stat().st_size > 1000 and mp4.endswith(".mp4")
