@@ -169,7 +169,9 @@ class Studio:
                  ("diffusion steps N", pipe.num_diffusion_steps), ("can generate", pipe.denoiser is not None)]
         rows += [(k, v) for k, v in pipe.info.items() if k != "architecture"]
         rows += [(f"metric: {k}", v) for k, v in pipe.metrics.items() if not isinstance(v, (list, dict))]
-        return f"**{name}** (`{self.models[name]}`)\n\n| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+        shown = (f"{v:.4g}" if isinstance(v, float) else v for _, v in rows)      # 4 significant digits
+        return (f"**{name}** (`{self.models[name]}`)\n\n| setting | value |\n|---|---|\n"
+                + "\n".join(f"| {k} | {v} |" for (k, _), v in zip(rows, shown)))
 
     def facts(self, name: str | None = None) -> ModelFacts:
         """The grid size, steps and neuron constants of model ``name`` (default: the default model;

@@ -253,3 +253,18 @@ def test_where_a_code_is_used_is_a_share_of_each_sources_images(tmp_path, make_t
         assert test[0, 0] == generated[0, 0] == 0.5 and test.sum() == generated.sum() == 0.5
     finally:
         st.close()
+
+
+def test_model_info_shows_figures_to_four_digits_under_a_header(tmp_path, make_tiny_models):
+    from test_app import make_checkpoints
+
+    from spiking_diffusion.checkpoint import update_metadata
+
+    folder = make_checkpoints(tmp_path, make_tiny_models)
+    update_metadata(folder / "tiny", metrics={"fd": 16.83312345678, "precision": 0.8512345678})
+    st = S.Studio(folder, max_batch=8)
+    try:
+        md = st.model_info("tiny")
+        assert "| setting | value |" in md and "| metric: fd | 16.83 |" in md and "| metric: precision | 0.8512 |" in md
+    finally:
+        st.close()
