@@ -191,11 +191,11 @@ def _spikes_tab(S: Studio, F: ModelFacts, run, image) -> NS:
             go = gr.Button("Show spikes", elem_id="spikes-btn")
         note = gr.Markdown(elem_id="spikes-note")
         with gr.Row():
-            r_cell, r_enc = gr.Plot(elem_id="raster-cell"), gr.Plot(elem_id="raster-encoder")
-        r_all = gr.Plot(elem_id="raster-all")
-        r_maps = gr.Plot(elem_id="rate-maps")
+            r_cell, r_enc = gr.Plot(show_label=False, elem_id="raster-cell"), gr.Plot(show_label=False, elem_id="raster-encoder")
+        r_all = gr.Plot(show_label=False, elem_id="raster-all")
+        r_maps = gr.Plot(show_label=False, elem_id="rate-maps")
         with gr.Row():
-            r_rates, r_mem = gr.Plot(elem_id="rate-bars"), gr.Plot(elem_id="membrane")
+            r_rates, r_mem = gr.Plot(show_label=False, elem_id="rate-bars"), gr.Plot(show_label=False, elem_id="membrane")
     io = ([run, image, cell], [r_cell, r_all, r_enc, r_maps, r_rates, r_mem, note])
     go.click(S.spikes, *io, api_name="spikes", **MODEL_JOB)
     tab.select(S.spikes, *io, **PRIVATE, **MODEL_JOB)
@@ -211,15 +211,15 @@ def _codebook_tab(S: Studio, F: ModelFacts, model, run, usage) -> None:
                  "exp(entropy) is the number of equally used codes that would give the same spread.")
         go = gr.Button("Compute usage", elem_id="codebook-btn")
         stats = gr.Markdown(elem_id="codebook-stats")
-        bars = gr.Plot(elem_id="usage-bars")
-        heat = gr.Plot(elem_id="usage-heatmap")
+        bars = gr.Plot(show_label=False, elem_id="usage-bars")
+        heat = gr.Plot(show_label=False, elem_id="usage-heatmap")
         with gr.Row():
             atlas = gr.Image(label=f"Code atlas: each code decoded as a whole {F.latent_size}x{F.latent_size} grid "
                                    "(row-major, 16 per row)", elem_id="atlas", **PX)
             with gr.Column():
                 code = gr.Slider(0, 1023, 0, step=1, label="Code", elem_id="code")
                 code_img = gr.Image(label="This code, decoded", elem_id="code-image", **PX)
-        where = gr.Plot(elem_id="code-where")
+        where = gr.Plot(show_label=False, elem_id="code-where")
     io = ([model, run], [bars, heat, stats, atlas, usage, code])
     code_io = ([model, usage, code], [code_img, where])
     code.release(S.code, *code_io, api_name="code", **MODEL_JOB)
@@ -283,10 +283,11 @@ def _encode_tab(S: Studio, F: ModelFacts, model) -> NS:
         note = gr.Markdown(elem_id="encode-note")
         with gr.Row():
             shown = gr.Image(label="Model input (28x28)", elem_id="encode-input", **PX)
-            tokens = gr.Plot(elem_id="encode-tokens")
+            tokens = gr.Plot(label="Its tokens", elem_id="encode-tokens")
             recon = gr.Image(label="Reconstruction", elem_id="reconstruction", **PX)
         with gr.Row():
-            enc, asg = gr.Plot(elem_id="encode-raster"), gr.Plot(elem_id="encode-asg")
+            enc = gr.Plot(label="Encoder output spikes", elem_id="encode-raster")
+            asg = gr.Plot(label="Spike generator (ASG) spikes", elem_id="encode-asg")
     out = [shown, tokens, recon, enc, asg, note]
     e_up.click(S.encode, [model, upload, invert], out, api_name="encode", **MODEL_JOB)
     e_sk.click(S.encode, [model, sketch, invert], out, api_name="encode_sketch", **MODEL_JOB)
@@ -315,7 +316,7 @@ def _learn_tab(S: Studio, F: ModelFacts, run) -> None:
                 l_reset = gr.Radio(["hard", "soft"], value="hard", label="Reset", elem_id="lif-reset")
                 l_T = gr.Slider(5, 100, 40, step=1, label="Time steps", elem_id="lif-steps")
                 l_note = gr.Markdown(elem_id="lif-note")
-            l_fig = gr.Plot(elem_id="lif-plot", scale=2)
+            l_fig = gr.Plot(show_label=False, elem_id="lif-plot", scale=2)
         with gr.Row():
             with gr.Column(scale=1):
                 _explain("### Direct versus rate coding\nThis model feeds each pixel **directly**: the "
@@ -326,7 +327,7 @@ def _learn_tab(S: Studio, F: ModelFacts, run) -> None:
                 k_T = gr.Slider(1, 64, 16, step=1, label="Time steps T", elem_id="coding-steps")
                 k_seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
                 k_note = gr.Markdown(elem_id="coding-note")
-            k_fig = gr.Plot(elem_id="coding-plot", scale=2)
+            k_fig = gr.Plot(show_label=False, elem_id="coding-plot", scale=2)
         with gr.Row():
             with gr.Column(scale=1):
                 _explain("### The PSP filter\nThe spike-train loss compares spike trains after a "
@@ -336,7 +337,7 @@ def _learn_tab(S: Studio, F: ModelFacts, run) -> None:
                 p_tau = gr.Slider(1, 10, F.psp_tau, step=0.5, label="tau_s", elem_id="psp-tau")
                 p_T = gr.Slider(4, 100, 32, step=1, label="Time steps", elem_id="psp-steps")
                 p_seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
-            p_fig = gr.Plot(elem_id="psp-plot", scale=2)
+            p_fig = gr.Plot(show_label=False, elem_id="psp-plot", scale=2)
         with gr.Row():
             with gr.Column(scale=1):
                 _explain("### The quantiser's dual coding\nBefore looking up the nearest code, the encoder's "
@@ -347,7 +348,7 @@ def _learn_tab(S: Studio, F: ModelFacts, run) -> None:
                 q_T = gr.Slider(1, 64, 16, step=1, label="Time steps T", elem_id="quant-steps")
                 q_seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
                 q_note = gr.Markdown(elem_id="quant-note")
-            q_fig = gr.Plot(elem_id="quant-plot", scale=2)
+            q_fig = gr.Plot(show_label=False, elem_id="quant-plot", scale=2)
         _energy_section(S, run)
     lif_in, coding_in = [l_i, l_th, l_tau, l_reset, l_T], [k_p, k_T, k_seed]
     psp_in, quant_in = [p_rate, p_tau, p_T, p_seed], [q_rate, q_a, q_T, q_seed]
@@ -369,7 +370,7 @@ def _energy_section(S: Studio, run) -> None:
                      "network. Estimated for your last generation.")
             go = gr.Button("Estimate energy of my last generation", elem_id="energy-btn")
             md = gr.Markdown(elem_id="energy-note")
-        fig = gr.Plot(elem_id="energy-plot", scale=2)
+        fig = gr.Plot(show_label=False, elem_id="energy-plot", scale=2)
     go.click(S.energy, run, [md, fig], api_name="energy", **MODEL_JOB)
 
 
