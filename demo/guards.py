@@ -109,7 +109,8 @@ def guard(block) -> None:
             if is_file:  # named by its file name: the server's temporary folder means nothing to the sender
                 field = payload.get if isinstance(payload, dict) else lambda k: getattr(payload, k, None)  # FileData
                 path, sent = field("path"), field("orig_name")
-                name = sent or (Path(path).name if isinstance(path, str) else "file")
+                name = sent or (Path(path).name if isinstance(path, str) else
+                                "drawing" if isinstance(block, gr.ImageEditor) else "file")
                 raise user_error(f"{label}: could not read the uploaded image {name}: {unreadable_reason(e, path)}") from None
             raise user_error(f"{label}: could not use {_short(payload)} ({type(e).__name__}: {e})") from None
 

@@ -170,7 +170,7 @@ def _evaluate(args: argparse.Namespace) -> dict:
         dataset=args.dataset, classifier=args.classifier, inception_weights=list(args.inception_weights),
         fid_samples=args.fid_samples, paper_samples=args.paper_samples, sweeps=not args.no_sweeps,
         temperatures=tuple(args.temperatures), top_ps=tuple(args.top_ps), corrector_sweep=tuple(args.corrector_sweep),
-        steps_sweep=args.steps_sweep and tuple(args.steps_sweep), sweep_samples=args.sweep_samples, recon_samples=args.recon_samples,
+        steps_sweep=None if args.steps_sweep is None else tuple(args.steps_sweep), sweep_samples=args.sweep_samples, recon_samples=args.recon_samples,
         device=args.device, download=not args.no_download, record=args.record)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -67,18 +68,19 @@ def framing_for(dataset: str | None, channels: int) -> Framing:
 READABLE = "PNG, JPEG, GIF, BMP, TIFF, WebP and the other formats Pillow opens"
 
 
-def _without_path(text: str, source) -> str:
-    """``text`` with the file's folders left out: an upload's temporary path means nothing to its sender."""
+def _without_path(text: str, source=None) -> str:
+    """``text`` with the folders of any absolute path left out (the file's name stays): an upload's
+    temporary path means nothing to its sender."""
     if isinstance(source, (str, os.PathLike)):
-        return text.replace(str(source), os.path.basename(str(source)))
-    return text
+        text = text.replace(str(source), os.path.basename(str(source)))
+    return re.sub(r"(?<![\w.])/(?:[^/\s'\"]+/)+([^/\s'\"]*)", r"\1", text)
 
 
 def unreadable_reason(error: Exception, source=None) -> str:
-    """Why a file is not a picture, in words, naming what is accepted (no folder paths)."""
+    """Why a file is not a picture, in words (no folder paths); an unknown format names what is accepted."""
     if isinstance(error, UnidentifiedImageError):
         return f"not a picture format Pillow reads (accepted: {READABLE})"
-    return f"{_without_path(str(error), source)} (accepted: {READABLE})"
+    return _without_path(str(error), source)
 
 
 def open_image(source, max_pixels: int = MAX_PIXELS) -> tuple[Image.Image, list[str]]:

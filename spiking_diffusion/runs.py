@@ -95,8 +95,9 @@ def check_run_folder(cfg: TrainConfig, **defaults) -> tuple[TrainConfig, dict | 
             raise CheckpointError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
         made = [n for n in (CONFIG_NAME, WEIGHTS_NAME) if (out / n).is_file()]
         if made:             # nor a finished checkpoint (a bundled model, an import): its first snapshot would
-            raise CheckpointError(f"{out} already holds a checkpoint ({', '.join(made)}); a new run would overwrite "
-                                  "it: choose another --out")
+            raise CheckpointError(f"{out} already holds a checkpoint ({', '.join(made)}) but no {STATE_NAME}; a new "
+                                  "run would overwrite it: choose another --out (or, if it is a run stopped before its "
+                                  "first snapshot was complete, remove the folder)")
         return _filled(cfg, defaults), None
     if not state.is_file():
         raise CheckpointError(f"--resume: no {STATE_NAME} in {out}")

@@ -291,17 +291,22 @@ def tokenize(vqsvae: VQSVAE, images: torch.Tensor, batch: int = 256, device="cpu
     return torch.cat(out).to(torch.int16)
 
 
-def _token_digest(vqsvae: VQSVAE) -> str:
-    """A digest of what decides a VQ-SVAE's tokens: its time steps, membrane decay, and exactly its
-    encoder and quantizer tensors (BatchNorm's batch counter, which an EMA may round, plays no part in
-    evaluation). A re-save, or a decoder trained on (``train-decoder``), keeps it."""
-    h = hashlib.sha1(f"{vqsvae.cfg.time_steps}-{vqsvae.cfg.membrane_decay}".encode())
-    for part in (vqsvae.encoder, vqsvae.quantizer):
+def _state_digest(modules, salt: str = "") -> str:
+    """A digest of exactly these modules' tensors (BatchNorm's batch counter, which an EMA may round,
+    plays no part in evaluation)."""
+    h = hashlib.sha1(salt.encode())
+    for part in modules:
         for k, v in part.state_dict().items():
             if not k.endswith("num_batches_tracked"):
                 h.update(f"{k}{tuple(v.shape)}{v.dtype}".encode())
                 h.update(v.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def _token_digest(vqsvae: VQSVAE) -> str:
+    """A digest of what decides a VQ-SVAE's tokens: its time steps, membrane decay, and exactly its
+    encoder and quantizer tensors. A re-save, or a decoder trained on (``train-decoder``), keeps it."""
+    return _state_digest((vqsvae.encoder, vqsvae.quantizer), f"{vqsvae.cfg.time_steps}-{vqsvae.cfg.membrane_decay}")
 
 
 def _save_tokens(path: str, tokens: torch.Tensor, digest: str) -> None:
@@ -358,7 +363,9 @@ def train_prior(cfg: TrainConfig) -> Path:
     spe = len(tokens) // cfg.batch_size
     src = vq_config["info"]  # a full checkpoint (e.g. from train-decoder) keeps its VQ-SVAE's record under vqsvae_*
     own = {k[7:]: v for k, v in src.items() if k.startswith("vqsvae_")} if src.get("stage") == "prior" else src
-    vq_info = {f"vqsvae_{k}": v for k, v in {**own, **src}.items() if k in ("decoder_steps", "decoder_epochs")}
+    later = src if own is not src else {}     # a full checkpoint's decoder training after its prior, added
+    vq_info = {f"vqsvae_{k}": own.get(k, 0) + later.get(k, 0) for k in ("decoder_steps", "decoder_epochs")
+               if k in own or k in later}
     vq_info.update({f"vqsvae_{k}": v for k, v in own.items() if k in ("steps", "epochs", "preset")})
     # the VQ-SVAE's own figures only: a full checkpoint's sample figures belong to its old prior
     vq_metrics = {k: v for k, v in vq_config.get("metrics", {}).items() if k in VQSVAE_METRICS}
@@ -430,12 +437,17 @@ def train_decoder(cfg: TrainConfig) -> Path:
     vqsvae, denoiser, config = load_checkpoint(cfg.vqsvae, cfg.device)
     dataset = cfg.dataset or config["info"].get("dataset") or "mnist"
     cfg, snapshot = runs.check_run_folder(replace(cfg, dataset=dataset))
-    digest = _token_digest(vqsvae)  # the run's frozen encoder + codebook are --vqsvae's, and its prior fits them
-    began = (snapshot or {}).get("vqsvae_tokens", digest)  # (snapshots before this key: not checked)
-    if began != digest:
-        raise CheckpointError(f"cannot resume {cfg.out}: --vqsvae {cfg.vqsvae} gives other tokens than the checkpoint "
-                              f"the run began from ({(snapshot.get('train_config') or {}).get('vqsvae')}), so its "
-                              "prior would not fit the resumed decoder: give the run's --vqsvae, or train into a new --out")
+    if Path(cfg.vqsvae).resolve() == Path(cfg.out).resolve():
+        raise SpikingDiffusionError(f"--vqsvae and --out are both {cfg.out}: train the decoder into another folder")
+    # the run's frozen encoder + codebook and its prior come from --vqsvae: a resumed run must be given the same
+    source = {"vqsvae_tokens": _token_digest(vqsvae), "prior": None if denoiser is None else _state_digest((denoiser,))}
+    changed = [k for k, v in source.items() if k in (snapshot or {}) and snapshot[k] != v]  # older snapshots: unchecked
+    if changed:
+        began = (snapshot.get("train_config") or {}).get("vqsvae")
+        what = "other tokens" if "vqsvae_tokens" in changed else "another prior (or none)"
+        raise CheckpointError(f"cannot resume {cfg.out}: --vqsvae {cfg.vqsvae} gives {what} than the checkpoint the run "
+                              f"began from ({began}), so the resumed checkpoint would pair a prior with a VQ-SVAE it "
+                              "was not trained for: give the run's --vqsvae, or train into a new --out")
     data = load_images(dataset, cfg.data_root, train=True, download=cfg.download, limit=cfg.limit)
     if vqsvae.cfg.data_variance is None or (config["info"].get("source") == "official" and vqsvae.cfg.data_variance == 1.0):
         # an import of the authors' weights (1.0: imported before None marked it unknown): their code divides
@@ -447,8 +459,9 @@ def train_decoder(cfg: TrainConfig) -> Path:
     objective = _DecoderObjective(vqsvae)
     spe = len(data) // cfg.batch_size
 
-    before = config["info"]  # a decoder trained on before: this run's steps add to its
-    done_steps, done_epochs = before.get("decoder_steps", 0), before.get("decoder_epochs", 0.0)
+    before = config["info"]  # a decoder trained on before: this run's steps add to its (as the run began)
+    done_steps, done_epochs = (snapshot or {}).get("decoder_before") or (before.get("decoder_steps", 0),
+                                                                         before.get("decoder_epochs", 0.0))
 
     def save_model(step, trained: _DecoderObjective):
         info = {**before, "decoder_steps": done_steps + step, "decoder_epochs": round(done_epochs + step / spe, 3),
@@ -458,6 +471,6 @@ def train_decoder(cfg: TrainConfig) -> Path:
         copy_code_usage(cfg.vqsvae, cfg.out)                      # the tokens are unchanged, so is their usage
 
     step, speed = _loop(cfg, objective, data.images, lambda x, g: (x.float() / 255.0,), save_model,
-                        {"vqsvae_tokens": digest}, snapshot)
+                        {**source, "decoder_before": [done_steps, done_epochs]}, snapshot)
     print(f"decoder: {step} steps at {speed:.1f} images/s -> {cfg.out}")
     return Path(cfg.out)

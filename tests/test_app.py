@@ -220,14 +220,14 @@ def test_encode_sketch(client, tmp_path):
     (("tiny", 0, 10, 0.65, 0, "/generate"), r"Number of images must be a whole number in 1\.\.8; got 0"),
     (("tiny", 9, 10, 0.65, 0, "/generate"), r"Number of images .* 1\.\.8; got 9"),           # more than --max-batch
     (("tiny", 2, 50, 0.65, 0, "/generate"), r"Steps must be a whole number in 1\.\.49; got 50"),
-    (("tiny", 2, 10, 0.0, 0, "/generate"), r"Temperature must be a number in 0\.05\.\.2; got 0\.0"),
+    (("tiny", 2, 10, 0.0, 0, "/generate"), r"Temperature must be a number in 0\.01\.\.5; got 0\.0"),
     (("tiny", 2, 10, 0.65, 0, 0.65, 0.0, "/generate"), "Top-p must be"),    # top-p 0
     (("tiny", 2, 10, 0.65, 0, 9.0, 1.0, "/generate"), "Temperature at the last step must be"),  # off the slider
     (("tiny", 2, 10, 0.65, 0, 0.65, 1.0, 5, 0, 0.5, "/generate"), "Cells per corrector round must be"),
     (("tiny", 2.5, 10, 0.65, 0, "/generate"), "whole number"),
     (("tiny", "2", 10, 0.65, 0, "/generate"), "Number of images must be a whole number in 1..8; got '2'"),
     (("tiny", 2, None, 0.65, 0, "/generate"), "Steps must be a whole number in 1..49; got None"),
-    (("tiny", 2, 10, [0.5], 0, "/generate"), r"Temperature must be a number in 0\.05\.\.2; got \[0\.5\]"),
+    (("tiny", 2, 10, [0.5], 0, "/generate"), r"Temperature must be a number in 0\.01\.\.5; got \[0\.5\]"),
     (("nope", 2, 10, 0.65, 0, "/generate"), "Model .* must be one of 'tiny'; got 'nope'"),
     ((1.0, 1.0, 0.5, "hard", 40, "/lif"), r"Time constant tau must be a number in 1\.\.20; got 0\.5"),
     ((1.0, 1.0, 2.0, "sideways", 40, "/lif"), "Reset must be one of 'hard', 'soft'; got 'sideways'"),

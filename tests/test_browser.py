@@ -195,12 +195,14 @@ def test_a_pause_while_the_animation_is_made_stays_paused(page):
     page.locator("#image-index input[type=number]").fill("3")                  # an image not played yet
     page.locator("#image-index input[type=number]").press("Enter")
     expect(page.locator("#unmask-caption")).to_contain_text("Step")
+    step = page.locator("#step input[type=number]").input_value()
     page.locator("#play").click()
     page.wait_for_timeout(300)                                                  # a quick second thought
     page.locator("#pause").click()
     page.wait_for_timeout(4000)                                                 # the animation would be ready
     expect(page.locator("#player")).to_be_hidden()
     expect(page.locator("#token-grid")).to_be_visible()
+    assert page.locator("#step input[type=number]").input_value() == step       # where it was, not an old GIF's frame
 
 
 def calls_after(page, action) -> list:

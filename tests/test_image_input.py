@@ -199,6 +199,13 @@ def test_an_unreadable_files_message_names_it_without_its_folders(tmp_path):
     assert str(tmp_path) not in str(e.value)
 
 
+def test_messages_name_files_without_their_folders():
+    from spiking_diffusion.image_input import unreadable_reason
+
+    why = unreadable_reason(OSError("broken data stream when reading image file /tmp/gradio/3f9a/photo.png"))
+    assert why == "broken data stream when reading image file photo.png"
+
+
 def test_truncated_file(tmp_path):
     buf = io.BytesIO()
     Image.fromarray((seven() * 255).astype(np.uint8)).save(buf, "PNG")

@@ -224,15 +224,16 @@ def test_every_temperature_a_checkpoint_may_record_fits_the_sliders(tmp_path, ma
     from spiking_diffusion.sampling import MAX_TEMPERATURE
 
     folder = make_checkpoints(tmp_path, make_tiny_models)
-    update_metadata(folder / "tiny", info={"temperature": MAX_TEMPERATURE, "temperature_end": MAX_TEMPERATURE,
-                                           "corrector_steps": 2, "corrector_temperature": MAX_TEMPERATURE})
-    st = S.Studio(folder, max_batch=8)
-    try:
-        sliders = {b.elem_id: b for b in build_demo(st).blocks.values() if isinstance(b, gr.Slider)}
-        for name in ("temperature", "temperature-end", "corrector-temperature"):
-            assert sliders[name].minimum <= sliders[name].value == MAX_TEMPERATURE <= sliders[name].maximum, name
-    finally:
-        st.close()
+    for value in (MAX_TEMPERATURE, 0.01):
+        update_metadata(folder / "tiny", info={"temperature": value, "temperature_end": value,
+                                               "corrector_steps": 2, "corrector_temperature": value})
+        st = S.Studio(folder, max_batch=8)
+        try:
+            sliders = {b.elem_id: b for b in build_demo(st).blocks.values() if isinstance(b, gr.Slider)}
+            for name in ("temperature", "temperature-end", "corrector-temperature"):
+                assert sliders[name].minimum <= sliders[name].value == value <= sliders[name].maximum, (name, value)
+        finally:
+            st.close()
 
 
 def test_where_a_code_is_used_is_a_share_of_each_sources_images(tmp_path, make_tiny_models):

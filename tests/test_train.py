@@ -127,6 +127,9 @@ def test_prior_takes_its_vqsvaes_preset_unless_given(tmp_path, tiny_checkpoint, 
     assert "takes the preset of" in capsys.readouterr().out
     train_prior(replace(cfg, epochs=0.5, resume=True))                     # resumed: the run's, not refused
     assert json.loads((tmp_path / "p" / "config.json").read_text())["info"]["steps"] == 2
+    capsys.readouterr()
+    train_prior(replace(cfg, out=str(tmp_path / "given"), preset="tiny"))
+    assert "takes the preset" not in capsys.readouterr().out
 
 
 def test_resume_with_a_new_lr_uses_it(tmp_path):
@@ -185,7 +188,7 @@ def test_decoder_training_keeps_the_tokens_and_the_prior(tmp_path, tiny_checkpoi
 def test_decoder_resume_refuses_a_vqsvae_with_other_tokens(tmp_path, tiny_checkpoint):
     """The resumed decoder's encoder and codebook are the snapshot's, its prior --vqsvae's: other
     tokens would pair a prior with a VQ-SVAE it was not trained on. Same tokens (a decoder trained on) go on."""
-    from spiking_diffusion import CheckpointError
+    from spiking_diffusion import CheckpointError, SpikingDiffusionError, SpikingDiffusionPipeline
 
     cfg = TrainConfig(stage="decoder", out=str(tmp_path / "dec"), vqsvae=str(tiny_checkpoint), epochs=0.5,
                       save_every=2, **{**BASE, "dataset": None})
@@ -194,6 +197,14 @@ def test_decoder_resume_refuses_a_vqsvae_with_other_tokens(tmp_path, tiny_checkp
     before = _weights(tmp_path / "dec")
     with pytest.raises(CheckpointError, match="gives other tokens"):
         train_decoder(replace(cfg, vqsvae=str(other), epochs=1.0, resume=True))
+    assert _same(before, _weights(tmp_path / "dec"))
+    with pytest.raises(SpikingDiffusionError, match="--vqsvae and --out are both"):
+        train_decoder(replace(cfg, vqsvae=str(tmp_path / "dec"), epochs=1.0, resume=True))   # same tokens, own steps
+    bare = tmp_path / "bare"                                               # the same VQ-SVAE without its prior
+    from spiking_diffusion.checkpoint import save_checkpoint
+    save_checkpoint(bare, SpikingDiffusionPipeline.from_pretrained(tiny_checkpoint).vqsvae, None, {"dataset": "synthetic"})
+    with pytest.raises(CheckpointError, match="another prior"):
+        train_decoder(replace(cfg, vqsvae=str(bare), epochs=1.0, resume=True))
     assert _same(before, _weights(tmp_path / "dec"))
     moved = shutil.copytree(tiny_checkpoint, tmp_path / "moved")          # the same checkpoint, moved: goes on
     train_decoder(replace(cfg, vqsvae=str(moved), epochs=1.0, resume=True))

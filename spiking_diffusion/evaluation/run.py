@@ -194,7 +194,8 @@ def evaluate(checkpoint_dir, data_root, out_dir, log=print, **overrides) -> dict
     N = pipe.num_diffusion_steps
     cfg = replace(cfg, **sampling.to_dict(), steps=check_steps(N if cfg.steps is None else cfg.steps, N),
                   order=check_order(cfg.order), steps_sweep=tuple(
-                      check_steps(s, N) for s in cfg.steps_sweep or sorted({math.ceil(N / d) for d in (7, 4, 2, 1)})))
+                      check_steps(s, N) for s in (cfg.steps_sweep if cfg.steps_sweep is not None
+                                                  else sorted({math.ceil(N / d) for d in (7, 4, 2, 1)}))))
     if cfg.record and (cfg.steps, cfg.order) != (N, ORDERS[0]):
         raise SpikingDiffusionError(
             f"--record refused: the recorded figures would come from {cfg.steps} steps in {cfg.order} order, while the "
