@@ -25,6 +25,8 @@ from spiking_diffusion.diffusion import AbsorbingDiffusion  # noqa: E402
 from spiking_diffusion.train import tokenize  # noqa: E402
 from spiking_diffusion.transfer import align_codes, transfer_prior  # noqa: E402
 
+from recon_metrics import one_data_set  # noqa: E402  (beside this script)
+
 
 @torch.no_grad()
 def bits_per_token(denoiser: SpikingDenoiser, tokens: torch.Tensor, seed: int = 0, batch: int = 256) -> float:
@@ -48,10 +50,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     pipes = [SpikingDiffusionPipeline.from_pretrained(c) for c in args.checkpoints]
-    datasets = [pipe.info.get("dataset", "mnist") for pipe in pipes]
-    if len(set(datasets)) > 1:  # the figures compare on the same training images
-        raise SystemExit(f"the checkpoints were trained on different data sets ({', '.join(datasets)}): give one at a time")
-    data = load_images(datasets[0], args.data_root, train=True, download=False)
+    data = load_images(one_data_set(pipes), args.data_root, train=True, download=False)
     pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(1))[:args.images]
     scored = [tokenize(pipe.vqsvae, data.images[pick]) for pipe in pipes]         # [n, h, w] each
     for ck, pipe, tokens in zip(args.checkpoints, pipes, scored):

@@ -28,6 +28,15 @@ from spiking_diffusion.evaluate import EvalConfig, Reference, classifier_metrics
 from spiking_diffusion.evaluation.run import heldout_images, reconstruction_scores  # noqa: E402
 
 
+def one_data_set(pipes) -> str:
+    """The data set all ``pipes`` were trained on (their figures compare on the same images); exits
+    naming them when they differ."""
+    datasets = [pipe.info.get("dataset", "mnist") for pipe in pipes]
+    if len(set(datasets)) > 1:
+        raise SystemExit(f"the checkpoints were trained on different data sets ({', '.join(datasets)}): give one at a time")
+    return datasets[0]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoints", nargs="+")
@@ -38,10 +47,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     batch = EvalConfig().batch_size
     pipes = [SpikingDiffusionPipeline.from_pretrained(ck) for ck in args.checkpoints]
-    datasets = [pipe.info.get("dataset", "mnist") for pipe in pipes]
-    if len(set(datasets)) > 1:
-        raise SystemExit(f"the checkpoints were trained on different data sets ({', '.join(datasets)}): give one at a time")
-    dataset = datasets[0]
+    dataset = one_data_set(pipes)
     clf = load_classifier(find_classifier_dir(dataset))
     test = load_images(dataset, args.data_root, train=False, download=False)
     ref = Reference.of(clf, test.images)

@@ -10,7 +10,6 @@ components' own.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import gradio as gr
 
@@ -107,11 +106,9 @@ def guard(block) -> None:
             raise
         except Exception as e:  # corrupt file, decompression bomb, unsupported format, ...
             if is_file:  # named by its file name: the server's temporary folder means nothing to the sender
-                field = payload.get if isinstance(payload, dict) else lambda k: getattr(payload, k, None)  # FileData
-                path, sent = field("path"), field("orig_name")
-                name = sent or (Path(path).name if isinstance(path, str) else
-                                "drawing" if isinstance(block, gr.ImageEditor) else "file")
-                raise user_error(f"{label}: could not read the uploaded image {name}: {unreadable_reason(e, path)}") from None
+                sent = payload.get("orig_name") if isinstance(payload, dict) else getattr(payload, "orig_name", None)
+                name = sent or ("drawing" if isinstance(block, gr.ImageEditor) else "file")  # (FileData or dict)
+                raise user_error(f"{label}: could not read the uploaded image {name}: {unreadable_reason(e)}") from None
             raise user_error(f"{label}: could not use {_short(payload)} ({type(e).__name__}: {e})") from None
 
     block.preprocess = preprocess

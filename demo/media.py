@@ -2,7 +2,6 @@
 :mod:`spiking_diffusion.image_input`)."""
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -49,14 +48,12 @@ def tile_index(x: float, y: float, n: int, h: int, w: int, cols: int | None = No
     return i
 
 
-def export_run(frames: list[np.ndarray], folder: str | None = None, fps: int = 10) -> tuple[str, str]:
-    """Write RGB frames ``[H, W, 3]`` as a looping GIF and an MP4 (H.264); returns the two paths."""
+def write_mp4(frames: list[np.ndarray], path: str | Path, fps: int, hold_s: float) -> Path:
+    """Write RGB frames ``[H, W, 3]`` as an MP4 (H.264) at ``fps``, the last one held ``hold_s`` seconds
+    (the GIF's timing: :func:`demo.frames.write_gif`)."""
     import imageio.v2 as imageio
 
-    folder = Path(folder or tempfile.mkdtemp(prefix="sd_export_"))
-    gif, mp4 = folder / "unmasking.gif", folder / "unmasking.mp4"
-    hold = frames + [frames[-1]] * fps  # hold the final image for a second
-    imageio.mimsave(gif, hold, duration=1000 / fps, loop=0)
-    even = [f[: f.shape[0] // 2 * 2, : f.shape[1] // 2 * 2] for f in hold]
-    imageio.mimsave(mp4, even, fps=fps, codec="libx264", macro_block_size=1, quality=8)
-    return str(gif), str(mp4)
+    hold = frames + [frames[-1]] * round(hold_s * fps)
+    even = [f[: f.shape[0] // 2 * 2, : f.shape[1] // 2 * 2] for f in hold]   # H.264 wants even sizes
+    imageio.mimsave(path, even, fps=fps, codec="libx264", macro_block_size=1, quality=8)
+    return Path(path)

@@ -169,9 +169,8 @@ class Studio:
                  ("diffusion steps N", pipe.num_diffusion_steps), ("can generate", pipe.denoiser is not None)]
         rows += [(k, v) for k, v in pipe.info.items() if k != "architecture"]
         rows += [(f"metric: {k}", v) for k, v in pipe.metrics.items() if not isinstance(v, (list, dict))]
-        shown = (f"{v:.4g}" if isinstance(v, float) else v for _, v in rows)      # 4 significant digits
-        return (f"**{name}** (`{self.models[name]}`)\n\n| setting | value |\n|---|---|\n"
-                + "\n".join(f"| {k} | {v} |" for (k, _), v in zip(rows, shown)))
+        return (f"**{name}** (`{self.models[name]}`)\n\n| setting | value |\n|---|---|\n"      # figures: 4 digits
+                + "\n".join(f"| {k} | {f'{v:.4g}' if isinstance(v, float) else v} |" for k, v in rows))
 
     def facts(self, name: str | None = None) -> ModelFacts:
         """The grid size, steps and neuron constants of model ``name`` (default: the default model;
@@ -407,7 +406,10 @@ class Studio:
         last :data:`MAX_EXPORTS` export folders (Gradio serves copies from its own cache)."""
         run = self._need_run(run)
         image = _int(image, "Image", 0, run.num_images - 1)
-        return media.export_run(self._animation_frames(run, image), self._export_folder(), fps=frames.ANIMATION_FPS)
+        pics, folder = self._animation_frames(run, image), self._export_folder()
+        gif = frames.write_gif(pics, folder / "unmasking.gif")                      # Play's own writer and timing
+        mp4 = media.write_mp4(pics, folder / "unmasking.mp4", frames.ANIMATION_FPS, frames.HOLD_S)
+        return str(gif), str(mp4)
 
     def _animation_frames(self, run: Run, image: int) -> list[np.ndarray]:
         """Per step of image ``image``: the token grid, the committed and the predicted image, the step

@@ -270,7 +270,7 @@ def _encode_tab(S: Studio, F: ModelFacts, model) -> NS:
                  f"resized. Then it is encoded to {F.latent_size}x{F.latent_size} tokens and decoded back.")
         with gr.Row():
             # the file itself reaches the reader (CMYK, 16-bit, animation, EXIF intact; size read from the header)
-            # both a fixed height: a row that reflows with each upload's shape left the canvas blank and deaf
+            # both one fixed height: the upload's preview no longer shrinks to a strip for a wide picture
             upload = gr.Image(label="Upload", type="filepath", image_mode=None, sources=["upload", "clipboard"],
                               elem_id="upload", height=EDITOR_PX)
             sketch = gr.Sketchpad(label="Draw", type="filepath", canvas_size=(SKETCH_PX, SKETCH_PX), elem_id="sketch",

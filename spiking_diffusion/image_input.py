@@ -68,19 +68,17 @@ def framing_for(dataset: str | None, channels: int) -> Framing:
 READABLE = "PNG, JPEG, GIF, BMP, TIFF, WebP and the other formats Pillow opens"
 
 
-def _without_path(text: str, source=None) -> str:
+def _without_path(text: str) -> str:
     """``text`` with the folders of any absolute path left out (the file's name stays): an upload's
     temporary path means nothing to its sender."""
-    if isinstance(source, (str, os.PathLike)):
-        text = text.replace(str(source), os.path.basename(str(source)))
     return re.sub(r"(?<![\w.])/(?:[^/\s'\"]+/)+([^/\s'\"]*)", r"\1", text)
 
 
-def unreadable_reason(error: Exception, source=None) -> str:
+def unreadable_reason(error: Exception) -> str:
     """Why a file is not a picture, in words (no folder paths); an unknown format names what is accepted."""
     if isinstance(error, UnidentifiedImageError):
         return f"not a picture format Pillow reads (accepted: {READABLE})"
-    return _without_path(str(error), source)
+    return _without_path(str(error))
 
 
 def open_image(source, max_pixels: int = MAX_PIXELS) -> tuple[Image.Image, list[str]]:
@@ -101,7 +99,7 @@ def open_image(source, max_pixels: int = MAX_PIXELS) -> tuple[Image.Image, list[
         except FileNotFoundError:
             raise SpikingDiffusionError(f"image file not found: {source}") from None
         except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as e:
-            raise SpikingDiffusionError(f"could not read the image: {unreadable_reason(e, source)}") from None
+            raise SpikingDiffusionError(f"could not read the image: {unreadable_reason(e)}") from None
     else:
         img = _from_array(source)
     w, h = img.size
@@ -118,7 +116,7 @@ def open_image(source, max_pixels: int = MAX_PIXELS) -> tuple[Image.Image, list[
         img.load()
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
         raise SpikingDiffusionError(f"could not read the image: the file is damaged or truncated "
-                                    f"({_without_path(str(e), source)})") from None
+                                    f"({_without_path(str(e))})") from None
     if orientation != 1:
         notes.append("turned upright (EXIF orientation)")
     return img, notes

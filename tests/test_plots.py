@@ -135,8 +135,11 @@ def test_prepare_image_any_input(arr, ch):
 def test_export_writes_gif_and_mp4(tmp_path):
     import imageio.v2 as imageio
 
+    from demo.frames import write_gif
+
     frames = list(np.random.randint(0, 255, (5, 60, 90, 3), np.uint8))
-    gif, mp4 = media.export_run(frames, str(tmp_path))
+    gif = str(write_gif(frames, tmp_path / "unmasking.gif"))
+    mp4 = str(media.write_mp4(frames, tmp_path / "unmasking.mp4", fps=10, hold_s=1.0))
     assert len(imageio.mimread(gif)) >= 5
     assert (tmp_path / "unmasking.mp4").stat().st_size > 1000 and mp4.endswith(".mp4")
 
