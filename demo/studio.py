@@ -199,7 +199,9 @@ class Studio:
     @friendly
     def generate(self, model, num_images, steps, temperature, seed, temperature_end=None, top_p=None,
                  corrector_steps=None, corrector_cells=None, corrector_temperature=None):
-        """Stream (grid image, status html, run) while the diffusion runs. The temperature moves
+        """Stream (grid image, status html, run) while the diffusion runs: ``run`` is ``gr.skip()``
+        until the last item (the session keeps its last finished run meanwhile, and after a failure),
+        then the new :class:`Run`. The temperature moves
         linearly to ``temperature_end`` (default: stays constant); ``top_p``: nucleus sampling;
         corrector rounds after the last step (see the pipeline). Settings not given: the model's."""
         pipe = self.pipe(model)
@@ -255,7 +257,7 @@ class Studio:
         threading.Thread(target=work, daemon=True, name="sd-generate").start()
         try:  # a closed or abandoned stream (GeneratorExit here) sets ``stop`` in ``finally``
             for index, tile, seconds in _newest(previews):
-                yield tile, self._status(index + 1, frames, seconds), None
+                yield tile, self._status(index + 1, frames, seconds), gr.skip()
             if "error" in result:
                 raise result["error"]
             out = result["out"]
@@ -374,9 +376,13 @@ class Studio:
         return frames.cell_at(float(x), float(y), self.pipe(run.model).latent_size)
 
     @friendly
-    def image_at(self, run, x, y) -> int | None:
-        """The generated image under pixel (x, y) of the Generate tab's sample grid (None: a gap)."""
+    def image_at(self, run, x, y, grid=None) -> int | None:
+        """The generated image under pixel (x, y) of the Generate tab's sample grid ``[H, W, 3]``
+        (None: a gap, or a grid that is not ``run``'s: a preview of a generation still running, or
+        left by one that failed)."""
         run = self._need_run(run)
+        if grid is not None and not np.array_equal(np.asarray(grid), media.tile(run.images)):
+            return None
         _, h, w, _ = run.images.shape
         return media.tile_index(float(x), float(y), run.num_images, h, w)
 

@@ -71,7 +71,12 @@ def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
                 status = gr.HTML("<span>Press <b>Generate</b>: the samples fill in here while the diffusion runs.</span>",
                                  elem_id="gen-status")
     sampling = [temp, temp_end, top_p, c_steps, c_cells, c_temp]
-    model.change(S.sampling_defaults, model, sampling, **PRIVATE)  # each model's chosen settings
+    # a constant temperature stays constant when only Temperature is moved: End follows it until End
+    # itself is moved to another value (a schedule); each model's chosen settings say which it is
+    constant = gr.State(t0 == t1)
+    model.change(lambda m: (*(d := S.sampling_defaults(m)), d[0] == d[1]), model, [*sampling, constant], **PRIVATE)
+    temp.input(lambda t, c: t if c else gr.skip(), [temp, constant], temp_end, trigger_mode="always_last", **PRIVATE)
+    temp_end.input(lambda t, e: t == e, [temp, temp_end], constant, trigger_mode="always_last", **PRIVATE)
     dice.click(S.random_seed, None, seed, api_name="random_seed")
     return NS(inputs=[model, n, steps, temp, seed, *sampling[1:]], go=go, outputs=[grid, status], grid=grid,
               status=status)
@@ -398,8 +403,8 @@ def build_demo(studio: Studio) -> gr.Blocks:
             _codebook_tab(S, F, model, run, usage)
             _encode_tab(S, F, model)
             _learn_tab(S, F, run)
-        # a finished generation opens its last step in Unmasking (a failed one says so in its status
-        # line); a click on a sample opens that one; Unmasking's cell is Spikes' cell. Gradio's progress
+        # a finished generation opens its last step in Unmasking (while one streams, and after one
+        # fails, the views keep the last finished run); a click on a finished grid opens that sample; Unmasking's cell is Spikes' cell. Gradio's progress
         # (the queue position) shows on the status line only: over the samples it cost the page seconds
         generating = gen.go.click(S.generate, gen.inputs, [*gen.outputs, run], api_name="generate",
                                   show_progress_on=gen.status, **MODEL_JOB)
@@ -409,13 +414,14 @@ def build_demo(studio: Studio) -> gr.Blocks:
             run, [unmask.image, unmask.step, unmask.picker], **PRIVATE).then(S.unmask, *unmask.io, **DRAW)
         generating.failure(S.generation_failed, None, gen.status, **PRIVATE)
 
-        def open_sample(r, st, c, evt: gr.SelectData):  # a click on the sample grid: evt.index = [x, y]
-            i = S.image_at(r, *evt.index) if r is not None and evt.index else None
-            if i is None:  # a gap, or a preview before the first generation has finished
+        def open_sample(r, shown, st, c, evt: gr.SelectData):  # a click on the sample grid: evt.index = [x, y]
+            i = S.image_at(r, *evt.index, grid=shown) if r is not None and evt.index else None
+            if i is None:  # a gap, or a preview
                 return (gr.skip(),) * (2 + len(unmask.io[1]))
             return i, gr.Tabs(selected="unmasking"), *S.unmask(r, i, st, c)
 
-        gen.grid.select(open_sample, [run, unmask.step, unmask.cell], [unmask.image, tabs, *unmask.io[1]], **DRAW)
+        gen.grid.select(open_sample, [run, gen.grid, unmask.step, unmask.cell], [unmask.image, tabs, *unmask.io[1]],
+                        **DRAW)
         unmask.image.change(lambda i: gr.update(selected_index=i), unmask.image, unmask.picker, **PRIVATE)
         _wire_playback(S, run, unmask)
         unmask.cell.change(lambda c: c, unmask.cell, spikes.cell, **PRIVATE)

@@ -411,6 +411,33 @@ def test_a_cancelled_generation_stops(server, monkeypatch):
     assert workers() == 0 and server[2].studio.generating == 0
 
 
+def test_a_new_generation_keeps_the_last_finished_run_until_it_finishes(server, monkeypatch):
+    """Previews of a new generation, and its failure, leave every view on the last finished run."""
+    import time
+
+    from spiking_diffusion import SpikingDiffusionError
+
+    c = Client(server[0], verbose=False, analytics_enabled=False)
+    c.predict("tiny", 3, 6, 0.65, 1, api_name="/generate")                      # run A: 3 images, 6 steps
+    pipe = server[2].studio.pipe("tiny")
+    fast, calls = pipe._denoise, []
+
+    def failing(*a, **k):  # streams a few previews, then breaks
+        calls.append(1)
+        time.sleep(0.05)
+        if len(calls) > 8:
+            raise SpikingDiffusionError("the denoiser broke")
+        return fast(*a, **k)
+
+    monkeypatch.setattr(pipe, "_denoise", failing)
+    job = c.submit("tiny", 5, 20, 0.65, 2, api_name="/generate")
+    with pytest.raises(Exception, match="the denoiser broke"):
+        job.result()
+    assert job.outputs() and 'data-state="running"' in job.outputs()[0][1]     # it did stream before failing
+    *_, caption, _, axis = c.predict(2, 4, 0, api_name="/unmask")
+    assert "Step **4/6**" in caption and 'data-unmask="6"' in axis               # still run A
+
+
 @pytest.mark.parametrize("kind", ["cmyk jpeg, blue ink on paper", "16-bit grey", "grey+alpha, black ink",
                                   "animated gif", "exif-rotated"])
 def test_uploads_of_every_kind_reach_the_model_as_their_grey_png(client, tmp_path, kind):

@@ -249,6 +249,26 @@ def test_each_action_draws_unmasking_once(page):
     expect(page.locator("#unmask-caption")).to_contain_text(f"Step {reset_to}/53")
 
 
+def test_a_constant_temperature_stays_constant_when_only_temperature_moves(page):
+    open_tab(page, "Generate")
+    temp, end = (page.locator(f"#{e} input[type=range]") for e in ("temperature", "temperature-end"))
+    shown_end = page.locator("#temperature-end input[type=number]")
+    if not shown_end.is_visible():
+        page.get_by_text("More sampling settings").click()
+    start = page.locator("#temperature input[type=number]").input_value()
+    assert shown_end.input_value() == start                  # the tiny model's sampler: constant 0.65
+    temp.fill("0.9")
+    expect(shown_end).to_have_value("0.9")                   # End follows: still constant
+    end.fill("0.3")                                          # a schedule, chosen by the user ...
+    temp.fill("1.2")
+    page.wait_for_timeout(500)
+    expect(shown_end).to_have_value("0.3")                   # ... is kept when Temperature moves
+    temp.fill(start)
+    end.fill(start)                                          # constant again, for the tests after this one
+    temp.fill(start)
+    expect(shown_end).to_have_value(start)
+
+
 def test_a_failed_generation_says_so_in_its_status(page):
     from spiking_diffusion import SpikingDiffusionError, SpikingDiffusionPipeline
 

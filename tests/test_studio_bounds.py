@@ -269,3 +269,17 @@ def test_model_info_shows_figures_to_four_digits_under_a_header(tmp_path, make_t
         assert "| setting | value |" in md and "| metric: fd | 16.83 |" in md and "| metric: precision | 0.8512 |" in md
     finally:
         st.close()
+
+
+def test_a_click_opens_a_sample_of_a_finished_grid_only(studio):
+    from demo import media
+
+    streamed = list(studio.generate("tiny", 4, 6, 0.65, 3))
+    run = streamed[-1][2]
+    assert all(item[2] is not run and not isinstance(item[2], G.Run) for item in streamed[:-1])   # previews keep the session's run
+    grid = media.tile(run.images)                                      # 2 x 2 images of 28 px, 3x, 2 px gaps
+    x, y = 2 + 84 + 2 + 10, 2 + 10                                     # inside image 1
+    assert studio.image_at(run, x, y, grid=grid) == 1 == studio.image_at(run, x, y)
+    preview = streamed[0][0]                                           # what the grid shows mid-run
+    assert studio.image_at(run, x, y, grid=preview) is None
+    assert studio.image_at(run, 1, 1, grid=grid) is None               # a gap
