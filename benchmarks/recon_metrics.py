@@ -51,7 +51,7 @@ def main(argv=None):
     clf = load_classifier(find_classifier_dir(dataset))
     test = load_images(dataset, args.data_root, train=False, download=False)
     ref = Reference.of(clf, test.images)
-    held = heldout_images(clf, dataset, args.data_root, args.images)              # [n, C, H, W] uint8
+    held = heldout_images(clf, args.data_root, args.images)              # [n, C, H, W] uint8
     for ck, pipe in zip(args.checkpoints, pipes):
         t0 = time.time()
         scores = reconstruction_scores(pipe, test, args.images, batch)[0]

@@ -2,6 +2,7 @@
 import argparse
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -311,3 +312,40 @@ def test_cifar10s_two_loaders_find_one_classifier(tmp_path, monkeypatch):
     assert C.find_classifier_dir("cifar10-folder") == tmp_path / "cifar10-folder"
     assert C.find_classifier_dir("mnist") == tmp_path / "mnist"                     # no alias: its own
     assert C.default_classifier_dir("cifar10") == tmp_path / "cifar10"              # train-classifier's output
+
+
+def test_held_out_images_come_from_the_classifiers_own_loader(classifier_dir, monkeypatch):
+    """The hold-out indices are positions in the classifier's loader: CIFAR-10's two loaders order the
+    images differently, so a model of one is scored on the held-out images of the other's order."""
+    from spiking_diffusion.data import ImageSet
+
+    asked = []
+
+    def fake_load(name, root, train=True, download=False, limit=None):
+        asked.append(name)
+        images = torch.arange(256, dtype=torch.uint8).view(256, 1, 1, 1).expand(256, 1, 28, 28).clone()
+        return ImageSet(images, torch.zeros(256, dtype=torch.long), name)
+
+    clf = load_classifier(classifier_dir)
+    clf.cfg = replace(clf.cfg, dataset="cifar10-folder")
+    monkeypatch.setattr(R, "load_images", fake_load)
+    held = R.heldout_images(clf, "unused", 5)
+    assert asked == ["cifar10-folder"]
+    want = holdout_split(256, clf.cfg.holdout, clf.cfg.holdout_seed)[1][:5]
+    assert held[:, 0, 0, 0].tolist() == want.tolist()
+
+
+def test_evaluate_skips_the_held_out_rows_when_the_classifiers_data_is_missing(tiny_ckpt, classifier_dir, tmp_path):
+    clf = tmp_path / "clf"
+    shutil.copytree(classifier_dir, clf)
+    cfg = json.loads((clf / "config.json").read_text())
+    cfg["dataset"] = "mnist"                                   # held out of MNIST, which is not under the root
+    (clf / "config.json").write_text(json.dumps(cfg))
+    report = E.evaluate(tiny_ckpt, str(tmp_path / "no-data"), tmp_path / "eval", log=lambda *a: None, num_samples=24,
+                        classifier=str(clf), inception_weights=None, sweeps=False, recon_samples=8, spike_samples=4,
+                        batch_size=16)
+    c = report["classifier"]
+    assert "generated" in c and "real_heldout" not in c and "reconstructed_heldout" not in c
+    assert any("held-out rows are skipped" in m and "'mnist'" in m for m in report["messages"])
+    summary = (tmp_path / "eval" / "summary.md").read_text()
+    assert "| generated | 24 |" in summary and "real held-out" not in summary

@@ -80,6 +80,8 @@ def summary_markdown(r: dict) -> str:
                   "| --- | --- | --- | --- | --- | --- | --- |"]
         for name, key in (("generated", "generated"), ("real held-out (floor)", "real_heldout"),
                           ("held-out, VQ-SVAE reconstructions (the encoder's tokens)", "reconstructed_heldout")):
+            if key not in c:       # no held-out images (the report's messages say why)
+                continue
             g = c[key]
             fd = f(g["fd"])
             if g.get("fd_floor") is not None:

@@ -31,7 +31,7 @@ import torch
 
 from ..checkpoint import CODE_USAGE_NAME, CONFIG_NAME, atomic_write_file, update_metadata
 from ..classifier import find_classifier_dir, holdout_split, load_classifier
-from ..data import load_images
+from ..data import DataError, load_images
 from ..errors import SpikingDiffusionError
 from ..images import to_float
 from ..pipeline import MAX_IMAGES, SpikingDiffusionPipeline
@@ -123,10 +123,14 @@ def reconstruction_scores(pipe, test, n: int, batch_size: int) -> tuple[dict, np
     return {"mse": float(((rec - x) ** 2).mean()), "ssim": float(M.ssim(rec, x).mean())}, tokens
 
 
-def heldout_images(clf, dataset: str, data_root, n: int, download: bool = False) -> torch.Tensor:
+def heldout_images(clf, data_root, n: int, download: bool = False) -> torch.Tensor:
     """The first ``n`` train-split images held out of the classifier's training, uint8 ``[n,C,H,W]``:
-    the real floor of the offline metrics, and what reconstructions are scored on."""
-    train = load_images(dataset, data_root, train=True, download=download)
+    the real floor of the offline metrics, and what reconstructions are scored on. They are read
+    with the classifier's own loader (``clf.cfg.dataset``): the held-out indices are positions in
+    it, and CIFAR-10's two loaders (``cifar10``, ``cifar10-folder``) order the images differently,
+    so the other loader's images at those positions were mostly in the classifier's training.
+    Raises :class:`~spiking_diffusion.data.DataError` when that loader's data is not there."""
+    train = load_images(clf.cfg.dataset, data_root, train=True, download=download)
     return train.images[holdout_split(len(train), clf.cfg.holdout, clf.cfg.holdout_seed)[1][:n]]
 
 
@@ -238,24 +242,33 @@ def evaluate(checkpoint_dir, data_root, out_dir, log=print, **overrides) -> dict
     # (b) offline, with our classifier
     if clf is not None:
         ref = Reference.of(clf, test.images, cfg.seed)
-        held = heldout_images(clf, dataset, data_root, cfg.num_samples, cfg.download)
         c = report["classifier"] = {
             "classifier": _shown_path(clf_dir), "classifier_test_accuracy": clf.cfg.info.get("test_accuracy"),
             "reference": f"test split ({len(test)} images)",
-            "generated": classifier_metrics(clf, images, ref, cfg.k),
-            "real_heldout": {**classifier_metrics(clf, held, ref, cfg.k),
-                             "what": "train-split images held out of the classifier's training (the floor)"},
-            "reconstructed_heldout": {**classifier_metrics(clf, reconstructions(pipe, held, cfg.batch_size)[0], ref, cfg.k),
-                                      "what": "the VQ-SVAE's reconstructions of those images (what the encoder's "
-                                              "tokens give: the prior picks tokens, the decoder draws them)"}}
-        if few:   # the figure next to what real data gives at the same count
-            floor, floor_n = c["real_heldout"]["fd"], c["real_heldout"]["n"]
-            c["generated"].update(fd_floor=floor, fd_floor_n=floor_n)
-            c["few_samples"] = few_samples_message(cfg.num_samples, dim, floor, floor_n)
+            "generated": classifier_metrics(clf, images, ref, cfg.k)}
+        try:
+            held = heldout_images(clf, data_root, cfg.num_samples, cfg.download)
+        except DataError as e:
+            held = None
+            note(f"the held-out rows are skipped: the classifier holds its images out of {clf.cfg.dataset!r}, "
+                 f"which is not available ({e})")
+        if held is not None:
+            c["real_heldout"] = {**classifier_metrics(clf, held, ref, cfg.k),
+                                 "what": "train-split images held out of the classifier's training (the floor)"}
+            c["reconstructed_heldout"] = {
+                **classifier_metrics(clf, reconstructions(pipe, held, cfg.batch_size)[0], ref, cfg.k),
+                "what": "the VQ-SVAE's reconstructions of those images (what the encoder's tokens give: the prior "
+                        "picks tokens, the decoder draws them)"}
+        if few:   # the figure next to what real data gives at the same count, when there is real data
+            floor = (c["real_heldout"]["fd"], c["real_heldout"]["n"]) if held is not None else ()
+            if floor:
+                c["generated"].update(fd_floor=floor[0], fd_floor_n=floor[1])
+            c["few_samples"] = few_samples_message(cfg.num_samples, dim, *floor)
             note(f"warning: {c['few_samples']}")
         for key, name in (("generated", "generated"), ("real_heldout", "real held-out"),
                           ("reconstructed_heldout", "reconstructed held-out")):
-            log(f"classifier metrics: {name} {short(c[key])}")
+            if key in c:
+                log(f"classifier metrics: {name} {short(c[key])}")
     else:
         report["classifier"] = None
         note(f"offline classifier metrics skipped: no classifier at {clf_dir} (train one with train-classifier)")
