@@ -531,6 +531,8 @@ class Studio:
             self._cache[key] = imgs
         return self._cache[key]
 
+    CODEBOOK_EMPTY = "Press **Compute usage** for this model's code usage."   # the view after a model change
+
     @friendly
     def codebook(self, model, run):
         """(usage bars, per-position heatmaps, stats markdown, atlas image, usage state)."""

@@ -227,6 +227,9 @@ def _codebook_tab(S: Studio, F: ModelFacts, model, run, usage) -> None:
         where = gr.Plot(show_label=False, elem_id="code-where")
     io = ([model, run], [bars, heat, stats, atlas, usage, code])
     code_io = ([model, usage, code], [code_img, where])
+    # another model: the usage shown (and the code decoded beside it) belonged to the last one
+    model.change(lambda: (None, None, S.CODEBOOK_EMPTY, None, None, gr.skip(), None, None), None,
+                 [*io[1], *code_io[1]], **PRIVATE)
     code.release(S.code, *code_io, api_name="code", **MODEL_JOB)
     go.click(S.codebook, *io, api_name="codebook", **MODEL_JOB).then(S.code, *code_io, **PRIVATE, **MODEL_JOB)
     tab.select(S.codebook, *io, **PRIVATE, **MODEL_JOB).then(S.code, *code_io, **PRIVATE, **MODEL_JOB)

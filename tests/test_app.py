@@ -457,3 +457,22 @@ def test_a_huge_picture_is_refused_from_its_header(client, tmp_path):
     path.write_bytes(_png_header_only(9400, 9400))                      # 0.1 kB on disk, 88 M pixels
     with pytest.raises(Exception, match="9400x9400 pixels; at most"):
         client.predict("tiny", handle_file(str(path)), "auto", api_name="/encode")
+
+
+def test_another_model_clears_the_codebook_view(server):
+    """The usage shown, and the code drawn beside it, belong to one model: a model change clears them
+    (with a line saying how to compute the new one's) instead of mixing two models."""
+    import gradio as gr
+
+    demo = server[2]
+    by_id = {getattr(b, "elem_id", None): b for b in demo.blocks.values()}
+    model, stats, where = by_id["model"], by_id["codebook-stats"], by_id["code-where"]
+    on_change = [fn for fn in demo.fns.values() if (model._id, "change") in fn.targets]
+    clears = [fn for fn in on_change if stats in fn.outputs and where in fn.outputs]
+    assert len(clears) == 1
+    fn = clears[0]
+    out = fn.fn()
+    shown = dict(zip([b.elem_id for b in fn.outputs], out))
+    assert shown["codebook-stats"] == demo.studio.CODEBOOK_EMPTY and shown["code-where"] is None
+    assert shown["usage-bars"] is None and shown["atlas"] is None
+    assert any(isinstance(b, gr.State) and v is None for b, v in zip(fn.outputs, out))     # the usage state
