@@ -39,6 +39,9 @@ MAX_SEED = 2**31 - 1        # seeds are 0..MAX_SEED (what numpy and torch both a
 FRAME_CACHE = 256           # decoded (image, step) frames kept per run
 PREVIEW_EVERY = 9           # after a streamed preview, 9x its making (decode + tile) of sampling: a tenth
 MAX_EXPORTS = 8             # export folders kept on disk (Gradio copies each into its cache)
+LEARN_RANGES = {            # the Learn view's settings: each slider's range and its handler's check
+    "Input current": (-1, 4), "Threshold": (0.1, 3), "Time constant tau": (1, 20), "Time steps": (4, 100),
+    "Pixel value": (0, 1), "Time steps T": (1, 64), "Spike rate": (0, 1), "tau_s": (1, 10), "Mix a": (0, 1)}
 
 
 def cell_choices(latent: int) -> list[tuple[str, int]]:
@@ -112,8 +115,13 @@ def _float(value, name: str, lo: float, hi: float) -> float:
     except (TypeError, ValueError):
         raise InputError(f"{name} must be a number; got {value!r}") from None
     if not np.isfinite(v) or not lo <= v <= hi:
-        raise InputError(f"{name} must lie in {lo}..{hi}; got {value!r}")
+        raise InputError(f"{name} must be a number in {lo}..{hi}; got {value!r}")
     return v
+
+
+def _learn(value, name: str, kind=float):
+    """A Learn view setting checked against its slider's range (:data:`LEARN_RANGES`)."""
+    return (_int if kind is int else _float)(value, name, *LEARN_RANGES[name])
 
 
 def _newest(updates: queue.Queue):
@@ -597,18 +605,18 @@ class Studio:
     @staticmethod
     @friendly
     def lif(current, threshold, tau, reset, steps):
-        steps = _int(steps, "steps", 2, 200)
-        x = np.full(steps, _float(current, "input current", -5, 5))
+        steps = _learn(steps, "Time steps", int)
+        x = np.full(steps, _learn(current, "Input current"))
         x[: steps // 10] = 0.0  # a short rest before the current switches on
-        h, v, s = teaching.lif_simulate(x, _float(threshold, "threshold", 0.05, 5), _float(tau, "tau", 1, 50), reset)
+        h, v, s = teaching.lif_simulate(x, _learn(threshold, "Threshold"), _learn(tau, "Time constant tau"), reset)
         rate = s.mean()
         return plots.lif_figure(x, h, v, s, threshold), f"{int(s.sum())} spikes in {steps} steps (rate {rate:.2f})."
 
     @staticmethod
     @friendly
     def coding(pixel, steps, seed):
-        p = _float(pixel, "pixel value", 0, 1)
-        T = _int(steps, "time steps", 1, 100)
+        p = _learn(pixel, "Pixel value")
+        T = _learn(steps, "Time steps T", int)
         seed = _int(seed, "seed", 0, MAX_SEED)
         direct = teaching.direct_code(p, T)
         _, _, lif_out = teaching.lif_simulate(4 * direct + 1)  # a first-layer unit: weight 4, bias 1
@@ -622,17 +630,17 @@ class Studio:
     @staticmethod
     @friendly
     def psp(rate, tau, steps, seed):
-        s = teaching.rate_code(_float(rate, "spike rate", 0, 1), _int(steps, "steps", 1, 200), _int(seed, "seed", 0, MAX_SEED))
-        p = teaching.psp_filter(s, _float(tau, "tau", 1, 20))
+        s = teaching.rate_code(_learn(rate, "Spike rate"), _learn(steps, "Time steps", int), _int(seed, "seed", 0, MAX_SEED))
+        p = teaching.psp_filter(s, _learn(tau, "tau_s"))
         return plots.psp_figure(s, p, tau)
 
     @friendly
     def quantizer(self, rate, alpha, steps, seed):
         """The dual coding of one neuron, with the default model's membrane decay."""
-        T = _int(steps, "time steps", 1, 64)
-        a = _float(alpha, "a", 0, 1)
+        T = _learn(steps, "Time steps T", int)
+        a = _learn(alpha, "Mix a")
         decay = self.facts().membrane_decay
-        s = teaching.rate_code(_float(rate, "spike rate", 0, 1), T, _int(seed, "seed", 0, MAX_SEED))
+        s = teaching.rate_code(_learn(rate, "Spike rate"), T, _int(seed, "seed", 0, MAX_SEED))
         d = teaching.dual_code(s, a, decay)
         alphas = np.linspace(0, 1, 21)
         zs = [teaching.dual_code(s, x, decay)["z"] for x in alphas]

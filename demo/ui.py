@@ -14,7 +14,7 @@ from spiking_diffusion.spiking import LIF_TAU, LIF_THRESHOLD
 
 from . import frames
 from .frames import ANIMATION_FPS as FPS
-from .studio import MAX_CORRECTOR_ROUNDS, MAX_SEED, ModelFacts, Studio, cell_choices
+from .studio import LEARN_RANGES, MAX_CORRECTOR_ROUNDS, MAX_SEED, ModelFacts, Studio, cell_choices
 
 CSS = (".pixelated img { image-rendering: pixelated; } .explain { font-size: 0.95em; }"
        # the status line shows Gradio's queue position, but not its endless pulse while streaming (a CPU cost)
@@ -24,7 +24,8 @@ INTRO = """# Spiking-Diffusion studio
 A vector-quantised spiking VAE turns a 28x28 image into a {L}x{L} grid of discrete **tokens** (codes from
 a learned codebook). A **spiking denoiser** generates new token grids by starting fully masked and
 unmasking a few cells per step; the spiking decoder turns tokens back into pixels."""
-T_MIN, T_MAX = 0.01, SETTINGS["temperature"].hi  # temperature sliders: (almost) the sampler's bounds
+T_MIN, T_MAX = 0.01, SETTINGS["temperature"].hi  # temperature sliders: (almost) the sampler's bounds; a
+P_MIN = 0.05                                      # model's own lower setting lowers its slider's minimum
 PX = dict(format="png", elem_classes="pixelated", interactive=False)  # pixel images, shown crisp
 PRIVATE = dict(api_visibility="private")                                # UI-only events: no API endpoint
 MODEL_JOB = dict(concurrency_id="model")  # events that run a model share one limit (the queue's, --concurrency)
@@ -33,6 +34,11 @@ DRAW = dict(show_progress="hidden", **PRIVATE, **MODEL_JOB)             # a redr
 
 def _explain(text: str):
     return gr.Markdown(text, elem_classes="explain")
+
+
+def _learn_slider(label: str, value: float, step: float, elem_id: str):
+    """A Learn view slider over its setting's range (the handler checks the same one)."""
+    return gr.Slider(*LEARN_RANGES[label], value, step=step, label=label, elem_id=elem_id)
 
 
 def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
@@ -44,13 +50,13 @@ def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
                 steps = gr.Slider(1, F.num_steps, F.num_steps, step=1, label="Steps", elem_id="steps",
                                   info="Fewer steps unmask more cells at once: faster, usually worse.")
                 t0, t1, p0, c0, c1, c2 = S.sampling_defaults(S.default_model)
-                temp = gr.Slider(T_MIN, T_MAX, t0, step=0.01, label=SETTINGS["temperature"].label, elem_id="temperature",
+                temp = gr.Slider(min(T_MIN, t0), T_MAX, t0, step=0.01, label=SETTINGS["temperature"].label, elem_id="temperature",
                                  info="Low: safe, repetitive codes. High: diverse, noisier.")
                 with gr.Accordion("More sampling settings", open=False):
-                    temp_end = gr.Slider(T_MIN, T_MAX, t1, step=0.01, label=SETTINGS["temperature_end"].label,
+                    temp_end = gr.Slider(min(T_MIN, t1), T_MAX, t1, step=0.01, label=SETTINGS["temperature_end"].label,
                                          elem_id="temperature-end",
                                          info="The temperature moves linearly to this; equal: constant.")
-                    top_p = gr.Slider(0.05, 1.0, p0, step=0.05, label=SETTINGS["top_p"].label, elem_id="top-p",
+                    top_p = gr.Slider(min(P_MIN, p0), 1.0, p0, step=0.05, label=SETTINGS["top_p"].label, elem_id="top-p",
                                       info="Draw each token only from the likeliest codes holding this much "
                                            "probability; 1: from all.")
                     c_steps = gr.Slider(0, MAX_CORRECTOR_ROUNDS, c0, step=1, label=SETTINGS["corrector_steps"].label,
@@ -59,7 +65,7 @@ def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
                                              "given all the others (not in the paper; 0: the paper's sampler).")
                     c_cells = gr.Slider(1, F.cells, c1, step=1, label=SETTINGS["corrector_cells"].label,
                                         elem_id="corrector-cells")
-                    c_temp = gr.Slider(T_MIN, T_MAX, c2, step=0.01, label=SETTINGS["corrector_temperature"].label,
+                    c_temp = gr.Slider(min(T_MIN, c2), T_MAX, c2, step=0.01, label=SETTINGS["corrector_temperature"].label,
                                        elem_id="corrector-temperature")
                 with gr.Row():
                     seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed")
@@ -74,7 +80,13 @@ def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
     # a constant temperature stays constant when only Temperature is moved: End follows it until End
     # itself is moved to another value (a schedule); each model's chosen settings say which it is
     constant = gr.State(t0 == t1)
-    model.change(lambda m: (*(d := S.sampling_defaults(m)), d[0] == d[1]), model, [*sampling, constant], **PRIVATE)
+
+    def model_settings(m):
+        t0, t1, p0, c0, c1, c2 = S.sampling_defaults(m)
+        low = lambda lo, v: gr.update(value=v, minimum=min(lo, v))   # noqa: E731
+        return low(T_MIN, t0), low(T_MIN, t1), low(P_MIN, p0), c0, c1, low(T_MIN, c2), t0 == t1
+
+    model.change(model_settings, model, [*sampling, constant], **PRIVATE)
     temp.input(lambda t, c: t if c else gr.skip(), [temp, constant], temp_end, trigger_mode="always_last", **PRIVATE)
     temp_end.input(lambda t, e: t == e, [temp, temp_end], constant, trigger_mode="always_last", **PRIVATE)
     dice.click(S.random_seed, None, seed, api_name="random_seed")
@@ -318,11 +330,11 @@ def _learn_tab(S: Studio, F: ModelFacts, run) -> None:
                          "potential that leaks back towards rest (time constant tau). Crossing the threshold "
                          "emits a spike; a **hard** reset then sets the potential to 0, a **soft** reset "
                          "subtracts the threshold. Small currents never fire; bigger ones fire more often.")
-                l_i = gr.Slider(-1, 4, 1.5, step=0.05, label="Input current", elem_id="lif-current")
-                l_th = gr.Slider(0.1, 3, LIF_THRESHOLD, step=0.05, label="Threshold", elem_id="lif-threshold")
-                l_tau = gr.Slider(1, 20, LIF_TAU, step=0.5, label="Time constant tau", elem_id="lif-tau")
+                l_i = _learn_slider("Input current", 1.5, 0.05, "lif-current")
+                l_th = _learn_slider("Threshold", LIF_THRESHOLD, 0.05, "lif-threshold")
+                l_tau = _learn_slider("Time constant tau", LIF_TAU, 0.5, "lif-tau")
                 l_reset = gr.Radio(["hard", "soft"], value="hard", label="Reset", elem_id="lif-reset")
-                l_T = gr.Slider(5, 100, 40, step=1, label="Time steps", elem_id="lif-steps")
+                l_T = _learn_slider("Time steps", 40, 1, "lif-steps")
                 l_note = gr.Markdown(elem_id="lif-note")
             l_fig = gr.Plot(show_label=False, elem_id="lif-plot", scale=2)
         with gr.Row():
@@ -331,8 +343,8 @@ def _learn_tab(S: Studio, F: ModelFacts, run) -> None:
                          "value (minus 0.5) enters the first layer at every time step, and the first LIF "
                          "layer turns it into spikes. **Rate coding** instead sends random spikes with a "
                          "probability equal to the pixel's brightness.")
-                k_p = gr.Slider(0, 1, 0.7, step=0.01, label="Pixel value", elem_id="coding-pixel")
-                k_T = gr.Slider(1, 64, 16, step=1, label="Time steps T", elem_id="coding-steps")
+                k_p = _learn_slider("Pixel value", 0.7, 0.01, "coding-pixel")
+                k_T = _learn_slider("Time steps T", 16, 1, "coding-steps")
                 k_seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
                 k_note = gr.Markdown(elem_id="coding-note")
             k_fig = gr.Plot(show_label=False, elem_id="coding-plot", scale=2)
@@ -341,9 +353,9 @@ def _learn_tab(S: Studio, F: ModelFacts, run) -> None:
                 _explain("### The PSP filter\nThe spike-train loss compares spike trains after a "
                          "post-synaptic-potential filter: each spike bumps a trace that decays by 1/tau per "
                          "step, so trains that spike at nearly the same times look alike.")
-                p_rate = gr.Slider(0, 1, 0.3, step=0.01, label="Spike rate", elem_id="psp-rate")
-                p_tau = gr.Slider(1, 10, F.psp_tau, step=0.5, label="tau_s", elem_id="psp-tau")
-                p_T = gr.Slider(4, 100, 32, step=1, label="Time steps", elem_id="psp-steps")
+                p_rate = _learn_slider("Spike rate", 0.3, 0.01, "psp-rate")
+                p_tau = _learn_slider("tau_s", F.psp_tau, 0.5, "psp-tau")
+                p_T = _learn_slider("Time steps", 32, 1, "psp-steps")
                 p_seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
             p_fig = gr.Plot(show_label=False, elem_id="psp-plot", scale=2)
         with gr.Row():
@@ -351,9 +363,9 @@ def _learn_tab(S: Studio, F: ModelFacts, run) -> None:
                 _explain("### The quantiser's dual coding\nBefore looking up the nearest code, the encoder's "
                          "spikes become one number per neuron: a mix of the **membrane-potential** read-out "
                          "M(s) (recent spikes weigh most) and the **firing rate**, with a learned weight a.")
-                q_rate = gr.Slider(0, 1, 0.4, step=0.01, label="Spike rate", elem_id="quant-rate")
-                q_a = gr.Slider(0, 1, 0.5, step=0.01, label="Mix a", elem_id="quant-alpha")
-                q_T = gr.Slider(1, 64, 16, step=1, label="Time steps T", elem_id="quant-steps")
+                q_rate = _learn_slider("Spike rate", 0.4, 0.01, "quant-rate")
+                q_a = _learn_slider("Mix a", 0.5, 0.01, "quant-alpha")
+                q_T = _learn_slider("Time steps T", 16, 1, "quant-steps")
                 q_seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
                 q_note = gr.Markdown(elem_id="quant-note")
             q_fig = gr.Plot(show_label=False, elem_id="quant-plot", scale=2)

@@ -114,8 +114,15 @@ class SpikingDiffusionPipeline:
         """Write this pipeline as a checkpoint folder ``path`` (config.json + model.safetensors, see
         :func:`~spiking_diffusion.checkpoint.save_checkpoint`), with its info and metrics updated by
         ``info`` / ``metrics``, and the test split's ``code_usage.json`` when it was loaded with one.
-        Returns the folder. Raises :class:`CheckpointError` when ``path`` cannot be written."""
+        Returns the folder. Raises :class:`SpikingDiffusionError` when the info's sampling settings
+        are invalid (nothing is written: ``pipe()`` could not sample with them), and
+        :class:`CheckpointError` when ``path`` cannot be written."""
         merged_info = {**self.info, **(info or {})}
+        try:
+            SamplerConfig.from_info(merged_info).check_grid(self.latent_size ** 2)
+        except SettingError as e:
+            raise SpikingDiffusionError(f"save_pretrained: the info's sampling settings are invalid, nothing was "
+                                        f"written: {e}") from None
         merged_metrics = {**self.metrics, **(metrics or {})}
         folder = save_checkpoint(path, self.vqsvae, self.denoiser, merged_info, merged_metrics)
         copy_code_usage(self.path, folder)

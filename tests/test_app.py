@@ -476,3 +476,48 @@ def test_another_model_clears_the_codebook_view(server):
     assert shown["codebook-stats"] == demo.studio.CODEBOOK_EMPTY and shown["code-where"] is None
     assert shown["usage-bars"] is None and shown["atlas"] is None
     assert any(isinstance(b, gr.State) and v is None for b, v in zip(fn.outputs, out))     # the usage state
+
+
+def test_a_models_own_low_settings_fit_its_sliders(tmp_path, make_tiny_models):
+    """Temperatures and top-p the sampler accepts but below the sliders' usual minimum: the model's
+    own settings lower the sliders' minimum, so its defaults pass the studio's input checks."""
+    from spiking_diffusion.checkpoint import update_metadata
+
+    ck = make_checkpoints(tmp_path / "ck", make_tiny_models)
+    low = {"temperature": 0.005, "temperature_end": 0.004, "top_p": 0.02, "corrector_steps": 2,
+           "corrector_cells": 3, "corrector_temperature": 0.003}
+    update_metadata(ck / "tiny", info=low)
+    make_test_set(tmp_path / "data")
+    demo, url = launch(tmp_path)
+    try:
+        by_id = {getattr(b, "elem_id", None): b for b in demo.blocks.values()}
+        assert by_id["temperature"].minimum == 0.005 and by_id["top-p"].minimum == 0.02
+        assert by_id["corrector-temperature"].minimum == 0.003 and by_id["temperature-end"].minimum == 0.004
+        c = Client(url, verbose=False, analytics_enabled=False)
+        _, status = c.predict("tiny", 2, 4, low["temperature"], 0, *[low[k] for k in list(low)[1:]], api_name="/generate")
+        assert "2 images, 4 steps + 2 corrector rounds" in status
+        change = next(fn for fn in demo.fns.values() if (by_id["model"]._id, "change") in fn.targets
+                      and by_id["top-p"] in fn.outputs)
+        updates = dict(zip([b.elem_id for b in change.outputs], change.fn("tiny")))
+        assert updates["top-p"]["minimum"] == 0.02 and updates["temperature"]["value"] == 0.005
+    finally:
+        demo.close()
+
+
+def test_learn_sliders_and_handlers_share_their_ranges(server):
+    """Each Learn slider's range is what its handler accepts: its ends pass, just outside is refused."""
+    from demo import studio as S
+
+    demo = server[2]
+    sliders = [b for b in demo.blocks.values() if getattr(b, "label", None) in S.LEARN_RANGES]
+    assert {b.label for b in sliders} == set(S.LEARN_RANGES)
+    for b in sliders:
+        assert (b.minimum, b.maximum) == S.LEARN_RANGES[b.label]
+    st = demo.studio
+    assert "spikes in 100 steps" in st.lif(4, 3, 20, "hard", 100)[1]                       # the ends pass
+    for call in (lambda: st.lif(4.01, 1, 2, "hard", 40), lambda: st.lif(1, 0.09, 2, "hard", 40),
+                 lambda: st.lif(1, 1, 21, "hard", 40), lambda: st.lif(1, 1, 2, "hard", 3),
+                 lambda: st.psp(0.3, 10.5, 32, 0), lambda: st.coding(0.5, 65, 0), lambda: st.quantizer(0.4, 1.01, 16, 0)):
+        with pytest.raises(Exception, match=r"must be a (whole )?number in .*; got"):
+            call()
+    st.psp(0.3, 10, 100, 0), st.coding(1, 64, 0), st.quantizer(0, 0, 1, 0)

@@ -173,6 +173,17 @@ def test_save_load_round_trip(tiny_pipeline, tmp_path):
     assert SpikingDiffusionPipeline.from_pretrained(out).info["note"] == "y"
 
 
+@pytest.mark.parametrize("bad", [{"temperature": 0}, {"top_p": 1.5}, {"corrector_cells": 500},
+                                 {"corrector_steps": -1}, {"temperature_end": "hot"}])
+def test_save_pretrained_refuses_sampling_settings_pipe_cannot_use(tiny_pipeline, tmp_path, bad):
+    name = next(iter(bad))
+    with pytest.raises(SpikingDiffusionError, match=f"nothing was written: {name} must be"):
+        tiny_pipeline.save_pretrained(tmp_path / "bad", info=bad)
+    assert not (tmp_path / "bad").exists()
+    good = tiny_pipeline.save_pretrained(tmp_path / "good", info={"temperature": 0.9, "corrector_cells": 49})
+    assert SpikingDiffusionPipeline.from_pretrained(good).sampling_defaults.corrector_cells == 49
+
+
 def test_update_metadata_merges(tiny_checkpoint, tmp_path):
     path = shutil.copytree(tiny_checkpoint, tmp_path / "ck")
     assert SpikingDiffusionPipeline.from_pretrained(path).sampling_defaults.to_dict() == {   # nothing chosen: the paper's
