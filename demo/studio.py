@@ -657,7 +657,9 @@ class Studio:
         pipe = self.pipe(run.model)
         S, rounds = frames.phases(run.trace.kinds)
         n = run.num_images
-        e = generation_energy(pipe, run.tokens, S, corrector_steps=rounds, max_images=16, points=7, trace=run.trace)
+        cells = int(run.trace.steps[S].unmasked[0].sum()) if rounds else None    # re-masked per corrector round
+        e = generation_energy(pipe, run.tokens, S, corrector_steps=rounds, max_images=16, points=7, trace=run.trace,
+                              corrector_cells=cells)
         p, den, dec = e["per_image"], e["denoiser_per_call"], e["decode_per_image"]
         ann_uj, snn_uj = n * p["ann_energy_pj"] / 1e6, n * p["snn_energy_pj"] / 1e6
         calls = e["denoiser_calls_per_image"] * n

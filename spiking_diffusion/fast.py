@@ -34,7 +34,7 @@ Measured (paper preset, 16 images, 2 threads; ``benchmarks/bench_sampling.py --p
 convolutions are ~90% of a fast call and run at ~100 GMAC/s, close to this CPU's float32 peak;
 the LIF loop is ~3%, BatchNorm ~1%. Prepacked oneDNN weights and channels_last gave no gain.
 Sparse products over the binary inputs (CSR matmul, embedding_bag over active inputs) were 1.5-4x
-slower than the dense conv even at 2% firing (trained models fire 3-11%), so the remaining
+slower than the dense conv even at 2% firing (the bundled denoisers' layers fire 1.5-16%), so the remaining
 saving is doing fewer calls: the sampler skips images that unmask nothing at a step.
 
 Batch invariance: SpikingJelly-style convs on ``[T*B, C, h, w]`` give the same result for an

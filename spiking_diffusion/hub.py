@@ -69,6 +69,8 @@ def push_to_hub(folder: str | Path, repo_id: str, private: bool | None = None, t
                 commit_message: str | None = None, revision: str | None = None) -> str:
     """Upload a checkpoint folder (config.json, model.safetensors, and code_usage.json / README.md
     when present) to the Hub repo ``repo_id`` (created if missing). Returns the commit's URL.
+    A code_usage.json the folder lacks is deleted from the repo in the same commit (an earlier
+    push's would be shown as this model's code usage); a README.md (model card) on the Hub is kept.
     The folder is checked first (a broken checkpoint is never uploaded)."""
     folder = Path(folder)
     check_same_save(folder)
@@ -78,8 +80,9 @@ def push_to_hub(folder: str | Path, repo_id: str, private: bool | None = None, t
     api = hub.HfApi(token=token)
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
+        stale = [] if (folder / CODE_USAGE_NAME).is_file() else [CODE_USAGE_NAME]     # derived data only
         info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), allow_patterns=HUB_FILES,
-                                 revision=revision,
+                                 delete_patterns=stale or None, revision=revision,
                                  commit_message=commit_message or f"Upload spiking-diffusion checkpoint {folder.name}")
     except Exception as e:  # huggingface_hub's HTTP, auth and validation errors
         raise CheckpointError(f"could not push {folder} to the Hub repo {repo_id}: "

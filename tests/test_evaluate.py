@@ -108,6 +108,14 @@ def test_evaluate_end_to_end(tiny_ckpt, classifier_dir, tmp_path, monkeypatch):
     e = m["energy"]["per_image"]
     assert e["sops"] > 0 and 0 < e["energy_ratio"] < 10 and e["ann_macs"] > 0
     assert m["energy"]["denoiser_calls_per_image"] == pytest.approx(expected_denoiser_calls(49) + 2)  # + 2 corrector rounds
+    # the 2 corrector calls are priced at the corrector's own firing rates (3 cells masked), not the steps'
+    en = m["energy"]
+    assert set(m["firing_rates"]["denoiser_corrector"]) == set(m["firing_rates"]["denoiser_sampling"])
+    assert m["firing_rates"]["denoiser_corrector"] != m["firing_rates"]["denoiser_sampling"]
+    calls = en["denoiser_calls_per_image"]
+    want = ((calls - 2) * en["denoiser_per_call"]["snn_energy_pj"] + 2 * en["denoiser_per_corrector_call"]["snn_energy_pj"]
+            + en["decode_per_image"]["snn_energy_pj"])
+    assert e["snn_energy_pj"] == pytest.approx(want) and "the corrector's in one of its rounds (3 cells masked)" in en["assumptions"]
     assert [(r["sweep"], r["temperature"], r["top_p"], r["corrector_steps"], r["steps"], r["n"]) for r in saved["sweeps"]] == [
         ("temperature", "1", 0.95, 2, 49, 8), ("temperature", "1.5..0.5", 0.95, 2, 49, 8),
         ("top_p", "0.9..0.4", 0.9, 2, 49, 8), ("corrector", "0.9..0.4", 0.95, 0, 49, 8),
@@ -253,6 +261,8 @@ def test_inception_protocols_with_random_weights(tmp_path, monkeypatch):
     assert section["paper"]["n_generated"] == 2 and section["paper"]["n_reference"] == 2
     assert np.isfinite(section["standard"]["fid"]) and np.isfinite(section["paper"]["fid_svd_root"])
     assert "only 2 generated" in section["standard"]["note"]
+    assert (section["standard"]["weights"], section["paper"]["weights"]) == ("fid.pth", "tv.pth")   # no machine's path
+    assert str(tmp_path) not in json.dumps(section)
 
 
 def test_standard_inception_uses_fid_pooling(tmp_path):

@@ -99,6 +99,13 @@ def test_push_to_hub_uploads_a_checked_folder(tiny_checkpoint, tiny_pipeline, tm
     (_, rid, create), (_, rid2, up) = calls
     assert rid == rid2 == "me/tiny" and create["private"] is True and create["exist_ok"] is True
     assert up["folder_path"] == str(tiny_checkpoint) and up["allow_patterns"] == HUB_FILES
+    assert not (tiny_checkpoint / "code_usage.json").is_file() and not (tiny_checkpoint / "README.md").is_file()
+    assert up["delete_patterns"] == ["code_usage.json"]       # an earlier push's usage goes; a model card stays
+    shutil.copytree(tiny_checkpoint, tmp_path / "with_usage")
+    (tmp_path / "with_usage" / "code_usage.json").write_text("{}")
+    calls.clear()
+    push_to_hub(tmp_path / "with_usage", "me/tiny")
+    assert calls[1][2]["delete_patterns"] is None
     # a pipeline pushes what save_pretrained writes
     calls.clear()
     seen = {}

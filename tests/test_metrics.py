@@ -6,6 +6,7 @@ import torch
 from spiking_diffusion import AbsorbingDiffusion, get_preset
 from spiking_diffusion import metrics as M
 from spiking_diffusion.config import denoiser_macs
+from spiking_diffusion.evaluation.energy import corrector_firing_rates
 from spiking_diffusion.sampling import SamplerConfig
 
 torch.set_num_threads(1)  # more threads spin and run far slower on a small shared machine
@@ -108,6 +109,24 @@ def test_energy_counts():
     with pytest.raises(KeyError):
         M.energy(layers, {}, 16)
     assert [l.source for l in M.vqsvae_decode_layers(p.vqsvae)] == [None, "asg.lif", "decoder.block1.2", "decoder.block2.2"]
+
+
+def test_corrector_firing_rates_see_what_a_corrector_round_sees():
+    """cells random cells masked per grid, at the time of that many masked cells (the sampler's _correct)."""
+    seen = {}
+
+    class Pipe:
+        mask_id, num_diffusion_steps = 32, 49
+
+        def denoiser_spikes(self, tokens, t):
+            seen.update(tokens=tokens, t=t)
+            return {"lif1": 0.1}
+
+    grids = np.random.default_rng(0).integers(0, 32, (5, 7, 7))
+    assert corrector_firing_rates(Pipe(), grids, 8, seed=3) == {"lif1": 0.1}
+    masked = seen["tokens"] == 32
+    assert (masked.reshape(5, -1).sum(1) == 8).all() and np.array_equal(seen["tokens"][~masked], grids[~masked])
+    assert np.allclose(seen["t"], 8 * 49 / 49) and len(seen["t"]) == 5
 
 
 def test_expected_denoiser_calls_matches_the_sampler():

@@ -131,8 +131,22 @@ def sampling_firing_rates(pipe, tokens: np.ndarray, steps: int, seed: int = 0, p
     return acc
 
 
+def corrector_firing_rates(pipe, tokens: np.ndarray, cells: int, seed: int = 0) -> dict[str, float]:
+    """Mean firing rate per LIF layer of the denoiser in a corrector round on final token grids
+    ``tokens [n,h,w]``: ``cells`` random cells of each grid masked, at the time of that many masked
+    cells (``cells * N / (h * w)``), as :meth:`AbsorbingDiffusion._correct` calls it. The grids are
+    nearly complete there, so the layers fire differently than in the unmasking steps."""
+    n, h, w = tokens.shape
+    g = np.random.default_rng(seed)
+    chosen = np.argsort(g.random((n, h * w)), axis=1)[:, :cells]                      # [n, cells]
+    xt = np.asarray(tokens).reshape(n, h * w).copy()
+    np.put_along_axis(xt, chosen, pipe.mask_id, axis=1)
+    return pipe.denoiser_spikes(xt.reshape(n, h, w), np.full(n, cells * pipe.num_diffusion_steps / (h * w)))
+
+
 def generation_energy(pipe, tokens: np.ndarray, steps: int, order: str = "random", corrector_steps: int = 0,
-                      seed: int = 0, max_images: int = 64, points: int | None = None, trace=None) -> dict:
+                      seed: int = 0, max_images: int = 64, points: int | None = None, trace=None,
+                      corrector_cells: int | None = None) -> dict:
     """The energy account of a generation of ``tokens [n,h,w]`` with ``steps`` sampling steps (and
     ``corrector_steps`` rounds), per image: denoiser calls x the cost of one call + decoding.
 
@@ -140,10 +154,13 @@ def generation_energy(pipe, tokens: np.ndarray, steps: int, order: str = "random
     :func:`sampling_firing_rates`; decoder: the ASG + decoder on the tokens). The calls per image are
     counted from ``trace`` when given (:func:`counted_denoiser_calls`), else expected: random order
     with idle steps skipped, :func:`expected_denoiser_calls`; confidence order, every step; plus one
-    call per corrector round (at the sampling firing rates).
+    call per corrector round, at the corrector's own firing rates (:func:`corrector_firing_rates`
+    with ``corrector_cells``, default the pipeline's stored sampler's).
     Returns {per_image: {sops, snn_macs, snn_energy_pj, ann_macs, ann_energy_pj, energy_ratio},
-    denoiser_per_call, decode_per_image, denoiser_calls_per_image, firing_rates: {denoiser_sampling,
-    vqsvae_generated_tokens}, assumptions (words), denoiser_dense_macs_over_T}."""
+    denoiser_per_call (an unmasking step's), denoiser_per_corrector_call (with corrector rounds),
+    decode_per_image, denoiser_calls_per_image, firing_rates: {denoiser_sampling,
+    denoiser_corrector (with corrector rounds), vqsvae_generated_tokens}, assumptions (words),
+    denoiser_dense_macs_over_T}."""
     from ..config import denoiser_macs
 
     den_cfg, vq_cfg = pipe.denoiser.cfg, pipe.vqsvae.cfg
@@ -159,14 +176,23 @@ def generation_energy(pipe, tokens: np.ndarray, steps: int, order: str = "random
         how = f"{unmasking:.2f} expected for steps={steps}, order={order}, idle steps skipped, + {corrector_steps} corrector rounds"
     den = energy(denoiser_layers(den_cfg), den_rates, den_cfg.time_steps)
     dec = energy(vqsvae_decode_layers(vq_cfg), dec_rates, vq_cfg.time_steps)
-    per_image = {key: den[key] * calls + dec[key] for key in TOTALS}
+    out = {"denoiser_per_call": den, "firing_rates": {"denoiser_sampling": den_rates}}
+    corr, rounds = den, 0
+    if corrector_steps:
+        cells = corrector_cells or pipe.sampling_defaults.corrector_cells
+        corr_rates = corrector_firing_rates(pipe, x0, cells, seed)
+        corr, rounds = energy(denoiser_layers(den_cfg), corr_rates, den_cfg.time_steps), corrector_steps
+        out["denoiser_per_corrector_call"] = corr
+        out["firing_rates"]["denoiser_corrector"] = corr_rates
+    per_image = {key: den[key] * (calls - rounds) + corr[key] * rounds + dec[key] for key in TOTALS}
     per_image["energy_ratio"] = per_image["snn_energy_pj"] / per_image["ann_energy_pj"]
     where = "every step" if points is None or points >= steps else f"{points} of the {steps} steps"
+    corrected = f", the corrector's in one of its rounds ({cells} cells masked)" if rounds else ""
+    out["firing_rates"]["vqsvae_generated_tokens"] = dec_rates
     return {
         "assumptions": f"{E_AC_PJ} pJ per AC (one per spike per outgoing connection), {E_MAC_PJ} pJ per MAC; "
                        "direct-coded input layers count as MACs once; the non-spiking equivalent runs every layer "
                        f"once per call; {calls:.2f} denoiser calls per image ({how}); denoiser firing rates at "
-                       f"{where} on {len(x0)} images; memory access not counted",
-        "denoiser_calls_per_image": calls, "denoiser_per_call": den, "decode_per_image": dec, "per_image": per_image,
-        "firing_rates": {"denoiser_sampling": den_rates, "vqsvae_generated_tokens": dec_rates},
+                       f"{where}{corrected} on {len(x0)} images; memory access not counted",
+        "denoiser_calls_per_image": calls, **out, "decode_per_image": dec, "per_image": per_image,
         "denoiser_dense_macs_over_T": denoiser_macs(den_cfg)}

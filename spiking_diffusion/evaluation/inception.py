@@ -124,6 +124,7 @@ def inception_section(cfg, fake: torch.Tensor, test, log, console=None) -> dict:
             continue
         t0 = time.time()
         net = inception_net(found[kind], kind)
+        console(f"{kind} FID: Inception weights {found[kind]}")            # the report names the file only
         n_cap = cfg.fid_samples if kind == "standard" else cfg.paper_samples
         n = min(n_cap, len(fake)) if kind == "standard" else min(n_cap, len(fake), len(test))
         ref_idx = (np.arange(len(test)) if kind == "standard"
@@ -132,7 +133,7 @@ def inception_section(cfg, fake: torch.Tensor, test, log, console=None) -> dict:
         f_fake = inception_features(net, fake[:n], cfg.inception_batch, cfg.device)
         f_real = inception_features(net, test.floats(torch.as_tensor(ref_idx)), cfg.inception_batch, cfg.device)
         stats = (*M.feature_stats(f_real), *M.feature_stats(f_fake))
-        entry.update(fid=M.frechet_distance(*stats), n_generated=n, n_reference=len(ref_idx), weights=found[kind],
+        entry.update(fid=M.frechet_distance(*stats), n_generated=n, n_reference=len(ref_idx), weights=Path(found[kind]).name,
                      seconds=round(time.time() - t0, 1))
         if kind == "paper":
             entry["fid_svd_root"] = M.frechet_distance_svd(*stats)

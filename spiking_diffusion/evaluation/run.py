@@ -151,7 +151,8 @@ def model_section(pipe, cfg: EvalConfig, test, gen_tokens: np.ndarray, log) -> t
     if pipe.denoiser is None:
         out["firing_rates"]["vqsvae_generated_tokens"] = pipe.spikes(tokens=gen_tokens[:m]).firing_rates
         return out, test_tokens
-    energy = generation_energy(pipe, gen_tokens, cfg.steps, cfg.order, cfg.corrector_steps, cfg.seed, max_images=m)
+    energy = generation_energy(pipe, gen_tokens, cfg.steps, cfg.order, cfg.corrector_steps, cfg.seed, max_images=m,
+                               corrector_cells=cfg.corrector_cells)
     out["firing_rates"].update(energy.pop("firing_rates"))
     out["energy"] = energy
     return out, test_tokens
