@@ -18,7 +18,9 @@ from .studio import LEARN_RANGES, MAX_CORRECTOR_ROUNDS, MAX_SEED, ModelFacts, St
 
 CSS = (".pixelated img { image-rendering: pixelated; } .explain { font-size: 0.95em; }"
        # the status line shows Gradio's queue position, but not its endless pulse while streaming (a CPU cost)
-       " #gen-status .generating { animation: none !important; }")
+       " #gen-status .generating { animation: none !important; }"
+       # an upload is shown filling its box (a 28x28 digit was a speck in the middle of it)
+       " #upload img { width: 100%; height: 100%; object-fit: contain; }")
 
 INTRO = """# Spiking-Diffusion studio
 A vector-quantised spiking VAE turns a 28x28 image into a {L}x{L} grid of discrete **tokens** (codes from
@@ -76,10 +78,10 @@ def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
                                 elem_id="grid", **PX)
                 status = gr.HTML("<span>Press <b>Generate</b>: the samples fill in here while the diffusion runs.</span>",
                                  elem_id="gen-status")
+        constant = gr.State(t0 == t1)  # inside the tab: a State among the Tabs' children would be drawn as a tab
     sampling = [temp, temp_end, top_p, c_steps, c_cells, c_temp]
     # a constant temperature stays constant when only Temperature is moved: End follows it until End
     # itself is moved to another value (a schedule); each model's chosen settings say which it is
-    constant = gr.State(t0 == t1)
 
     def model_settings(m):
         t0, t1, p0, c0, c1, c2 = S.sampling_defaults(m)

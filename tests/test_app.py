@@ -521,3 +521,14 @@ def test_learn_sliders_and_handlers_share_their_ranges(server):
         with pytest.raises(Exception, match=r"must be a (whole )?number in .*; got"):
             call()
     st.psp(0.3, 10, 100, 0), st.coding(1, 64, 0), st.quantizer(0, 0, 1, 0)
+
+
+def test_the_tabs_hold_tabs_only(server):
+    """Anything else among gr.Tabs' children (a State made after a tab's block closed) is drawn as a
+    tab button: after a few clicks the tab bar repeated the clicked tab and lost another."""
+    import gradio as gr
+
+    tabs = [b for b in server[2].blocks.values() if isinstance(b, gr.Tabs)]
+    assert tabs and all(isinstance(child, gr.Tab) for t in tabs for child in t.children)
+    assert [c.label for c in tabs[0].children] == ["Generate", "Unmasking", "Spikes", "Codebook",
+                                                   "Encode & reconstruct", "Learn"]

@@ -98,8 +98,12 @@ def shot(page, name):
         page.screenshot(path=str(out / f"{name}.png"), full_page=True)
 
 
+TABS = ["Generate", "Unmasking", "Spikes", "Codebook", "Encode & reconstruct", "Learn"]
+
+
 def open_tab(page, name):
     page.get_by_role("tab", name=name).click()
+    expect(page.locator("[role=tab]")).to_have_text(TABS)          # the tab bar stays whole after a click
 
 
 def generate(page) -> dict:
@@ -311,6 +315,8 @@ def test_encode_view_upload_encodes_itself(page, tmp_path):
     expect(page.locator("#encode-note")).to_contain_text("read 64x64 L; ink 8x44 scaled into 20x20")   # no button pressed
     expect(page.locator("#reconstruction img")).to_have_attribute("src", re.compile(r".+"))
     expect(page.locator("#encode-tokens .js-plotly-plot")).to_be_attached()
+    shown = page.locator("#upload img").bounding_box()                       # a 64x64 picture fills its box
+    assert min(shown["width"], shown["height"]) > 200
     page.locator("#encode-btn").click()                                       # the button still re-runs
     expect(page.locator("#encode-note")).to_contain_text("read 64x64 L; ink 8x44 scaled into 20x20")
     shot(page, "encode")
