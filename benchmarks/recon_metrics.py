@@ -23,7 +23,7 @@ import torch  # noqa: E402
 
 from spiking_diffusion import SpikingDiffusionPipeline  # noqa: E402
 from spiking_diffusion.classifier import find_classifier_dir, load_classifier  # noqa: E402
-from spiking_diffusion.data import load_images  # noqa: E402
+from spiking_diffusion.data import DataError, load_images  # noqa: E402
 from spiking_diffusion.evaluate import EvalConfig, Reference, classifier_metrics, reconstructions  # noqa: E402
 from spiking_diffusion.evaluation.run import heldout_images, reconstruction_scores  # noqa: E402
 
@@ -51,7 +51,10 @@ def main(argv=None):
     clf = load_classifier(find_classifier_dir(dataset))
     test = load_images(dataset, args.data_root, train=False, download=False)
     ref = Reference.of(clf, test.images)
-    held = heldout_images(clf, args.data_root, args.images)              # [n, C, H, W] uint8
+    try:
+        held = heldout_images(clf, args.data_root, args.images)          # [n, C, H, W] uint8
+    except DataError as e:
+        raise SystemExit(f"the classifier holds its images out of {clf.cfg.dataset!r}, which is not available: {e}")
     for ck, pipe in zip(args.checkpoints, pipes):
         t0 = time.time()
         scores = reconstruction_scores(pipe, test, args.images, batch)[0]

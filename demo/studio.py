@@ -119,6 +119,16 @@ def _float(value, name: str, lo: float, hi: float) -> float:
     return v
 
 
+def _cost_row(what: str, cost: dict, digits: int = 1) -> str:
+    """One row of the Energy table: the MACs of the network without spikes | the spiking one's ACs + MACs."""
+    return (f"| {what} | {cost['ann_macs'] / 1e6:.{digits}f} M MACs | "
+            f"{cost['sops'] / 1e6:.2f} M ACs + {cost['snn_macs'] / 1e6:.2f} M MACs |\n")
+
+
+def _rates(rates: dict) -> str:
+    return ", ".join(f"{k} {r:.3f}" for k, r in rates.items())
+
+
 def _learn(value, name: str, kind=float):
     """A Learn view setting checked against its slider's range (:data:`LEARN_RANGES`)."""
     return (_int if kind is int else _float)(value, name, *LEARN_RANGES[name])
@@ -660,23 +670,23 @@ class Studio:
         cells = int(run.trace.steps[S].unmasked[0].sum()) if rounds else None    # re-masked per corrector round
         e = generation_energy(pipe, run.tokens, S, corrector_steps=rounds, max_images=16, points=7, trace=run.trace,
                               corrector_cells=cells)
-        p, den, dec = e["per_image"], e["denoiser_per_call"], e["decode_per_image"]
+        p, den, dec, corr = e["per_image"], e["denoiser_per_call"], e["decode_per_image"], e.get("denoiser_per_corrector_call")
         ann_uj, snn_uj = n * p["ann_energy_pj"] / 1e6, n * p["snn_energy_pj"] / 1e6
         calls = e["denoiser_calls_per_image"] * n
         what = f"{S} steps" + (f" + {rounds} corrector rounds" if rounds else "")
-        rates = e["firing_rates"]["denoiser_sampling"]
+        rates = _rates(e["firing_rates"]["denoiser_sampling"]) + (
+            f" (unmasking steps); {_rates(e['firing_rates']['denoiser_corrector'])} (corrector rounds)" if rounds else "")
         md = (f"**{n} images, {what}** -> {calls:.0f} denoiser calls on the fast path "
-              f"(an image skips steps that unmask nothing), then one decoding per image.\n\n"
-              f"| | ANN | SNN |\n|---|---|---|\n"
-              f"| one denoiser call (T = {pipe.denoiser.cfg.time_steps}) | {den['ann_macs'] / 1e6:.1f} M MACs | "
-              f"{den['sops'] / 1e6:.2f} M ACs + {den['snn_macs'] / 1e6:.2f} M MACs |\n"
-              f"| one decoding (T = {pipe.vqsvae.cfg.time_steps}) | {dec['ann_macs'] / 1e6:.2f} M MACs | "
-              f"{dec['sops'] / 1e6:.2f} M ACs + {dec['snn_macs'] / 1e6:.2f} M MACs |\n"
+              f"(an image skips steps that unmask nothing{f'; {n * rounds} of them corrector rounds' if rounds else ''}), "
+              f"then one decoding per image.\n\n| | ANN | SNN |\n|---|---|---|\n"
+              + _cost_row(f"one denoiser call, an unmasking step (T = {pipe.denoiser.cfg.time_steps})", den)
+              + (_cost_row(f"one denoiser call, a corrector round ({cells} cells masked)", corr) if rounds else "")
+              + _cost_row(f"one decoding (T = {pipe.vqsvae.cfg.time_steps})", dec, digits=2) +
               f"| whole generation | **{ann_uj:,.0f} uJ** | **{snn_uj:,.0f} uJ** |\n\n"
               f"ANN: the same network without spikes, every connection a multiply-add (MAC, {E_MAC_PJ} pJ) once "
               f"per call. SNN: the input layers' MACs once, then an addition (AC, {E_AC_PJ} pJ) per spike per "
               f"outgoing connection at each of the T time steps.\n\n"
-              f"Mean denoiser firing rates: {', '.join(f'{k} {r:.3f}' for k, r in rates.items())}. "
+              f"Mean denoiser firing rates: {rates}. "
               f"Estimated saving: **{ann_uj / snn_uj:.1f}x** (a textbook estimate, the same account as `evaluate`'s "
               f"report; it ignores memory access). _{e['assumptions']}_")
         return md, plots.bars({"ANN": ann_uj, "SNN": snn_uj}, "Energy of this generation (uJ)", "uJ")

@@ -26,8 +26,8 @@ INTRO = """# Spiking-Diffusion studio
 A vector-quantised spiking VAE turns a 28x28 image into a {L}x{L} grid of discrete **tokens** (codes from
 a learned codebook). A **spiking denoiser** generates new token grids by starting fully masked and
 unmasking a few cells per step; the spiking decoder turns tokens back into pixels."""
-T_MIN, T_MAX = 0.01, SETTINGS["temperature"].hi  # temperature sliders: (almost) the sampler's bounds; a
-P_MIN = 0.05                                      # model's own lower setting lowers its slider's minimum
+T_MIN, T_MAX = SETTINGS["temperature"].lo, SETTINGS["temperature"].hi  # the sliders take the sampler's bounds
+P_MIN = SETTINGS["top_p"].lo
 PX = dict(format="png", elem_classes="pixelated", interactive=False)  # pixel images, shown crisp
 PRIVATE = dict(api_visibility="private")                                # UI-only events: no API endpoint
 MODEL_JOB = dict(concurrency_id="model")  # events that run a model share one limit (the queue's, --concurrency)
@@ -52,13 +52,13 @@ def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
                 steps = gr.Slider(1, F.num_steps, F.num_steps, step=1, label="Steps", elem_id="steps",
                                   info="Fewer steps unmask more cells at once: faster, usually worse.")
                 t0, t1, p0, c0, c1, c2 = S.sampling_defaults(S.default_model)
-                temp = gr.Slider(min(T_MIN, t0), T_MAX, t0, step=0.01, label=SETTINGS["temperature"].label, elem_id="temperature",
+                temp = gr.Slider(T_MIN, T_MAX, t0, step=0.01, label=SETTINGS["temperature"].label, elem_id="temperature",
                                  info="Low: safe, repetitive codes. High: diverse, noisier.")
                 with gr.Accordion("More sampling settings", open=False):
-                    temp_end = gr.Slider(min(T_MIN, t1), T_MAX, t1, step=0.01, label=SETTINGS["temperature_end"].label,
+                    temp_end = gr.Slider(T_MIN, T_MAX, t1, step=0.01, label=SETTINGS["temperature_end"].label,
                                          elem_id="temperature-end",
                                          info="The temperature moves linearly to this; equal: constant.")
-                    top_p = gr.Slider(min(P_MIN, p0), 1.0, p0, step=0.05, label=SETTINGS["top_p"].label, elem_id="top-p",
+                    top_p = gr.Slider(P_MIN, 1.0, p0, step=0.01, label=SETTINGS["top_p"].label, elem_id="top-p",
                                       info="Draw each token only from the likeliest codes holding this much "
                                            "probability; 1: from all.")
                     c_steps = gr.Slider(0, MAX_CORRECTOR_ROUNDS, c0, step=1, label=SETTINGS["corrector_steps"].label,
@@ -67,7 +67,7 @@ def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
                                              "given all the others (not in the paper; 0: the paper's sampler).")
                     c_cells = gr.Slider(1, F.cells, c1, step=1, label=SETTINGS["corrector_cells"].label,
                                         elem_id="corrector-cells")
-                    c_temp = gr.Slider(min(T_MIN, c2), T_MAX, c2, step=0.01, label=SETTINGS["corrector_temperature"].label,
+                    c_temp = gr.Slider(T_MIN, T_MAX, c2, step=0.01, label=SETTINGS["corrector_temperature"].label,
                                        elem_id="corrector-temperature")
                 with gr.Row():
                     seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed")
@@ -78,19 +78,16 @@ def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
                                 elem_id="grid", **PX)
                 status = gr.HTML("<span>Press <b>Generate</b>: the samples fill in here while the diffusion runs.</span>",
                                  elem_id="gen-status")
-        constant = gr.State(t0 == t1)  # inside the tab: a State among the Tabs' children would be drawn as a tab
+        # End follows Temperature while the two are equal (a constant temperature); a hidden checkbox, not a
+        # State, so the browser reads it; inside the tab: anything else among the Tabs' children is drawn as a tab
+        constant = gr.Checkbox(t0 == t1, visible=False, elem_id="constant-temperature")
     sampling = [temp, temp_end, top_p, c_steps, c_cells, c_temp]
     # a constant temperature stays constant when only Temperature is moved: End follows it until End
     # itself is moved to another value (a schedule); each model's chosen settings say which it is
-
-    def model_settings(m):
-        t0, t1, p0, c0, c1, c2 = S.sampling_defaults(m)
-        low = lambda lo, v: gr.update(value=v, minimum=min(lo, v))   # noqa: E731
-        return low(T_MIN, t0), low(T_MIN, t1), low(P_MIN, p0), c0, c1, low(T_MIN, c2), t0 == t1
-
-    model.change(model_settings, model, [*sampling, constant], **PRIVATE)
-    temp.input(lambda t, c: t if c else gr.skip(), [temp, constant], temp_end, trigger_mode="always_last", **PRIVATE)
-    temp_end.input(lambda t, e: t == e, [temp, temp_end], constant, trigger_mode="always_last", **PRIVATE)
+    model.change(lambda m: (*(d := S.sampling_defaults(m)), d[0] == d[1]), model, [*sampling, constant], **PRIVATE)
+    # in the browser, so that a click on Generate right after a move sends End as it follows
+    temp.input(None, [temp, constant, temp_end], temp_end, js="(t, c, e) => c ? t : e", **PRIVATE)
+    temp_end.input(None, [temp, temp_end], constant, js="(t, e) => t === e", **PRIVATE)
     dice.click(S.random_seed, None, seed, api_name="random_seed")
     return NS(inputs=[model, n, steps, temp, seed, *sampling[1:]], go=go, outputs=[grid, status], grid=grid,
               status=status)

@@ -34,6 +34,8 @@ from .errors import SettingError, check_choice
 PAPER_TEMPERATURE = 0.65            # the paper's sampler (SamplerConfig.paper())
 ORDERS = ("random", "confidence")   # the paper's random order; MaskGIT's most confident first
 MAX_TEMPERATURE = 5.0               # softmax(logits / 5) is close to uniform: hotter is noise
+MIN_TEMPERATURE = 0.01              # logits / 0.01: the argmax, for any gap the denoiser gives
+MIN_TOP_P = 0.01                    # the likeliest code alone, in practice
 MAX_CORRECTOR_STEPS = 100           # each of 49 cells is resampled ~10 times at 5 cells per round
 CHOICE_TEMPERATURE = 4.5            # order='confidence': MaskGIT's Gumbel noise on the confidence
                                     # ranking, scaled by s/S (annealed to 0 at the last step)
@@ -56,7 +58,7 @@ class Setting:
     optional: bool = False      # None allowed (temperature_end: constant temperature)
 
     def bounds(self, upper: int | None = None) -> str:
-        """'in 1..49', 'in (0, 5]', ...: the accepted range as words."""
+        """'in 1..49', 'in [0.01, 5]', ...: the accepted range as words."""
         hi = upper if self.hi is None else self.hi
         if self.kind is int:
             return f"in {self.lo:g}..{hi:g}" if hi is not None else f">= {self.lo:g}"
@@ -84,19 +86,19 @@ class Setting:
 
 
 SETTINGS: dict[str, Setting] = {s.name: s for s in (
-    Setting("temperature", float, 0.0, MAX_TEMPERATURE, "Temperature",
+    Setting("temperature", float, MIN_TEMPERATURE, MAX_TEMPERATURE, "Temperature",
             "sampling temperature (default: the checkpoint's, else the paper's "
-            f"{PAPER_TEMPERATURE:g}); given alone: constant", lo_open=True),
-    Setting("temperature_end", float, 0.0, MAX_TEMPERATURE, "Temperature at the last step",
-            "temperature at the last step, linear from --temperature", lo_open=True, optional=True),
-    Setting("top_p", float, 0.0, 1.0, "Top-p",
-            "nucleus sampling: draw from the likeliest codes holding this much probability (1: off)", lo_open=True),
+            f"{PAPER_TEMPERATURE:g}); given alone: constant"),
+    Setting("temperature_end", float, MIN_TEMPERATURE, MAX_TEMPERATURE, "Temperature at the last step",
+            "temperature at the last step, linear from --temperature", optional=True),
+    Setting("top_p", float, MIN_TOP_P, 1.0, "Top-p",
+            "nucleus sampling: draw from the likeliest codes holding this much probability (1: off)"),
     Setting("corrector_steps", int, 0, MAX_CORRECTOR_STEPS, "Corrector rounds",
             "corrector rounds after the last step (0: the paper's sampler)"),
     Setting("corrector_cells", int, 1, None, "Cells per corrector round",
             "cells re-masked and sampled again per corrector round"),
-    Setting("corrector_temperature", float, 0.0, MAX_TEMPERATURE, "Corrector temperature",
-            "temperature of the corrector rounds", lo_open=True),
+    Setting("corrector_temperature", float, MIN_TEMPERATURE, MAX_TEMPERATURE, "Corrector temperature",
+            "temperature of the corrector rounds"),
 )}
 
 

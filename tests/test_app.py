@@ -13,6 +13,7 @@ from PIL import Image
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 
+TABS = ["Generate", "Unmasking", "Spikes", "Codebook", "Encode & reconstruct", "Learn"]   # the studio's views
 ENDPOINTS = {"/model_info", "/random_seed", "/generate", "/unmask", "/animate", "/export", "/spikes", "/codebook", "/code",
              "/encode", "/encode_sketch", "/lif", "/coding", "/psp", "/quantizer", "/energy"}
 
@@ -122,7 +123,8 @@ def test_generate_uses_the_sampling_settings(server):
     assert 'data-unmask="6" data-correct="4"' in axis and "unmasking 1-6" in axis and "corrector 7-10" in axis
     md, _ = client.predict(api_name="/energy")                          # corrector calls are counted
     assert "3 images, 6 steps + 4 corrector rounds" in md
-    assert "one denoiser call (T = 2)" in md and "one decoding (T = 4)" in md   # each part's own T
+    assert "one denoiser call, an unmasking step (T = 2)" in md and "one decoding (T = 4)" in md   # each part's own T
+    assert "one denoiser call, a corrector round (2 cells masked)" in md and "(corrector rounds)" in md
     calls = int(md.split("->")[1].split("denoiser calls")[0])
     assert 3 * 6 < calls <= 3 * (6 + 4)                                  # more than the 6 unmasking steps can give
 
@@ -478,28 +480,29 @@ def test_another_model_clears_the_codebook_view(server):
     assert any(isinstance(b, gr.State) and v is None for b, v in zip(fn.outputs, out))     # the usage state
 
 
-def test_a_models_own_low_settings_fit_its_sliders(tmp_path, make_tiny_models):
-    """Temperatures and top-p the sampler accepts but below the sliders' usual minimum: the model's
-    own settings lower the sliders' minimum, so its defaults pass the studio's input checks."""
+def test_the_sampling_sliders_take_the_samplers_bounds(tmp_path, make_tiny_models):
+    """Each sampling slider spans what the sampler accepts, on a step grid that reaches both ends and
+    the paper's 0.65: a model recording the extremes generates with its own settings."""
     from spiking_diffusion.checkpoint import update_metadata
+    from spiking_diffusion.sampling import SETTINGS
 
     ck = make_checkpoints(tmp_path / "ck", make_tiny_models)
-    low = {"temperature": 0.005, "temperature_end": 0.004, "top_p": 0.02, "corrector_steps": 2,
-           "corrector_cells": 3, "corrector_temperature": 0.003}
-    update_metadata(ck / "tiny", info=low)
+    ends = {"temperature": 0.01, "temperature_end": 5.0, "top_p": 0.01, "corrector_steps": 100,
+            "corrector_cells": 49, "corrector_temperature": 0.01}
+    update_metadata(ck / "tiny", info=ends)
     make_test_set(tmp_path / "data")
     demo, url = launch(tmp_path)
     try:
         by_id = {getattr(b, "elem_id", None): b for b in demo.blocks.values()}
-        assert by_id["temperature"].minimum == 0.005 and by_id["top-p"].minimum == 0.02
-        assert by_id["corrector-temperature"].minimum == 0.003 and by_id["temperature-end"].minimum == 0.004
+        for name in ("temperature", "temperature_end", "top_p", "corrector_temperature"):
+            b, setting = by_id[name.replace("_", "-")], SETTINGS[name]
+            assert (b.minimum, b.maximum) == (setting.lo, setting.hi) and b.value == ends[name]
+            for v in (b.minimum, b.maximum, 0.65):
+                assert abs((v - b.minimum) / b.step - round((v - b.minimum) / b.step)) < 1e-6   # reachable
         c = Client(url, verbose=False, analytics_enabled=False)
-        _, status = c.predict("tiny", 2, 4, low["temperature"], 0, *[low[k] for k in list(low)[1:]], api_name="/generate")
-        assert "2 images, 4 steps + 2 corrector rounds" in status
-        change = next(fn for fn in demo.fns.values() if (by_id["model"]._id, "change") in fn.targets
-                      and by_id["top-p"] in fn.outputs)
-        updates = dict(zip([b.elem_id for b in change.outputs], change.fn("tiny")))
-        assert updates["top-p"]["minimum"] == 0.02 and updates["temperature"]["value"] == 0.005
+        _, status = c.predict("tiny", 2, 4, ends["temperature"], 0, *[ends[k] for k in list(ends)[1:]],
+                              api_name="/generate")
+        assert "2 images, 4 steps + 100 corrector rounds" in status
     finally:
         demo.close()
 
@@ -530,5 +533,4 @@ def test_the_tabs_hold_tabs_only(server):
 
     tabs = [b for b in server[2].blocks.values() if isinstance(b, gr.Tabs)]
     assert tabs and all(isinstance(child, gr.Tab) for t in tabs for child in t.children)
-    assert [c.label for c in tabs[0].children] == ["Generate", "Unmasking", "Spikes", "Codebook",
-                                                   "Encode & reconstruct", "Learn"]
+    assert [c.label for c in tabs[0].children] == TABS

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from test_app import free_port, make_checkpoints
+from test_app import TABS, free_port, make_checkpoints
 
 CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", "/usr/bin/chromium") if os.path.exists(p)), None)
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (/usr/bin/chromium): apt-get install chromium")
@@ -96,9 +96,6 @@ def shot(page, name):
         out.mkdir(parents=True, exist_ok=True)
         page.wait_for_timeout(500)
         page.screenshot(path=str(out / f"{name}.png"), full_page=True)
-
-
-TABS = ["Generate", "Unmasking", "Spikes", "Codebook", "Encode & reconstruct", "Learn"]
 
 
 def open_tab(page, name):

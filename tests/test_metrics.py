@@ -116,7 +116,7 @@ def test_corrector_firing_rates_see_what_a_corrector_round_sees():
     seen = {}
 
     class Pipe:
-        mask_id, num_diffusion_steps = 32, 49
+        mask_id, num_diffusion_steps = 32, 98                         # N = 2 x the 49 cells
 
         def denoiser_spikes(self, tokens, t):
             seen.update(tokens=tokens, t=t)
@@ -126,7 +126,7 @@ def test_corrector_firing_rates_see_what_a_corrector_round_sees():
     assert corrector_firing_rates(Pipe(), grids, 8, seed=3) == {"lif1": 0.1}
     masked = seen["tokens"] == 32
     assert (masked.reshape(5, -1).sum(1) == 8).all() and np.array_equal(seen["tokens"][~masked], grids[~masked])
-    assert np.allclose(seen["t"], 8 * 49 / 49) and len(seen["t"]) == 5
+    assert np.allclose(seen["t"], 8 * 98 / 49) and len(seen["t"]) == 5
 
 
 def test_expected_denoiser_calls_matches_the_sampler():

@@ -276,8 +276,9 @@ def test_a_click_opens_a_sample_of_a_finished_grid_only(studio):
 
     streamed = list(studio.generate("tiny", 4, 6, 0.65, 3))
     run = streamed[-1][2]
-    assert all(item[2] is not run and not isinstance(item[2], G.Run) for item in streamed[:-1])   # previews keep the session's run
-    grid = media.tile(run.images)                                      # 2 x 2 images of 28 px, 3x, 2 px gaps
+    assert isinstance(run, G.Run) and all(item[2] == S.gr.skip() for item in streamed[:-1])   # the session keeps its run
+    shown = S.gr.Image(format="png")                                   # what the page sends back: a PNG round trip
+    grid = shown.preprocess(shown.postprocess(media.tile(run.images)))  # 2 x 2 images of 28 px, 3x, 2 px gaps
     x, y = 2 + 84 + 2 + 10, 2 + 10                                     # inside image 1
     assert studio.image_at(run, x, y, grid=grid) == 1 == studio.image_at(run, x, y)
     preview = streamed[0][0]                                           # what the grid shows mid-run
