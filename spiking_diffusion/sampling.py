@@ -43,8 +43,8 @@ CHOICE_TEMPERATURE = 4.5            # order='confidence': MaskGIT's Gumbel noise
 
 @dataclass(frozen=True)
 class Setting:
-    """One setting of the sampler or of a call: its type, bounds (``lo`` excluded when ``lo_open``;
-    ``hi=None``: an upper bound given to :meth:`check` by the caller, e.g. the grid's cell count for
+    """One setting of the sampler or of a call: its type, bounds (both included; ``hi=None``: an
+    upper bound given to :meth:`check` by the caller, e.g. the grid's cell count for
     ``corrector_cells``, N for ``steps``; none given: no upper bound), and for the sampler's
     settings a label for forms and a help line for the command line."""
 
@@ -54,7 +54,6 @@ class Setting:
     hi: float | None
     label: str = ""
     help: str = ""
-    lo_open: bool = False
     optional: bool = False      # None allowed (temperature_end: constant temperature)
 
     def bounds(self, upper: int | None = None) -> str:
@@ -62,7 +61,7 @@ class Setting:
         hi = upper if self.hi is None else self.hi
         if self.kind is int:
             return f"in {self.lo:g}..{hi:g}" if hi is not None else f">= {self.lo:g}"
-        return f"in {'(' if self.lo_open else '['}{self.lo:g}, {hi:g}]"
+        return f"in [{self.lo:g}, {hi:g}]"
 
     def check(self, value, upper: int | None = None):
         """``value`` (a number, or a string holding one) as an ``int`` / ``float`` within the bounds.
@@ -80,7 +79,7 @@ class Setting:
             raise error from None
         hi = upper if self.hi is None else self.hi
         if (not math.isfinite(v) or (self.kind is int and v != int(v)) or v < self.lo
-                or (self.lo_open and v == self.lo) or (hi is not None and v > hi)):
+                or (hi is not None and v > hi)):
             raise error
         return int(v) if self.kind is int else v
 
