@@ -241,7 +241,8 @@ def _codebook_tab(S: Studio, F: ModelFacts, model, run, usage) -> None:
     # another model: the usage shown (and the code decoded beside it) belonged to the last one
     model.change(lambda: (None, None, S.CODEBOOK_EMPTY, None, None, gr.skip(), None, None), None,
                  [*io[1], *code_io[1]], **PRIVATE)
-    code.release(S.code, *code_io, api_name="code", **MODEL_JOB)
+    # any change of the code: a drag, a typed number (Enter), arrow keys on the slider (release missed the last two)
+    code.change(S.code, *code_io, api_name="code", trigger_mode="always_last", **MODEL_JOB)
     go.click(S.codebook, *io, api_name="codebook", **MODEL_JOB).then(S.code, *code_io, **PRIVATE, **MODEL_JOB)
     tab.select(S.codebook, *io, **PRIVATE, **MODEL_JOB).then(S.code, *code_io, **PRIVATE, **MODEL_JOB)
 

@@ -297,6 +297,13 @@ def test_codebook_view(page):
     expect(page.locator("#codebook-stats")).to_contain_text("perplexity")
     expect(page.locator("#usage-bars .js-plotly-plot")).to_be_attached()
     expect(page.locator("#atlas img")).to_have_attribute("src", re.compile(r".+"))
+    box = page.locator("#code input[type=number]")
+    box.fill("3")
+    box.press("Enter")                                                       # a typed code redraws at once
+    expect(page.locator("#code-where")).to_contain_text(re.compile(r"[Cc]ode 3 is used"))
+    box.fill("0")
+    box.press("Enter")
+    expect(page.locator("#code-where")).to_contain_text(re.compile(r"[Cc]ode 0 is used"))
     shot(page, "codebook")
 
 
