@@ -431,7 +431,11 @@ class Studio:
         run = self._need_run(run)
         image = _int(image, "Image", 0, run.num_images - 1)
         pics, folder = self._animation_frames(run, image), self._export_folder()
-        gif = frames.write_gif(pics, folder / "unmasking.gif")                      # Play's own writer and timing
+        gif, played = folder / "unmasking.gif", run.animations.get(image)
+        if played and Path(played).is_file():
+            shutil.copyfile(played, gif)                         # Play's GIF of these frames: encoded once
+        else:
+            frames.write_gif(pics, gif)                          # Play's own writer and timing
         mp4 = media.write_mp4(pics, folder / "unmasking.mp4", frames.ANIMATION_FPS, frames.HOLD_S)
         return str(gif), str(mp4)
 

@@ -284,3 +284,10 @@ def test_a_click_opens_a_sample_of_a_finished_grid_only(studio):
     preview = streamed[0][0]                                           # what the grid shows mid-run
     assert studio.image_at(run, x, y, grid=preview) is None
     assert studio.image_at(run, 1, 1, grid=grid) is None               # a gap
+
+
+def test_export_takes_plays_gif_when_played(studio):
+    run = run_of(studio, n=1, steps=3)
+    played = Path(studio.animation(run, 0))
+    gif, mp4 = map(Path, studio.export(run, 0))
+    assert gif != played and gif.read_bytes() == played.read_bytes() and mp4.stat().st_size > 0

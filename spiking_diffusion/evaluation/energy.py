@@ -176,23 +176,22 @@ def generation_energy(pipe, tokens: np.ndarray, steps: int, order: str = "random
         how = f"{unmasking:.2f} expected for steps={steps}, order={order}, idle steps skipped, + {corrector_steps} corrector rounds"
     den = energy(denoiser_layers(den_cfg), den_rates, den_cfg.time_steps)
     dec = energy(vqsvae_decode_layers(vq_cfg), dec_rates, vq_cfg.time_steps)
-    out = {"denoiser_per_call": den, "firing_rates": {"denoiser_sampling": den_rates}}
-    corr, rounds = den, 0
-    if corrector_steps:
+    rates, corrector, corrected = {"denoiser_sampling": den_rates}, {}, ""
+    corr, rounds = den, corrector_steps             # a corrector round costs an unmasking step's unless measured
+    if rounds:
         cells = corrector_cells or pipe.sampling_defaults.corrector_cells
-        corr_rates = corrector_firing_rates(pipe, x0, cells, seed)
-        corr, rounds = energy(denoiser_layers(den_cfg), corr_rates, den_cfg.time_steps), corrector_steps
-        out["denoiser_per_corrector_call"] = corr
-        out["firing_rates"]["denoiser_corrector"] = corr_rates
+        rates["denoiser_corrector"] = corrector_firing_rates(pipe, x0, cells, seed)
+        corr = corrector["denoiser_per_corrector_call"] = energy(denoiser_layers(den_cfg), rates["denoiser_corrector"],
+                                                                 den_cfg.time_steps)
+        corrected = f", the corrector's in one of its rounds ({cells} cells masked)"
     per_image = {key: den[key] * (calls - rounds) + corr[key] * rounds + dec[key] for key in TOTALS}
     per_image["energy_ratio"] = per_image["snn_energy_pj"] / per_image["ann_energy_pj"]
     where = "every step" if points is None or points >= steps else f"{points} of the {steps} steps"
-    corrected = f", the corrector's in one of its rounds ({cells} cells masked)" if rounds else ""
-    out["firing_rates"]["vqsvae_generated_tokens"] = dec_rates
     return {
         "assumptions": f"{E_AC_PJ} pJ per AC (one per spike per outgoing connection), {E_MAC_PJ} pJ per MAC; "
                        "direct-coded input layers count as MACs once; the non-spiking equivalent runs every layer "
                        f"once per call; {calls:.2f} denoiser calls per image ({how}); denoiser firing rates at "
                        f"{where}{corrected} on {len(x0)} images; memory access not counted",
-        "denoiser_calls_per_image": calls, **out, "decode_per_image": dec, "per_image": per_image,
+        "denoiser_calls_per_image": calls, "denoiser_per_call": den, **corrector, "decode_per_image": dec,
+        "per_image": per_image, "firing_rates": {**rates, "vqsvae_generated_tokens": dec_rates},
         "denoiser_dense_macs_over_T": denoiser_macs(den_cfg)}

@@ -261,10 +261,9 @@ def evaluate(checkpoint_dir, data_root, out_dir, log=print, **overrides) -> dict
                 "what": "the VQ-SVAE's reconstructions of those images (what the encoder's tokens give: the prior "
                         "picks tokens, the decoder draws them)"}
         if few:   # the figure next to what real data gives at the same count, when there is real data
-            floor = (c["real_heldout"]["fd"], c["real_heldout"]["n"]) if held is not None else ()
-            if floor:
-                c["generated"].update(fd_floor=floor[0], fd_floor_n=floor[1])
-            c["few_samples"] = few_samples_message(cfg.num_samples, dim, *floor)
+            floor = {"fd_floor": c["real_heldout"]["fd"], "fd_floor_n": c["real_heldout"]["n"]} if held is not None else {}
+            c["generated"].update(floor)
+            c["few_samples"] = few_samples_message(cfg.num_samples, dim, *floor.values())
             note(f"warning: {c['few_samples']}")
         for key, name in (("generated", "generated"), ("real_heldout", "real held-out"),
                           ("reconstructed_heldout", "reconstructed held-out")):
