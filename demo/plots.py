@@ -6,6 +6,12 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 _LAYOUT = dict(margin=dict(l=50, r=20, t=40, b=40), template="plotly_white")
+# a figure title above subplot titles: a taller top margin, the title at its top (they overlapped)
+_PANELS_LAYOUT = _LAYOUT | dict(margin=dict(l=50, r=20, t=80, b=40))
+
+
+def _panels_title(title: str) -> dict:
+    return dict(text=title, y=1, yref="container", yanchor="top", pad=dict(t=12))
 
 
 def _fig(title: str, height: int = 320, **kw) -> go.Figure:
@@ -99,7 +105,7 @@ def rate_maps(maps: dict[str, np.ndarray], title: str = "Firing rate per positio
                       row=1, col=i + 1)
         fig.update_yaxes(autorange="reversed", scaleanchor=f"x{i + 1 if i else ''}", row=1, col=i + 1)
     fig.update_annotations(font_size=11)
-    fig.update_layout(title=title, height=320, coloraxis=dict(colorscale="Hot", cmin=0), **_LAYOUT)
+    fig.update_layout(title=_panels_title(title), height=340, coloraxis=dict(colorscale="Hot", cmin=0), **_PANELS_LAYOUT)
     return fig
 
 
@@ -119,7 +125,7 @@ def usage_bars(usages: dict[str, np.ndarray], title: str = "Code usage") -> go.F
         fig.add_trace(go.Bar(x=np.arange(len(c)), y=c / max(c.sum(), 1), name=name,
                              hovertemplate="code %{x}<br>frequency %{y:.4f}<extra></extra>"), row=1, col=i + 1)
         fig.update_xaxes(title="code id", row=1, col=i + 1)
-    fig.update_layout(title=title, height=320, showlegend=False, **_LAYOUT)
+    fig.update_layout(title=_panels_title(title), height=340, showlegend=False, **_PANELS_LAYOUT)
     return fig
 
 
@@ -135,7 +141,7 @@ def usage_heatmaps(per_pos: dict[str, np.ndarray], title: str = "Code usage per 
         fig.update_xaxes(title="code id", row=1, col=i + 1)
     side = int(round(np.sqrt(len(per_pos[names[0]])))) if names else 0
     fig.update_yaxes(title=f"position (row*{side}+col)", autorange="reversed", row=1, col=1)
-    fig.update_layout(title=title, height=380, coloraxis=dict(colorscale="Blues"), **_LAYOUT)
+    fig.update_layout(title=_panels_title(title), height=400, coloraxis=dict(colorscale="Blues"), **_PANELS_LAYOUT)
     return fig
 
 
@@ -154,7 +160,7 @@ def where_used(shares: dict[str, np.ndarray], code: int) -> go.Figure:
     title = f"Where code {code} is used (share of each source's images)"
     if names and top == 0:
         title = f"Code {code} is used nowhere here (a dead code in these sources)"
-    fig.update_layout(title=title, height=320, **_LAYOUT,
+    fig.update_layout(title=_panels_title(title), height=340, **_PANELS_LAYOUT,
                       coloraxis=dict(colorscale="Blues", cmin=0, cmax=top or 1, colorbar=dict(title="share")))
     return fig
 

@@ -26,7 +26,8 @@ from spiking_diffusion import teaching
 from spiking_diffusion.checkpoint import CONFIG_NAME, WEIGHTS_NAME
 from spiking_diffusion.data import DataError, load_images
 from spiking_diffusion.images import to_float, to_uint8
-from spiking_diffusion.sampling import MAX_CORRECTOR_STEPS, SETTINGS, SamplerConfig, check_num_images, check_steps
+from spiking_diffusion.sampling import (MAX_CORRECTOR_STEPS, SETTINGS, SamplerConfig, check_num_images, check_steps,
+                                       temperature_label)
 from spiking_diffusion.spiking import LIF_THRESHOLD
 
 from . import frames, media, plots
@@ -181,13 +182,50 @@ class Studio:
     # --- model facts ------------------------------------------------------------------------
     @friendly
     def model_info(self, name: str) -> str:
+        """Markdown: what the model is in a few lines (architecture, training, sampler, measured
+        figures), then every stored setting in a table."""
         pipe = self.pipe(name)
+        return f"**{name}** (folder `{self.models[name].name}`)\n\n{self._summary(pipe)}\n\n{self._settings_table(pipe)}"
+
+    @staticmethod
+    def _summary(pipe: SpikingDiffusionPipeline) -> str:
+        info, m, arch = pipe.info, pipe.metrics, pipe.architecture
+        L, K = pipe.latent_size, pipe.codebook_size
+        size, kind = pipe.vqsvae.cfg.image_size, "grey" if pipe.image_channels == 1 else "colour"
+        lines = [f"- **Data**: {info.get('dataset', 'unknown')}, {kind} {size}x{size} images, each as a {L}x{L} grid "
+                 f"of tokens from K = {K} codes.",
+                 f"- **VQ-SVAE** (T = {pipe.vqsvae.cfg.time_steps}): {arch['vqsvae']}."]
+        epochs = {k: info.get(k) for k in ("vqsvae_epochs", "epochs")}
+        if pipe.denoiser is None:
+            lines.append("- **No denoiser**: this checkpoint encodes and decodes only (no Generate).")
+        else:
+            lines.append(f"- **Denoiser** (the prior, T = {pipe.denoiser.cfg.time_steps}): {arch['denoiser']}.")
+            s = pipe.sampling_defaults
+            corr = (f", then {s.corrector_steps} corrector rounds of {s.corrector_cells} cells at T "
+                    f"{s.corrector_temperature:g}" if s.corrector_steps else "")
+            lines.append(f"- **Sampler** (the Generate tab's defaults): temperature "
+                         f"{temperature_label(s.temperature, s.temperature_end)}, top-p {s.top_p:g}{corr}.")
+        trained = [f"{what} {v:.3g} epochs" for what, v in zip(("VQ-SVAE", "prior"), epochs.values())
+                   if isinstance(v, (int, float))]
+        if trained:
+            lines.append(f"- **Trained**: {', '.join(trained)}.")
+        named = {"classifier_fd": "Fréchet distance", "classifier_precision": "precision",
+                 "classifier_recall": "recall", "classifier_confident_share": "confident"}
+        figures = [f"{label} {m[k]:.3g}" for k, label in named.items() if isinstance(m.get(k), (int, float))]
+        if figures:
+            n = (m.get("eval_settings") or {}).get("num_samples", "?")
+            lines.append(f"- **Measured** on {n} samples by the offline classifier (lower distance, higher others "
+                         f"are better; see docs/results.md): {', '.join(figures)}.")
+        return "\n".join(lines)
+
+    @staticmethod
+    def _settings_table(pipe: SpikingDiffusionPipeline) -> str:
         rows = [(f"{part}", text) for part, text in pipe.architecture.items()]
         rows += [("codebook size K", pipe.codebook_size), ("image channels", pipe.image_channels),
                  ("diffusion steps N", pipe.num_diffusion_steps), ("can generate", pipe.denoiser is not None)]
         rows += [(k, v) for k, v in pipe.info.items() if k != "architecture"]
         rows += [(f"metric: {k}", v) for k, v in pipe.metrics.items() if not isinstance(v, (list, dict))]
-        return (f"**{name}** (`{self.models[name]}`)\n\n| setting | value |\n|---|---|\n"      # figures: 4 digits
+        return ("All stored settings:\n\n| setting | value |\n|---|---|\n"      # figures: 4 digits
                 + "\n".join(f"| {k} | {f'{v:.4g}' if isinstance(v, float) else v} |" for k, v in rows))
 
     def facts(self, name: str | None = None) -> ModelFacts:
@@ -366,16 +404,17 @@ class Studio:
                 frames.outline_patch(media.show(predicted, 8), (r, c), L), caption,
                 self._cell_note(run, image, step, r, c), frames.step_axis_html(trace.kinds, step))
 
-    @staticmethod
-    def _caption(run: Run, image: int, step: int) -> str:
+    def _caption(self, run: Run, image: int, step: int) -> str:
         """What happened at ``step`` of image ``image``, naming the phase (unmasking / corrector)."""
         st, total = run.trace.steps[step - 1], len(run.trace)
         n_unmask, n_correct = frames.phases(run.trace.kinds)
         masked = int((st.tokens[image] == run.trace.mask_id).sum())
+        N = self.pipe(run.model).num_diffusion_steps           # the training scale of t: t/N of the cells masked
+        time = f"diffusion time t = {st.t:.1f} of {N}: the denoiser expects about {st.t / N:.0%} of the cells masked"
         changed = int(st.unmasked[image].sum())
         if st.kind == "correct":
             return (f"Step **{step}/{total}**, corrector round {step - n_unmask}/{n_correct} (after the {n_unmask} "
-                    f"unmasking steps; denoiser time t = {st.t:.1f}): **{changed}** cell(s) re-masked and "
+                    f"unmasking steps; {time}): **{changed}** cell(s) re-masked and "
                     "sampled again given all the others (red).")
         then = f"; {n_correct} corrector rounds follow" if n_correct else ""
         idle = ""
@@ -383,7 +422,7 @@ class Studio:
             made = max((i + 1 for i, s in enumerate(run.trace.steps[:step]) if s.denoised[image]), default=None)
             idle = " No cell was chosen, so the denoiser did not run for this image" + (
                 f": the prediction is the one of step {made}." if made else ".")
-        return (f"Step **{step}/{total}**, unmasking step {step}/{n_unmask}{then} (denoiser time t = {st.t:.1f}): "
+        return (f"Step **{step}/{total}**, unmasking step {step}/{n_unmask}{then} ({time}): "
                 f"**{changed}** cell(s) unmasked at this step (red), **{masked}** still masked (grey).{idle}")
 
     @friendly
@@ -473,6 +512,18 @@ class Studio:
         return folder
 
     # --- 3. spikes --------------------------------------------------------------------------
+    SPIKES_EMPTY = ("**No samples yet.** Generate images (Generate tab): this view then shows the spike trains "
+                    "behind the sample and token cell you pick (also from the Unmasking tab).")
+
+    def spikes_on_open(self, run, image, cell):
+        """:meth:`spikes` for the tab opening by itself: with no live run it shows what to do (no error)."""
+        try:
+            self.runs.get(run)
+        except InputError as e:
+            why = self.SPIKES_EMPTY if not isinstance(run, Run) else f"**No samples to show:** {e}."
+            return None, None, None, None, None, None, why
+        return self.spikes(run, image, cell)
+
     @friendly
     def spikes(self, run, image, cell):
         run = self._need_run(run)
@@ -556,8 +607,10 @@ class Studio:
     CODEBOOK_EMPTY = "Press **Compute usage** for this model's code usage."   # the view after a model change
 
     @friendly
-    def codebook(self, model, run):
-        """(usage bars, per-position heatmaps, stats markdown, atlas image, usage state)."""
+    def codebook(self, model, run, code=None):
+        """(usage bars, per-position heatmaps, stats markdown, atlas image, usage state, code slider). The
+        slider keeps ``code`` when some source uses it, else moves to the most used code (a dead code
+        decodes to nothing to look at)."""
         pipe = self.pipe(model)
         K = pipe.codebook_size
         test = self._test_usage(model)
@@ -579,8 +632,11 @@ class Studio:
                          "checkpoint), or start the studio with `--data DIR` (torchvision layout, e.g. "
                          "`DIR/MNIST/raw/t10k-images-idx3-ubyte`).")
         atlas = media.tile(self._atlas(model), cols=16, scale=3)
+        total = sum(counts.values()) if counts else np.zeros(K)                  # [K] uses over all sources
+        keep = code is not None and 0 <= int(code) < K and total[int(code)] > 0
+        shown = int(code) if keep else int(np.argmax(total))
         return (plots.usage_bars(counts), plots.usage_heatmaps(usage), "\n".join(stats), atlas, usage,
-                gr.update(maximum=K - 1))
+                gr.update(maximum=K - 1, value=shown))
 
     @friendly
     def code(self, model, usage, code):

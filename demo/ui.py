@@ -20,7 +20,9 @@ CSS = (".pixelated img { image-rendering: pixelated; } .explain { font-size: 0.9
        # the status line shows Gradio's queue position, but not its endless pulse while streaming (a CPU cost)
        " #gen-status .generating { animation: none !important; }"
        # an upload is shown filling its box (a 28x28 digit was a speck in the middle of it)
-       " #upload img { width: 100%; height: 100%; object-fit: contain; }")
+       " #upload img { width: 100%; height: 100%; object-fit: contain; }"
+       # the energy table's figures stay whole (a total wrapped mid-number); its row labels wrap
+       " #energy-note td:not(:first-child), #energy-note th { white-space: nowrap; } #energy-note td:first-child { min-width: 11em; }")
 
 INTRO = """# Spiking-Diffusion studio
 A vector-quantised spiking VAE turns a 28x28 image into a {L}x{L} grid of discrete **tokens** (codes from
@@ -113,10 +115,11 @@ def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
         with gr.Row():
             play, pause = gr.Button("Play", elem_id="play"), gr.Button("Pause", elem_id="pause")
         with gr.Row() as still:
+            # short labels and one button each: Gradio's buttons sit on the label, and the grid is for clicking
             grid = gr.Image(label=f"{F.latent_size}x{F.latent_size} tokens (click a cell)", elem_id="token-grid",
-                            show_label=False, **PX)
-            committed = gr.Image(label="Committed tokens, decoded (masked cells: zero vector)", elem_id="committed", **PX)
-            predicted = gr.Image(label="Denoiser's full prediction, decoded", elem_id="predicted", **PX)
+                            show_label=False, **(PX | dict(buttons=[])))
+            committed = gr.Image(label="Committed, decoded", elem_id="committed", **(PX | dict(buttons=["download"])))
+            predicted = gr.Image(label="Prediction, decoded", elem_id="predicted", **(PX | dict(buttons=["download"])))
             cell_note = gr.Markdown(elem_id="cell-info")
         player = gr.Image(label="Every step (tokens | committed | prediction)", elem_id="player", visible=False,
                           interactive=False, show_label=False, elem_classes="pixelated")
@@ -214,8 +217,8 @@ def _spikes_tab(S: Studio, F: ModelFacts, run, image) -> NS:
             r_rates, r_mem = gr.Plot(show_label=False, elem_id="rate-bars"), gr.Plot(show_label=False, elem_id="membrane")
     io = ([run, image, cell], [r_cell, r_all, r_enc, r_maps, r_rates, r_mem, note])
     go.click(S.spikes, *io, api_name="spikes", **MODEL_JOB)
-    tab.select(S.spikes, *io, **PRIVATE, **MODEL_JOB)
-    cell.input(S.spikes, *io, **PRIVATE, **MODEL_JOB)   # a cell set from Unmasking computes when the tab opens
+    tab.select(S.spikes_on_open, *io, **PRIVATE, **MODEL_JOB)
+    cell.input(S.spikes_on_open, *io, **PRIVATE, **MODEL_JOB)   # a cell set from Unmasking computes when the tab opens
     return NS(cell=cell)
 
 
@@ -236,7 +239,7 @@ def _codebook_tab(S: Studio, F: ModelFacts, model, run, usage) -> None:
                 code = gr.Slider(0, 1023, 0, step=1, label="Code", elem_id="code")
                 code_img = gr.Image(label="This code, decoded", elem_id="code-image", **PX)
         where = gr.Plot(show_label=False, elem_id="code-where")
-    io = ([model, run], [bars, heat, stats, atlas, usage, code])
+    io = ([model, run, code], [bars, heat, stats, atlas, usage, code])
     code_io = ([model, usage, code], [code_img, where])
     # another model: the usage shown (and the code decoded beside it) belonged to the last one
     model.change(lambda: (None, None, S.CODEBOOK_EMPTY, None, None, gr.skip(), None, None), None,
@@ -351,8 +354,8 @@ def _learn_tab(S: Studio, F: ModelFacts, run) -> None:
         with gr.Row():
             with gr.Column(scale=1):
                 _explain("### The PSP filter\nThe spike-train loss compares spike trains after a "
-                         "post-synaptic-potential filter: each spike bumps a trace that decays by 1/tau per "
-                         "step, so trains that spike at nearly the same times look alike.")
+                         "post-synaptic-potential filter: each step the trace keeps 1 - 1/tau of its value and a "
+                         "spike adds 1/tau, so trains that spike at nearly the same times look alike.")
                 p_rate = _learn_slider("Spike rate", 0.3, 0.01, "psp-rate")
                 p_tau = _learn_slider("tau_s", F.psp_tau, 0.5, "psp-tau")
                 p_T = _learn_slider("Time steps", 32, 1, "psp-steps")

@@ -198,6 +198,27 @@ def test_codebook_uses_recorded_test_usage_without_data(tmp_path, make_tiny_mode
     label = "test set (5 images, recorded by evaluate)"
     assert f"| {label} | {len(np.unique(toks))}/32 |" in stats and "not available" not in stats
     assert usage[label].tolist() == M.code_counts(toks, 32).tolist()
+    # the Code slider: a used code stays; a dead (or no) code moves to the most used one
+    studio = Studio(ck)
+    studio._sample_usage = lambda model: np.zeros((49, 32), int)     # no generated usage: the recorded one alone
+    write_code_usage(ck / "tiny", "mnist", toks % 20, 32)             # codes 20..31 dead
+    total = M.code_counts(toks % 20, 32).sum(0)
+    for asked, shown in [(5, 5), (25, int(np.argmax(total))), (None, int(np.argmax(total)))]:
+        assert studio.codebook("tiny", None, asked)[-1]["value"] == shown
+
+
+def test_spikes_tab_opening_without_samples_says_what_to_do(tmp_path, make_tiny_models):
+    """Opening Spikes before generating (or after the run was cleared) shows a note, not an error."""
+    from demo.studio import Studio
+
+    studio = Studio(make_checkpoints(tmp_path / "ck", make_tiny_models))
+    *figs, note = studio.spikes_on_open(None, 0, 24)
+    assert figs == [None] * 6 and "Generate images" in note
+    *_, last = studio.generate("tiny", 2, 4, 1.0, 0)
+    run = last[-1]
+    studio.runs.discard(run)
+    *figs, note = studio.spikes_on_open(run, 0, 24)
+    assert figs == [None] * 6 and "cleared to free memory" in note
 
 
 def test_encode_any_picture(client, tmp_path):

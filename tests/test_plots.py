@@ -189,3 +189,14 @@ def test_step_axis_marks_both_phases():
     strip = frames.axis_strip(kinds, 3, 100)
     assert tuple(strip[7, 5]) == frames.PHASE_COLORS["unmask"] and tuple(strip[7, 95]) != frames.PHASE_COLORS["correct"]
     assert tuple(frames.axis_strip(kinds, 10, 100)[7, 93]) == frames.PHASE_COLORS["correct"]
+
+
+def test_figures_with_panels_keep_their_title_above_the_panel_titles():
+    """A figure title over subplot titles sits at the top of a taller margin (they used to overlap)."""
+    counts = {"test set": np.arange(8), "generated": np.ones(8)}
+    figs = [plots.usage_bars(counts), plots.usage_heatmaps({k: np.ones((4, 8)) for k in counts}),
+            plots.where_used({k: np.zeros((2, 2)) for k in counts}, 3), plots.rate_maps({"enc": np.ones((2, 2))})]
+    for fig in figs:
+        panel_titles = [a.text for a in fig.layout.annotations]
+        assert fig.layout.title.text not in panel_titles and fig.layout.title.yref == "container"
+        assert fig.layout.title.yanchor == "top" and fig.layout.margin.t >= 80

@@ -188,6 +188,8 @@ def test_a_step_that_skipped_an_image_says_so(studio):
     made = max(i + 1 for i in range(step) if denoised[i, image])
     caption = studio._caption(run, image, step)
     assert f"did not run for this image: the prediction is the one of step {made}." in caption
+    t, N = run.trace.steps[index].t, studio.pipe("tiny").num_diffusion_steps   # t says what it means: t/N masked
+    assert f"diffusion time t = {t:.1f} of {N}: the denoiser expects about {t / N:.0%} of the cells masked" in caption
     assert "did not run" not in studio._caption(run, image, made)
     assert np.array_equal(studio._frame(run, image, step)[1], studio._frame(run, image, made)[1])
 
@@ -262,11 +264,18 @@ def test_model_info_shows_figures_to_four_digits_under_a_header(tmp_path, make_t
     from spiking_diffusion.checkpoint import update_metadata
 
     folder = make_checkpoints(tmp_path, make_tiny_models)
-    update_metadata(folder / "tiny", metrics={"fd": 16.83312345678, "precision": 0.8512345678})
+    update_metadata(folder / "tiny", metrics={"fd": 16.83312345678, "precision": 0.8512345678,
+                                              "classifier_fd": 16.83312345678, "eval_settings": {"num_samples": 300}})
     st = S.Studio(folder, max_batch=8)
     try:
         md = st.model_info("tiny")
         assert "| setting | value |" in md and "| metric: fd | 16.83 |" in md and "| metric: precision | 0.8512 |" in md
+        # above the table, the model in a few lines; the folder's name only (no server path)
+        pipe, s = st.pipe("tiny"), st.pipe("tiny").sampling_defaults
+        assert f"- **VQ-SVAE** (T = {pipe.vqsvae.cfg.time_steps}): {pipe.architecture['vqsvae']}." in md
+        assert f"- **Sampler** (the Generate tab's defaults): temperature {s.temperature:g}" in md
+        assert "- **Measured** on 300 samples" in md and "Fréchet distance 16.8." in md
+        assert md.index("- **Data**") < md.index("| setting |") and str(folder) not in md
     finally:
         st.close()
 
