@@ -154,25 +154,34 @@ def axis_strip(kinds: list[str], step: int, width: int, height: int = 14) -> np.
     return out
 
 
+PANEL_LABELS = ("", "committed, decoded", "prediction, decoded")   # the token grid carries its own title
+LABEL_H = 22                                                          # the labels' strip above the images
+
+
 def animation_frame(grid: np.ndarray, committed: np.ndarray, predicted: np.ndarray, kinds: list[str],
                     step: int, caption: str, gap: int = 8) -> np.ndarray:
-    """One frame of the Play animation: [token grid | committed | predicted] (all RGB, the same
-    height), the step axis under them, and a caption line naming the phase."""
+    """One frame of the Play animation: [token grid | committed | predicted] (RGB; the two images
+    labelled above them, as in the Unmasking view), the step axis under them, and a caption line
+    naming the phase."""
     parts = [np.asarray(p) for p in (grid, committed, predicted)]
     parts = [np.repeat(p[..., None], 3, 2) if p.ndim == 2 else p[..., :3] for p in parts]
-    H = max(p.shape[0] for p in parts)
+    tops = [LABEL_H if label else 0 for label in PANEL_LABELS]
+    H = max(top + p.shape[0] for top, p in zip(tops, parts))
     W = sum(p.shape[1] for p in parts) + gap * (len(parts) + 1)
     text_h = 22
     frame = np.full((H + 2 * gap + 14 + text_h, W, 3), 255, np.uint8)
-    x = gap
-    for p in parts:
-        frame[gap:gap + p.shape[0], x:x + p.shape[1]] = p
+    x, xs = gap, []
+    for top, p in zip(tops, parts):
+        frame[gap + top:gap + top + p.shape[0], x:x + p.shape[1]] = p
+        xs.append(x)
         x += p.shape[1] + gap
     frame[H + gap + 4:H + gap + 18, gap:W - gap] = axis_strip(kinds, step, W - 2 * gap)
     img = Image.fromarray(frame)
+    draw = ImageDraw.Draw(img)
+    for x, label in zip(xs, PANEL_LABELS):
+        draw.text((x, gap + LABEL_H // 2), label, fill=(60, 60, 60), font=_font(14), anchor="lm")
     kind = kinds[step - 1]
-    ImageDraw.Draw(img).text((gap, H + gap + 22), caption, fill=tuple(int(v * 0.8) for v in PHASE_COLORS[kind]),
-                             font=_font(15))
+    draw.text((gap, H + gap + 22), caption, fill=tuple(int(v * 0.8) for v in PHASE_COLORS[kind]), font=_font(15))
     return np.asarray(img)
 
 

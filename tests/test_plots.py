@@ -200,3 +200,15 @@ def test_figures_with_panels_keep_their_title_above_the_panel_titles():
         panel_titles = [a.text for a in fig.layout.annotations]
         assert fig.layout.title.text not in panel_titles and fig.layout.title.yref == "container"
         assert fig.layout.title.yanchor == "top" and fig.layout.margin.t >= 80
+
+
+def test_animation_frames_label_the_two_decoded_images():
+    from demo import frames
+
+    grid = frames.token_grid_image(np.full((7, 7), 3), 128, title="Tokens after step 1/2")   # [270, 302, 3]
+    black = np.zeros((224, 224), np.uint8)
+    f = frames.animation_frame(grid, black, black, ["unmask", "correct"], 1, "unmasking step 1/1", gap=8)
+    x0 = 8 + grid.shape[1] + 8                                             # the committed image's left edge
+    strip, image = f[8:8 + frames.LABEL_H, x0:x0 + 224], f[8 + frames.LABEL_H:8 + frames.LABEL_H + 224, x0:x0 + 224]
+    assert (image == 0).all()                                              # the image sits under its label strip
+    assert 0 < (strip < 128).mean() < 0.3                                  # which holds text, not image
