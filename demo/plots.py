@@ -68,7 +68,8 @@ def raster(spikes, title: str = "Spikes", ylabel: str = "neuron", labels=None, h
         x=t, y=n, mode="markers", marker=dict(symbol="line-ns-open", size=8 if s.shape[1] < 100 else 4, color="black"),
         customdata=custom, name="spikes",
         hovertemplate=("t=%{x}<br>" + ("%{customdata}" if labels is not None else f"{ylabel} %{{y}}") + "<extra></extra>")))
-    fig.update_xaxes(title="time step t", range=[-0.5, s.shape[0] - 0.5])
+    steps = next(d for d in (1, 2, 5, 10, 20, 50, 100, 10**9) if s.shape[0] / d <= 10)  # ticks on whole steps
+    fig.update_xaxes(title="time step t", range=[-0.5, s.shape[0] - 0.5], tick0=0, dtick=steps)
     fig.update_yaxes(title=ylabel, range=[-0.5, s.shape[1] - 0.5])
     return fig
 

@@ -43,6 +43,11 @@ MAX_EXPORTS = 8             # export folders kept on disk (Gradio copies each in
 LEARN_RANGES = {            # the Learn view's settings: each slider's range and its handler's check
     "Input current": (-1, 4), "Threshold": (0.1, 3), "Time constant tau": (1, 20), "Time steps": (4, 100),
     "Pixel value": (0, 1), "Time steps T": (1, 64), "Spike rate": (0, 1), "tau_s": (1, 10), "Mix a": (0, 1)}
+LEARN_INPUTS = {            # each Learn handler's inputs, in order: a LEARN_RANGES name, "seed", or None (not a number)
+    "lif": ("Input current", "Threshold", "Time constant tau", None, "Time steps"),
+    "coding": ("Pixel value", "Time steps T", "seed"),
+    "psp": ("Spike rate", "tau_s", "Time steps", "seed"),
+    "quantizer": ("Spike rate", "Mix a", "Time steps T", "seed")}
 
 
 def cell_choices(latent: int) -> list[tuple[str, int]]:
@@ -130,9 +135,16 @@ def _rates(rates: dict) -> str:
     return ", ".join(f"{k} {r:.3f}" for k, r in rates.items())
 
 
-def _learn(value, name: str, kind=float):
-    """A Learn view setting checked against its slider's range (:data:`LEARN_RANGES`)."""
-    return (_int if kind is int else _float)(value, name, *LEARN_RANGES[name])
+def _learn_args(view: str, *values) -> tuple:
+    """The inputs of Learn handler ``view``, checked (:data:`LEARN_INPUTS`, :data:`LEARN_RANGES`): time
+    steps and seeds as whole numbers, the rest as floats. Raises :class:`InputError`."""
+    def check(name, value):
+        if name is None:
+            return value
+        if name == "seed":
+            return _int(value, "seed", 0, MAX_SEED)
+        return (_int if name.startswith("Time steps") else _float)(value, name, *LEARN_RANGES[name])
+    return tuple(check(name, v) for name, v in zip(LEARN_INPUTS[view], values, strict=True))
 
 
 def _newest(updates: queue.Queue):
@@ -185,7 +197,8 @@ class Studio:
         """Markdown: what the model is in a few lines (architecture, training, sampler, measured
         figures), then every stored setting in a table."""
         pipe = self.pipe(name)
-        return f"**{name}** (folder `{self.models[name].name}`)\n\n{self._summary(pipe)}\n\n{self._settings_table(pipe)}"
+        return (f"**{name}** (folder `{self.models[name].name}`)\n\n{self._summary(pipe)}\n\n"
+                f"<details><summary>All stored settings</summary>\n\n{self._settings_table(pipe)}\n\n</details>")
 
     @staticmethod
     def _summary(pipe: SpikingDiffusionPipeline) -> str:
@@ -201,7 +214,7 @@ class Studio:
         else:
             lines.append(f"- **Denoiser** (the prior, T = {pipe.denoiser.cfg.time_steps}): {arch['denoiser']}.")
             s = pipe.sampling_defaults
-            corr = (f", then {s.corrector_steps} corrector rounds of {s.corrector_cells} cells at T "
+            corr = (f", then {s.corrector_steps} corrector rounds of {s.corrector_cells} cells at temperature "
                     f"{s.corrector_temperature:g}" if s.corrector_steps else "")
             lines.append(f"- **Sampler** (the Generate tab's defaults): temperature "
                          f"{temperature_label(s.temperature, s.temperature_end)}, top-p {s.top_p:g}{corr}.")
@@ -225,7 +238,7 @@ class Studio:
                  ("diffusion steps N", pipe.num_diffusion_steps), ("can generate", pipe.denoiser is not None)]
         rows += [(k, v) for k, v in pipe.info.items() if k != "architecture"]
         rows += [(f"metric: {k}", v) for k, v in pipe.metrics.items() if not isinstance(v, (list, dict))]
-        return ("All stored settings:\n\n| setting | value |\n|---|---|\n"      # figures: 4 digits
+        return ("| setting | value |\n|---|---|\n"      # figures: 4 digits
                 + "\n".join(f"| {k} | {f'{v:.4g}' if isinstance(v, float) else v} |" for k, v in rows))
 
     def facts(self, name: str | None = None) -> ModelFacts:
@@ -268,7 +281,7 @@ class Studio:
                      corrector_steps=corrector_steps, corrector_cells=corrector_cells,
                      corrector_temperature=corrector_temperature)
         sampling = pipe.sampling_settings(**{k: SETTINGS[k].check(v) for k, v in given.items() if v is not None})
-        frames = s + sampling.corrector_steps
+        total_steps = s + sampling.corrector_steps
         previews: queue.Queue = queue.Queue()  # (step index, tiled preview, seconds); None: finished
         stop = threading.Event()
         result = {}
@@ -285,7 +298,7 @@ class Studio:
             now = time.perf_counter()
             if state.index == 0:       # nothing decoded yet looks like the blank grid
                 previews.put((0, media.tile(shown), now - start))
-            elif now >= due and state.index < frames - 1:   # the last step: the result follows at once
+            elif now >= due and state.index < total_steps - 1:   # the last step: the result follows at once
                 changed = np.nonzero((state.tokens != shown_tokens).reshape(n, -1).any(1))[0]   # images that moved
                 if len(changed):
                     shown[changed] = to_uint8(pipe.decode(state.tokens[changed], allow_mask=True))
@@ -313,13 +326,13 @@ class Studio:
         threading.Thread(target=work, daemon=True, name="sd-generate").start()
         try:  # a closed or abandoned stream (GeneratorExit here) sets ``stop`` in ``finally``
             for index, tile, seconds in _newest(previews):
-                yield tile, self._status(index + 1, frames, seconds), gr.skip()
+                yield tile, self._status(index + 1, total_steps, seconds, steps=s), gr.skip()
             if "error" in result:
                 raise result["error"]
             out = result["out"]
             total = time.perf_counter() - start
             run = self.runs.add(Run(model, out.images, out.tokens, out.trace, total))
-            yield media.tile(out.images), self._status(frames, frames, total, n, s), run
+            yield media.tile(out.images), self._status(total_steps, total_steps, total, n, s), run
         finally:
             stop.set()
 
@@ -334,9 +347,12 @@ class Studio:
 
     @staticmethod
     def _status(step: int, total: int, seconds: float, done_images: int | None = None, steps: int | None = None) -> str:
+        """The status line: the phase of ``step`` (1-based, of ``total`` = ``steps`` unmasking steps +
+        corrector rounds) while running, what was made when done."""
         rounds = "" if steps in (None, total) else f" + {total - steps} corrector rounds"
+        kinds = ["unmask"] * (steps or total) + ["correct"] * (total - (steps or total))
         text = (f"done: {done_images} images, {steps or total} steps{rounds} in {seconds:.2f} s" if done_images
-                else f"step {step}/{total} &middot; {seconds:.2f} s")
+                else f"{frames.step_label(kinds, step)} &middot; {seconds:.2f} s")
         state = "done" if done_images else "running"
         return (f'<div id="gen-progress" data-state="{state}" data-step="{step}" data-total="{total}" '
                 f'data-seconds="{seconds:.3f}"><progress value="{step}" max="{total}" style="width:100%"></progress>'
@@ -351,6 +367,16 @@ class Studio:
     # --- 2. unmasking -----------------------------------------------------------------------
     def _need_run(self, run) -> Run:
         return self.runs.get(run)
+
+    def no_run_note(self, run, shows: str) -> str | None:
+        """None when ``run`` is a live generation; else what to do, for a view that ``shows`` that
+        (a note in the view rather than an error: opening a view early is no mistake)."""
+        try:
+            self.runs.get(run)
+        except InputError as e:
+            return (f"**No samples yet.** Generate images (Generate tab): this view then shows {shows}."
+                    if not isinstance(run, Run) else f"**No samples to show:** {e}.")
+        return None
 
     def _frame(self, run: Run, image: int, step: int) -> tuple[np.ndarray, np.ndarray]:
         """(committed, predicted) ``[H, W, C]`` uint8 of one image at one step (1-based): only what the
@@ -376,9 +402,8 @@ class Studio:
         kinds = trace.kinds
         when = (f"unmasked at {frames.step_label(kinds, unmasked[0])}" if unmasked else "never unmasked")
         if corrected:
-            n_unmask = frames.phases(kinds)[0]
-            rounds = ", ".join(str(i - n_unmask) for i in corrected)
-            when += f"; sampled again in {len(corrected)} corrector round(s) ({rounds})"
+            when += (f"; sampled again in {len(corrected)} corrector round(s), at steps "   # as the step axis counts
+                     f"{', '.join(map(str, corrected))}")
         state = "still **masked**" if code == mask else f"code **{code}**"
         return (f"### row {r}, col {c}\n{state} after step {step}.\n\n{when[0].upper() + when[1:]}. "
                 f"Its patch of the image is outlined in blue; the **Spikes** tab shows its spike train.")
@@ -388,12 +413,8 @@ class Studio:
         """(token grid image, committed image, predicted image, caption, selected-cell note, step axis
         html) at ``step`` (1-based). Images: uint8; the grid is :func:`frames.token_grid_image` (a click
         at pixel (x, y) picks :meth:`cell_at`), the decoded images have the cell's patch outlined."""
-        run = self._need_run(run)
-        trace = run.trace
-        image = _int(image, "Image", 0, run.num_images - 1)
-        step = _int(step, "Step", 1, run.num_frames)
-        L = self.pipe(run.model).latent_size
-        cell = _int(cell if cell is not None else 0, "Token cell", 0, L * L - 1)
+        run, image, step, cell = self.check_unmask(run, image, step, cell)
+        trace, L = run.trace, self.pipe(run.model).latent_size
         st = trace.steps[step - 1]
         committed, predicted = self._frame(run, image, step)
         r, c = divmod(cell, L)
@@ -403,6 +424,14 @@ class Studio:
         return (grid, frames.outline_patch(media.show(committed, 8), (r, c), L),
                 frames.outline_patch(media.show(predicted, 8), (r, c), L), caption,
                 self._cell_note(run, image, step, r, c), frames.step_axis_html(trace.kinds, step))
+
+    @friendly
+    def check_unmask(self, run, image, step, cell) -> tuple[Run, int, int, int]:
+        """(run, image, step, cell) checked for :meth:`unmask`, or the message why not."""
+        run = self._need_run(run)
+        L = self.pipe(run.model).latent_size
+        return (run, _int(image, "Image", 0, run.num_images - 1), _int(step, "Step", 1, run.num_frames),
+                _int(cell if cell is not None else 0, "Token cell", 0, L * L - 1))
 
     def _caption(self, run: Run, image: int, step: int) -> str:
         """What happened at ``step`` of image ``image``, naming the phase (unmasking / corrector)."""
@@ -512,17 +541,11 @@ class Studio:
         return folder
 
     # --- 3. spikes --------------------------------------------------------------------------
-    SPIKES_EMPTY = ("**No samples yet.** Generate images (Generate tab): this view then shows the spike trains "
-                    "behind the sample and token cell you pick (also from the Unmasking tab).")
-
     def spikes_on_open(self, run, image, cell):
         """:meth:`spikes` for the tab opening by itself: with no live run it shows what to do (no error)."""
-        try:
-            self.runs.get(run)
-        except InputError as e:
-            why = self.SPIKES_EMPTY if not isinstance(run, Run) else f"**No samples to show:** {e}."
-            return None, None, None, None, None, None, why
-        return self.spikes(run, image, cell)
+        note = self.no_run_note(run, "the spike trains behind the sample and token cell you pick (also from "
+                                     "the Unmasking tab)")
+        return (None,) * 6 + (note,) if note else self.spikes(run, image, cell)
 
     @friendly
     def spikes(self, run, image, cell):
@@ -609,8 +632,8 @@ class Studio:
     @friendly
     def codebook(self, model, run, code=None):
         """(usage bars, per-position heatmaps, stats markdown, atlas image, usage state, code slider). The
-        slider keeps ``code`` when some source uses it, else moves to the most used code (a dead code
-        decodes to nothing to look at)."""
+        slider keeps ``code`` when some source uses it, else moves to the most used code whose decoded
+        grid is not flat (a dead code, or the background's code, decodes to nothing to look at)."""
         pipe = self.pipe(model)
         K = pipe.codebook_size
         test = self._test_usage(model)
@@ -626,6 +649,9 @@ class Studio:
             stats.append(f"| {name} | {K - s['dead_codes']}/{K} | {s['dead_codes']} | {s['perplexity']:.1f} |")
         stats.append("\nA code no image of a source uses counts as dead there; a few generated images leave "
                      "rare codes out, so they show more dead codes than the test set.")
+        if not any(k.startswith("generated (") and "seed 0" not in k for k in usage) and pipe.denoiser is not None:
+            stats.append("\nWith no generation of yours on this model, 64 images were generated once with its own "
+                         "settings (seed 0) to compare with; generate in the Generate tab to see your own.")
         if test is None:
             stats.append("\nTest-set usage is not available: record it with `python -m spiking_diffusion "
                          "evaluate --checkpoint DIR --out OUT --record` (writes `code_usage.json` beside the "
@@ -634,14 +660,21 @@ class Studio:
         atlas = media.tile(self._atlas(model), cols=16, scale=3)
         total = sum(counts.values()) if counts else np.zeros(K)                  # [K] uses over all sources
         keep = code is not None and 0 <= int(code) < K and total[int(code)] > 0
-        shown = int(code) if keep else int(np.argmax(total))
+        tiles = self._atlas(model).reshape(K, -1)                                   # [K, H*W*C] uint8
+        drawn = np.where(np.ptp(tiles, axis=1) > 32, total, -1)                   # flat tiles (background) last
+        shown = int(code) if keep else int(np.argmax(drawn if drawn.max() > 0 else total))
         return (plots.usage_bars(counts), plots.usage_heatmaps(usage), "\n".join(stats), atlas, usage,
                 gr.update(maximum=K - 1, value=shown))
 
     @friendly
+    def check_code(self, model, code) -> int:
+        """``code`` as a whole number in the model's codebook, or the message why not."""
+        return _int(code, "code", 0, self.pipe(model).codebook_size - 1)
+
+    @friendly
     def code(self, model, usage, code):
         pipe = self.pipe(model)
-        code = _int(code, "code", 0, pipe.codebook_size - 1)
+        code = self.check_code(model, code)
         img = media.show(self._atlas(model)[code], 8)
         L = pipe.latent_size
         shares = {k: (v[:, code] / np.maximum(v.sum(1), 1)).reshape(L, L) for k, v in (usage or {}).items()}  # [L, L]
@@ -674,20 +707,27 @@ class Studio:
     # --- 6. learn ---------------------------------------------------------------------------
     @staticmethod
     @friendly
+    def check_learn(view: str, *values) -> None:
+        """Raise the message a Learn handler would for these inputs (the UI checks before it redraws)."""
+        _learn_args(view, *values)
+
+    @staticmethod
+    @friendly
     def lif(current, threshold, tau, reset, steps):
-        steps = _learn(steps, "Time steps", int)
-        x = np.full(steps, _learn(current, "Input current"))
+        current, threshold, tau, reset, steps = _learn_args("lif", current, threshold, tau, reset, steps)
+        x = np.full(steps, current)
         x[: steps // 10] = 0.0  # a short rest before the current switches on
-        h, v, s = teaching.lif_simulate(x, _learn(threshold, "Threshold"), _learn(tau, "Time constant tau"), reset)
+        h, v, s = teaching.lif_simulate(x, threshold, tau, reset)
         rate = s.mean()
-        return plots.lif_figure(x, h, v, s, threshold), f"{int(s.sum())} spikes in {steps} steps (rate {rate:.2f})."
+        k = int(s.sum())
+        return plots.lif_figure(x, h, v, s, threshold), (f"{k} spike{'' if k == 1 else 's'} in {steps} steps (rate "
+                                                          f"{rate:.2f}); the current is off for the first {steps // 10} "
+                                                          "steps, a rest before it switches on.")
 
     @staticmethod
     @friendly
     def coding(pixel, steps, seed):
-        p = _learn(pixel, "Pixel value")
-        T = _learn(steps, "Time steps T", int)
-        seed = _int(seed, "seed", 0, MAX_SEED)
+        p, T, seed = _learn_args("coding", pixel, steps, seed)
         direct = teaching.direct_code(p, T)
         _, _, lif_out = teaching.lif_simulate(4 * direct + 1)  # a first-layer unit: weight 4, bias 1
         rate = teaching.rate_code(p, T, seed)
@@ -700,17 +740,17 @@ class Studio:
     @staticmethod
     @friendly
     def psp(rate, tau, steps, seed):
-        s = teaching.rate_code(_learn(rate, "Spike rate"), _learn(steps, "Time steps", int), _int(seed, "seed", 0, MAX_SEED))
-        p = teaching.psp_filter(s, _learn(tau, "tau_s"))
+        rate, tau, steps, seed = _learn_args("psp", rate, tau, steps, seed)
+        s = teaching.rate_code(rate, steps, seed)
+        p = teaching.psp_filter(s, tau)
         return plots.psp_figure(s, p, tau)
 
     @friendly
     def quantizer(self, rate, alpha, steps, seed):
         """The dual coding of one neuron, with the default model's membrane decay."""
-        T = _learn(steps, "Time steps T", int)
-        a = _learn(alpha, "Mix a")
+        rate, a, T, seed = _learn_args("quantizer", rate, alpha, steps, seed)
         decay = self.facts().membrane_decay
-        s = teaching.rate_code(_learn(rate, "Spike rate"), T, _int(seed, "seed", 0, MAX_SEED))
+        s = teaching.rate_code(rate, T, seed)
         d = teaching.dual_code(s, a, decay)
         alphas = np.linspace(0, 1, 21)
         zs = [teaching.dual_code(s, x, decay)["z"] for x in alphas]
@@ -722,7 +762,11 @@ class Studio:
     def energy(self, run):
         """(markdown, bar figure): the energy account of the run, as ``evaluate`` reports it
         (:func:`spiking_diffusion.evaluation.energy.generation_energy`), with the denoiser calls
-        counted in the run's trace and firing rates at 7 of its steps on up to 16 of its images."""
+        counted in the run's trace and firing rates at 7 of its steps on up to 16 of its images. With
+        no live generation: a note saying what to do, and no figure."""
+        note = self.no_run_note(run, "the energy estimate of your last generation")
+        if note:
+            return note, None
         run = self._need_run(run)
         pipe = self.pipe(run.model)
         S, rounds = frames.phases(run.trace.kinds)

@@ -21,6 +21,8 @@ CSS = (".pixelated img { image-rendering: pixelated; } .explain { font-size: 0.9
        " #gen-status .generating { animation: none !important; }"
        # an upload is shown filling its box (a 28x28 digit was a speck in the middle of it)
        " #upload img { width: 100%; height: 100%; object-fit: contain; }"
+       # a labelled picture starts under its label (Gradio floats the label over the picture's top)
+       " .pixelated .image-container { padding-top: 30px; box-sizing: border-box; }"
        # the energy table's figures stay whole (a total wrapped mid-number); its row labels wrap
        " #energy-note td:not(:first-child), #energy-note th { white-space: nowrap; } #energy-note td:first-child { min-width: 11em; }")
 
@@ -34,6 +36,17 @@ PX = dict(format="png", elem_classes="pixelated", interactive=False)  # pixel im
 PRIVATE = dict(api_visibility="private")                                # UI-only events: no API endpoint
 MODEL_JOB = dict(concurrency_id="model")  # events that run a model share one limit (the queue's, --concurrency)
 DRAW = dict(show_progress="hidden", **PRIVATE, **MODEL_JOB)             # a redraw of Unmasking after the studio set it
+
+
+def _redraw_checked(triggers, check, fn, inputs, outputs, api_name: str, **kw):
+    """When a control changes, run ``check`` on ``inputs`` (no outputs), then, if it passed, ``fn``
+    into ``outputs`` (the API endpoint ``api_name``). A refused value (a typed 500) only raises the
+    check's toast: the view keeps what it showed, with no error badges on it. (The check goes through
+    the queue: Gradio shows no toast for an event outside it.)"""
+    def checked(*values):
+        check(*values)
+    return gr.on(triggers, checked, inputs, None, trigger_mode="always_last", show_progress="hidden",
+                 **PRIVATE).success(fn, inputs, outputs, api_name=api_name, show_progress="hidden", **kw)
 
 
 def _explain(text: str):
@@ -117,13 +130,14 @@ def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
         with gr.Row() as still:
             # short labels and one button each: Gradio's buttons sit on the label, and the grid is for clicking
             grid = gr.Image(label=f"{F.latent_size}x{F.latent_size} tokens (click a cell)", elem_id="token-grid",
-                            show_label=False, **(PX | dict(buttons=[])))
+                            show_label=False, format="png", interactive=False, buttons=[])   # a diagram: smooth scaling
             committed = gr.Image(label="Committed, decoded", elem_id="committed", **(PX | dict(buttons=["download"])))
             predicted = gr.Image(label="Prediction, decoded", elem_id="predicted", **(PX | dict(buttons=["download"])))
             cell_note = gr.Markdown(elem_id="cell-info")
         player = gr.Image(label="Every step (tokens | committed | prediction)", elem_id="player", visible=False,
                           interactive=False, show_label=False, elem_classes="pixelated")
-        caption = gr.Markdown(elem_id="unmask-caption")
+        caption = gr.Markdown("**No samples yet.** Generate images (Generate tab), then scrub through their steps here.",
+                              elem_id="unmask-caption")
         with gr.Row():
             export = gr.Button("Export run as GIF + MP4", elem_id="export")
             gif, mp4 = gr.File(label="GIF", elem_id="gif", height=90), gr.File(label="MP4", elem_id="mp4", height=90)
@@ -131,8 +145,8 @@ def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
     # the user's own moves (a drag, a typed value, the reset button: input or release); a value set by
     # the studio (a finished generation, Pause, a click on a sample) is drawn by that event itself, so a
     # new run is drawn once, not once per control it sets
-    gr.on([image.input, image.release, step.input, step.release, cell.change], S.unmask, *io, api_name="unmask",
-          show_progress="hidden", trigger_mode="always_last", **MODEL_JOB)
+    _redraw_checked([image.input, image.release, step.input, step.release, cell.change], S.check_unmask, S.unmask, *io,
+                    api_name="unmask", **MODEL_JOB)
 
     def pick_cell(r, evt: gr.SelectData):  # a click on the grid image: evt.index = [x, y] in its pixels
         cell = S.cell_at(r, *evt.index) if r is not None and evt.index else None
@@ -245,7 +259,7 @@ def _codebook_tab(S: Studio, F: ModelFacts, model, run, usage) -> None:
     model.change(lambda: (None, None, S.CODEBOOK_EMPTY, None, None, gr.skip(), None, None), None,
                  [*io[1], *code_io[1]], **PRIVATE)
     # any change of the code: a drag, a typed number (Enter), arrow keys on the slider (release missed the last two)
-    code.change(S.code, *code_io, api_name="code", trigger_mode="always_last", **MODEL_JOB)
+    _redraw_checked([code.change], lambda m, u, c: S.check_code(m, c), S.code, *code_io, api_name="code", **MODEL_JOB)
     go.click(S.codebook, *io, api_name="codebook", **MODEL_JOB).then(S.code, *code_io, **PRIVATE, **MODEL_JOB)
     tab.select(S.codebook, *io, **PRIVATE, **MODEL_JOB).then(S.code, *code_io, **PRIVATE, **MODEL_JOB)
 
@@ -321,6 +335,9 @@ def _encode_tab(S: Studio, F: ModelFacts, model) -> NS:
                   out, trigger_mode="always_last", show_progress="hidden", **PRIVATE, **MODEL_JOB)
     tab.select(None, None, None, js=DRAW_JS, **PRIVATE)
     sketch.clear(None, None, None, js=DRAW_JS, **PRIVATE)
+    # another model: the encoding shown was the last model's (the pictures stay, to encode again)
+    model.change(lambda: (None,) * (len(out) - 1) + ("The model changed: press **Encode upload** or **Encode drawing** "
+                                                     "to encode the picture with this one.",), None, out, **PRIVATE)
     return NS(tab=tab)
 
 
@@ -375,10 +392,10 @@ def _learn_tab(S: Studio, F: ModelFacts, run) -> None:
         _energy_section(S, run)
     lif_in, coding_in = [l_i, l_th, l_tau, l_reset, l_T], [k_p, k_T, k_seed]
     psp_in, quant_in = [p_rate, p_tau, p_T, p_seed], [q_rate, q_a, q_T, q_seed]
-    gr.on([c.change for c in lif_in], S.lif, lif_in, [l_fig, l_note], api_name="lif", show_progress="hidden")
-    gr.on([c.change for c in coding_in], S.coding, coding_in, [k_fig, k_note], api_name="coding", show_progress="hidden")
-    gr.on([c.change for c in psp_in], S.psp, psp_in, p_fig, api_name="psp", show_progress="hidden")
-    gr.on([c.change for c in quant_in], S.quantizer, quant_in, [q_fig, q_note], api_name="quantizer", show_progress="hidden")
+    for view, fn, inputs, outputs in [("lif", S.lif, lif_in, [l_fig, l_note]), ("coding", S.coding, coding_in, [k_fig, k_note]),
+                                      ("psp", S.psp, psp_in, p_fig), ("quantizer", S.quantizer, quant_in, [q_fig, q_note])]:
+        _redraw_checked([c.change for c in inputs], lambda *a, v=view: S.check_learn(v, *a), fn, inputs, outputs,
+                        api_name=view)
     tab.select(S.lif, lif_in, [l_fig, l_note], **PRIVATE).then(S.coding, coding_in, [k_fig, k_note], **PRIVATE).then(
         S.psp, psp_in, p_fig, **PRIVATE).then(S.quantizer, quant_in, [q_fig, q_note], **PRIVATE)
 

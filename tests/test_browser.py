@@ -304,6 +304,13 @@ def test_codebook_view(page):
     box.fill("0")
     box.press("Enter")
     expect(page.locator("#code-where")).to_contain_text(re.compile(r"[Cc]ode 0 is used"))
+    box.fill("500")                                                          # refused: a toast, the view stays
+    box.press("Enter")
+    expect(page.locator(".toast-body").last).to_contain_text(re.compile(r"[Cc]ode must be a whole number in 0\.\.\d+"))
+    expect(page.locator("#code-where")).to_contain_text(re.compile(r"[Cc]ode 0 is used"))
+    expect(page.locator("#code-where, #code-image").get_by_text("Error", exact=True)).to_have_count(0)
+    box.fill("0")
+    box.press("Enter")
     shot(page, "codebook")
 
 
@@ -374,6 +381,14 @@ def test_learn_view(page):
     expect(note).to_contain_text("0 spikes in 40 steps")  # too weak to reach the threshold
     page.locator("#lif-current input[type=range]").fill("1.5")   # back to the default: it fires
     expect(note).to_contain_text(re.compile(r"(?<!\d)[1-9]\d* spikes in 40 steps"))
+    steps = page.locator("#lif-steps input[type=number]")                   # a typed value out of range:
+    steps.fill("999")
+    steps.press("Enter")
+    expect(page.locator(".toast-body").last).to_contain_text("Time steps must be a whole number in 4..100")
+    expect(note).to_contain_text("spikes in 40 steps")                       # the view stays, no error badges
+    expect(page.locator("#lif-note, #lif-plot").get_by_text("Error", exact=True)).to_have_count(0)
+    steps.fill("40")
+    steps.press("Enter")
     page.locator("#energy-btn").click()
     expect(page.locator("#energy-note")).to_contain_text("denoiser calls")
     shot(page, "learn")

@@ -212,3 +212,9 @@ def test_animation_frames_label_the_two_decoded_images():
     strip, image = f[8:8 + frames.LABEL_H, x0:x0 + 224], f[8 + frames.LABEL_H:8 + frames.LABEL_H + 224, x0:x0 + 224]
     assert (image == 0).all()                                              # the image sits under its label strip
     assert 0 < (strip < 128).mean() < 0.3                                  # which holds text, not image
+
+
+def test_raster_ticks_fall_on_whole_time_steps():
+    for T, dtick in [(4, 1), (16, 2), (64, 10), (100, 10)]:
+        fig = plots.raster(np.zeros((T, 3)))
+        assert (fig.layout.xaxis.tick0, fig.layout.xaxis.dtick) == (0, dtick)
