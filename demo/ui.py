@@ -196,7 +196,12 @@ def _wire_playback(S: Studio, run, u: NS) -> None:
                 "(blue and orange on the step axis). **Pause** stops at the frame shown.")
 
     wanted = gr.State(False)  # Play's wish to show the animation being made; a Pause meanwhile withdraws it
-    u.play.click(lambda: True, None, wanted, js=PLAY_JS, **PRIVATE).then(
+    def making(r):           # said at once: the animation takes seconds to make (every step decoded and drawn)
+        if r is None or r.released:
+            return gr.skip()
+        return f"Making the animation of all {r.num_frames} steps (a few seconds; one played before: at once)..."
+
+    u.play.click(lambda: True, None, wanted, js=PLAY_JS, **PRIVATE).then(making, run, u.caption, **PRIVATE).then(
         S.animation, [run, u.image], u.player, api_name="animate", **MODEL_JOB).success(
         playing, [run, wanted], [u.player, u.still, u.caption], **PRIVATE)
     u.pause.click(lambda st: (gr.update(visible=False), gr.update(visible=True), st, False), u.step,
