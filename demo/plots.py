@@ -1,6 +1,8 @@
 """Pure plotting functions for the studio: numpy arrays in, plotly figures out. No UI, no model."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -8,6 +10,19 @@ from plotly.subplots import make_subplots
 _LAYOUT = dict(margin=dict(l=50, r=20, t=40, b=40), template="plotly_white")
 # a figure title above subplot titles: a taller top margin, the title at its top (they overlapped)
 _PANELS_LAYOUT = _LAYOUT | dict(margin=dict(l=50, r=20, t=80, b=40))
+
+
+def layer_label(name: str) -> str:
+    """A recorded layer's name as a reader says it: 'encoder.block2.2' -> 'encoder layer 2',
+    'asg.lif' -> 'spike generator (ASG)', 'conv3.2' or 'lif1' (the denoiser's) -> 'denoiser layer 3'
+    / 'denoiser layer 1'; any other name as it is."""
+    if m := re.fullmatch(r"(encoder|decoder)\.block(\d+)\.\d+", name):
+        return f"{m[1]} layer {m[2]}"
+    if name.startswith("asg."):
+        return "spike generator (ASG)"
+    if m := re.fullmatch(r"conv(\d+)\.\d+|lif(\d+)", name):
+        return f"denoiser layer {m[1] or m[2]}"
+    return name
 
 
 def _panels_title(title: str) -> dict:

@@ -132,7 +132,7 @@ def _cost_row(what: str, cost: dict, digits: int = 1) -> str:
 
 
 def _rates(rates: dict) -> str:
-    return ", ".join(f"{k} {r:.3f}" for k, r in rates.items())
+    return ", ".join(f"{plots.layer_label(k)} {r:.3f}" for k, r in rates.items())
 
 
 def _learn_args(view: str, *values) -> tuple:
@@ -564,8 +564,9 @@ class Studio:
                                "neuron (position*D + channel)", labels, height=420)
         enc_fig = plots.raster(enc.encoder[:, 0, :, r, c], f"Encoder spikes at row {r}, col {c} (image re-encoded)", "channel")
         layers = {k: v for k, v in enc.spikes.items() if k.startswith("encoder")} | rep.spikes
-        maps = plots.rate_maps({k: v.mean(axis=(0, 1, 2)) for k, v in layers.items()})
-        rates = plots.bars({k: float(v.mean()) for k, v in layers.items()}, "Mean firing rate per layer", "rate")
+        maps = plots.rate_maps({plots.layer_label(k): v.mean(axis=(0, 1, 2)) for k, v in layers.items()})
+        rates = plots.bars({plots.layer_label(k): float(v.mean()) for k, v in layers.items()}, "Mean firing rate per layer",
+                           "rate")
         key = next(k for k in rep.membrane if k.startswith("asg"))
         mem = plots.membrane_traces(rep.membrane[key][:, 0, :, r, c], LIF_THRESHOLD, asg[:, :, r, c],
                                     f"ASG membrane potential at row {r}, col {c}")

@@ -165,6 +165,7 @@ def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
 
 # Pause: the frame the animation shows now, from the time its image loaded (recorded by PLAY_JS),
 # the frame rate and the frame count on the step axis (#phase-axis data attributes).
+RESIZE_JS = "() => { setTimeout(() => window.dispatchEvent(new Event('resize')), 100); }"
 PLAY_JS = """(...args) => {
   if (!window.__sdPlayer) {
     window.__sdPlayer = true;
@@ -465,4 +466,6 @@ def build_demo(studio: Studio) -> gr.Blocks:
         unmask.image.change(lambda i: gr.update(selected_index=i), unmask.image, unmask.picker, **PRIVATE)
         _wire_playback(S, run, unmask)
         unmask.cell.change(lambda c: c, unmask.cell, spikes.cell, **PRIVATE)
+        # a plot drawn while its tab was hidden has no width to fit: re-fit the shown tab's plots
+        tabs.select(None, None, None, js=RESIZE_JS, **PRIVATE)
     return demo

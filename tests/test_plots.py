@@ -218,3 +218,8 @@ def test_raster_ticks_fall_on_whole_time_steps():
     for T, dtick in [(4, 1), (16, 2), (64, 10), (100, 10)]:
         fig = plots.raster(np.zeros((T, 3)))
         assert (fig.layout.xaxis.tick0, fig.layout.xaxis.dtick) == (0, dtick)
+
+
+def test_layer_labels_name_layers_as_a_reader_says_them():
+    assert [plots.layer_label(n) for n in ("encoder.block2.2", "decoder.block1.2", "asg.lif", "conv3.2", "lif1", "other")] == [
+        "encoder layer 2", "decoder layer 1", "spike generator (ASG)", "denoiser layer 3", "denoiser layer 1", "other"]
