@@ -449,7 +449,9 @@ class Studio:
         idle = ""
         if not st.denoised[image]:   # skipped: nothing to unmask in this image
             made = max((i + 1 for i, s in enumerate(run.trace.steps[:step]) if s.denoised[image]), default=None)
-            idle = " No cell was chosen, so the denoiser did not run for this image" + (
+            left = n_unmask - step + 1                           # the paper's order: each masked cell w.p. 1/left
+            idle = (f" No cell was chosen (each masked cell is chosen with probability 1/{left} at this step), so "
+                    "the denoiser did not run for this image") + (
                 f": the prediction is the one of step {made}." if made else ".")
         return (f"Step **{step}/{total}**, unmasking step {step}/{n_unmask}{then} ({time}): "
                 f"**{changed}** cell(s) unmasked at this step (red), **{masked}** still masked (grey).{idle}")

@@ -116,7 +116,8 @@ def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
                  "cell** of the token grid: its code, its patch of the image (blue) and, in **Spikes**, its "
                  "spike train. **Committed** decodes only the tokens fixed so far (a still-masked cell decodes "
                  "from a zero vector, so mid-run it shows broken strokes); **prediction** decodes "
-                 "the denoiser's latest guess for every cell. **Play** shows every step as an animation.")
+                 "the denoiser's latest guess for every cell (only the cells chosen at a step keep their guess, so "
+                 "even at the end it can differ from the committed image). **Play** shows every step as an animation.")
         picker = gr.Gallery(label="Generated images (click one)", elem_id="picker", columns=16, height=140,
                             allow_preview=False, object_fit="contain", elem_classes="pixelated", interactive=False)
         with gr.Row():
