@@ -22,7 +22,6 @@ import numpy as np
 from spiking_diffusion import DenoiserConfig, SpikingDiffusionError, SpikingDiffusionPipeline, VQSVAEConfig
 from spiking_diffusion.evaluation import metrics as M
 from spiking_diffusion.evaluation.energy import E_AC_PJ, E_MAC_PJ, generation_energy
-from spiking_diffusion import teaching
 from spiking_diffusion.checkpoint import CONFIG_NAME, WEIGHTS_NAME
 from spiking_diffusion.data import DataError, load_images
 from spiking_diffusion.images import to_float, to_uint8
@@ -31,23 +30,15 @@ from spiking_diffusion.sampling import (MAX_CORRECTOR_STEPS, SETTINGS, SamplerCo
 from spiking_diffusion.spiking import LIF_THRESHOLD
 
 from . import frames, media, plots
+from .checks import MAX_SEED, check_int, friendly
 from .generations import MAX_RUNS, RUN_TTL_S, GenerationStopped, Run, RunStore
-from .guards import user_error
 from .media import InputError
 
 MAX_CORRECTOR_ROUNDS = MAX_CORRECTOR_STEPS  # corrector rounds offered in the studio (the sampler's bound)
-MAX_SEED = 2**31 - 1        # seeds are 0..MAX_SEED (what numpy and torch both accept)
 FRAME_CACHE = 256           # decoded (image, step) frames kept per run
 PREVIEW_EVERY = 9           # after a streamed preview, 9x its making (decode + tile) of sampling: a tenth
 MAX_EXPORTS = 8             # export folders kept on disk (Gradio copies each into its cache)
-LEARN_RANGES = {            # the Learn view's settings: each slider's range and its handler's check
-    "Input current": (-1, 4), "Threshold": (0.1, 3), "Time constant tau": (1, 20), "Time steps": (4, 100),
-    "Pixel value": (0, 1), "Time steps T": (1, 64), "Spike rate": (0, 1), "tau_s": (1, 10), "Mix a": (0, 1)}
-LEARN_INPUTS = {            # each Learn handler's inputs, in order: a LEARN_RANGES name, "seed", or None (not a number)
-    "lif": ("Input current", "Threshold", "Time constant tau", None, "Time steps"),
-    "coding": ("Pixel value", "Time steps T", "seed"),
-    "psp": ("Spike rate", "tau_s", "Time steps", "seed"),
-    "quantizer": ("Spike rate", "Mix a", "Time steps T", "seed")}
+
 
 
 def cell_choices(latent: int) -> list[tuple[str, int]]:
@@ -79,52 +70,6 @@ def discover_models(root: str | Path) -> dict[str, Path]:
     return found
 
 
-def friendly(fn):
-    """Turn library and input errors into ``gr.Error`` messages."""
-    import functools
-    import inspect
-
-    def convert(e):
-        return user_error(str(e))
-
-    if inspect.isgeneratorfunction(fn):
-        @functools.wraps(fn)
-        def gen(*a, **k):
-            try:
-                yield from fn(*a, **k)
-            except (SpikingDiffusionError, InputError, ValueError) as e:
-                raise convert(e) from None
-        return gen
-
-    @functools.wraps(fn)
-    def wrapper(*a, **k):
-        try:
-            return fn(*a, **k)
-        except (SpikingDiffusionError, InputError, ValueError) as e:
-            raise convert(e) from None
-    return wrapper
-
-
-def _int(value, name: str, lo: int, hi: int) -> int:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number; got {value!r}") from None
-    if not np.isfinite(v) or v != int(v) or not lo <= v <= hi:
-        raise InputError(f"{name} must be a whole number in {lo}..{hi}; got {value!r}")
-    return int(v)
-
-
-def _float(value, name: str, lo: float, hi: float) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number; got {value!r}") from None
-    if not np.isfinite(v) or not lo <= v <= hi:
-        raise InputError(f"{name} must be a number in {lo}..{hi}; got {value!r}")
-    return v
-
-
 def _cost_row(what: str, cost: dict, digits: int = 1) -> str:
     """One row of the Energy table: the MACs of the network without spikes | the spiking one's ACs + MACs."""
     return (f"| {what} | {cost['ann_macs'] / 1e6:.{digits}f} M MACs | "
@@ -133,18 +78,6 @@ def _cost_row(what: str, cost: dict, digits: int = 1) -> str:
 
 def _rates(rates: dict) -> str:
     return ", ".join(f"{plots.layer_label(k)} {r:.3f}" for k, r in rates.items())
-
-
-def _learn_args(view: str, *values) -> tuple:
-    """The inputs of Learn handler ``view``, checked (:data:`LEARN_INPUTS`, :data:`LEARN_RANGES`): time
-    steps and seeds as whole numbers, the rest as floats. Raises :class:`InputError`."""
-    def check(name, value):
-        if name is None:
-            return value
-        if name == "seed":
-            return _int(value, "seed", 0, MAX_SEED)
-        return (_int if name.startswith("Time steps") else _float)(value, name, *LEARN_RANGES[name])
-    return tuple(check(name, v) for name, v in zip(LEARN_INPUTS[view], values, strict=True))
 
 
 def _newest(updates: queue.Queue):
@@ -276,7 +209,7 @@ class Studio:
         pipe = self.pipe(model)
         n = check_num_images(num_images, self.max_batch)
         s = check_steps(steps, pipe.num_diffusion_steps)
-        seed = _int(seed, "seed", 0, MAX_SEED)
+        seed = check_int(seed, "seed", 0, MAX_SEED)
         given = dict(temperature=temperature, temperature_end=temperature_end, top_p=top_p,
                      corrector_steps=corrector_steps, corrector_cells=corrector_cells,
                      corrector_temperature=corrector_temperature)
@@ -430,8 +363,8 @@ class Studio:
         """(run, image, step, cell) checked for :meth:`unmask`, or the message why not."""
         run = self._need_run(run)
         L = self.pipe(run.model).latent_size
-        return (run, _int(image, "Image", 0, run.num_images - 1), _int(step, "Step", 1, run.num_frames),
-                _int(cell if cell is not None else 0, "Token cell", 0, L * L - 1))
+        return (run, check_int(image, "Image", 0, run.num_images - 1), check_int(step, "Step", 1, run.num_frames),
+                check_int(cell if cell is not None else 0, "Token cell", 0, L * L - 1))
 
     def _caption(self, run: Run, image: int, step: int) -> str:
         """What happened at ``step`` of image ``image``, naming the phase (unmasking / corrector)."""
@@ -486,7 +419,7 @@ class Studio:
         """The whole run of image ``image`` as a looping GIF (path) at :data:`frames.ANIMATION_FPS`
         frames per second (:meth:`_animation_frames`)."""
         run = self._need_run(run)
-        image = _int(image, "Image", 0, run.num_images - 1)
+        image = check_int(image, "Image", 0, run.num_images - 1)
         done = run.animations.get(image)
         if done and Path(done).is_file():
             return done                                          # played before: the same GIF
@@ -499,7 +432,7 @@ class Studio:
         """(GIF path, MP4 path) of one image's whole run, the frames Play shows. The studio keeps the
         last :data:`MAX_EXPORTS` export folders (Gradio serves copies from its own cache)."""
         run = self._need_run(run)
-        image = _int(image, "Image", 0, run.num_images - 1)
+        image = check_int(image, "Image", 0, run.num_images - 1)
         pics, folder = self._animation_frames(run, image), self._export_folder()
         gif, played = folder / "unmasking.gif", run.animations.get(image)
         if played and Path(played).is_file():
@@ -553,9 +486,9 @@ class Studio:
     def spikes(self, run, image, cell):
         run = self._need_run(run)
         pipe = self.pipe(run.model)
-        image = _int(image, "Image", 0, run.num_images - 1)
+        image = check_int(image, "Image", 0, run.num_images - 1)
         L = pipe.latent_size
-        r, c = divmod(_int(cell, "Token cell", 0, L * L - 1), L)
+        r, c = divmod(check_int(cell, "Token cell", 0, L * L - 1), L)
         rep = pipe.spikes(tokens=run.tokens[image:image + 1], membrane=True)
         enc = pipe.spikes(images=to_float(run.images[image:image + 1]))
         T, _, D, h, w = rep.asg.shape
@@ -672,7 +605,7 @@ class Studio:
     @friendly
     def check_code(self, model, code) -> int:
         """``code`` as a whole number in the model's codebook, or the message why not."""
-        return _int(code, "code", 0, self.pipe(model).codebook_size - 1)
+        return check_int(code, "code", 0, self.pipe(model).codebook_size - 1)
 
     @friendly
     def code(self, model, usage, code):
@@ -707,60 +640,7 @@ class Studio:
         return (media.show(shown, 8), plots.token_grid(tokens, pipe.mask_id, title=f"Its {h}x{w} tokens"),
                 media.show(recon, 8), enc, asg, f"Input: {note}. Tokens: {len(np.unique(tokens))} distinct codes.")
 
-    # --- 6. learn ---------------------------------------------------------------------------
-    @staticmethod
-    @friendly
-    def check_learn(view: str, *values) -> None:
-        """Raise the message a Learn handler would for these inputs (the UI checks before it redraws)."""
-        _learn_args(view, *values)
-
-    @staticmethod
-    @friendly
-    def lif(current, threshold, tau, reset, steps):
-        current, threshold, tau, reset, steps = _learn_args("lif", current, threshold, tau, reset, steps)
-        x = np.full(steps, current)
-        x[: steps // 10] = 0.0  # a short rest before the current switches on
-        h, v, s = teaching.lif_simulate(x, threshold, tau, reset)
-        rate = s.mean()
-        k = int(s.sum())
-        return plots.lif_figure(x, h, v, s, threshold), (f"{k} spike{'' if k == 1 else 's'} in {steps} steps (rate "
-                                                          f"{rate:.2f}); the current is off for the first {steps // 10} "
-                                                          "steps, a rest before it switches on.")
-
-    @staticmethod
-    @friendly
-    def coding(pixel, steps, seed):
-        p, T, seed = _learn_args("coding", pixel, steps, seed)
-        direct = teaching.direct_code(p, T)
-        _, _, lif_out = teaching.lif_simulate(4 * direct + 1)  # a first-layer unit: weight 4, bias 1
-        rate = teaching.rate_code(p, T, seed)
-        fig = plots.coding_figure({"rate-coded input": rate, "LIF output, direct input 4(p-0.5)+1": lif_out},
-                                  f"Pixel {p:.2f} over T = {T} steps")
-        return fig, (f"Direct coding feeds the value {p - 0.5:+.2f} (pixel - 0.5) at every step; a first-layer "
-                     f"LIF neuron (weight 4, bias 1) turns it into {int(lif_out.sum())} spikes. "
-                     f"Rate coding spikes with probability {p:.2f}: {int(rate.sum())} of {T} steps here.")
-
-    @staticmethod
-    @friendly
-    def psp(rate, tau, steps, seed):
-        rate, tau, steps, seed = _learn_args("psp", rate, tau, steps, seed)
-        s = teaching.rate_code(rate, steps, seed)
-        p = teaching.psp_filter(s, tau)
-        return plots.psp_figure(s, p, tau)
-
-    @friendly
-    def quantizer(self, rate, alpha, steps, seed):
-        """The dual coding of one neuron, with the default model's membrane decay."""
-        rate, a, T, seed = _learn_args("quantizer", rate, alpha, steps, seed)
-        decay = self.facts().membrane_decay
-        s = teaching.rate_code(rate, T, seed)
-        d = teaching.dual_code(s, a, decay)
-        alphas = np.linspace(0, 1, 21)
-        zs = [teaching.dual_code(s, x, decay)["z"] for x in alphas]
-        fig = plots.quantizer_figure(s, decay ** np.arange(T - 1, -1, -1), alphas, zs, a, decay)
-        return fig, (f"M(s) = {d['membrane']:.3f} (recent spikes weigh most), firing rate = {d['rate']:.3f}, "
-                     f"so z = (1 - {a:.2f}) x {d['membrane']:.3f} + {a:.2f} x {d['rate']:.3f} = **{d['z']:.3f}**.")
-
+    # --- 6. learn: the teaching handlers are demo/learn.py's; the energy of the session's run ---------------
     @friendly
     def energy(self, run):
         """(markdown, bar figure): the energy account of the run, as ``evaluate`` reports it

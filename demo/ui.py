@@ -12,9 +12,11 @@ from spiking_diffusion.evaluation.energy import E_AC_PJ, E_MAC_PJ
 from spiking_diffusion.sampling import SETTINGS
 from spiking_diffusion.spiking import LIF_TAU, LIF_THRESHOLD
 
-from . import frames
+from . import frames, learn
 from .frames import ANIMATION_FPS as FPS
-from .studio import LEARN_RANGES, MAX_CORRECTOR_ROUNDS, MAX_SEED, ModelFacts, Studio, cell_choices
+from .checks import MAX_SEED
+from .learn import LEARN_RANGES
+from .studio import MAX_CORRECTOR_ROUNDS, ModelFacts, Studio, cell_choices
 
 CSS = (".pixelated img { image-rendering: pixelated; } .explain { font-size: 0.95em; }"
        # the status line shows Gradio's queue position, but not its endless pulse while streaming (a CPU cost)
@@ -399,12 +401,16 @@ def _learn_tab(S: Studio, F: ModelFacts, run) -> None:
         _energy_section(S, run)
     lif_in, coding_in = [l_i, l_th, l_tau, l_reset, l_T], [k_p, k_T, k_seed]
     psp_in, quant_in = [p_rate, p_tau, p_T, p_seed], [q_rate, q_a, q_T, q_seed]
-    for view, fn, inputs, outputs in [("lif", S.lif, lif_in, [l_fig, l_note]), ("coding", S.coding, coding_in, [k_fig, k_note]),
-                                      ("psp", S.psp, psp_in, p_fig), ("quantizer", S.quantizer, quant_in, [q_fig, q_note])]:
-        _redraw_checked([c.change for c in inputs], lambda *a, v=view: S.check_learn(v, *a), fn, inputs, outputs,
+    def quantizer(rate, alpha, steps, seed):   # with the default model's membrane decay
+        return learn.quantizer(rate, alpha, steps, seed, F.membrane_decay)
+
+    for view, fn, inputs, outputs in [("lif", learn.lif, lif_in, [l_fig, l_note]),
+                                      ("coding", learn.coding, coding_in, [k_fig, k_note]),
+                                      ("psp", learn.psp, psp_in, p_fig), ("quantizer", quantizer, quant_in, [q_fig, q_note])]:
+        _redraw_checked([c.change for c in inputs], lambda *a, v=view: learn.check(v, *a), fn, inputs, outputs,
                         api_name=view)
-    tab.select(S.lif, lif_in, [l_fig, l_note], **PRIVATE).then(S.coding, coding_in, [k_fig, k_note], **PRIVATE).then(
-        S.psp, psp_in, p_fig, **PRIVATE).then(S.quantizer, quant_in, [q_fig, q_note], **PRIVATE)
+    tab.select(learn.lif, lif_in, [l_fig, l_note], **PRIVATE).then(learn.coding, coding_in, [k_fig, k_note], **PRIVATE).then(
+        learn.psp, psp_in, p_fig, **PRIVATE).then(quantizer, quant_in, [q_fig, q_note], **PRIVATE)
 
 
 def _energy_section(S: Studio, run) -> None:

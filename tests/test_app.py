@@ -390,7 +390,10 @@ def test_studio_reads_grid_steps_and_neuron_constants_from_the_model(tmp_path, m
     facts = studio.facts()
     assert (facts.latent_size, facts.num_steps) == (cfg["vqsvae"]["image_size"] // 4, cfg["denoiser"]["num_diffusion_steps"])
     assert (facts.membrane_decay, facts.psp_tau) == (0.5, 3.0)
-    _, note = studio.quantizer(0.4, 0.5, 16, 0)
+    from demo.ui import build_demo
+
+    quantizer = next(f.fn for f in build_demo(studio).fns.values() if f.api_name == "quantizer")   # the Learn view's
+    _, note = quantizer(0.4, 0.5, 16, 0)
     want = teaching.dual_code(teaching.rate_code(0.4, 16, 0), 0.5, 0.5)
     assert f"M(s) = {want['membrane']:.3f}" in note and want["membrane"] != teaching.dual_code(teaching.rate_code(0.4, 16, 0), 0.5)["membrane"]
 
@@ -537,21 +540,21 @@ def test_the_sampling_sliders_take_the_samplers_bounds(tmp_path, make_tiny_model
 
 def test_learn_sliders_and_handlers_share_their_ranges(server):
     """Each Learn slider's range is what its handler accepts: its ends pass, just outside is refused."""
-    from demo import studio as S
+    from demo import learn as L
 
     demo = server[2]
-    sliders = [b for b in demo.blocks.values() if getattr(b, "label", None) in S.LEARN_RANGES]
-    assert {b.label for b in sliders} == set(S.LEARN_RANGES)
+    sliders = [b for b in demo.blocks.values() if getattr(b, "label", None) in L.LEARN_RANGES]
+    assert {b.label for b in sliders} == set(L.LEARN_RANGES)
     for b in sliders:
-        assert (b.minimum, b.maximum) == S.LEARN_RANGES[b.label]
-    st = demo.studio
-    assert "spikes in 100 steps" in st.lif(4, 3, 20, "hard", 100)[1]                       # the ends pass
-    for call in (lambda: st.lif(4.01, 1, 2, "hard", 40), lambda: st.lif(1, 0.09, 2, "hard", 40),
-                 lambda: st.lif(1, 1, 21, "hard", 40), lambda: st.lif(1, 1, 2, "hard", 3),
-                 lambda: st.psp(0.3, 10.5, 32, 0), lambda: st.coding(0.5, 65, 0), lambda: st.quantizer(0.4, 1.01, 16, 0)):
+        assert (b.minimum, b.maximum) == L.LEARN_RANGES[b.label]
+    assert "spikes in 100 steps" in L.lif(4, 3, 20, "hard", 100)[1]                        # the ends pass
+    for call in (lambda: L.lif(4.01, 1, 2, "hard", 40), lambda: L.lif(1, 0.09, 2, "hard", 40),
+                 lambda: L.lif(1, 1, 21, "hard", 40), lambda: L.lif(1, 1, 2, "hard", 3),
+                 lambda: L.psp(0.3, 10.5, 32, 0), lambda: L.coding(0.5, 65, 0), lambda: L.quantizer(0.4, 1.01, 16, 0, 0.8),
+                 lambda: L.check("psp", 0.3, 10.5, 32, 0)):
         with pytest.raises(Exception, match=r"must be a (whole )?number in .*; got"):
             call()
-    st.psp(0.3, 10, 100, 0), st.coding(1, 64, 0), st.quantizer(0, 0, 1, 0)
+    L.psp(0.3, 10, 100, 0), L.coding(1, 64, 0), L.quantizer(0, 0, 1, 0, 0.8), L.check("psp", 0.3, 10, 100, 0)
 
 
 def test_the_tabs_hold_tabs_only(server):

@@ -1,0 +1,60 @@
+"""The studio's input checks: a value from a control or the API either passes, or the caller gets a
+message naming the control and what it accepts (``gr.Error`` through :func:`friendly`)."""
+from __future__ import annotations
+
+import functools
+import inspect
+
+import numpy as np
+
+from spiking_diffusion import SpikingDiffusionError
+
+from .guards import user_error
+from .media import InputError
+
+MAX_SEED = 2**31 - 1        # seeds are 0..MAX_SEED (what numpy and torch both accept)
+
+
+def friendly(fn):
+    """Turn library and input errors into ``gr.Error`` messages."""
+    def convert(e):
+        return user_error(str(e))
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen(*a, **k):
+            try:
+                yield from fn(*a, **k)
+            except (SpikingDiffusionError, InputError, ValueError) as e:
+                raise convert(e) from None
+        return gen
+
+    @functools.wraps(fn)
+    def wrapper(*a, **k):
+        try:
+            return fn(*a, **k)
+        except (SpikingDiffusionError, InputError, ValueError) as e:
+            raise convert(e) from None
+    return wrapper
+
+
+def check_int(value, name: str, lo: int, hi: int) -> int:
+    """``value`` as a whole number in ``lo..hi``, or :class:`InputError` naming ``name`` and the range."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number; got {value!r}") from None
+    if not np.isfinite(v) or v != int(v) or not lo <= v <= hi:
+        raise InputError(f"{name} must be a whole number in {lo}..{hi}; got {value!r}")
+    return int(v)
+
+
+def check_float(value, name: str, lo: float, hi: float) -> float:
+    """``value`` as a finite number in ``lo..hi``, or :class:`InputError` naming ``name`` and the range."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number; got {value!r}") from None
+    if not np.isfinite(v) or not lo <= v <= hi:
+        raise InputError(f"{name} must be a number in {lo}..{hi}; got {value!r}")
+    return v
