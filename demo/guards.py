@@ -18,7 +18,7 @@ from spiking_diffusion.image_input import unreadable_reason
 
 def user_error(message: str) -> gr.Error:
     """A message for the caller (a user mistake: no traceback in the server's log); the studio's
-    handlers raise the same (``studio.friendly``)."""
+    handlers raise the same (``checks.friendly``)."""
     return gr.Error(message, duration=8, print_exception=False)
 
 

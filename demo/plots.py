@@ -13,11 +13,12 @@ _PANELS_LAYOUT = _LAYOUT | dict(margin=dict(l=50, r=20, t=80, b=40))
 
 
 def layer_label(name: str) -> str:
-    """A recorded layer's name as a reader says it: 'encoder.block2.2' -> 'encoder layer 2',
+    """A recorded layer's name as a reader says it: 'encoder.lif1' / 'encoder.block2.2' -> 'encoder layer 1' /
+    'encoder layer 2',
     'asg.lif' -> 'spike generator (ASG)', 'conv3.2' or 'lif1' (the denoiser's) -> 'denoiser layer 3'
     / 'denoiser layer 1'; any other name as it is."""
-    if m := re.fullmatch(r"(encoder|decoder)\.block(\d+)\.\d+", name):
-        return f"{m[1]} layer {m[2]}"
+    if m := re.fullmatch(r"(encoder|decoder)\.(?:block(\d+)\.\d+|lif(\d+))", name):
+        return f"{m[1]} layer {m[2] or m[3]}"
     if name.startswith("asg."):
         return "spike generator (ASG)"
     if m := re.fullmatch(r"conv(\d+)\.\d+|lif(\d+)", name):

@@ -151,8 +151,9 @@ class Studio:
                     f"{s.corrector_temperature:g}" if s.corrector_steps else "")
             lines.append(f"- **Sampler** (the Generate tab's defaults): temperature "
                          f"{temperature_label(s.temperature, s.temperature_end)}, top-p {s.top_p:g}{corr}.")
-        trained = [f"{what} {v:.3g} epochs" for what, v in zip(("VQ-SVAE", "prior"), epochs.values())
-                   if isinstance(v, (int, float))]
+        names = ("VQ-SVAE", "prior") if pipe.denoiser is not None else ("VQ-SVAE", "VQ-SVAE")  # a VQ-SVAE's own run: epochs
+        trained = list(dict.fromkeys(f"{what} {v:.3g} epochs" for what, v in zip(names, epochs.values())
+                                     if isinstance(v, (int, float))))
         if trained:
             lines.append(f"- **Trained**: {', '.join(trained)}.")
         named = {"classifier_fd": "Fréchet distance", "classifier_precision": "precision",
@@ -383,8 +384,9 @@ class Studio:
         if not st.denoised[image]:   # skipped: nothing to unmask in this image
             made = max((i + 1 for i, s in enumerate(run.trace.steps[:step]) if s.denoised[image]), default=None)
             left = n_unmask - step + 1                           # the paper's order: each masked cell w.p. 1/left
-            idle = (f" No cell was chosen (each masked cell is chosen with probability 1/{left} at this step), so "
-                    "the denoiser did not run for this image") + (
+            why = (f"No cell was chosen (each masked cell is chosen with probability 1/{left} at this step)"
+                   if masked + changed else "Every cell was already unmasked")
+            idle = f" {why}, so the denoiser did not run for this image" + (
                 f": the prediction is the one of step {made}." if made else ".")
         return (f"Step **{step}/{total}**, unmasking step {step}/{n_unmask}{then} ({time}): "
                 f"**{changed}** cell(s) unmasked at this step (red), **{masked}** still masked (grey).{idle}")

@@ -18,7 +18,7 @@ from .checks import MAX_SEED
 from .learn import LEARN_RANGES
 from .studio import MAX_CORRECTOR_ROUNDS, ModelFacts, Studio, cell_choices
 
-CSS = (".pixelated img { image-rendering: pixelated; } .explain { font-size: 0.95em; }"
+CSS = (".pixelated img, #player img { image-rendering: pixelated; } .explain { font-size: 0.95em; }"
        # the status line shows Gradio's queue position, but not its endless pulse while streaming (a CPU cost)
        " #gen-status .generating { animation: none !important; }"
        # an upload is shown filling its box (a 28x28 digit was a speck in the middle of it)
@@ -48,7 +48,8 @@ def _redraw_checked(triggers, check, fn, inputs, outputs, api_name: str, **kw):
     def checked(*values):
         check(*values)
     return gr.on(triggers, checked, inputs, None, trigger_mode="always_last", show_progress="hidden",
-                 **PRIVATE).success(fn, inputs, outputs, api_name=api_name, show_progress="hidden", **kw)
+                 **PRIVATE).success(fn, inputs, outputs, api_name=api_name, show_progress="hidden",
+                                    trigger_mode="always_last", **kw)   # (the default "once" drops a redraw mid-drag)
 
 
 def _explain(text: str):
@@ -138,7 +139,7 @@ def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
             predicted = gr.Image(label="Prediction, decoded", elem_id="predicted", **(PX | dict(buttons=["download"])))
             cell_note = gr.Markdown(elem_id="cell-info")
         player = gr.Image(label="Every step (tokens | committed | prediction)", elem_id="player", visible=False,
-                          interactive=False, show_label=False, elem_classes="pixelated")
+                          interactive=False, show_label=False)
         caption = gr.Markdown("**No samples yet.** Generate images (Generate tab), then scrub through their steps here.",
                               elem_id="unmask-caption")
         with gr.Row():
@@ -200,14 +201,16 @@ def _wire_playback(S: Studio, run, u: NS) -> None:
                 "(blue and orange on the step axis). **Pause** stops at the frame shown.")
 
     wanted = gr.State(False)  # Play's wish to show the animation being made; a Pause meanwhile withdraws it
-    def making(r):           # said at once: the animation takes seconds to make (every step decoded and drawn)
-        if r is None or r.released:
+    def making(r, wanted):   # said at once: the animation takes seconds to make (every step decoded and drawn)
+        if r is None or r.released or not wanted:
             return gr.skip()
         return f"Making the animation of all {r.num_frames} steps (a few seconds; one played before: at once)..."
 
-    u.play.click(lambda: True, None, wanted, js=PLAY_JS, **PRIVATE).then(making, run, u.caption, **PRIVATE).then(
-        S.animation, [run, u.image], u.player, api_name="animate", **MODEL_JOB).success(
-        playing, [run, wanted], [u.player, u.still, u.caption], **PRIVATE)
+    animating = u.play.click(lambda: True, None, wanted, js=PLAY_JS, **PRIVATE).then(
+        making, [run, wanted], u.caption, **PRIVATE).then(S.animation, [run, u.image], u.player, api_name="animate",
+                                                          **MODEL_JOB)
+    animating.success(playing, [run, wanted], [u.player, u.still, u.caption], **PRIVATE)
+    animating.failure(S.unmask, *u.io, **DRAW)    # the caption said "making": say where the still view is again
     u.pause.click(lambda st: (gr.update(visible=False), gr.update(visible=True), st, False), u.step,
                   [u.player, u.still, u.step, wanted], js=PAUSE_JS, **PRIVATE).then(S.unmask, *u.io, **DRAW)
     u.export.click(S.export, [run, u.image], u.files, api_name="export", **MODEL_JOB)

@@ -557,6 +557,14 @@ def test_learn_sliders_and_handlers_share_their_ranges(server):
     L.psp(0.3, 10, 100, 0), L.coding(1, 64, 0), L.quantizer(0, 0, 1, 0, 0.8), L.check("psp", 0.3, 10, 100, 0)
 
 
+def test_redraws_from_a_control_keep_the_last_value(server):
+    """A view redrawn as a control moves (after its check) runs for the last value it was given: the
+    default trigger mode "once" drops a redraw asked for while one runs (a slider's final position)."""
+    redraws = {"unmask", "code", "lif", "coding", "psp", "quantizer"}
+    modes = {f.api_name: f.trigger_mode for f in server[2].fns.values() if f.api_name in redraws}
+    assert modes == dict.fromkeys(redraws, "always_last")
+
+
 def test_the_tabs_hold_tabs_only(server):
     """Anything else among gr.Tabs' children (a State made after a tab's block closed) is drawn as a
     tab button: after a few clicks the tab bar repeated the clicked tab and lost another."""

@@ -221,5 +221,6 @@ def test_raster_ticks_fall_on_whole_time_steps():
 
 
 def test_layer_labels_name_layers_as_a_reader_says_them():
-    assert [plots.layer_label(n) for n in ("encoder.block2.2", "decoder.block1.2", "asg.lif", "conv3.2", "lif1", "other")] == [
-        "encoder layer 2", "decoder layer 1", "spike generator (ASG)", "denoiser layer 3", "denoiser layer 1", "other"]
+    names = ("encoder.lif1", "encoder.block2.2", "decoder.block1.2", "asg.lif", "conv3.2", "lif1", "other")
+    assert [plots.layer_label(n) for n in names] == ["encoder layer 1", "encoder layer 2", "decoder layer 1",
+                                                     "spike generator (ASG)", "denoiser layer 3", "denoiser layer 1", "other"]

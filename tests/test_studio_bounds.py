@@ -188,6 +188,11 @@ def test_a_step_that_skipped_an_image_says_so(studio):
     made = max(i + 1 for i in range(step) if denoised[i, image])
     caption = studio._caption(run, image, step)
     assert f"did not run for this image: the prediction is the one of step {made}." in caption
+    # an image already complete at a step: it was skipped because nothing was left, not by chance
+    masked = np.stack([(st.tokens == run.trace.mask_id).reshape(2, -1).sum(1) for st in run.trace.steps])   # [S, 2]
+    done_i, done_image = (int(v) for v in np.argwhere((masked == 0) & ~denoised)[0])
+    assert "Every cell was already unmasked, so the denoiser did not run" in studio._caption(run, done_image, done_i + 1)
+    assert "No cell was chosen" not in studio._caption(run, done_image, done_i + 1)
     t, N = run.trace.steps[index].t, studio.pipe("tiny").num_diffusion_steps   # t says what it means: t/N masked
     assert f"diffusion time t = {t:.1f} of {N}: the denoiser expects about {t / N:.0%} of the cells masked" in caption
     assert "did not run" not in studio._caption(run, image, made)
@@ -276,6 +281,21 @@ def test_model_info_shows_figures_to_four_digits_under_a_header(tmp_path, make_t
         assert f"- **Sampler** (the Generate tab's defaults): temperature {s.temperature:g}" in md
         assert "- **Measured** on 300 samples" in md and "Fréchet distance 16.8." in md
         assert md.index("- **Data**") < md.index("| setting |") and str(folder) not in md
+    finally:
+        st.close()
+
+
+def test_model_info_of_a_vqsvae_only_checkpoint(tmp_path, make_tiny_models):
+    """Its own run's epochs are the VQ-SVAE's (not a prior's), and it says it cannot generate."""
+    from spiking_diffusion.checkpoint import save_checkpoint
+
+    vq, _ = make_tiny_models(seed=1)
+    save_checkpoint(tmp_path / "vq", vq, None, info={"dataset": "synthetic", "epochs": 2.5})
+    st = S.Studio(tmp_path, max_batch=8)
+    try:
+        md = st.model_info("vq")
+        assert "- **Trained**: VQ-SVAE 2.5 epochs." in md and "prior" not in md.split("<details>")[0]
+        assert "- **No denoiser**" in md and "- **Sampler**" not in md
     finally:
         st.close()
 
