@@ -200,7 +200,8 @@ def lif_figure(current, h, v, s, threshold: float) -> go.Figure:
     fig.add_trace(go.Scatter(x=st, y=np.ones(len(st)), mode="markers", name="spike",
                              marker=dict(symbol="line-ns-open", size=18, color="red")), row=3, col=1)
     fig.update_xaxes(title="time step t", row=3, col=1)
-    fig.update_layout(height=460, showlegend=False, title=f"LIF neuron: {len(st)} spikes", **_LAYOUT)
+    fig.update_yaxes(showticklabels=False, showgrid=False, range=[0.5, 1.5], row=3, col=1)   # a spike row: no scale
+    fig.update_layout(height=460, showlegend=False, title=f"LIF neuron: {len(st)} spike{'' if len(st) == 1 else 's'}", **_LAYOUT)
     return fig
 
 

@@ -73,6 +73,9 @@ def test_lif_figure_shows_each_reset_as_a_drop():
         line = plots.lif_figure(x, h, v, s, 1.0).data[1]                 # the membrane: h_t, then v_t, per step
         assert list(line.x[:4]) == [0, 0, 1, 1] and np.allclose(line.y[0::2], h) and np.allclose(line.y[1::2], v)
         assert s.sum() > 0 and (np.asarray(line.y[1::2])[s > 0] < h[s > 0]).all(), reset
+    one = np.zeros(10)
+    one[4] = 1
+    assert plots.lif_figure(x, h, v, one, 1.0).layout.title.text == "LIF neuron: 1 spike"     # not "1 spikes"
 
 
 def test_coding_raster_counts_each_train_on_its_own():
