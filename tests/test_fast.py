@@ -145,7 +145,9 @@ def test_fast_sampling_equals_reference(input_mode, order, n):
         fast = pipe(n, 49, 0.8, seed, order=order, fast=True)
         ref = pipe(n, 49, 0.8, seed, order=order, fast=False)
         assert np.array_equal(fast.tokens, ref.tokens)
-        assert np.array_equal(fast.images, ref.images)
+        # the images agree within 1e-5 (below); rounded to uint8, a value that close to a rounding
+        # boundary may land one level apart (seen on an AVX-512 CPU: 1 pixel of 784, 5e-7 apart)
+        assert np.abs(fast.images.astype(int) - ref.images.astype(int)).max() <= 1
         tokens = torch.as_tensor(fast.tokens)
         torch.testing.assert_close(pipe.decode(tokens), reference_decode(pipe.vqsvae, tokens), atol=1e-5, rtol=0)
 
