@@ -135,6 +135,7 @@ class Studio:
 
     @staticmethod
     def _summary(pipe: SpikingDiffusionPipeline) -> str:
+        """Markdown lines: data, VQ-SVAE, denoiser and sampler, training, measured figures."""
         info, m, arch = pipe.info, pipe.metrics, pipe.architecture
         L, K = pipe.latent_size, pipe.codebook_size
         size, kind = pipe.vqsvae.cfg.image_size, "grey" if pipe.image_channels == 1 else "colour"
@@ -151,8 +152,8 @@ class Studio:
                     f"{s.corrector_temperature:g}" if s.corrector_steps else "")
             lines.append(f"- **Sampler** (the Generate tab's defaults): temperature "
                          f"{temperature_label(s.temperature, s.temperature_end)}, top-p {s.top_p:g}{corr}.")
-        names = ("VQ-SVAE", "prior") if pipe.denoiser is not None else ("VQ-SVAE", "VQ-SVAE")  # a VQ-SVAE's own run: epochs
-        trained = list(dict.fromkeys(f"{what} {v:.3g} epochs" for what, v in zip(names, epochs.values())
+        own = "prior" if pipe.denoiser is not None else "VQ-SVAE"           # whose run info["epochs"] counts
+        trained = list(dict.fromkeys(f"{what} {v:.3g} epochs" for what, v in zip(("VQ-SVAE", own), epochs.values())
                                      if isinstance(v, (int, float))))
         if trained:
             lines.append(f"- **Trained**: {', '.join(trained)}.")

@@ -26,7 +26,8 @@ CSS = (".pixelated img, #player img { image-rendering: pixelated; } .explain { f
        # a labelled picture starts under its label (Gradio floats the label over the picture's top)
        " .pixelated .image-container { padding-top: 30px; box-sizing: border-box; }"
        # the energy table's figures stay whole (a total wrapped mid-number); its row labels wrap
-       " #energy-note td:not(:first-child), #energy-note th { white-space: nowrap; } #energy-note td:first-child { min-width: 11em; }")
+       " #energy-note td:not(:first-child), #energy-note th { white-space: nowrap; }"
+       " #energy-note td:first-child { min-width: 11em; }")
 
 INTRO = """# Spiking-Diffusion studio
 A vector-quantised spiking VAE turns a 28x28 image into a {L}x{L} grid of discrete **tokens** (codes from
@@ -38,6 +39,8 @@ PX = dict(format="png", elem_classes="pixelated", interactive=False)  # pixel im
 PRIVATE = dict(api_visibility="private")                                # UI-only events: no API endpoint
 MODEL_JOB = dict(concurrency_id="model")  # events that run a model share one limit (the queue's, --concurrency)
 DRAW = dict(show_progress="hidden", **PRIVATE, **MODEL_JOB)             # a redraw of Unmasking after the studio set it
+# a plot drawn while its tab was hidden has no width: a resize event, once a tab is shown, re-fits it
+RESIZE_JS = "() => { setTimeout(() => window.dispatchEvent(new Event('resize')), 100); }"
 
 
 def _redraw_checked(triggers, check, fn, inputs, outputs, api_name: str, **kw):
@@ -169,7 +172,6 @@ def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
 
 # Pause: the frame the animation shows now, from the time its image loaded (recorded by PLAY_JS),
 # the frame rate and the frame count on the step axis (#phase-axis data attributes).
-RESIZE_JS = "() => { setTimeout(() => window.dispatchEvent(new Event('resize')), 100); }"
 PLAY_JS = """(...args) => {
   if (!window.__sdPlayer) {
     window.__sdPlayer = true;
@@ -476,6 +478,5 @@ def build_demo(studio: Studio) -> gr.Blocks:
         unmask.image.change(lambda i: gr.update(selected_index=i), unmask.image, unmask.picker, **PRIVATE)
         _wire_playback(S, run, unmask)
         unmask.cell.change(lambda c: c, unmask.cell, spikes.cell, **PRIVATE)
-        # a plot drawn while its tab was hidden has no width to fit: re-fit the shown tab's plots
-        tabs.select(None, None, None, js=RESIZE_JS, **PRIVATE)
+        tabs.select(None, None, None, js=RESIZE_JS, **PRIVATE)     # re-fit the opened tab's plots
     return demo
