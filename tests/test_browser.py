@@ -117,6 +117,8 @@ def test_generate_streams_and_finishes(page):
     page.get_by_text("More sampling settings").click()
     if not SHOTS:       # a short corrector phase after the 49 steps; the screenshot keeps the model's own
         page.locator("#corrector-steps input[type=range]").fill("4")
+        # the slider's number box follows a moment later: generating before that took 0 rounds (a loaded machine)
+        expect(page.locator("#corrector-steps input[type=number]")).to_have_value("4")
     rounds = page.locator("#corrector-steps input[type=number]").input_value()
     t = generate(page)
     print(f"\nbrowser: first streamed step {t['first_step_ms']:.0f} ms, done {t['done_ms']:.0f} ms after the click")
@@ -228,6 +230,7 @@ def test_each_action_draws_unmasking_once(page):
     if not page.locator("#corrector-steps input[type=range]").is_visible():
         page.get_by_text("More sampling settings").click()
     page.locator("#corrector-steps input[type=range]").fill("4")             # 49 steps + 4 rounds: 53 frames
+    expect(page.locator("#corrector-steps input[type=number]")).to_have_value("4")
     open_tab(page, "Unmasking")
     page.locator("#image-index input[type=number]").fill("5")
     page.locator("#image-index input[type=number]").press("Enter")
