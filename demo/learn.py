@@ -18,6 +18,7 @@ LEARN_INPUTS = {            # each Learn handler's inputs, in order: a LEARN_RAN
     "coding": ("Pixel value", "Time steps T", "seed"),
     "psp": ("Spike rate", "tau_s", "Time steps", "seed"),
     "quantizer": ("Spike rate", "Mix a", "Time steps T", "seed")}
+WHOLE = {"Time steps", "Time steps T", "seed"}   # whole numbers; the other settings are real numbers
 
 
 def learn_args(view: str, *values) -> tuple:
@@ -26,9 +27,8 @@ def learn_args(view: str, *values) -> tuple:
     def one(name, value):
         if name is None:
             return value
-        if name == "seed":
-            return check_int(value, "seed", 0, MAX_SEED)
-        return (check_int if name.startswith("Time steps") else check_float)(value, name, *LEARN_RANGES[name])
+        lo, hi = (0, MAX_SEED) if name == "seed" else LEARN_RANGES[name]
+        return (check_int if name in WHOLE else check_float)(value, name, lo, hi)
     return tuple(one(name, v) for name, v in zip(LEARN_INPUTS[view], values, strict=True))
 
 
@@ -44,11 +44,9 @@ def lif(current, threshold, tau, reset, steps):
     x = np.full(steps, current)
     x[: steps // 10] = 0.0  # a short rest before the current switches on
     h, v, s = teaching.lif_simulate(x, threshold, tau, reset)
-    rate = s.mean()
-    k = int(s.sum())
-    return plots.lif_figure(x, h, v, s, threshold), (f"{k} spike{'' if k == 1 else 's'} in {steps} steps (rate "
-                                                      f"{rate:.2f}); the current is off for the first {steps // 10} "
-                                                      "steps, a rest before it switches on.")
+    note = (f"{plots.count(int(s.sum()), 'spike')} in {steps} steps (rate {s.mean():.2f}); the current is off "
+            f"for the first {steps // 10} steps, a rest before it switches on.")
+    return plots.lif_figure(x, h, v, s, threshold), note
 
 
 @friendly

@@ -12,11 +12,15 @@ _LAYOUT = dict(margin=dict(l=50, r=20, t=40, b=40), template="plotly_white")
 _PANELS_LAYOUT = _LAYOUT | dict(margin=dict(l=50, r=20, t=80, b=40))
 
 
+def count(n: int, noun: str) -> str:
+    """'1 spike', '3 spikes'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def layer_label(name: str) -> str:
-    """A recorded layer's name as a reader says it: 'encoder.lif1' / 'encoder.block2.2' -> 'encoder layer 1' /
-    'encoder layer 2',
-    'asg.lif' -> 'spike generator (ASG)', 'conv3.2' or 'lif1' (the denoiser's) -> 'denoiser layer 3'
-    / 'denoiser layer 1'; any other name as it is."""
+    """A recorded layer's name as a reader says it: 'encoder.lif1', 'encoder.block2.2' -> 'encoder
+    layer 1', 'encoder layer 2'; 'asg.lif' -> 'spike generator (ASG)'; the denoiser's 'lif1',
+    'conv3.2' -> 'denoiser layer 1', 'denoiser layer 3'; any other name as it is."""
     if m := re.fullmatch(r"(encoder|decoder)\.(?:block(\d+)\.\d+|lif(\d+))", name):
         return f"{m[1]} layer {m[2] or m[3]}"
     if name.startswith("asg."):
@@ -26,8 +30,10 @@ def layer_label(name: str) -> str:
     return name
 
 
-def _panels_title(title: str) -> dict:
-    return dict(text=title, y=1, yref="container", yanchor="top", pad=dict(t=12))
+def _panels_layout(fig: go.Figure, title: str, height: int, **kw) -> None:
+    """A figure of subplots with a title: the title at the top of a taller margin, above the panels' own."""
+    fig.update_layout(title=dict(text=title, y=1, yref="container", yanchor="top", pad=dict(t=12)), height=height,
+                      **_PANELS_LAYOUT, **kw)
 
 
 def _fig(title: str, height: int = 320, **kw) -> go.Figure:
@@ -122,7 +128,7 @@ def rate_maps(maps: dict[str, np.ndarray], title: str = "Firing rate per positio
                       row=1, col=i + 1)
         fig.update_yaxes(autorange="reversed", scaleanchor=f"x{i + 1 if i else ''}", row=1, col=i + 1)
     fig.update_annotations(font_size=11)
-    fig.update_layout(title=_panels_title(title), height=340, coloraxis=dict(colorscale="Hot", cmin=0), **_PANELS_LAYOUT)
+    _panels_layout(fig, title, 340, coloraxis=dict(colorscale="Hot", cmin=0))
     return fig
 
 
@@ -142,7 +148,7 @@ def usage_bars(usages: dict[str, np.ndarray], title: str = "Code usage") -> go.F
         fig.add_trace(go.Bar(x=np.arange(len(c)), y=c / max(c.sum(), 1), name=name,
                              hovertemplate="code %{x}<br>frequency %{y:.4f}<extra></extra>"), row=1, col=i + 1)
         fig.update_xaxes(title="code id", row=1, col=i + 1)
-    fig.update_layout(title=_panels_title(title), height=340, showlegend=False, **_PANELS_LAYOUT)
+    _panels_layout(fig, title, 340, showlegend=False)
     return fig
 
 
@@ -158,7 +164,7 @@ def usage_heatmaps(per_pos: dict[str, np.ndarray], title: str = "Code usage per 
         fig.update_xaxes(title="code id", row=1, col=i + 1)
     side = int(round(np.sqrt(len(per_pos[names[0]])))) if names else 0
     fig.update_yaxes(title=f"position (row*{side}+col)", autorange="reversed", row=1, col=1)
-    fig.update_layout(title=_panels_title(title), height=400, coloraxis=dict(colorscale="Blues"), **_PANELS_LAYOUT)
+    _panels_layout(fig, title, 400, coloraxis=dict(colorscale="Blues"))
     return fig
 
 
@@ -177,8 +183,7 @@ def where_used(shares: dict[str, np.ndarray], code: int) -> go.Figure:
     title = f"Where code {code} is used (share of each source's images)"
     if names and top == 0:
         title = f"Code {code} is used nowhere here (a dead code in these sources)"
-    fig.update_layout(title=_panels_title(title), height=340, **_PANELS_LAYOUT,
-                      coloraxis=dict(colorscale="Blues", cmin=0, cmax=top or 1, colorbar=dict(title="share")))
+    _panels_layout(fig, title, 340, coloraxis=dict(colorscale="Blues", cmin=0, cmax=top or 1, colorbar=dict(title="share")))
     return fig
 
 
@@ -201,7 +206,7 @@ def lif_figure(current, h, v, s, threshold: float) -> go.Figure:
                              marker=dict(symbol="line-ns-open", size=18, color="red")), row=3, col=1)
     fig.update_xaxes(title="time step t", row=3, col=1)
     fig.update_yaxes(showticklabels=False, showgrid=False, range=[0.5, 1.5], row=3, col=1)   # a spike row: no scale
-    fig.update_layout(height=460, showlegend=False, title=f"LIF neuron: {len(st)} spike{'' if len(st) == 1 else 's'}", **_LAYOUT)
+    fig.update_layout(height=460, showlegend=False, title=f"LIF neuron: {count(len(st), 'spike')}", **_LAYOUT)
     return fig
 
 
@@ -210,7 +215,7 @@ def coding_figure(rows: dict[str, np.ndarray], title: str) -> go.Figure:
     names = list(rows)
     s = np.stack([np.asarray(rows[n]) for n in names], 1)                 # [T, R]
     counts = {n: int(np.sum(rows[n])) for n in names}
-    each = "; ".join(f"{n}: {k} spike{'' if k == 1 else 's'}" for n, k in counts.items())  # not one sum of unlike trains
+    each = "; ".join(f"{n}: {count(k, 'spike')}" for n, k in counts.items())  # not one sum of unlike trains
     fig = raster(s, title, ylabel="", labels=names, height=260, subtitle=each)
     fig.update_yaxes(tickvals=list(range(len(names))), ticktext=names)
     return fig

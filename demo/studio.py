@@ -502,9 +502,9 @@ class Studio:
                                "neuron (position*D + channel)", labels, height=420)
         enc_fig = plots.raster(enc.encoder[:, 0, :, r, c], f"Encoder spikes at row {r}, col {c} (image re-encoded)", "channel")
         layers = {k: v for k, v in enc.spikes.items() if k.startswith("encoder")} | rep.spikes
-        maps = plots.rate_maps({plots.layer_label(k): v.mean(axis=(0, 1, 2)) for k, v in layers.items()})
-        rates = plots.bars({plots.layer_label(k): float(v.mean()) for k, v in layers.items()}, "Mean firing rate per layer",
-                           "rate")
+        layers = {plots.layer_label(k): v for k, v in layers.items()}                   # named once for both plots
+        maps = plots.rate_maps({k: v.mean(axis=(0, 1, 2)) for k, v in layers.items()})
+        rates = plots.bars({k: float(v.mean()) for k, v in layers.items()}, "Mean firing rate per layer", "rate")
         key = next(k for k in rep.membrane if k.startswith("asg"))
         mem = plots.membrane_traces(rep.membrane[key][:, 0, :, r, c], LIF_THRESHOLD, asg[:, :, r, c],
                                     f"ASG membrane potential at row {r}, col {c}")
@@ -577,10 +577,11 @@ class Studio:
         K = pipe.codebook_size
         test = self._test_usage(model)
         usage = dict([test] if test else [])                                  # label -> counts [h*w, K]
+        stand_in = False                                                      # generated for want of the user's
         if isinstance(run, Run) and run.model == model and not run.released:
             usage[f"generated ({len(run.tokens)} images)"] = M.code_counts(run.tokens, K)
         elif pipe.denoiser is not None:
-            usage["generated (64 images, seed 0)"] = self._sample_usage(model)
+            usage["generated (64 images, seed 0)"], stand_in = self._sample_usage(model), True
         counts = {k: v.sum(0) for k, v in usage.items()}
         stats = ["| source | codes used | dead codes | perplexity |", "|---|---|---|---|"]
         for name, c in counts.items():
@@ -588,7 +589,7 @@ class Studio:
             stats.append(f"| {name} | {K - s['dead_codes']}/{K} | {s['dead_codes']} | {s['perplexity']:.1f} |")
         stats.append("\nA code no image of a source uses counts as dead there; a few generated images leave "
                      "rare codes out, so they show more dead codes than the test set.")
-        if not any(k.startswith("generated (") and "seed 0" not in k for k in usage) and pipe.denoiser is not None:
+        if stand_in:
             stats.append("\nWith no generation of yours on this model, 64 images were generated once with its own "
                          "settings (seed 0) to compare with; generate in the Generate tab to see your own.")
         if test is None:
@@ -596,10 +597,11 @@ class Studio:
                          "evaluate --checkpoint DIR --out OUT --record` (writes `code_usage.json` beside the "
                          "checkpoint), or start the studio with `--data DIR` (torchvision layout, e.g. "
                          "`DIR/MNIST/raw/t10k-images-idx3-ubyte`).")
-        atlas = media.tile(self._atlas(model), cols=16, scale=3)
+        tiles = self._atlas(model)                                                # [K, H, W, C] uint8
+        atlas = media.tile(tiles, cols=16, scale=3)
         total = sum(counts.values()) if counts else np.zeros(K)                  # [K] uses over all sources
         keep = code is not None and 0 <= int(code) < K and total[int(code)] > 0
-        tiles = self._atlas(model).reshape(K, -1)                                   # [K, H*W*C] uint8
+        tiles = tiles.reshape(K, -1)                                              # [K, H*W*C]
         drawn = np.where(np.ptp(tiles, axis=1) > 32, total, -1)                   # flat tiles (background) last
         shown = int(code) if keep else int(np.argmax(drawn if drawn.max() > 0 else total))
         return (plots.usage_bars(counts), plots.usage_heatmaps(usage), "\n".join(stats), atlas, usage,

@@ -143,8 +143,7 @@ def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
             cell_note = gr.Markdown(elem_id="cell-info")
         player = gr.Image(label="Every step (tokens | committed | prediction)", elem_id="player", visible=False,
                           interactive=False, show_label=False)
-        caption = gr.Markdown("**No samples yet.** Generate images (Generate tab), then scrub through their steps here.",
-                              elem_id="unmask-caption")
+        caption = gr.Markdown(S.no_run_note(None, "every step of the image you pick"), elem_id="unmask-caption")
         with gr.Row():
             export = gr.Button("Export run as GIF + MP4", elem_id="export")
             gif, mp4 = gr.File(label="GIF", elem_id="gif", height=90), gr.File(label="MP4", elem_id="mp4", height=90)
