@@ -64,10 +64,10 @@ def make_app(args: argparse.Namespace):
 
 
 def launch_kwargs(args: argparse.Namespace) -> dict:
-    from demo.ui import CSS
+    from demo.ui import CSS, theme
 
     return dict(server_name=args.host, server_port=args.port, share=args.share, max_file_size=args.max_upload,
-                css=CSS, ssr_mode=False, state_session_capacity=args.max_sessions)
+                css=CSS, theme=theme(), ssr_mode=False, state_session_capacity=args.max_sessions)
 
 
 def main(argv=None):

@@ -74,7 +74,7 @@ class RunStore:
     def get(self, run) -> Run:
         """The live run behind a session's state, or InputError saying what to do."""
         if not isinstance(run, Run):
-            raise InputError("generate some images first (Generate tab)")
+            raise InputError("Generate some images first (Generate tab)")
         with self._lock:
             self._prune()
             if run.released or run.key not in self._runs:

@@ -99,11 +99,15 @@ def raster(spikes, title: str = "Spikes", ylabel: str = "neuron", labels=None, h
 def membrane_traces(v, threshold: float = 1.0, spikes=None, title: str = "Membrane potential") -> go.Figure:
     """Membrane potential ``v [T, C]`` of C neurons over time, with the threshold and spikes marked.
     The channels share one legend entry (it shows or hides them all); hovering names a trace's channel."""
-    v = np.asarray(v, float)
+    v = np.asarray(v, float)                                                              # [T, C]
+    fired = np.zeros(v.shape, bool) if spikes is None else np.asarray(spikes) > 0         # [T, C]
     fig = _fig(title, height=320)
     label = f"channels 0-{v.shape[1] - 1}" if v.shape[1] > 1 else "channel 0"
     for c in range(v.shape[1]):
-        fig.add_trace(go.Scatter(y=v[:, c], mode="lines", name=label, legendgroup="channels", showlegend=c == 0,
+        # ``v`` is read after the reset: at a spike the line climbs to the threshold, then drops to v
+        t = np.concatenate([[s, s] if fired[s, c] else [s] for s in range(len(v))]).astype(int)
+        y = np.concatenate([[threshold, v[s, c]] if fired[s, c] else [v[s, c]] for s in range(len(v))])
+        fig.add_trace(go.Scatter(x=t, y=y, mode="lines", name=label, legendgroup="channels", showlegend=c == 0,
                                  hovertemplate=f"channel {c}<br>t=%{{x}}<br>v=%{{y:.2f}}<extra></extra>",
                                  line=dict(width=1.5)))
     if spikes is not None:
@@ -123,10 +127,14 @@ def rate_maps(maps: dict[str, np.ndarray], title: str = "Firing rate per positio
     names = list(maps)
     fig = make_subplots(rows=1, cols=max(1, len(names)), subplot_titles=names)
     for i, name in enumerate(names):
-        fig.add_trace(go.Heatmap(z=np.asarray(maps[name]), coloraxis="coloraxis", name=name,
+        z = np.asarray(maps[name])                                                            # [H, W]
+        fig.add_trace(go.Heatmap(z=z, coloraxis="coloraxis", name=name,
                                  hovertemplate=f"{name}<br>row %{{y}}, col %{{x}}<br>rate %{{z:.3f}}<extra></extra>"),
                       row=1, col=i + 1)
-        fig.update_yaxes(autorange="reversed", scaleanchor=f"x{i + 1 if i else ''}", row=1, col=i + 1)
+        # square cells over the map's own extent: the panel shrinks to fit (unconstrained, the axes widened past it)
+        fig.update_xaxes(constrain="domain", row=1, col=i + 1)
+        fig.update_yaxes(autorange="reversed", scaleanchor=f"x{i + 1 if i else ''}", constrain="domain",
+                         row=1, col=i + 1)
     fig.update_annotations(font_size=11)
     _panels_layout(fig, title, 340, coloraxis=dict(colorscale="Hot", cmin=0))
     return fig

@@ -5,6 +5,7 @@ API. User mistakes raise ``gr.Error`` with a clear message; the server keeps ser
 """
 from __future__ import annotations
 
+import html
 import queue
 import random
 import shutil
@@ -23,9 +24,9 @@ from spiking_diffusion import DenoiserConfig, SpikingDiffusionError, SpikingDiff
 from spiking_diffusion.evaluation import metrics as M
 from spiking_diffusion.evaluation.energy import E_AC_PJ, E_MAC_PJ, generation_energy
 from spiking_diffusion.checkpoint import CONFIG_NAME, WEIGHTS_NAME
-from spiking_diffusion.data import DataError, load_images
+from spiking_diffusion.data import TITLES, DataError, load_images
 from spiking_diffusion.images import to_float, to_uint8
-from spiking_diffusion.sampling import (MAX_CORRECTOR_STEPS, SETTINGS, SamplerConfig, check_num_images, check_steps,
+from spiking_diffusion.sampling import (MAX_CORRECTOR_STEPS, SETTINGS, SamplerConfig,
                                        temperature_label)
 from spiking_diffusion.spiking import LIF_THRESHOLD
 
@@ -73,7 +74,7 @@ def discover_models(root: str | Path) -> dict[str, Path]:
 def _cost_row(what: str, cost: dict, digits: int = 1) -> str:
     """One row of the Energy table: the MACs of the network without spikes | the spiking one's ACs + MACs."""
     return (f"| {what} | {cost['ann_macs'] / 1e6:.{digits}f} M MACs | "
-            f"{cost['sops'] / 1e6:.2f} M ACs + {cost['snn_macs'] / 1e6:.2f} M MACs |\n")
+            f"{cost['sops'] / 1e6:.2f} M ACs<br>+ {cost['snn_macs'] / 1e6:.2f} M MACs |\n")   # two lines: a narrow column
 
 
 def _rates(rates: dict) -> str:
@@ -139,7 +140,8 @@ class Studio:
         info, m, arch = pipe.info, pipe.metrics, pipe.architecture
         L, K = pipe.latent_size, pipe.codebook_size
         size, kind = pipe.vqsvae.cfg.image_size, "grey" if pipe.image_channels == 1 else "colour"
-        lines = [f"- **Data**: {info.get('dataset', 'unknown')}, {kind} {size}x{size} images, each as a {L}x{L} grid "
+        data = TITLES.get(info.get("dataset"), info.get("dataset", "unknown"))
+        lines = [f"- **Data**: {data}, {kind} {size}x{size} images, each as a {L}x{L} grid "
                  f"of tokens from K = {K} codes.",
                  f"- **VQ-SVAE** (T = {pipe.vqsvae.cfg.time_steps}): {arch['vqsvae']}."]
         epochs = {k: info.get(k) for k in ("vqsvae_epochs", "epochs")}
@@ -201,6 +203,26 @@ class Studio:
         return random.randint(0, MAX_SEED)
 
     @friendly
+    def check_generate(self, model, num_images, steps, temperature, seed, temperature_end=None, top_p=None,
+                       corrector_steps=None, corrector_cells=None, corrector_temperature=None):
+        """:meth:`generate`'s arguments checked -> (pipeline, images, steps, seed, sampler settings), or
+        the message naming the value that is wrong and what is accepted."""
+        pipe = self.pipe(model)
+        if pipe.denoiser is None:
+            raise InputError(f"{model} has no denoiser: it encodes and decodes only (Encode & reconstruct); "
+                             "pick a model that generates")
+        n = check_int(num_images, "Number of images", 1, self.max_batch)       # the controls' names
+        s = check_int(steps, "Steps", 1, pipe.num_diffusion_steps)
+        seed = check_int(seed, "Seed", 0, MAX_SEED)
+        given = dict(temperature=temperature, temperature_end=temperature_end, top_p=top_p,
+                     corrector_steps=corrector_steps, corrector_cells=corrector_cells,
+                     corrector_temperature=corrector_temperature)
+        cells = {"corrector_cells": pipe.latent_size ** 2}                      # the upper bound the grid sets
+        sampling = pipe.sampling_settings(**{k: SETTINGS[k].check(v, cells.get(k), by_label=True)
+                                             for k, v in given.items() if v is not None})
+        return pipe, n, s, seed, sampling
+
+    @friendly
     def generate(self, model, num_images, steps, temperature, seed, temperature_end=None, top_p=None,
                  corrector_steps=None, corrector_cells=None, corrector_temperature=None):
         """Stream (grid image, status html, run) while the diffusion runs: ``run`` is ``gr.skip()``
@@ -208,14 +230,8 @@ class Studio:
         then the new :class:`Run`. The temperature moves
         linearly to ``temperature_end`` (default: stays constant); ``top_p``: nucleus sampling;
         corrector rounds after the last step (see the pipeline). Settings not given: the model's."""
-        pipe = self.pipe(model)
-        n = check_num_images(num_images, self.max_batch)
-        s = check_steps(steps, pipe.num_diffusion_steps)
-        seed = check_int(seed, "seed", 0, MAX_SEED)
-        given = dict(temperature=temperature, temperature_end=temperature_end, top_p=top_p,
-                     corrector_steps=corrector_steps, corrector_cells=corrector_cells,
-                     corrector_temperature=corrector_temperature)
-        sampling = pipe.sampling_settings(**{k: SETTINGS[k].check(v) for k, v in given.items() if v is not None})
+        pipe, n, s, seed, sampling = self.check_generate(model, num_images, steps, temperature, seed, temperature_end,
+                                                         top_p, corrector_steps, corrector_cells, corrector_temperature)
         total_steps = s + sampling.corrector_steps
         previews: queue.Queue = queue.Queue()  # (step index, tiled preview, seconds); None: finished
         stop = threading.Event()
@@ -265,9 +281,8 @@ class Studio:
             if "error" in result:
                 raise result["error"]
             out = result["out"]
-            total = time.perf_counter() - start
-            run = self.runs.add(Run(model, out.images, out.tokens, out.trace, total))
-            yield media.tile(out.images), self._status(total_steps, total_steps, total, n, s), run
+            run = self.runs.add(Run(model, out.images, out.tokens, out.trace, time.perf_counter() - start))
+            yield media.tile(out.images), self._done_status(run), run
         finally:
             stop.set()
 
@@ -281,27 +296,49 @@ class Studio:
         return self._cache[key]
 
     @staticmethod
-    def _status(step: int, total: int, seconds: float, done_images: int | None = None, steps: int | None = None) -> str:
+    def _status(step: int, total: int, seconds: float, done_images: int | None = None, steps: int | None = None,
+                model: str | None = None) -> str:
         """The status line: the phase of ``step`` (1-based, of ``total`` = ``steps`` unmasking steps +
-        corrector rounds) while running, what was made when done."""
+        corrector rounds) while running, what was made (by ``model``) when done."""
         rounds = "" if steps in (None, total) else f" + {total - steps} corrector rounds"
         kinds = ["unmask"] * (steps or total) + ["correct"] * (total - (steps or total))
-        text = (f"done: {done_images} images, {steps or total} steps{rounds} in {seconds:.2f} s" if done_images
+        by = f" (model <b>{html.escape(model)}</b>)" if model else ""
+        text = (f"done: {done_images} images, {steps or total} steps{rounds} in {seconds:.2f} s{by}" if done_images
                 else f"{frames.step_label(kinds, step)} &middot; {seconds:.2f} s")
         state = "done" if done_images else "running"
         return (f'<div id="gen-progress" data-state="{state}" data-step="{step}" data-total="{total}" '
                 f'data-seconds="{seconds:.3f}"><progress value="{step}" max="{total}" style="width:100%"></progress>'
                 f"<span>{text}</span></div>")
 
-    @staticmethod
-    def generation_failed() -> str:
+    def _done_status(self, run: Run) -> str:
+        """The status line of a finished generation: what was made, by which model, how fast."""
+        n_unmask, _ = frames.phases(run.trace.kinds)
+        return self._status(run.num_frames, run.num_frames, run.seconds, run.num_images, n_unmask, run.model)
+
+    def generation_failed(self, run) -> str:
         """The status line after a generation that raised (its message is shown beside it)."""
-        return ('<div id="gen-progress" data-state="failed"><span>The generation stopped (the message says why); '
-                "the last finished samples are still in <b>Unmasking</b>.</span></div>")
+        kept = (f"the last finished samples ({html.escape(run.model)}'s) are still in <b>Unmasking</b>"
+                if self.has_run(run) else "no finished samples are kept")
+        return (f'<div id="gen-progress" data-state="failed"><span>The generation stopped (the message says why); '
+                f"{kept}.</span></div>")
+
+    def samples_note(self, model, run):
+        """The status line after a model change: the finished samples shown are which model's (the
+        views keep them until the next generation)."""
+        if not self.has_run(run) or model is None:
+            return gr.skip()
+        if run.model == model:
+            return self._done_status(run)
+        return (f"<span>The samples shown (and in Unmasking and Spikes) are <b>{html.escape(run.model)}</b>'s; "
+                f"press <b>Generate</b> for <b>{html.escape(str(model))}</b>'s.</span>")
 
     # --- 2. unmasking -----------------------------------------------------------------------
     def _need_run(self, run) -> Run:
         return self.runs.get(run)
+
+    def has_run(self, run) -> bool:
+        """Whether ``run`` is a generation the views can still show (not missing, not cleared)."""
+        return self.no_run_note(run, "") is None
 
     def no_run_note(self, run, shows: str) -> str | None:
         """None when ``run`` is a live generation; else what to do, for a view that ``shows`` that
@@ -360,6 +397,10 @@ class Studio:
                 frames.outline_patch(media.show(predicted, 8), (r, c), L), caption,
                 self._cell_note(run, image, step, r, c), frames.step_axis_html(trace.kinds, step))
 
+    def unmask_if_any(self, run, image, step, cell):
+        """:meth:`unmask`, or nothing changed when there is no live run (its toast was raised already)."""
+        return self.unmask(run, image, step, cell) if self.has_run(run) else (gr.skip(),) * 6
+
     @friendly
     def check_unmask(self, run, image, step, cell) -> tuple[Run, int, int, int]:
         """(run, image, step, cell) checked for :meth:`unmask`, or the message why not."""
@@ -376,10 +417,14 @@ class Studio:
         N = self.pipe(run.model).num_diffusion_steps           # the training scale of t: t/N of the cells masked
         time = f"diffusion time t = {st.t:.1f} of {N}: the denoiser expects about {st.t / N:.0%} of the cells masked"
         changed = int(st.unmasked[image].sum())
+        who = f"Model **{run.model}**, image {image}: "
         if st.kind == "correct":
-            return (f"Step **{step}/{total}**, corrector round {step - n_unmask}/{n_correct} (after the {n_unmask} "
+            ended = run.trace.steps[n_unmask - 1].tokens[image]                   # [h, w] when unmasking ended
+            moved = int((st.tokens[image] != ended).sum())
+            return (f"{who}Step **{step}/{total}**, corrector round {step - n_unmask}/{n_correct} (after the {n_unmask} "
                     f"unmasking steps; {time}): **{changed}** cell(s) re-masked and "
-                    "sampled again given all the others (red).")
+                    f"sampled again given all the others (red). So far the corrector has changed **{moved}** of the "
+                    f"{ended.size} cells the unmasking left at step {n_unmask}: compare the two steps to see what it fixed.")
         then = f"; {n_correct} corrector rounds follow" if n_correct else ""
         idle = ""
         if not st.denoised[image]:   # skipped: nothing to unmask in this image
@@ -389,7 +434,7 @@ class Studio:
                    if masked + changed else "Every cell was already unmasked")
             idle = f" {why}, so the denoiser did not run for this image" + (
                 f": the prediction is the one of step {made}." if made else ".")
-        return (f"Step **{step}/{total}**, unmasking step {step}/{n_unmask}{then} ({time}): "
+        return (f"{who}Step **{step}/{total}**, unmasking step {step}/{n_unmask}{then} ({time}): "
                 f"**{changed}** cell(s) unmasked at this step (red), **{masked}** still masked (grey).{idle}")
 
     @friendly
@@ -486,12 +531,18 @@ class Studio:
         return (None,) * 6 + (note,) if note else self.spikes(run, image, cell)
 
     @friendly
-    def spikes(self, run, image, cell):
+    def check_spikes(self, run, image, cell) -> tuple[Run, int, int]:
+        """(run, image, cell) checked for :meth:`spikes`, or the message why not."""
         run = self._need_run(run)
+        L = self.pipe(run.model).latent_size
+        return run, check_int(image, "Image", 0, run.num_images - 1), check_int(cell, "Token cell", 0, L * L - 1)
+
+    @friendly
+    def spikes(self, run, image, cell):
+        run, image, cell = self.check_spikes(run, image, cell)
         pipe = self.pipe(run.model)
-        image = check_int(image, "Image", 0, run.num_images - 1)
         L = pipe.latent_size
-        r, c = divmod(check_int(cell, "Token cell", 0, L * L - 1), L)
+        r, c = divmod(cell, L)
         rep = pipe.spikes(tokens=run.tokens[image:image + 1], membrane=True)
         enc = pipe.spikes(images=to_float(run.images[image:image + 1]))
         T, _, D, h, w = rep.asg.shape
@@ -508,7 +559,7 @@ class Studio:
         key = next(k for k in rep.membrane if k.startswith("asg"))
         mem = plots.membrane_traces(rep.membrane[key][:, 0, :, r, c], LIF_THRESHOLD, asg[:, :, r, c],
                                     f"ASG membrane potential at row {r}, col {c}")
-        note = (f"Image {image}, token cell row {r}, col {c} (code {int(run.tokens[image, r, c])}). "
+        note = (f"Model **{run.model}**, image {image}, token cell row {r}, col {c} (code {int(run.tokens[image, r, c])}). "
                 f"T = {T} time steps, {D} channels per cell.")
         return cell_fig, all_fig, enc_fig, maps, rates, mem, note
 
@@ -567,6 +618,7 @@ class Studio:
         return self._cache[key]
 
     CODEBOOK_EMPTY = "Press **Compute usage** for this model's code usage."   # the view after a model change
+    CODEBOOK_COMPUTING = "Computing the code usage... (a model's first time takes seconds: every code is decoded)"
 
     @friendly
     def codebook(self, model, run, code=None):

@@ -1,6 +1,7 @@
 """The studio's layout and event wiring (Gradio 6). Logic lives in :mod:`demo.studio`."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace as NS
 
@@ -27,7 +28,21 @@ CSS = (".pixelated img, #player img { image-rendering: pixelated; } .explain { f
        " .pixelated .image-container { padding-top: 30px; box-sizing: border-box; }"
        # the energy table's figures stay whole (a total wrapped mid-number); its row labels wrap
        " #energy-note td:not(:first-child), #energy-note th { white-space: nowrap; }"
-       " #energy-note td:first-child { min-width: 11em; }")
+       " #energy-note td:first-child { min-width: 11em; }"
+       # the picker's captions sit under the thumbnails (Gradio lays them over the image's corner, on the
+       # digit), below the gallery's label, and 16 thumbnails fit a row of a laptop screen
+       " #picker .grid-wrap { padding-top: 26px; }"
+       " #picker .thumbnail-item { display: flex; flex-direction: column; height: auto; aspect-ratio: auto; }"
+       " #picker .caption-label { position: static; background: none; border: none; padding: 0; margin: 0;"
+       " font-size: 0.75em; text-align: center; width: 100%; }"
+       " #picker .grid-container { grid-template-columns: repeat(var(--grid-cols), minmax(64px, 1fr)); }")
+
+def theme():
+    """Gradio's default look, its bundled text font served at every weight the page uses: the default
+    serves 400 and 600 only, so bold text (700) fell back to another font (a bold word looked larger)."""
+    return gr.themes.Default(font=[gr.themes.LocalFont("Source Sans Pro", weights=(400, 600, 700)),
+                                   "ui-sans-serif", "system-ui", "sans-serif"])
+
 
 INTRO = """# Spiking-Diffusion studio
 A vector-quantised spiking VAE turns a 28x28 image into a {L}x{L} grid of discrete **tokens** (codes from
@@ -43,14 +58,19 @@ DRAW = dict(show_progress="hidden", **PRIVATE, **MODEL_JOB)             # a redr
 RESIZE_JS = "() => { setTimeout(() => window.dispatchEvent(new Event('resize')), 100); }"
 
 
+def _check_only(check):
+    """``check`` as an event with no outputs: it raises its message or returns nothing."""
+    def checked(*values):
+        check(*values)
+    return checked
+
+
 def _redraw_checked(triggers, check, fn, inputs, outputs, api_name: str, **kw):
     """When a control changes, run ``check`` on ``inputs`` (no outputs), then, if it passed, ``fn``
     into ``outputs`` (the API endpoint ``api_name``). A refused value (a typed 500) only raises the
     check's toast: the view keeps what it showed, with no error badges on it. (The check goes through
     the queue: Gradio shows no toast for an event outside it.)"""
-    def checked(*values):
-        check(*values)
-    return gr.on(triggers, checked, inputs, None, trigger_mode="always_last", show_progress="hidden",
+    return gr.on(triggers, _check_only(check), inputs, None, trigger_mode="always_last", show_progress="hidden",
                  **PRIVATE).success(fn, inputs, outputs, api_name=api_name, show_progress="hidden",
                                     trigger_mode="always_last", **kw)   # (the default "once" drops a redraw mid-drag)
 
@@ -124,7 +144,7 @@ def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
                  "from a zero vector, so mid-run it shows broken strokes); **prediction** decodes "
                  "the denoiser's latest guess for every cell (only the cells chosen at a step keep their guess, so "
                  "even at the end it can differ from the committed image). **Play** shows every step as an animation.")
-        picker = gr.Gallery(label="Generated images (click one)", elem_id="picker", columns=16, height=140,
+        picker = gr.Gallery(label="Generated images (click one)", elem_id="picker", columns=16, height=128,
                             allow_preview=False, object_fit="contain", elem_classes="pixelated", interactive=False)
         with gr.Row():
             image = gr.Slider(0, S.max_batch - 1, 0, step=1, label="Image", elem_id="image-index")
@@ -211,7 +231,8 @@ def _wire_playback(S: Studio, run, u: NS) -> None:
         making, [run, wanted], u.caption, **PRIVATE).then(S.animation, [run, u.image], u.player, api_name="animate",
                                                           **MODEL_JOB)
     animating.success(playing, [run, wanted], [u.player, u.still, u.caption], **PRIVATE)
-    animating.failure(S.unmask, *u.io, **DRAW)    # the caption said "making": say where the still view is again
+    # the caption said "making": say where the still view is again (with no samples, the toast said it)
+    animating.failure(S.unmask_if_any, *u.io, **DRAW)
     u.pause.click(lambda st: (gr.update(visible=False), gr.update(visible=True), st, False), u.step,
                   [u.player, u.still, u.step, wanted], js=PAUSE_JS, **PRIVATE).then(S.unmask, *u.io, **DRAW)
     u.export.click(S.export, [run, u.image], u.files, api_name="export", **MODEL_JOB)
@@ -243,7 +264,7 @@ def _spikes_tab(S: Studio, F: ModelFacts, run, image) -> NS:
         with gr.Row():
             r_rates, r_mem = gr.Plot(show_label=False, elem_id="rate-bars"), gr.Plot(show_label=False, elem_id="membrane")
     io = ([run, image, cell], [r_cell, r_all, r_enc, r_maps, r_rates, r_mem, note])
-    go.click(S.spikes, *io, api_name="spikes", **MODEL_JOB)
+    _redraw_checked([go.click], S.check_spikes, S.spikes, *io, api_name="spikes", **MODEL_JOB)
     tab.select(S.spikes_on_open, *io, **PRIVATE, **MODEL_JOB)
     cell.input(S.spikes_on_open, *io, **PRIVATE, **MODEL_JOB)   # a cell set from Unmasking computes when the tab opens
     return NS(cell=cell)
@@ -273,8 +294,13 @@ def _codebook_tab(S: Studio, F: ModelFacts, model, run, usage) -> None:
                  [*io[1], *code_io[1]], **PRIVATE)
     # any change of the code: a drag, a typed number (Enter), arrow keys on the slider (release missed the last two)
     _redraw_checked([code.change], lambda m, u, c: S.check_code(m, c), S.code, *code_io, api_name="code", **MODEL_JOB)
-    go.click(S.codebook, *io, api_name="codebook", **MODEL_JOB).then(S.code, *code_io, **PRIVATE, **MODEL_JOB)
-    tab.select(S.codebook, *io, **PRIVATE, **MODEL_JOB).then(S.code, *code_io, **PRIVATE, **MODEL_JOB)
+    # "computing" said at once (in the page): a model's first usage takes seconds
+    computing = f"() => {json.dumps(S.CODEBOOK_COMPUTING)}"
+    for computed in (go.click(None, None, stats, js=computing, **PRIVATE).then(S.codebook, *io, api_name="codebook",
+                                                                               **MODEL_JOB),
+                     tab.select(None, None, stats, js=computing, **PRIVATE).then(S.codebook, *io, **PRIVATE, **MODEL_JOB)):
+        computed.success(S.code, *code_io, **PRIVATE, **MODEL_JOB)
+        computed.failure(lambda: S.CODEBOOK_EMPTY, None, stats, **PRIVATE)
 
 
 # The sketchpad: a 280x280 canvas (10x the model's 28x28) and a brush whose stroke, relative to the
@@ -331,6 +357,9 @@ def _encode_tab(S: Studio, F: ModelFacts, model) -> NS:
             e_up = gr.Button("Encode upload", variant="primary", elem_id="encode-btn")
             e_sk = gr.Button("Encode drawing", elem_id="encode-sketch-btn")
         note = gr.Markdown(elem_id="encode-note")
+        # the picture the view shows, "upload" or "sketch" (Invert encodes it again); inside the tab: anything
+        # else among the Tabs' children is drawn as a tab
+        source = gr.State("upload")
         with gr.Row():
             shown = gr.Image(label="Model input (28x28)", elem_id="encode-input", **PX)
             tokens = gr.Plot(label="Its tokens", elem_id="encode-tokens")
@@ -339,13 +368,23 @@ def _encode_tab(S: Studio, F: ModelFacts, model) -> NS:
             enc = gr.Plot(label="Encoder output spikes", elem_id="encode-raster")
             asg = gr.Plot(label="Spike generator (ASG) spikes", elem_id="encode-asg")
     out = [shown, tokens, recon, enc, asg, note]
-    e_up.click(S.encode, [model, upload, invert], out, api_name="encode", **MODEL_JOB)
-    e_sk.click(S.encode, [model, sketch, invert], out, api_name="encode_sketch", **MODEL_JOB)
+    e_up.click(S.encode, [model, upload, invert], out, api_name="encode", **MODEL_JOB).success(
+        lambda: "upload", None, source, **PRIVATE)
+    e_sk.click(S.encode, [model, sketch, invert], out, api_name="encode_sketch", **MODEL_JOB).success(
+        lambda: "sketch", None, source, **PRIVATE)
     skip = tuple(gr.skip() for _ in out)
-    upload.change(lambda m, im, inv: skip if im is None else S.encode(m, im, inv), [model, upload, invert], out,
-                  trigger_mode="always_last", **PRIVATE, **MODEL_JOB)
-    sketch.change(lambda m, sk, inv: S.encode(m, sk, inv) if _has_ink(sk) else skip, [model, sketch, invert],
-                  out, trigger_mode="always_last", show_progress="hidden", **PRIVATE, **MODEL_JOB)
+    upload.change(lambda m, im, inv: (*skip, gr.skip()) if im is None else (*S.encode(m, im, inv), "upload"),
+                  [model, upload, invert], [*out, source], trigger_mode="always_last", **PRIVATE, **MODEL_JOB)
+    sketch.change(lambda m, sk, inv: (*S.encode(m, sk, inv), "sketch") if _has_ink(sk) else (*skip, gr.skip()),
+                  [model, sketch, invert], [*out, source], trigger_mode="always_last", show_progress="hidden",
+                  **PRIVATE, **MODEL_JOB)
+    # another choice of inversion: the picture shown is encoded again
+    def reencode(m, im, sk, inv, src):
+        picture = sk if src == "sketch" else im
+        shown = _has_ink(sk) if src == "sketch" else im is not None
+        return S.encode(m, picture, inv) if shown else skip
+    invert.change(reencode, [model, upload, sketch, invert, source], out, trigger_mode="always_last",
+                  **PRIVATE, **MODEL_JOB)
     tab.select(None, None, None, js=DRAW_JS, **PRIVATE)
     sketch.clear(None, None, None, js=DRAW_JS, **PRIVATE)
     # another model: the encoding shown was the last model's (the pictures stay, to encode again)
@@ -458,13 +497,15 @@ def build_demo(studio: Studio) -> gr.Blocks:
         # a finished generation opens its last step in Unmasking (while one streams, and after one
         # fails, the views keep the last finished run); a click on a finished grid opens that sample; Unmasking's cell is Spikes' cell. Gradio's progress
         # (the queue position) shows on the status line only: over the samples it cost the page seconds
-        generating = gen.go.click(S.generate, gen.inputs, [*gen.outputs, run], api_name="generate",
-                                  show_progress_on=gen.status, **MODEL_JOB)
+        # the settings are checked first: a refused value only raises its toast (the samples and status stay)
+        generating = gen.go.click(_check_only(S.check_generate), gen.inputs, None, show_progress="hidden", **PRIVATE).success(
+            S.generate, gen.inputs, [*gen.outputs, run], api_name="generate", show_progress_on=gen.status, **MODEL_JOB)
         generating.success(
             lambda r: (gr.update(value=0, maximum=r.num_images - 1), gr.update(value=r.num_frames, maximum=r.num_frames),
                        gr.update(value=S.gallery(r), selected_index=0)),
             run, [unmask.image, unmask.step, unmask.picker], **PRIVATE).then(S.unmask, *unmask.io, **DRAW)
-        generating.failure(S.generation_failed, None, gen.status, **PRIVATE)
+        generating.failure(S.generation_failed, run, gen.status, **PRIVATE)
+        model.change(S.samples_note, [model, run], gen.status, **PRIVATE)   # whose samples are shown
 
         def open_sample(r, shown, st, c, evt: gr.SelectData):  # a click on the sample grid: evt.index = [x, y]
             i = S.image_at(r, *evt.index, grid=shown) if r is not None and evt.index else None

@@ -21,6 +21,8 @@ from .images import channels_first, to_float
 
 DATASETS = ("mnist", "fashion-mnist", "kmnist", "emnist-letters", "cifar10", "cifar10-folder", "synthetic")
 CHANNELS = {"cifar10": 3, "cifar10-folder": 3}
+TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "kmnist": "KMNIST", "emnist-letters": "EMNIST letters",
+          "cifar10": "CIFAR-10", "cifar10-folder": "CIFAR-10 (read from image folders)", "synthetic": "synthetic shapes"}
 EXPECTED_FILES = {
     "mnist": "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
     "fashion-mnist": "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",

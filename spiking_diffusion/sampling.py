@@ -63,14 +63,16 @@ class Setting:
             return f"in {self.lo:g}..{hi:g}" if hi is not None else f">= {self.lo:g}"
         return f"in [{self.lo:g}, {hi:g}]"
 
-    def check(self, value, upper: int | None = None):
+    def check(self, value, upper: int | None = None, by_label: bool = False):
         """``value`` (a number, or a string holding one) as an ``int`` / ``float`` within the bounds.
         ``upper``: the upper bound when ``hi`` is None (the grid's cell count, N, an image cap).
-        Raises :class:`SettingError` naming the setting, the accepted range and the value."""
+        Raises :class:`SettingError` naming the setting (``by_label``: by its form label), the accepted
+        range and the value."""
         if value is None and self.optional:
             return None
         what = "an integer" if self.kind is int else "a number"
-        error = SettingError(f"{self.name} must be {what} {self.bounds(upper)}; got {value!r}")
+        name = self.label if by_label and self.label else self.name
+        error = SettingError(f"{name} must be {what} {self.bounds(upper)}; got {value!r}")
         if isinstance(value, bool) or value is None:
             raise error
         try:

@@ -339,7 +339,7 @@ def test_corrupt_and_huge_uploads(client, tmp_path):
 def test_views_needing_a_run_say_so(server):
     fresh = Client(server[0], verbose=False, analytics_enabled=False)
     for args, api in [((0, 1, 0), "/unmask"), ((0,), "/export"), ((0, 0), "/spikes")]:
-        with pytest.raises(Exception, match="generate some images first"):
+        with pytest.raises(Exception, match="Generate some images first"):
             fresh.predict(*args, api_name=api)
     note, fig = fresh.predict(api_name="/energy")       # its only trigger is a button: a note, no error badges
     assert note.startswith("**No samples yet.** Generate images") and fig is None

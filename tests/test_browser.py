@@ -113,6 +113,28 @@ def generate(page) -> dict:
     return {"first_step_ms": t["first"] - t["click"], "done_ms": t["done"] - t["click"]}
 
 
+def test_refused_input_before_a_generation_changes_nothing(page):
+    """Before any generation: Show spikes says what to do (no error badges on the empty plots), and
+    Generate with a refused seed names it in a toast while the status line stays as it was."""
+    open_tab(page, "Spikes")
+    page.locator("#spikes-btn").click()
+    expect(page.locator(".toast-body").last).to_contain_text("Generate some images first")
+    expect(page.locator("#spikes-note")).to_contain_text("No samples yet")
+    expect(page.locator("#tab-spikes").get_by_text("Error", exact=True)).to_have_count(0)
+    open_tab(page, "Generate")
+    before = page.locator("#gen-status").inner_text()
+    seed = page.locator("#seed input")
+    seed.fill("-1")
+    seed.press("Tab")
+    page.locator("#generate-btn").click()
+    expect(page.locator(".toast-body").last).to_contain_text("Seed must be a whole number in 0..")
+    expect(page.locator("#gen-status")).to_have_text(before)
+    expect(page.locator("#gen-status").get_by_text("Error", exact=True)).to_have_count(0)
+    seed.fill("0")
+    seed.press("Tab")
+    expect(seed).to_have_value("0")
+
+
 def test_generate_streams_and_finishes(page):
     page.get_by_text("More sampling settings").click()
     if not SHOTS:       # a short corrector phase after the 49 steps; the screenshot keeps the model's own
@@ -124,8 +146,17 @@ def test_generate_streams_and_finishes(page):
     print(f"\nbrowser: first streamed step {t['first_step_ms']:.0f} ms, done {t['done_ms']:.0f} ms after the click")
     assert 0 < t["first_step_ms"] <= t["done_ms"]
     expect(page.locator("#gen-progress")).to_contain_text(f"done: 16 images, 49 steps + {rounds} corrector rounds")
+    expect(page.locator("#gen-progress")).to_contain_text(re.compile(r"\(model \S+\)$"))    # whose samples these are
     expect(page.locator("#grid img")).to_have_attribute("src", re.compile(r".+"))
     shot(page, "generate")
+
+
+def test_bold_text_uses_the_bundled_font(page):
+    """Offline, Gradio's default theme asked Google for its font: bold text fell back to another font
+    (a bold word looked larger than its neighbours). The studio serves the bundled faces it uses."""
+    faces = page.evaluate("() => document.fonts.ready.then(() => Array.from(document.fonts)"
+                          ".filter(f => f.status === 'loaded').map(f => f.family + ' ' + f.weight))")
+    assert {"Source Sans Pro 400", "Source Sans Pro 700"} <= set(faces), faces
 
 
 def natural_click(page, selector, x, y):
@@ -149,6 +180,12 @@ def test_click_a_sample_opens_it_in_unmasking(page):
     expect(page.locator("#picker .thumbnail-item").nth(6)).to_have_class(re.compile(r"\bselected\b"))
     page.locator("#picker .thumbnail-item").nth(3).click()                   # the gallery picks too
     expect(page.locator("#image-index input[type=number]")).to_have_value("3")
+    # each picker caption sits under its thumbnail, not over the digit; all 16 fit the 1400-px page's row
+    thumb = page.locator("#picker .thumbnail-item").nth(15)
+    img, label = thumb.locator("img").bounding_box(), thumb.locator(".caption-label").bounding_box()
+    assert label["y"] >= img["y"] + img["height"] - 1, (img, label)
+    row = page.locator("#picker .grid-wrap").bounding_box()
+    assert img["x"] + img["width"] <= row["x"] + row["width"], (img, row)
 
 
 def test_unmasking_scrub_phases_and_cell_click(page):
@@ -333,6 +370,11 @@ def test_encode_view_upload_encodes_itself(page, tmp_path):
     assert min(shown["width"], shown["height"]) > 200
     page.locator("#encode-btn").click()                                       # the button still re-runs
     expect(page.locator("#encode-note")).to_contain_text("read 64x64 L; ink 8x44 scaled into 20x20")
+    expect(page.locator("#encode-note")).not_to_contain_text("inverted")
+    page.locator("#invert").get_by_text("yes", exact=True).click()          # another inversion encodes it again
+    expect(page.locator("#encode-note")).to_contain_text("inverted")
+    page.locator("#invert").get_by_text("auto", exact=True).click()
+    expect(page.locator("#encode-note")).not_to_contain_text("inverted")
     shot(page, "encode")
 
 

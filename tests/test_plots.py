@@ -45,13 +45,19 @@ def test_usage_membrane_and_maps_figures():
     assert np.allclose(fig.data[0].y, [0.25, 0, 0.75]) and np.allclose(fig.data[1].y, [0, 0, 1])
     fig = plots.usage_heatmaps({"a": np.eye(49, 8)})
     assert np.asarray(fig.data[0].z).shape == (49, 8)
-    v = np.array([[0.5, 0.2], [1.2, 0.4], [0.3, 0.9]])
-    fig = plots.membrane_traces(v, 1.0, v > 1.0)
+    v = np.array([[0.5, 0.2], [0.0, 0.4], [0.3, 0.9]])                     # read after the reset: 0 at a spike
+    fig = plots.membrane_traces(v, 1.0, np.array([[0, 0], [1, 0], [0, 0]]))
     assert len(fig.data) == 3 and list(fig.data[2].x) == [1]
+    # the potential is read after the reset: at the spike the line climbs to the threshold, then drops
+    assert list(fig.data[0].x) == [0, 1, 1, 2] and list(fig.data[0].y) == [0.5, 1.0, 0.0, 0.3]
+    assert list(fig.data[1].x) == [0, 1, 2] and list(fig.data[1].y) == [0.2, 0.4, 0.9]
     legend = [d.name for d in fig.data if d.showlegend is not False]   # 16 channels would crowd a legend
     assert legend == ["channels 0-1", "spike"] and "channel 1" in fig.data[1].hovertemplate
     fig = plots.rate_maps({"l1": np.ones((7, 7)), "l2": np.zeros((14, 14))})
     assert [np.asarray(d.z).shape for d in fig.data] == [(7, 7), (14, 14)]
+    # each panel spans its own map (square cells shrink the panel's domain, not widen its axes)
+    assert fig.layout.yaxis2.scaleanchor == "x2" and fig.layout.xaxis2.constrain == fig.layout.yaxis2.constrain == "domain"
+    assert fig.layout.yaxis2.autorange == "reversed"                        # row 0 at the top, as in an image
     assert len(plots.where_used({"g": np.ones((7, 7))}, 3).data) == 1
     assert len(plots.psp_figure(np.array([1, 0]), np.array([.5, .25]), 2).data) == 2
 

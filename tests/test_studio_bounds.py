@@ -281,6 +281,8 @@ def test_model_info_shows_figures_to_four_digits_under_a_header(tmp_path, make_t
         assert f"- **Sampler** (the Generate tab's defaults): temperature {s.temperature:g}" in md
         assert "- **Measured** on 300 samples" in md and "Fréchet distance 16.8." in md
         assert md.index("- **Data**") < md.index("| setting |") and str(folder) not in md
+        data = st.pipe("tiny").info.get("dataset")
+        assert f"- **Data**: {S.TITLES[data]}," in md                 # the data set's name, not its loader's
     finally:
         st.close()
 
@@ -320,3 +322,52 @@ def test_export_takes_plays_gif_when_played(studio):
     played = Path(studio.animation(run, 0))
     gif, mp4 = map(Path, studio.export(run, 0))
     assert gif != played and gif.read_bytes() == played.read_bytes() and mp4.stat().st_size > 0
+
+
+def test_views_name_the_model_that_made_the_samples(studio):
+    """After a model switch the views keep the last samples: each says whose they are."""
+    *_, (grid, status, run) = list(studio.generate("tiny", 2, 6, 0.65, 0, corrector_steps=3))
+    assert "done: 2 images, 6 steps + 3 corrector rounds" in status and status.endswith("(model <b>tiny</b>)</span></div>")
+    assert studio.unmask(run, 1, 4, 24)[3].startswith("Model **tiny**, image 1: Step **4/9**")
+    other = studio.samples_note("other", run)
+    assert "<b>tiny</b>'s" in other and "Generate</b> for <b>other</b>'s" in other
+    same = studio.samples_note("tiny", run)                      # back on the run's model: its done line again
+    assert 'data-state="done"' in same and "done: 2 images, 6 steps + 3 corrector rounds" in same
+    assert studio.samples_note("tiny", None) == S.gr.skip()      # nothing generated: the status stays
+    assert "no finished samples are kept" in studio.generation_failed(None)
+    assert "(tiny's) are still in" in studio.generation_failed(run)
+
+
+def test_a_corrector_caption_counts_the_cells_changed_since_the_unmasking(studio):
+    run = run_of(studio, n=2, steps=6, rounds=3)
+    ended, last = run.trace.steps[5].tokens[0], run.trace.steps[8].tokens[0]
+    moved = int((ended != last).sum())
+    assert f"the corrector has changed **{moved}** of the 49 cells the unmasking left at step 6" in studio._caption(run, 0, 9)
+
+
+def test_refused_generate_settings_are_named_before_anything_runs(studio):
+    with pytest.raises(S.gr.Error, match="Number of images"):
+        studio.check_generate("tiny", 2.5, 6, 0.65, 0)
+    with pytest.raises(S.gr.Error, match="Seed must be a whole number in 0..2147483647; got -1"):
+        studio.check_generate("tiny", 2, 6, 0.65, -1)
+    with pytest.raises(S.gr.Error, match=r"Corrector rounds must be an integer in 0..100; got 101"):
+        studio.check_generate("tiny", 2, 6, 0.65, 0, corrector_steps=101)   # the label the form shows
+    pipe, n, s, seed, sampling = studio.check_generate("tiny", 2, 6, 0.65, 7, corrector_steps=2)
+    assert (n, s, seed, sampling.corrector_steps) == (2, 6, 7, 2)
+    with pytest.raises(S.gr.Error, match=r"Cells per corrector round must be an integer in 1..49; got 50"):
+        studio.check_generate("tiny", 2, 6, 0.65, 0, corrector_cells=50)       # bounded by the 7x7 grid
+    with pytest.raises(S.gr.Error, match="Generate some images first"):
+        studio.check_spikes(None, 0, 0)
+
+
+def test_a_model_without_a_denoiser_is_refused_before_generating(tmp_path, make_tiny_models):
+    from spiking_diffusion.checkpoint import save_checkpoint
+
+    vq, _ = make_tiny_models(seed=1)
+    save_checkpoint(tmp_path / "vq-only", vq, None, info={"dataset": "synthetic"})
+    st = S.Studio(tmp_path, max_batch=8)
+    try:
+        with pytest.raises(S.gr.Error, match="vq-only has no denoiser"):
+            st.check_generate("vq-only", 2, 6, 0.65, 0)
+    finally:
+        st.close()
