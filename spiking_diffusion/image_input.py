@@ -209,6 +209,8 @@ def prepare_image(source, channels: int = 1, dataset: str | None = None, invert:
     img, notes = open_image(source, max_pixels)
     orig = f"{img.width}x{img.height} {img.mode}"
     rgb, alpha = to_float(img)
+    if rgb.shape[:2] != (img.height, img.width):   # box-reduced: the sizes in the notes below are of this
+        notes.append(f"reduced to {rgb.shape[1]}x{rgb.shape[0]}")
     if alpha is not None and alpha.min() < 1:
         covered = float(alpha.sum())
         ink = float(_luminance(rgb).sum() / covered) if covered > 0 else 0.0   # mean colour under the alpha

@@ -230,3 +230,16 @@ def test_every_kind_encodes_to_the_same_digit(files, tmp_path):
     with torch.no_grad():
         digits = clf(pipe.decode(pipe.encode(x))).argmax(1).tolist()
     assert digits == [7] * len(x), dict(zip(["plain"] + [k[0] for k in ks], digits))
+
+
+def test_a_large_pictures_note_says_it_was_reduced_before_its_ink_was_measured():
+    """The ink box is measured on the reduced picture: the note says so, so its sizes add up."""
+    from spiking_diffusion.image_input import WORK_SIDE
+
+    big = np.zeros((2000, 3000), np.uint8)
+    big[500:1500, 1200:1800] = 255                                             # 600x1000 of ink
+    note = prepare_image(big, 1, "mnist")[1]
+    f = -(-3000 // WORK_SIDE)                                                   # PIL's reduce: sizes round up
+    assert f"read 3000x2000 L; reduced to {-(-3000 // f)}x{-(-2000 // f)}; ink {600 // f}x" in note
+    assert int(note.split("; ink ")[1].split("x")[1].split()[0]) in (1000 // f, 1000 // f + 1)
+    assert "reduced" not in prepare_image(big[:500, :700], 1, "mnist")[1]
