@@ -37,6 +37,7 @@ from .media import InputError
 
 MAX_CORRECTOR_ROUNDS = MAX_CORRECTOR_STEPS  # corrector rounds offered in the studio (the sampler's bound)
 FRAME_CACHE = 256           # decoded (image, step) frames kept per run
+ATLAS_COLS = 16             # codes per row of the Codebook's atlas
 PREVIEW_EVERY = 9           # after a streamed preview, 9x its making (decode + tile) of sampling: a tenth
 MAX_EXPORTS = 8             # export folders kept on disk (Gradio copies each into its cache)
 
@@ -650,7 +651,7 @@ class Studio:
                          "checkpoint), or start the studio with `--data DIR` (torchvision layout, e.g. "
                          "`DIR/MNIST/raw/t10k-images-idx3-ubyte`).")
         tiles = self._atlas(model)                                                # [K, H, W, C] uint8
-        atlas = media.tile(tiles, cols=16, scale=3)
+        atlas = media.tile(tiles, cols=ATLAS_COLS, scale=3)
         total = sum(counts.values()) if counts else np.zeros(K)                  # [K] uses over all sources
         keep = code is not None and 0 <= int(code) < K and total[int(code)] > 0
         tiles = tiles.reshape(K, -1)                                              # [K, H*W*C]
@@ -658,6 +659,13 @@ class Studio:
         shown = int(code) if keep else int(np.argmax(drawn if drawn.max() > 0 else total))
         return (plots.usage_bars(counts), plots.usage_heatmaps(usage), "\n".join(stats), atlas, usage,
                 gr.update(maximum=K - 1, value=shown))
+
+    def code_at(self, model, x, y) -> int | None:
+        """The code under pixel (x, y) of the Codebook's atlas (:meth:`codebook`: 16 codes a row at
+        3x); None on a gap."""
+        tiles = self._atlas(model)                                               # [K, H, W, C]
+        K, h, w, _ = tiles.shape
+        return media.tile_index(float(x), float(y), K, h, w, cols=ATLAS_COLS, scale=3)
 
     @friendly
     def check_code(self, model, code) -> int:

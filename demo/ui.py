@@ -17,7 +17,7 @@ from . import frames, learn
 from .frames import ANIMATION_FPS as FPS
 from .checks import MAX_SEED
 from .learn import LEARN_RANGES
-from .studio import MAX_CORRECTOR_ROUNDS, ModelFacts, Studio, cell_choices
+from .studio import ATLAS_COLS, MAX_CORRECTOR_ROUNDS, ModelFacts, Studio, cell_choices
 
 CSS = (".pixelated img, #player img { image-rendering: pixelated; } .explain { font-size: 0.95em; }"
        # the status line shows Gradio's queue position, but not its endless pulse while streaming (a CPU cost)
@@ -282,12 +282,17 @@ def _codebook_tab(S: Studio, F: ModelFacts, model, run, usage) -> None:
         heat = gr.Plot(show_label=False, elem_id="usage-heatmap")
         with gr.Row():
             atlas = gr.Image(label=f"Code atlas: each code decoded as a whole {F.latent_size}x{F.latent_size} grid "
-                                   "(row-major, 16 per row)", elem_id="atlas", **PX)
+                                   f"(code 0 top left, {ATLAS_COLS} per row; click one)", elem_id="atlas", **PX)
             with gr.Column():
                 code = gr.Slider(0, 1023, 0, step=1, label="Code", elem_id="code")
                 code_img = gr.Image(label="This code, decoded", elem_id="code-image", **PX)
         where = gr.Plot(show_label=False, elem_id="code-where")
     io = ([model, run, code], [bars, heat, stats, atlas, usage, code])
+
+    def pick(m, evt: gr.SelectData):   # a click on the atlas: evt.index = [x, y] -> that code on the slider
+        c = S.code_at(m, *evt.index) if evt.index else None
+        return gr.skip() if c is None else c
+    atlas.select(pick, model, code, **PRIVATE)
     code_io = ([model, usage, code], [code_img, where])
     # another model: the usage shown (and the code decoded beside it) belonged to the last one
     model.change(lambda: (None, None, S.CODEBOOK_EMPTY, None, None, gr.skip(), None, None), None,
