@@ -36,6 +36,7 @@ class Run:
     frames: OrderedDict = field(default_factory=OrderedDict)  # (image, step) -> (committed, predicted) [H, W, C]
     whole: tuple | None = None  # (image, committed [S, H, W, C], predicted [S, H, W, C]): the last image played/exported
     animations: dict = field(default_factory=dict)           # image -> path of its Play GIF
+    shown: tuple | None = None  # (image, step) the Unmasking view drew last
 
     def __post_init__(self):
         self.num_images, self.num_frames = len(self.images), len(self.trace)

@@ -394,9 +394,17 @@ class Studio:
         grid = frames.token_grid_image(st.tokens[image], run.trace.mask_id, st.unmasked[image], (r, c),
                                        title=f"Tokens after step {step}/{len(run.trace)}")
         caption = self._caption(run, image, step)
+        run.shown = (image, step)
         return (grid, frames.outline_patch(media.show(committed, 8), (r, c), L),
                 frames.outline_patch(media.show(predicted, 8), (r, c), L), caption,
                 self._cell_note(run, image, step, r, c), frames.step_axis_html(trace.kinds, step))
+
+    def shown_frame(self, run):
+        """(image, step) the Unmasking view shows, for its sliders after a refused value (the box may
+        show a value Gradio clamped, or the refused one); unchanged when there is none."""
+        if not self.has_run(run) or run.shown is None:
+            return gr.skip(), gr.skip()
+        return run.shown
 
     def unmask_if_any(self, run, image, step, cell):
         """:meth:`unmask`, or nothing changed when there is no live run (its toast was raised already)."""

@@ -65,14 +65,18 @@ def _check_only(check):
     return checked
 
 
-def _redraw_checked(triggers, check, fn, inputs, outputs, api_name: str, **kw):
+def _redraw_checked(triggers, check, fn, inputs, outputs, api_name: str, restore=None, **kw):
     """When a control changes, run ``check`` on ``inputs`` (no outputs), then, if it passed, ``fn``
     into ``outputs`` (the API endpoint ``api_name``). A refused value (a typed 500) only raises the
     check's toast: the view keeps what it showed, with no error badges on it. (The check goes through
-    the queue: Gradio shows no toast for an event outside it.)"""
-    return gr.on(triggers, _check_only(check), inputs, None, trigger_mode="always_last", show_progress="hidden",
-                 **PRIVATE).success(fn, inputs, outputs, api_name=api_name, show_progress="hidden",
-                                    trigger_mode="always_last", **kw)   # (the default "once" drops a redraw mid-drag)
+    the queue: Gradio shows no toast for an event outside it.) ``restore``: (fn, inputs, controls) run
+    after a refusal, to put the controls back to what the view shows (Gradio may have clamped the box)."""
+    checked = gr.on(triggers, _check_only(check), inputs, None, trigger_mode="always_last", show_progress="hidden",
+                    **PRIVATE)
+    if restore:
+        checked.failure(*restore, show_progress="hidden", **PRIVATE)
+    return checked.success(fn, inputs, outputs, api_name=api_name, show_progress="hidden",
+                           trigger_mode="always_last", **kw)   # (the default "once" drops a redraw mid-drag)
 
 
 def _explain(text: str):
@@ -172,7 +176,7 @@ def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
     # the studio (a finished generation, Pause, a click on a sample) is drawn by that event itself, so a
     # new run is drawn once, not once per control it sets
     _redraw_checked([image.input, image.release, step.input, step.release, cell.change], S.check_unmask, S.unmask, *io,
-                    api_name="unmask", **MODEL_JOB)
+                    api_name="unmask", restore=(S.shown_frame, run, [image, step]), **MODEL_JOB)
 
     def pick_cell(r, evt: gr.SelectData):  # a click on the grid image: evt.index = [x, y] in its pixels
         cell = S.cell_at(r, *evt.index) if r is not None and evt.index else None

@@ -209,6 +209,21 @@ def test_unmasking_scrub_phases_and_cell_click(page):
     shot(page, "unmasking")
 
 
+def test_a_refused_step_puts_the_box_back_to_the_frame_shown(page):
+    """Gradio clamps a typed 0 to the slider's 1 in the box (and keeps 2.5 as typed): after the
+    refusal's toast the box shows the frame the view still shows."""
+    open_tab(page, "Unmasking")
+    page.locator("#step input[type=range]").fill("10")
+    expect(page.locator("#unmask-caption")).to_contain_text("Step 10/53")
+    box = page.locator("#step input[type=number]")
+    for typed in ("0", "2.5"):
+        box.fill(typed)
+        box.press("Enter")
+        expect(page.locator(".toast-body").last).to_contain_text("Step must be a whole number in 1..53")
+        expect(box).to_have_value("10")
+        expect(page.locator("#unmask-caption")).to_contain_text("Step 10/53")
+
+
 def test_play_animates_and_pause_returns_to_the_frame_shown(page):
     page.locator("#play").click()
     player = page.locator("#player img")

@@ -329,6 +329,8 @@ def test_views_name_the_model_that_made_the_samples(studio):
     *_, (grid, status, run) = list(studio.generate("tiny", 2, 6, 0.65, 0, corrector_steps=3))
     assert "done: 2 images, 6 steps + 3 corrector rounds" in status and status.endswith("(model <b>tiny</b>)</span></div>")
     assert studio.unmask(run, 1, 4, 24)[3].startswith("Model **tiny**, image 1: Step **4/9**")
+    assert studio.shown_frame(run) == (1, 4)                       # where a refused value puts the sliders back
+    assert studio.shown_frame(None) == (S.gr.skip(), S.gr.skip())
     other = studio.samples_note("other", run)
     assert "<b>tiny</b>'s" in other and "Generate</b> for <b>other</b>'s" in other
     same = studio.samples_note("tiny", run)                      # back on the run's model: its done line again
