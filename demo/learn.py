@@ -44,8 +44,10 @@ def lif(current, threshold, tau, reset, steps):
     x = np.full(steps, current)
     x[: steps // 10] = 0.0  # a short rest before the current switches on
     h, v, s = teaching.lif_simulate(x, threshold, tau, reset)
-    note = (f"{plots.count(int(s.sum()), 'spike')} in {steps} steps (rate {s.mean():.2f}); the current is off "
-            f"for the first {steps // 10} steps, a rest before it switches on.")
+    rest = steps // 10
+    note = (f"{plots.count(int(s.sum()), 'spike')} in {steps} steps (rate {s.mean():.2f}); "
+            + (f"the current is off for the first {plots.count(rest, 'step')}, a rest before it switches on."
+               if rest else "the current is on from the first step."))
     return plots.lif_figure(x, h, v, s, threshold), note
 
 

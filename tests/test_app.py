@@ -347,7 +347,8 @@ def test_views_needing_a_run_say_so(server):
 
 def test_learn_endpoints(client, generated):
     fig, note = client.predict(1.5, 1.0, 2.0, "hard", 40, api_name="/lif")
-    assert fig["type"] == "plotly" and "spikes in 40 steps" in note
+    assert fig["type"] == "plotly" and "spikes in 40 steps" in note and "off for the first 4 steps" in note
+    assert "the current is on from the first step" in client.predict(1.5, 1.0, 2.0, "hard", 9, api_name="/lif")[1]
     assert "Rate coding spikes with probability 0.70" in client.predict(0.7, 16, 0, api_name="/coding")[1]
     assert client.predict(0.3, 2, 32, 0, api_name="/psp")["type"] == "plotly"
     assert "z = (1 - 0.50)" in client.predict(0.4, 0.5, 16, 0, api_name="/quantizer")[1]
