@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from types import SimpleNamespace as NS
 
@@ -155,7 +156,9 @@ def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
             step = gr.Slider(1, F.num_steps + MAX_CORRECTOR_ROUNDS, F.num_steps, step=1, label="Step", elem_id="step")
             cell = gr.Dropdown(cell_choices(F.latent_size), value=F.cells // 2,
                                label="Token cell (or click the grid; also selects it in Spikes)", elem_id="cell")
-        axis = gr.HTML(elem_id="step-axis")
+        # before a generation the axis (right under the sliders) says why the views are empty
+        axis = gr.HTML(re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", S.no_run_note(None, "every step of the image you pick")),
+                       elem_id="step-axis")
         with gr.Row():
             play, pause = gr.Button("Play", elem_id="play"), gr.Button("Pause", elem_id="pause")
         with gr.Row() as still:

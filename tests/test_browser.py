@@ -116,6 +116,8 @@ def generate(page) -> dict:
 def test_refused_input_before_a_generation_changes_nothing(page):
     """Before any generation: Show spikes says what to do (no error badges on the empty plots), and
     Generate with a refused seed names it in a toast while the status line stays as it was."""
+    open_tab(page, "Unmasking")                           # the note right under the (empty) view's sliders
+    expect(page.locator("#step-axis")).to_contain_text("No samples yet. Generate images (Generate tab)")
     open_tab(page, "Spikes")
     page.locator("#spikes-btn").click()
     expect(page.locator(".toast-body").last).to_contain_text("Generate some images first")
