@@ -669,7 +669,7 @@ class Studio:
                 gr.update(maximum=K - 1, value=shown))
 
     def code_at(self, model, x, y) -> int | None:
-        """The code under pixel (x, y) of the Codebook's atlas (:meth:`codebook`: 16 codes a row at
+        """The code under pixel (x, y) of the Codebook's atlas (:meth:`codebook`: ATLAS_COLS codes a row at
         3x); None on a gap."""
         tiles = self._atlas(model)                                               # [K, H, W, C]
         K, h, w, _ = tiles.shape

@@ -393,8 +393,8 @@ def _encode_tab(S: Studio, F: ModelFacts, model) -> NS:
     # another choice of inversion: the picture shown is encoded again
     def reencode(m, im, sk, inv, src):
         picture = sk if src == "sketch" else im
-        shown = _has_ink(sk) if src == "sketch" else im is not None
-        return S.encode(m, picture, inv) if shown else skip
+        there = _has_ink(sk) if src == "sketch" else im is not None
+        return S.encode(m, picture, inv) if there else skip
     invert.change(reencode, [model, upload, sketch, invert, source], out, trigger_mode="always_last",
                   **PRIVATE, **MODEL_JOB)
     tab.select(None, None, None, js=DRAW_JS, **PRIVATE)
