@@ -94,6 +94,8 @@ def shot(page, name):
     if SHOTS:
         out = ROOT / "docs" / "screenshots"
         out.mkdir(parents=True, exist_ok=True)
+        for close in page.locator(".toast-close").all():    # a test's refused value left its message up
+            close.click()
         page.wait_for_timeout(500)
         page.screenshot(path=str(out / f"{name}.png"), full_page=True)
 
