@@ -42,7 +42,6 @@ PREVIEW_EVERY = 9           # after a streamed preview, 9x its making (decode + 
 MAX_EXPORTS = 8             # export folders kept on disk (Gradio copies each into its cache)
 
 
-
 def cell_choices(latent: int) -> list[tuple[str, int]]:
     """Dropdown choices ``("row r, col c", r * latent + c)`` for every cell of a latent x latent grid."""
     return [(f"row {r}, col {c}", r * latent + c) for r in range(latent) for c in range(latent)]
@@ -339,7 +338,11 @@ class Studio:
 
     def has_run(self, run) -> bool:
         """Whether ``run`` is a generation the views can still show (not missing, not cleared)."""
-        return self.no_run_note(run, "") is None
+        try:
+            self.runs.get(run)
+        except InputError:
+            return False
+        return True
 
     def no_run_note(self, run, shows: str) -> str | None:
         """None when ``run`` is a live generation; else what to do, for a view that ``shows`` that

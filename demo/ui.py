@@ -156,7 +156,8 @@ def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
             step = gr.Slider(1, F.num_steps + MAX_CORRECTOR_ROUNDS, F.num_steps, step=1, label="Step", elem_id="step")
             cell = gr.Dropdown(cell_choices(F.latent_size), value=F.cells // 2,
                                label="Token cell (or click the grid; also selects it in Spikes)", elem_id="cell")
-        # before a generation the axis (right under the sliders) says why the views are empty
+        # before a generation the step axis (right under the sliders) says why the views are empty
+        # (an HTML block: the axis it then shows carries data attributes Play's script reads)
         axis = gr.HTML(re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", S.no_run_note(None, "every step of the image you pick")),
                        elem_id="step-axis")
         with gr.Row():
@@ -170,7 +171,7 @@ def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
             cell_note = gr.Markdown(elem_id="cell-info")
         player = gr.Image(label="Every step (tokens | committed | prediction)", elem_id="player", visible=False,
                           interactive=False, show_label=False)
-        caption = gr.Markdown(S.no_run_note(None, "every step of the image you pick"), elem_id="unmask-caption")
+        caption = gr.Markdown(elem_id="unmask-caption")
         with gr.Row():
             export = gr.Button("Export run as GIF + MP4", elem_id="export")
             gif, mp4 = gr.File(label="GIF", elem_id="gif", height=90), gr.File(label="MP4", elem_id="mp4", height=90)
