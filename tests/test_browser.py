@@ -84,10 +84,24 @@ def page(url):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         pg = browser.new_page(viewport={"width": 1400, "height": 1000})
         pg.set_default_timeout(T)
+        pg.on("pageerror", lambda e: PAGE_ERRORS.append(str(e)))   # shown with a failing test (see below)
+        pg.on("console", lambda m: m.type == "error" and PAGE_ERRORS.append(m.text))
         pg.goto(url)
         expect(pg.locator("#generate-btn")).to_be_visible()
         yield pg
         browser.close()
+
+
+PAGE_ERRORS = []
+
+
+@pytest.fixture(autouse=True)
+def page_errors():
+    """Print the page's script errors and console errors during a test (pytest shows them if it fails)."""
+    PAGE_ERRORS.clear()
+    yield
+    for e in PAGE_ERRORS:
+        print("page error:", e)
 
 
 def shot(page, name):
@@ -103,6 +117,22 @@ def shot(page, name):
 def open_tab(page, name):
     page.get_by_role("tab", name=name).click()
     expect(page.locator("[role=tab]")).to_have_text(TABS)          # the tab bar stays whole after a click
+
+
+def set_slider(page, elem_id, value):
+    """Move a slider as a drag does and wait until its number box (the value events send) shows it.
+
+    In CI, on a loaded machine, a fill right after the page's first actions was lost: the box stayed
+    at 0 for 30 s and every later test lacked its generation. A lost fill is filled again."""
+    rng, box = (page.locator(f"#{elem_id} input[type={t}]") for t in ("range", "number"))
+    for _ in range(5):
+        rng.fill(str(value))
+        try:
+            expect(box).to_have_value(str(value), timeout=3_000)
+            return
+        except AssertionError:
+            print(f"set_slider: #{elem_id} still shows {box.input_value()!r} after filling {value}; again")
+    expect(box).to_have_value(str(value))
 
 
 def generate(page) -> dict:
@@ -142,9 +172,7 @@ def test_refused_input_before_a_generation_changes_nothing(page):
 def test_generate_streams_and_finishes(page):
     page.get_by_text("More sampling settings").click()
     if not SHOTS:       # a short corrector phase after the 49 steps; the screenshot keeps the model's own
-        page.locator("#corrector-steps input[type=range]").fill("4")
-        # the slider's number box follows a moment later: generating before that took 0 rounds (a loaded machine)
-        expect(page.locator("#corrector-steps input[type=number]")).to_have_value("4")
+        set_slider(page, "corrector-steps", 4)
     rounds = page.locator("#corrector-steps input[type=number]").input_value()
     t = generate(page)
     print(f"\nbrowser: first streamed step {t['first_step_ms']:.0f} ms, done {t['done_ms']:.0f} ms after the click")
@@ -202,7 +230,7 @@ def test_unmasking_scrub_phases_and_cell_click(page):
     expect(axis).to_have_attribute("data-correct", "4")
     expect(axis).to_contain_text("unmasking 1-49")
     expect(axis).to_contain_text("corrector 50-53")
-    page.locator("#step input[type=range]").fill("10")
+    set_slider(page, "step", 10)
     expect(caption).to_contain_text(re.compile(r"Step 10/53, unmasking step 10/49"))
     expect(axis).to_have_attribute("data-step", "10")
     expect(page.locator("#committed img")).to_have_attribute("src", re.compile(r".+"))
@@ -217,7 +245,7 @@ def test_a_refused_step_puts_the_box_back_to_the_frame_shown(page):
     """Gradio clamps a typed 0 to the slider's 1 in the box (and keeps 2.5 as typed): after the
     refusal's toast the box shows the frame the view still shows."""
     open_tab(page, "Unmasking")
-    page.locator("#step input[type=range]").fill("10")
+    set_slider(page, "step", 10)
     expect(page.locator("#unmask-caption")).to_contain_text("Step 10/53")
     box = page.locator("#step input[type=number]")
     for typed in ("0", "2.5"):
@@ -285,13 +313,12 @@ def test_each_action_draws_unmasking_once(page):
     open_tab(page, "Generate")
     if not page.locator("#corrector-steps input[type=range]").is_visible():
         page.get_by_text("More sampling settings").click()
-    page.locator("#corrector-steps input[type=range]").fill("4")             # 49 steps + 4 rounds: 53 frames
-    expect(page.locator("#corrector-steps input[type=number]")).to_have_value("4")
+    set_slider(page, "corrector-steps", 4)                                     # 49 steps + 4 rounds: 53 frames
     open_tab(page, "Unmasking")
     page.locator("#image-index input[type=number]").fill("5")
     page.locator("#image-index input[type=number]").press("Enter")
     expect(page.locator("#image-index input[type=range]")).to_have_value("5")
-    page.locator("#step input[type=range]").fill("7")
+    set_slider(page, "step", 7)
     expect(page.locator("#unmask-caption")).to_contain_text("Step 7/")
     open_tab(page, "Generate")
     drawn = calls_after(page, lambda: generate(page))
@@ -301,7 +328,7 @@ def test_each_action_draws_unmasking_once(page):
     drawn = calls_after(page, lambda: page.locator("#picker .thumbnail-item").nth(4).click())
     assert [int(i) for i, _ in drawn] == [4]
     expect(page.locator("#unmask-caption")).to_contain_text("Step 53/53")
-    page.locator("#step input[type=range]").fill("7")
+    set_slider(page, "step", 7)
     expect(page.locator("#unmask-caption")).to_contain_text("Step 7/53")
     page.locator("#step [data-testid=reset-button]").click()                 # back to the value the studio set
     expect(page.locator("#step input[type=number]")).not_to_have_value("7")
@@ -311,21 +338,20 @@ def test_each_action_draws_unmasking_once(page):
 
 def test_a_constant_temperature_stays_constant_when_only_temperature_moves(page):
     open_tab(page, "Generate")
-    temp, end = (page.locator(f"#{e} input[type=range]") for e in ("temperature", "temperature-end"))
     shown_end = page.locator("#temperature-end input[type=number]")
     if not shown_end.is_visible():
         page.get_by_text("More sampling settings").click()
     start = page.locator("#temperature input[type=number]").input_value()
     assert shown_end.input_value() == start                  # the tiny model's sampler: constant 0.65
-    temp.fill("0.9")
+    set_slider(page, "temperature", "0.9")
     expect(shown_end).to_have_value("0.9")                   # End follows: still constant
-    end.fill("0.3")                                          # a schedule, chosen by the user ...
-    temp.fill("1.2")
+    set_slider(page, "temperature-end", "0.3")               # a schedule, chosen by the user ...
+    set_slider(page, "temperature", "1.2")
     page.wait_for_timeout(500)
     expect(shown_end).to_have_value("0.3")                   # ... is kept when Temperature moves
-    temp.fill(start)
-    end.fill(start)                                          # constant again, for the tests after this one
-    temp.fill(start)
+    set_slider(page, "temperature", start)
+    set_slider(page, "temperature-end", start)               # constant again, for the tests after this one
+    set_slider(page, "temperature", start)
     expect(shown_end).to_have_value(start)
 
 
@@ -444,9 +470,9 @@ def test_learn_view(page):
     note = page.locator("#lif-note")
     expect(note).to_contain_text("spikes in 40 steps")
     expect(page.locator("#quant-note")).to_contain_text("z = (1 - 0.50)")
-    page.locator("#lif-current input[type=range]").fill("0.2")
+    set_slider(page, "lif-current", 0.2)
     expect(note).to_contain_text("0 spikes in 40 steps")  # too weak to reach the threshold
-    page.locator("#lif-current input[type=range]").fill("1.5")   # back to the default: it fires
+    set_slider(page, "lif-current", 1.5)   # back to the default: it fires
     expect(note).to_contain_text(re.compile(r"(?<!\d)[1-9]\d* spikes in 40 steps"))
     steps = page.locator("#lif-steps input[type=number]")                   # a typed value out of range:
     steps.fill("999")
