@@ -20,7 +20,8 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from spiking_diffusion import DenoiserConfig, SpikingDiffusionError, SpikingDiffusionPipeline, VQSVAEConfig
+from spiking_diffusion import (DenoiserConfig, SpikingDiffusionError, SpikingDiffusionPipeline, VQSVAEConfig,
+                              denoiser_macs)
 from spiking_diffusion.evaluation import metrics as M
 from spiking_diffusion.evaluation.energy import E_AC_PJ, E_MAC_PJ, generation_energy
 from spiking_diffusion.checkpoint import CONFIG_NAME, WEIGHTS_NAME
@@ -131,8 +132,26 @@ class Studio:
         """Markdown: what the model is in a few lines (architecture, training, sampler, measured
         figures), then every stored setting in a table."""
         pipe = self.pipe(name)
-        return (f"**{name}** (folder `{self.models[name].name}`)\n\n{self._summary(pipe)}\n\n"
+        cost = self._cost_line(name, pipe)
+        return (f"**{name}** (folder `{self.models[name].name}`)\n\n{self._summary(pipe)}{cost}\n\n"
                 f"<details><summary>All stored settings</summary>\n\n{self._settings_table(pipe)}\n\n</details>")
+
+    def _cost_line(self, name: str, pipe: SpikingDiffusionPipeline) -> str:
+        """A Markdown line when this model's denoiser does well over the default model's work per
+        generation (multiply-adds of a dense network with its widths, times the denoiser calls of each
+        one's own sampler), so that nobody waits for a slow model unwarned; else ``""``."""
+        default = self.pipe(self.default_model) if self.default_model else None
+        if pipe.denoiser is None or default is None or default.denoiser is None or name == self.default_model:
+            return ""
+
+        def work(p):  # multiply-adds per image for one generation with the model's own sampler
+            return denoiser_macs(p.denoiser.cfg) * (p.denoiser.cfg.num_diffusion_steps + p.sampling_defaults.corrector_steps)
+        ratio = work(pipe) / work(default)
+        if ratio < 2:
+            return ""
+        return (f"\n- **Slower**: a generation does about {ratio:.0f}x the denoiser work of the default model "
+                f"({self.default_model}; multiply-adds of a dense network with its widths, times its steps): "
+                f"expect it to take several times as long.")
 
     @staticmethod
     def _summary(pipe: SpikingDiffusionPipeline) -> str:

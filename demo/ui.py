@@ -66,18 +66,31 @@ def _check_only(check):
     return checked
 
 
-def _redraw_checked(triggers, check, fn, inputs, outputs, api_name: str, restore=None, **kw):
+def _redraw_checked(triggers, check, fn, inputs, outputs, api_name: str, restore=None, remember=None, **kw):
     """When a control changes, run ``check`` on ``inputs`` (no outputs), then, if it passed, ``fn``
     into ``outputs`` (the API endpoint ``api_name``). A refused value (a typed 500) only raises the
     check's toast: the view keeps what it showed, with no error badges on it. (The check goes through
-    the queue: Gradio shows no toast for an event outside it.) ``restore``: (fn, inputs, controls) run
-    after a refusal, to put the controls back to what the view shows (Gradio may have clamped the box)."""
+    the queue: Gradio shows no toast for an event outside it.) After a refusal the controls go back to
+    what the view shows (Gradio may have left its clamped number, or the refused one, in the box):
+    ``restore`` = (fn, inputs, controls) computes it; ``remember`` = (State from :func:`_accepted`,
+    controls) keeps the controls' last accepted values and puts them back."""
     checked = gr.on(triggers, _check_only(check), inputs, None, trigger_mode="always_last", show_progress="hidden",
                     **PRIVATE)
-    if restore:
+    if remember:
+        last, controls = remember
+        restore = (lambda values: values if len(controls) > 1 else values[0], last, controls)
+        checked.success(lambda *values: list(values), controls, last, **PRIVATE)
+    if restore:   # (putting back a value that was itself refused fires no change: the box holds it already)
         checked.failure(*restore, show_progress="hidden", **PRIVATE)
     return checked.success(fn, inputs, outputs, api_name=api_name, show_progress="hidden",
                            trigger_mode="always_last", **kw)   # (the default "once" drops a redraw mid-drag)
+
+
+def _accepted(controls) -> gr.State:
+    """A State for the last values of ``controls`` a view accepted (their first values to start), for
+    :func:`_redraw_checked`'s ``remember``. Make it inside the tab: a State among the Tabs' own
+    children is drawn as a tab."""
+    return gr.State([c.value for c in controls])
 
 
 def _explain(text: str):
@@ -295,6 +308,7 @@ def _codebook_tab(S: Studio, F: ModelFacts, model, run, usage) -> None:
                 code = gr.Slider(0, 1023, 0, step=1, label="Code", elem_id="code")
                 code_img = gr.Image(label="This code, decoded", elem_id="code-image", **PX)
         where = gr.Plot(show_label=False, elem_id="code-where")
+        code_shown = _accepted([code])
     io = ([model, run, code], [bars, heat, stats, atlas, usage, code])
 
     def pick(m, evt: gr.SelectData):   # a click on the atlas: evt.index = [x, y] -> that code on the slider
@@ -306,7 +320,8 @@ def _codebook_tab(S: Studio, F: ModelFacts, model, run, usage) -> None:
     model.change(lambda: (None, None, S.CODEBOOK_EMPTY, None, None, gr.skip(), None, None), None,
                  [*io[1], *code_io[1]], **PRIVATE)
     # any change of the code: a drag, a typed number (Enter), arrow keys on the slider (release missed the last two)
-    _redraw_checked([code.change], lambda m, u, c: S.check_code(m, c), S.code, *code_io, api_name="code", **MODEL_JOB)
+    _redraw_checked([code.change], lambda m, u, c: S.check_code(m, c), S.code, *code_io, api_name="code",
+                    remember=(code_shown, [code]), **MODEL_JOB)
     # "computing" said at once (in the page): a model's first usage takes seconds
     computing = f"() => {json.dumps(S.CODEBOOK_COMPUTING)}"
     for computed in (go.click(None, None, stats, js=computing, **PRIVATE).then(S.codebook, *io, api_name="codebook",
@@ -455,8 +470,10 @@ def _learn_tab(S: Studio, F: ModelFacts, run) -> None:
                 q_note = gr.Markdown(elem_id="quant-note")
             q_fig = gr.Plot(show_label=False, elem_id="quant-plot", scale=2)
         _energy_section(S, run)
-    lif_in, coding_in = [l_i, l_th, l_tau, l_reset, l_T], [k_p, k_T, k_seed]
-    psp_in, quant_in = [p_rate, p_tau, p_T, p_seed], [q_rate, q_a, q_T, q_seed]
+        lif_in, coding_in = [l_i, l_th, l_tau, l_reset, l_T], [k_p, k_T, k_seed]
+        psp_in, quant_in = [p_rate, p_tau, p_T, p_seed], [q_rate, q_a, q_T, q_seed]
+        accepted = {view: _accepted(controls) for view, controls in
+                    [("lif", lif_in), ("coding", coding_in), ("psp", psp_in), ("quantizer", quant_in)]}
     def quantizer(rate, alpha, steps, seed):   # with the default model's membrane decay
         return learn.quantizer(rate, alpha, steps, seed, F.membrane_decay)
 
@@ -464,7 +481,7 @@ def _learn_tab(S: Studio, F: ModelFacts, run) -> None:
                                       ("coding", learn.coding, coding_in, [k_fig, k_note]),
                                       ("psp", learn.psp, psp_in, p_fig), ("quantizer", quantizer, quant_in, [q_fig, q_note])]:
         _redraw_checked([c.change for c in inputs], lambda *a, v=view: learn.check(v, *a), fn, inputs, outputs,
-                        api_name=view)
+                        api_name=view, remember=(accepted[view], inputs))
     tab.select(learn.lif, lif_in, [l_fig, l_note], **PRIVATE).then(learn.coding, coding_in, [k_fig, k_note], **PRIVATE).then(
         learn.psp, psp_in, p_fig, **PRIVATE).then(quantizer, quant_in, [q_fig, q_note], **PRIVATE)
 

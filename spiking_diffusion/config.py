@@ -160,16 +160,31 @@ def get_preset(name: str, in_channels: int = 1, input_mode: str | None = None) -
 _DATA_FIELDS = {"in_channels", "image_size", "data_variance", "latent_size", "num_diffusion_steps"}
 
 
+# a setting and its value in words, for readers who do not know the dataclasses
+_PHRASES = {"time_steps": "{} time steps", "hidden_channels": "channel widths {}", "widths": "layer widths {}",
+            "codebook_size": "{} codes", "code_dim": "codes of {} numbers", "input_mode": "input {}",
+            "embed_dim": "token embeddings of {} numbers"}
+_VALUES = {"index": "the raw token index", "embedding": "a learned embedding of each token"}
+
+
+def _words(value) -> str:
+    if isinstance(value, (tuple, list)):
+        return "-".join(map(str, value))
+    return _VALUES.get(value, value) if isinstance(value, str) else f"{value:g}"
+
+
 def _differences(cfg, paper, skip: set[str]) -> list[str]:
-    return [f"{f.name} {getattr(cfg, f.name)!r} (paper: {getattr(paper, f.name)!r})"
-            for f in fields(cfg) if f.name not in _DATA_FIELDS | skip and getattr(cfg, f.name) != getattr(paper, f.name)]
+    return [_PHRASES.get(f.name, f.name.replace("_", " ") + " {}").format(_words(mine)) + f" (paper: {_words(theirs)})"
+            for f in fields(cfg) if f.name not in _DATA_FIELDS | skip
+            and (mine := getattr(cfg, f.name)) != (theirs := getattr(paper, f.name))]
 
 
 def compare_with_paper(vqsvae: VQSVAEConfig, denoiser: DenoiserConfig | None = None) -> dict[str, str]:
     """Which parts of a model are the paper's architecture (the ``paper`` preset), in words.
 
     Returns ``{"vqsvae": ..., "denoiser": ...}`` (no ``denoiser`` key for a VQ-SVAE-only model),
-    each "the paper's" or "not the paper's: <field> <value> (paper: <value>), ...". Data-dependent
+    each "the paper's" or "not the paper's: <setting> (paper: <value>), ..." in words, e.g. "4 time
+    steps (paper: 16), layer widths 64-128-128-128-64 (paper: 64-128-256-512-256)". Data-dependent
     fields (channels, image size, data variance) are not compared. Written into every checkpoint's
     info (``architecture``) and shown by the studio's model info.
     """

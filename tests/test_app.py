@@ -89,7 +89,7 @@ def test_every_endpoint_is_listed(client):
 def test_model_info_and_seed(client):
     md = client.predict("tiny", api_name="/model_info")
     assert "codebook size K | 32" in md and "mnist" in md
-    assert "| vqsvae | not the paper's: time_steps 4 (paper: 16)" in md  # which parts are the paper's
+    assert "| vqsvae | not the paper's: 4 time steps (paper: 16)" in md  # which parts are the paper's
     seeds = {client.predict(api_name="/random_seed") for _ in range(3)}
     assert all(isinstance(s, (int, float)) and 0 <= s < 2**31 for s in seeds) and len(seeds) > 1
 
@@ -397,6 +397,28 @@ def test_studio_reads_grid_steps_and_neuron_constants_from_the_model(tmp_path, m
     _, note = quantizer(0.4, 0.5, 16, 0)
     want = teaching.dual_code(teaching.rate_code(0.4, 16, 0), 0.5, 0.5)
     assert f"M(s) = {want['membrane']:.3f}" in note and want["membrane"] != teaching.dual_code(teaching.rate_code(0.4, 16, 0), 0.5)["membrane"]
+
+
+def test_model_info_warns_of_a_model_much_slower_than_the_default(tmp_path, make_tiny_models):
+    """A model whose generation does over twice the default's denoiser work says so, with the ratio
+    (here the same denoiser, whose stored sampler adds 2x its steps of corrector rounds: 3x the calls)."""
+    import json
+    import shutil
+
+    from demo.studio import Studio
+
+    ck = make_checkpoints(tmp_path / "ck", make_tiny_models)
+    shutil.copytree(ck / "tiny", ck / "mnist")                        # the default model, by its name
+    cfg = json.loads((ck / "tiny" / "config.json").read_text())
+    steps = cfg["denoiser"]["num_diffusion_steps"]
+    cfg["info"]["corrector_steps"] = 2 * steps
+    (ck / "tiny" / "config.json").write_text(json.dumps(cfg))
+    studio = Studio(ck)
+    assert studio.default_model == "mnist" and "Slower" not in studio.model_info("mnist")
+    assert "about 3x the denoiser work of the default model (mnist" in studio.model_info("tiny")
+    cfg["info"]["corrector_steps"] = steps // 2                          # 1.5x: not worth a warning
+    (ck / "tiny" / "config.json").write_text(json.dumps(cfg))
+    assert "Slower" not in Studio(ck).model_info("tiny")
 
 
 def test_corrector_frames_are_reachable_through_the_api(server):

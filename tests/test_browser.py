@@ -393,6 +393,7 @@ def test_codebook_view(page):
     box.press("Enter")
     expect(page.locator(".toast-body").last).to_contain_text(re.compile(r"[Cc]ode must be a whole number in 0\.\.\d+"))
     expect(page.locator("#code-where")).to_contain_text(re.compile(r"[Cc]ode 0 is used"))
+    expect(box).to_have_value("0")                                          # the box back to the code shown
     expect(page.locator("#code-where, #code-image").get_by_text("Error", exact=True)).to_have_count(0)
     natural_click(page, "#atlas", 2 + 2 * 86 + 40, 2 + 40)                 # a click on the atlas: code 2 (row 0)
     expect(box).to_have_value("2")
@@ -479,6 +480,7 @@ def test_learn_view(page):
     steps.press("Enter")
     expect(page.locator(".toast-body").last).to_contain_text("Time steps must be a whole number in 4..100")
     expect(note).to_contain_text("spikes in 40 steps")                       # the view stays, no error badges
+    expect(steps).to_have_value("40")                                        # and the box shows its value again
     expect(page.locator("#lif-note, #lif-plot").get_by_text("Error", exact=True)).to_have_count(0)
     steps.fill("40")
     steps.press("Enter")

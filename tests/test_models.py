@@ -133,14 +133,15 @@ def test_compare_with_paper_names_every_difference(tmp_path):
     said = compare_with_paper(paper.vqsvae, compact)
     assert said["vqsvae"] == "the paper's"
     assert said["denoiser"].startswith("not the paper's:")
-    assert "time_steps 4 (paper: 16)" in said["denoiser"] and "input_mode 'embedding' (paper: 'index')" in said["denoiser"]
-    assert "widths" in said["denoiser"] and "embed_dim" not in said["denoiser"]  # embed_dim only matters with embeddings
+    assert "4 time steps (paper: 16)" in said["denoiser"]
+    assert "input a learned embedding of each token (paper: the raw token index)" in said["denoiser"]
+    assert "widths" in said["denoiser"] and "token embeddings of" not in said["denoiser"]  # embed_dim only matters with embeddings
     assert compare_with_paper(PRESETS["small"].vqsvae) == \
-        {"vqsvae": "not the paper's: time_steps 4 (paper: 16), hidden_channels (16, 32) (paper: (32, 64))"}
+        {"vqsvae": "not the paper's: 4 time steps (paper: 16), channel widths 16-32 (paper: 32-64)"}
     # every checkpoint says it in its config.json, and the pipeline reads the same
     save_checkpoint(tmp_path / "m", VQSVAE(paper.vqsvae), SpikingDenoiser(replace(compact, time_steps=2)))
     info = json.loads((tmp_path / "m" / "config.json").read_text())["info"]
-    assert info["architecture"]["vqsvae"] == "the paper's" and "time_steps 2" in info["architecture"]["denoiser"]
+    assert info["architecture"]["vqsvae"] == "the paper's" and "2 time steps (paper: 16)" in info["architecture"]["denoiser"]
     assert SpikingDiffusionPipeline.from_pretrained(tmp_path / "m").architecture == info["architecture"]
 
 
