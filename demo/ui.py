@@ -309,6 +309,7 @@ def _codebook_tab(S: Studio, F: ModelFacts, model, run, usage) -> None:
                 code_img = gr.Image(label="This code, decoded", elem_id="code-image", **PX)
         where = gr.Plot(show_label=False, elem_id="code-where")
         code_shown = _accepted([code])
+        is_open = gr.Checkbox(False, visible=False, elem_id="codebook-open")   # set in the page, at a model change
     io = ([model, run, code], [bars, heat, stats, atlas, usage, code])
 
     def pick(m, evt: gr.SelectData):   # a click on the atlas: evt.index = [x, y] -> that code on the slider
@@ -316,9 +317,19 @@ def _codebook_tab(S: Studio, F: ModelFacts, model, run, usage) -> None:
         return gr.skip() if c is None else c
     atlas.select(pick, model, code, **PRIVATE)
     code_io = ([model, usage, code], [code_img, where])
-    # another model: the usage shown (and the code decoded beside it) belonged to the last one
-    model.change(lambda: (None, None, S.CODEBOOK_EMPTY, None, None, gr.skip(), None, None), None,
-                 [*io[1], *code_io[1]], **PRIVATE)
+    # another model: the usage shown (and the code decoded beside it) belonged to the last one. It is
+    # cleared; with the Codebook open it is computed again for the new model at once
+    def if_open(run_it):
+        return lambda *a: run_it(*a[:-1]) if a[-1] else (gr.skip(),) * len(io[1])
+    open_js = (f"() => {{ const open = document.querySelector('#tab-codebook')?.offsetParent != null; "
+               f"return [open, open ? {json.dumps(S.CODEBOOK_COMPUTING)} : {json.dumps(S.CODEBOOK_EMPTY)}]; }}")
+    recomputed = model.change(lambda: (None, None, S.CODEBOOK_EMPTY, None, None, gr.skip(), None, None), None,
+                              [*io[1], *code_io[1]], **PRIVATE).then(
+        None, None, [is_open, stats], js=open_js, **PRIVATE).then(if_open(S.codebook), [*io[0], is_open], io[1],
+                                                                  **PRIVATE, **MODEL_JOB)
+    recomputed.success(lambda m, u, c, o: S.code(m, u, c) if o else (gr.skip(),) * 2, [*code_io[0], is_open],
+                       code_io[1], **PRIVATE, **MODEL_JOB)
+    recomputed.failure(lambda: S.CODEBOOK_EMPTY, None, stats, **PRIVATE)
     # any change of the code: a drag, a typed number (Enter), arrow keys on the slider (release missed the last two)
     _redraw_checked([code.change], lambda m, u, c: S.check_code(m, c), S.code, *code_io, api_name="code",
                     remember=(code_shown, [code]), **MODEL_JOB)

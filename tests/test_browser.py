@@ -5,6 +5,7 @@ view to docs/screenshots/ (using assets/mnist when that checkpoint exists).
 """
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -68,6 +69,7 @@ def url(tmp_path_factory, make_tiny_models):
         ck = ROOT / "assets"
     else:
         ck = make_checkpoints(tmp_path_factory.mktemp("browser") / "ck", make_tiny_models)
+        shutil.copytree(ck / "tiny", ck / "tiny-b")                      # a second model to switch to
     args = app.parse_args(["--checkpoints", str(ck), "--port", str(free_port())])
     with pytest.MonkeyPatch.context() as mp:   # for the module's whole life: handlers look it up when called
         mp.setattr(Studio, "unmask", counted)
@@ -401,6 +403,22 @@ def test_codebook_view(page):
     box.fill("0")
     box.press("Enter")
     shot(page, "codebook")
+
+
+@pytest.mark.skipif(SHOTS, reason="the tiny models' names")
+def test_another_model_with_the_codebook_open_is_computed_at_once(page):
+    """A model switch while the Codebook is open shows the new model's usage (it showed an empty view
+    until Compute usage); the session's generation is the first model's, so the new one's is a stand-in."""
+    open_tab(page, "Codebook")
+    stats = page.locator("#codebook-stats")
+    expect(stats).to_contain_text("generated (16 images)")
+    for name, source in (("tiny-b", "generated (64 images, seed 0)"), ("tiny", "generated (16 images)")):
+        page.locator("#model input").click()
+        page.get_by_role("option", name=name, exact=True).click()
+        expect(stats).to_contain_text(source)
+        expect(page.locator("#usage-bars .js-plotly-plot")).to_be_attached()
+        expect(page.locator("#atlas img")).to_have_attribute("src", re.compile(r".+"))
+    expect(page.locator("#model input")).to_have_value("tiny")
 
 
 def test_encode_view_upload_encodes_itself(page, tmp_path):
