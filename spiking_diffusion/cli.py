@@ -1,7 +1,7 @@
 """Command line: ``python -m spiking_diffusion <command> ...`` (also the ``spiking-diffusion`` script).
 
 Commands: train-vqsvae, train-prior, train-decoder, sample, import-official, push-to-hub, evaluate,
-train-classifier. ``--checkpoint`` takes a local folder or a Hugging Face Hub repo id (owner/name).
+average, train-classifier. ``--checkpoint`` takes a local folder or a Hugging Face Hub repo id (owner/name).
 A user error prints one line (``error: ...``) and exits with status 2, with no traceback.
 """
 from __future__ import annotations
@@ -201,6 +201,13 @@ def _train_classifier(args: argparse.Namespace) -> dict:
     return info
 
 
+def _average(args) -> None:
+    from .averaging import average_priors
+
+    out = average_priors(args.checkpoints, args.out, args.weights)
+    print(f"averaged {len(args.checkpoints)} priors -> {out}")
+
+
 def _push_to_hub(args) -> None:
     from .hub import push_to_hub
 
@@ -257,6 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="metrics report (JSON + markdown) for a checkpoint")
     add_evaluate_arguments(p)
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("average", help="average the weights of priors trained from one start (a model soup; "
+                                      "not in the paper)")
+    p.add_argument("--checkpoints", nargs="+", required=True, help="two or more priors sharing one VQ-SVAE")
+    p.add_argument("--weights", nargs="+", type=float, default=None, help="one per checkpoint (default: equal)")
+    p.add_argument("--out", required=True, help="folder for the averaged checkpoint")
+    p.set_defaults(func=_average)
 
     p = sub.add_parser("train-classifier", help="train the small CNN used by the offline evaluation")
     add_train_classifier_arguments(p)
