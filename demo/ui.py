@@ -71,15 +71,23 @@ def _redraw_checked(triggers, check, fn, inputs, outputs, api_name: str, restore
     into ``outputs`` (the API endpoint ``api_name``). A refused value (a typed 500) only raises the
     check's toast: the view keeps what it showed, with no error badges on it. (The check goes through
     the queue: Gradio shows no toast for an event outside it.) After a refusal the controls go back to
-    what the view shows (Gradio may have left its clamped number, or the refused one, in the box):
-    ``restore`` = (fn, inputs, controls) computes it; ``remember`` = (State from :func:`_accepted`,
-    controls) keeps the controls' last accepted values and puts them back."""
-    checked = gr.on(triggers, _check_only(check), inputs, None, trigger_mode="always_last", show_progress="hidden",
-                    **PRIVATE)
+    what the view shows (Gradio may have left its clamped number, or the refused one, in the box),
+    through one of: ``restore`` = (fn, inputs, controls) computes it; ``remember`` = (State from
+    :func:`_accepted`, controls among ``inputs``): the check stores the values it accepts there, and
+    a refusal puts them back."""
+    if restore and remember:
+        raise ValueError("_redraw_checked takes restore or remember, not both")
+    check_fn, stored = _check_only(check), None
     if remember:
         last, controls = remember
+        at = [next(i for i, x in enumerate(inputs) if x is c) for c in controls]   # the controls' places in inputs
+
+        def check_fn(*values):                            # the accepted values, stored by the check itself
+            check(*values)
+            return [values[i] for i in at]
+        stored = last
         restore = (lambda values: values if len(controls) > 1 else values[0], last, controls)
-        checked.success(lambda *values: list(values), controls, last, **PRIVATE)
+    checked = gr.on(triggers, check_fn, inputs, stored, trigger_mode="always_last", show_progress="hidden", **PRIVATE)
     if restore:   # (putting back a value that was itself refused fires no change: the box holds it already)
         checked.failure(*restore, show_progress="hidden", **PRIVATE)
     return checked.success(fn, inputs, outputs, api_name=api_name, show_progress="hidden",
@@ -309,7 +317,6 @@ def _codebook_tab(S: Studio, F: ModelFacts, model, run, usage) -> None:
                 code_img = gr.Image(label="This code, decoded", elem_id="code-image", **PX)
         where = gr.Plot(show_label=False, elem_id="code-where")
         code_shown = _accepted([code])
-        is_open = gr.Checkbox(False, visible=False, elem_id="codebook-open")   # set in the page, at a model change
     io = ([model, run, code], [bars, heat, stats, atlas, usage, code])
 
     def pick(m, evt: gr.SelectData):   # a click on the atlas: evt.index = [x, y] -> that code on the slider
@@ -318,18 +325,11 @@ def _codebook_tab(S: Studio, F: ModelFacts, model, run, usage) -> None:
     atlas.select(pick, model, code, **PRIVATE)
     code_io = ([model, usage, code], [code_img, where])
     # another model: the usage shown (and the code decoded beside it) belonged to the last one. It is
-    # cleared; with the Codebook open it is computed again for the new model at once
-    def if_open(run_it):
-        return lambda *a: run_it(*a[:-1]) if a[-1] else (gr.skip(),) * len(io[1])
-    open_js = (f"() => {{ const open = document.querySelector('#tab-codebook')?.offsetParent != null; "
-               f"return [open, open ? {json.dumps(S.CODEBOOK_COMPUTING)} : {json.dumps(S.CODEBOOK_EMPTY)}]; }}")
-    recomputed = model.change(lambda: (None, None, S.CODEBOOK_EMPTY, None, None, gr.skip(), None, None), None,
-                              [*io[1], *code_io[1]], **PRIVATE).then(
-        None, None, [is_open, stats], js=open_js, **PRIVATE).then(if_open(S.codebook), [*io[0], is_open], io[1],
-                                                                  **PRIVATE, **MODEL_JOB)
-    recomputed.success(lambda m, u, c, o: S.code(m, u, c) if o else (gr.skip(),) * 2, [*code_io[0], is_open],
-                       code_io[1], **PRIVATE, **MODEL_JOB)
-    recomputed.failure(lambda: S.CODEBOOK_EMPTY, None, stats, **PRIVATE)
+    # cleared; with the Codebook open, Compute usage is pressed (in the page) for the new model at once
+    click_if_open = ("() => { if (document.querySelector('#tab-codebook')?.offsetParent != null) "
+                     "document.querySelector('#codebook-btn').click(); }")
+    model.change(lambda: (None, None, S.CODEBOOK_EMPTY, None, None, gr.skip(), None, None), None,
+                 [*io[1], *code_io[1]], **PRIVATE).then(None, None, None, js=click_if_open, **PRIVATE)
     # any change of the code: a drag, a typed number (Enter), arrow keys on the slider (release missed the last two)
     _redraw_checked([code.change], lambda m, u, c: S.check_code(m, c), S.code, *code_io, api_name="code",
                     remember=(code_shown, [code]), **MODEL_JOB)

@@ -1,8 +1,8 @@
 """Weight averaging of priors ("model soup", Wortsman et al. 2022, "Model soups: averaging weights of
 multiple fine-tuned models improves accuracy without increasing inference time").
 
-Priors trained on from one start (a ``train-prior --init-from`` fork, snapshots of one run) sit in
-one basin of the loss: the average of their weights is often better than either. Not in the
+Priors trained from one start (a ``train-prior --init-from`` fork, snapshots of one run) sit in one
+basin of the loss: the average of their weights is often better than either. Not in the
 Spiking-Diffusion paper. The priors must share their VQ-SVAE exactly (the same weights: the same
 token numbering) and their denoiser's settings; the average has the same size and speed as each.
 
@@ -10,57 +10,91 @@ token numbering) and their denoiser's settings; the average has the same size an
 """
 from __future__ import annotations
 
+import math
+import time
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import (CONFIG_NAME, VQSVAE_METRICS, WEIGHTS_NAME, copy_code_usage, load_checkpoint,
+                         save_checkpoint)
 from .errors import CheckpointError, SettingError
+from .runs import STATE_NAME
+
+# a source's own training record: not the average's (its sources are listed in ``averaged_from``)
+TRAINING_RECORD = ("steps", "epochs", "batch_size", "seed", "trained_at", "ema", "learning_rate", "init_from",
+                   "init_code_purity")
 
 
 def check_weights(weights: Sequence[float] | None, count: int) -> list[float]:
-    """The averaging weights: ``count`` positive numbers, scaled to sum to 1 (``None``: equal).
-    Raises :class:`SettingError` for the wrong count or a weight <= 0."""
+    """The averaging weights: ``count`` finite numbers > 0, scaled to sum to 1 (``None``: equal).
+    Raises :class:`SettingError` for the wrong count or a weight that is not a finite number > 0."""
     if weights is None:
         return [1.0 / count] * count
     weights = [float(w) for w in weights]
     if len(weights) != count:
-        raise SettingError(f"--weights needs one number per checkpoint ({count}); got {len(weights)}")
-    if not all(w > 0 for w in weights):
-        raise SettingError(f"--weights must all be > 0; got {weights}")
-    return [w / sum(weights) for w in weights]
+        raise SettingError(f"the weights need one number per checkpoint ({count}); got {len(weights)}")
+    if not all(math.isfinite(w) and w > 0 for w in weights):
+        raise SettingError(f"the weights must be finite numbers > 0; got {weights}")
+    top = max(weights)                                   # scaled first: a sum of huge weights would overflow
+    return [(w / top) / sum(v / top for v in weights) for w in weights]
+
+
+def _check_out(out: Path, paths: Sequence[str | Path]) -> None:
+    """Refuse an output folder that would overwrite a checkpoint or a run (a source among them)."""
+    made = [n for n in (CONFIG_NAME, WEIGHTS_NAME, STATE_NAME) if (out / n).is_file()]
+    if made or any(out.resolve() == Path(p).resolve() for p in paths):
+        raise CheckpointError(f"{out} already holds a checkpoint ({', '.join(made) or 'a source'}); the average "
+                              "would overwrite it: choose another --out")
+
+
+def _differences(a, b) -> str:
+    return ", ".join(f"{k} {v!r} against {b.to_dict()[k]!r}" for k, v in a.to_dict().items() if b.to_dict()[k] != v)
 
 
 def average_priors(paths: Sequence[str | Path], out: str | Path, weights: Sequence[float] | None = None) -> Path:
     """Write to ``out`` a checkpoint whose denoiser weights are the weighted mean of the priors in
-    ``paths`` (BatchNorm's running statistics averaged too; its step counters taken from the first),
-    with the first checkpoint's VQ-SVAE, info and sampler settings, and ``info["averaged_from"]``.
+    ``paths`` (local checkpoint folders), and return ``out`` as a Path.
+
+    BatchNorm's running statistics are averaged too: an approximation (the variance of the averaged
+    network's activations is not the mean of the variances), which the evaluation then measures. The
+    integer step counters are the first prior's. The average keeps the first checkpoint's VQ-SVAE,
+    its figures and code usage, the data and sampler settings of its info, and lists its sources in
+    ``info["averaged_from"]`` (each one's own training record is left out of the average's info).
 
     Raises :class:`SettingError` for fewer than two checkpoints or bad weights, and
-    :class:`CheckpointError` for a checkpoint without a prior, another VQ-SVAE (config or weights)
-    or other denoiser settings than the first's.
+    :class:`CheckpointError` for an output folder holding a checkpoint, a checkpoint without a prior,
+    another VQ-SVAE (settings or weights) or other denoiser settings than the first's. Nothing is
+    written then.
     """
+    out = Path(out)
     if len(paths) < 2:
         raise SettingError(f"average needs two checkpoints or more; got {len(paths)}")
     weights = check_weights(weights, len(paths))
+    _check_out(out, paths)
     loaded = [load_checkpoint(p) for p in paths]                   # (vqsvae, denoiser, config) each
     vqsvae, first, config = loaded[0]
     vq_state = vqsvae.state_dict()
-    for path, (vq, den, cfg) in zip(paths, loaded):
+    for path, (vq, den, _) in zip(paths, loaded):
         if den is None:
             raise CheckpointError(f"{path} holds no prior (denoiser) to average")
         if den.cfg != first.cfg:
-            raise CheckpointError(f"{path}'s denoiser settings differ from {paths[0]}'s: only priors of one "
-                                  "architecture can be averaged")
+            raise CheckpointError(f"{path}'s denoiser settings differ from {paths[0]}'s ({_differences(den.cfg, first.cfg)}): "
+                                  "only priors of one architecture can be averaged")
         if vq.cfg != vqsvae.cfg or any(not torch.equal(t, vq_state[k]) for k, t in vq.state_dict().items()):
-            raise CheckpointError(f"{path}'s VQ-SVAE differs from {paths[0]}'s: its tokens mean other codes, "
-                                  "so the priors cannot be averaged")
+            raise CheckpointError(f"{path}'s VQ-SVAE differs from {paths[0]}'s (settings or weights): only priors "
+                                  "on one VQ-SVAE, the same weights, can be averaged")
     states = [den.state_dict() for _, den, _ in loaded]
     mean = {k: sum(w * s[k].double() for w, s in zip(weights, states)).to(t.dtype) if t.is_floating_point() else t
-            for k, t in states[0].items()}                          # integer buffers: the first's step counts
+            for k, t in states[0].items()}
     first.load_state_dict(mean)
-    sources = [{"checkpoint": str(p), "weight": round(w, 6), "steps": c["info"].get("steps"),
-                "epochs": c["info"].get("epochs")} for p, w, (_, _, c) in zip(paths, weights, loaded)]
-    info = {**config["info"], "stage": "prior (weight average)", "averaged_from": sources}
-    return save_checkpoint(out, vqsvae, first, info=info, metrics={})
+    sources = [{"checkpoint": str(p), "weight": round(w, 6), **{k: c["info"][k] for k in ("steps", "epochs")
+                                                                if k in c["info"]}}
+               for p, w, (_, _, c) in zip(paths, weights, loaded)]
+    info = {k: v for k, v in config["info"].items() if k not in TRAINING_RECORD}
+    info.update(stage="prior", averaged_from=sources, averaged_at=time.strftime("%Y-%m-%d %H:%M:%S"))
+    vq_metrics = {k: v for k, v in config.get("metrics", {}).items() if k in VQSVAE_METRICS}
+    save_checkpoint(out, vqsvae, first, info=info, metrics=vq_metrics)
+    copy_code_usage(paths[0], out)                                   # the shared VQ-SVAE's tokens: the same usage
+    return out

@@ -164,17 +164,20 @@ _DATA_FIELDS = {"in_channels", "image_size", "data_variance", "latent_size", "nu
 _PHRASES = {"time_steps": "{} time steps", "hidden_channels": "channel widths {}", "widths": "layer widths {}",
             "codebook_size": "{} codes", "code_dim": "codes of {} numbers", "input_mode": "input {}",
             "embed_dim": "token embeddings of {} numbers"}
-_VALUES = {"index": "the raw token index", "embedding": "a learned embedding of each token"}
+_VALUES = {("input_mode", "index"): "the raw token index", ("input_mode", "embedding"): "a learned embedding of each token"}
 
 
-def _words(value) -> str:
+def _words(name: str, value) -> str:
     if isinstance(value, (tuple, list)):
         return "-".join(map(str, value))
-    return _VALUES.get(value, value) if isinstance(value, str) else f"{value:g}"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return _VALUES.get((name, value), str(value))
 
 
 def _differences(cfg, paper, skip: set[str]) -> list[str]:
-    return [_PHRASES.get(f.name, f.name.replace("_", " ") + " {}").format(_words(mine)) + f" (paper: {_words(theirs)})"
+    return [_PHRASES.get(f.name, f.name.replace("_", " ") + " {}").format(_words(f.name, mine))
+            + f" (paper: {_words(f.name, theirs)})"
             for f in fields(cfg) if f.name not in _DATA_FIELDS | skip
             and (mine := getattr(cfg, f.name)) != (theirs := getattr(paper, f.name))]
 

@@ -46,7 +46,8 @@ TIMING_JS = """() => {
 }"""
 
 
-UNMASK_CALLS = []  # one entry per call of Studio.unmask made by the module's studio
+UNMASK_CALLS = []    # one entry per call of Studio.unmask made by the module's studio
+CODEBOOK_CALLS = []  # one entry per call of Studio.codebook (the model)
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +55,15 @@ def url(tmp_path_factory, make_tiny_models):
     import app
     from demo.studio import Studio
 
-    unmask, animation = Studio.unmask, Studio.animation
+    unmask, animation, codebook = Studio.unmask, Studio.animation, Studio.codebook
 
     def counted(self, *args):
         UNMASK_CALLS.append(args[1:3])          # (image, step)
         return unmask(self, *args)
+
+    def counted_codebook(self, model, *args):
+        CODEBOOK_CALLS.append(model)
+        return codebook(self, model, *args)
 
     def slow(self, *args):                      # as long as a real model's (seconds): a Pause can come first
         time.sleep(1.5)
@@ -74,6 +79,7 @@ def url(tmp_path_factory, make_tiny_models):
     with pytest.MonkeyPatch.context() as mp:   # for the module's whole life: handlers look it up when called
         mp.setattr(Studio, "unmask", counted)
         mp.setattr(Studio, "animation", slow)
+        mp.setattr(Studio, "codebook", counted_codebook)
         demo = app.make_app(args)
         _, link, _ = demo.launch(**app.launch_kwargs(args), prevent_thread_lock=True, quiet=True, inbrowser=False)
         yield link
@@ -99,11 +105,12 @@ PAGE_ERRORS = []
 
 @pytest.fixture(autouse=True)
 def page_errors():
-    """Print the page's script errors and console errors during a test (pytest shows them if it fails)."""
-    PAGE_ERRORS.clear()
+    """Print the page's script and console errors since the last test (the first test: since the page
+    loaded); pytest shows them if the test fails."""
     yield
     for e in PAGE_ERRORS:
         print("page error:", e)
+    PAGE_ERRORS.clear()
 
 
 def shot(page, name):
@@ -408,17 +415,29 @@ def test_codebook_view(page):
 @pytest.mark.skipif(SHOTS, reason="the tiny models' names")
 def test_another_model_with_the_codebook_open_is_computed_at_once(page):
     """A model switch while the Codebook is open shows the new model's usage (it showed an empty view
-    until Compute usage); the session's generation is the first model's, so the new one's is a stand-in."""
+    until Compute usage); the session's generation is the first model's, so the new one's is a stand-in.
+    On another tab a switch computes nothing (the Codebook computes when it opens)."""
+    def choose(name):
+        page.locator("#model input").click()
+        page.get_by_role("option", name=name, exact=True).click()
+        expect(page.locator("#model input")).to_have_value(name)
+
     open_tab(page, "Codebook")
     stats = page.locator("#codebook-stats")
     expect(stats).to_contain_text("generated (16 images)")
     for name, source in (("tiny-b", "generated (64 images, seed 0)"), ("tiny", "generated (16 images)")):
-        page.locator("#model input").click()
-        page.get_by_role("option", name=name, exact=True).click()
+        calls = len(CODEBOOK_CALLS)
+        choose(name)
         expect(stats).to_contain_text(source)
-        expect(page.locator("#usage-bars .js-plotly-plot")).to_be_attached()
-        expect(page.locator("#atlas img")).to_have_attribute("src", re.compile(r".+"))
-    expect(page.locator("#model input")).to_have_value("tiny")
+        assert CODEBOOK_CALLS[calls:] == [name]                           # once, for the new model
+    open_tab(page, "Generate")
+    calls = len(CODEBOOK_CALLS)
+    choose("tiny-b")
+    expect(page.locator("#gen-status")).to_contain_text("are tiny's")     # the switch's other events ran
+    choose("tiny")
+    expect(page.locator("#gen-progress")).to_contain_text("(model tiny)")
+    page.wait_for_timeout(1000)
+    assert CODEBOOK_CALLS[calls:] == []
 
 
 def test_encode_view_upload_encodes_itself(page, tmp_path):

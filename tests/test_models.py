@@ -135,7 +135,12 @@ def test_compare_with_paper_names_every_difference(tmp_path):
     assert said["denoiser"].startswith("not the paper's:")
     assert "4 time steps (paper: 16)" in said["denoiser"]
     assert "input a learned embedding of each token (paper: the raw token index)" in said["denoiser"]
-    assert "widths" in said["denoiser"] and "token embeddings of" not in said["denoiser"]  # embed_dim only matters with embeddings
+    assert "layer widths 64-128-128-128-64 (paper: 64-128-256-512-256)" in said["denoiser"]
+    # embed_dim only matters with the embedding input: the paper's raw index ignores it
+    assert compare_with_paper(paper.vqsvae, replace(paper.denoiser, embed_dim=64))["denoiser"] == "the paper's"
+    embedded = replace(paper.denoiser, input_mode="embedding", embed_dim=64)
+    assert "token embeddings of 64 numbers" in compare_with_paper(paper.vqsvae, embedded)["denoiser"]
+    assert "membrane decay 0.75 (paper: 0.8)" in compare_with_paper(replace(paper.vqsvae, membrane_decay=0.75))["vqsvae"]
     assert compare_with_paper(PRESETS["small"].vqsvae) == \
         {"vqsvae": "not the paper's: 4 time steps (paper: 16), channel widths 16-32 (paper: 32-64)"}
     # every checkpoint says it in its config.json, and the pipeline reads the same
