@@ -267,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("average", help="average the weights of priors trained from one start (a model soup; "
                                       "not in the paper)")
-    p.add_argument("--checkpoints", nargs="+", required=True, help="two or more priors sharing one VQ-SVAE")
+    p.add_argument("--checkpoints", nargs="+", required=True,
+                   help="two or more local checkpoint folders: priors sharing one VQ-SVAE")
     p.add_argument("--weights", nargs="+", type=float, default=None, help="one per checkpoint (default: equal)")
     p.add_argument("--out", required=True, help="folder for the averaged checkpoint")
     p.set_defaults(func=_average)
