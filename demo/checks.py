@@ -58,3 +58,18 @@ def check_float(value, name: str, lo: float, hi: float) -> float:
     if not np.isfinite(v) or not lo <= v <= hi:
         raise InputError(f"{name} must be a number in {lo}..{hi}; got {value!r}")
     return v
+
+
+def check_all(**checks) -> dict:
+    """Run each check (``name=callable`` returning the checked value): the values by name, or one
+    :class:`InputError` naming every refused value, so that a form with three wrong boxes gets one
+    message listing the three instead of the first."""
+    values, problems = {}, []
+    for name, check in checks.items():
+        try:
+            values[name] = check()
+        except (InputError, ValueError) as e:               # a library SettingError is a ValueError
+            problems.append(str(e))
+    if problems:
+        raise InputError("; ".join(problems))
+    return values

@@ -32,7 +32,7 @@ from spiking_diffusion.sampling import (MAX_CORRECTOR_STEPS, SETTINGS, SamplerCo
 from spiking_diffusion.spiking import LIF_THRESHOLD
 
 from . import frames, media, plots
-from .checks import MAX_SEED, check_int, friendly
+from .checks import MAX_SEED, check_all, check_int, friendly
 from .generations import MAX_RUNS, RUN_TTL_S, GenerationStopped, Run, RunStore
 from .media import InputError
 
@@ -241,16 +241,17 @@ class Studio:
         if pipe.denoiser is None:
             raise InputError(f"{model} has no denoiser: it encodes and decodes only (Encode & reconstruct); "
                              "pick a model that generates")
-        n = check_int(num_images, "Number of images", 1, self.max_batch)       # the controls' names
-        s = check_int(steps, "Steps", 1, pipe.num_diffusion_steps)
-        seed = check_int(seed, "Seed", 0, MAX_SEED)
         given = dict(temperature=temperature, temperature_end=temperature_end, top_p=top_p,
                      corrector_steps=corrector_steps, corrector_cells=corrector_cells,
                      corrector_temperature=corrector_temperature)
         cells = {"corrector_cells": pipe.latent_size ** 2}                      # the upper bound the grid sets
-        sampling = pipe.sampling_settings(**{k: SETTINGS[k].check(v, cells.get(k), by_label=True)
-                                             for k, v in given.items() if v is not None})
-        return pipe, n, s, seed, sampling
+        v = check_all(n=lambda: check_int(num_images, "Number of images", 1, self.max_batch),   # the controls' names
+                      steps=lambda: check_int(steps, "Steps", 1, pipe.num_diffusion_steps),
+                      seed=lambda: check_int(seed, "Seed", 0, MAX_SEED),
+                      **{k: (lambda k=k, x=x: SETTINGS[k].check(x, cells.get(k), by_label=True))
+                         for k, x in given.items() if x is not None})
+        sampling = pipe.sampling_settings(**{k: v[k] for k in given if k in v})
+        return pipe, v["n"], v["steps"], v["seed"], sampling
 
     @friendly
     def generate(self, model, num_images, steps, temperature, seed, temperature_end=None, top_p=None,
@@ -677,7 +678,8 @@ class Studio:
         elif pipe.denoiser is not None:
             usage["generated (64 images, seed 0)"], stand_in = self._sample_usage(model), True
         counts = {k: v.sum(0) for k, v in usage.items()}
-        stats = ["| source | codes used | dead codes | perplexity |", "|---|---|---|---|"]
+        stats = [f"Code usage of **{html.escape(model)}**'s codebook (K = {K}):\n",
+                 "| source | codes used | dead codes | perplexity |", "|---|---|---|---|"]
         for name, c in counts.items():
             s = M.usage_stats(c)
             stats.append(f"| {name} | {K - s['dead_codes']}/{K} | {s['dead_codes']} | {s['perplexity']:.1f} |")
@@ -723,17 +725,29 @@ class Studio:
         return img, plots.where_used(shares, code)
 
     # --- 5. encode --------------------------------------------------------------------------
-    @friendly
-    def encode(self, model, image, invert="auto"):
-        """Any picture (file path, PIL image, array, a sketchpad's dict) -> the views of its encoding.
-        The picture is read by the pipeline's :meth:`prepare_image` (every file kind, the data
-        set's framing); ``invert``: 'auto', 'yes' or 'no'."""
+    def _prepared(self, model, image, invert):
+        """(pipeline, model input ``[1, C, H, W]`` in [0, 1], note) for :meth:`encode`, or the message
+        saying what is wrong with the picture or the settings."""
         pipe = self.pipe(model)
         if invert not in ("auto", "yes", "no"):
             raise InputError(f"Invert colours must be 'auto', 'yes' or 'no'; got {invert!r}")
         if isinstance(image, dict):  # a sketchpad / image editor value
             image = image.get("composite")
         x, note = pipe.prepare_image(image, invert=invert)
+        return pipe, x, note
+
+    @friendly
+    def check_encode(self, model, image, invert="auto") -> None:
+        """Nothing, or the message :meth:`encode` would give about the picture or the settings (the
+        picture is read as it reads it): the studio checks before it encodes."""
+        self._prepared(model, image, invert)
+
+    @friendly
+    def encode(self, model, image, invert="auto"):
+        """Any picture (file path, PIL image, array, a sketchpad's dict) -> the views of its encoding.
+        The picture is read by the pipeline's :meth:`prepare_image` (every file kind, the data
+        set's framing); ``invert``: 'auto', 'yes' or 'no'."""
+        pipe, x, note = self._prepared(model, image, invert)
         rep = pipe.spikes(images=x)
         tokens = rep.tokens[0]
         recon = to_uint8(pipe.decode(rep.tokens))[0]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from pathlib import Path
 from types import SimpleNamespace as NS
 
@@ -92,6 +93,27 @@ def _redraw_checked(triggers, check, fn, inputs, outputs, api_name: str, restore
         checked.failure(*restore, show_progress="hidden", **PRIVATE)
     return checked.success(fn, inputs, outputs, api_name=api_name, show_progress="hidden",
                            trigger_mode="always_last", **kw)   # (the default "once" drops a redraw mid-drag)
+
+
+def _latest_only(fn, outputs: int):
+    """``fn(model, run, value)`` whose result is dropped (``outputs`` skips: the view keeps what it
+    shows) when the same session has asked for another model since it started: two model jobs may run
+    at once (``--concurrency``), so a slow first model's result could land after, and over, the next
+    one's. (Named parameters: Gradio puts the request at its parameter's place among the inputs.)"""
+    asked, lock = {}, threading.Lock()      # session -> the model asked for last (the newest 4,096 sessions)
+
+    def latest(model, run, value, request: gr.Request):
+        key = getattr(request, "session_hash", None)
+        with lock:
+            asked.pop(key, None)
+            asked[key] = model
+            while len(asked) > 4096:
+                asked.pop(next(iter(asked)))
+        out = fn(model, run, value)
+        with lock:
+            stale = asked.get(key, model) != model
+        return (gr.skip(),) * outputs if stale else out
+    return latest
 
 
 def _accepted(controls) -> gr.State:
@@ -335,9 +357,10 @@ def _codebook_tab(S: Studio, F: ModelFacts, model, run, usage) -> None:
                     remember=(code_shown, [code]), **MODEL_JOB)
     # "computing" said at once (in the page): a model's first usage takes seconds
     computing = f"() => {json.dumps(S.CODEBOOK_COMPUTING)}"
-    for computed in (go.click(None, None, stats, js=computing, **PRIVATE).then(S.codebook, *io, api_name="codebook",
+    usage_of = _latest_only(S.codebook, len(io[1]))   # a model switch mid-computation: the last model's wins
+    for computed in (go.click(None, None, stats, js=computing, **PRIVATE).then(usage_of, *io, api_name="codebook",
                                                                                **MODEL_JOB),
-                     tab.select(None, None, stats, js=computing, **PRIVATE).then(S.codebook, *io, **PRIVATE, **MODEL_JOB)):
+                     tab.select(None, None, stats, js=computing, **PRIVATE).then(usage_of, *io, **PRIVATE, **MODEL_JOB)):
         computed.success(S.code, *code_io, **PRIVATE, **MODEL_JOB)
         computed.failure(lambda: S.CODEBOOK_EMPTY, None, stats, **PRIVATE)
 
@@ -407,16 +430,32 @@ def _encode_tab(S: Studio, F: ModelFacts, model) -> NS:
             enc = gr.Plot(label="Encoder output spikes", elem_id="encode-raster")
             asg = gr.Plot(label="Spike generator (ASG) spikes", elem_id="encode-asg")
     out = [shown, tokens, recon, enc, asg, note]
-    e_up.click(S.encode, [model, upload, invert], out, api_name="encode", **MODEL_JOB).success(
-        lambda: "upload", None, source, **PRIVATE)
-    e_sk.click(S.encode, [model, sketch, invert], out, api_name="encode_sketch", **MODEL_JOB).success(
-        lambda: "sketch", None, source, **PRIVATE)
+    # every encoding reads the picture first: a refused file only raises its toast (no error badges
+    # over the views, which keep the last encoding), and a file that is no picture leaves the upload box
+    def check_upload(m, im, inv):
+        if im is not None:
+            S.check_encode(m, im, inv)
+
+    def check_sketch(m, sk, inv):
+        if _has_ink(sk):
+            S.check_encode(m, sk, inv)
+    checked = dict(show_progress="hidden", trigger_mode="always_last", **PRIVATE)
+    for btn, picture, check, name, api in ((e_up, upload, check_upload, "upload", "encode"),
+                                           (e_sk, sketch, check_sketch, "sketch", "encode_sketch")):
+        first = btn.click(_check_only(check), [model, picture, invert], None, **checked)
+        first.success(S.encode, [model, picture, invert], out, api_name=api, **MODEL_JOB).success(
+            lambda n=name: n, None, source, **PRIVATE)
+        if picture is upload:
+            first.failure(lambda: None, None, upload, **PRIVATE)
     skip = tuple(gr.skip() for _ in out)
-    upload.change(lambda m, im, inv: (*skip, gr.skip()) if im is None else (*S.encode(m, im, inv), "upload"),
-                  [model, upload, invert], [*out, source], trigger_mode="always_last", **PRIVATE, **MODEL_JOB)
-    sketch.change(lambda m, sk, inv: (*S.encode(m, sk, inv), "sketch") if _has_ink(sk) else (*skip, gr.skip()),
-                  [model, sketch, invert], [*out, source], trigger_mode="always_last", show_progress="hidden",
-                  **PRIVATE, **MODEL_JOB)
+    read = upload.change(_check_only(check_upload), [model, upload, invert], None, **checked)
+    read.success(lambda m, im, inv: (*skip, gr.skip()) if im is None else (*S.encode(m, im, inv), "upload"),
+                 [model, upload, invert], [*out, source], trigger_mode="always_last", **PRIVATE, **MODEL_JOB)
+    read.failure(lambda: None, None, upload, **PRIVATE)
+    sketch.change(_check_only(check_sketch), [model, sketch, invert], None, **checked).success(
+        lambda m, sk, inv: (*S.encode(m, sk, inv), "sketch") if _has_ink(sk) else (*skip, gr.skip()),
+        [model, sketch, invert], [*out, source], trigger_mode="always_last", show_progress="hidden",
+        **PRIVATE, **MODEL_JOB)
     # another choice of inversion: the picture shown is encoded again
     def reencode(m, im, sk, inv, src):
         picture = sk if src == "sketch" else im

@@ -47,7 +47,9 @@ TIMING_JS = """() => {
 
 
 UNMASK_CALLS = []    # one entry per call of Studio.unmask made by the module's studio
-CODEBOOK_CALLS = []  # one entry per call of Studio.codebook (the model)
+CODEBOOK_CALLS = []  # one entry per call of Studio.codebook (the model), and one per return
+CODEBOOK_DONE = []
+SLOW_CODEBOOK = set()  # models whose Studio.codebook takes 3 s more (a slow first model)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +65,11 @@ def url(tmp_path_factory, make_tiny_models):
 
     def counted_codebook(self, model, *args):
         CODEBOOK_CALLS.append(model)
-        return codebook(self, model, *args)
+        if model in SLOW_CODEBOOK:
+            time.sleep(3)
+        out = codebook(self, model, *args)
+        CODEBOOK_DONE.append(model)
+        return out
 
     def slow(self, *args):                      # as long as a real model's (seconds): a Pause can come first
         time.sleep(1.5)
@@ -440,6 +446,36 @@ def test_another_model_with_the_codebook_open_is_computed_at_once(page):
     assert CODEBOOK_CALLS[calls:] == []
 
 
+def choose_model(page, name):
+    page.locator("#model input").click()
+    page.get_by_role("option", name=name, exact=True).click()
+    expect(page.locator("#model input")).to_have_value(name)
+
+
+@pytest.mark.skipif(SHOTS, reason="the tiny models' names")
+def test_a_model_switch_mid_computation_shows_the_new_models_usage(page):
+    """Two model jobs run at once: a slow first model's usage, finishing after the next model's, was
+    drawn over it (the view then showed the old model's numbers under the new model's name)."""
+    open_tab(page, "Generate")
+    stats = page.locator("#codebook-stats")
+    SLOW_CODEBOOK.add("tiny")
+    try:
+        done = len(CODEBOOK_DONE)
+        open_tab(page, "Codebook")                                       # tiny's usage: 3 s
+        expect(stats).to_contain_text("Computing")
+        choose_model(page, "tiny-b")                                    # meanwhile: tiny-b's, at once
+        expect(stats).to_contain_text("Code usage of tiny-b's codebook")
+        deadline = time.time() + T / 1000
+        while "tiny" not in CODEBOOK_DONE[done:] and time.time() < deadline:   # tiny's result came back ...
+            page.wait_for_timeout(200)
+        assert "tiny" in CODEBOOK_DONE[done:]
+        page.wait_for_timeout(1000)
+        expect(stats).to_contain_text("Code usage of tiny-b's codebook")      # ... and was not drawn
+    finally:
+        SLOW_CODEBOOK.clear()
+        choose_model(page, "tiny")
+
+
 def test_encode_view_upload_encodes_itself(page, tmp_path):
     import numpy as np
     from PIL import Image
@@ -462,6 +498,21 @@ def test_encode_view_upload_encodes_itself(page, tmp_path):
     page.locator("#invert").get_by_text("auto", exact=True).click()
     expect(page.locator("#encode-note")).not_to_contain_text("inverted")
     shot(page, "encode")
+
+
+def test_a_file_that_is_no_picture_only_raises_its_message(page, tmp_path):
+    """An upload that is not a picture: a toast saying what is accepted; the views keep the last
+    encoding (they showed red Error badges) and the upload box is emptied (it showed a broken image)."""
+    open_tab(page, "Encode & reconstruct")
+    note = page.locator("#encode-note")
+    expect(note).to_contain_text("read 64x64 L")                             # the last test's encoding
+    (tmp_path / "notes.png").write_text("not a picture")
+    page.locator("#upload input[type=file]").set_input_files(str(tmp_path / "notes.png"))
+    expect(page.locator(".toast-body").last).to_contain_text("notes.png")
+    expect(note).to_contain_text("read 64x64 L")
+    expect(page.locator("#tab-encode").get_by_text("Error", exact=True)).to_have_count(0)
+    expect(page.locator("#reconstruction img")).to_have_attribute("src", re.compile(r".+"))
+    expect(page.locator("#upload img")).to_have_count(0)
 
 
 def test_sketch_opens_ready_to_draw_and_a_stroke_encodes_itself(page, tmp_path):

@@ -358,6 +358,12 @@ def test_refused_generate_settings_are_named_before_anything_runs(studio):
     assert (n, s, seed, sampling.corrector_steps) == (2, 6, 7, 2)
     with pytest.raises(S.gr.Error, match=r"Cells per corrector round must be an integer in 1..49; got 50"):
         studio.check_generate("tiny", 2, 6, 0.65, 0, corrector_cells=50)       # bounded by the 7x7 grid
+    with pytest.raises(S.gr.Error) as refused:                               # every refused box named at once
+        studio.check_generate("tiny", 999, 2.5, 0.65, -5, top_p=0)
+    said = str(refused.value)
+    for part in ("Number of images must be a whole number in 1..", "Steps must be a whole number in 1..",
+                 "Seed must be a whole number in 0..2147483647; got -5", "Top-p"):
+        assert part in said, (part, said)
     with pytest.raises(S.gr.Error, match="Generate some images first"):
         studio.check_spikes(None, 0, 0)
 
