@@ -789,11 +789,11 @@ class Studio:
               + _cost_row(f"one denoiser call, an unmasking step (T = {pipe.denoiser.cfg.time_steps})", den)
               + (_cost_row(f"one denoiser call, a corrector round ({cells} cells masked)", corr) if rounds else "")
               + _cost_row(f"one decoding (T = {pipe.vqsvae.cfg.time_steps})", dec, digits=2) +
-              f"| whole generation | **{ann_uj:,.0f} uJ** | **{snn_uj:,.0f} uJ** |\n\n"
+              f"| whole generation | **{ann_uj:,.0f} µJ** | **{snn_uj:,.0f} µJ** |\n\n"
               f"ANN: the same network without spikes, every connection a multiply-add (MAC, {E_MAC_PJ} pJ) once "
               f"per call. SNN: the input layers' MACs once, then an addition (AC, {E_AC_PJ} pJ) per spike per "
               f"outgoing connection at each of the T time steps.\n\n"
               f"Mean denoiser firing rates: {rates}. "
               f"Estimated saving: **{ann_uj / snn_uj:.1f}x** (a textbook estimate, the same account as `evaluate`'s "
-              f"report; it ignores memory access). _{e['assumptions']}_")
-        return md, plots.bars({"ANN": ann_uj, "SNN": snn_uj}, "Energy of this generation (uJ)", "uJ")
+              f"report, which lists its assumptions; memory access is not counted).")
+        return md, plots.bars({"ANN": ann_uj, "SNN": snn_uj}, "Energy of this generation (µJ)", "µJ")

@@ -353,7 +353,7 @@ def test_learn_endpoints(client, generated):
     assert client.predict(0.3, 2, 32, 0, api_name="/psp")["type"] == "plotly"
     assert "z = (1 - 0.50)" in client.predict(0.4, 0.5, 16, 0, api_name="/quantizer")[1]
     md, fig = client.predict(api_name="/energy")
-    assert "4 images, 10 steps" in md and "uJ" in md
+    assert "4 images, 10 steps" in md and "µJ" in md
 
 
 def test_still_serving_after_errors(client):
