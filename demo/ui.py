@@ -465,9 +465,12 @@ def _encode_tab(S: Studio, F: ModelFacts, model) -> NS:
                   **PRIVATE, **MODEL_JOB)
     tab.select(None, None, None, js=DRAW_JS, **PRIVATE)
     sketch.clear(None, None, None, js=DRAW_JS, **PRIVATE)
-    # another model: the encoding shown was the last model's (the pictures stay, to encode again)
-    model.change(lambda: (None,) * (len(out) - 1) + ("The model changed: press **Encode upload** or **Encode drawing** "
-                                                     "to encode the picture with this one.",), None, out, **PRIVATE)
+    # another model: the picture encoded last is encoded again with it (the views showed the last model's)
+    def switched(m, im, sk, inv, src):
+        again = reencode(m, im, sk, inv, src)
+        return (None,) * len(out) if again is skip else again
+    model.change(switched, [model, upload, sketch, invert, source], out, trigger_mode="always_last", **PRIVATE,
+                 **MODEL_JOB)
     return NS(tab=tab)
 
 

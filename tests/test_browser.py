@@ -50,6 +50,7 @@ UNMASK_CALLS = []    # one entry per call of Studio.unmask made by the module's 
 CODEBOOK_CALLS = []  # one entry per call of Studio.codebook (the model), and one per return
 CODEBOOK_DONE = []
 SLOW_CODEBOOK = set()  # models whose Studio.codebook takes 3 s more (a slow first model)
+ENCODE_CALLS = []      # one entry per call of Studio.encode (the model)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,7 @@ def url(tmp_path_factory, make_tiny_models):
     import app
     from demo.studio import Studio
 
-    unmask, animation, codebook = Studio.unmask, Studio.animation, Studio.codebook
+    unmask, animation, codebook, encode = Studio.unmask, Studio.animation, Studio.codebook, Studio.encode
 
     def counted(self, *args):
         UNMASK_CALLS.append(args[1:3])          # (image, step)
@@ -70,6 +71,10 @@ def url(tmp_path_factory, make_tiny_models):
         out = codebook(self, model, *args)
         CODEBOOK_DONE.append(model)
         return out
+
+    def counted_encode(self, model, *args):
+        ENCODE_CALLS.append(model)
+        return encode(self, model, *args)
 
     def slow(self, *args):                      # as long as a real model's (seconds): a Pause can come first
         time.sleep(1.5)
@@ -86,6 +91,7 @@ def url(tmp_path_factory, make_tiny_models):
         mp.setattr(Studio, "unmask", counted)
         mp.setattr(Studio, "animation", slow)
         mp.setattr(Studio, "codebook", counted_codebook)
+        mp.setattr(Studio, "encode", counted_encode)
         demo = app.make_app(args)
         _, link, _ = demo.launch(**app.launch_kwargs(args), prevent_thread_lock=True, quiet=True, inbrowser=False)
         yield link
@@ -498,6 +504,16 @@ def test_encode_view_upload_encodes_itself(page, tmp_path):
     page.locator("#invert").get_by_text("auto", exact=True).click()
     expect(page.locator("#encode-note")).not_to_contain_text("inverted")
     shot(page, "encode")
+    if not SHOTS:                            # another model encodes the picture again (it said: press Encode)
+        calls = len(ENCODE_CALLS)
+        choose_model(page, "tiny-b")
+        expect(page.locator("#encode-note")).to_contain_text("read 64x64 L; ink 8x44 scaled into 20x20")
+        deadline = time.time() + T / 1000
+        while "tiny-b" not in ENCODE_CALLS[calls:] and time.time() < deadline:
+            page.wait_for_timeout(200)
+        assert ENCODE_CALLS[calls:] == ["tiny-b"]
+        choose_model(page, "tiny")
+        expect(page.locator("#encode-note")).to_contain_text("read 64x64 L")
 
 
 def test_a_file_that_is_no_picture_only_raises_its_message(page, tmp_path):
