@@ -95,25 +95,40 @@ def _redraw_checked(triggers, check, fn, inputs, outputs, api_name: str, restore
                            trigger_mode="always_last", **kw)   # (the default "once" drops a redraw mid-drag)
 
 
-def _latest_only(fn, outputs: int):
-    """``fn(model, run, value)`` whose result is dropped (``outputs`` skips: the view keeps what it
-    shows) when the same session has asked for another model since it started: two model jobs may run
-    at once (``--concurrency``), so a slow first model's result could land after, and over, the next
-    one's. (Named parameters: Gradio puts the request at its parameter's place among the inputs.)"""
-    asked, lock = {}, threading.Lock()      # session -> the model asked for last (the newest 4,096 sessions)
+class _AskedModel:
+    """The model each session asked for last (recorded at its model changes, the newest 4,096
+    sessions), so that a model job's result for another model can be dropped: two model jobs run at
+    once (``--concurrency``), and a slow first model's result could land after, and over, the next
+    one's. A session never recorded (an API caller) has nothing dropped."""
 
-    def latest(model, run, value, request: gr.Request):
+    def __init__(self, sessions: int = 4096):
+        self.asked, self.sessions, self.lock = {}, sessions, threading.Lock()
+
+    def record(self, model, request: gr.Request | None) -> None:
         key = getattr(request, "session_hash", None)
-        with lock:
-            asked.pop(key, None)
-            asked[key] = model
-            while len(asked) > 4096:
-                asked.pop(next(iter(asked)))
-        out = fn(model, run, value)
-        with lock:
-            stale = asked.get(key, model) != model
-        return (gr.skip(),) * outputs if stale else out
-    return latest
+        with self.lock:
+            self.asked.pop(key, None)
+            self.asked[key] = model
+            while len(self.asked) > self.sessions:
+                self.asked.pop(next(iter(self.asked)))
+
+    def stale(self, model, request: gr.Request | None) -> bool:
+        with self.lock:
+            return self.asked.get(getattr(request, "session_hash", None), model) != model
+
+    def only_latest(self, fn, outputs: int):
+        """``fn(model, run, code)`` whose result, or error, is dropped (``outputs`` skips: the view
+        keeps what it shows) when the session has asked for another model meanwhile. (Named
+        parameters: Gradio puts the request at its parameter's place among the inputs.)"""
+        def latest(model, run, code, request: gr.Request):
+            try:
+                out = fn(model, run, code)
+            except gr.Error:
+                if self.stale(model, request):
+                    return (gr.skip(),) * outputs
+                raise
+            return (gr.skip(),) * outputs if self.stale(model, request) else out
+        return latest
 
 
 def _accepted(controls) -> gr.State:
@@ -350,17 +365,23 @@ def _codebook_tab(S: Studio, F: ModelFacts, model, run, usage) -> None:
     # cleared; with the Codebook open, Compute usage is pressed (in the page) for the new model at once
     click_if_open = ("() => { if (document.querySelector('#tab-codebook')?.offsetParent != null) "
                      "document.querySelector('#codebook-btn').click(); }")
-    model.change(lambda: (None, None, S.CODEBOOK_EMPTY, None, None, gr.skip(), None, None), None,
-                 [*io[1], *code_io[1]], **PRIVATE).then(None, None, None, js=click_if_open, **PRIVATE)
+    asked = _AskedModel()                # a model switch mid-computation: the last model asked for wins
+
+    def cleared(m, request: gr.Request):
+        asked.record(m, request)
+        return None, None, S.CODEBOOK_EMPTY, None, None, gr.skip(), None, None
+    model.change(cleared, model, [*io[1], *code_io[1]], **PRIVATE).then(None, None, None, js=click_if_open, **PRIVATE)
     # any change of the code: a drag, a typed number (Enter), arrow keys on the slider (release missed the last two)
     _redraw_checked([code.change], lambda m, u, c: S.check_code(m, c), S.code, *code_io, api_name="code",
                     remember=(code_shown, [code]), **MODEL_JOB)
     # "computing" said at once (in the page): a model's first usage takes seconds
     computing = f"() => {json.dumps(S.CODEBOOK_COMPUTING)}"
-    usage_of = _latest_only(S.codebook, len(io[1]))   # a model switch mid-computation: the last model's wins
+    usage_of = asked.only_latest(S.codebook, len(io[1]))
+    last = dict(trigger_mode="always_last")   # a press while one computes is kept, not dropped (the default)
     for computed in (go.click(None, None, stats, js=computing, **PRIVATE).then(usage_of, *io, api_name="codebook",
-                                                                               **MODEL_JOB),
-                     tab.select(None, None, stats, js=computing, **PRIVATE).then(usage_of, *io, **PRIVATE, **MODEL_JOB)):
+                                                                               **last, **MODEL_JOB),
+                     tab.select(None, None, stats, js=computing, **PRIVATE).then(usage_of, *io, **last, **PRIVATE,
+                                                                                 **MODEL_JOB)):
         computed.success(S.code, *code_io, **PRIVATE, **MODEL_JOB)
         computed.failure(lambda: S.CODEBOOK_EMPTY, None, stats, **PRIVATE)
 
@@ -432,7 +453,7 @@ def _encode_tab(S: Studio, F: ModelFacts, model) -> NS:
     out = [shown, tokens, recon, enc, asg, note]
     # every encoding reads the picture first: a refused file only raises its toast (no error badges
     # over the views, which keep the last encoding), and a file that is no picture leaves the upload box
-    def check_upload(m, im, inv):
+    def check_upload(m, im, inv):            # a picture that arrived (a cleared box: nothing to check)
         if im is not None:
             S.check_encode(m, im, inv)
 
@@ -440,9 +461,8 @@ def _encode_tab(S: Studio, F: ModelFacts, model) -> NS:
         if _has_ink(sk):
             S.check_encode(m, sk, inv)
     checked = dict(show_progress="hidden", trigger_mode="always_last", **PRIVATE)
-    for btn, picture, check, name, api in ((e_up, upload, check_upload, "upload", "encode"),
-                                           (e_sk, sketch, check_sketch, "sketch", "encode_sketch")):
-        first = btn.click(_check_only(check), [model, picture, invert], None, **checked)
+    for btn, picture, name, api in ((e_up, upload, "upload", "encode"), (e_sk, sketch, "sketch", "encode_sketch")):
+        first = btn.click(_check_only(S.check_encode), [model, picture, invert], None, **checked)   # empty: said
         first.success(S.encode, [model, picture, invert], out, api_name=api, **MODEL_JOB).success(
             lambda n=name: n, None, source, **PRIVATE)
         if picture is upload:
@@ -457,20 +477,31 @@ def _encode_tab(S: Studio, F: ModelFacts, model) -> NS:
         [model, sketch, invert], [*out, source], trigger_mode="always_last", show_progress="hidden",
         **PRIVATE, **MODEL_JOB)
     # another choice of inversion: the picture shown is encoded again
+    def shown_picture(im, sk, src):          # the picture encoded last, or None
+        return (sk if _has_ink(sk) else None) if src == "sketch" else im
+
     def reencode(m, im, sk, inv, src):
-        picture = sk if src == "sketch" else im
-        there = _has_ink(sk) if src == "sketch" else im is not None
-        return S.encode(m, picture, inv) if there else skip
+        picture = shown_picture(im, sk, src)
+        return skip if picture is None else S.encode(m, picture, inv)
     invert.change(reencode, [model, upload, sketch, invert, source], out, trigger_mode="always_last",
                   **PRIVATE, **MODEL_JOB)
     tab.select(None, None, None, js=DRAW_JS, **PRIVATE)
     sketch.clear(None, None, None, js=DRAW_JS, **PRIVATE)
     # another model: the picture encoded last is encoded again with it (the views showed the last model's)
+    # (checked first: a picture this model refuses, or a model that does not load, says so in the note)
+    def check_shown(m, im, sk, inv, src):
+        picture = shown_picture(im, sk, src)
+        if picture is not None:
+            S.check_encode(m, picture, inv)
+
     def switched(m, im, sk, inv, src):
         again = reencode(m, im, sk, inv, src)
         return (None,) * len(out) if again is skip else again
-    model.change(switched, [model, upload, sketch, invert, source], out, trigger_mode="always_last", **PRIVATE,
-                 **MODEL_JOB)
+    shown_in = [model, upload, sketch, invert, source]
+    switch = model.change(_check_only(check_shown), shown_in, None, **checked)
+    switch.success(switched, shown_in, out, trigger_mode="always_last", **PRIVATE, **MODEL_JOB)
+    switch.failure(lambda: (None,) * (len(out) - 1) + ("The model changed, and the picture shown could not be encoded "
+                                                       "with it (see the message).",), None, out, **PRIVATE)
     return NS(tab=tab)
 
 

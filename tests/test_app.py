@@ -529,7 +529,7 @@ def test_another_model_clears_the_codebook_view(server):
     clears = [fn for fn in on_change if stats in fn.outputs and where in fn.outputs]
     assert len(clears) == 1
     fn = clears[0]
-    out = fn.fn()
+    out = fn.fn("tiny", None)                                   # (the model asked for; no request here)
     shown = dict(zip([b.elem_id for b in fn.outputs], out))
     assert shown["codebook-stats"] == demo.studio.CODEBOOK_EMPTY and shown["code-where"] is None
     assert shown["usage-bars"] is None and shown["atlas"] is None

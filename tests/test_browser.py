@@ -477,9 +477,23 @@ def test_a_model_switch_mid_computation_shows_the_new_models_usage(page):
         assert "tiny" in CODEBOOK_DONE[done:]
         page.wait_for_timeout(1000)
         expect(stats).to_contain_text("Code usage of tiny-b's codebook")      # ... and was not drawn
+        SLOW_CODEBOOK.clear()
+        SLOW_CODEBOOK.add("tiny-b")                                     # two switches in a row, the first slow:
+        done = len(CODEBOOK_DONE)
+        choose_model(page, "tiny")
+        choose_model(page, "tiny-b")                                    # (its Compute usage press is not dropped)
+        choose_model(page, "tiny")
+        expect(stats).to_contain_text("Code usage of tiny's codebook")
+        deadline = time.time() + T / 1000
+        while "tiny-b" not in CODEBOOK_DONE[done:] and time.time() < deadline:
+            page.wait_for_timeout(200)
+        page.wait_for_timeout(1000)
+        expect(stats).to_contain_text("Code usage of tiny's codebook")
+        expect(page.locator("#tab-codebook").get_by_text("Error", exact=True)).to_have_count(0)
     finally:
         SLOW_CODEBOOK.clear()
-        choose_model(page, "tiny")
+        if page.locator("#model input").input_value() != "tiny":
+            choose_model(page, "tiny")
 
 
 def test_encode_view_upload_encodes_itself(page, tmp_path):
@@ -512,6 +526,7 @@ def test_encode_view_upload_encodes_itself(page, tmp_path):
         while "tiny-b" not in ENCODE_CALLS[calls:] and time.time() < deadline:
             page.wait_for_timeout(200)
         assert ENCODE_CALLS[calls:] == ["tiny-b"]
+        expect(page.locator("#tab-encode").get_by_text("Error", exact=True)).to_have_count(0)
         choose_model(page, "tiny")
         expect(page.locator("#encode-note")).to_contain_text("read 64x64 L")
 
