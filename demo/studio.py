@@ -101,6 +101,7 @@ class Studio:
         self._pipes: dict[str, SpikingDiffusionPipeline] = {}
         self._cache: dict[tuple, object] = {}
         self._load_lock = threading.Lock()
+        self._last_prepared: tuple = (None, None)   # (model, file, invert) -> prepare_image's result, the last one
         self.export_root = Path(tempfile.mkdtemp(prefix="sd_exports_"))
         self._exports_lock = threading.Lock()
         self._cleanup = weakref.finalize(self, shutil.rmtree, self.export_root, True)
@@ -733,8 +734,14 @@ class Studio:
             raise InputError(f"Invert colours must be 'auto', 'yes' or 'no'; got {invert!r}")
         if isinstance(image, dict):  # a sketchpad / image editor value
             image = image.get("composite")
-        x, note = pipe.prepare_image(image, invert=invert)
-        return pipe, x, note
+        # the studio checks a picture, then encodes it: a file (Gradio's uploads never change) is read once
+        key = (model, image, invert) if isinstance(image, str) else None
+        last_key, last = self._last_prepared
+        if key is None or key != last_key:
+            last = pipe.prepare_image(image, invert=invert)
+            self._last_prepared = (key, last)
+        x, note = last
+        return pipe, x.copy(), note
 
     @friendly
     def check_encode(self, model, image, invert="auto") -> None:

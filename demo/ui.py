@@ -453,53 +453,47 @@ def _encode_tab(S: Studio, F: ModelFacts, model) -> NS:
     out = [shown, tokens, recon, enc, asg, note]
     # every encoding reads the picture first: a refused file only raises its toast (no error badges
     # over the views, which keep the last encoding), and a file that is no picture leaves the upload box
-    def check_upload(m, im, inv):            # a picture that arrived (a cleared box: nothing to check)
-        if im is not None:
-            S.check_encode(m, im, inv)
+    def given(picture):                      # the picture, or None: an empty box, a sketchpad without ink
+        return (picture if _has_ink(picture) else None) if isinstance(picture, dict) else picture
 
-    def check_sketch(m, sk, inv):
-        if _has_ink(sk):
-            S.check_encode(m, sk, inv)
-    checked = dict(show_progress="hidden", trigger_mode="always_last", **PRIVATE)
-    for btn, picture, name, api in ((e_up, upload, "upload", "encode"), (e_sk, sketch, "sketch", "encode_sketch")):
-        first = btn.click(_check_only(S.check_encode), [model, picture, invert], None, **checked)   # empty: said
-        first.success(S.encode, [model, picture, invert], out, api_name=api, **MODEL_JOB).success(
-            lambda n=name: n, None, source, **PRIVATE)
-        if picture is upload:
-            first.failure(lambda: None, None, upload, **PRIVATE)
-    skip = tuple(gr.skip() for _ in out)
-    read = upload.change(_check_only(check_upload), [model, upload, invert], None, **checked)
-    read.success(lambda m, im, inv: (*skip, gr.skip()) if im is None else (*S.encode(m, im, inv), "upload"),
-                 [model, upload, invert], [*out, source], trigger_mode="always_last", **PRIVATE, **MODEL_JOB)
-    read.failure(lambda: None, None, upload, **PRIVATE)
-    sketch.change(_check_only(check_sketch), [model, sketch, invert], None, **checked).success(
-        lambda m, sk, inv: (*S.encode(m, sk, inv), "sketch") if _has_ink(sk) else (*skip, gr.skip()),
-        [model, sketch, invert], [*out, source], trigger_mode="always_last", show_progress="hidden",
-        **PRIVATE, **MODEL_JOB)
-    # another choice of inversion: the picture shown is encoded again
-    def shown_picture(im, sk, src):          # the picture encoded last, or None
-        return (sk if _has_ink(sk) else None) if src == "sketch" else im
-
-    def reencode(m, im, sk, inv, src):
-        picture = shown_picture(im, sk, src)
-        return skip if picture is None else S.encode(m, picture, inv)
-    invert.change(reencode, [model, upload, sketch, invert, source], out, trigger_mode="always_last",
-                  **PRIVATE, **MODEL_JOB)
-    tab.select(None, None, None, js=DRAW_JS, **PRIVATE)
-    sketch.clear(None, None, None, js=DRAW_JS, **PRIVATE)
-    # another model: the picture encoded last is encoded again with it (the views showed the last model's)
-    # (checked first: a picture this model refuses, or a model that does not load, says so in the note)
-    def check_shown(m, im, sk, inv, src):
-        picture = shown_picture(im, sk, src)
-        if picture is not None:
+    def check_given(m, picture, inv):
+        if given(picture) is not None:
             S.check_encode(m, picture, inv)
 
-    def switched(m, im, sk, inv, src):
-        again = reencode(m, im, sk, inv, src)
-        return (None,) * len(out) if again is skip else again
+    skip = tuple(gr.skip() for _ in out)
+
+    def encode_given(m, picture, inv):       # the views of the picture, or all kept when there is none
+        return skip if given(picture) is None else S.encode(m, picture, inv)
+
+    def shown(im, sk, src):                  # the picture the view shows (encoded last)
+        return sk if src == "sketch" else im
+    checked = dict(show_progress="hidden", trigger_mode="always_last", **PRIVATE)
+    for btn, picture, name, api, progress in ((e_up, upload, "upload", "encode", "full"),
+                                              (e_sk, sketch, "sketch", "encode_sketch", "hidden")):   # (each stroke)
+        # a button: an empty box is refused too (the check says so)
+        first = btn.click(_check_only(S.check_encode), [model, picture, invert], None, **checked)
+        first.success(S.encode, [model, picture, invert], out, api_name=api, **MODEL_JOB).success(
+            lambda n=name: n, None, source, **PRIVATE)
+        # a new upload or stroke encodes itself
+        read = picture.change(_check_only(check_given), [model, picture, invert], None, **checked)
+        read.success(lambda m, p, inv, n=name: (*skip, gr.skip()) if given(p) is None else (*S.encode(m, p, inv), n),
+                     [model, picture, invert], [*out, source], trigger_mode="always_last", show_progress=progress,
+                     **PRIVATE, **MODEL_JOB)
+        if picture is upload:
+            for refused in (first, read):
+                refused.failure(lambda: None, None, upload, **PRIVATE)
     shown_in = [model, upload, sketch, invert, source]
-    switch = model.change(_check_only(check_shown), shown_in, None, **checked)
-    switch.success(switched, shown_in, out, trigger_mode="always_last", **PRIVATE, **MODEL_JOB)
+    # another choice of inversion: the picture shown is encoded again
+    invert.change(lambda m, im, sk, inv, src: encode_given(m, shown(im, sk, src), inv), shown_in, out,
+                  trigger_mode="always_last", **PRIVATE, **MODEL_JOB)
+    tab.select(None, None, None, js=DRAW_JS, **PRIVATE)
+    sketch.clear(None, None, None, js=DRAW_JS, **PRIVATE)
+    # another model: the picture shown is encoded again with it (the views showed the last model's);
+    # checked first: a picture this model refuses, or a model that does not load, says so in the note
+    switch = model.change(lambda m, im, sk, inv, src: check_given(m, shown(im, sk, src), inv), shown_in, None, **checked)
+    switch.success(lambda m, im, sk, inv, src: (None,) * len(out) if given(shown(im, sk, src)) is None
+                   else S.encode(m, shown(im, sk, src), inv), shown_in, out, trigger_mode="always_last", **PRIVATE,
+                   **MODEL_JOB)
     switch.failure(lambda: (None,) * (len(out) - 1) + ("The model changed, and the picture shown could not be encoded "
                                                        "with it (see the message).",), None, out, **PRIVATE)
     return NS(tab=tab)

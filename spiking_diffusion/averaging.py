@@ -3,8 +3,9 @@ multiple fine-tuned models improves accuracy without increasing inference time")
 
 Priors trained from one start (a ``train-prior --init-from`` fork, snapshots of one run) sit in one
 basin of the loss: the average of their weights is often better than either. Not in the
-Spiking-Diffusion paper. The priors must share their VQ-SVAE exactly (the same weights: the same
-token numbering) and their denoiser's settings; the average has the same size and speed as each.
+Spiking-Diffusion paper. The priors must be on the same tokens (VQ-SVAEs whose encoder and quantizer
+are the same: :func:`~spiking_diffusion.train.same_tokens`) and share their denoiser's settings; the
+average has the same size and speed as each.
 
     python -m spiking_diffusion average --checkpoints A B --weights 0.5 0.5 --out C
 """
@@ -15,12 +16,12 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-import torch
-
 from .checkpoint import (CONFIG_NAME, VQSVAE_METRICS, WEIGHTS_NAME, copy_code_usage, load_checkpoint,
                          save_checkpoint)
 from .errors import CheckpointError, SettingError
 from .runs import STATE_NAME
+from .train import same_tokens
+from .transfer import layer_differences
 
 # a source's own training record: not the average's (its sources are listed in ``averaged_from``)
 TRAINING_RECORD = ("steps", "epochs", "batch_size", "seed", "trained_at", "ema", "learning_rate", "init_from",
@@ -49,10 +50,6 @@ def _check_out(out: Path, paths: Sequence[str | Path]) -> None:
                               "would overwrite it: choose another --out")
 
 
-def _differences(a, b) -> str:
-    return ", ".join(f"{k} {v!r} against {b.to_dict()[k]!r}" for k, v in a.to_dict().items() if b.to_dict()[k] != v)
-
-
 def average_priors(paths: Sequence[str | Path], out: str | Path, weights: Sequence[float] | None = None) -> Path:
     """Write to ``out`` a checkpoint whose denoiser weights are the weighted mean of the priors in
     ``paths`` (local checkpoint folders), and return ``out`` as a Path.
@@ -65,8 +62,8 @@ def average_priors(paths: Sequence[str | Path], out: str | Path, weights: Sequen
 
     Raises :class:`SettingError` for fewer than two checkpoints or bad weights, and
     :class:`CheckpointError` for an output folder holding a checkpoint, a checkpoint without a prior,
-    another VQ-SVAE (settings or weights) or other denoiser settings than the first's. Nothing is
-    written then.
+    a VQ-SVAE that tokenises differently (another encoder or quantizer) or other denoiser settings
+    than the first's. Nothing is written then.
     """
     out = Path(out)
     if len(paths) < 2:
@@ -75,16 +72,17 @@ def average_priors(paths: Sequence[str | Path], out: str | Path, weights: Sequen
     _check_out(out, paths)
     loaded = [load_checkpoint(p) for p in paths]                   # (vqsvae, denoiser, config) each
     vqsvae, first, config = loaded[0]
-    vq_state = vqsvae.state_dict()
     for path, (vq, den, _) in zip(paths, loaded):
         if den is None:
             raise CheckpointError(f"{path} holds no prior (denoiser) to average")
-        if den.cfg != first.cfg:
-            raise CheckpointError(f"{path}'s denoiser settings differ from {paths[0]}'s ({_differences(den.cfg, first.cfg)}): "
-                                  "only priors of one architecture can be averaged")
-        if vq.cfg != vqsvae.cfg or any(not torch.equal(t, vq_state[k]) for k, t in vq.state_dict().items()):
-            raise CheckpointError(f"{path}'s VQ-SVAE differs from {paths[0]}'s (settings or weights): only priors "
-                                  "on one VQ-SVAE, the same weights, can be averaged")
+        differ = layer_differences(first.cfg, den.cfg)
+        if differ:
+            said = ", ".join(f"{n} {getattr(den.cfg, n)!r} against {getattr(first.cfg, n)!r}" for n in differ)
+            raise CheckpointError(f"{path}'s denoiser settings differ from {paths[0]}'s ({said}): only priors of "
+                                  "one architecture can be averaged")
+        if not same_tokens(vq, vqsvae):
+            raise CheckpointError(f"{path}'s VQ-SVAE differs from {paths[0]}'s in its encoder or quantizer: its "
+                                  "tokens mean other codes, so the priors cannot be averaged")
     states = [den.state_dict() for _, den, _ in loaded]
     mean = {k: sum(w * s[k].double() for w, s in zip(weights, states)).to(t.dtype) if t.is_floating_point() else t
             for k, t in states[0].items()}

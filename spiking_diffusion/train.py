@@ -396,7 +396,7 @@ def _start_from_prior(denoiser: SpikingDenoiser, vqsvae: VQSVAE, cfg: TrainConfi
     old_vq, old_den, old_config = load_checkpoint(cfg.init_from, device)
     if old_den is None:
         raise SpikingDiffusionError(f"--init-from {cfg.init_from} holds no prior (a VQ-SVAE only); give a full checkpoint")
-    if _same_tokens(old_vq, vqsvae):
+    if same_tokens(old_vq, vqsvae):
         differ = layer_differences(old_den.cfg, denoiser.cfg)
         if differ:
             raise SpikingDiffusionError(
@@ -422,7 +422,7 @@ def _start_from_prior(denoiser: SpikingDenoiser, vqsvae: VQSVAE, cfg: TrainConfi
     return round(alignment.purity, 4)
 
 
-def _same_tokens(a: VQSVAE, b: VQSVAE) -> bool:
+def same_tokens(a: VQSVAE, b: VQSVAE) -> bool:
     """Whether two VQ-SVAEs tokenise alike (the same :func:`_token_digest`)."""
     return _token_digest(a) == _token_digest(b)
 

@@ -141,7 +141,7 @@ def test_a_donor_with_other_layers_is_refused_before_the_data_is_tokenised(tmp_p
 def test_same_tokens_means_the_same_encoder_and_quantizer():
     import copy
 
-    from spiking_diffusion.train import _same_tokens
+    from spiking_diffusion.train import same_tokens
 
     vq, _ = build_tiny_models(seed=1)
     other = copy.deepcopy(vq)
@@ -150,7 +150,7 @@ def test_same_tokens_means_the_same_encoder_and_quantizer():
     for m in other.encoder.modules():
         if hasattr(m, "num_batches_tracked") and m.num_batches_tracked is not None:
             m.num_batches_tracked += 1                            # an EMA's rounding of the batch counter
-    assert _same_tokens(vq, other)
+    assert same_tokens(vq, other)
     for change in ("codebook", "bn", "time_steps", "decay"):
         other = copy.deepcopy(vq)
         with torch.no_grad():
@@ -162,7 +162,7 @@ def test_same_tokens_means_the_same_encoder_and_quantizer():
                 other.cfg = replace(other.cfg, time_steps=other.cfg.time_steps + 1)
             else:
                 other.cfg = replace(other.cfg, membrane_decay=0.5)
-        assert not _same_tokens(vq, other), change
+        assert not same_tokens(vq, other), change
 
 
 def _donor_run(tmp_path, monkeypatch, donor_input_mode="embedding"):
