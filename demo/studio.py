@@ -39,6 +39,8 @@ from .media import InputError
 MAX_CORRECTOR_ROUNDS = MAX_CORRECTOR_STEPS  # corrector rounds offered in the studio (the sampler's bound)
 FRAME_CACHE = 256           # decoded (image, step) frames kept per run
 ATLAS_COLS = 16             # codes per row of the Codebook's atlas
+STAND_IN_IMAGES = 64        # images the Codebook generates for want of the user's (fewer for a slower model)
+MIN_STAND_IN = 16           # ... but never fewer than these
 PREVIEW_EVERY = 9           # after a streamed preview, 9x its making (decode + tile) of sampling: a tenth
 MAX_EXPORTS = 8             # export folders kept on disk (Gradio copies each into its cache)
 
@@ -137,24 +139,29 @@ class Studio:
         return (f"**{name}** (folder `{self.models[name].name}`)\n\n{self._summary(pipe)}{cost}\n\n"
                 f"<details><summary>All stored settings</summary>\n\n{self._settings_table(pipe)}\n\n</details>")
 
-    def _cost_line(self, name: str, pipe: SpikingDiffusionPipeline) -> str:
-        """A Markdown line when this model's denoiser does over twice the default model's work per
-        generation (multiply-adds of a dense network with its widths, times the expected denoiser calls
-        of each one's own sampler), so that nobody waits for a slow model unwarned; else ``""``."""
+    def _work_ratio(self, name: str, pipe: SpikingDiffusionPipeline) -> float:
+        """How many times the default model's denoiser work one generation with this model does
+        (multiply-adds of a dense network with its widths, times the expected denoiser calls of each
+        one's own sampler); 1.0 for the default model, or when either has no prior or fails to load."""
         if pipe.denoiser is None or name == self.default_model:
-            return ""
+            return 1.0
         try:
             default = self.pipe(self.default_model)
         except (InputError, SpikingDiffusionError):                   # its own info says what is wrong
-            return ""
+            return 1.0
         if default.denoiser is None:
-            return ""
+            return 1.0
 
         def work(p):  # multiply-adds per image for one generation with the model's own sampler
             cfg = p.denoiser.cfg
             calls = expected_denoiser_calls(cfg.num_diffusion_steps, cfg.latent_size ** 2)
             return denoiser_macs(cfg) * (calls + p.sampling_defaults.corrector_steps)
-        ratio = work(pipe) / work(default)
+        return work(pipe) / work(default)
+
+    def _cost_line(self, name: str, pipe: SpikingDiffusionPipeline) -> str:
+        """A Markdown line when this model's denoiser does over twice the default model's work per
+        generation (:meth:`_work_ratio`), so that nobody waits for a slow model unwarned; else ``""``."""
+        ratio = self._work_ratio(name, pipe)
         if ratio <= 2:
             return ""
         return (f"\n- **Slower**: a generation does about {ratio:.1f}x the denoiser work of the default model "
@@ -642,12 +649,20 @@ class Studio:
             return None
         return f"test set ({len(toks)} images)", M.code_counts(toks, pipe.codebook_size)
 
-    def _sample_usage(self, model) -> np.ndarray:
-        """Code counts ``[h*w, K]`` of 64 images generated with the model's own settings, seed 0 (cached)."""
+    def _stand_in_count(self, model) -> int:
+        """How many images the Codebook generates for want of the user's: STAND_IN_IMAGES for a model
+        as fast as the default, fewer for a slower one (in proportion to its work, at least
+        MIN_STAND_IN), so that a first Codebook view takes about as long on every model."""
+        ratio = self._work_ratio(model, self.pipe(model))
+        return max(MIN_STAND_IN, min(STAND_IN_IMAGES, round(STAND_IN_IMAGES / ratio)))
+
+    def _sample_usage(self, model) -> tuple[int, np.ndarray]:
+        """(images, code counts ``[h*w, K]``) of :meth:`_stand_in_count` images generated with the
+        model's own settings, seed 0 (cached)."""
         key = ("generated", model)
         if key not in self._cache:
-            pipe = self.pipe(model)
-            self._cache[key] = M.code_counts(pipe(64, seed=0).tokens, pipe.codebook_size)
+            pipe, n = self.pipe(model), self._stand_in_count(model)
+            self._cache[key] = n, M.code_counts(pipe(n, seed=0).tokens, pipe.codebook_size)
         return self._cache[key]
 
     def _atlas(self, model):
@@ -673,11 +688,12 @@ class Studio:
         K = pipe.codebook_size
         test = self._test_usage(model)
         usage = dict([test] if test else [])                                  # label -> counts [h*w, K]
-        stand_in = False                                                      # generated for want of the user's
+        stand_in = 0                                                          # images generated for want of the user's
         if isinstance(run, Run) and run.model == model and not run.released:
             usage[f"generated ({len(run.tokens)} images)"] = M.code_counts(run.tokens, K)
         elif pipe.denoiser is not None:
-            usage["generated (64 images, seed 0)"], stand_in = self._sample_usage(model), True
+            stand_in, counts = self._sample_usage(model)                      # how many images, [h*w, K]
+            usage[f"generated ({stand_in} images, seed 0)"] = counts
         counts = {k: v.sum(0) for k, v in usage.items()}
         stats = [f"Code usage of **{html.escape(model)}**'s codebook (K = {K}):\n",
                  "| source | codes used | dead codes | perplexity |", "|---|---|---|---|"]
@@ -687,8 +703,9 @@ class Studio:
         stats.append("\nA code no image of a source uses counts as dead there; a few generated images leave "
                      "rare codes out, so they show more dead codes than the test set.")
         if stand_in:
-            stats.append("\nWith no generation of yours on this model, 64 images were generated once with its own "
-                         "settings (seed 0) to compare with; generate in the Generate tab to see your own.")
+            slower = " (fewer for a slower model)" if stand_in < STAND_IN_IMAGES else ""
+            stats.append(f"\nWith no generation of yours on this model, {stand_in} images{slower} were generated once "
+                         "with its own settings (seed 0) to compare with; generate in the Generate tab to see your own.")
         if test is None:
             stats.append("\nTest-set usage is not available: record it with `python -m spiking_diffusion "
                          "evaluate --checkpoint DIR --out OUT --record` (writes `code_usage.json` beside the "

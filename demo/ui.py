@@ -255,23 +255,44 @@ def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
               caption=caption, picker=picker, export=export, files=[gif, mp4])
 
 
-# Pause: the frame the animation shows now, from the time its image loaded (recorded by PLAY_JS),
-# the frame rate and the frame count on the step axis (#phase-axis data attributes).
+# Play's script, installed once: __sdFrame() is the step the animation shows now (from the time its
+# image loaded, the frame rate and the frame count on the step axis: #phase-axis data attributes), or
+# 0 when it is not playing; while it plays, the Step slider and the axis marker follow it (drawn in the
+# page only: no event is sent, so nothing is redrawn). Pause returns to the still views at that step.
 PLAY_JS = """(...args) => {
-  if (!window.__sdPlayer) {
-    window.__sdPlayer = true;
+  if (!window.__sdFrame) {
     document.addEventListener('load', (e) => {
       if (e.target.tagName === 'IMG' && e.target.closest('#player')) e.target.__sdStart = performance.now();
     }, true);
+    window.__sdFrame = () => {
+      const img = document.querySelector('#player img'), axis = document.querySelector('#phase-axis');
+      if (!img || !img.__sdStart || !axis || img.closest('#player').offsetParent === null) return 0;
+      const d = axis.dataset, n = +d.unmask + +d.correct;
+      const k = Math.floor((performance.now() - img.__sdStart) * +d.fps / 1000) % (n + +d.hold);
+      return Math.min(k, n - 1) + 1;
+    };
+    window.__sdShowStep = (k) => {
+      const axis = document.querySelector('#phase-axis'), range = document.querySelector('#step input[type=range]');
+      const num = document.querySelector('#step input[type=number]');
+      if (num) num.value = k;
+      if (range) {
+        range.value = k;
+        range.style.setProperty('--range_progress', `${100 * (k - +range.min) / (+range.max - +range.min)}%`);
+      }
+      if (axis && axis.lastElementChild) {
+        const n = +axis.dataset.unmask + +axis.dataset.correct;
+        axis.lastElementChild.style.left = `${100 * (k - 0.5) / n}%`;
+      }
+    };
+    setInterval(() => { const k = window.__sdFrame(); if (k) window.__sdShowStep(k); }, 100);
   }
   return args;
 }"""
 PAUSE_JS = """(step) => {
-  const img = document.querySelector('#player img'), axis = document.querySelector('#phase-axis');
-  if (!img || !img.__sdStart || !axis || img.closest('#player').offsetParent === null) return step;  // not playing
-  const d = axis.dataset, n = +d.unmask + +d.correct;
-  const k = Math.floor((performance.now() - img.__sdStart) * +d.fps / 1000) % (n + +d.hold);
-  return Math.min(k, n - 1) + 1;
+  const k = window.__sdFrame ? window.__sdFrame() : 0;
+  if (!k) return step;                                                  // not playing
+  window.__sdShowStep(k);
+  return k;
 }"""
 
 
@@ -311,14 +332,16 @@ def _phases(r) -> tuple[int, int]:
 def _spikes_tab(S: Studio, F: ModelFacts, run, image) -> NS:
     """3. Spikes: the ASG trains and membranes of one token cell, every layer's firing rates."""
     with gr.Tab("Spikes", id="spikes", elem_id="tab-spikes") as tab:
-        _explain("Every token cell drives D neurons (16 in the paper) of the **adaptive spike generator** (ASG) for T time "
-                 "steps; the decoder reads these spike trains. A dot is one spike. The encoder's spikes "
-                 "come from re-encoding the generated image. The membrane trace shows each ASG neuron "
-                 "charging up and resetting when it crosses the threshold (dashed). An ASG neuron's input "
-                 "(its code's vector through a 1x1 convolution and BatchNorm) is the same at every step, so it "
-                 "fires a regular train whose rate carries the code: every step for an input of at least 2x "
-                 "the threshold, every second step (t = 1, 3, 5, ...) from 4/3 to 2x (the **Learn** tab's LIF "
-                 "neuron at its defaults), every third or less for a weaker one, never at or below the threshold.")
+        _explain("How does a code become spikes? The **adaptive spike generator** (ASG) gives every token cell D "
+                 "neurons (16 in the paper) that run for T time steps; the decoder sees only their spikes.\n"
+                 "- **Raster**: a row is one neuron, a column one time step, a tick one spike.\n"
+                 "- **Membrane trace**: a neuron's voltage charges up, and when it reaches the threshold (dashed) "
+                 "the neuron spikes and drops back to 0.\n"
+                 "- **Why the trains are regular**: a neuron's input (a learned mix of its code's numbers) is the "
+                 "same at every step, so it fires at a steady rate, faster for a stronger input: every step from 2x "
+                 "the threshold, every second step (t = 1, 3, 5, ...) from 4/3 to 2x, more rarely below that, "
+                 "never at or under the threshold. Try it with the **Learn** tab's LIF neuron.\n"
+                 "- **Encoder spikes**: the generated image encoded again, as the VQ-SVAE's encoder sees it.")
         with gr.Row():
             cell = gr.Dropdown(cell_choices(F.latent_size), value=F.cells // 2, label="Token cell", elem_id="spikes-cell")
             go = gr.Button("Show spikes", elem_id="spikes-btn")

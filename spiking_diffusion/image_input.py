@@ -33,6 +33,7 @@ MAX_PIXELS = 4096 * 4096      # the largest picture decoded (width x height, rea
 WORK_SIDE = 1024              # pictures are box-reduced to at most about this before float work
 INK_THRESHOLD = 0.25          # stretched ink level that counts for the bounding box
 MIN_CONTRAST = 0.05           # less ink-to-background difference than this: no ink found
+BLOCKY_SCALE = 2.0            # enlarged more than this: the note warns that the picture's pixels show
 INVERT_CHOICES = ("auto", "yes", "no")
 
 
@@ -226,6 +227,15 @@ def prepare_image(source, channels: int = 1, dataset: str | None = None, invert:
     return x[None].astype(np.float32), "; ".join(notes)
 
 
+def _enlarged(scale: float, w: int, h: int, what: str) -> list[str]:
+    """The note for ``what`` (the picture, its ink) of ``w x h`` pixels enlarged ``scale`` times, if
+    over :data:`BLOCKY_SCALE`: its pixels show as blocks (a surprise for a tiny upload otherwise)."""
+    if scale <= BLOCKY_SCALE:
+        return []
+    return [f"enlarged {scale:.1f}x from only {w}x{h} pixels of {what}, so they show as blocks (a larger "
+            f"picture stays sharper)"]
+
+
 def _photo(rgb: np.ndarray, channels: int, invert: str, size: int):
     h, w, _ = rgb.shape
     s = min(h, w)
@@ -237,6 +247,7 @@ def _photo(rgb: np.ndarray, channels: int, invert: str, size: int):
         rgb = np.repeat(rgb, 3, -1)
     x = np.stack([_resize(rgb[..., c], size, size) for c in range(rgb.shape[-1])])   # [C, size, size]
     notes.append(f"resized to {size}x{size}")
+    notes += _enlarged(size / s, s, s, "picture")
     if invert == "yes":
         x = 1 - x
         notes.append("inverted")
@@ -273,4 +284,5 @@ def _mnist_like(g: np.ndarray, framing: Framing, invert: str, size: int):
     out[ys, xs] = patch[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
     notes.append(f"ink {w}x{h} scaled into {framing.box}x{framing.box}, "
                  f"{'centre of mass' if framing.centre == 'mass' else 'box'} centred in {size}x{size}")
+    notes += _enlarged(scale, w, h, "ink")
     return out[None], notes

@@ -200,7 +200,7 @@ def test_codebook_uses_recorded_test_usage_without_data(tmp_path, make_tiny_mode
     assert usage[label].tolist() == M.code_counts(toks, 32).tolist()
     # the Code slider: a used code stays; a dead (or no) code moves to the most used one that draws something
     studio = Studio(ck)
-    studio._sample_usage = lambda model: np.zeros((49, 32), int)     # no generated usage: the recorded one alone
+    studio._sample_usage = lambda model: (64, np.zeros((49, 32), int))   # no generated usage: the recorded one alone
     write_code_usage(ck / "tiny", "mnist", toks % 20, 32)             # codes 20..31 dead
     total = M.code_counts(toks % 20, 32).sum(0)
     first, second = np.argsort(-total, kind="stable")[:2]                 # ties in index order, as argmax
@@ -421,6 +421,38 @@ def test_model_info_warns_of_a_model_much_slower_than_the_default(tmp_path, make
         assert studio.default_model == "mnist" and "Slower" not in studio.model_info("mnist")
         info = studio.model_info("tiny")
         assert (said in info and "of the default model (mnist" in info) if said else "Slower" not in info
+
+
+def test_codebook_generates_fewer_stand_in_images_for_a_slower_model(tmp_path, make_tiny_models, monkeypatch):
+    """With no generation of the user's, the Codebook generates 64 images of a model as fast as the
+    default, and fewer, in proportion to its work (at least 16), for a slower one: mnist-paper's first
+    Codebook view took over 50 s for its 64."""
+    import json
+    import shutil
+
+    from demo.studio import MIN_STAND_IN, STAND_IN_IMAGES, Studio
+    from spiking_diffusion import SpikingDiffusionPipeline
+    from spiking_diffusion.evaluation.energy import expected_denoiser_calls
+
+    ck = make_checkpoints(tmp_path / "ck", make_tiny_models)
+    shutil.copytree(ck / "tiny", ck / "mnist")                        # the default model, by its name
+    cfg = json.loads((ck / "tiny" / "config.json").read_text())
+    calls = expected_denoiser_calls(cfg["denoiser"]["num_diffusion_steps"], cfg["denoiser"]["latent_size"] ** 2)
+    made, real = [], SpikingDiffusionPipeline.__call__                # the images each generation makes
+    monkeypatch.setattr(SpikingDiffusionPipeline, "__call__", lambda self, n, *a, **k: made.append(n) or real(self, n, *a, **k))
+    assert 100 > 3 * calls                                            # the sampler's most rounds: over 4x the work
+    for rounds, want in ((round(calls), STAND_IN_IMAGES / 2),         # about 2x the work: half the images
+                         (100, MIN_STAND_IN)):                        # over 4x: never fewer than the floor
+        cfg["info"]["corrector_steps"] = rounds
+        (ck / "tiny" / "config.json").write_text(json.dumps(cfg))
+        studio = Studio(ck)
+        _, _, stats, _, usage, _ = studio.codebook("tiny", None)
+        n = round(want)
+        assert abs(STAND_IN_IMAGES * calls / (calls + rounds) - want) < 1 or want == MIN_STAND_IN
+        assert made[-1] == n and f"generated ({n} images, seed 0)" in usage
+        assert f"{n} images (fewer for a slower model) were generated" in stats
+    _, _, stats, _, usage, _ = studio.codebook("mnist", None)
+    assert made[-1] == STAND_IN_IMAGES and "generated (64 images, seed 0)" in usage and "fewer" not in stats
 
 
 def test_corrector_frames_are_reachable_through_the_api(server):

@@ -291,6 +291,15 @@ def test_play_animates_and_pause_returns_to_the_frame_shown(page):
         seen.add(page.locator("#player img").screenshot())
         page.wait_for_timeout(300)
     assert len(seen) >= 3
+    # the Step slider and the axis marker follow the animation (at 10 frames per second)
+    shown = """() => [+document.querySelector('#step input[type=number]').value,
+                      document.querySelector('#phase-axis').lastElementChild.style.left]"""
+    followed = []
+    for _ in range(3):
+        followed.append(tuple(page.evaluate(shown)))
+        page.wait_for_timeout(400)
+    assert len(set(followed)) == 3 and all(1 <= k <= 53 for k, _ in followed), followed
+    assert all(float(left[:-1]) == pytest.approx(100 * (k - 0.5) / 53, abs=0.01) for k, left in followed), followed
     page.wait_for_timeout(1500)
     page.locator("#pause").click()
     expect(page.locator("#token-grid")).to_be_visible()
@@ -298,6 +307,7 @@ def test_play_animates_and_pause_returns_to_the_frame_shown(page):
     expect(page.locator("#unmask-caption")).to_contain_text(re.compile(r"Step \d+/53"))
     step = int(page.locator("#step input[type=number]").input_value())
     assert 10 < step <= 53                                                      # moved on from step 10 while playing
+    expect(page.locator("#unmask-caption")).to_contain_text(f"Step **{step}/53**".replace("**", ""))
 
 
 def test_a_pause_while_the_animation_is_made_stays_paused(page):

@@ -243,3 +243,18 @@ def test_a_large_pictures_note_says_it_was_reduced_before_its_ink_was_measured()
     assert f"read 3000x2000 L; reduced to {-(-3000 // f)}x{-(-2000 // f)}; ink {600 // f}x" in note
     assert int(note.split("; ink ")[1].split("x")[1].split()[0]) in (1000 // f, 1000 // f + 1)
     assert "reduced" not in prepare_image(big[:500, :700], 1, "mnist")[1]
+
+
+@pytest.mark.parametrize("dataset, channels, box", [("mnist", 1, 20), ("fashion-mnist", 1, 28), ("cifar10", 3, 28)])
+def test_a_tiny_pictures_note_says_it_was_blown_up(dataset, channels, box):
+    """A picture (or ink) with far fewer pixels than the model's input is enlarged into blocks: the
+    note says by how much and from how few pixels; a picture of the input's size or ink half the
+    box's side or more is not flagged."""
+    tiny = np.zeros((5, 5, 3), np.uint8)
+    tiny[1:4, 2] = 255                                                         # ink 1 wide, 3 tall
+    note = prepare_image(tiny, channels, dataset)[1]
+    want = f"enlarged {28 / 5:.1f}x from only 5x5 pixels of picture" if channels == 3 else f"enlarged {box / 3:.1f}x from only 1x3 pixels of ink"
+    assert want in note and "blocks" in note
+    fine = np.zeros((28, 28, 3), np.uint8)
+    fine[5:5 + box // 2, 12:16] = 255                                          # ink box // 2 tall: enlarged 2x
+    assert "enlarged" not in prepare_image(fine, channels, dataset)[1]
