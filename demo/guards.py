@@ -5,11 +5,14 @@ A slider given a string fails inside Gradio's preprocessing (``'<' not supported
 :func:`guard_inputs` checks every input value of every event against the component as the
 caller's session sees it (a maximum changed by ``gr.update`` included) before Gradio touches it,
 so a bad value gets a message naming the control and what it accepts; the bounds are the
-components' own.
+components' own. One refused value is said once: a control that feeds several events (a slider's
+check and a follower that mirrors it elsewhere) would otherwise raise the same toast for each.
 """
 from __future__ import annotations
 
 import math
+import threading
+import time
 
 import gradio as gr
 
@@ -33,6 +36,24 @@ def _short(value) -> str:
 
 def _fmt(x) -> str:
     return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+class _SaidOnce:
+    """The messages each session was shown in the last :attr:`window` seconds: the same message again
+    within it (another event of the same user action) is raised invisibly, so it still stops its
+    event but shows no second toast. Sessions are told apart by their state object."""
+
+    def __init__(self, window: float = 2.0):
+        self.window, self.said, self.lock = window, {}, threading.Lock()
+
+    def __call__(self, state, error: gr.Error) -> gr.Error:
+        key, now = (id(state), error.message), time.monotonic()
+        with self.lock:
+            for k in [k for k, t in self.said.items() if now - t > self.window]:   # forget the old ones
+                del self.said[k]
+            again = key in self.said
+            self.said[key] = now
+        return gr.Error(error.message, visible=False, print_exception=False) if again else error
 
 
 def check_number(block, payload):
@@ -122,7 +143,7 @@ def guard_inputs(demo: gr.Blocks) -> gr.Blocks:
         for block in fn.inputs:
             if isinstance(block, gr.components.Component) and not block.stateful:
                 guard(block)
-    inner = demo.preprocess_data
+    inner, once = demo.preprocess_data, _SaidOnce()
 
     async def preprocess_data(block_fn, inputs, state=None, *args, **kwargs):
         props = getattr(block_fn, "component_prop_inputs", ())
@@ -130,7 +151,10 @@ def guard_inputs(demo: gr.Blocks) -> gr.Blocks:
             if block.stateful or i in props:
                 continue
             current = state[block._id] if state is not None and block._id in state else block
-            check_payload(current, inputs[i])
+            try:
+                check_payload(current, inputs[i])
+            except gr.Error as e:
+                raise once(state, e) from None
         try:
             return await inner(block_fn, inputs, state, *args, **kwargs)
         except gr.Error:

@@ -41,6 +41,7 @@ FRAME_CACHE = 256           # decoded (image, step) frames kept per run
 ATLAS_COLS = 16             # codes per row of the Codebook's atlas
 STAND_IN_IMAGES = 64        # images the Codebook generates for want of the user's (fewer for a slower model)
 MIN_STAND_IN = 16           # ... but never fewer than these
+NEURON_AXIS = "neuron (D per token cell, cell by cell)"   # the y axis of a raster of every cell's neurons
 PREVIEW_EVERY = 9           # after a streamed preview, 9x its making (decode + tile) of sampling: a tenth
 MAX_EXPORTS = 8             # export folders kept on disk (Gradio copies each into its cache)
 
@@ -368,8 +369,15 @@ class Studio:
             return gr.skip()
         if run.model == model:
             return self._done_status(run)
-        return (f"<span>The samples shown (and in Unmasking and Spikes) are <b>{html.escape(run.model)}</b>'s; "
-                f"press <b>Generate</b> for <b>{html.escape(str(model))}</b>'s.</span>")
+        return f"<span>{self.others_samples(model, run, 'The samples shown (and in Unmasking and Spikes)')}</span>"
+
+    def others_samples(self, model, run, shown: str) -> str | None:
+        """After a model change: the sentence saying that what a view has ``shown`` ("These spikes")
+        is another model's, and how to get ``model``'s; None when it is ``model``'s (or there is none)."""
+        if not self.has_run(run) or model is None or run.model == model:
+            return None
+        return (f"{shown} are <b>{html.escape(run.model)}</b>'s; press <b>Generate</b> for "
+                f"<b>{html.escape(str(model))}</b>'s.")
 
     # --- 2. unmasking -----------------------------------------------------------------------
     def _need_run(self, run) -> Run:
@@ -520,10 +528,12 @@ class Studio:
         run = self._need_run(run)
         image = check_int(image, "Image", 0, run.num_images - 1)
         done = run.animations.get(image)
+        # each Play gets a file of its own name: a browser shown the same address again carries on its
+        # earlier playing of it (Play's script times the frames from the load, and the Step slider follows)
+        played = self._export_folder() / f"unmasking-play-{uuid.uuid4().hex[:8]}.gif"
         if done and Path(done).is_file():
-            return done                                          # played before: the same GIF
-        pics = self._animation_frames(run, image)
-        run.animations[image] = str(frames.write_gif(pics, self._export_folder() / "unmasking-play.gif"))
+            return str(shutil.copyfile(done, played))            # played before: the same GIF, not made again
+        run.animations[image] = str(frames.write_gif(self._animation_frames(run, image), played))
         return run.animations[image]                             # (its folder is rotated like the exports')
 
     @friendly
@@ -575,11 +585,16 @@ class Studio:
         return folder
 
     # --- 3. spikes --------------------------------------------------------------------------
-    def spikes_on_open(self, run, image, cell):
-        """:meth:`spikes` for the tab opening by itself: with no live run it shows what to do (no error)."""
+    def spikes_on_open(self, run, image, cell, model=None):
+        """:meth:`spikes` for the tab opening by itself: with no live run it shows what to do (no error);
+        when the run is not the selected ``model``'s, its note says so."""
         note = self.no_run_note(run, "the spike trains behind the sample and token cell you pick (also from "
                                      "the Unmasking tab)")
-        return (None,) * 6 + (note,) if note else self.spikes(run, image, cell)
+        if note:
+            return (None,) * 6 + (note,)
+        *plots, note = self.spikes(run, image, cell)
+        other = self.others_samples(model, run, "These spikes")
+        return (*plots, f"{note}\n\n{other}" if other else note)
 
     @friendly
     def check_spikes(self, run, image, cell) -> tuple[Run, int, int]:
@@ -601,7 +616,7 @@ class Studio:
         cell_fig = plots.raster(asg[:, :, r, c], f"ASG spike trains at row {r}, col {c}", "channel")
         labels = [f"row {p // w}, col {p % w}, ch {d}" for p in range(h * w) for d in range(D)]
         all_fig = plots.raster(asg.transpose(0, 2, 3, 1).reshape(T, -1), f"All {h * w}x{D} ASG neurons",
-                               "neuron (position*D + channel)", labels, height=420)
+                               NEURON_AXIS, labels, height=420)
         enc_fig = plots.raster(enc.encoder[:, 0, :, r, c], f"Encoder spikes at row {r}, col {c} (image re-encoded)", "channel")
         layers = {k: v for k, v in enc.spikes.items() if k.startswith("encoder")} | rep.spikes
         layers = {plots.layer_label(k): v for k, v in layers.items()}                   # named once for both plots
@@ -677,7 +692,8 @@ class Studio:
         return self._cache[key]
 
     CODEBOOK_EMPTY = "Press **Compute usage** for this model's code usage."   # the view after a model change
-    CODEBOOK_COMPUTING = "Computing the code usage... (a model's first time takes seconds: every code is decoded)"
+    CODEBOOK_COMPUTING = ("Computing the code usage... A model's first time takes seconds, up to half a minute for a "
+                          "slow one: every code is decoded and, without a generation of yours, sample images are made.")
 
     @friendly
     def codebook(self, model, run, code=None):
@@ -778,9 +794,9 @@ class Studio:
         shown = to_uint8(x)[0]
         T, _, D, h, w = rep.encoder.shape
         enc = plots.raster(rep.encoder[:, 0].transpose(0, 2, 3, 1).reshape(T, -1), "Encoder output spikes (all neurons)",
-                           "neuron (position*D + channel)", height=380)
+                           NEURON_AXIS, height=380)
         asg = plots.raster(rep.asg[:, 0].transpose(0, 2, 3, 1).reshape(T, -1), "ASG spikes for its tokens",
-                           "neuron (position*D + channel)", height=380)
+                           NEURON_AXIS, height=380)
         return (media.show(shown, 8), plots.token_grid(tokens, pipe.mask_id, title=f"Its {h}x{w} tokens"),
                 media.show(recon, 8), enc, asg, f"Input: {note}. Tokens: {len(np.unique(tokens))} distinct codes.")
 

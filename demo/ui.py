@@ -329,19 +329,22 @@ def _phases(r) -> tuple[int, int]:
     return frames.phases(r.trace.kinds)
 
 
-def _spikes_tab(S: Studio, F: ModelFacts, run, image) -> NS:
+def _spikes_tab(S: Studio, F: ModelFacts, model, run, image) -> NS:
     """3. Spikes: the ASG trains and membranes of one token cell, every layer's firing rates."""
     with gr.Tab("Spikes", id="spikes", elem_id="tab-spikes") as tab:
         _explain("How does a code become spikes? The **adaptive spike generator** (ASG) gives every token cell D "
                  "neurons (16 in the paper) that run for T time steps; the decoder sees only their spikes.\n"
                  "- **Raster**: a row is one neuron, a column one time step, a tick one spike.\n"
                  "- **Membrane trace**: a neuron's voltage charges up, and when it reaches the threshold (dashed) "
-                 "the neuron spikes and drops back to 0.\n"
+                 "the neuron spikes and drops back to 0. A trace that stays below 0 has a negative input: it never fires.\n"
                  "- **Why the trains are regular**: a neuron's input (a learned mix of its code's numbers) is the "
-                 "same at every step, so it fires at a steady rate, faster for a stronger input: every step from 2x "
-                 "the threshold, every second step (t = 1, 3, 5, ...) from 4/3 to 2x, more rarely below that, "
-                 "never at or under the threshold. Try it with the **Learn** tab's LIF neuron.\n"
-                 "- **Encoder spikes**: the generated image encoded again, as the VQ-SVAE's encoder sees it.")
+                 "same at every step, so it fires at a steady rate. An input of 2x the threshold or more fires it at "
+                 "every step; from 4/3x to 2x, at every second step (t = 1, 3, 5, ...); a weaker one, more rarely; one "
+                 "at or under the threshold, never. Try it with the **Learn** tab's LIF neuron.\n"
+                 "- **Encoder spikes**: the generated image encoded again, as the VQ-SVAE's encoder sees it.\n"
+                 "- **Firing rate per position**: how often each layer's neurons fire at each place of its own map "
+                 "(the encoder shrinks the image to the token grid, the decoder grows it back, so the maps differ in "
+                 "size); **per layer**: the share of a layer's neurons that fire at a time step, on average.")
         with gr.Row():
             cell = gr.Dropdown(cell_choices(F.latent_size), value=F.cells // 2, label="Token cell", elem_id="spikes-cell")
             go = gr.Button("Show spikes", elem_id="spikes-btn")
@@ -354,8 +357,9 @@ def _spikes_tab(S: Studio, F: ModelFacts, run, image) -> NS:
             r_rates, r_mem = gr.Plot(show_label=False, elem_id="rate-bars"), gr.Plot(show_label=False, elem_id="membrane")
     io = ([run, image, cell], [r_cell, r_all, r_enc, r_maps, r_rates, r_mem, note])
     _redraw_checked([go.click], S.check_spikes, S.spikes, *io, api_name="spikes", **MODEL_JOB)
-    tab.select(S.spikes_on_open, *io, **PRIVATE, **MODEL_JOB)
-    cell.input(S.spikes_on_open, *io, **PRIVATE, **MODEL_JOB)   # a cell set from Unmasking computes when the tab opens
+    opened = ([*io[0], model], io[1])                                # + the selected model: its note says whose
+    tab.select(S.spikes_on_open, *opened, **PRIVATE, **MODEL_JOB)
+    cell.input(S.spikes_on_open, *opened, **PRIVATE, **MODEL_JOB)   # a cell set from Unmasking computes when the tab opens
     return NS(cell=cell)
 
 
@@ -468,11 +472,11 @@ def _encode_tab(S: Studio, F: ModelFacts, model) -> NS:
         source = gr.State("upload")
         with gr.Row():
             shown = gr.Image(label="Model input (28x28)", elem_id="encode-input", **PX)
-            tokens = gr.Plot(label="Its tokens", elem_id="encode-tokens")
+            tokens = gr.Plot(show_label=False, elem_id="encode-tokens")          # its title names it
             recon = gr.Image(label="Reconstruction", elem_id="reconstruction", **PX)
         with gr.Row():
-            enc = gr.Plot(label="Encoder output spikes", elem_id="encode-raster")
-            asg = gr.Plot(label="Spike generator (ASG) spikes", elem_id="encode-asg")
+            enc = gr.Plot(show_label=False, elem_id="encode-raster")             # titled in the plot
+            asg = gr.Plot(show_label=False, elem_id="encode-asg")
     out = [shown, tokens, recon, enc, asg, note]
     # every encoding reads the picture first: a refused file only raises its toast (no error badges
     # over the views, which keep the last encoding), and a file that is no picture leaves the upload box
@@ -621,7 +625,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
         with gr.Tabs() as tabs:
             gen = _generate_tab(S, F, model)
             unmask = _unmasking_tab(S, F, run)
-            spikes = _spikes_tab(S, F, run, unmask.image)
+            spikes = _spikes_tab(S, F, model, run, unmask.image)
             _codebook_tab(S, F, model, run, usage)
             _encode_tab(S, F, model)
             _learn_tab(S, F, run)

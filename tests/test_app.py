@@ -226,6 +226,25 @@ def test_spikes_tab_opening_without_samples_says_what_to_do(tmp_path, make_tiny_
     assert figs == [None] * 6 and "cleared to free memory" in note
 
 
+def test_spikes_opened_after_a_model_switch_say_whose_samples_they_are(tmp_path, make_tiny_models):
+    """The Spikes view draws the last generation's samples: opened with another model selected, its
+    note says whose they are and how to get the selected model's (as Generate's status does)."""
+    import shutil
+
+    from demo.studio import Studio
+
+    ck = make_checkpoints(tmp_path / "ck", make_tiny_models)
+    shutil.copytree(ck / "tiny", ck / "tiny-b")
+    studio = Studio(ck)
+    *_, last = studio.generate("tiny", 2, 4, 1.0, 0)
+    run = last[-1]
+    *figs, note = studio.spikes_on_open(run, 0, 24, "tiny")
+    assert all(f is not None for f in figs) and "Model **tiny**" in note and "Generate" not in note
+    *figs, note = studio.spikes_on_open(run, 0, 24, "tiny-b")
+    assert all(f is not None for f in figs) and "Model **tiny**" in note
+    assert "These spikes are <b>tiny</b>'s; press <b>Generate</b> for <b>tiny-b</b>'s." in note
+
+
 def test_encode_any_picture(client, tmp_path):
     path = tmp_path / "rgb.png"
     Image.fromarray(np.random.default_rng(1).integers(0, 255, (90, 50, 3), dtype=np.uint8)).save(path)
@@ -453,6 +472,26 @@ def test_codebook_generates_fewer_stand_in_images_for_a_slower_model(tmp_path, m
         assert f"{n} images (fewer for a slower model) were generated" in stats
     _, _, stats, _, usage, _ = studio.codebook("mnist", None)
     assert made[-1] == STAND_IN_IMAGES and "generated (64 images, seed 0)" in usage and "fewer" not in stats
+
+
+def test_a_refused_value_is_said_once_per_session():
+    """One user action's events refusing one value show one toast: the same message again in the same
+    session within the window is invisible (it still stops its event); another session, another
+    message or a later time is shown."""
+    import time
+
+    import gradio as gr
+
+    from demo.guards import _SaidOnce
+
+    once, mine, theirs = _SaidOnce(window=0.3), object(), object()
+    said = lambda state, text: once(state, gr.Error(text))
+    assert said(mine, "Image must be ...").visible
+    again = said(mine, "Image must be ...")
+    assert not again.visible and again.message == "Image must be ..."                # still an error, unseen
+    assert said(theirs, "Image must be ...").visible and said(mine, "Step must be ...").visible
+    time.sleep(0.4)
+    assert said(mine, "Image must be ...").visible
 
 
 def test_corrector_frames_are_reachable_through_the_api(server):
