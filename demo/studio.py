@@ -137,7 +137,7 @@ class Studio:
         figures), then every stored setting in a table."""
         pipe = self.pipe(name)
         cost = self._cost_line(name, pipe)
-        return (f"**{name}** (folder `{self.models[name].name}`)\n\n{self._summary(pipe)}{cost}\n\n"
+        return (f"**{name}** (folder `{self.models[name].name}`)\n\n{self._summary(pipe, self._beside(name))}{cost}\n\n"
                 f"<details><summary>All stored settings</summary>\n\n{self._settings_table(pipe)}\n\n</details>")
 
     def _work_ratio(self, name: str, pipe: SpikingDiffusionPipeline) -> float:
@@ -169,9 +169,24 @@ class Studio:
                 f"({self.default_model}; multiply-adds of a dense network with its widths, times its denoiser "
                 f"calls): expect it to take several times as long.")
 
+    def _beside(self, name: str) -> tuple[str, dict] | None:
+        """(the default model's name, its measured figures) to set beside those of another model of the
+        same data set (the figures of two data sets do not compare: each has its own classifier), so that
+        a figure reads as good or poor at a glance; None for the default model itself, another data
+        set's, or one that fails to load."""
+        if name == self.default_model or self.default_model not in self.models:
+            return None
+        try:
+            default, pipe = self.pipe(self.default_model), self.pipe(name)
+        except (InputError, SpikingDiffusionError):
+            return None
+        same = default.info.get("dataset") is not None and default.info.get("dataset") == pipe.info.get("dataset")
+        return (self.default_model, default.metrics) if same else None
+
     @staticmethod
-    def _summary(pipe: SpikingDiffusionPipeline) -> str:
-        """Markdown lines: data, VQ-SVAE, denoiser and sampler, training, measured figures."""
+    def _summary(pipe: SpikingDiffusionPipeline, beside: tuple[str, dict] | None = None) -> str:
+        """Markdown lines: data, VQ-SVAE, denoiser and sampler, training, measured figures (each with
+        ``beside``'s, (name, metrics) of another model, when it has that figure)."""
         info, m, arch = pipe.info, pipe.metrics, pipe.architecture
         L, K = pipe.latent_size, pipe.codebook_size
         size, kind = pipe.vqsvae.cfg.image_size, "grey" if pipe.image_channels == 1 else "colour"
@@ -200,7 +215,9 @@ class Studio:
             lines.append(f"- **Trained**: {', '.join(trained)}.")
         named = {"classifier_fd": "Fréchet distance", "classifier_precision": "precision",
                  "classifier_recall": "recall", "classifier_confident_share": "confident"}
-        figures = [f"{label} {m[k]:.3g}" for k, label in named.items() if isinstance(m.get(k), (int, float))]
+        other, theirs = beside or (None, {})
+        figures = [f"{label} {m[k]:.3g}" + (f" ({other}: {theirs[k]:.3g})" if isinstance(theirs.get(k), (int, float)) else "")
+                   for k, label in named.items() if isinstance(m.get(k), (int, float))]
         if figures:
             n = (m.get("eval_settings") or {}).get("num_samples", "?")
             lines.append(f"- **Measured** on {n} samples by the offline classifier (lower distance, higher others "

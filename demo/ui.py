@@ -378,7 +378,7 @@ def _codebook_tab(S: Studio, F: ModelFacts, model, run, usage) -> None:
                                    f"(code 0 top left, {ATLAS_COLS} per row; click one)", elem_id="atlas", **PX)
             with gr.Column():
                 code = gr.Slider(0, 1023, 0, step=1, label="Code", elem_id="code")
-                code_img = gr.Image(label="This code, decoded", elem_id="code-image", **PX)
+                code_img = gr.Image(label=f"This code in all {F.cells} cells, decoded", elem_id="code-image", **PX)
         where = gr.Plot(show_label=False, elem_id="code-where")
         code_shown = _accepted([code])
     io = ([model, run, code], [bars, heat, stats, atlas, usage, code])

@@ -442,6 +442,23 @@ def test_model_info_warns_of_a_model_much_slower_than_the_default(tmp_path, make
         assert (said in info and "of the default model (mnist" in info) if said else "Slower" not in info
 
 
+def test_model_info_sets_the_default_models_figures_beside_another_of_its_data_set(tmp_path, make_tiny_models):
+    """Another model's measured figures come with the default model's in brackets (214 reads as poor
+    beside 16.7), only for a model of the default's data set: two data sets' figures do not compare."""
+    from demo.studio import Studio
+    from spiking_diffusion import SpikingDiffusionPipeline
+
+    vq, den = make_tiny_models(seed=1)
+    pipe = SpikingDiffusionPipeline(vq, den)
+    for name, dataset, fd in (("mnist", "mnist", 16.7), ("slow", "mnist", 214.3), ("clothes", "fashion-mnist", 36.6)):
+        pipe.save_pretrained(tmp_path / name, info={"dataset": dataset},
+                             metrics={"classifier_fd": fd, "classifier_precision": 0.8})
+    studio = Studio(tmp_path)
+    assert "Fréchet distance 214 (mnist: 16.7), precision 0.8 (mnist: 0.8)." in studio.model_info("slow")
+    assert "Fréchet distance 16.7, precision 0.8." in studio.model_info("mnist")            # the default itself
+    assert "Fréchet distance 36.6, precision 0.8." in studio.model_info("clothes")          # another data set
+
+
 def test_codebook_generates_fewer_stand_in_images_for_a_slower_model(tmp_path, make_tiny_models, monkeypatch):
     """With no generation of the user's, the Codebook generates 64 images of a model as fast as the
     default, and fewer, in proportion to its work (at least 16), for a slower one: mnist-paper's first
