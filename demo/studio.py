@@ -805,6 +805,8 @@ class Studio:
         The picture is read by the pipeline's :meth:`prepare_image` (every file kind, the data
         set's framing); ``invert``: 'auto', 'yes' or 'no'."""
         pipe, x, note = self._prepared(model, image, invert)
+        source = ("your drawing" if isinstance(image, dict) else
+                  f"**{html.escape(Path(image).name)}**" if isinstance(image, (str, Path)) else "the picture")
         rep = pipe.spikes(images=x)
         tokens = rep.tokens[0]
         recon = to_uint8(pipe.decode(rep.tokens))[0]
@@ -815,7 +817,8 @@ class Studio:
         asg = plots.raster(rep.asg[:, 0].transpose(0, 2, 3, 1).reshape(T, -1), "ASG spikes for its tokens",
                            NEURON_AXIS, height=380)
         return (media.show(shown, 8), plots.token_grid(tokens, pipe.mask_id, title=f"Its {h}x{w} tokens"),
-                media.show(recon, 8), enc, asg, f"Input: {note}. Tokens: {len(np.unique(tokens))} distinct codes.")
+                media.show(recon, 8), enc, asg,
+                f"Input ({source}, model {html.escape(model)}): {note}. Tokens: {len(np.unique(tokens))} distinct codes.")
 
     # --- 6. learn: the teaching handlers are demo/learn.py's; the energy of the session's run ---------------
     @friendly

@@ -250,6 +250,7 @@ def test_encode_any_picture(client, tmp_path):
     Image.fromarray(np.random.default_rng(1).integers(0, 255, (90, 50, 3), dtype=np.uint8)).save(path)
     shown, tokens, recon, enc, asg, note = client.predict("tiny", handle_file(str(path)), "auto", api_name="/encode")
     assert "read 50x90 RGB" in note and "scaled into 20x20" in note
+    assert note.startswith("Input (**rgb.png**, model tiny): ")                    # which picture, which model
     assert Image.open(recon).size == (224, 224) and tokens["type"] == "plotly"
 
 
@@ -261,6 +262,7 @@ def test_encode_sketch(client, tmp_path):
     sketch = {"background": None, "layers": [], "composite": handle_file(str(path))}
     *_, note = client.predict("tiny", sketch, "auto", api_name="/encode_sketch")
     assert "read 280x280" in note and "transparent areas made black" in note
+    assert note.startswith("Input (your drawing, model tiny): ")
 
 
 @pytest.mark.parametrize("call,match", [
