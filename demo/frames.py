@@ -121,8 +121,9 @@ def step_label(kinds: list[str], step: int) -> str:
 
 def step_axis_html(kinds: list[str], step: int, fps: int = ANIMATION_FPS) -> str:
     """The run's step axis as HTML: one coloured band per phase (width proportional to its steps,
-    labelled with its step range) and a marker at ``step`` (1-based). Data attributes carry the
-    numbers (and the Play animation's frame rate, read by the Pause button's script)."""
+    labelled with its step range) and a marker (class ``axis-marker``) at ``step`` (1-based). Data
+    attributes carry the numbers and the Play animation's frame rate, read by the page's Play and Pause
+    scripts (demo/ui.py's PLAY_JS moves the marker the same way while the animation plays)."""
     n_unmask, n_correct = phases(kinds)
     total = len(kinds)
     bands = []
@@ -136,7 +137,7 @@ def step_axis_html(kinds: list[str], step: int, fps: int = ANIMATION_FPS) -> str
     return (f'<div id="phase-axis" data-unmask="{n_unmask}" data-correct="{n_correct}" data-step="{step}" '
             f'data-fps="{fps}" data-hold="{round(HOLD_S * fps)}" style="position:relative;font-size:0.85em;margin:2px 0 6px">'
             f'<div style="display:flex;gap:2px;border-radius:4px;overflow:hidden">{"".join(bands)}</div>'
-            f'<div title="step {step}" style="position:absolute;top:-3px;bottom:-3px;left:{left:.2f}%;width:3px;'
+            f'<div class="axis-marker" title="step {step}" style="position:absolute;top:-3px;bottom:-3px;left:{left:.2f}%;width:3px;'
             f'margin-left:-1px;background:black"></div></div>')
 
 

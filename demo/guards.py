@@ -41,19 +41,24 @@ def _fmt(x) -> str:
 class _SaidOnce:
     """The messages each session was shown in the last :attr:`window` seconds: the same message again
     within it (another event of the same user action) is raised invisibly, so it still stops its
-    event but shows no second toast. Sessions are told apart by their state object."""
+    event (an API caller still gets the message) but shows no second toast. The window counts from
+    the toast shown, so a value refused again later is said again. Sessions are told apart by their
+    state object (one per browser session); without one nothing is held back."""
 
     def __init__(self, window: float = 2.0):
-        self.window, self.said, self.lock = window, {}, threading.Lock()
+        self.window, self.shown, self.lock = window, {}, threading.Lock()
 
     def __call__(self, state, error: gr.Error) -> gr.Error:
+        if state is None:
+            return error
         key, now = (id(state), error.message), time.monotonic()
         with self.lock:
-            for k in [k for k, t in self.said.items() if now - t > self.window]:   # forget the old ones
-                del self.said[k]
-            again = key in self.said
-            self.said[key] = now
-        return gr.Error(error.message, visible=False, print_exception=False) if again else error
+            for k in [k for k, t in self.shown.items() if now - t > self.window]:   # forget the old ones
+                del self.shown[k]
+            if key in self.shown:
+                return gr.Error(error.message, visible=False, print_exception=False)
+            self.shown[key] = now
+        return error
 
 
 def check_number(block, payload):

@@ -75,6 +75,17 @@ def discover_models(root: str | Path) -> dict[str, Path]:
     return found
 
 
+MEASURED = {"classifier_fd": "Fréchet distance", "classifier_precision": "precision",
+            "classifier_recall": "recall", "classifier_confident_share": "confident"}   # model info's figures
+
+
+def _measured(metrics: dict) -> tuple[str, object]:
+    """(the model info's figures as "Fréchet distance 16.7, precision 0.881, ...", or "" when none;
+    the number of samples they were measured on, or "?")."""
+    figures = [f"{label} {metrics[k]:.3g}" for k, label in MEASURED.items() if isinstance(metrics.get(k), (int, float))]
+    return ", ".join(figures), (metrics.get("eval_settings") or {}).get("num_samples", "?")
+
+
 def _cost_row(what: str, cost: dict, digits: int = 1) -> str:
     """One row of the Energy table: the MACs of the network without spikes | the spiking one's ACs + MACs."""
     return (f"| {what} | {cost['ann_macs'] / 1e6:.{digits}f} M MACs | "
@@ -136,21 +147,26 @@ class Studio:
         """Markdown: what the model is in a few lines (architecture, training, sampler, measured
         figures), then every stored setting in a table."""
         pipe = self.pipe(name)
-        cost = self._cost_line(name, pipe)
-        return (f"**{name}** (folder `{self.models[name].name}`)\n\n{self._summary(pipe, self._beside(name))}{cost}\n\n"
+        beside, cost = self._beside(name, pipe), self._cost_line(name, pipe)
+        return (f"**{name}** (folder `{self.models[name].name}`)\n\n{self._summary(pipe)}{beside}{cost}\n\n"
                 f"<details><summary>All stored settings</summary>\n\n{self._settings_table(pipe)}\n\n</details>")
+
+    def _default_pipe(self, name: str) -> SpikingDiffusionPipeline | None:
+        """The default model's pipeline to compare model ``name`` with; None for the default model
+        itself, or when it fails to load (its own info says what is wrong)."""
+        if name == self.default_model or self.default_model not in self.models:
+            return None
+        try:
+            return self.pipe(self.default_model)
+        except (InputError, SpikingDiffusionError):
+            return None
 
     def _work_ratio(self, name: str, pipe: SpikingDiffusionPipeline) -> float:
         """How many times the default model's denoiser work one generation with this model does
         (multiply-adds of a dense network with its widths, times the expected denoiser calls of each
         one's own sampler); 1.0 for the default model, or when either has no prior or fails to load."""
-        if pipe.denoiser is None or name == self.default_model:
-            return 1.0
-        try:
-            default = self.pipe(self.default_model)
-        except (InputError, SpikingDiffusionError):                   # its own info says what is wrong
-            return 1.0
-        if default.denoiser is None:
+        default = self._default_pipe(name)
+        if pipe.denoiser is None or default is None or default.denoiser is None:
             return 1.0
 
         def work(p):  # multiply-adds per image for one generation with the model's own sampler
@@ -169,24 +185,20 @@ class Studio:
                 f"({self.default_model}; multiply-adds of a dense network with its widths, times its denoiser "
                 f"calls): expect it to take several times as long.")
 
-    def _beside(self, name: str) -> tuple[str, dict] | None:
-        """(the default model's name, its measured figures) to set beside those of another model of the
-        same data set (the figures of two data sets do not compare: each has its own classifier), so that
-        a figure reads as good or poor at a glance; None for the default model itself, another data
-        set's, or one that fails to load."""
-        if name == self.default_model or self.default_model not in self.models:
-            return None
-        try:
-            default, pipe = self.pipe(self.default_model), self.pipe(name)
-        except (InputError, SpikingDiffusionError):
-            return None
-        same = default.info.get("dataset") is not None and default.info.get("dataset") == pipe.info.get("dataset")
-        return (self.default_model, default.metrics) if same else None
+    def _beside(self, name: str, pipe: SpikingDiffusionPipeline) -> str:
+        """A Markdown line with the default model's measured figures, to set beside those of another
+        model of the same data set (two data sets' figures do not compare: each has its own
+        classifier), so that a figure reads as good or poor at a glance; else ``""``."""
+        default = self._default_pipe(name)
+        dataset = pipe.info.get("dataset")
+        if default is None or dataset is None or default.info.get("dataset") != dataset:
+            return ""
+        figures, n = _measured(default.metrics)
+        return f"\n- **The default model** ({self.default_model}) on {n} samples: {figures}." if figures else ""
 
     @staticmethod
-    def _summary(pipe: SpikingDiffusionPipeline, beside: tuple[str, dict] | None = None) -> str:
-        """Markdown lines: data, VQ-SVAE, denoiser and sampler, training, measured figures (each with
-        ``beside``'s, (name, metrics) of another model, when it has that figure)."""
+    def _summary(pipe: SpikingDiffusionPipeline) -> str:
+        """Markdown lines: data, VQ-SVAE, denoiser and sampler, training, measured figures."""
         info, m, arch = pipe.info, pipe.metrics, pipe.architecture
         L, K = pipe.latent_size, pipe.codebook_size
         size, kind = pipe.vqsvae.cfg.image_size, "grey" if pipe.image_channels == 1 else "colour"
@@ -213,15 +225,10 @@ class Studio:
             trained.append(f"prior: the weight average of {len(averaged)} priors ({each} epochs)")
         if trained:
             lines.append(f"- **Trained**: {', '.join(trained)}.")
-        named = {"classifier_fd": "Fréchet distance", "classifier_precision": "precision",
-                 "classifier_recall": "recall", "classifier_confident_share": "confident"}
-        other, theirs = beside or (None, {})
-        figures = [f"{label} {m[k]:.3g}" + (f" ({other}: {theirs[k]:.3g})" if isinstance(theirs.get(k), (int, float)) else "")
-                   for k, label in named.items() if isinstance(m.get(k), (int, float))]
+        figures, n = _measured(m)
         if figures:
-            n = (m.get("eval_settings") or {}).get("num_samples", "?")
             lines.append(f"- **Measured** on {n} samples by the offline classifier (lower distance, higher others "
-                         f"are better; see docs/results.md): {', '.join(figures)}.")
+                         f"are better; see docs/results.md): {figures}.")
         return "\n".join(lines)
 
     @staticmethod
@@ -388,12 +395,12 @@ class Studio:
             return self._done_status(run)
         return f"<span>{self.others_samples(model, run, 'The samples shown (and in Unmasking and Spikes)')}</span>"
 
-    def others_samples(self, model, run, shown: str) -> str | None:
-        """After a model change: the sentence saying that what a view has ``shown`` ("These spikes")
-        is another model's, and how to get ``model``'s; None when it is ``model``'s (or there is none)."""
+    def others_samples(self, model, run, subject: str) -> str | None:
+        """After a model change: the sentence saying that what a view shows (its ``subject``: "These
+        spikes") is another model's, and how to get ``model``'s; None when it is ``model``'s (or there is none)."""
         if not self.has_run(run) or model is None or run.model == model:
             return None
-        return (f"{shown} are <b>{html.escape(run.model)}</b>'s; press <b>Generate</b> for "
+        return (f"{subject} are <b>{html.escape(run.model)}</b>'s; press <b>Generate</b> for "
                 f"<b>{html.escape(str(model))}</b>'s.")
 
     # --- 2. unmasking -----------------------------------------------------------------------
@@ -545,13 +552,24 @@ class Studio:
         run = self._need_run(run)
         image = check_int(image, "Image", 0, run.num_images - 1)
         done = run.animations.get(image)
-        # each Play gets a file of its own name: a browser shown the same address again carries on its
-        # earlier playing of it (Play's script times the frames from the load, and the Step slider follows)
-        played = self._export_folder() / f"unmasking-play-{uuid.uuid4().hex[:8]}.gif"
-        if done and Path(done).is_file():
-            return str(shutil.copyfile(done, played))            # played before: the same GIF, not made again
-        run.animations[image] = str(frames.write_gif(self._animation_frames(run, image), played))
-        return run.animations[image]                             # (its folder is rotated like the exports')
+        if done:
+            try:
+                return self._replay_copy(Path(done))            # played before: the same GIF, not made again
+            except FileNotFoundError:                            # its export folder was rotated away: made again
+                pass
+        made = frames.write_gif(self._animation_frames(run, image), self._export_folder() / "unmasking-play.gif")
+        run.animations[image] = str(made)
+        return str(self._replay_copy(made))                      # (its folder is rotated like the exports')
+
+    @staticmethod
+    def _replay_copy(gif: Path) -> Path:
+        """A copy of ``gif`` under a name of its own, beside it (the last such copy removed): a browser
+        shown the same address again carries on its earlier playing of it, while Play's script times
+        the frames from the load (the Step slider follows them). Raises FileNotFoundError when ``gif``
+        is gone. Writing into its folder also keeps the folder from being rotated away first."""
+        for old in gif.parent.glob("unmasking-play-*.gif"):     # Gradio serves its own copy of each
+            old.unlink(missing_ok=True)
+        return Path(shutil.copyfile(gif, gif.parent / f"unmasking-play-{uuid.uuid4().hex[:8]}.gif"))
 
     @friendly
     def export(self, run, image):
@@ -602,16 +620,22 @@ class Studio:
         return folder
 
     # --- 3. spikes --------------------------------------------------------------------------
-    def spikes_on_open(self, run, image, cell, model=None):
-        """:meth:`spikes` for the tab opening by itself: with no live run it shows what to do (no error);
-        when the run is not the selected ``model``'s, its note says so."""
+    def spikes_on_open(self, run, image, cell):
+        """:meth:`spikes` for the tab opening by itself: with no live run it shows what to do (no error)."""
         note = self.no_run_note(run, "the spike trains behind the sample and token cell you pick (also from "
                                      "the Unmasking tab)")
-        if note:
-            return (None,) * 6 + (note,)
-        *plots, note = self.spikes(run, image, cell)
-        other = self.others_samples(model, run, "These spikes")
-        return (*plots, f"{note}\n\n{other}" if other else note)
+        return (None,) * 6 + (note,) if note else self.spikes(run, image, cell)
+
+    SPIKES_OTHERS = "These spikes"          # the subject of the Spikes note's line on another model's samples
+
+    def whose_spikes(self, model, run, note):
+        """The Spikes ``note`` with the line saying its samples are not the selected ``model``'s (and how to
+        get that model's) when they are not, without it when they are; nothing to change with no note."""
+        if not note or not self.has_run(run):
+            return gr.skip()
+        base = note.split(f"\n\n{self.SPIKES_OTHERS} are ")[0]
+        other = self.others_samples(model, run, self.SPIKES_OTHERS)
+        return f"{base}\n\n{other}" if other else base
 
     @friendly
     def check_spikes(self, run, image, cell) -> tuple[Run, int, int]:
@@ -684,7 +708,8 @@ class Studio:
     def _stand_in_count(self, model) -> int:
         """How many images the Codebook generates for want of the user's: STAND_IN_IMAGES for a model
         as fast as the default, fewer for a slower one (in proportion to its work, at least
-        MIN_STAND_IN), so that a first Codebook view takes about as long on every model."""
+        MIN_STAND_IN), so that a slow model's first Codebook view takes not much longer than the
+        default's (mnist-paper, 6.8x the work: 16 images, about 1.7x the default's time)."""
         ratio = self._work_ratio(model, self.pipe(model))
         return max(MIN_STAND_IN, min(STAND_IN_IMAGES, round(STAND_IN_IMAGES / ratio)))
 
@@ -725,8 +750,8 @@ class Studio:
         if isinstance(run, Run) and run.model == model and not run.released:
             usage[f"generated ({len(run.tokens)} images)"] = M.code_counts(run.tokens, K)
         elif pipe.denoiser is not None:
-            stand_in, counts = self._sample_usage(model)                      # how many images, [h*w, K]
-            usage[f"generated ({stand_in} images, seed 0)"] = counts
+            stand_in, generated = self._sample_usage(model)                   # how many images, [h*w, K]
+            usage[f"generated ({stand_in} images, seed 0)"] = generated
         counts = {k: v.sum(0) for k, v in usage.items()}
         stats = [f"Code usage of **{html.escape(model)}**'s codebook (K = {K}):\n",
                  "| source | codes used | dead codes | perplexity |", "|---|---|---|---|"]
@@ -805,8 +830,8 @@ class Studio:
         The picture is read by the pipeline's :meth:`prepare_image` (every file kind, the data
         set's framing); ``invert``: 'auto', 'yes' or 'no'."""
         pipe, x, note = self._prepared(model, image, invert)
-        source = ("your drawing" if isinstance(image, dict) else
-                  f"**{html.escape(Path(image).name)}**" if isinstance(image, (str, Path)) else "the picture")
+        source = ("your drawing" if isinstance(image, dict) else             # a file's name, as code: no Markdown in it
+                  f"`{html.escape(Path(image).name).replace('`', '')}`" if isinstance(image, (str, Path)) else "the picture")
         rep = pipe.spikes(images=x)
         tokens = rep.tokens[0]
         recon = to_uint8(pipe.decode(rep.tokens))[0]

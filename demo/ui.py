@@ -258,7 +258,8 @@ def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
 # Play's script, installed once: __sdFrame() is the step the animation shows now (from the time its
 # image loaded, the frame rate and the frame count on the step axis: #phase-axis data attributes), or
 # 0 when it is not playing; while it plays, the Step slider and the axis marker follow it (drawn in the
-# page only: no event is sent, so nothing is redrawn). Pause returns to the still views at that step.
+# page only: no event is sent, so nothing is redrawn). Pause stops them and returns to the still views
+# at that step.
 PLAY_JS = """(...args) => {
   if (!window.__sdFrame) {
     document.addEventListener('load', (e) => {
@@ -279,9 +280,10 @@ PLAY_JS = """(...args) => {
         range.value = k;
         range.style.setProperty('--range_progress', `${100 * (k - +range.min) / (+range.max - +range.min)}%`);
       }
-      if (axis && axis.lastElementChild) {
-        const n = +axis.dataset.unmask + +axis.dataset.correct;
-        axis.lastElementChild.style.left = `${100 * (k - 0.5) / n}%`;
+      const marker = axis && axis.querySelector('.axis-marker');
+      if (marker) {                                  // where frames.step_axis_html puts it for step k
+        marker.style.left = `${100 * (k - 0.5) / (+axis.dataset.unmask + +axis.dataset.correct)}%`;
+        marker.title = `step ${k}`;
       }
     };
     setInterval(() => { const k = window.__sdFrame(); if (k) window.__sdShowStep(k); }, 100);
@@ -291,6 +293,7 @@ PLAY_JS = """(...args) => {
 PAUSE_JS = """(step) => {
   const k = window.__sdFrame ? window.__sdFrame() : 0;
   if (!k) return step;                                                  // not playing
+  document.querySelector('#player img').__sdStart = 0;                  // the slider stops following here
   window.__sdShowStep(k);
   return k;
 }"""
@@ -356,10 +359,11 @@ def _spikes_tab(S: Studio, F: ModelFacts, model, run, image) -> NS:
         with gr.Row():
             r_rates, r_mem = gr.Plot(show_label=False, elem_id="rate-bars"), gr.Plot(show_label=False, elem_id="membrane")
     io = ([run, image, cell], [r_cell, r_all, r_enc, r_maps, r_rates, r_mem, note])
-    _redraw_checked([go.click], S.check_spikes, S.spikes, *io, api_name="spikes", **MODEL_JOB)
-    opened = ([*io[0], model], io[1])                                # + the selected model: its note says whose
-    tab.select(S.spikes_on_open, *opened, **PRIVATE, **MODEL_JOB)
-    cell.input(S.spikes_on_open, *opened, **PRIVATE, **MODEL_JOB)   # a cell set from Unmasking computes when the tab opens
+    whose = dict(fn=S.whose_spikes, inputs=[model, run, note], outputs=note, **PRIVATE)   # another model's samples?
+    _redraw_checked([go.click], S.check_spikes, S.spikes, *io, api_name="spikes", **MODEL_JOB).then(**whose)
+    tab.select(S.spikes_on_open, *io, **PRIVATE, **MODEL_JOB).then(**whose)
+    cell.input(S.spikes_on_open, *io, **PRIVATE, **MODEL_JOB).then(**whose)   # a cell set from Unmasking computes when the tab opens
+    model.change(**whose)
     return NS(cell=cell)
 
 

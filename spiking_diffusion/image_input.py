@@ -33,7 +33,7 @@ MAX_PIXELS = 4096 * 4096      # the largest picture decoded (width x height, rea
 WORK_SIDE = 1024              # pictures are box-reduced to at most about this before float work
 INK_THRESHOLD = 0.25          # stretched ink level that counts for the bounding box
 MIN_CONTRAST = 0.05           # less ink-to-background difference than this: no ink found
-BLOCKY_SCALE = 2.0            # enlarged more than this: the note warns that the picture's pixels show
+BLOCKY_SCALE = 2.0            # enlarged more than this (from its original pixels): the note says it looks blurred
 INVERT_CHOICES = ("auto", "yes", "no")
 
 
@@ -219,24 +219,27 @@ def prepare_image(source, channels: int = 1, dataset: str | None = None, invert:
         rgb = rgb + (1 - alpha[..., None]) * bg                                   # premultiplied over bg
         notes.append(f"transparent areas made {'black' if bg == 0 else 'white'} (the ink is {'light' if bg == 0 else 'dark'})")
     framing = framing_for(dataset, channels)
+    reduced = img.width / rgb.shape[1]                # original pixels per pixel worked on (1: not reduced)
     if framing.box is None:
-        x, more = _photo(rgb, channels, invert, size)
+        x, more = _photo(rgb, channels, invert, size, reduced)
     else:
-        x, more = _mnist_like(_luminance(rgb), framing, invert, size)
+        x, more = _mnist_like(_luminance(rgb), framing, invert, size, reduced)
     notes = [f"read {orig}"] + notes + more
     return x[None].astype(np.float32), "; ".join(notes)
 
 
-def _enlarged(scale: float, w: int, h: int, what: str) -> list[str]:
-    """The note for ``what`` (the picture, its ink) of ``w x h`` pixels enlarged ``scale`` times, if
-    over :data:`BLOCKY_SCALE`: its pixels show as blocks (a surprise for a tiny upload otherwise)."""
+def _enlarged(scale: float, w: int, h: int, ink: bool) -> list[str]:
+    """The note for a picture (or, ``ink``, its ink) of ``w x h`` original pixels enlarged ``scale``
+    times, if over :data:`BLOCKY_SCALE`: so few pixels give a blurred input (a surprise for a tiny upload)."""
     if scale <= BLOCKY_SCALE:
         return []
-    return [f"enlarged {scale:.1f}x from only {w}x{h} pixels of {what}, so they show as blocks (a larger "
-            f"picture stays sharper)"]
+    what, advice = ("pixels of ink", "bigger strokes, or a closer crop, keep it sharp") if ink else \
+        ("pixels", "a larger picture keeps it sharp")
+    return [f"enlarged {scale:.1f}x from only {w}x{h} {what}, so it looks blurred ({advice})"]
 
 
-def _photo(rgb: np.ndarray, channels: int, invert: str, size: int):
+def _photo(rgb: np.ndarray, channels: int, invert: str, size: int, reduced: float = 1.0):
+    """``reduced``: how many original pixels one of ``rgb``'s spans (a box-reduced picture's)."""
     h, w, _ = rgb.shape
     s = min(h, w)
     notes = [] if h == w else [f"centre {s}x{s} square taken"]
@@ -247,15 +250,16 @@ def _photo(rgb: np.ndarray, channels: int, invert: str, size: int):
         rgb = np.repeat(rgb, 3, -1)
     x = np.stack([_resize(rgb[..., c], size, size) for c in range(rgb.shape[-1])])   # [C, size, size]
     notes.append(f"resized to {size}x{size}")
-    notes += _enlarged(size / s, s, s, "picture")
+    notes += _enlarged(size / (s * reduced), round(s * reduced), round(s * reduced), ink=False)
     if invert == "yes":
         x = 1 - x
         notes.append("inverted")
     return x, notes
 
 
-def _mnist_like(g: np.ndarray, framing: Framing, invert: str, size: int):
-    """Grey ``[H, W]`` -> ``[1, size, size]`` light ink on 0, framed as ``framing`` says."""
+def _mnist_like(g: np.ndarray, framing: Framing, invert: str, size: int, reduced: float = 1.0):
+    """Grey ``[H, W]`` -> ``[1, size, size]`` light ink on 0, framed as ``framing`` says. ``reduced``:
+    how many original pixels one of ``g``'s spans (a box-reduced picture's)."""
     notes = []
     if invert == "yes" or (invert == "auto" and framing.auto_invert and np.median(_border(g)) > 0.5):
         g = 1 - g
@@ -284,5 +288,5 @@ def _mnist_like(g: np.ndarray, framing: Framing, invert: str, size: int):
     out[ys, xs] = patch[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
     notes.append(f"ink {w}x{h} scaled into {framing.box}x{framing.box}, "
                  f"{'centre of mass' if framing.centre == 'mass' else 'box'} centred in {size}x{size}")
-    notes += _enlarged(scale, w, h, "ink")
+    notes += _enlarged(scale / reduced, round(w * reduced), round(h * reduced), ink=True)
     return out[None], notes

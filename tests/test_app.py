@@ -226,9 +226,10 @@ def test_spikes_tab_opening_without_samples_says_what_to_do(tmp_path, make_tiny_
     assert figs == [None] * 6 and "cleared to free memory" in note
 
 
-def test_spikes_opened_after_a_model_switch_say_whose_samples_they_are(tmp_path, make_tiny_models):
-    """The Spikes view draws the last generation's samples: opened with another model selected, its
-    note says whose they are and how to get the selected model's (as Generate's status does)."""
+def test_the_spikes_note_says_whose_samples_they_are_after_a_model_switch(tmp_path, make_tiny_models):
+    """The Spikes view draws the last generation's samples: with another model selected, its note says
+    whose they are and how to get the selected model's (as Generate's status does), and switching
+    back takes that line away again."""
     import shutil
 
     from demo.studio import Studio
@@ -238,11 +239,14 @@ def test_spikes_opened_after_a_model_switch_say_whose_samples_they_are(tmp_path,
     studio = Studio(ck)
     *_, last = studio.generate("tiny", 2, 4, 1.0, 0)
     run = last[-1]
-    *figs, note = studio.spikes_on_open(run, 0, 24, "tiny")
-    assert all(f is not None for f in figs) and "Model **tiny**" in note and "Generate" not in note
-    *figs, note = studio.spikes_on_open(run, 0, 24, "tiny-b")
-    assert all(f is not None for f in figs) and "Model **tiny**" in note
-    assert "These spikes are <b>tiny</b>'s; press <b>Generate</b> for <b>tiny-b</b>'s." in note
+    *figs, note = studio.spikes(run, 0, 24)
+    assert "Model **tiny**" in note and studio.whose_spikes("tiny", run, note) == note
+    other = studio.whose_spikes("tiny-b", run, note)
+    assert other == f"{note}\n\nThese spikes are <b>tiny</b>'s; press <b>Generate</b> for <b>tiny-b</b>'s."
+    assert studio.whose_spikes("tiny-b", run, other) == other                     # said once
+    assert studio.whose_spikes("tiny", run, other) == note                        # back: the line goes
+    for empty_view in ("", None):                                                 # nothing drawn: nothing said
+        assert studio.whose_spikes("tiny-b", run, empty_view) == {"__type__": "update"}   # gr.skip()
 
 
 def test_encode_any_picture(client, tmp_path):
@@ -250,7 +254,7 @@ def test_encode_any_picture(client, tmp_path):
     Image.fromarray(np.random.default_rng(1).integers(0, 255, (90, 50, 3), dtype=np.uint8)).save(path)
     shown, tokens, recon, enc, asg, note = client.predict("tiny", handle_file(str(path)), "auto", api_name="/encode")
     assert "read 50x90 RGB" in note and "scaled into 20x20" in note
-    assert note.startswith("Input (**rgb.png**, model tiny): ")                    # which picture, which model
+    assert note.startswith("Input (`rgb.png`, model tiny): ")                      # which picture, which model
     assert Image.open(recon).size == (224, 224) and tokens["type"] == "plotly"
 
 
@@ -445,20 +449,25 @@ def test_model_info_warns_of_a_model_much_slower_than_the_default(tmp_path, make
 
 
 def test_model_info_sets_the_default_models_figures_beside_another_of_its_data_set(tmp_path, make_tiny_models):
-    """Another model's measured figures come with the default model's in brackets (214 reads as poor
-    beside 16.7), only for a model of the default's data set: two data sets' figures do not compare."""
+    """Another model's info adds a line with the default model's measured figures and sample count
+    (214 reads as poor beside 16.7), only for a model of the default's data set: two data sets'
+    figures do not compare."""
     from demo.studio import Studio
     from spiking_diffusion import SpikingDiffusionPipeline
 
     vq, den = make_tiny_models(seed=1)
     pipe = SpikingDiffusionPipeline(vq, den)
-    for name, dataset, fd in (("mnist", "mnist", 16.7), ("slow", "mnist", 214.3), ("clothes", "fashion-mnist", 36.6)):
-        pipe.save_pretrained(tmp_path / name, info={"dataset": dataset},
-                             metrics={"classifier_fd": fd, "classifier_precision": 0.8})
+    for name, dataset, fd, n in (("mnist", "kmnist", 16.7, 2000), ("slow", "kmnist", 214.3, 1000),
+                                 ("clothes", "fashion-mnist", 36.6, 2000)):
+        pipe.save_pretrained(tmp_path / name, info={"dataset": dataset}, metrics={
+            "classifier_fd": fd, "classifier_precision": 0.8, "eval_settings": {"num_samples": n}})
     studio = Studio(tmp_path)
-    assert "Fréchet distance 214 (mnist: 16.7), precision 0.8 (mnist: 0.8)." in studio.model_info("slow")
-    assert "Fréchet distance 16.7, precision 0.8." in studio.model_info("mnist")            # the default itself
-    assert "Fréchet distance 36.6, precision 0.8." in studio.model_info("clothes")          # another data set
+    assert studio.default_model == "mnist"
+    slow = studio.model_info("slow")
+    assert "on 1000 samples by the offline classifier" in slow and "Fréchet distance 214, precision 0.8." in slow
+    assert "- **The default model** (mnist) on 2000 samples: Fréchet distance 16.7, precision 0.8." in slow
+    assert "The default model" not in studio.model_info("mnist")                  # the default itself
+    assert "The default model" not in studio.model_info("clothes")                # another data set
 
 
 def test_codebook_generates_fewer_stand_in_images_for_a_slower_model(tmp_path, make_tiny_models, monkeypatch):
@@ -509,8 +518,11 @@ def test_a_refused_value_is_said_once_per_session():
     again = said(mine, "Image must be ...")
     assert not again.visible and again.message == "Image must be ..."                # still an error, unseen
     assert said(theirs, "Image must be ...").visible and said(mine, "Step must be ...").visible
-    time.sleep(0.4)
-    assert said(mine, "Image must be ...").visible
+    assert said(None, "Image must be ...").visible and said(None, "Image must be ...").visible  # no session
+    time.sleep(0.2)
+    assert not said(mine, "Image must be ...").visible                              # held back again ...
+    time.sleep(0.2)
+    assert said(mine, "Image must be ...").visible         # ... but the window counts from the toast shown
 
 
 def test_corrector_frames_are_reachable_through_the_api(server):

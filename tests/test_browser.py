@@ -279,17 +279,16 @@ def test_a_refused_step_puts_the_box_back_to_the_frame_shown(page):
 
 def test_a_refused_value_is_said_once(page):
     """The Image slider feeds its check and the thumbnails' selection: a typed 99 raised the same
-    toast for each ("(2)" on one toast); it is said once, and the box goes back."""
-    for close in page.locator(".toast-close").all():
-        close.click()
+    message for each (twice in the toast); it is said once, and the box goes back."""
     box = page.locator("#image-index input[type=number]")
     shown = box.input_value()
     box.fill("99")
     box.press("Enter")
-    toast = page.locator(".toast-body")
-    expect(toast.last).to_contain_text("Image must be a whole number in 0..15; got 99")
+    said = "Image must be a whole number in 0..15; got 99"
+    expect(page.locator(".toast-body").last).to_contain_text(said)
     page.wait_for_timeout(3000)                                                  # a second one would be up by now
-    assert toast.count() == 1 and "(2)" not in toast.last.inner_text(), toast.last.inner_text()
+    text = "\n".join(t.inner_text() for t in page.locator(".toast-body").all())  # (Gradio groups the errors shown)
+    assert text.count(said) == 1, text
     expect(box).to_have_value(shown)
 
 
@@ -309,12 +308,12 @@ def test_play_animates_and_pause_returns_to_the_frame_shown(page):
     assert len(seen) >= 3
     # the Step slider and the axis marker follow the animation (at 10 frames per second)
     shown = """() => [+document.querySelector('#step input[type=number]').value,
-                      document.querySelector('#phase-axis').lastElementChild.style.left]"""
+                      document.querySelector('#phase-axis .axis-marker').style.left]"""
     followed = []
     for _ in range(3):
         followed.append(tuple(page.evaluate(shown)))
         page.wait_for_timeout(400)
-    assert len(set(followed)) == 3 and all(1 <= k <= 53 for k, _ in followed), followed
+    assert len(set(followed)) >= 2 and all(1 <= k <= 53 for k, _ in followed), followed   # (53 held 1 s at the end)
     assert all(float(left[:-1]) == pytest.approx(100 * (k - 0.5) / 53, abs=0.01) for k, left in followed), followed
     page.wait_for_timeout(1500)
     first = player.get_attribute("src")
@@ -324,6 +323,8 @@ def test_play_animates_and_pause_returns_to_the_frame_shown(page):
     expect(page.locator("#unmask-caption")).to_contain_text(re.compile(r"Step \d+/53"))
     step = int(page.locator("#step input[type=number]").input_value())
     assert 10 < step <= 53                                                      # moved on from step 10 while playing
+    page.wait_for_timeout(600)
+    assert page.evaluate(shown)[0] == step                                      # and stopped following at the Pause
     expect(page.locator("#unmask-caption")).to_contain_text(f"Step {step}/53")
     # Play again: the animation starts over (a file of its own: the browser carried on the old one's
     # playing, and the slider, timed from a load, was some 70 steps off) and the slider with it
@@ -433,6 +434,21 @@ def test_spikes_view(page):
     for pid in ("raster-cell", "raster-all", "membrane"):
         expect(page.locator(f"#{pid} .js-plotly-plot")).to_be_attached()
     shot(page, "spikes")
+
+
+@pytest.mark.skipif(SHOTS, reason="the tiny models' names")
+def test_the_spikes_note_says_whose_samples_after_a_model_switch(page):
+    """With Spikes open, another model chosen: the note says these are tiny's samples and how to get
+    the new model's; back to tiny, the line goes."""
+    open_tab(page, "Spikes")
+    note = page.locator("#spikes-note")
+    expect(note).to_contain_text("token cell row 1, col 2")
+    choose_model(page, "tiny-b")
+    expect(note).to_contain_text("These spikes are tiny's; press Generate for tiny-b's.")
+    expect(note).to_contain_text("token cell row 1, col 2")                # the rest of the note stays
+    choose_model(page, "tiny")
+    expect(note).not_to_contain_text("These spikes are")
+    expect(note).to_contain_text("token cell row 1, col 2")
 
 
 def test_codebook_view(page):

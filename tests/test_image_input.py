@@ -246,15 +246,20 @@ def test_a_large_pictures_note_says_it_was_reduced_before_its_ink_was_measured()
 
 
 @pytest.mark.parametrize("dataset, channels, box", [("mnist", 1, 20), ("fashion-mnist", 1, 28), ("cifar10", 3, 28)])
-def test_a_tiny_pictures_note_says_it_was_blown_up(dataset, channels, box):
-    """A picture (or ink) with far fewer pixels than the model's input is enlarged into blocks: the
-    note says by how much and from how few pixels; a picture of the input's size or ink half the
-    box's side or more is not flagged."""
+def test_a_tiny_pictures_note_says_it_was_enlarged(dataset, channels, box):
+    """A picture (or ink) with far fewer pixels than the model's input is enlarged into a blur: the
+    note says by how much and from how few pixels; a picture of the input's size, ink half the box's
+    side or more, or ink that was small only after a large picture was reduced, is not flagged."""
     tiny = np.zeros((5, 5, 3), np.uint8)
     tiny[1:4, 2] = 255                                                         # ink 1 wide, 3 tall
     note = prepare_image(tiny, channels, dataset)[1]
-    want = f"enlarged {28 / 5:.1f}x from only 5x5 pixels of picture" if channels == 3 else f"enlarged {box / 3:.1f}x from only 1x3 pixels of ink"
-    assert want in note and "blocks" in note
+    want = (f"enlarged {28 / 5:.1f}x from only 5x5 pixels, so it looks blurred" if channels == 3 else
+            f"enlarged {box / 3:.1f}x from only 1x3 pixels of ink, so it looks blurred")
+    assert want in note
     fine = np.zeros((28, 28, 3), np.uint8)
     fine[5:5 + box // 2, 12:16] = 255                                          # ink box // 2 tall: enlarged 2x
     assert "enlarged" not in prepare_image(fine, channels, dataset)[1]
+    big = np.zeros((3000, 3000, 3), np.uint8)
+    big[1000:1000 + box, 1500:1503] = 255                                      # ink 3 x box: reduced to 1 x box/3
+    note = prepare_image(big, channels, dataset)[1]
+    assert "reduced to" in note and "enlarged" not in note

@@ -1,5 +1,6 @@
 """The studio's resources stay bounded: stored runs, decoded frames, exports, abandoned generations."""
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -167,11 +168,15 @@ def test_play_and_export_decode_the_whole_run_once(studio, monkeypatch):
     real = pipe.decode_trace
     monkeypatch.setattr(pipe, "decode_trace", lambda trace, image=0: calls.append(image) or real(trace, image))
     gif = studio.animation(run, 1)
-    assert studio.animation(run, 1) == gif and Path(gif).is_file()      # replayed: the same GIF
+    again = studio.animation(run, 1)             # replayed: the same GIF under a name of its own (the browser restarts it)
+    made = Path(run.animations[1])
+    assert again != gif and Path(again).read_bytes() == made.read_bytes() and not Path(gif).exists()
     studio.export(run, 1)
     assert calls == [1]                                                 # Play and Export shared one decode
     studio.export(run, 0)
     assert calls == [1, 0]
+    shutil.rmtree(made.parent)                                          # its export folder rotated away
+    assert Path(studio.animation(run, 1)).is_file() and calls == [1, 0, 1]   # made again, no error
     assert studio.runs.get(run) is run
     run.release()
     assert run.released and run.whole is None and run.animations == {}
