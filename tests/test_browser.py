@@ -578,14 +578,14 @@ def test_encode_view_upload_encodes_itself(page, tmp_path):
     if not SHOTS:                            # another model encodes the picture again (it said: press Encode)
         calls = len(ENCODE_CALLS)
         choose_model(page, "tiny-b")
-        expect(page.locator("#encode-note")).to_contain_text("read 64x64 L; ink 8x44 scaled into 20x20")
+        expect(page.locator("#encode-note")).to_contain_text("model tiny-b): read 64x64 L; ink 8x44 scaled into 20x20")
         deadline = time.time() + T / 1000
         while "tiny-b" not in ENCODE_CALLS[calls:] and time.time() < deadline:
             page.wait_for_timeout(200)
         assert ENCODE_CALLS[calls:] == ["tiny-b"]
         expect(page.locator("#tab-encode").get_by_text("Error", exact=True)).to_have_count(0)
         choose_model(page, "tiny")
-        expect(page.locator("#encode-note")).to_contain_text("read 64x64 L")
+        expect(page.locator("#encode-note")).to_contain_text("model tiny): read 64x64 L")   # the switch back is done
 
 
 def test_a_file_that_is_no_picture_only_raises_its_message(page, tmp_path):
