@@ -337,7 +337,8 @@ def _spikes_tab(S: Studio, F: ModelFacts, model, run, image) -> NS:
     with gr.Tab("Spikes", id="spikes", elem_id="tab-spikes") as tab:
         _explain("How does a code become spikes? The **adaptive spike generator** (ASG) gives every token cell D "
                  "neurons (16 in the paper) that run for T time steps; the decoder sees only their spikes.\n"
-                 "- **Raster**: a row is one neuron, a column one time step, a tick one spike.\n"
+                 "- **Raster** (spike trains): a row is one neuron (a channel of the cell), a column one time step, "
+                 "a tick one spike.\n"
                  "- **Membrane trace**: a neuron's voltage charges up, and when it reaches the threshold (dashed) "
                  "the neuron spikes and drops back to 0. A trace that stays below 0 has a negative input: it never fires.\n"
                  "- **Why the trains are regular**: a neuron's input (a learned mix of its code's numbers) is the "
@@ -347,7 +348,8 @@ def _spikes_tab(S: Studio, F: ModelFacts, model, run, image) -> NS:
                  "- **Encoder spikes**: the generated image encoded again, as the VQ-SVAE's encoder sees it.\n"
                  "- **Firing rate per position**: how often each layer's neurons fire at each place of its own map "
                  "(the encoder shrinks the image to the token grid, the decoder grows it back, so the maps differ in "
-                 "size); **per layer**: the share of a layer's neurons that fire at a time step, on average.")
+                 "size).\n"
+                 "- **Mean firing rate per layer**: the share of a layer's neurons that fire at a time step, on average.")
         with gr.Row():
             cell = gr.Dropdown(cell_choices(F.latent_size), value=F.cells // 2, label="Token cell", elem_id="spikes-cell")
             go = gr.Button("Show spikes", elem_id="spikes-btn")
