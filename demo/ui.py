@@ -509,7 +509,7 @@ def _encode_tab(S: Studio, F: ModelFacts, model) -> NS:
             lambda n=name: n, None, source, **PRIVATE)
         # a new upload or stroke encodes itself
         read = picture.change(_check_only(check_given), [model, picture, invert], None, **checked)
-        read.success(lambda m, p, inv, n=name: (*skip, gr.skip()) if given(p) is None else (*S.encode(m, p, inv), n),
+        read.success(lambda m, p, inv, n=name: (*encode_given(m, p, inv), n if given(p) is not None else gr.skip()),
                      [model, picture, invert], [*out, source], trigger_mode="always_last", show_progress=progress,
                      **PRIVATE, **MODEL_JOB)
         if picture is upload:

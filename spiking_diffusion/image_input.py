@@ -33,7 +33,7 @@ MAX_PIXELS = 4096 * 4096      # the largest picture decoded (width x height, rea
 WORK_SIDE = 1024              # pictures are box-reduced to at most about this before float work
 INK_THRESHOLD = 0.25          # stretched ink level that counts for the bounding box
 MIN_CONTRAST = 0.05           # less ink-to-background difference than this: no ink found
-BLOCKY_SCALE = 2.0            # enlarged more than this (from its original pixels): the note says it looks blurred
+BLOCKY_SCALE = 2.0            # enlarged more than this (from its original pixels): the note says it looks blocky or blurred
 INVERT_CHOICES = ("auto", "yes", "no")
 
 
@@ -228,14 +228,17 @@ def prepare_image(source, channels: int = 1, dataset: str | None = None, invert:
     return x[None].astype(np.float32), "; ".join(notes)
 
 
-def _enlarged(scale: float, w: int, h: int, ink: bool) -> list[str]:
-    """The note for a picture (or, ``ink``, its ink) of ``w x h`` original pixels enlarged ``scale``
-    times, if over :data:`BLOCKY_SCALE`: so few pixels give a blurred input (a surprise for a tiny upload)."""
+def _enlarged(side: int, w: int, h: int, reduced: float, ink: bool) -> list[str]:
+    """The note for a picture (or, ``ink``, its ink) of ``w x h`` pixels whose longer side was scaled to
+    ``side``, if that enlarged its original pixels (``reduced`` of them per pixel worked on) more than
+    :data:`BLOCKY_SCALE` times: so few pixels give a blocky or blurred input (a surprise for a tiny upload)."""
+    w, h = round(w * reduced), round(h * reduced)                              # the original pixels
+    scale = side / max(w, h)
     if scale <= BLOCKY_SCALE:
         return []
     what, advice = ("pixels of ink", "bigger strokes, or a closer crop, keep it sharp") if ink else \
         ("pixels", "a larger picture keeps it sharp")
-    return [f"enlarged {scale:.1f}x from only {w}x{h} {what}, so it looks blurred ({advice})"]
+    return [f"enlarged {scale:.1f}x from only {w}x{h} {what}, so it looks blocky or blurred ({advice})"]
 
 
 def _photo(rgb: np.ndarray, channels: int, invert: str, size: int, reduced: float = 1.0):
@@ -250,7 +253,7 @@ def _photo(rgb: np.ndarray, channels: int, invert: str, size: int, reduced: floa
         rgb = np.repeat(rgb, 3, -1)
     x = np.stack([_resize(rgb[..., c], size, size) for c in range(rgb.shape[-1])])   # [C, size, size]
     notes.append(f"resized to {size}x{size}")
-    notes += _enlarged(size / (s * reduced), round(s * reduced), round(s * reduced), ink=False)
+    notes += _enlarged(size, s, s, reduced, ink=False)
     if invert == "yes":
         x = 1 - x
         notes.append("inverted")
@@ -288,5 +291,5 @@ def _mnist_like(g: np.ndarray, framing: Framing, invert: str, size: int, reduced
     out[ys, xs] = patch[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
     notes.append(f"ink {w}x{h} scaled into {framing.box}x{framing.box}, "
                  f"{'centre of mass' if framing.centre == 'mass' else 'box'} centred in {size}x{size}")
-    notes += _enlarged(scale / reduced, round(w * reduced), round(h * reduced), ink=True)
+    notes += _enlarged(framing.box, w, h, reduced, ink=True)
     return out[None], notes

@@ -253,8 +253,8 @@ def test_a_tiny_pictures_note_says_it_was_enlarged(dataset, channels, box):
     tiny = np.zeros((5, 5, 3), np.uint8)
     tiny[1:4, 2] = 255                                                         # ink 1 wide, 3 tall
     note = prepare_image(tiny, channels, dataset)[1]
-    want = (f"enlarged {28 / 5:.1f}x from only 5x5 pixels, so it looks blurred" if channels == 3 else
-            f"enlarged {box / 3:.1f}x from only 1x3 pixels of ink, so it looks blurred")
+    want = (f"enlarged {28 / 5:.1f}x from only 5x5 pixels, so it looks blocky or blurred" if channels == 3 else
+            f"enlarged {box / 3:.1f}x from only 1x3 pixels of ink, so it looks blocky or blurred")
     assert want in note
     fine = np.zeros((28, 28, 3), np.uint8)
     fine[5:5 + box // 2, 12:16] = 255                                          # ink box // 2 tall: enlarged 2x
