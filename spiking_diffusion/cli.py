@@ -41,6 +41,8 @@ def _train_args(p: argparse.ArgumentParser, stage: str) -> None:
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--limit", type=int, default=None, help="use only the first N training images")
     p.add_argument("--save-every", type=int, default=500, help="steps between checkpoints")
+    p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
+                   help="stop after this many minutes of training, with a snapshot (go on with --resume)")
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--resume", action="store_true", help="continue exactly from the run's last snapshot")

@@ -29,7 +29,7 @@ from .config import CODEBOOK_INITS, DEFAULT_PRESET, check_codebook_init, get_pre
 from .data import channels_of, load_images
 from .denoiser import SpikingDenoiser
 from .diffusion import LOSS_KINDS, AbsorbingDiffusion, check_loss_kind
-from .errors import CheckpointError, SpikingDiffusionError
+from .errors import CheckpointError, SettingError, SpikingDiffusionError
 from . import runs
 from .spiking import reset
 from .transfer import align_codes, check_transferable, layer_differences, transfer_prior
@@ -64,10 +64,14 @@ class TrainConfig:
     progress: bool = True
     threads: int | None = None
     init_from: str | None = None   # prior: start from this trained prior, renumbered to our codes (transfer.py)
+    time_limit: float | None = None  # minutes of training in this process; then a snapshot and a clean stop
 
     def __post_init__(self):       # refused when made, before any data is loaded or tokenised
         check_loss_kind(self.loss)
         check_codebook_init(self.codebook_init)
+        t = self.time_limit
+        if t is not None and not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0):
+            raise SettingError(f"the time limit must be a positive number of minutes (e.g. 30), not {t!r}")
 
 
 # --- the loop ----------------------------------------------------------------------------------
@@ -190,7 +194,8 @@ def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save
         runs.save_state(out / runs.STATE_NAME, model, opt, step, gen, {"train_config": asdict(cfg), **meta}, ema, rng_states)
         model.train()
 
-    while step < total:
+    out_of_time = False
+    while step < total and not out_of_time:
         epoch, skip = divmod(step, steps_per_epoch)
         for i, idx in enumerate(_batches(len(data), cfg.batch_size, rank, world, cfg.seed, epoch)):
             if i < skip:
@@ -213,15 +218,32 @@ def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{float(losses['total']):.4f}")
-            if step % cfg.save_every == 0 or step == total:
+            out_of_time = _past(cfg.time_limit, t0, world, dev)
+            if step % cfg.save_every == 0 or step == total or out_of_time:
                 snapshot()
-            if step >= total:
+            if out_of_time and rank == 0:
+                print(f"time limit of {cfg.time_limit:g} min reached at step {step} (epoch {step / steps_per_epoch:.2f} "
+                      f"of {cfg.epochs:g}): snapshot written; go on with --resume")
+            if step >= total or out_of_time:
                 break
     if bar is not None:
         bar.close()
     if world > 1:
         dist.barrier()
     return step, seen / max(time.perf_counter() - t0, 1e-9)
+
+
+def _past(limit_min: float | None, t0: float, world: int, dev: torch.device) -> bool:
+    """Whether ``limit_min`` minutes have passed since ``t0``; every process gets rank 0's answer, so
+    all of them stop after the same step."""
+    if limit_min is None:
+        return False
+    past = time.perf_counter() - t0 > 60.0 * limit_min
+    if world == 1:
+        return past
+    flag = torch.tensor([float(past)], device=dev)
+    dist.broadcast(flag, src=0)
+    return bool(flag.item())
 
 
 def _logged_step(line: str) -> float:

@@ -132,6 +132,27 @@ def test_prior_takes_its_vqsvaes_preset_unless_given(tmp_path, tiny_checkpoint, 
     assert "takes the preset" not in capsys.readouterr().out
 
 
+def test_time_limit_stops_with_a_snapshot_and_resume_goes_on_exactly(tmp_path, capsys):
+    cfg = TrainConfig(stage="vqsvae", out="", **BASE)
+    one = tmp_path / "one"
+    train_vqsvae(replace(cfg, out=str(one), epochs=1.5, save_every=100))
+    cut = tmp_path / "cut"
+    train_vqsvae(replace(cfg, out=str(cut), epochs=1.5, save_every=100, time_limit=1e-9))  # past after the 1st step
+    assert json.loads((cut / "config.json").read_text())["info"]["steps"] == 1
+    assert (cut / "training_state.safetensors").is_file()
+    assert "time limit of 1e-09 min reached at step 1" in capsys.readouterr().out
+    train_vqsvae(replace(cfg, out=str(cut), epochs=1.5, save_every=100, resume=True))
+    assert [r["step"] for r in _log(cut)] == [1, 2, 3, 4, 5, 6]
+    assert _same(_weights(one), _weights(cut))
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), "10"])
+def test_a_time_limit_must_be_positive_minutes(bad):
+    from spiking_diffusion.errors import SettingError
+    with pytest.raises(SettingError, match="time limit must be a positive number of minutes"):
+        TrainConfig(stage="vqsvae", out="r", time_limit=bad)
+
+
 def test_resume_with_a_new_lr_uses_it(tmp_path):
     cfg = TrainConfig(stage="vqsvae", out=str(tmp_path / "r"), epochs=0.5, save_every=2, **BASE)
     train_vqsvae(cfg)
