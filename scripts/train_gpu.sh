@@ -26,9 +26,17 @@ while [ $# -gt 0 ]; do
     *) echo "unknown argument: $1 (see the usage at the top of $0)" >&2; exit 2 ;;
   esac
 done
+if ! python3 -c "import math, sys; m = float(sys.argv[1]); sys.exit(not (math.isfinite(m) and m >= 0.1))" "$MINUTES" 2>/dev/null; then
+  echo "--minutes must be a number of minutes, at least 0.1 (got: $MINUTES)" >&2; exit 2
+fi
+if compgen -G "$RUNS/*/training_state.safetensors" > /dev/null; then  # each run would refuse to start over it
+  echo "$RUNS already holds runs: choose another --runs, or go on with each run's --resume (docs/training.md)" >&2
+  exit 2
+fi
 mkdir -p "$RUNS"
+trap 'trap - INT TERM; kill 0' INT TERM  # Ctrl-C stops the runs too, not only this script
 
-share() { python3 -c "print(round($MINUTES * $1, 3))"; }  # minutes: a share of the session
+share() { python3 -c "import sys; print(round(float(sys.argv[1]) * $1, 3))" "$MINUTES"; }  # minutes: a share
 
 train() {  # train NAME ARGS...: one run into RUNS/NAME, its output appended to RUNS/NAME.log
   local name=$1; shift
@@ -65,6 +73,6 @@ cifar10 & b=$!
 mnist_prior & c=$!
 failed=0
 for p in $a $b $c; do wait "$p" || failed=$((failed + 1)); done
-for log in "$RUNS"/*.log; do echo "== $log"; grep -E "time limit|prior:|vqsvae:|error|Error" "$log" | tail -4; done
+for log in "$RUNS"/*.log; do echo "== $log"; grep -iE "time limit|prior:|vq-svae:|error" "$log" | tail -4 || true; done
 echo "$failed of 3 chains failed"
 exit "$failed"

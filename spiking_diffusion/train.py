@@ -70,7 +70,7 @@ class TrainConfig:
         check_loss_kind(self.loss)
         check_codebook_init(self.codebook_init)
         t = self.time_limit
-        if t is not None and not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0):
+        if t is not None and (isinstance(t, bool) or not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0)):
             raise SettingError(f"the time limit must be a positive number of minutes (e.g. 30), not {t!r}")
 
 
@@ -208,8 +208,9 @@ def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save
                 ema.update_parameters(model)
             step += 1
             seen += cfg.batch_size
+            out_of_time = step < total and _past(cfg.time_limit, t0, world, dev)
             if rank == 0:
-                if step % cfg.log_every == 0 or step == total:
+                if step % cfg.log_every == 0 or step == total or out_of_time:
                     rec = {"step": step, "epoch": step / steps_per_epoch,
                            "images_per_s": seen / (time.perf_counter() - t0),
                            **{k: float(v.detach()) for k, v in losses.items()}}
@@ -218,12 +219,12 @@ def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{float(losses['total']):.4f}")
-            out_of_time = _past(cfg.time_limit, t0, world, dev)
             if step % cfg.save_every == 0 or step == total or out_of_time:
                 snapshot()
             if out_of_time and rank == 0:
-                print(f"time limit of {cfg.time_limit:g} min reached at step {step} (epoch {step / steps_per_epoch:.2f} "
-                      f"of {cfg.epochs:g}): snapshot written; go on with --resume")
+                (bar.write if bar is not None else print)(
+                    f"time limit of {cfg.time_limit:g} min reached at step {step} (epoch {step / steps_per_epoch:.2f} "
+                    f"of {cfg.epochs:g}): snapshot written; go on with --resume")
             if step >= total or out_of_time:
                 break
     if bar is not None:

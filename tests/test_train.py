@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from dataclasses import replace
 
 import pytest
@@ -146,7 +147,22 @@ def test_time_limit_stops_with_a_snapshot_and_resume_goes_on_exactly(tmp_path, c
     assert _same(_weights(one), _weights(cut))
 
 
-@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), "10"])
+def test_the_time_limit_is_in_minutes_and_every_run_ends_on_its_steps(tmp_path, capsys):
+    from spiking_diffusion.train import _past
+    now = time.perf_counter()
+    assert not _past(None, now - 1e6, 1, torch.device("cpu"))
+    assert not _past(1.0, now - 59, 1, torch.device("cpu")) and _past(1.0, now - 61, 1, torch.device("cpu"))
+    # a limit that passes only on the last step: the run simply ends there, with no "go on" message
+    cfg = TrainConfig(stage="vqsvae", out=str(tmp_path / "r"), epochs=0.5, save_every=100, **{**BASE, "log_every": 100})
+    train_vqsvae(replace(cfg, time_limit=1e-9, epochs=0.25))                    # one step: the last
+    assert "time limit" not in capsys.readouterr().out
+    # a stop between log lines still logs the step it stopped at
+    cut = replace(cfg, out=str(tmp_path / "c"), time_limit=1e-9)
+    train_vqsvae(cut)
+    assert [r["step"] for r in _log(tmp_path / "c")] == [1]
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), "10", True])
 def test_a_time_limit_must_be_positive_minutes(bad):
     from spiking_diffusion.errors import SettingError
     with pytest.raises(SettingError, match="time limit must be a positive number of minutes"):
