@@ -177,7 +177,9 @@ def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save
     model.train()
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        for tmp in out.glob(".*.tmp"):  # left by a process killed while writing (atomic_write_file's names)
+        # left by a process killed while writing: atomic_write_file's names, and safetensors' own temporary
+        # file (.tmp + 6 characters, written beside the file and renamed into place)
+        for tmp in [*out.glob(".*.tmp"), *out.glob(".tmp??????")]:
             tmp.unlink(missing_ok=True)
     bar = None
     if rank == 0 and cfg.progress:

@@ -162,6 +162,19 @@ def test_the_time_limit_is_in_minutes_and_every_run_ends_on_its_steps(tmp_path, 
     assert [r["step"] for r in _log(tmp_path / "c")] == [1]
 
 
+def test_resume_removes_the_temporary_files_of_a_killed_write(tmp_path):
+    # safetensors writes .tmp + 6 characters beside the file, atomic_write_file .NAME.tmp: a kill mid-write
+    # leaves them; the resumed run removes them and nothing else
+    cfg = TrainConfig(stage="vqsvae", out=str(tmp_path / "r"), epochs=0.5, save_every=2, **BASE)
+    train_vqsvae(cfg)
+    left = [tmp_path / "r" / n for n in (".tmpVRipER", ".model.safetensors.tmp")]
+    kept = tmp_path / "r" / "notes.tmp.txt"
+    for f in (*left, kept):
+        f.write_bytes(b"half")
+    train_vqsvae(replace(cfg, epochs=1.0, resume=True))
+    assert not any(f.exists() for f in left) and kept.exists()
+
+
 @pytest.mark.parametrize("bad", [0, -1.0, float("nan"), "10", True])
 def test_a_time_limit_must_be_positive_minutes(bad):
     from spiking_diffusion.errors import SettingError
