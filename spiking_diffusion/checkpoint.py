@@ -104,6 +104,14 @@ def atomic_write_file(path: Path, write_fn) -> None:
         raise
 
 
+def remove_partial_writes(folder: Path) -> None:
+    """Remove the temporary files a process killed while writing into ``folder`` leaves: those of
+    :func:`atomic_write_file` (``.NAME.tmp``) and safetensors' own (``.tmp`` + 6 characters, written
+    beside the file it saves and renamed into place)."""
+    for tmp in [*Path(folder).glob(".*.tmp"), *Path(folder).glob(".tmp??????")]:
+        tmp.unlink(missing_ok=True)
+
+
 def read_config(path) -> dict[str, Any]:
     """A checkpoint directory's config.json as a dict. Raises :class:`CheckpointError` when ``path``
     is not a directory, lacks config.json or model.safetensors, or its config is not valid JSON in

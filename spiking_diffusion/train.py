@@ -24,7 +24,8 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from .checkpoint import TOKEN_METRICS, VQSVAE_METRICS, atomic_write_file, copy_code_usage, load_checkpoint, save_checkpoint
+from .checkpoint import (TOKEN_METRICS, VQSVAE_METRICS, atomic_write_file, copy_code_usage, load_checkpoint,
+                         remove_partial_writes, save_checkpoint)
 from .config import CODEBOOK_INITS, DEFAULT_PRESET, check_codebook_init, get_preset
 from .data import channels_of, load_images
 from .denoiser import SpikingDenoiser
@@ -177,10 +178,7 @@ def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save
     model.train()
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        # left by a process killed while writing: atomic_write_file's names, and safetensors' own temporary
-        # file (.tmp + 6 characters, written beside the file and renamed into place)
-        for tmp in [*out.glob(".*.tmp"), *out.glob(".tmp??????")]:
-            tmp.unlink(missing_ok=True)
+        remove_partial_writes(out)  # left by a process killed while writing
     bar = None
     if rank == 0 and cfg.progress:
         from tqdm import tqdm
