@@ -23,8 +23,9 @@ from safetensors.torch import save_file
 from torch.optim.swa_utils import AveragedModel
 
 from .checkpoint import CONFIG_NAME, WEIGHTS_NAME, atomic_write_file
-from .config import PRESETS
+from .config import CODEBOOK_INITS, PRESETS
 from .devices import resolve_device
+from .diffusion import LOSS_KINDS
 from .errors import CheckpointError
 
 if TYPE_CHECKING:  # only for the annotations: train.py imports this module
@@ -33,13 +34,15 @@ if TYPE_CHECKING:  # only for the annotations: train.py imports this module
 STATE_NAME = "training_state.safetensors"
 
 # Settings a run may leave unset (None): a resumed run keeps its own, a fresh run takes these. So
-# `--resume` without `--lr` or `--ema` goes on exactly as the run began (given: said, and changed).
-FRESH_DEFAULTS = {"lr": 1e-3, "ema": 0.0}
+# `--resume` alone goes on exactly as the run began: its own epochs, batch, seed, ... (a given --lr or
+# --ema is said and changes the run; a given setting of RESUME_FIXED must be the run's own).
+FRESH_DEFAULTS = {"epochs": 1.0, "batch_size": 32, "lr": 1e-3, "ema": 0.0, "weight_decay": 1e-3, "seed": 0,
+                  "loss": LOSS_KINDS[0], "codebook_init": CODEBOOK_INITS[0], "input_mode": None, "limit": None}
 
 
 # What a resumed run must share with its snapshot, per stage: these settings decide what the run trains
-# on and what one step is. TrainConfig field -> command-line flag. Free to change on --resume: --epochs
-# (how far to go), --lr and --ema (said when they change), --vqsvae (train-prior says when the tokens
+# on and what one step is. TrainConfig field -> command-line flag. Left unset, each is the run's own.
+# Free to change on --resume: --epochs (how far to go), --lr and --ema (said when they change), --vqsvae (train-prior says when the tokens
 # change; train-decoder refuses other tokens), and where / how the run goes (--device, --threads,
 # --data-root, --save-every, --log-every).
 RESUME_FIXED = {
@@ -122,7 +125,23 @@ def check_run_folder(cfg: TrainConfig, **defaults) -> tuple[TrainConfig, dict | 
     if changed:
         raise CheckpointError(f"cannot resume {out}: " + "; ".join(changed) + ". These settings decide what the run "
                               "trains on and what a step is: give the run's values, or train into a new --out")
+    if info.get("steps_per_epoch"):  # before the data is loaded or tokenised
+        check_epochs(cfg, info["steps_per_epoch"], info["step"])
     return cfg, info
+
+
+def total_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
+    """The steps ``--epochs`` asks for, counted from the run's start (at least one)."""
+    return max(1, int(round(cfg.epochs * steps_per_epoch)))
+
+
+def check_epochs(cfg: TrainConfig, steps_per_epoch: int, done: int) -> None:
+    """Refuse an ``--epochs`` below the ``done`` steps of a resumed run, naming both (:class:`CheckpointError`)."""
+    total = total_steps(cfg, steps_per_epoch)
+    if total < done:
+        raise CheckpointError(f"cannot resume {cfg.out}: --epochs {cfg.epochs:g} is {total} steps of {cfg.batch_size} "
+                              f"images, but the run has already trained {done} steps (epochs "
+                              f"{done / steps_per_epoch:g}); pass --epochs above {done / steps_per_epoch:g} to train on")
 
 
 def _filled(cfg: TrainConfig, values: dict) -> TrainConfig:

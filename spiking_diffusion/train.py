@@ -26,10 +26,10 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .checkpoint import (TOKEN_METRICS, VQSVAE_METRICS, atomic_write_file, copy_code_usage, load_checkpoint,
                          remove_partial_writes, save_checkpoint)
-from .config import CODEBOOK_INITS, DEFAULT_PRESET, check_codebook_init, get_preset
+from .config import DEFAULT_PRESET, check_codebook_init, get_preset
 from .data import channels_of, load_images
 from .denoiser import SpikingDenoiser
-from .diffusion import LOSS_KINDS, AbsorbingDiffusion, check_loss_kind
+from .diffusion import AbsorbingDiffusion, check_loss_kind
 from .errors import CheckpointError, SettingError, SpikingDiffusionError
 from . import runs
 from .spiking import reset
@@ -43,22 +43,23 @@ class TrainConfig:
 
     stage: str                     # "vqsvae", "prior" or "decoder"
     out: str
+    # A setting left None is a resumed run's own, else runs.FRESH_DEFAULTS' (dataset and preset: the stage's).
     dataset: str | None = None     # default: mnist (stage 1), the VQ-SVAE's data set (stage 2)
     data_root: str = "data"
     download: bool = True
     preset: str | None = None      # default: small (stage 1), the --vqsvae checkpoint's (stage 2); unused by "decoder"
-    input_mode: str | None = None  # denoiser input: "index" (paper) or "embedding"
+    input_mode: str | None = None  # denoiser input: "index" (paper) or "embedding" (default: the preset's)
     vqsvae: str | None = None      # stage 2 and "decoder": the trained VQ-SVAE checkpoint
-    epochs: float = 1.0
-    batch_size: int = 32           # global batch (split over processes)
-    lr: float | None = None        # default: a resumed run's own, else runs.FRESH_DEFAULTS (1e-3)
-    ema: float | None = None       # decay of the weight average saved as the checkpoint; 0: off (default as lr's)
-    weight_decay: float = 1e-3
-    loss: str = LOSS_KINDS[0]      # "reweighted_elbo", the authors'
-    codebook_init: str = CODEBOOK_INITS[0]  # "normal" (the paper's) or "data": see config.CODEBOOK_INITS
-    seed: int = 0
+    epochs: float | None = None    # how far to train, counted from the run's start (default 1)
+    batch_size: int | None = None  # global batch (split over processes; default 32)
+    lr: float | None = None        # default 1e-3; a given one changes a resumed run from its step on
+    ema: float | None = None       # decay of the weight average saved as the checkpoint; 0: off (default, as lr)
+    weight_decay: float | None = None  # default 1e-3
+    loss: str | None = None        # default "reweighted_elbo", the authors'
+    codebook_init: str | None = None  # "normal" (the paper's, default) or "data": see config.CODEBOOK_INITS
+    seed: int | None = None        # default 0
     device: str = "cpu"
-    limit: int | None = None       # use only the first N training images
+    limit: int | None = None       # use only the first N training images (default: all)
     save_every: int = 500          # steps between snapshots
     log_every: int = 50
     resume: bool = False
@@ -68,8 +69,10 @@ class TrainConfig:
     time_limit: float | None = None  # minutes of training in this process; then a snapshot and a clean stop
 
     def __post_init__(self):       # refused when made, before any data is loaded or tokenised
-        check_loss_kind(self.loss)
-        check_codebook_init(self.codebook_init)
+        if self.loss is not None:
+            check_loss_kind(self.loss)
+        if self.codebook_init is not None:
+            check_codebook_init(self.codebook_init)
         t = self.time_limit
         if t is not None and (isinstance(t, bool) or not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0)):
             raise SettingError(f"the time limit must be a positive number of minutes (e.g. 30), not {t!r}")
@@ -144,15 +147,12 @@ def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save
     steps_per_epoch = len(data) // cfg.batch_size
     if steps_per_epoch == 0:
         raise SpikingDiffusionError(f"{len(data)} training images are fewer than one batch of {cfg.batch_size}")
-    total = max(1, int(round(cfg.epochs * steps_per_epoch)))
+    total = runs.total_steps(cfg, steps_per_epoch)
     step = 0
     log_path = out / "log.jsonl"
     if snap is not None:
         done = snap["step"]
-        if total < done:
-            raise CheckpointError(f"cannot resume {out}: --epochs {cfg.epochs:g} is {total} steps of {cfg.batch_size} "
-                                  f"images, but the run has already trained {done} steps (epochs "
-                                  f"{done / steps_per_epoch:g}); pass --epochs above {done / steps_per_epoch:g} to train on")
+        runs.check_epochs(cfg, steps_per_epoch, done)  # a snapshot older than "steps_per_epoch" is checked only here
         if total == done:
             if rank == 0:
                 print(f"{out} has already trained {done} steps (epochs {done / steps_per_epoch:g}): nothing to do; "
@@ -191,7 +191,7 @@ def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save
             return
         model.eval()
         save_model(step, ema.module if ema is not None else model)
-        runs.save_state(out / runs.STATE_NAME, model, opt, step, gen, {"train_config": asdict(cfg), **meta}, ema, rng_states)
+        runs.save_state(out / runs.STATE_NAME, model, opt, step, gen, {"train_config": asdict(cfg), "steps_per_epoch": steps_per_epoch, **meta}, ema, rng_states)
         model.train()
 
     out_of_time = False
@@ -264,8 +264,7 @@ def _info(cfg: TrainConfig, step: int, steps_per_epoch: int, extra: dict | None 
 def train_vqsvae(cfg: TrainConfig) -> Path:
     """Stage 1: train the VQ-SVAE on ``cfg.dataset``; writes a VQ-SVAE-only checkpoint to cfg.out."""
     _use_threads(cfg)
-    cfg = replace(cfg, dataset=cfg.dataset or "mnist")
-    cfg, snapshot = runs.check_run_folder(cfg, preset=DEFAULT_PRESET)  # before anything is loaded or written
+    cfg, snapshot = runs.check_run_folder(cfg, preset=DEFAULT_PRESET, dataset="mnist")  # before anything is loaded or written
     data = load_images(cfg.dataset, cfg.data_root, train=True, download=cfg.download, limit=cfg.limit)
     preset = get_preset(cfg.preset, in_channels=channels_of(cfg.dataset) if cfg.dataset != "synthetic" else 1)
     vq_cfg = replace(preset.vqsvae, data_variance=data.variance())
@@ -344,10 +343,11 @@ def train_prior(cfg: TrainConfig) -> Path:
     if not cfg.vqsvae:
         raise SpikingDiffusionError("train-prior needs --vqsvae DIR (a trained VQ-SVAE checkpoint)")
     vqsvae, _, vq_config = load_checkpoint(cfg.vqsvae, cfg.device)
-    dataset = cfg.dataset or vq_config["info"].get("dataset") or "mnist"
     own_preset = vq_config["info"].get("preset") or DEFAULT_PRESET  # a full checkpoint's: its prior's
     inherited = cfg.preset is None
-    cfg, snapshot = runs.check_run_folder(replace(cfg, dataset=dataset), preset=own_preset)  # before the cache is written
+    cfg, snapshot = runs.check_run_folder(cfg, preset=own_preset,  # before the cache is written
+                                          dataset=vq_config["info"].get("dataset") or "mnist")
+    dataset = cfg.dataset
     if inherited and snapshot is None and runs.process_rank() == 0:
         print(f"note: the denoiser takes the preset of {cfg.vqsvae}: {cfg.preset} (pass --preset to choose)")
     if snapshot is not None:          # --init-from only starts a run: a resumed run keeps the one it began with
@@ -458,8 +458,8 @@ def train_decoder(cfg: TrainConfig) -> Path:
     if not cfg.vqsvae:
         raise SpikingDiffusionError("train-decoder needs --vqsvae DIR (a trained checkpoint)")
     vqsvae, denoiser, config = load_checkpoint(cfg.vqsvae, cfg.device)
-    dataset = cfg.dataset or config["info"].get("dataset") or "mnist"
-    cfg, snapshot = runs.check_run_folder(replace(cfg, dataset=dataset))
+    cfg, snapshot = runs.check_run_folder(cfg, dataset=config["info"].get("dataset") or "mnist")
+    dataset = cfg.dataset
     if Path(cfg.vqsvae).resolve() == Path(cfg.out).resolve():
         raise SpikingDiffusionError(f"--vqsvae and --out are both {cfg.out}: train the decoder into another folder")
     # the run's frozen encoder + codebook and its prior come from --vqsvae: a resumed run must be given the same

@@ -147,6 +147,29 @@ def test_time_limit_stops_with_a_snapshot_and_resume_goes_on_exactly(tmp_path, c
     assert _same(_weights(one), _weights(cut))
 
 
+def test_resume_alone_goes_on_with_every_setting_the_run_began_with(tmp_path, tiny_checkpoint, capsys):
+    """`train-prior --out RUN --vqsvae CK --resume`, nothing else: the run's own epochs, batch, seed,
+    weight decay, input mode, loss, data set, limit, preset, lr and weight average (not the fresh
+    defaults, which would be refused or, for lr and ema, change the run), and the same result as one go."""
+    from spiking_diffusion.cli import main
+
+    began = ["--vqsvae", str(tiny_checkpoint), "--dataset", "synthetic", "--preset", "tiny", "--limit", "64",
+             "--batch-size", "16", "--seed", "3", "--weight-decay", "0", "--input-mode", "embedding", "--loss",
+             "elbo", "--lr", "3e-3", "--ema", "0.5", "--epochs", "1.5", "--no-progress", "--threads", "1", "--log-every", "1"]
+    one, cut = tmp_path / "one", tmp_path / "cut"
+    assert main(["train-prior", "--out", str(one), *began]) == 0
+    assert main(["train-prior", "--out", str(cut), *began, "--time-limit", "1e-9"]) == 0  # stops after step 1
+    assert json.loads((cut / "config.json").read_text())["info"]["steps"] == 1
+    capsys.readouterr()
+    assert main(["train-prior", "--out", str(cut), "--vqsvae", str(tiny_checkpoint), "--resume", "--no-progress",
+                 "--log-every", "1"]) == 0
+    assert "note:" not in capsys.readouterr().out                          # nothing replaced
+    info = json.loads((cut / "config.json").read_text())["info"]
+    assert (info["steps"], info["epochs"], info["batch_size"], info["seed"]) == (6, 1.5, 16, 3)
+    assert [r["step"] for r in _log(cut)] == [1, 2, 3, 4, 5, 6]
+    assert _same(_weights(one), _weights(cut))
+
+
 def test_the_time_limit_is_in_minutes_and_every_run_ends_on_its_steps(tmp_path, capsys):
     from spiking_diffusion.train import _past
     now = time.perf_counter()
@@ -359,7 +382,6 @@ def test_resume_refuses_a_changed_setting_and_names_both_values(tmp_path, tiny_c
     assert str(err.value).startswith(f"cannot resume {cfg.out}: --batch-size 32 differs from the run's 16")
     assert "\n" not in str(err.value)
     for change, says in [(dict(limit=48), "--limit 48 differs from the run's 64"),
-                         (dict(limit=None), "--limit none differs from the run's 64"),
                          (dict(seed=1), "--seed 1 differs from the run's 0"),
                          (dict(dataset="mnist"), "--dataset mnist differs from the run's synthetic"),
                          (dict(preset="small"), "--preset small differs from the run's tiny"),
@@ -400,6 +422,20 @@ def test_resumed_epochs_are_the_data_seen(tmp_path, capsys):
     train_vqsvae(replace(cfg, epochs=2.0, resume=True))                  # a finished run: nothing to do
     assert "already trained 8 steps (epochs 2): nothing to do" in capsys.readouterr().out
     assert _files(tmp_path / "r") == before
+
+
+def test_too_few_epochs_are_refused_before_the_tokens_are_made(tmp_path, tiny_checkpoint):
+    """A resumed prior asked for fewer epochs than it has trained is refused at once, not after
+    tokenising the whole training set (minutes for a T=16 VQ-SVAE on a large data set)."""
+    from spiking_diffusion import CheckpointError
+
+    cfg = TrainConfig(stage="prior", out=str(tmp_path / "p"), vqsvae=str(tiny_checkpoint), epochs=1.0,
+                      **{**BASE, "dataset": None})
+    train_prior(cfg)
+    (tmp_path / "p" / "tokens_train.npz").unlink()
+    with pytest.raises(CheckpointError, match=r"--epochs 0.5 is 2 steps of 16 images, but the run has already trained 4"):
+        train_prior(replace(cfg, epochs=0.5, resume=True))
+    assert not (tmp_path / "p" / "tokens_train.npz").exists()            # refused before the tokens were made
 
 
 def test_resume_says_when_lr_and_ema_change(tmp_path, capsys):
