@@ -21,7 +21,8 @@ from .sampling import ORDERS, SETTINGS
 def _train_args(p: argparse.ArgumentParser, stage: str) -> None:
     p.add_argument("--out", required=True, help="run directory (checkpoint + training state + log)")
     p.add_argument("--dataset", choices=DATASETS, default=None,
-                   help="data set (default: mnist for the VQ-SVAE, the VQ-SVAE's for the prior; with --resume: the run's)")
+                   help="data set (default: mnist for the VQ-SVAE, the VQ-SVAE's for the prior; with --resume: "
+                        "the run's)")
     p.add_argument("--data-root", default="data", help="where torchvision finds / downloads the data")
     p.add_argument("--no-download", dest="download", action="store_false", help="never download data")
     if stage != "decoder":
@@ -29,9 +30,11 @@ def _train_args(p: argparse.ArgumentParser, stage: str) -> None:
                        help=f"model sizes (default: {DEFAULT_PRESET} for a new VQ-SVAE, the --vqsvae checkpoint's for "
                             "the prior; with --resume: the run's)")
     p.add_argument("--epochs", type=float, default=None,
-                   help=f"how far to train, counted from the run's start (default: {FRESH_DEFAULTS['epochs']:g}; with --resume: the run's)")
+                   help="how far to train, counted from the run's start "
+                        f"(default: {FRESH_DEFAULTS['epochs']:g}; with --resume: the run's)")
     p.add_argument("--batch-size", type=int, default=None,
-                   help=f"global batch, split over processes (default: {FRESH_DEFAULTS['batch_size']}; with --resume: the run's)")
+                   help="global batch, split over processes "
+                        f"(default: {FRESH_DEFAULTS['batch_size']}; with --resume: the run's)")
     p.add_argument("--lr", type=float, default=None,
                    help=f"learning rate (default: {FRESH_DEFAULTS['lr']:g}; with --resume: the run's, and a given one "
                         "replaces it)")
@@ -39,8 +42,11 @@ def _train_args(p: argparse.ArgumentParser, stage: str) -> None:
                    help="save an exponential moving average of the weights with this decay (e.g. 0.999); 0: off "
                         f"(default: {FRESH_DEFAULTS['ema']:g}; with --resume: the run's, and a given one replaces it)")
     p.add_argument("--weight-decay", type=float, default=None,
-                   help=f"AdamW's weight decay (default: {FRESH_DEFAULTS['weight_decay']:g}; with --resume: the run's)")
-    p.add_argument("--seed", type=int, default=None, help=f"seed of the initial weights, batches and noise (default: {FRESH_DEFAULTS['seed']}; with --resume: the run's)")
+                   help=f"AdamW's weight decay (default: {FRESH_DEFAULTS['weight_decay']:g}; "
+                        "with --resume: the run's)")
+    p.add_argument("--seed", type=int, default=None,
+                   help=f"seed of the initial weights, batches and noise (default: {FRESH_DEFAULTS['seed']}; "
+                        "with --resume: the run's)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--limit", type=int, default=None,
                    help="use only the first N training images (default: all; with --resume: the run's)")
@@ -55,7 +61,8 @@ def _train_args(p: argparse.ArgumentParser, stage: str) -> None:
     if stage == "vqsvae":
         p.add_argument("--codebook-init", choices=CODEBOOK_INITS, default=None,
                        help="codebook start: N(0,1) as in the paper, or distinct encoder outputs "
-                            f"(fewer dead codes) (default: {FRESH_DEFAULTS['codebook_init']}; with --resume: the run's)")
+                            f"(fewer dead codes) (default: {FRESH_DEFAULTS['codebook_init']}; "
+                            "with --resume: the run's)")
     if stage == "decoder":
         p.add_argument("--vqsvae", required=True,
                        help="checkpoint whose spike generator + decoder train on (a prior in it is kept)")
@@ -65,7 +72,8 @@ def _train_args(p: argparse.ArgumentParser, stage: str) -> None:
                        help="denoiser input: the paper's raw token index, or learned embeddings (default: the "
                             "preset's; with --resume: the run's)")
         p.add_argument("--loss", choices=LOSS_KINDS, default=None,
-                       help=f"training loss (default: {FRESH_DEFAULTS['loss']}, the authors'; with --resume: the run's)")
+                       help=f"training loss (default: {FRESH_DEFAULTS['loss']}, the authors'; "
+                            "with --resume: the run's)")
         p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
                        help="start from this trained prior (same layers, embedding input), its codes renumbered "
                             "to this VQ-SVAE's by how they co-occur on the training images")

@@ -42,9 +42,9 @@ FRESH_DEFAULTS = {"epochs": 1.0, "batch_size": 32, "lr": 1e-3, "ema": 0.0, "weig
 
 # What a resumed run must share with its snapshot, per stage: these settings decide what the run trains
 # on and what one step is. TrainConfig field -> command-line flag. Left unset, each is the run's own.
-# Free to change on --resume: --epochs (how far to go), --lr and --ema (said when they change), --vqsvae (train-prior says when the tokens
-# change; train-decoder refuses other tokens), and where / how the run goes (--device, --threads,
-# --data-root, --save-every, --log-every).
+# Free to change on --resume: --epochs (how far to go), --lr and --ema (said when they change),
+# --vqsvae (train-prior says when the tokens change; train-decoder refuses other tokens), and where /
+# how the run goes (--device, --threads, --data-root, --save-every, --log-every).
 RESUME_FIXED = {
     "vqsvae": {"dataset": "--dataset", "limit": "--limit", "batch_size": "--batch-size", "seed": "--seed",
                "preset": "--preset", "weight_decay": "--weight-decay", "codebook_init": "--codebook-init"},
@@ -136,7 +136,8 @@ def total_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
 
 
 def check_epochs(cfg: TrainConfig, steps_per_epoch: int, done: int) -> None:
-    """Refuse an ``--epochs`` below the ``done`` steps of a resumed run, naming both (:class:`CheckpointError`)."""
+    """Refuse an ``--epochs`` below the ``done`` steps of a resumed run, naming both
+    (:class:`CheckpointError`)."""
     total = total_steps(cfg, steps_per_epoch)
     if total < done:
         raise CheckpointError(f"cannot resume {cfg.out}: --epochs {cfg.epochs:g} is {total} steps of {cfg.batch_size} "

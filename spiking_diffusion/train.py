@@ -191,7 +191,8 @@ def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save
             return
         model.eval()
         save_model(step, ema.module if ema is not None else model)
-        runs.save_state(out / runs.STATE_NAME, model, opt, step, gen, {"train_config": asdict(cfg), "steps_per_epoch": steps_per_epoch, **meta}, ema, rng_states)
+        runs.save_state(out / runs.STATE_NAME, model, opt, step, gen,
+                        {"train_config": asdict(cfg), "steps_per_epoch": steps_per_epoch, **meta}, ema, rng_states)
         model.train()
 
     out_of_time = False
@@ -264,7 +265,7 @@ def _info(cfg: TrainConfig, step: int, steps_per_epoch: int, extra: dict | None 
 def train_vqsvae(cfg: TrainConfig) -> Path:
     """Stage 1: train the VQ-SVAE on ``cfg.dataset``; writes a VQ-SVAE-only checkpoint to cfg.out."""
     _use_threads(cfg)
-    cfg, snapshot = runs.check_run_folder(cfg, preset=DEFAULT_PRESET, dataset="mnist")  # before anything is loaded or written
+    cfg, snapshot = runs.check_run_folder(cfg, preset=DEFAULT_PRESET, dataset="mnist")  # before anything is loaded
     data = load_images(cfg.dataset, cfg.data_root, train=True, download=cfg.download, limit=cfg.limit)
     preset = get_preset(cfg.preset, in_channels=channels_of(cfg.dataset) if cfg.dataset != "synthetic" else 1)
     vq_cfg = replace(preset.vqsvae, data_variance=data.variance())

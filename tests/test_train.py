@@ -155,7 +155,8 @@ def test_resume_alone_goes_on_with_every_setting_the_run_began_with(tmp_path, ti
 
     began = ["--vqsvae", str(tiny_checkpoint), "--dataset", "synthetic", "--preset", "tiny", "--limit", "64",
              "--batch-size", "16", "--seed", "3", "--weight-decay", "0", "--input-mode", "embedding", "--loss",
-             "elbo", "--lr", "3e-3", "--ema", "0.5", "--epochs", "1.5", "--no-progress", "--threads", "1", "--log-every", "1"]
+             "elbo", "--lr", "3e-3", "--ema", "0.5", "--epochs", "1.5", "--no-progress", "--threads", "1",
+             "--log-every", "1"]
     one, cut = tmp_path / "one", tmp_path / "cut"
     assert main(["train-prior", "--out", str(one), *began]) == 0
     assert main(["train-prior", "--out", str(cut), *began, "--time-limit", "1e-9"]) == 0  # stops after step 1
@@ -433,7 +434,8 @@ def test_too_few_epochs_are_refused_before_the_tokens_are_made(tmp_path, tiny_ch
                       **{**BASE, "dataset": None})
     train_prior(cfg)
     (tmp_path / "p" / "tokens_train.npz").unlink()
-    with pytest.raises(CheckpointError, match=r"--epochs 0.5 is 2 steps of 16 images, but the run has already trained 4"):
+    with pytest.raises(CheckpointError, match=r"--epochs 0.5 is 2 steps of 16 images, but the run has already "
+                                              r"trained 4"):
         train_prior(replace(cfg, epochs=0.5, resume=True))
     assert not (tmp_path / "p" / "tokens_train.npz").exists()            # refused before the tokens were made
 
