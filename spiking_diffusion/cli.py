@@ -23,8 +23,11 @@ def _train_args(p: argparse.ArgumentParser, stage: str) -> None:
     p.add_argument("--dataset", choices=DATASETS, default=None,
                    help="data set (default: mnist for the VQ-SVAE, the VQ-SVAE's for the prior; with --resume: "
                         "the run's)")
-    p.add_argument("--data-root", default="data", help="where torchvision finds / downloads the data")
-    p.add_argument("--no-download", dest="download", action="store_false", help="never download data")
+    p.add_argument("--data-root", default=None,
+                   help=f"where torchvision finds / downloads the data (default: {FRESH_DEFAULTS['data_root']}; "
+                        "with --resume: the run's)")
+    p.add_argument("--no-download", dest="download", action="store_false", default=None,
+                   help="never download data (with --resume: as the run did)")
     if stage != "decoder":
         p.add_argument("--preset", choices=sorted(PRESETS), default=None,
                        help=f"model sizes (default: {DEFAULT_PRESET} for a new VQ-SVAE, the --vqsvae checkpoint's for "
@@ -56,7 +59,8 @@ def _train_args(p: argparse.ArgumentParser, stage: str) -> None:
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--resume", action="store_true",
-                   help="continue exactly from the run's last snapshot, with its own settings where none is given")
+                   help="continue exactly from the run's last snapshot, with its own settings where none is given "
+                        "(not --device, --threads, --save-every, --log-every, --time-limit)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     if stage == "vqsvae":
         p.add_argument("--codebook-init", choices=CODEBOOK_INITS, default=None,

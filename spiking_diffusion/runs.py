@@ -34,10 +34,12 @@ if TYPE_CHECKING:  # only for the annotations: train.py imports this module
 STATE_NAME = "training_state.safetensors"
 
 # Settings a run may leave unset (None): a resumed run keeps its own, a fresh run takes these. So
-# `--resume` alone goes on exactly as the run began: its own epochs, batch, seed, ... (a given --lr or
-# --ema is said and changes the run; a given setting of RESUME_FIXED must be the run's own).
+# `--resume` alone goes on exactly as the run last went: its own epochs, batch, seed, data root, ... (a
+# given --lr or --ema is said and changes the run; a given setting of RESUME_FIXED must be the run's own).
+# Not among them, so given each time: --device, --threads, --save-every, --log-every, --time-limit.
 FRESH_DEFAULTS = {"epochs": 1.0, "batch_size": 32, "lr": 1e-3, "ema": 0.0, "weight_decay": 1e-3, "seed": 0,
-                  "loss": LOSS_KINDS[0], "codebook_init": CODEBOOK_INITS[0], "input_mode": None, "limit": None}
+                  "loss": LOSS_KINDS[0], "codebook_init": CODEBOOK_INITS[0], "input_mode": None, "limit": None,
+                  "data_root": "data", "download": True}
 
 
 # What a resumed run must share with its snapshot, per stage: these settings decide what the run trains
@@ -125,9 +127,16 @@ def check_run_folder(cfg: TrainConfig, **defaults) -> tuple[TrainConfig, dict | 
     if changed:
         raise CheckpointError(f"cannot resume {out}: " + "; ".join(changed) + ". These settings decide what the run "
                               "trains on and what a step is: give the run's values, or train into a new --out")
-    if info.get("steps_per_epoch"):  # before the data is loaded or tokenised
-        check_epochs(cfg, info["steps_per_epoch"], info["step"])
     return cfg, info
+
+
+def finished(cfg: TrainConfig, snapshot: dict | None) -> bool:
+    """Before the data is loaded or tokenised: whether a resumed run has already trained the
+    ``--epochs`` asked (it says so); fewer are refused (:func:`check_epochs`). False for a fresh
+    run, and for a snapshot too old to record its steps per epoch (the loop checks those)."""
+    if snapshot is None or not snapshot.get("steps_per_epoch"):
+        return False
+    return check_epochs(cfg, snapshot["steps_per_epoch"], snapshot["step"])
 
 
 def total_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
@@ -135,14 +144,19 @@ def total_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
     return max(1, int(round(cfg.epochs * steps_per_epoch)))
 
 
-def check_epochs(cfg: TrainConfig, steps_per_epoch: int, done: int) -> None:
-    """Refuse an ``--epochs`` below the ``done`` steps of a resumed run, naming both
-    (:class:`CheckpointError`)."""
+def check_epochs(cfg: TrainConfig, steps_per_epoch: int, done: int) -> bool:
+    """Whether the ``done`` steps of a resumed run are the ``--epochs`` asked (said: nothing to do).
+    Fewer are refused with :class:`CheckpointError` naming both. ``steps_per_epoch`` is the run's
+    (a folder data set given another size under a new ``--data-root`` counts by the old one here)."""
     total = total_steps(cfg, steps_per_epoch)
     if total < done:
         raise CheckpointError(f"cannot resume {cfg.out}: --epochs {cfg.epochs:g} is {total} steps of {cfg.batch_size} "
                               f"images, but the run has already trained {done} steps (epochs "
                               f"{done / steps_per_epoch:g}); pass --epochs above {done / steps_per_epoch:g} to train on")
+    if total == done and process_rank() == 0:
+        print(f"{cfg.out} has already trained {done} steps (epochs {done / steps_per_epoch:g}): nothing to do; "
+              "pass a larger --epochs to train on")
+    return total == done
 
 
 def _filled(cfg: TrainConfig, values: dict) -> TrainConfig:

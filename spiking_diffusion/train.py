@@ -45,8 +45,8 @@ class TrainConfig:
     out: str
     # A setting left None is a resumed run's own, else runs.FRESH_DEFAULTS' (dataset and preset: the stage's).
     dataset: str | None = None     # default: mnist (stage 1), the VQ-SVAE's data set (stage 2)
-    data_root: str = "data"
-    download: bool = True
+    data_root: str | None = None   # default "data"
+    download: bool | None = None   # default True: torchvision may download the data set
     preset: str | None = None      # default: small (stage 1), the --vqsvae checkpoint's (stage 2); unused by "decoder"
     input_mode: str | None = None  # denoiser input: "index" (paper) or "embedding" (default: the preset's)
     vqsvae: str | None = None      # stage 2 and "decoder": the trained VQ-SVAE checkpoint
@@ -152,11 +152,7 @@ def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save
     log_path = out / "log.jsonl"
     if snap is not None:
         done = snap["step"]
-        runs.check_epochs(cfg, steps_per_epoch, done)  # a snapshot older than "steps_per_epoch" is checked only here
-        if total == done:
-            if rank == 0:
-                print(f"{out} has already trained {done} steps (epochs {done / steps_per_epoch:g}): nothing to do; "
-                      "pass a larger --epochs to train on")
+        if runs.check_epochs(cfg, steps_per_epoch, done):  # a snapshot older than "steps_per_epoch" is checked here
             return done, 0.0
         saved = snap.get("train_config", {})
         step = runs.load_state(out / runs.STATE_NAME, model, opt, gen, ema, cfg.stage, rank)["step"]
@@ -266,6 +262,8 @@ def train_vqsvae(cfg: TrainConfig) -> Path:
     """Stage 1: train the VQ-SVAE on ``cfg.dataset``; writes a VQ-SVAE-only checkpoint to cfg.out."""
     _use_threads(cfg)
     cfg, snapshot = runs.check_run_folder(cfg, preset=DEFAULT_PRESET, dataset="mnist")  # before anything is loaded
+    if runs.finished(cfg, snapshot):
+        return Path(cfg.out)
     data = load_images(cfg.dataset, cfg.data_root, train=True, download=cfg.download, limit=cfg.limit)
     preset = get_preset(cfg.preset, in_channels=channels_of(cfg.dataset) if cfg.dataset != "synthetic" else 1)
     vq_cfg = replace(preset.vqsvae, data_variance=data.variance())
@@ -348,6 +346,8 @@ def train_prior(cfg: TrainConfig) -> Path:
     inherited = cfg.preset is None
     cfg, snapshot = runs.check_run_folder(cfg, preset=own_preset,  # before the cache is written
                                           dataset=vq_config["info"].get("dataset") or "mnist")
+    if runs.finished(cfg, snapshot):
+        return Path(cfg.out)
     dataset = cfg.dataset
     if inherited and snapshot is None and runs.process_rank() == 0:
         print(f"note: the denoiser takes the preset of {cfg.vqsvae}: {cfg.preset} (pass --preset to choose)")
@@ -472,6 +472,8 @@ def train_decoder(cfg: TrainConfig) -> Path:
         raise CheckpointError(f"cannot resume {cfg.out}: --vqsvae {cfg.vqsvae} gives {what} than the checkpoint the run "
                               f"began from ({began}), so the resumed checkpoint would pair a prior with a VQ-SVAE it "
                               "was not trained for: give the run's --vqsvae, or train into a new --out")
+    if runs.finished(cfg, snapshot):
+        return Path(cfg.out)
     data = load_images(dataset, cfg.data_root, train=True, download=cfg.download, limit=cfg.limit)
     if vqsvae.cfg.data_variance is None or (config["info"].get("source") == "official" and vqsvae.cfg.data_variance == 1.0):
         # an import of the authors' weights (1.0: imported before None marked it unknown): their code divides

@@ -156,7 +156,7 @@ def test_resume_alone_goes_on_with_every_setting_the_run_began_with(tmp_path, ti
     began = ["--vqsvae", str(tiny_checkpoint), "--dataset", "synthetic", "--preset", "tiny", "--limit", "64",
              "--batch-size", "16", "--seed", "3", "--weight-decay", "0", "--input-mode", "embedding", "--loss",
              "elbo", "--lr", "3e-3", "--ema", "0.5", "--epochs", "1.5", "--no-progress", "--threads", "1",
-             "--log-every", "1"]
+             "--log-every", "1", "--data-root", str(tmp_path / "images"), "--no-download"]
     one, cut = tmp_path / "one", tmp_path / "cut"
     assert main(["train-prior", "--out", str(one), *began]) == 0
     assert main(["train-prior", "--out", str(cut), *began, "--time-limit", "1e-9"]) == 0  # stops after step 1
@@ -167,6 +167,10 @@ def test_resume_alone_goes_on_with_every_setting_the_run_began_with(tmp_path, ti
     assert "note:" not in capsys.readouterr().out                          # nothing replaced
     info = json.loads((cut / "config.json").read_text())["info"]
     assert (info["steps"], info["epochs"], info["batch_size"], info["seed"]) == (6, 1.5, 16, 3)
+    from safetensors import safe_open
+    with safe_open(str(cut / "training_state.safetensors"), "pt") as f:
+        resumed = json.loads(f.metadata()["json"])["train_config"]
+    assert (resumed["data_root"], resumed["download"], resumed["loss"]) == (str(tmp_path / "images"), False, "elbo")
     assert [r["step"] for r in _log(cut)] == [1, 2, 3, 4, 5, 6]
     assert _same(_weights(one), _weights(cut))
 
@@ -425,7 +429,7 @@ def test_resumed_epochs_are_the_data_seen(tmp_path, capsys):
     assert _files(tmp_path / "r") == before
 
 
-def test_too_few_epochs_are_refused_before_the_tokens_are_made(tmp_path, tiny_checkpoint):
+def test_too_few_epochs_are_refused_before_the_tokens_are_made(tmp_path, tiny_checkpoint, capsys):
     """A resumed prior asked for fewer epochs than it has trained is refused at once, not after
     tokenising the whole training set (minutes for a T=16 VQ-SVAE on a large data set)."""
     from spiking_diffusion import CheckpointError
@@ -438,6 +442,9 @@ def test_too_few_epochs_are_refused_before_the_tokens_are_made(tmp_path, tiny_ch
                                               r"trained 4"):
         train_prior(replace(cfg, epochs=0.5, resume=True))
     assert not (tmp_path / "p" / "tokens_train.npz").exists()            # refused before the tokens were made
+    train_prior(replace(cfg, epochs=None, resume=True))                  # the run's own 1 epoch: done already
+    assert "already trained 4 steps (epochs 1): nothing to do" in capsys.readouterr().out
+    assert not (tmp_path / "p" / "tokens_train.npz").exists()            # said before the tokens were made
 
 
 def test_resume_says_when_lr_and_ema_change(tmp_path, capsys):
@@ -466,7 +473,7 @@ def test_a_snapshot_from_before_per_process_states_resumes_exactly(tmp_path, tin
         with safe_open(str(path), "pt") as f:
             info, tensors = json.loads(f.metadata()["json"]), {k: f.get_tensor(k) for k in f.keys()}
         tensors = {k: v for k, v in tensors.items() if not k.startswith(("rng.train.", "rng.torch."))}
-        del info["world"], info["train_config"]["codebook_init"]
+        del info["world"], info["train_config"]["codebook_init"], info["steps_per_epoch"]
         save_file(tensors, str(path), metadata={"json": json.dumps(info)})
 
     cfg = TrainConfig(stage="prior", out="", vqsvae=str(tiny_checkpoint), **{**BASE, "dataset": None})
@@ -478,6 +485,9 @@ def test_a_snapshot_from_before_per_process_states_resumes_exactly(tmp_path, tin
     from safetensors import safe_open
     with safe_open(str(tmp_path / "split" / "training_state.safetensors"), "pt") as f:
         assert "rng.train.0" not in f.keys() and "world" not in json.loads(f.metadata()["json"])
+    from spiking_diffusion import CheckpointError
+    with pytest.raises(CheckpointError, match="has already trained 3 steps"):   # checked in the loop
+        train_prior(replace(cfg, out=str(tmp_path / "split"), epochs=0.5, resume=True))
     train_prior(replace(cfg, out=str(tmp_path / "split"), epochs=1.5, save_every=3, resume=True))
     train_prior(replace(cfg, out=str(tmp_path / "one"), epochs=1.5, save_every=100))
     assert _same(_weights(tmp_path / "one"), _weights(tmp_path / "split"))
