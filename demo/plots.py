@@ -68,8 +68,9 @@ def token_grid(tokens, mask_id: int, unmasked=None, selected: tuple[int, int] | 
     if selected is not None:
         r, c = selected
         fig.add_shape(type="rect", x0=c - .45, x1=c + .45, y0=r - .45, y1=r + .45, line=dict(color="#1f77ff", width=3, dash="dot"))
-    fig.update_yaxes(autorange="reversed", scaleanchor="x", dtick=1)
-    fig.update_xaxes(dtick=1)
+    # exactly the grid's cells: square cells, and no tick beyond the grid (-1, 7) from padding the range
+    fig.update_yaxes(range=[h - .5, -.5], scaleanchor="x", constrain="domain", dtick=1)
+    fig.update_xaxes(range=[-.5, w - .5], constrain="domain", dtick=1)
     return fig
 
 

@@ -93,11 +93,23 @@ def save_checkpoint(path, vqsvae: nn.Module, denoiser: nn.Module | None = None,
     return path
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # reading the process's umask means setting it: once, at import
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()  # what open() gives a new file: the user's umask decides who may read it
+
+
 def atomic_write_file(path: Path, write_fn) -> None:
-    """Run ``write_fn(tmp_path)`` then rename the file into place: readers never see half a file."""
+    """Run ``write_fn(tmp_path)`` then rename the file into place: readers never see half a file.
+    The file gets :data:`FILE_MODE`, as one made by ``open()`` (safetensors' own temporary file is
+    private, 0600, whatever the umask)."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         write_fn(str(tmp))
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 from .config import CODEBOOK_INITS, DEFAULT_PRESET, PRESETS
 from .data import DATASETS
 from .diffusion import LOSS_KINDS
-from .errors import SpikingDiffusionError
+from .errors import SettingError, SpikingDiffusionError
 from .runs import FRESH_DEFAULTS
 from .sampling import ORDERS, SETTINGS
 
@@ -108,6 +108,7 @@ def _sample(args) -> None:
         probe.unlink()
     except OSError as e:
         raise SpikingDiffusionError(f"cannot write to {out.parent}: {e.strerror}") from None
+    _use_threads(args.threads)
     pipe = SpikingDiffusionPipeline.from_pretrained(args.checkpoint, device=args.device)
     res = pipe(num_images=args.num_images, steps=args.steps, seed=args.seed, order=args.order,
                **sampling_arguments(args))
@@ -116,6 +117,22 @@ def _sample(args) -> None:
     Image.fromarray(channels_last(grid[None])[0].numpy().squeeze()).save(out.with_suffix(".png"))
     np.save(out.with_suffix(".npy"), res.images)
     print(f"{len(res.images)} images in {res.seconds:.2f} s -> {out.with_suffix('.png')} and {out.with_suffix('.npy')}")
+
+
+def _add_threads_argument(p: argparse.ArgumentParser, default: int | None = None) -> None:
+    p.add_argument("--threads", type=int, default=default,
+                   help="torch CPU threads (default: torch's, one per core; on a machine busy with other work, "
+                        "1 is often many times faster)")
+
+
+def _use_threads(threads: int | None) -> None:
+    """Apply ``--threads`` (None: torch's default); below 1 is refused with :class:`SettingError`."""
+    import torch
+
+    if threads is not None and threads < 1:
+        raise SettingError(f"--threads must be a whole number >= 1; got {threads}")
+    if threads:
+        torch.set_num_threads(threads)
 
 
 def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
@@ -170,7 +187,7 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParse
     p.add_argument("--no-sweeps", action="store_true")
     p.add_argument("--recon-samples", type=int, default=None)
     p.add_argument("--device", default=d.device)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    _add_threads_argument(p)
     p.add_argument("--no-download", action="store_true")
     p.add_argument("--record", action="store_true",
                    help="write headline metrics (replacing all older ones) and the evaluated sampling settings (its new defaults) into the "
@@ -179,12 +196,9 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParse
 
 
 def _evaluate(args: argparse.Namespace) -> dict:
-    import torch
-
     from .evaluate import evaluate
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _use_threads(args.threads)
     return evaluate(
         args.checkpoint, args.data_root, args.out, num_samples=args.num_samples, steps=args.steps,
         **sampling_arguments(args), seed=args.seed, order=args.order, batch_size=args.batch_size,
@@ -263,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--order", choices=ORDERS, default="random")
     p.add_argument("--nrow", type=int, default=None)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    _add_threads_argument(p)
     p.set_defaults(func=_sample)
 
     p = sub.add_parser("import-official", help="convert state dicts saved by the authors' code")

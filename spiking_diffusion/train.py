@@ -215,7 +215,7 @@ def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save
                         f.write(json.dumps(rec) + "\n")
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{float(losses['total']):.4f}")
+                    bar.set_postfix(loss=f"{float(losses['total'].detach()):.4f}")
             if step % cfg.save_every == 0 or step == total or out_of_time:
                 snapshot()
             if out_of_time and rank == 0:

@@ -92,6 +92,29 @@ def test_sample_writes_png_and_npy(trained, tmp_path, capsys):
     assert np.array_equal(np.load(out.with_suffix(".npy")), ref.images)
 
 
+def test_sample_threads_are_applied_and_a_bad_count_is_refused(trained, tmp_path, capsys):
+    """--threads N (as for evaluate and training): torch runs N threads, the images are the same;
+    0 is refused with a message naming the accepted values, and nothing is written."""
+    _, prior = trained
+    before = torch.get_num_threads()
+    out = tmp_path / "t"
+    try:
+        torch.set_num_threads(2)
+        assert main(["sample", "--checkpoint", str(prior), "--out", str(out), "--num-images", "2", "--steps", "5",
+                     "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+        pipe = SpikingDiffusionPipeline.from_pretrained(prior)
+        assert np.array_equal(np.load(out.with_suffix(".npy")),
+                              pipe(num_images=2, steps=5, seed=0, sampler=pipe.sampling_defaults).images)
+        capsys.readouterr()
+        bad = tmp_path / "bad"
+        assert main(["sample", "--checkpoint", str(prior), "--out", str(bad), "--threads", "0"]) == 2
+        assert "--threads must be a whole number >= 1; got 0" in capsys.readouterr().err
+        assert not bad.with_suffix(".npy").exists() and not bad.with_suffix(".png").exists()
+    finally:
+        torch.set_num_threads(before)
+
+
 def _user_error(capsys, argv) -> str:
     code = main(argv)
     err = capsys.readouterr().err

@@ -173,6 +173,25 @@ def test_save_load_round_trip(tiny_pipeline, tmp_path):
     assert SpikingDiffusionPipeline.from_pretrained(out).info["note"] == "y"
 
 
+def test_saved_files_are_as_readable_as_any_file_the_user_makes(tiny_pipeline, tmp_path):
+    """safetensors writes through a private (0600) temporary file: a saved checkpoint's weights were
+    unreadable to the user's group while config.json was not. Every file gets what open() gives."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        out = tiny_pipeline.save_pretrained(tmp_path / "shared")
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")
+        want = stat.S_IMODE(plain.stat().st_mode)                    # 0644 under umask 022
+        assert want == 0o644
+        for name in (CONFIG_NAME, WEIGHTS_NAME):
+            assert stat.S_IMODE((out / name).stat().st_mode) == want, name
+    finally:
+        os.umask(old)
+
+
 @pytest.mark.parametrize("bad", [{"temperature": 0}, {"top_p": 1.5}, {"corrector_cells": 500},
                                  {"corrector_steps": -1}, {"temperature_end": "hot"}])
 def test_save_pretrained_refuses_sampling_settings_pipe_cannot_use(tiny_pipeline, tmp_path, bad):

@@ -38,6 +38,8 @@ def test_token_grid_marks_masked_unmasked_and_selected():
     rects = [(s.x0 + .5, s.y0 + .5) for s in fig.layout.shapes if s.line.color == "red"]
     assert sorted(rects) == [(4, 2), (5, 5)]
     assert any(s.line.color == "#1f77ff" for s in fig.layout.shapes)
+    # the axes span the cells, row 0 on top, so no tick falls outside the grid (a padded range showed -1 and 7)
+    assert tuple(fig.layout.xaxis.range) == (-0.5, 6.5) and tuple(fig.layout.yaxis.range) == (6.5, -0.5)
 
 
 def test_usage_membrane_and_maps_figures():
