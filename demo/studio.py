@@ -388,12 +388,29 @@ class Studio:
 
     def samples_note(self, model, run):
         """The status line after a model change: the finished samples shown are which model's (the
-        views keep them until the next generation)."""
-        if not self.has_run(run) or model is None:
+        views keep them until the next generation), and, for a model that does over twice the
+        default model's denoiser work, that its generation takes longer (said before Generate)."""
+        if model is None:
             return gr.skip()
+        slow = self._slow_note(model)
+        if not self.has_run(run):     # nothing generated yet: the note, or none (another model's note goes)
+            return f"<span>{slow}</span>"
         if run.model == model:
             return self._done_status(run)
-        return f"<span>{self.others_samples(model, run, 'The samples shown (and in Unmasking and Spikes)')}</span>"
+        others = self.others_samples(model, run, "The samples shown (and in Unmasking and Spikes)")
+        return f"<span>{others}{' ' + slow if slow else ''}</span>"
+
+    def _slow_note(self, model) -> str:
+        """One sentence when ``model`` does over twice the default model's denoiser work per
+        generation (:meth:`_work_ratio`); ``""`` otherwise, or when it does not load."""
+        try:
+            ratio = self._work_ratio(model, self.pipe(model))
+        except (InputError, SpikingDiffusionError):
+            return ""
+        if ratio <= 2:
+            return ""
+        return (f"A generation with <b>{html.escape(str(model))}</b> does about {ratio:.1f}x the denoiser work of "
+                f"<b>{html.escape(self.default_model)}</b>: expect it to take several times as long.")
 
     def others_samples(self, model, run, subject: str) -> str | None:
         """After a model change: the sentence saying that what a view shows (its ``subject``: "These

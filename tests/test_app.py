@@ -425,8 +425,8 @@ def test_studio_reads_grid_steps_and_neuron_constants_from_the_model(tmp_path, m
 
 
 def test_model_info_warns_of_a_model_much_slower_than_the_default(tmp_path, make_tiny_models):
-    """A model whose generation does over twice the default's denoiser work says so, with the ratio
-    (here the same denoiser, whose stored sampler adds corrector rounds: more calls per image)."""
+    """A model whose generation does over twice the default's denoiser work says so, with the ratio,
+    in its info and on the status line when it is chosen (here the same denoiser, whose stored sampler adds corrector rounds: more calls per image)."""
     import json
     import shutil
 
@@ -446,6 +446,9 @@ def test_model_info_warns_of_a_model_much_slower_than_the_default(tmp_path, make
         assert studio.default_model == "mnist" and "Slower" not in studio.model_info("mnist")
         info = studio.model_info("tiny")
         assert (said in info and "of the default model (mnist" in info) if said else "Slower" not in info
+        note = studio.samples_note("tiny", None)            # switched to, before any generation: the status line
+        assert (said in note and "several times as long" in note) if said else note == "<span></span>"
+        assert studio.samples_note("mnist", None) == "<span></span>"     # back on the default: the note goes
 
 
 def test_model_info_sets_the_default_models_figures_beside_another_of_its_data_set(tmp_path, make_tiny_models):
