@@ -44,6 +44,8 @@ MIN_STAND_IN = 16           # ... but never fewer than these
 NEURON_AXIS = "neuron (D per token cell, cell by cell)"   # the y axis of a raster of every cell's neurons
 PREVIEW_EVERY = 9           # after a streamed preview, 9x its making (decode + tile) of sampling: a tenth
 MAX_EXPORTS = 8             # export folders kept on disk (Gradio copies each into its cache)
+SLOW_RATIO = 2.0            # a model doing over this many times the default model's denoiser work is said slower
+START_HINT = "Press <b>Generate</b>: the samples fill in here while the diffusion runs."   # the status line at first
 
 
 def cell_choices(latent: int) -> list[tuple[str, int]]:
@@ -175,15 +177,20 @@ class Studio:
             return denoiser_macs(cfg) * (calls + p.sampling_defaults.corrector_steps)
         return work(pipe) / work(default)
 
-    def _cost_line(self, name: str, pipe: SpikingDiffusionPipeline) -> str:
-        """A Markdown line when this model's denoiser does over twice the default model's work per
-        generation (:meth:`_work_ratio`), so that nobody waits for a slow model unwarned; else ``""``."""
+    def _slow_ratio(self, name: str, pipe: SpikingDiffusionPipeline) -> float | None:
+        """:meth:`_work_ratio` when over :data:`SLOW_RATIO` (a model worth warning of), else None."""
         ratio = self._work_ratio(name, pipe)
-        if ratio <= 2:
+        return ratio if ratio > SLOW_RATIO else None
+
+    def _cost_line(self, name: str, pipe: SpikingDiffusionPipeline) -> str:
+        """A Markdown line for Model info when this model is slow (:meth:`_slow_ratio`), so that
+        nobody waits for a slow model unwarned; else ``""``."""
+        ratio = self._slow_ratio(name, pipe)
+        if ratio is None:
             return ""
         return (f"\n- **Slower**: a generation does about {ratio:.1f}x the denoiser work of the default model "
                 f"({self.default_model}; multiply-adds of a dense network with its widths, times its denoiser "
-                f"calls): expect it to take several times as long.")
+                f"calls): expect it to take longer in proportion.")
 
     def _beside(self, name: str, pipe: SpikingDiffusionPipeline) -> str:
         """A Markdown line with the default model's measured figures, to set beside those of another
@@ -393,24 +400,24 @@ class Studio:
         if model is None:
             return gr.skip()
         slow = self._slow_note(model)
-        if not self.has_run(run):     # nothing generated yet: the note, or none (another model's note goes)
-            return f"<span>{slow}</span>"
+        if not self.has_run(run):     # nothing generated yet: the first hint, and the note (another model's goes)
+            return f"<span>{START_HINT}{' ' + slow if slow else ''}</span>"
         if run.model == model:
             return self._done_status(run)
         others = self.others_samples(model, run, "The samples shown (and in Unmasking and Spikes)")
         return f"<span>{others}{' ' + slow if slow else ''}</span>"
 
     def _slow_note(self, model) -> str:
-        """One sentence when ``model`` does over twice the default model's denoiser work per
-        generation (:meth:`_work_ratio`); ``""`` otherwise, or when it does not load."""
+        """The status line's sentence when ``model`` is slow (:meth:`_slow_ratio`); ``""`` otherwise,
+        or when it does not load."""
         try:
-            ratio = self._work_ratio(model, self.pipe(model))
+            ratio = self._slow_ratio(model, self.pipe(model))
         except (InputError, SpikingDiffusionError):
             return ""
-        if ratio <= 2:
+        if ratio is None:
             return ""
         return (f"A generation with <b>{html.escape(str(model))}</b> does about {ratio:.1f}x the denoiser work of "
-                f"<b>{html.escape(self.default_model)}</b>: expect it to take several times as long.")
+                f"<b>{html.escape(self.default_model)}</b>: expect it to take longer in proportion.")
 
     def others_samples(self, model, run, subject: str) -> str | None:
         """After a model change: the sentence saying that what a view shows (its ``subject``: "These

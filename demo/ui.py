@@ -19,7 +19,7 @@ from . import frames, learn
 from .frames import ANIMATION_FPS as FPS
 from .checks import MAX_SEED
 from .learn import LEARN_RANGES
-from .studio import ATLAS_COLS, MAX_CORRECTOR_ROUNDS, ModelFacts, Studio, cell_choices
+from .studio import ATLAS_COLS, MAX_CORRECTOR_ROUNDS, START_HINT, ModelFacts, Studio, cell_choices
 
 CSS = (".pixelated img, #player img { image-rendering: pixelated; } .explain { font-size: 0.95em; }"
        # the status line shows Gradio's queue position, but not its endless pulse while streaming (a CPU cost)
@@ -180,8 +180,7 @@ def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
             with gr.Column(scale=2):
                 grid = gr.Image(label="Samples (fills in while the diffusion runs; click one to open it in Unmasking)",
                                 elem_id="grid", **PX)
-                status = gr.HTML("<span>Press <b>Generate</b>: the samples fill in here while the diffusion runs.</span>",
-                                 elem_id="gen-status")
+                status = gr.HTML(f"<span>{START_HINT}</span>", elem_id="gen-status")
         # End follows Temperature while the two are equal (a constant temperature); a hidden checkbox, not a
         # State, so the browser reads it; inside the tab: anything else among the Tabs' children is drawn as a tab
         constant = gr.Checkbox(t0 == t1, visible=False, elem_id="constant-temperature")

@@ -11,6 +11,7 @@ refuses a pair whose ids differ. A checkpoint saved before ids existed loads as 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -93,23 +94,30 @@ def save_checkpoint(path, vqsvae: nn.Module, denoiser: nn.Module | None = None,
     return path
 
 
-def _umask() -> int:
-    mask = os.umask(0)  # reading the process's umask means setting it: once, at import
-    os.umask(mask)
-    return mask
-
-
-FILE_MODE = 0o666 & ~_umask()  # what open() gives a new file: the user's umask decides who may read it
+def new_file_mode() -> int | None:
+    """The mode ``open()`` gives a new file now (0666 less the process's umask), read from
+    /proc/self/status without touching the umask; None where that is not available (not Linux)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def atomic_write_file(path: Path, write_fn) -> None:
     """Run ``write_fn(tmp_path)`` then rename the file into place: readers never see half a file.
-    The file gets :data:`FILE_MODE`, as one made by ``open()`` (safetensors' own temporary file is
-    private, 0600, whatever the umask)."""
+    The file gets the mode a file made by ``open()`` would (:func:`new_file_mode`): safetensors' own
+    temporary file is private, 0600, whatever the umask. Where the mode cannot be read or set (a
+    file system without modes), the file is kept as written."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         write_fn(str(tmp))
-        os.chmod(tmp, FILE_MODE)
+        mode = new_file_mode()
+        if mode is not None:
+            with contextlib.suppress(OSError):
+                os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -13,7 +13,8 @@ from pathlib import Path
 from .config import CODEBOOK_INITS, DEFAULT_PRESET, PRESETS
 from .data import DATASETS
 from .diffusion import LOSS_KINDS
-from .errors import SettingError, SpikingDiffusionError
+from .devices import use_threads
+from .errors import SpikingDiffusionError
 from .runs import FRESH_DEFAULTS
 from .sampling import ORDERS, SETTINGS
 
@@ -26,8 +27,8 @@ def _train_args(p: argparse.ArgumentParser, stage: str) -> None:
     p.add_argument("--data-root", default=None,
                    help=f"where torchvision finds / downloads the data (default: {FRESH_DEFAULTS['data_root']}; "
                         "with --resume: the run's)")
-    p.add_argument("--no-download", dest="download", action="store_false", default=None,
-                   help="never download data (with --resume: as the run did)")
+    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=None,
+                   help="let torchvision download a missing data set (default: yes; with --resume: as the run did)")
     if stage != "decoder":
         p.add_argument("--preset", choices=sorted(PRESETS), default=None,
                        help=f"model sizes (default: {DEFAULT_PRESET} for a new VQ-SVAE, the --vqsvae checkpoint's for "
@@ -57,7 +58,7 @@ def _train_args(p: argparse.ArgumentParser, stage: str) -> None:
     p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
                    help="stop after this many minutes of training, with a snapshot (go on with --resume)")
     p.add_argument("--log-every", type=int, default=50)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    _add_threads_argument(p)
     p.add_argument("--resume", action="store_true",
                    help="continue exactly from the run's last snapshot, with its own settings where none is given "
                         "(not --device, --threads, --save-every, --log-every, --time-limit)")
@@ -108,7 +109,7 @@ def _sample(args) -> None:
         probe.unlink()
     except OSError as e:
         raise SpikingDiffusionError(f"cannot write to {out.parent}: {e.strerror}") from None
-    _use_threads(args.threads)
+    use_threads(args.threads)
     pipe = SpikingDiffusionPipeline.from_pretrained(args.checkpoint, device=args.device)
     res = pipe(num_images=args.num_images, steps=args.steps, seed=args.seed, order=args.order,
                **sampling_arguments(args))
@@ -119,20 +120,10 @@ def _sample(args) -> None:
     print(f"{len(res.images)} images in {res.seconds:.2f} s -> {out.with_suffix('.png')} and {out.with_suffix('.npy')}")
 
 
-def _add_threads_argument(p: argparse.ArgumentParser, default: int | None = None) -> None:
-    p.add_argument("--threads", type=int, default=default,
+def _add_threads_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's, one per core; on a machine busy with other work, "
                         "1 is often many times faster)")
-
-
-def _use_threads(threads: int | None) -> None:
-    """Apply ``--threads`` (None: torch's default); below 1 is refused with :class:`SettingError`."""
-    import torch
-
-    if threads is not None and threads < 1:
-        raise SettingError(f"--threads must be a whole number >= 1; got {threads}")
-    if threads:
-        torch.set_num_threads(threads)
 
 
 def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
@@ -198,7 +189,7 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParse
 def _evaluate(args: argparse.Namespace) -> dict:
     from .evaluate import evaluate
 
-    _use_threads(args.threads)
+    use_threads(args.threads)
     return evaluate(
         args.checkpoint, args.data_root, args.out, num_samples=args.num_samples, steps=args.steps,
         **sampling_arguments(args), seed=args.seed, order=args.order, batch_size=args.batch_size,

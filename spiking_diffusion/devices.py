@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import DeviceError
+from .errors import DeviceError, SettingError
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -33,3 +33,17 @@ def resolve_device(device: str | torch.device) -> torch.device:
         raise DeviceError(f"device {str(device)!r} is missing: this machine has {count} CUDA device(s) "
                           f"(cuda:0..cuda:{count - 1})")
     return dev
+
+
+def check_threads(threads) -> int | None:
+    """``threads`` (torch CPU threads; None: torch's default, one per core) when it is a whole
+    number >= 1; else raises :class:`SettingError`."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise SettingError(f"--threads must be a whole number >= 1; got {threads!r}")
+    return threads
+
+
+def use_threads(threads) -> None:
+    """Apply ``--threads`` (checked by :func:`check_threads`) to torch; None leaves torch's default."""
+    if check_threads(threads):
+        torch.set_num_threads(threads)

@@ -28,6 +28,7 @@ from .checkpoint import (TOKEN_METRICS, VQSVAE_METRICS, atomic_write_file, copy_
                          remove_partial_writes, save_checkpoint)
 from .config import DEFAULT_PRESET, check_codebook_init, get_preset
 from .data import channels_of, load_images
+from .devices import check_threads, use_threads
 from .denoiser import SpikingDenoiser
 from .diffusion import AbsorbingDiffusion, check_loss_kind
 from .errors import CheckpointError, SettingError, SpikingDiffusionError
@@ -73,6 +74,7 @@ class TrainConfig:
             check_loss_kind(self.loss)
         if self.codebook_init is not None:
             check_codebook_init(self.codebook_init)
+        check_threads(self.threads)
         t = self.time_limit
         if t is not None and (isinstance(t, bool) or not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0)):
             raise SettingError(f"the time limit must be a positive number of minutes (e.g. 30), not {t!r}")
@@ -121,13 +123,6 @@ def _batches(n: int, batch: int, rank: int, world: int, seed: int, epoch: int):
     per = batch // world
     for i in range(n // batch):
         yield perm[i * batch + rank * per: i * batch + (rank + 1) * per]
-
-
-def _use_threads(cfg: TrainConfig) -> None:
-    """Apply --threads before any work (tokenising, codebook init), not only in the loop: a
-    2-thread tokeniser sharing a core with other jobs spends most of its time waiting on itself."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
 
 
 def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save_model, meta: dict,
@@ -260,7 +255,7 @@ def _info(cfg: TrainConfig, step: int, steps_per_epoch: int, extra: dict | None 
 
 def train_vqsvae(cfg: TrainConfig) -> Path:
     """Stage 1: train the VQ-SVAE on ``cfg.dataset``; writes a VQ-SVAE-only checkpoint to cfg.out."""
-    _use_threads(cfg)
+    use_threads(cfg.threads)  # before any work (tokenising, codebook init), not only in the loop
     cfg, snapshot = runs.check_run_folder(cfg, preset=DEFAULT_PRESET, dataset="mnist")  # before anything is loaded
     if runs.finished(cfg, snapshot):
         return Path(cfg.out)
@@ -338,7 +333,7 @@ def _save_tokens(path: str, tokens: torch.Tensor, digest: str) -> None:
 def train_prior(cfg: TrainConfig) -> Path:
     """Stage 2: tokenise the training set with the VQ-SVAE (cached), train the denoiser, and write a
     full checkpoint (VQ-SVAE + denoiser) to cfg.out."""
-    _use_threads(cfg)
+    use_threads(cfg.threads)  # before any work (tokenising, codebook init), not only in the loop
     if not cfg.vqsvae:
         raise SpikingDiffusionError("train-prior needs --vqsvae DIR (a trained VQ-SVAE checkpoint)")
     vqsvae, _, vq_config = load_checkpoint(cfg.vqsvae, cfg.device)
@@ -455,7 +450,7 @@ def train_decoder(cfg: TrainConfig) -> Path:
     """Go on training the spike generator + decoder of checkpoint ``cfg.vqsvae`` with its encoder
     and codebook frozen (tokens unchanged, so its prior, if any, is kept as it is); writes the
     checkpoint, with the same denoiser and info plus ``decoder_steps`` / ``decoder_epochs``, to cfg.out."""
-    _use_threads(cfg)
+    use_threads(cfg.threads)  # before any work (tokenising, codebook init), not only in the loop
     if not cfg.vqsvae:
         raise SpikingDiffusionError("train-decoder needs --vqsvae DIR (a trained checkpoint)")
     vqsvae, denoiser, config = load_checkpoint(cfg.vqsvae, cfg.device)

@@ -173,21 +173,22 @@ def test_save_load_round_trip(tiny_pipeline, tmp_path):
     assert SpikingDiffusionPipeline.from_pretrained(out).info["note"] == "y"
 
 
-def test_saved_files_are_as_readable_as_any_file_the_user_makes(tiny_pipeline, tmp_path):
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_saved_files_are_as_readable_as_any_file_the_user_makes(tiny_pipeline, tmp_path, umask, mode):
     """safetensors writes through a private (0600) temporary file: a saved checkpoint's weights were
-    unreadable to the user's group while config.json was not. Every file gets what open() gives."""
+    unreadable to the user's group while config.json was not. Every file gets what open() gives,
+    under the umask of the moment."""
     import os
     import stat
 
-    old = os.umask(0o022)
+    old = os.umask(umask)
     try:
         out = tiny_pipeline.save_pretrained(tmp_path / "shared")
         plain = tmp_path / "plain.txt"
         plain.write_text("x")
-        want = stat.S_IMODE(plain.stat().st_mode)                    # 0644 under umask 022
-        assert want == 0o644
+        assert stat.S_IMODE(plain.stat().st_mode) == mode
         for name in (CONFIG_NAME, WEIGHTS_NAME):
-            assert stat.S_IMODE((out / name).stat().st_mode) == want, name
+            assert stat.S_IMODE((out / name).stat().st_mode) == mode, name
     finally:
         os.umask(old)
 

@@ -340,7 +340,7 @@ def test_views_name_the_model_that_made_the_samples(studio):
     assert "<b>tiny</b>'s" in other and "Generate</b> for <b>other</b>'s" in other
     same = studio.samples_note("tiny", run)                      # back on the run's model: its done line again
     assert 'data-state="done"' in same and "done: 2 images, 6 steps + 3 corrector rounds" in same
-    assert studio.samples_note("tiny", None) == "<span></span>"  # nothing generated, a model as fast as the default
+    assert studio.samples_note("tiny", None) == f"<span>{S.START_HINT}</span>"   # nothing generated: the first hint
     assert "no finished samples are kept" in studio.generation_failed(None)
     assert "(tiny's) are still in" in studio.generation_failed(run)
 

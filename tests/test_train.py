@@ -210,6 +210,14 @@ def test_a_time_limit_must_be_positive_minutes(bad):
         TrainConfig(stage="vqsvae", out="r", time_limit=bad)
 
 
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_threads_must_be_a_whole_number_of_at_least_one(bad):
+    from spiking_diffusion import SettingError
+
+    with pytest.raises(SettingError, match="--threads must be a whole number >= 1"):
+        TrainConfig(stage="vqsvae", out="unused", threads=bad)
+
+
 def test_resume_with_a_new_lr_uses_it(tmp_path):
     cfg = TrainConfig(stage="vqsvae", out=str(tmp_path / "r"), epochs=0.5, save_every=2, **BASE)
     train_vqsvae(cfg)
