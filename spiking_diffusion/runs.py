@@ -149,14 +149,17 @@ def check_epochs(cfg: TrainConfig, steps_per_epoch: int, done: int) -> bool:
     Fewer are refused with :class:`CheckpointError` naming both. ``steps_per_epoch`` is the run's
     (a folder data set given another size under a new ``--data-root`` counts by the old one here)."""
     total = total_steps(cfg, steps_per_epoch)
+    trained = f"has already trained {_steps(done)} (epochs {done / steps_per_epoch:g})"
     if total < done:
-        raise CheckpointError(f"cannot resume {cfg.out}: --epochs {cfg.epochs:g} is {total} steps of {cfg.batch_size} "
-                              f"images, but the run has already trained {done} steps (epochs "
-                              f"{done / steps_per_epoch:g}); pass --epochs above {done / steps_per_epoch:g} to train on")
+        raise CheckpointError(f"cannot resume {cfg.out}: --epochs {cfg.epochs:g} is {_steps(total)} of {cfg.batch_size} "
+                              f"images, but the run {trained}; pass --epochs above {done / steps_per_epoch:g} to train on")
     if total == done and process_rank() == 0:
-        print(f"{cfg.out} has already trained {done} steps (epochs {done / steps_per_epoch:g}): nothing to do; "
-              "pass a larger --epochs to train on")
+        print(f"{cfg.out} {trained}: nothing to do; pass a larger --epochs to train on")
     return total == done
+
+
+def _steps(n: int) -> str:
+    return f"{n} step" if n == 1 else f"{n} steps"
 
 
 def _filled(cfg: TrainConfig, values: dict) -> TrainConfig:
