@@ -45,6 +45,7 @@ NEURON_AXIS = "neuron (D per token cell, cell by cell)"   # the y axis of a rast
 PREVIEW_EVERY = 9           # after a streamed preview, 9x its making (decode + tile) of sampling: a tenth
 MAX_EXPORTS = 8             # export folders kept on disk (Gradio copies each into its cache)
 SLOW_RATIO = 2.0            # a model doing over this many times the default model's denoiser work is said slower
+SLOW_ADVICE = "expect it to take longer in proportion"
 START_HINT = "Press <b>Generate</b>: the samples fill in here while the diffusion runs."   # the status line at first
 
 
@@ -177,20 +178,23 @@ class Studio:
             return denoiser_macs(cfg) * (calls + p.sampling_defaults.corrector_steps)
         return work(pipe) / work(default)
 
-    def _slow_ratio(self, name: str, pipe: SpikingDiffusionPipeline) -> float | None:
-        """:meth:`_work_ratio` when over :data:`SLOW_RATIO` (a model worth warning of), else None."""
+    def _slowness(self, name: str, pipe: SpikingDiffusionPipeline) -> str | None:
+        """How much slower this model is than the default, as words ("does about 19.8x the denoiser
+        work of the default model (mnist)"), when its :meth:`_work_ratio` is over :data:`SLOW_RATIO`
+        (a model worth warning of); else None. Model info and the status line both say it."""
         ratio = self._work_ratio(name, pipe)
-        return ratio if ratio > SLOW_RATIO else None
+        if ratio <= SLOW_RATIO:
+            return None
+        return f"does about {ratio:.1f}x the denoiser work of the default model ({self.default_model})"
 
     def _cost_line(self, name: str, pipe: SpikingDiffusionPipeline) -> str:
-        """A Markdown line for Model info when this model is slow (:meth:`_slow_ratio`), so that
+        """A Markdown line for Model info when this model is slow (:meth:`_slowness`), so that
         nobody waits for a slow model unwarned; else ``""``."""
-        ratio = self._slow_ratio(name, pipe)
-        if ratio is None:
+        slowness = self._slowness(name, pipe)
+        if slowness is None:
             return ""
-        return (f"\n- **Slower**: a generation does about {ratio:.1f}x the denoiser work of the default model "
-                f"({self.default_model}; multiply-adds of a dense network with its widths, times its denoiser "
-                f"calls): expect it to take longer in proportion.")
+        return (f"\n- **Slower**: a generation {slowness}, counting multiply-adds of a dense network with its "
+                f"widths times its denoiser calls: {SLOW_ADVICE}.")
 
     def _beside(self, name: str, pipe: SpikingDiffusionPipeline) -> str:
         """A Markdown line with the default model's measured figures, to set beside those of another
@@ -408,16 +412,15 @@ class Studio:
         return f"<span>{others}{' ' + slow if slow else ''}</span>"
 
     def _slow_note(self, model) -> str:
-        """The status line's sentence when ``model`` is slow (:meth:`_slow_ratio`); ``""`` otherwise,
+        """The status line's sentence when ``model`` is slow (:meth:`_slowness`); ``""`` otherwise,
         or when it does not load."""
         try:
-            ratio = self._slow_ratio(model, self.pipe(model))
+            slowness = self._slowness(model, self.pipe(model))
         except (InputError, SpikingDiffusionError):
             return ""
-        if ratio is None:
+        if slowness is None:
             return ""
-        return (f"A generation with <b>{html.escape(str(model))}</b> does about {ratio:.1f}x the denoiser work of "
-                f"<b>{html.escape(self.default_model)}</b>: expect it to take longer in proportion.")
+        return f"A generation with <b>{html.escape(str(model))}</b> {html.escape(slowness)}: {SLOW_ADVICE}."
 
     def others_samples(self, model, run, subject: str) -> str | None:
         """After a model change: the sentence saying that what a view shows (its ``subject``: "These
