@@ -70,10 +70,21 @@ def launch_kwargs(args: argparse.Namespace) -> dict:
                 css=CSS, theme=theme(), ssr_mode=False, state_session_capacity=args.max_sessions)
 
 
+def startup_message(local_url: str, share_url: str | None) -> str:
+    """What the terminal says once the studio serves: its address, and how to get a public link in
+    this app's words (``--share``; Gradio's own line names its ``launch(share=True)``)."""
+    if share_url:
+        return f"Studio running on {local_url} and publicly on {share_url} (the link lasts about a week)"
+    return f"Studio running on {local_url} (open it in a browser; stop with Ctrl+C; a public link: python app.py --share)"
+
+
 def main(argv=None):
     limit_malloc_arenas()
     args = parse_args(argv)
-    make_app(args).launch(**launch_kwargs(args))
+    demo = make_app(args)
+    _, local_url, share_url = demo.launch(**launch_kwargs(args), quiet=True, prevent_thread_lock=True)
+    print(startup_message(local_url, share_url), flush=True)
+    demo.block_thread()
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from .checkpoint import CONFIG_NAME, WEIGHTS_NAME, atomic_write_dir
-from .devices import resolve_device
+from .devices import check_threads, resolve_device, use_threads
 from .errors import CheckpointError
 from .images import channels_first, to_float
 
@@ -53,8 +53,11 @@ class TrainClassifierConfig:
     holdout: int = 10000
     feature_dim: int = 128         # width of the feature layer (the Fréchet distance's dimension)
     seed: int = 0
-    threads: int = 1
+    threads: int | None = None     # torch CPU threads (None: torch's default); checked by devices.check_threads
     log_every: int = 100
+
+    def __post_init__(self):
+        check_threads(self.threads)
 
 
 class Classifier(nn.Module):
@@ -175,8 +178,7 @@ def train_classifier(dataset_name: str, data_root, out_dir, epochs: int = 3, tcf
     tcfg = tcfg or TrainClassifierConfig(epochs=epochs)
     device = resolve_device(device)
     torch.manual_seed(tcfg.seed)
-    if tcfg.threads:
-        torch.set_num_threads(tcfg.threads)
+    use_threads(tcfg.threads)
     train = load_images(dataset_name, data_root, train=True, download=download)
     test = load_images(dataset_name, data_root, train=False, download=download)
     holdout = min(tcfg.holdout, len(train) // 5)

@@ -210,7 +210,7 @@ def add_train_classifier_arguments(p: argparse.ArgumentParser) -> argparse.Argum
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--holdout", type=int, default=10000, help="train images kept out of training (the floor)")
     p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--threads", type=int, default=1)
+    _add_threads_argument(p)
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-download", action="store_true")
     return p

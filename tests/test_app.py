@@ -400,6 +400,35 @@ def test_no_checkpoints_and_no_share_by_default(tmp_path):
         demo.close()
 
 
+def test_the_terminal_names_the_apps_share_flag_not_gradios(tmp_path):
+    """`python app.py` says where it serves and how to get a public link in this app's words (--share):
+    Gradio's own startup line tells the user to edit launch(share=True), which they cannot."""
+    import subprocess
+    import sys
+    import threading
+
+    (tmp_path / "ck").mkdir()
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "app.py", "--checkpoints", str(tmp_path / "ck"), "--port", str(port)],
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = threading.Timer(90, proc.kill)   # a studio that never says so fails the test, not hangs it
+    deadline.start()
+    try:
+        lines = []
+        for line in proc.stdout:       # until the studio says it serves (or the process ends)
+            lines.append(line)
+            if "Studio running on" in line:
+                break
+        out = "".join(lines)
+        assert f"Studio running on http://127.0.0.1:{port}" in out and "python app.py --share" in out, out
+        assert "share=True" not in out, out
+    finally:
+        deadline.cancel()
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def test_studio_reads_grid_steps_and_neuron_constants_from_the_model(tmp_path, make_tiny_models):
     """The layout's grid size, step count and the Learn view's membrane decay come from the checkpoint."""
     import json

@@ -115,6 +115,16 @@ def test_sample_threads_are_applied_and_a_bad_count_is_refused(trained, tmp_path
         torch.set_num_threads(before)
 
 
+def test_train_classifier_threads_are_checked_like_every_command(tmp_path, capsys):
+    """train-classifier shares --threads with sample, evaluate and training: 0 is refused before any data
+    is read, with the same message, and no classifier folder is made."""
+    out = tmp_path / "clf"
+    assert main(["train-classifier", "--dataset", "mnist", "--data-root", str(tmp_path / "none"), "--out", str(out),
+                 "--no-download", "--threads", "0"]) == 2
+    assert "--threads must be a whole number >= 1; got 0" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def _user_error(capsys, argv) -> str:
     code = main(argv)
     err = capsys.readouterr().err

@@ -41,7 +41,7 @@ def tiny_ckpt(tmp_path_factory):
 def classifier_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("clf") / "synthetic"
     # 16-d features: the 24 samples of the end-to-end run are enough for a Fréchet distance
-    tcfg = TrainClassifierConfig(epochs=1, batch_size=32, max_steps=8, holdout=48, feature_dim=16, log_every=0, threads=0)
+    tcfg = TrainClassifierConfig(epochs=1, batch_size=32, max_steps=8, holdout=48, feature_dim=16, log_every=0)
     _, info = train_classifier("synthetic", "unused", out, tcfg=tcfg, log=lambda *a: None)
     assert 0 <= info["test_accuracy"] <= 1 and info["train_images"] == 256 - 48
     return out
