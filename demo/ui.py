@@ -51,6 +51,7 @@ A vector-quantised spiking VAE turns a 28x28 image into a {L}x{L} grid of discre
 a learned codebook). A **spiking denoiser** generates new token grids by starting fully masked and
 unmasking a few cells per step; the spiking decoder turns tokens back into pixels."""
 T_MIN, T_MAX = SETTINGS["temperature"].lo, SETTINGS["temperature"].hi  # the sliders take the sampler's bounds
+T_STEP = T_MIN        # a slider's values are T_MIN + k * step: each of the sampler's temperatures is one
 P_MIN = SETTINGS["top_p"].lo
 PX = dict(format="png", elem_classes="pixelated", interactive=False)  # pixel images, shown crisp
 PRIVATE = dict(api_visibility="private")                                # UI-only events: no API endpoint
@@ -156,10 +157,10 @@ def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
                 steps = gr.Slider(1, F.num_steps, F.num_steps, step=1, label="Steps", elem_id="steps",
                                   info="Fewer steps unmask more cells at once: faster, usually worse.")
                 t0, t1, p0, c0, c1, c2 = S.sampling_defaults(S.default_model)
-                temp = gr.Slider(T_MIN, T_MAX, t0, step=0.01, label=SETTINGS["temperature"].label, elem_id="temperature",
+                temp = gr.Slider(T_MIN, T_MAX, t0, step=T_STEP, label=SETTINGS["temperature"].label, elem_id="temperature",
                                  info="Low: safe, repetitive codes. High: diverse, noisier.")
                 with gr.Accordion("More sampling settings", open=False):
-                    temp_end = gr.Slider(T_MIN, T_MAX, t1, step=0.01, label=SETTINGS["temperature_end"].label,
+                    temp_end = gr.Slider(T_MIN, T_MAX, t1, step=T_STEP, label=SETTINGS["temperature_end"].label,
                                          elem_id="temperature-end",
                                          info="The temperature moves linearly to this; equal: constant.")
                     top_p = gr.Slider(P_MIN, 1.0, p0, step=0.01, label=SETTINGS["top_p"].label, elem_id="top-p",
@@ -171,7 +172,7 @@ def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
                                              "given all the others (not in the paper; 0: the paper's sampler).")
                     c_cells = gr.Slider(1, F.cells, c1, step=1, label=SETTINGS["corrector_cells"].label,
                                         elem_id="corrector-cells")
-                    c_temp = gr.Slider(T_MIN, T_MAX, c2, step=0.01, label=SETTINGS["corrector_temperature"].label,
+                    c_temp = gr.Slider(T_MIN, T_MAX, c2, step=T_STEP, label=SETTINGS["corrector_temperature"].label,
                                        elem_id="corrector-temperature")
                 with gr.Row():
                     seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed")

@@ -1,4 +1,9 @@
-"""User-facing errors: one clear message, no deep traceback (the CLI prints just the message)."""
+"""User-facing errors: one clear message, no deep traceback (the CLI prints just the message);
+and :class:`Setting`, the one range check every setting (sampler, training, model sizes) goes through."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 
 class SpikingDiffusionError(Exception):
@@ -26,3 +31,52 @@ def check_choice(name: str, value, choices: tuple):
     if value not in choices:
         raise SettingError(f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}")
     return value
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting of the sampler or of a call: its type, bounds (both included; ``hi=None``: an
+    upper bound given to :meth:`check` by the caller, e.g. the grid's cell count for
+    ``corrector_cells``, N for ``steps``; none given: no upper bound), and for the sampler's
+    settings a label for forms and a help line for the command line."""
+
+    name: str
+    kind: type                  # int or float
+    lo: float
+    hi: float | None
+    label: str = ""
+    help: str = ""
+    optional: bool = False      # None allowed (temperature_end: constant temperature)
+    open_lo: bool = False       # lo itself refused (a learning rate > 0)
+    open_hi: bool = False       # hi itself refused (an average's decay < 1)
+
+    def bounds(self, upper: int | None = None) -> str:
+        """'in 1..49', 'in [0.01, 5]', '> 0', ...: the accepted range as words."""
+        hi = upper if self.hi is None else self.hi
+        if self.kind is int:
+            return f"in {self.lo:g}..{hi:g}" if hi is not None else f">= {self.lo:g}"
+        if hi is None:
+            return f"{'>' if self.open_lo else '>='} {self.lo:g}"
+        return f"in {'(' if self.open_lo else '['}{self.lo:g}, {hi:g}{')' if self.open_hi else ']'}"
+
+    def check(self, value, upper: int | None = None, by_label: bool = False):
+        """``value`` (a number, or a string holding one) as an ``int`` / ``float`` within the bounds.
+        ``upper``: the upper bound when ``hi`` is None (the grid's cell count, N, an image cap).
+        Raises :class:`SettingError` naming the setting (``by_label``: by its form label), the accepted
+        range and the value."""
+        if value is None and self.optional:
+            return None
+        what = "an integer" if self.kind is int else "a number"
+        name = self.label if by_label and self.label else self.name
+        error = SettingError(f"{name} must be {what} {self.bounds(upper)}; got {value!r}")
+        if isinstance(value, bool) or value is None:
+            raise error
+        try:
+            v = float(value)
+        except (TypeError, ValueError, OverflowError):
+            raise error from None
+        hi = upper if self.hi is None else self.hi
+        if (not math.isfinite(v) or (self.kind is int and v != int(v)) or v < self.lo or (self.open_lo and v == self.lo)
+                or (hi is not None and (v > hi or (self.open_hi and v == hi)))):
+            raise error
+        return int(v) if self.kind is int else v

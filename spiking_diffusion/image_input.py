@@ -266,7 +266,8 @@ def _mnist_like(g: np.ndarray, framing: Framing, invert: str, size: int, reduced
     notes = []
     if invert == "yes" or (invert == "auto" and framing.auto_invert and np.median(_border(g)) > 0.5):
         g = 1 - g
-        notes.append("inverted to light-on-dark (light border)" if invert == "auto" else "inverted")
+        notes.append("inverted: its border is light, so it was read as dark ink on light paper (this data set's "
+                     "images are light ink on dark)" if invert == "auto" else "inverted")
     bg, top = float(np.median(_border(g))), float(g.max())
     if top - bg < MIN_CONTRAST:
         notes.append("no ink found against the background: blank input")

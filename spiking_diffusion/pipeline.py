@@ -212,14 +212,7 @@ class SpikingDiffusionPipeline:
     # --- input checks ---------------------------------------------------------------------
     def _images(self, images) -> torch.Tensor:
         x = torch.as_tensor(np.asarray(images) if not torch.is_tensor(images) else images)
-        if not torch.is_floating_point(x):
-            raise SpikingDiffusionError("images must be floats in [0, 1] shaped [N, C, H, W]")
-        try:
-            self.vqsvae.check_images(x)
-        except ValueError as e:
-            raise SpikingDiffusionError(str(e)) from None
-        if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
-            raise SpikingDiffusionError("image values must be finite and lie in [0, 1]")
+        self.vqsvae.check_images(x)               # shape, floats, finite, in [0, 1]: SettingError
         return x.to(self.device, torch.float32)
 
     def _tokens(self, tokens, allow_mask: bool = False) -> torch.Tensor:
@@ -264,23 +257,25 @@ class SpikingDiffusionPipeline:
     @torch.inference_mode()
     def denoiser_logits(self, tokens, t) -> torch.Tensor:
         """Tokens ``[B,h,w]`` (mask id K where masked) and times ``t [B]`` (floats on the training
-        scale, 0..N: the denoiser's input time) -> logits ``[B,K,h,w]`` (float32), by the fast path.
+        scale, 1..N: the denoiser's input time; training draws t in 1..N and every sampler step's time
+        lies there) -> logits ``[B,K,h,w]`` (float32), by the fast path.
         Raises :class:`SpikingDiffusionError` for tokens or times that do not fit."""
         self._need_denoiser()
         x = self._tokens(tokens, allow_mask=True)
         return self._denoise(x, self._times(t, len(x)))
 
     def _times(self, t, n: int) -> torch.Tensor:
-        """``t`` as a float32 tensor ``[n]`` on this device: one time per image, each in 0..N."""
+        """``t`` as a float32 tensor ``[n]`` on this device: one time per image, each in 1..N (the times
+        the denoiser was trained on)."""
         N = self.num_diffusion_steps
         try:
             t = torch.as_tensor(t, dtype=torch.float32, device=self.device).reshape(-1)
         except (TypeError, ValueError, RuntimeError):
-            raise SpikingDiffusionError(f"t must be numbers (one time per image, in 0..{N}); got {t!r}") from None
+            raise SpikingDiffusionError(f"t must be numbers (one time per image, in 1..{N}); got {t!r}") from None
         if t.shape[0] != n:
             raise SpikingDiffusionError(f"t must hold one time per image ({n}); got {t.shape[0]}")
-        if not torch.isfinite(t).all() or (t < 0).any() or (t > N).any():
-            raise SpikingDiffusionError(f"t must be in 0..{N} (the training time scale); got {t.tolist()[:8]}")
+        if not torch.isfinite(t).all() or (t < 1).any() or (t > N).any():
+            raise SpikingDiffusionError(f"t must be in 1..{N} (the training time scale); got {t.tolist()[:8]}")
         return t
 
     def _denoise(self, tokens: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

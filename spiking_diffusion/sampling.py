@@ -29,61 +29,16 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from .errors import SettingError, check_choice
+from .errors import Setting, SettingError, check_choice
 
 PAPER_TEMPERATURE = 0.65            # the paper's sampler (SamplerConfig.paper())
 ORDERS = ("random", "confidence")   # the paper's random order; MaskGIT's most confident first
 MAX_TEMPERATURE = 5.0               # softmax(logits / 5) is close to uniform: hotter is noise
-MIN_TEMPERATURE = 0.01              # logits / 0.01: the argmax, for any gap the denoiser gives
+MIN_TEMPERATURE = 0.001             # the coldest the authors sweep (0.001..1); near the argmax, not exactly it
 MIN_TOP_P = 0.01                    # the likeliest code alone, in practice
 MAX_CORRECTOR_STEPS = 100           # each of 49 cells is resampled ~10 times at 5 cells per round
 CHOICE_TEMPERATURE = 4.5            # order='confidence': MaskGIT's Gumbel noise on the confidence
                                     # ranking, scaled by s/S (annealed to 0 at the last step)
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One setting of the sampler or of a call: its type, bounds (both included; ``hi=None``: an
-    upper bound given to :meth:`check` by the caller, e.g. the grid's cell count for
-    ``corrector_cells``, N for ``steps``; none given: no upper bound), and for the sampler's
-    settings a label for forms and a help line for the command line."""
-
-    name: str
-    kind: type                  # int or float
-    lo: float
-    hi: float | None
-    label: str = ""
-    help: str = ""
-    optional: bool = False      # None allowed (temperature_end: constant temperature)
-
-    def bounds(self, upper: int | None = None) -> str:
-        """'in 1..49', 'in [0.01, 5]', ...: the accepted range as words."""
-        hi = upper if self.hi is None else self.hi
-        if self.kind is int:
-            return f"in {self.lo:g}..{hi:g}" if hi is not None else f">= {self.lo:g}"
-        return f"in [{self.lo:g}, {hi:g}]"
-
-    def check(self, value, upper: int | None = None, by_label: bool = False):
-        """``value`` (a number, or a string holding one) as an ``int`` / ``float`` within the bounds.
-        ``upper``: the upper bound when ``hi`` is None (the grid's cell count, N, an image cap).
-        Raises :class:`SettingError` naming the setting (``by_label``: by its form label), the accepted
-        range and the value."""
-        if value is None and self.optional:
-            return None
-        what = "an integer" if self.kind is int else "a number"
-        name = self.label if by_label and self.label else self.name
-        error = SettingError(f"{name} must be {what} {self.bounds(upper)}; got {value!r}")
-        if isinstance(value, bool) or value is None:
-            raise error
-        try:
-            v = float(value)
-        except (TypeError, ValueError, OverflowError):
-            raise error from None
-        hi = upper if self.hi is None else self.hi
-        if (not math.isfinite(v) or (self.kind is int and v != int(v)) or v < self.lo
-                or (hi is not None and v > hi)):
-            raise error
-        return int(v) if self.kind is int else v
 
 
 SETTINGS: dict[str, Setting] = {s.name: s for s in (

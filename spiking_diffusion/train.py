@@ -31,11 +31,26 @@ from .data import channels_of, load_images
 from .devices import check_threads, use_threads
 from .denoiser import SpikingDenoiser
 from .diffusion import AbsorbingDiffusion, check_loss_kind
-from .errors import CheckpointError, SettingError, SpikingDiffusionError
+from .errors import CheckpointError, Setting, SettingError, SpikingDiffusionError
 from . import runs
 from .spiking import reset
 from .transfer import align_codes, check_transferable, layer_differences, transfer_prior
 from .vqsvae import VQSVAE
+
+
+# the accepted range of each numeric training setting (None, where allowed, is checked by the run:
+# a resumed run's own value, else runs.FRESH_DEFAULTS'), named by its command-line flag
+TRAIN_BOUNDS = {s.name: s for s in (
+    Setting("epochs", float, 0, None, "--epochs", open_lo=True),
+    Setting("batch_size", int, 1, None, "--batch-size"),
+    Setting("lr", float, 0, None, "--lr", open_lo=True),
+    Setting("ema", float, 0, 1, "--ema", open_hi=True),            # 0: no average
+    Setting("weight_decay", float, 0, None, "--weight-decay"),
+    Setting("seed", int, 0, None, "--seed"),
+    Setting("limit", int, 1, None, "--limit"),
+    Setting("save_every", int, 1, None, "--save-every"),
+    Setting("log_every", int, 1, None, "--log-every"),
+)}
 
 
 @dataclass
@@ -70,6 +85,9 @@ class TrainConfig:
     time_limit: float | None = None  # minutes of training in this process; then a snapshot and a clean stop
 
     def __post_init__(self):       # refused when made, before any data is loaded or tokenised
+        for name, setting in TRAIN_BOUNDS.items():
+            if getattr(self, name) is not None:
+                setting.check(getattr(self, name), by_label=True)
         if self.loss is not None:
             check_loss_kind(self.loss)
         if self.codebook_init is not None:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from spikingjelly.activation_based import layer
 
 from .config import VQSVAEConfig
-from .errors import SpikingDiffusionError
+from .errors import SettingError, SpikingDiffusionError
 from .spiking import ConstantInputBatchNorm2d, conv_bn_lif, lif, membrane_output, psp, repeat_over_time, reset
 
 
@@ -135,9 +135,18 @@ class VQSVAE(nn.Module):
         self.decoder = SpikingDecoder(cfg)
 
     def check_images(self, images: torch.Tensor) -> None:
+        """Raise :class:`SettingError` (a ``ValueError``) unless ``images`` is ``[N, C, H, W]`` of this
+        model's channels and size, floating point, finite and in [0, 1] (a uint8 picture is 0..255:
+        divide by 255 first). Every inference call that takes images checks them here."""
         c, s = self.cfg.in_channels, self.cfg.image_size
-        if images.ndim != 4 or images.shape[1:] != (c, s, s):
-            raise ValueError(f"images must be [N, {c}, {s}, {s}] floats in [0, 1]; got {list(images.shape)}")
+        want = f"[N, {c}, {s}, {s}] floats in [0, 1]"
+        if not torch.is_tensor(images) or images.ndim != 4 or images.shape[1:] != (c, s, s):
+            raise SettingError(f"images must be {want}; got {list(getattr(images, 'shape', [])) or type(images).__name__}")
+        if not torch.is_floating_point(images):
+            raise SettingError(f"images must be {want}; got {images.dtype} (0..255 pixels: divide by 255)")
+        if images.numel() and (not torch.isfinite(images).all() or images.min() < 0 or images.max() > 1):
+            raise SettingError(f"image values must be finite and lie in [0, 1]; got {float(images.min()):g}.."
+                               f"{float(images.max()):g}")
 
     def check_tokens(self, tokens: torch.Tensor, allow_mask: bool = False) -> None:
         h = self.cfg.latent_size
@@ -186,7 +195,9 @@ class VQSVAE(nn.Module):
         return self.encode_with_spikes(images)[1]
 
     def encode_with_spikes(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[N,C,H,W]`` -> (encoder output spikes ``[T,N,D,h,w]``, tokens ``[N,h,w]``)."""
+        """``[N,C,H,W]`` floats in [0, 1] -> (encoder output spikes ``[T,N,D,h,w]``, tokens ``[N,h,w]``).
+        Raises :class:`SettingError` for other images (:meth:`check_images`)."""
+        self.check_images(images)
         try:
             spikes = self.encoder(images)
             return spikes, self.quantizer.nearest(self.quantizer.dual_code(spikes))

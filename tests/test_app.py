@@ -678,8 +678,8 @@ def test_the_sampling_sliders_take_the_samplers_bounds(tmp_path, make_tiny_model
     from spiking_diffusion.sampling import SETTINGS
 
     ck = make_checkpoints(tmp_path / "ck", make_tiny_models)
-    ends = {"temperature": 0.01, "temperature_end": 5.0, "top_p": 0.01, "corrector_steps": 100,
-            "corrector_cells": 49, "corrector_temperature": 0.01}
+    ends = {"temperature": 0.001, "temperature_end": 5.0, "top_p": 0.01, "corrector_steps": 100,
+            "corrector_cells": 49, "corrector_temperature": 0.001}
     update_metadata(ck / "tiny", info=ends)
     make_test_set(tmp_path / "data")
     demo, url = launch(tmp_path)

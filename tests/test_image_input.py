@@ -136,8 +136,10 @@ def test_inversion_is_decided_by_the_border_not_the_mean(tmp_path):
     assert bold.mean() > 0.5
     x = model_input(grey_png(bold, tmp_path))
     assert x[0, 0, 12:16, 12:16].max() < 0.1 and x[0, 0, 5, 14] > 0.9 and x[0, 0, 0, 0] == 0   # not inverted
-    dark_on_light = model_input(grey_png(1 - bold, tmp_path, "neg.png"))
+    dark_on_light, note = prepare_image(grey_png(1 - bold, tmp_path, "neg.png"), 1, "mnist")
     assert np.abs(dark_on_light - x).max() < 1e-6                                 # inverted to the same
+    assert "inverted: its border is light" in note                                # and the note says why
+    assert "invert" not in prepare_image(grey_png(bold, tmp_path), 1, "mnist")[1]
 
 
 def test_colour_models_never_auto_invert_and_keep_the_picture(tmp_path):

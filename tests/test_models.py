@@ -342,3 +342,19 @@ def test_constant_input_gives_a_regular_train(current, period):
     if period:
         expected[period - 1::period] = 1
     assert torch.equal(spikes, expected)
+
+
+@pytest.mark.parametrize("bad, words", [
+    (lambda x: (x * 255).to(torch.uint8), "divide by 255"),          # a picture's 0..255 pixels
+    (lambda x: x * 255, r"lie in \[0, 1\]; got 0\.\."),              # the same as floats
+    (lambda x: x[:, :, 1:], r"\[N, 1, 28, 28\]"),
+    (lambda x: x.masked_fill(x > 0.5, float("nan")), "finite")])
+def test_the_vqsvae_refuses_images_it_cannot_read_at_every_inference_call(make_tiny_models, bad, words):
+    """encode / encode_with_spikes / reconstruct used to run on uint8 pixels without a word (about
+    10% of the tokens then differ from the same picture as floats)."""
+    from spiking_diffusion.errors import SettingError
+    vq, _ = make_tiny_models()
+    x = bad(_images(2))
+    for call in (vq.encode, vq.encode_with_spikes, vq.reconstruct):
+        with pytest.raises(SettingError, match=words):
+            call(x)

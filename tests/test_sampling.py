@@ -19,12 +19,12 @@ def test_defaults_are_the_papers_sampler():
 
 
 @pytest.mark.parametrize("name,bad,good", [
-    ("temperature", [0, 0.009, -1, float("nan"), float("inf"), 5.01, "hot", None, True], [0.01, 5, "0.8"]),
-    ("temperature_end", [0, 0.005, float("nan"), 6], [None, 0.01, 0.1, 5]),
+    ("temperature", [0, 0.0009, -1, float("nan"), float("inf"), 5.01, "hot", None, True], [0.001, 0.01, 5, "0.8"]),
+    ("temperature_end", [0, 0.0005, float("nan"), 6], [None, 0.001, 0.1, 5]),
     ("top_p", [0, 0.005, 1.5, -0.1], [0.01, 1]),
     ("corrector_steps", [-1, 2.5, 101], [0, 100, 4.0]),
     ("corrector_cells", [0, 1.5], [1, 49, 500]),           # no upper bound without a grid
-    ("corrector_temperature", [0, 0.005, 9], [0.01, 0.05]),
+    ("corrector_temperature", [0, 0.0005, 9], [0.001, 0.05]),
 ])
 def test_every_setting_is_checked_when_made(name, bad, good):
     for v in bad:

@@ -233,10 +233,10 @@ def test_every_temperature_a_checkpoint_may_record_fits_the_sliders(tmp_path, ma
 
     from demo.ui import build_demo
     from spiking_diffusion.checkpoint import update_metadata
-    from spiking_diffusion.sampling import MAX_TEMPERATURE
+    from spiking_diffusion.sampling import MAX_TEMPERATURE, MIN_TEMPERATURE
 
     folder = make_checkpoints(tmp_path, make_tiny_models)
-    for value in (MAX_TEMPERATURE, 0.01):
+    for value in (MAX_TEMPERATURE, MIN_TEMPERATURE):
         update_metadata(folder / "tiny", info={"temperature": value, "temperature_end": value,
                                                "corrector_steps": 2, "corrector_temperature": value})
         st = S.Studio(folder, max_batch=8)

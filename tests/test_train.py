@@ -210,6 +210,30 @@ def test_a_time_limit_must_be_positive_minutes(bad):
         TrainConfig(stage="vqsvae", out="r", time_limit=bad)
 
 
+@pytest.mark.parametrize("name, bad, words", [
+    ("epochs", -3, "--epochs must be a number > 0"), ("epochs", 0, "--epochs must be a number > 0"),
+    ("batch_size", 0, "--batch-size must be an integer >= 1"), ("batch_size", 2.5, "--batch-size must be an integer"),
+    ("lr", -1, "--lr must be a number > 0"), ("lr", 0, "--lr must be a number > 0"),
+    ("ema", 1.0, r"--ema must be a number in \[0, 1\)"), ("ema", -0.1, "--ema must be a number in"),
+    ("weight_decay", -1e-3, "--weight-decay must be a number >= 0"), ("seed", -1, "--seed must be an integer >= 0"),
+    ("limit", 0, "--limit must be an integer >= 1"), ("save_every", 0, "--save-every must be an integer >= 1"),
+    ("log_every", 0, "--log-every must be an integer >= 1"), ("epochs", float("nan"), "--epochs must be a number")])
+def test_bad_training_numbers_are_refused_when_the_config_is_made(name, bad, words):
+    """Each used to fail late or not at all: epochs 0 or -3 trained one step and saved a checkpoint,
+    save-every / batch-size 0 divided by zero after the data was loaded, lr -1 reached AdamW."""
+    from spiking_diffusion import SettingError
+    with pytest.raises(SettingError, match=words):
+        TrainConfig(stage="prior", out="unused", **{name: bad})
+
+
+def test_a_bad_training_number_on_the_command_line_changes_nothing(tmp_path, capsys):
+    from spiking_diffusion.cli import main
+    out = tmp_path / "run"
+    assert main(["train-vqsvae", "--out", str(out), "--data-root", str(tmp_path / "no-data"), "--no-download",
+                 "--epochs", "0"]) == 2
+    assert "--epochs must be a number > 0; got 0" in capsys.readouterr().err and not out.exists()
+
+
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
 def test_threads_must_be_a_whole_number_of_at_least_one(bad):
     from spiking_diffusion import SettingError

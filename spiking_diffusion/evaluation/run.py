@@ -259,7 +259,9 @@ def evaluate(checkpoint_dir, data_root, out_dir, log=print, **overrides) -> dict
             c["reconstructed_heldout"] = {
                 **classifier_metrics(clf, reconstructions(pipe, held, cfg.batch_size)[0], ref, cfg.k),
                 "what": "the VQ-SVAE's reconstructions of those images (what the encoder's tokens give: the prior "
-                        "picks tokens, the decoder draws them)"}
+                        "picks tokens, the decoder draws them). Held out of the classifier only: the VQ-SVAE "
+                        "trained on the whole train split, these images included, so this row is its "
+                        "training-set reconstruction"}
         if few:   # the figure next to what real data gives at the same count, when there is real data
             floor = {"fd_floor": c["real_heldout"]["fd"], "fd_floor_n": c["real_heldout"]["n"]} if held is not None else {}
             c["generated"].update(floor)
