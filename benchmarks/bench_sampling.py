@@ -255,7 +255,7 @@ def profile_call(checkpoint: Path, batch: int, repeats: int) -> dict:
         F.conv2d(m, den.conv6.weight, den.conv6.bias, padding=1)
         stage["conv6"] += time.perf_counter() - t0
     res.update({f"fast_{k}": v / repeats for k, v in stage.items()})
-    from spiking_diffusion.config import denoiser_macs
+    from spiking_diffusion import denoiser_macs
 
     res["macs_dense"] = denoiser_macs(den.cfg) * batch
     res["gmac_per_s_reference"] = res["macs_dense"] / res["reference"] / 1e9

@@ -80,14 +80,14 @@ def _redraw_checked(triggers, check, fn, inputs, outputs, api_name: str, restore
     if restore and remember:
         raise ValueError("_redraw_checked takes restore or remember, not both")
     check_fn, stored = _check_only(check), None
-    if remember:
+    if remember:                                          # a check that also stores what it accepts
         last, controls = remember
         at = [next(i for i, x in enumerate(inputs) if x is c) for c in controls]   # the controls' places in inputs
 
-        def check_fn(*values):                            # the accepted values, stored by the check itself
+        def storing_check(*values):                       # the accepted values, stored by the check itself
             check(*values)
             return [values[i] for i in at]
-        stored = last
+        check_fn, stored = storing_check, last
         restore = (lambda values: values if len(controls) > 1 else values[0], last, controls)
     checked = gr.on(triggers, check_fn, inputs, stored, trigger_mode="always_last", show_progress="hidden", **PRIVATE)
     if restore:   # (putting back a value that was itself refused fires no change: the box holds it already)

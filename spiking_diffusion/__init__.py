@@ -1,6 +1,7 @@
 """Spiking-Diffusion: a vector-quantised discrete diffusion model built from spiking neurons
 (Liu et al. 2023), in PyTorch + SpikingJelly."""
-from .config import PRESETS, DenoiserConfig, VQSVAEConfig, denoiser_macs, get_preset
+from .config import PRESETS, DenoiserConfig, VQSVAEConfig, get_preset
+from .evaluation.energy import denoiser_macs
 from .denoiser import SpikingDenoiser
 from .diffusion import AbsorbingDiffusion, GenerationTrace, StepState
 from .errors import CheckpointError, DataError, DeviceError, SettingError, SpikingDiffusionError

@@ -9,7 +9,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from .errors import SettingError, check_choice
+from .errors import Setting, SettingError, check_choice
 
 
 def _from_dict(cls, data: dict[str, Any]):
@@ -33,6 +33,28 @@ def check_codebook_init(init) -> str:
     return check_choice("codebook_init", init, CODEBOOK_INITS)
 
 
+# the accepted range of each size and constant of the two models (checked when a config is made)
+_VQSVAE_BOUNDS = (Setting("in_channels", int, 1, None), Setting("image_size", int, 4, None),
+                  Setting("time_steps", int, 1, None), Setting("codebook_size", int, 1, None),
+                  Setting("code_dim", int, 1, None), Setting("commitment_cost", float, 0, None),
+                  Setting("alpha_init", float, 0, 1), Setting("membrane_decay", float, 0, 1, open_lo=True),
+                  Setting("psp_tau", float, 0, None, open_lo=True))
+_DENOISER_BOUNDS = (Setting("codebook_size", int, 1, None), Setting("latent_size", int, 1, None),
+                    Setting("time_steps", int, 1, None), Setting("embed_dim", int, 1, None),
+                    Setting("num_diffusion_steps", int, 1, None))
+
+
+def _check_sizes(cfg, bounds, widths: str, count: int) -> None:
+    """Raise :class:`SettingError` unless every field named in ``bounds`` lies in its range and
+    ``widths`` holds ``count`` whole numbers >= 1."""
+    for setting in bounds:
+        setting.check(getattr(cfg, setting.name))
+    w = getattr(cfg, widths)
+    if not isinstance(w, (tuple, list)) or len(w) != count or any(
+            isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in w):
+        raise SettingError(f"{widths} must hold {count} channel counts, whole numbers >= 1; got {w!r}")
+
+
 @dataclass(frozen=True)
 class VQSVAEConfig:
     """Stage 1: the vector-quantised spiking VAE."""
@@ -51,6 +73,10 @@ class VQSVAEConfig:
                                         # MSE; None: not known yet (train_vqsvae sets it from the data)
 
     def __post_init__(self):
+        _check_sizes(self, _VQSVAE_BOUNDS, "hidden_channels", 2)
+        if self.image_size % 4:
+            raise SettingError(f"image_size must be a multiple of 4 (two stride-2 layers down to the latent grid); "
+                               f"got {self.image_size}")
         v = self.data_variance
         if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
             raise SettingError(f"the data variance must be a positive number (e.g. 0.0949 for MNIST), not {v!r}")
@@ -81,15 +107,12 @@ class DenoiserConfig:
     widths: tuple[int, int, int, int, int] = (64, 128, 256, 512, 256)
     input_mode: str = "index"     # "index" (paper) or "embedding"
     embed_dim: int = 32           # channels of the token/time embeddings (embedding mode)
-    num_diffusion_steps: int = 49  # N, the training time scale (t in 1..N; sampling steps in 1..N)
+    num_diffusion_steps: int = 49  # N, the training time scale (t in 1..N; sampling steps in 1..N). The
+                                   # paper's: the latent grid's cell count (train_prior sets latent_size ** 2)
 
     def __post_init__(self):
-        if self.input_mode not in ("index", "embedding"):
-            raise ValueError(f"input_mode must be 'index' or 'embedding', not {self.input_mode!r}")
-        if len(self.widths) != 5:
-            raise ValueError("widths must hold five channel counts (conv1..conv5)")
-        if self.num_diffusion_steps < 1:
-            raise ValueError(f"num_diffusion_steps must be >= 1; got {self.num_diffusion_steps}")
+        check_choice("input_mode", self.input_mode, ("index", "embedding"))
+        _check_sizes(self, _DENOISER_BOUNDS, "widths", 5)
 
     @property
     def in_channels(self) -> int:
@@ -156,7 +179,8 @@ def get_preset(name: str, in_channels: int = 1, input_mode: str | None = None) -
     return Preset(p.name, vq, den, p.description)
 
 
-# fields that describe the data, not the architecture: never compared with the paper
+# fields that describe the data, not the architecture: never compared with the paper's values (N is
+# compared with the paper's rule instead, one step per latent cell)
 _DATA_FIELDS = {"in_channels", "image_size", "data_variance", "latent_size", "num_diffusion_steps"}
 
 
@@ -188,7 +212,8 @@ def compare_with_paper(vqsvae: VQSVAEConfig, denoiser: DenoiserConfig | None = N
     Returns ``{"vqsvae": ..., "denoiser": ...}`` (no ``denoiser`` key for a VQ-SVAE-only model),
     each "the paper's" or "not the paper's: <setting> (paper: <value>), ..." in words, e.g. "4 time
     steps (paper: 16), layer widths 64-128-128-128-64 (paper: 64-128-256-512-256)". Data-dependent
-    fields (channels, image size, data variance) are not compared. Written into every checkpoint's
+    fields (channels, image size, data variance) are not compared; the diffusion steps N are compared
+    with the paper's rule, one per latent cell. Written into every checkpoint's
     info (``architecture``) and shown by the studio's model info.
     """
     paper = PRESETS["paper"]
@@ -196,12 +221,7 @@ def compare_with_paper(vqsvae: VQSVAEConfig, denoiser: DenoiserConfig | None = N
     if denoiser is not None:
         skip = {"embed_dim"} if denoiser.input_mode == "index" else set()
         out["denoiser"] = _differences(denoiser, paper.denoiser, skip)
+        cells = denoiser.latent_size ** 2     # the paper's N: one diffusion step per latent cell
+        if denoiser.num_diffusion_steps != cells:
+            out["denoiser"].append(f"{denoiser.num_diffusion_steps} diffusion steps N (paper: {cells}, one per cell)")
     return {part: "the paper's" if not diff else "not the paper's: " + ", ".join(diff) for part, diff in out.items()}
-
-
-def denoiser_macs(cfg: DenoiserConfig) -> int:
-    """Multiply-accumulates per image per denoiser call, counted as a dense network over T steps
-    (the layer list lives in :func:`spiking_diffusion.evaluation.energy.denoiser_layers`)."""
-    from .evaluation.energy import denoiser_layers
-
-    return cfg.time_steps * sum(layer.macs for layer in denoiser_layers(cfg))

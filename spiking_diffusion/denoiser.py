@@ -4,6 +4,10 @@ tokens [B,7,7] (mask id = K where masked) and time t [B]  ->  logits [B,K,7,7]
 
 conv1..conv5 are Conv3x3 + BN + LIF on [T,B,C,7,7]; conv6 is a Conv3x3 on the channel
 concatenation of conv5's and conv1's spikes; the logits are the mean over T of conv6's output.
+
+Source: Liu et al. 2023, "Spiking-Diffusion" (arXiv 2308.10187), stage 2, the spiking diffusion image
+decoder (SDID), with the layer sizes of the authors' code; the learned-embedding input is ours (not
+the paper's; see docs/faithfulness.md).
 """
 from __future__ import annotations
 

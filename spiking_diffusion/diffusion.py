@@ -9,6 +9,10 @@ Optional corrector rounds (not in the paper; predictor-corrector sampling, a Gib
 learned prior): after the last step, re-mask a few random cells and sample them again, given
 all the others, at a lower temperature. Off by default (``corrector_steps=0``). The sampler's
 settings, their defaults and bounds live in :mod:`spiking_diffusion.sampling`.
+
+Source: absorbing-state discrete diffusion (Austin et al. 2021, D3PM), sampled and trained as in
+Bond-Taylor et al. 2022 ("Unleashing Transformers": the 1/s unmasking, the reweighted ELBO), which
+Spiking-Diffusion (Liu et al. 2023, stage 2) runs over the VQ-SVAE's tokens with N = 49.
 """
 from __future__ import annotations
 
@@ -208,14 +212,13 @@ class AbsorbingDiffusion:
         record = GenerationTrace(self.mask_id) if trace else None
         watched = trace or callback is not None
 
-        def emit(*fields, kind: str = "unmask"):
+        def emit(**fields):
             """Record one step (tensors -> numpy, token ids as int16) in the trace and pass it to the callback."""
-            state = StepState(*(compact(f.cpu().numpy()) if torch.is_tensor(f) else f for f in fields), kind=kind)
+            state = StepState(**{k: compact(v.cpu().numpy()) if torch.is_tensor(v) else v for k, v in fields.items()})
             if record is not None:
                 record.steps.append(state)
             if callback is not None:
                 callback(state)
-        need_all = order == "confidence"
         if watched:
             latest_arg, latest_smp = x.clone(), x.clone()  # each image's latest prediction [B, h, w]
         for i, s in enumerate(range(num_steps, 0, -1)):
@@ -224,41 +227,50 @@ class AbsorbingDiffusion:
             u = torch.rand((n, h, w), device=device, generator=generator)                   # [B, h, w]
             gumbel = gumbel_noise(torch.rand((n, self.K, h, w), device=device, generator=generator))  # [B, K, h, w]
             masked = x == self.mask_id                                                        # [B, h, w]
-            if order == "random":
+            if order == "random":   # the paper's: each masked cell with probability 1/s, before the denoiser runs
                 chosen = masked & (u < 1.0 / s)                                               # [B, h, w]
-            rows = torch.arange(n, device=device)
-            if skip_idle and not need_all and not (watched and i == 0):
-                rows = chosen.flatten(1).any(1).nonzero().flatten()
+            rows = torch.arange(n, device=device)                       # the images the denoiser runs for
+            if skip_idle and order == "random" and not (watched and i == 0):
+                rows = chosen.flatten(1).any(1).nonzero().flatten()     # only those that unmask something
             if len(rows):
                 t = torch.full((len(rows),), t_val, device=device)
                 logits = nucleus(denoise(x[rows], t).float() / temp, top_p)                          # [R, K, h, w]
                 smp = (logits + gumbel[rows]).argmax(1)                                       # [R, h, w]
-                pred_smp = x.clone()
-                pred_smp[rows] = smp
                 if watched:
                     latest_smp[rows], latest_arg[rows] = smp, logits.argmax(1)
-                if order == "confidence":
-                    conf = torch.log_softmax(logits, 1).gather(1, smp.unsqueeze(1)).squeeze(1)  # [B, h, w]
-                    # MaskGIT: Gumbel noise on the confidence, annealed to 0, keeps the order diverse
-                    conf = conf + CHOICE_TEMPERATURE * (s / num_steps) * gumbel_noise(u)           # [B, h, w]
-                    conf = conf.masked_fill(~masked, -math.inf)
-                    keep_masked = int(math.floor(h * w * (s - 1) / num_steps))
-                    n_new = masked.flatten(1).sum(1) - keep_masked                            # [B]
-                    ranks = conf.flatten(1).argsort(1, descending=True).argsort(1).view(n, h, w)
-                    chosen = masked & (ranks < n_new.view(n, 1, 1))
+                if order == "confidence":   # MaskGIT: chosen after the denoiser, by its draws' confidence
+                    chosen = self._most_confident(logits, smp, masked, u, s, num_steps)       # [B, h, w]
+                pred_smp = x.clone()
+                pred_smp[rows] = smp
                 x = torch.where(chosen, pred_smp, x)
             if watched:
                 denoised = np.zeros(n, bool)
                 denoised[rows.cpu().numpy()] = True
-                emit(i, num_steps, t_val, x, chosen, latest_arg, latest_smp, denoised)
+                emit(index=i, num_steps=num_steps, t=t_val, tokens=x, unmasked=chosen, pred_argmax=latest_arg,
+                     pred_sampled=latest_smp, denoised=denoised)
         assert not (x == self.mask_id).any(), "sampling must end with every position unmasked"
         for r in range(sampler.corrector_steps):
             x, chosen, logits, smp, t_corr = self._correct(denoise, x, sampler.corrector_cells,
                                                            sampler.corrector_temperature, top_p, generator)
             if watched:
-                emit(num_steps + r, num_steps, t_corr, x, chosen, logits.argmax(1), smp, np.ones(n, bool),
-                     kind="correct")
+                emit(index=num_steps + r, num_steps=num_steps, t=t_corr, tokens=x, unmasked=chosen,
+                     pred_argmax=logits.argmax(1), pred_sampled=smp, denoised=np.ones(n, bool), kind="correct")
         return x, record
+
+    @staticmethod
+    def _most_confident(logits, smp, masked, u, s: int, num_steps: int) -> torch.Tensor:
+        """order='confidence' (MaskGIT, Chang et al. 2022) at step ``s`` of ``num_steps``: the masked
+        cells whose drawn tokens ``smp`` are likeliest under ``logits [B,K,h,w]``, as many as leave
+        floor(h*w*(s-1)/S) cells masked. Gumbel noise from ``u`` on the confidence, annealed to 0 over
+        the steps, keeps the order diverse. ``smp``, ``masked``, ``u``: ``[B,h,w]`` -> chosen ``[B,h,w]`` bool."""
+        n, h, w = smp.shape
+        conf = torch.log_softmax(logits, 1).gather(1, smp.unsqueeze(1)).squeeze(1)           # [B, h, w]
+        conf = conf + CHOICE_TEMPERATURE * (s / num_steps) * gumbel_noise(u)                  # [B, h, w]
+        conf = conf.masked_fill(~masked, -math.inf)
+        keep_masked = int(math.floor(h * w * (s - 1) / num_steps))
+        n_new = masked.flatten(1).sum(1) - keep_masked                                        # [B]
+        ranks = conf.flatten(1).argsort(1, descending=True).argsort(1).view(n, h, w)          # [B, h, w]
+        return masked & (ranks < n_new.view(n, 1, 1))
 
     def _correct(self, denoise: DenoiseFn, x: torch.Tensor, cells: int, temperature: float, top_p: float, generator):
         """One corrector round on complete grids ``x [B,h,w]``: re-mask ``cells`` random cells per

@@ -52,7 +52,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .denoiser import SpikingDenoiser
-from .spiking import membrane_output, repeat_over_time, reset
+from .spiking import LIF_TAU, LIF_THRESHOLD, membrane_output, repeat_over_time, reset
 
 __all__ = ["FastDenoiser", "lif_sequence", "lif_constant", "input_features", "reference_logits", "reference_decode"]
 
@@ -60,14 +60,13 @@ __all__ = ["FastDenoiser", "lif_sequence", "lif_constant", "input_features", "re
 # --- neurons ------------------------------------------------------------------------------------
 def _lif_params(node) -> tuple[float, float]:
     """(tau, threshold) of a SpikingJelly LIFNode, checking it is the paper's kind of neuron."""
-    tau = float(getattr(node, "tau", 2.0))
-    thr = float(getattr(node, "v_threshold", 1.0))
+    tau, thr = float(node.tau), float(node.v_threshold)
     if getattr(node, "v_reset", 0.0) != 0.0 or not getattr(node, "decay_input", True):
         raise ValueError("FastDenoiser supports LIF neurons with decay_input=True and hard reset to 0")
     return tau, thr
 
 
-def lif_sequence(x: torch.Tensor, tau: float = 2.0, threshold: float = 1.0, constant: bool = False,
+def lif_sequence(x: torch.Tensor, tau: float = LIF_TAU, threshold: float = LIF_THRESHOLD, constant: bool = False,
                  steps: int | None = None) -> torch.Tensor:
     """Spikes of LIF neurons (input decay, hard reset to 0, v starts at 0) for inputs ``x``.
 
@@ -89,7 +88,7 @@ def lif_sequence(x: torch.Tensor, tau: float = 2.0, threshold: float = 1.0, cons
     return out
 
 
-def lif_constant(x: torch.Tensor, steps: int, tau: float = 2.0, threshold: float = 1.0) -> torch.Tensor:
+def lif_constant(x: torch.Tensor, steps: int, tau: float = LIF_TAU, threshold: float = LIF_THRESHOLD) -> torch.Tensor:
     """Spikes ``[steps, ...]`` of LIF neurons driven by the same input ``x [...]`` at every step."""
     return lif_sequence(x, tau, threshold, constant=True, steps=steps)
 
@@ -174,7 +173,7 @@ class FastDenoiser:
     def __init__(self, model: SpikingDenoiser):
         self.model = model
         self.T = model.T
-        self.taus = [_lif_params(n) for n in self._neurons()]
+        self.lif_params = [_lif_params(n) for n in self._neurons()]   # (tau, threshold) per LIF layer
         m = model   # (conv, bn) of conv1..conv5, looked up once (their tensors are read at every call)
         self.blocks = [(m.conv1, m.bn1)] + [(getattr(m, f"conv{i}")[0], getattr(m, f"conv{i}")[1]) for i in range(2, 6)]
 
@@ -200,13 +199,13 @@ class FastDenoiser:
         T = self.T
         x = input_features(self.model, tokens, t)                                     # [B, C_in, h, w]
         B = x.shape[0]
-        tau, thr = self.taus[0]
+        tau, thr = self.lif_params[0]
         s1 = lif_constant(self._conv_bn(0, x), T, tau, thr)                            # [T, B, w1, h, w]
         s = s1
         if record is not None:
             record["conv1"] = s1
         for i in range(1, 5):
-            tau, thr = self.taus[i]
+            tau, thr = self.lif_params[i]
             y = self._conv_bn(i, s.flatten(0, 1))                                      # [T*B, c, h, w]
             s = lif_sequence(y.unflatten(0, (T, B)), tau, thr)                         # [T, B, c, h, w]
             if record is not None:

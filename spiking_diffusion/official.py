@@ -117,7 +117,7 @@ def _time_and_decay(sd, path) -> tuple[int, float]:
     if len(coefs) != len(COEF_KEYS):
         raise CheckpointError(f"{path} is not the authors' SNN_VQVAE state dict: missing {list(COEF_KEYS)}")
     T = coefs[0].numel()
-    decay = float(coefs[0][-2] / coefs[0][-1]) if T > 1 else 0.8
+    decay = float(coefs[0][-2] / coefs[0][-1]) if T > 1 else VQSVAEConfig.membrane_decay  # T=1: any decay fits
     want = decay ** torch.arange(T - 1, -1, -1, dtype=torch.float64)
     if any(c.numel() != T or not torch.allclose(c, want, rtol=1e-5) for c in coefs):
         raise CheckpointError(f"{path}: memout.coef buffers are not one decay^(T-1-t) series; cannot map them")

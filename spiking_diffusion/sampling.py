@@ -25,7 +25,6 @@ arguments of each call, checked here too (:func:`check_steps`, :func:`check_num_
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 

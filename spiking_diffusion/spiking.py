@@ -70,15 +70,17 @@ def repeat_over_time(x: torch.Tensor, time_steps: int) -> torch.Tensor:
     return x.unsqueeze(0).expand(time_steps, *x.shape)
 
 
-def membrane_output(x: torch.Tensor, decay: float = 0.8) -> torch.Tensor:
-    """M(s) = sum_t decay^(T-1-t) x_t, the newest step weighing 1: ``[T, ...] -> [...]``."""
+def membrane_output(x: torch.Tensor, decay: float) -> torch.Tensor:
+    """M(s) = sum_t decay^(T-1-t) x_t, the newest step weighing 1: ``[T, ...] -> [...]``
+    (``decay``: ``VQSVAEConfig.membrane_decay``, the paper's 0.8)."""
     T = x.shape[0]
     coef = decay ** torch.arange(T - 1, -1, -1, dtype=x.dtype, device=x.device)  # [T]
     return torch.tensordot(coef, x, dims=([0], [0]))
 
 
-def psp(x: torch.Tensor, tau: float = 2.0) -> torch.Tensor:
-    """Post-synaptic potential filter p_t = p_{t-1} + (x_t - p_{t-1}) / tau, p_{-1} = 0: ``[T, ...]``."""
+def psp(x: torch.Tensor, tau: float) -> torch.Tensor:
+    """Post-synaptic potential filter p_t = p_{t-1} + (x_t - p_{t-1}) / tau, p_{-1} = 0: ``[T, ...]``
+    (``tau``: ``VQSVAEConfig.psp_tau``, the paper's tau_s = 2)."""
     out, p = [], torch.zeros_like(x[0])
     for t in range(x.shape[0]):
         p = p + (x[t] - p) / tau

@@ -386,7 +386,8 @@ def train_prior(cfg: TrainConfig) -> Path:
         if runs.process_rank() == 0:  # one writer when several processes share the run folder
             atomic_write_file(cache, lambda f: _save_tokens(f, tokens, digest))
     preset = get_preset(cfg.preset, input_mode=cfg.input_mode)
-    den_cfg = replace(preset.denoiser, codebook_size=vqsvae.cfg.codebook_size, latent_size=vqsvae.cfg.latent_size)
+    L = vqsvae.cfg.latent_size      # the paper's N: one diffusion step per latent cell (49 for 7x7)
+    den_cfg = replace(preset.denoiser, codebook_size=vqsvae.cfg.codebook_size, latent_size=L, num_diffusion_steps=L * L)
     torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only
     denoiser = SpikingDenoiser(den_cfg)
     start = {}  # where the weights began: in the checkpoint's info and the snapshot's metadata

@@ -3,6 +3,11 @@
 image [B,C,28,28] --SpikingEncoder--> spikes [T,B,D,7,7] --dual coding--> z [B,D,7,7]
   --nearest code--> tokens [B,7,7] --codebook--> e [B,D,7,7]
   --AdaptiveSpikeGenerator--> spikes [T,B,D,7,7] --SpikingDecoder--> image [B,C,28,28]
+
+Source: Liu et al. 2023, "Spiking-Diffusion" (arXiv 2308.10187), stage 1, the VQ-SVAE: features coded
+by both spike firing rate and postsynaptic (membrane) potential, and an adaptive spike generator that
+turns code vectors back into spike trains; sizes and losses as in the authors' code. Every difference
+and exact shortcut is listed in docs/faithfulness.md.
 """
 from __future__ import annotations
 
@@ -43,7 +48,12 @@ class SpikingEncoder(nn.Module):
 
 
 class DualCodingQuantizer(nn.Module):
-    """Dual coding ``z = (1-a) M(s) + a mean_t(s)`` and a codebook of K vectors of D dims."""
+    """Dual coding ``z = (1-a) M(s) + a mean_t(s)`` and a codebook of K vectors of D dims.
+
+    Source: the paper's VQ-SVAE coding: M(s), the membrane-potential (PSP-like) read-out, mixed with
+    the spike firing rate mean_t(s) by a learned scalar ``a`` (``cfg.alpha_init`` to start); nearest
+    code by L2, codebook loss ``||sg[z] - e||^2 + beta ||z - sg[e]||^2`` with a straight-through
+    gradient (VQ-VAE, van den Oord et al. 2017)."""
 
     def __init__(self, cfg: VQSVAEConfig):
         super().__init__()
@@ -81,7 +91,10 @@ class DualCodingQuantizer(nn.Module):
 class AdaptiveSpikeGenerator(nn.Module):
     """Conv1x1 + BN + LIF on the quantised map repeated over T: ``[B,D,h,w] -> [T,B,D,h,w]``.
 
-    The input is the same at every step, so conv + BN runs once (exact) before the LIF.
+    Source: the paper's adaptive spike generator (ASG): it restores code vectors as spike trains
+    for the spiking decoder, trained to match the encoder's trains by the spike-train loss
+    (:meth:`VQSVAE.losses`). The input is the same at every step, so conv + BN runs once (exact)
+    before the LIF.
     """
 
     def __init__(self, cfg: VQSVAEConfig):
@@ -168,7 +181,12 @@ class VQSVAE(nn.Module):
 
         Raises SpikingDiffusionError when ``cfg.data_variance`` is None (a config built by hand or
         from a preset, or an import of the authors' weights): the loss would otherwise be weighted
-        differently from the paper's without a word."""
+        differently from the paper's without a word (checked before any work)."""
+        if self.cfg.data_variance is None:
+            raise SpikingDiffusionError(
+                "the VQ-SVAE's data variance is unknown: set VQSVAEConfig.data_variance to the variance of the "
+                "training pixels in [0, 1] (e.g. 0.0949 for MNIST; train-vqsvae and train-decoder take it from the "
+                "training images), or for an import of the authors' weights give import-official --data-variance")
         try:
             enc = self.encoder(images)                             # [T, B, D, h, w]
             e, _, codebook_loss = self.quantizer(enc)              # [B, D, h, w]
@@ -178,11 +196,6 @@ class VQSVAE(nn.Module):
                 + beta * (psp(asg.detach(), tau) - psp(enc, tau)).pow(2).mean()
             recon = self.decoder(asg)                              # [B, C, H, W] in [-1, 1]
             mse = F.mse_loss(recon, images - 0.5)
-            if self.cfg.data_variance is None:
-                raise SpikingDiffusionError(
-                    "the VQ-SVAE's data variance is unknown: set VQSVAEConfig.data_variance to the variance of the "
-                    "training pixels in [0, 1] (e.g. 0.0949 for MNIST; train-vqsvae and train-decoder take it from the "
-                    "training images), or for an import of the authors' weights give import-official --data-variance")
             rec = mse / self.cfg.data_variance
             return {"total": rec + codebook_loss + spike_loss, "reconstruction": rec,
                     "codebook": codebook_loss, "spike_train": spike_loss, "mse": mse}

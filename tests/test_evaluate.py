@@ -107,7 +107,7 @@ def test_evaluate_end_to_end(tiny_ckpt, classifier_dir, tmp_path, monkeypatch):
         assert all(0 < r < 1 for r in m["firing_rates"][group].values()), group     # the fixture's models spike
     e = m["energy"]["per_image"]
     assert e["sops"] > 0 and 0 < e["energy_ratio"] < 10 and e["ann_macs"] > 0
-    assert m["energy"]["denoiser_calls_per_image"] == pytest.approx(expected_denoiser_calls(49) + 2)  # + 2 corrector rounds
+    assert m["energy"]["denoiser_calls_per_image"] == pytest.approx(expected_denoiser_calls(49, 49) + 2)  # + 2 corrector rounds
     # the 2 corrector calls are priced at the corrector's own firing rates (3 cells masked), not the steps'
     en = m["energy"]
     assert set(m["firing_rates"]["denoiser_corrector"]) == set(m["firing_rates"]["denoiser_sampling"])

@@ -5,7 +5,7 @@ import torch
 
 from spiking_diffusion import AbsorbingDiffusion, get_preset
 from spiking_diffusion import metrics as M
-from spiking_diffusion.config import denoiser_macs
+from spiking_diffusion import denoiser_macs
 from spiking_diffusion.evaluation.energy import corrector_firing_rates
 from spiking_diffusion.sampling import SamplerConfig
 

@@ -107,10 +107,29 @@ def test_config_rejects_bad_values():
         VQSVAEConfig.from_dict({**VQSVAEConfig().to_dict(), "bogus": 1})
     with pytest.raises(ValueError, match="input_mode"):
         DenoiserConfig(input_mode="onehot")
-    with pytest.raises(ValueError, match="five"):
+    with pytest.raises(ValueError, match="5 channel counts"):
         DenoiserConfig(widths=(1, 2, 3))
     with pytest.raises(ValueError, match="preset"):
         get_preset("huge")
+
+
+@pytest.mark.parametrize("cls, bad, words", [
+    (VQSVAEConfig, {"time_steps": 0}, "time_steps must be an integer >= 1"),
+    (VQSVAEConfig, {"psp_tau": 0}, "psp_tau must be a number > 0"),
+    (VQSVAEConfig, {"codebook_size": 0}, "codebook_size must be an integer >= 1"),
+    (VQSVAEConfig, {"membrane_decay": -1}, r"membrane_decay must be a number in \(0, 1\]"),
+    (VQSVAEConfig, {"image_size": 30}, "image_size must be a multiple of 4"),
+    (VQSVAEConfig, {"hidden_channels": (32, 0)}, "hidden_channels must hold 2 channel counts"),
+    (DenoiserConfig, {"time_steps": 0}, "time_steps must be an integer >= 1"),
+    (DenoiserConfig, {"codebook_size": 0}, "codebook_size must be an integer >= 1"),
+    (DenoiserConfig, {"widths": (64, 128, 0, 128, 64)}, "widths must hold 5 channel counts"),
+    (DenoiserConfig, {"num_diffusion_steps": 0}, "num_diffusion_steps must be an integer >= 1")])
+def test_model_configs_refuse_sizes_that_cannot_run(cls, bad, words):
+    """Each used to be accepted and fail later: T=0 with an IndexError deep in the model, image_size 30
+    with a latent grid of 7 in the config and 8x8 tokens from the encoder."""
+    from spiking_diffusion.errors import SettingError
+    with pytest.raises(SettingError, match=words):
+        cls(**bad)
 
 
 def test_paper_preset_is_the_paper():
@@ -141,6 +160,11 @@ def test_compare_with_paper_names_every_difference(tmp_path):
     embedded = replace(paper.denoiser, input_mode="embedding", embed_dim=64)
     assert "token embeddings of 64 numbers" in compare_with_paper(paper.vqsvae, embedded)["denoiser"]
     assert "membrane decay 0.75 (paper: 0.8)" in compare_with_paper(replace(paper.vqsvae, membrane_decay=0.75))["vqsvae"]
+    # N follows the paper's rule, one diffusion step per latent cell, whatever the grid
+    assert "25 diffusion steps N (paper: 49, one per cell)" in \
+        compare_with_paper(paper.vqsvae, replace(paper.denoiser, num_diffusion_steps=25))["denoiser"]
+    assert compare_with_paper(paper.vqsvae, replace(paper.denoiser, latent_size=8, num_diffusion_steps=64))["denoiser"] \
+        == "the paper's"
     assert compare_with_paper(PRESETS["small"].vqsvae) == \
         {"vqsvae": "not the paper's: 4 time steps (paper: 16), channel widths 16-32 (paper: 32-64)"}
     # every checkpoint says it in its config.json, and the pipeline reads the same

@@ -43,7 +43,7 @@ def _convt(k, c_in, c_out, hw_in):
 
 def denoiser_layers(cfg) -> list[LayerCost]:
     """Weight layers of the spiking denoiser (``DenoiserConfig``). conv6 reads conv5's and conv1's
-    spikes, so it appears as two parts. :func:`config.denoiser_macs` is T x the sum of their macs."""
+    spikes, so it appears as two parts. :func:`denoiser_macs` is T x the sum of their macs."""
     h, (w1, w2, w3, w4, w5), K = cfg.latent_size, cfg.widths, cfg.codebook_size
     return [LayerCost("conv1", None, _conv(3, cfg.in_channels, w1, h)),
             LayerCost("conv2", "lif1", _conv(3, w1, w2, h)),
@@ -94,10 +94,16 @@ def energy(layers: list[LayerCost], rates: dict[str, float], time_steps: int) ->
             "sops_per_layer": per_layer}
 
 
-def expected_denoiser_calls(steps: int, positions: int = 49) -> float:
+def denoiser_macs(cfg) -> int:
+    """Multiply-accumulates per image per denoiser call (``cfg``: a :class:`DenoiserConfig`), counted
+    as a dense network over its T steps: T x the MACs of :func:`denoiser_layers`."""
+    return cfg.time_steps * sum(layer.macs for layer in denoiser_layers(cfg))
+
+
+def expected_denoiser_calls(steps: int, positions: int) -> float:
     """Expected denoiser calls per image with random-order sampling when steps that unmask nothing
-    are skipped (the pipeline's fast path): each position is unmasked at a step drawn uniformly
-    from the ``steps`` steps, so E[steps used] = S (1 - (1 - 1/S)^positions)."""
+    are skipped (the pipeline's fast path): each of the grid's ``positions`` cells (49 for 7x7) is
+    unmasked at a step drawn uniformly from the ``steps`` steps, so E[steps used] = S (1 - (1 - 1/S)^positions)."""
     return steps * (1 - (1 - 1 / steps) ** positions)
 
 
@@ -161,7 +167,6 @@ def generation_energy(pipe, tokens: np.ndarray, steps: int, order: str = "random
     decode_per_image, denoiser_calls_per_image, firing_rates: {denoiser_sampling,
     denoiser_corrector (with corrector rounds), vqsvae_generated_tokens}, assumptions (words),
     denoiser_dense_macs_over_T}."""
-    from ..config import denoiser_macs
 
     den_cfg, vq_cfg = pipe.denoiser.cfg, pipe.vqsvae.cfg
     x0 = np.asarray(tokens)[:max_images]
