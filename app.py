@@ -2,7 +2,8 @@
 
 Options (and environment variables): --checkpoints DIR (SD_CHECKPOINTS, default assets/),
 --host (SD_HOST, default 127.0.0.1), --port (SD_PORT, default 7860), --max-batch (SD_MAX_BATCH),
---concurrency (SD_CONCURRENCY: model jobs at once, all views together), --max-upload (SD_MAX_UPLOAD),
+--concurrency (SD_CONCURRENCY: model jobs at once, all views together), --queue-size (SD_QUEUE_SIZE: jobs
+waiting at most), --max-upload (SD_MAX_UPLOAD),
 --max-runs / --run-ttl (SD_MAX_RUNS / SD_RUN_TTL: generations kept, and for how long after their last use),
 --cache-ttl (SD_CACHE_TTL: served files older than this are deleted), --max-sessions (SD_MAX_SESSIONS),
 --data DIR (SD_DATA: test images for codebook statistics), --share (off by default).

@@ -134,7 +134,8 @@ def guard(block) -> None:
             if is_file:  # named by its file name: the server's temporary folder means nothing to the sender
                 sent = payload.get("orig_name") if isinstance(payload, dict) else getattr(payload, "orig_name", None)
                 name = sent or ("drawing" if isinstance(block, gr.ImageEditor) else "file")  # (FileData or dict)
-                raise user_error(f"{label}: could not read the uploaded image {name}: {unreadable_reason(e)}") from None
+                path = payload.get("path") if isinstance(payload, dict) else getattr(payload, "path", None)
+                raise user_error(f"{label}: could not read the uploaded image {name}: {unreadable_reason(e, path)}") from None
             raise user_error(f"{label}: could not use {_short(payload)} ({type(e).__name__}: {e})") from None
 
     block.preprocess = preprocess
@@ -162,8 +163,8 @@ def guard_inputs(demo: gr.Blocks) -> gr.Blocks:
                 raise once(state, e) from None
         try:
             return await inner(block_fn, inputs, state, *args, **kwargs)
-        except gr.Error:
-            raise
+        except gr.Error as e:   # a component's own reading (a file that is no picture): also said once
+            raise once(state, e) from None
         except Exception as e:  # anything the checks above did not foresee: still say what failed
             raise user_error(f"could not use the values sent to {block_fn.name or 'this event'} "
                          f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None

@@ -24,7 +24,7 @@ from spiking_diffusion import (DenoiserConfig, SpikingDiffusionError, SpikingDif
                               denoiser_macs)
 from spiking_diffusion.evaluation import metrics as M
 from spiking_diffusion.evaluation.energy import E_AC_PJ, E_MAC_PJ, expected_denoiser_calls, generation_energy
-from spiking_diffusion.checkpoint import CONFIG_NAME, WEIGHTS_NAME
+from spiking_diffusion.checkpoint import CONFIG_NAME, WEIGHTS_NAME, vqsvae_digest
 from spiking_diffusion.data import TITLES, DataError, load_images
 from spiking_diffusion.images import to_float, to_uint8
 from spiking_diffusion.sampling import (MAX_CORRECTOR_STEPS, SETTINGS, SamplerConfig,
@@ -66,6 +66,13 @@ class ModelFacts:
     @property
     def cells(self) -> int:
         return self.latent_size ** 2
+
+
+def slider_range(value: int, lo: int, hi: int):
+    """A whole-number slider's update to ``lo..hi`` at ``value``; hidden while it holds one value only
+    (one image, one step, one code): Gradio refuses a maximum equal to the minimum, and there is
+    nothing to pick."""
+    return gr.update(value=value, maximum=max(hi, lo + 1), visible=hi > lo)
 
 
 def discover_models(root: str | Path) -> dict[str, Path]:
@@ -151,8 +158,24 @@ class Studio:
         figures), then every stored setting in a table."""
         pipe = self.pipe(name)
         beside, cost = self._beside(name, pipe), self._cost_line(name, pipe)
-        return (f"**{name}** (folder `{self.models[name].name}`)\n\n{self._summary(pipe)}{beside}{cost}\n\n"
+        return (f"**{name}** (folder `{self.models[name].name}`)\n\n{self._summary(pipe)}{self._shared(name)}"
+                f"{beside}{cost}\n\n"
                 f"<details><summary>All stored settings</summary>\n\n{self._settings_table(pipe)}\n\n</details>")
+
+    def _shared(self, name: str) -> str:
+        """A Markdown line naming the other models with the same VQ-SVAE weights as model ``name``
+        (their tokens, decoders and code usage are the same; only the priors differ); "" for none."""
+        def digest(n):
+            try:
+                return vqsvae_digest(self.models[n])
+            except SpikingDiffusionError:       # an unreadable checkpoint: its own info says what is wrong
+                return None
+        own = digest(name)
+        same = [n for n in self.models if n != name and own is not None and digest(n) == own]
+        if not same:
+            return ""
+        return (f"\n- **Shares its VQ-SVAE** with {', '.join(same)}: the same weights, so the same tokens, "
+                f"decoder and code usage; only the prior (and so the samples) differs.")
 
     def _default_pipe(self, name: str) -> SpikingDiffusionPipeline | None:
         """The default model's pipeline to compare model ``name`` with; None for the default model
@@ -223,7 +246,7 @@ class Studio:
         else:
             lines.append(f"- **Denoiser** (the prior, T = {pipe.denoiser.cfg.time_steps}): {arch['denoiser']}.")
             s = pipe.sampling_defaults
-            corr = (f", then {s.corrector_steps} corrector rounds of {s.corrector_cells} cells at temperature "
+            corr = (f", then {plots.count(s.corrector_steps, 'corrector round')} of {plots.count(s.corrector_cells, 'cell')} at temperature "
                     f"{s.corrector_temperature:g}" if s.corrector_steps else "")
             lines.append(f"- **Sampler** (the Generate tab's defaults): temperature "
                          f"{temperature_label(s.temperature, s.temperature_end)}, top-p {s.top_p:g}{corr}.")
@@ -375,10 +398,11 @@ class Studio:
                 model: str | None = None) -> str:
         """The status line: the phase of ``step`` (1-based, of ``total`` = ``steps`` unmasking steps +
         corrector rounds) while running, what was made (by ``model``) when done."""
-        rounds = "" if steps in (None, total) else f" + {total - steps} corrector rounds"
+        rounds = "" if steps in (None, total) else f" + {plots.count(total - steps, 'corrector round')}"
         kinds = ["unmask"] * (steps or total) + ["correct"] * (total - (steps or total))
         by = f" (model <b>{html.escape(model)}</b>)" if model else ""
-        text = (f"done: {done_images} images, {steps or total} steps{rounds} in {seconds:.2f} s{by}" if done_images
+        text = (f"done: {plots.count(done_images, 'image')}, {plots.count(steps or total, 'step')}{rounds} in "
+                f"{seconds:.2f} s{by}" if done_images
                 else f"{frames.step_label(kinds, step)} &middot; {seconds:.2f} s")
         state = "done" if done_images else "running"
         return (f'<div id="gen-progress" data-state="{state}" data-step="{step}" data-total="{total}" '
@@ -476,7 +500,7 @@ class Studio:
         kinds = trace.kinds
         when = (f"unmasked at {frames.step_label(kinds, unmasked[0])}" if unmasked else "never unmasked")
         if corrected:
-            when += (f"; sampled again in {len(corrected)} corrector round(s), at steps "   # as the step axis counts
+            when += (f"; sampled again in {plots.count(len(corrected), 'corrector round')}, at steps "   # as the step axis counts
                      f"{', '.join(map(str, corrected))}")
         state = "still **masked**" if code == mask else f"code **{code}**"
         return (f"### row {r}, col {c}\n{state} after step {step}.\n\n{when[0].upper() + when[1:]}. "
@@ -532,10 +556,10 @@ class Studio:
             ended = run.trace.steps[n_unmask - 1].tokens[image]                   # [h, w] when unmasking ended
             moved = int((st.tokens[image] != ended).sum())
             return (f"{who}Step **{step}/{total}**, corrector round {step - n_unmask}/{n_correct} (after the {n_unmask} "
-                    f"unmasking steps; {time}): **{changed}** cell(s) re-masked and "
+                    f"unmasking steps; {time}): **{plots.count(changed, 'cell')}** re-masked and "
                     f"sampled again given all the others (red). So far the corrector has changed **{moved}** of the "
                     f"{ended.size} cells the unmasking left at step {n_unmask}: compare the two steps to see what it fixed.")
-        then = f"; {n_correct} corrector rounds follow" if n_correct else ""
+        then = f"; {plots.count(n_correct, 'corrector round')} follow{'s' if n_correct == 1 else ''}" if n_correct else ""
         idle = ""
         if not st.denoised[image]:   # skipped: nothing to unmask in this image
             made = max((i + 1 for i, s in enumerate(run.trace.steps[:step]) if s.denoised[image]), default=None)
@@ -545,7 +569,7 @@ class Studio:
             idle = f" {why}, so the denoiser did not run for this image" + (
                 f": the prediction is the one of step {made}." if made else ".")
         return (f"{who}Step **{step}/{total}**, unmasking step {step}/{n_unmask}{then} ({time}): "
-                f"**{changed}** cell(s) unmasked at this step (red), **{masked}** still masked (grey).{idle}")
+                f"**{plots.count(changed, 'cell')}** unmasked at this step (red), **{masked}** still masked (grey).{idle}")
 
     @friendly
     def cell_at(self, run, x, y) -> int | None:
@@ -625,7 +649,7 @@ class Studio:
             changed = int(st.unmasked[image].sum())
             what = "re-masked and sampled again" if st.kind == "correct" else "unmasked"
             idle = "" if st.denoised[image] else " (no denoiser call)"
-            caption = f"{frames.step_label(kinds, i + 1)}: {changed} cell(s) {what}{idle}"
+            caption = f"{frames.step_label(kinds, i + 1)}: {plots.count(changed, 'cell')} {what}{idle}"
             pics.append(frames.animation_frame(grid, media.show(committed[i], 8), media.show(predicted[i], 8),
                                                kinds, i + 1, caption))
         return pics
@@ -761,8 +785,9 @@ class Studio:
         return self._cache[key]
 
     CODEBOOK_EMPTY = "Press **Compute usage** for this model's code usage."   # the view after a model change
-    CODEBOOK_COMPUTING = ("Computing the code usage... A model's first time takes seconds, up to half a minute for a "
-                          "slow one: every code is decoded and, without a generation of yours, sample images are made.")
+    CODEBOOK_COMPUTING = ("**Computing the code usage...** A model's first time takes seconds, up to about a minute "
+                          "for a slow one: every code is decoded and, without a generation of yours, sample images "
+                          "are made.")
 
     @friendly
     def codebook(self, model, run, code=None):
@@ -804,7 +829,7 @@ class Studio:
         drawn = np.where(np.ptp(tiles, axis=1) > 32, total, -1)                   # flat tiles (background) last
         shown = int(code) if keep else int(np.argmax(drawn if drawn.max() > 0 else total))
         return (plots.usage_bars(counts), plots.usage_heatmaps(usage), "\n".join(stats), atlas, usage,
-                gr.update(maximum=K - 1, value=shown))
+                slider_range(shown, 0, K - 1))
 
     def code_at(self, model, x, y) -> int | None:
         """The code under pixel (x, y) of the Codebook's atlas (:meth:`codebook`: ATLAS_COLS codes a row at
@@ -870,7 +895,7 @@ class Studio:
                            NEURON_AXIS, height=380)
         return (media.show(shown, 8), plots.token_grid(tokens, pipe.mask_id, title=f"Its {h}x{w} tokens"),
                 media.show(recon, 8), enc, asg,
-                f"Input ({source}, model {html.escape(model)}): {note}. Tokens: {len(np.unique(tokens))} distinct codes.")
+                f"Input ({source}, model {html.escape(model)}): {note}. Tokens: {plots.count(len(np.unique(tokens)), 'distinct code')}.")
 
     # --- 6. learn: the teaching handlers are demo/learn.py's; the energy of the session's run ---------------
     @friendly
@@ -892,10 +917,10 @@ class Studio:
         p, den, dec, corr = e["per_image"], e["denoiser_per_call"], e["decode_per_image"], e.get("denoiser_per_corrector_call")
         ann_uj, snn_uj = n * p["ann_energy_pj"] / 1e6, n * p["snn_energy_pj"] / 1e6
         calls = e["denoiser_calls_per_image"] * n
-        what = f"{S} steps" + (f" + {rounds} corrector rounds" if rounds else "")
+        what = plots.count(S, "step") + (f" + {plots.count(rounds, 'corrector round')}" if rounds else "")
         rates = _rates(e["firing_rates"]["denoiser_sampling"]) + (
             f" (unmasking steps); {_rates(e['firing_rates']['denoiser_corrector'])} (corrector rounds)" if rounds else "")
-        md = (f"**{n} images, {what}** -> {calls:.0f} denoiser calls on the fast path "
+        md = (f"**{plots.count(n, 'image')}, {what}** -> {calls:.0f} denoiser calls on the fast path "
               f"(an image skips steps that unmask nothing{f'; {n * rounds} of them corrector rounds' if rounds else ''}), "
               f"then one decoding per image.\n\n| | ANN | SNN |\n|---|---|---|\n"
               + _cost_row(f"one denoiser call, an unmasking step (T = {pipe.denoiser.cfg.time_steps})", den)

@@ -15,11 +15,11 @@ from spiking_diffusion.evaluation.energy import E_AC_PJ, E_MAC_PJ
 from spiking_diffusion.sampling import SETTINGS
 from spiking_diffusion.spiking import LIF_TAU, LIF_THRESHOLD
 
-from . import frames, learn
+from . import frames, learn, plots
 from .frames import ANIMATION_FPS as FPS
 from .checks import MAX_SEED
 from .learn import LEARN_RANGES
-from .studio import ATLAS_COLS, MAX_CORRECTOR_ROUNDS, START_HINT, ModelFacts, Studio, cell_choices
+from .studio import ATLAS_COLS, MAX_CORRECTOR_ROUNDS, START_HINT, ModelFacts, Studio, cell_choices, slider_range
 
 CSS = (".pixelated img, #player img { image-rendering: pixelated; } .explain { font-size: 0.95em; }"
        # the status line shows Gradio's queue position, but not its endless pulse while streaming (a CPU cost)
@@ -148,6 +148,18 @@ def _learn_slider(label: str, value: float, step: float, elem_id: str):
     return gr.Slider(*LEARN_RANGES[label], value, step=step, label=label, elem_id=elem_id)
 
 
+def _refuse_as_typed(controls) -> None:
+    """A value typed into one of ``controls`` outside its range is refused at once, with the message
+    naming the control and its range (:func:`~demo.guards.guard_inputs` checks it against the
+    control's own bounds), and the control shows its last accepted value again. Without this a
+    slider clamped it silently in the browser (100 images became 64 without a word). Call it inside
+    the tab: its States among the Tabs' own children would be drawn as tabs."""
+    for c in controls:
+        last = gr.State(c.value)                               # the control's last accepted value
+        typed = c.change(lambda v: v, c, last, trigger_mode="always_last", show_progress="hidden", **PRIVATE)
+        typed.failure(lambda v: v, last, c, show_progress="hidden", **PRIVATE)
+
+
 def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
     """1. Generate: the sampling settings, the seed, the streamed sample grid."""
     with gr.Tab("Generate", id="generate", elem_id="tab-generate"):
@@ -185,6 +197,7 @@ def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
         # End follows Temperature while the two are equal (a constant temperature); a hidden checkbox, not a
         # State, so the browser reads it; inside the tab: anything else among the Tabs' children is drawn as a tab
         constant = gr.Checkbox(t0 == t1, visible=False, elem_id="constant-temperature")
+        _refuse_as_typed([n, steps, temp, temp_end, top_p, c_steps, c_cells, c_temp, seed])
     sampling = [temp, temp_end, top_p, c_steps, c_cells, c_temp]
     # a constant temperature stays constant when only Temperature is moved: End follows it until End
     # itself is moved to another value (a schedule); each model's chosen settings say which it is
@@ -252,7 +265,7 @@ def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
     grid.select(pick_cell, run, cell, **PRIVATE)
     picker.select(pick_image, [run, step, cell], [image, *io[1]], **DRAW)
     return NS(image=image, step=step, cell=cell, io=io, play=play, pause=pause, player=player, still=still,
-              caption=caption, picker=picker, export=export, files=[gif, mp4])
+              caption=caption, picker=picker, export=export, files=[gif, mp4], views=[grid, committed, predicted])
 
 
 # Play's script, installed once: __sdFrame() is the step the animation shows now (from the time its
@@ -315,11 +328,11 @@ def _wire_playback(S: Studio, run, u: NS) -> None:
     def making(r, wanted):   # said at once: the animation takes seconds to make (every step decoded and drawn)
         if r is None or r.released or not wanted:
             return gr.skip()
-        return f"Making the animation of all {r.num_frames} steps (a few seconds; one played before: at once)..."
+        return f"Making the animation of {plots.count(r.num_frames, 'step')} (a few seconds; one played before: at once)..."
 
     animating = u.play.click(lambda: True, None, wanted, js=PLAY_JS, **PRIVATE).then(
         making, [run, wanted], u.caption, **PRIVATE).then(S.animation, [run, u.image], u.player, api_name="animate",
-                                                          **MODEL_JOB)
+                                                          show_progress_on=u.views, **MODEL_JOB)   # (player: hidden)
     animating.success(playing, [run, wanted], [u.player, u.still, u.caption], **PRIVATE)
     # the caption said "making": say where the still view is again (with no samples, the toast said it)
     animating.failure(S.unmask_if_any, *u.io, **DRAW)
@@ -348,7 +361,11 @@ def _spikes_tab(S: Studio, F: ModelFacts, model, run, image) -> NS:
                  "- **Encoder spikes**: the generated image encoded again, as the VQ-SVAE's encoder sees it.\n"
                  "- **Firing rate per position**: how often each layer's neurons fire at each place of its own map "
                  "(the encoder shrinks the image to the token grid, the decoder grows it back, so the maps differ in "
-                 "size).\n"
+                 "size). Two patterns come from the layers' shapes, not from the image: a band along the top and left "
+                 "edges of a stride-2 layer's map (only there do its 3x3 kernels reach past the image, into zero "
+                 "padding), and a "
+                 "checkerboard in the decoder's maps (a stride-2 transposed convolution draws alternate pixels from "
+                 "different kernel taps).\n"
                  "- **Mean firing rate per layer**: the share of a layer's neurons that fire at a time step, on average.")
         with gr.Row():
             cell = gr.Dropdown(cell_choices(F.latent_size), value=F.cells // 2, label="Token cell", elem_id="spikes-cell")
@@ -410,7 +427,9 @@ def _codebook_tab(S: Studio, F: ModelFacts, model, run, usage) -> None:
     # "computing" said at once (in the page): a model's first usage takes seconds
     computing = f"() => {json.dumps(S.CODEBOOK_COMPUTING)}"
     usage_of = asked.only_latest(S.codebook, len(io[1]))
-    last = dict(trigger_mode="always_last")   # a press while one computes is kept, not dropped (the default)
+    # a press while one computes is kept, not dropped (the default); the progress shows on the charts, so
+    # that the "computing" note above them stays readable (Gradio dims every output it shows progress on)
+    last = dict(trigger_mode="always_last", show_progress_on=[io[1][0], io[1][1]])
     for computed in (go.click(None, None, stats, js=computing, **PRIVATE).then(usage_of, *io, api_name="codebook",
                                                                                **last, **MODEL_JOB),
                      tab.select(None, None, stats, js=computing, **PRIVATE).then(usage_of, *io, **last, **PRIVATE,
@@ -449,6 +468,22 @@ def _has_ink(sketch) -> bool:
         except OSError:
             return True                           # let the encoder's reader say what is wrong
     return img is not None and np.ptp(np.asarray(img)) > 0
+
+
+REFUSED_UPLOAD = "**Your last upload could not be read** (the message says why)"
+# the Encode tab's results (model input, tokens, reconstruction) below the upload box: scrolled just into view
+SHOW_RESULTS_JS = ("() => { const el = document.querySelector('#reconstruction'); "
+                   "if (el) el.scrollIntoView({block: 'nearest', behavior: 'smooth'}); }")
+
+
+def _refused_upload_note(said: str | None) -> str:
+    """The Encode note after a refused upload: it says so, above what the views still show (the
+    earlier picture's note, once, however many uploads were refused)."""
+    said = said or ""
+    earlier = (said.split("\n\n", 1)[1:] or [""])[0] if said.startswith(REFUSED_UPLOAD) else said
+    if not earlier.strip():
+        return REFUSED_UPLOAD + "."
+    return f"{REFUSED_UPLOAD}; the views still show the picture before it.\n\n{earlier}"
 
 
 def _encode_tab(S: Studio, F: ModelFacts, model) -> NS:
@@ -505,16 +540,18 @@ def _encode_tab(S: Studio, F: ModelFacts, model) -> NS:
                                               (e_sk, sketch, "sketch", "encode_sketch", "hidden")):   # (each stroke)
         # a button: an empty box is refused too (the check says so)
         first = btn.click(_check_only(S.check_encode), [model, picture, invert], None, **checked)
-        first.success(S.encode, [model, picture, invert], out, api_name=api, **MODEL_JOB).success(
-            lambda n=name: n, None, source, **PRIVATE)
+        clicked = first.success(S.encode, [model, picture, invert], out, api_name=api, **MODEL_JOB)
+        clicked.success(lambda n=name: n, None, source, **PRIVATE)
         # a new upload or stroke encodes itself
         read = picture.change(_check_only(check_given), [model, picture, invert], None, **checked)
-        read.success(lambda m, p, inv, n=name: (*encode_given(m, p, inv), n if given(p) is not None else gr.skip()),
-                     [model, picture, invert], [*out, source], trigger_mode="always_last", show_progress=progress,
-                     **PRIVATE, **MODEL_JOB)
+        encoded = read.success(lambda m, p, inv, n=name: (*encode_given(m, p, inv), n if given(p) is not None else gr.skip()),
+                               [model, picture, invert], [*out, source], trigger_mode="always_last", show_progress=progress,
+                               **PRIVATE, **MODEL_JOB)
         if picture is upload:
-            for refused in (first, read):
-                refused.failure(lambda: None, None, upload, **PRIVATE)
+            for done in (encoded, clicked):    # its results scrolled into view (not a drawing's: the pen stays)
+                done.success(None, None, None, js=SHOW_RESULTS_JS, **PRIVATE)
+            for refused in (first, read):      # the box emptied, the note saying the views show the picture before it
+                refused.failure(lambda said: (None, _refused_upload_note(said)), note, [upload, note], **PRIVATE)
     shown_in = [model, upload, sketch, invert, source]
     # another choice of inversion: the picture shown is encoded again
     invert.change(lambda m, im, sk, inv, src: encode_given(m, shown(im, sk, src), inv), shown_in, out,
@@ -642,7 +679,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
         generating = gen.go.click(_check_only(S.check_generate), gen.inputs, None, show_progress="hidden", **PRIVATE).success(
             S.generate, gen.inputs, [*gen.outputs, run], api_name="generate", show_progress_on=gen.status, **MODEL_JOB)
         generating.success(
-            lambda r: (gr.update(value=0, maximum=r.num_images - 1), gr.update(value=r.num_frames, maximum=r.num_frames),
+            lambda r: (slider_range(0, 0, r.num_images - 1), slider_range(r.num_frames, 1, r.num_frames),
                        gr.update(value=S.gallery(r), selected_index=0)),
             run, [unmask.image, unmask.step, unmask.picker], **PRIVATE).then(S.unmask, *unmask.io, **DRAW)
         generating.failure(S.generation_failed, run, gen.status, **PRIVATE)

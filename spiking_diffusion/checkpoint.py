@@ -173,6 +173,24 @@ def _read_weights(path, device=None) -> tuple[str | None, dict[str, torch.Tensor
         raise CheckpointError(f"checkpoint {path}: {WEIGHTS_NAME} is corrupt or truncated ({e})") from None
 
 
+def vqsvae_digest(path) -> str:
+    """A digest of the VQ-SVAE weights of checkpoint ``path`` (every ``vqsvae.*`` tensor, read alone):
+    two checkpoints with the same digest share one VQ-SVAE (the same tokens and decoder; only their
+    priors can differ). Raises :class:`CheckpointError` for an unreadable weights file."""
+    import hashlib
+
+    h = hashlib.sha1()
+    try:
+        with safe_open(str(Path(path) / WEIGHTS_NAME), framework="pt", device="cpu") as f:
+            for k in sorted(k for k in f.keys() if k.startswith("vqsvae.") and not k.endswith("num_batches_tracked")):
+                t = f.get_tensor(k)                    # (BatchNorm's batch counter plays no part in the model)
+                h.update(f"{k}:{t.dtype}:{tuple(t.shape)}".encode())
+                h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"checkpoint {path}: {WEIGHTS_NAME} is corrupt or truncated ({e})") from None
+    return h.hexdigest()
+
+
 def check_same_save(path, config: dict[str, Any] | None = None, weights_id: str | None = None) -> dict[str, Any]:
     """The config of checkpoint ``path`` after checking that its two files come from one save (see
     the module doc); ``config`` / ``weights_id``: already read (else read here, the weights' header

@@ -66,7 +66,7 @@ def framing_for(dataset: str | None, channels: int) -> Framing:
 
 
 # --- reading ----------------------------------------------------------------------------------
-READABLE = "PNG, JPEG, GIF, BMP, TIFF, WebP and the other formats Pillow opens"
+READABLE = "PNG, JPEG, GIF, BMP, TIFF, WebP and the other formats the Pillow library opens"
 
 
 def _without_path(text: str) -> str:
@@ -75,11 +75,30 @@ def _without_path(text: str) -> str:
     return re.sub(r"(?<![\w.])/(?:[^/\s'\"]+/)+([^/\s'\"]*)", r"\1", text)
 
 
-def unreadable_reason(error: Exception) -> str:
-    """Why a file is not a picture, in words (no folder paths); an unknown format names what is accepted."""
+EMPTY_FILE = "the file is empty (0 bytes)"
+
+
+def unreadable_reason(error: Exception, path=None) -> str:
+    """Why a file is not a picture, in words (no folder paths): an empty file says so (``path``: the
+    file that failed, when known); an unknown format names what is accepted."""
+    if path is not None and _is_empty(path):
+        return EMPTY_FILE
     if isinstance(error, UnidentifiedImageError):
-        return f"not a picture format Pillow reads (accepted: {READABLE})"
+        return f"this file is not a picture in a format we can read (accepted: {READABLE})"
     return _without_path(str(error))
+
+
+def _is_empty(data) -> bool:
+    """Whether a path or file object holds no bytes at all (its position is left as it was)."""
+    if isinstance(data, (str, os.PathLike)):
+        return os.path.isfile(data) and os.path.getsize(data) == 0
+    try:
+        at = data.tell()
+        empty = not data.read(1)
+        data.seek(at)
+        return empty
+    except (AttributeError, OSError, ValueError):   # a stream that cannot seek: Pillow says what is wrong
+        return False
 
 
 def open_image(source, max_pixels: int = MAX_PIXELS) -> tuple[Image.Image, list[str]]:
@@ -93,6 +112,8 @@ def open_image(source, max_pixels: int = MAX_PIXELS) -> tuple[Image.Image, list[
         img = source
     elif isinstance(source, (str, os.PathLike, bytes, bytearray)) or hasattr(source, "read"):
         data = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+        if _is_empty(data):
+            raise SpikingDiffusionError(f"could not read the image: {EMPTY_FILE}")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)

@@ -119,7 +119,7 @@ def test_generate_uses_the_sampling_settings(server):
     assert got.shape == want.shape and np.array_equal(got.reshape(want.shape), want)
     assert not np.array_equal(want, other)                             # the settings do change the images
     *_, caption, _, axis = client.predict(0, 8, 24, api_name="/unmask")  # frames 7..10: the corrector rounds
-    assert "Step **8/10**, corrector round 2/4" in caption and "2** cell(s) re-masked" in caption
+    assert "Step **8/10**, corrector round 2/4" in caption and "**2 cells** re-masked" in caption
     assert 'data-unmask="6" data-correct="4"' in axis and "unmasking 1-6" in axis and "corrector 7-10" in axis
     md, _ = client.predict(api_name="/energy")                          # corrector calls are counted
     assert "3 images, 6 steps + 4 corrector rounds" in md
@@ -273,14 +273,14 @@ def test_encode_sketch(client, tmp_path):
     (("tiny", 0, 10, 0.65, 0, "/generate"), r"Number of images must be a whole number in 1\.\.8; got 0"),
     (("tiny", 9, 10, 0.65, 0, "/generate"), r"Number of images .* 1\.\.8; got 9"),           # more than --max-batch
     (("tiny", 2, 50, 0.65, 0, "/generate"), r"Steps must be a whole number in 1\.\.49; got 50"),
-    (("tiny", 2, 10, 0.0, 0, "/generate"), r"Temperature must be a number in 0\.01\.\.5; got 0\.0"),
+    (("tiny", 2, 10, 0.0, 0, "/generate"), r"Temperature must be a number in 0\.001\.\.5; got 0\.0"),
     (("tiny", 2, 10, 0.65, 0, 0.65, 0.0, "/generate"), "Top-p must be"),    # top-p 0
     (("tiny", 2, 10, 0.65, 0, 9.0, 1.0, "/generate"), "Temperature at the last step must be"),  # off the slider
     (("tiny", 2, 10, 0.65, 0, 0.65, 1.0, 5, 0, 0.5, "/generate"), "Cells per corrector round must be"),
     (("tiny", 2.5, 10, 0.65, 0, "/generate"), "whole number"),
     (("tiny", "2", 10, 0.65, 0, "/generate"), "Number of images must be a whole number in 1..8; got '2'"),
     (("tiny", 2, None, 0.65, 0, "/generate"), "Steps must be a whole number in 1..49; got None"),
-    (("tiny", 2, 10, [0.5], 0, "/generate"), r"Temperature must be a number in 0\.01\.\.5; got \[0\.5\]"),
+    (("tiny", 2, 10, [0.5], 0, "/generate"), r"Temperature must be a number in 0\.001\.\.5; got \[0\.5\]"),
     (("nope", 2, 10, 0.65, 0, "/generate"), "Model .* must be one of 'tiny'; got 'nope'"),
     ((1.0, 1.0, 0.5, "hard", 40, "/lif"), r"Time constant tau must be a number in 1\.\.20; got 0\.5"),
     ((1.0, 1.0, 2.0, "sideways", 40, "/lif"), "Reset must be one of 'hard', 'soft'; got 'sideways'"),
@@ -355,6 +355,10 @@ def test_corrupt_and_huge_uploads(client, tmp_path):
     with pytest.raises(Exception, match="could not read the uploaded image bad.png: .*accepted: PNG, JPEG") as e:
         client.predict("tiny", handle_file(str(bad)), "auto", api_name="/encode")
     assert "/" not in str(e.value).split("bad.png")[0].split("image ")[-1] and "gradio" not in str(e.value)  # no server path
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    with pytest.raises(Exception, match=r"could not read the uploaded image empty.png: the file is empty \(0 bytes\)"):
+        client.predict("tiny", handle_file(str(empty)), "auto", api_name="/encode")
     huge = tmp_path / "huge.png"
     Image.fromarray(np.random.default_rng(2).integers(0, 255, (600, 600, 3), dtype=np.uint8)).save(huge)
     with pytest.raises(Exception):  # over --max-upload 200kb: refused at upload
@@ -427,6 +431,49 @@ def test_the_terminal_names_the_apps_share_flag_not_gradios(tmp_path):
         deadline.cancel()
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_every_studio_option_is_documented():
+    """Each `python app.py` flag (and its environment variable) is named in docs/studio.md and in
+    app.py's own docstring: --queue-size was in --help only."""
+    import re
+
+    import app
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    doc = open(os.path.join(root, "docs", "studio.md"), encoding="utf-8").read()
+    source = open(os.path.join(root, "app.py"), encoding="utf-8").read()
+    flags = sorted(set(re.findall(r'p\.add_argument\("(--[a-z-]+)"', source)))
+    envs = sorted(set(re.findall(r'env\("(SD_[A-Z_]+)"', source)))
+    assert len(flags) >= 12 and len(envs) >= 11
+    for name in flags + envs:
+        assert name in doc, f"{name} is not in docs/studio.md"
+        assert name in app.__doc__, f"{name} is not in app.py's docstring"
+
+
+def test_model_info_names_the_models_sharing_its_vqsvae(tmp_path, make_tiny_models):
+    """Two priors on one VQ-SVAE show the same code usage; each model's info says they share it (a
+    student took it for a copy-paste bug), and a model with other VQ-SVAE weights is not named."""
+    import shutil
+
+    from demo.studio import Studio
+    from spiking_diffusion import SpikingDiffusionPipeline
+
+    ck = make_checkpoints(tmp_path / "ck", make_tiny_models)
+    vq, den = make_tiny_models(seed=1)
+    _, other_den = make_tiny_models(seed=2)
+    SpikingDiffusionPipeline(vq, other_den).save_pretrained(ck / "tiny-prior-b", info={"dataset": "mnist"})
+    other_vq, _ = make_tiny_models(seed=3)
+    SpikingDiffusionPipeline(other_vq, den).save_pretrained(ck / "tiny-vq-b", info={"dataset": "mnist"})
+    shutil.copytree(ck / "tiny", ck / "broken")
+    (ck / "broken" / "model.safetensors").write_bytes(b"not weights")
+    st = Studio(ck, max_batch=8)
+    try:
+        assert "**Shares its VQ-SVAE** with tiny-prior-b:" in st.model_info("tiny")
+        assert "**Shares its VQ-SVAE** with tiny:" in st.model_info("tiny-prior-b")
+        assert "Shares its VQ-SVAE" not in st.model_info("tiny-vq-b")
+    finally:
+        st.close()
 
 
 def test_studio_reads_grid_steps_and_neuron_constants_from_the_model(tmp_path, make_tiny_models):

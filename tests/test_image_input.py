@@ -196,9 +196,18 @@ def test_an_unreadable_files_message_names_it_without_its_folders(tmp_path):
     bad = tmp_path / "deep" / "notimage.png"
     bad.parent.mkdir()
     bad.write_bytes(b"just some text")
-    with pytest.raises(SpikingDiffusionError, match=r"not a picture format Pillow reads \(accepted: PNG, JPEG") as e:
+    with pytest.raises(SpikingDiffusionError, match=r"this file is not a picture in a format we can read \(accepted: PNG, JPEG") as e:
         prepare_image(bad)
     assert str(tmp_path) not in str(e.value)
+
+
+@pytest.mark.parametrize("empty", ["path", "bytes", "file"])
+def test_an_empty_file_is_said_to_be_empty(tmp_path, empty):
+    path = tmp_path / "nothing.png"
+    path.write_bytes(b"")
+    source = {"path": path, "bytes": b"", "file": io.BytesIO(b"")}[empty]
+    with pytest.raises(SpikingDiffusionError, match=r"the file is empty \(0 bytes\)"):
+        prepare_image(source)
 
 
 def test_messages_name_files_without_their_folders():
