@@ -21,6 +21,7 @@ from .checks import MAX_SEED
 from .learn import LEARN_RANGES
 from .studio import ATLAS_COLS, MAX_CORRECTOR_ROUNDS, START_HINT, ModelFacts, Studio, cell_choices, slider_range
 
+PICKER_COLUMNS = 16   # thumbnails in a row of Unmasking's picker
 CSS = (".pixelated img, #player img { image-rendering: pixelated; } .explain { font-size: 0.95em; }"
        # the status line shows Gradio's queue position, but not its endless pulse while streaming (a CPU cost)
        " #gen-status .generating { animation: none !important; }"
@@ -32,12 +33,13 @@ CSS = (".pixelated img, #player img { image-rendering: pixelated; } .explain { f
        " #energy-note td:not(:first-child), #energy-note th { white-space: nowrap; }"
        " #energy-note td:first-child { min-width: 11em; }"
        # the picker's captions sit under the thumbnails (Gradio lays them over the image's corner, on the
-       # digit), below the gallery's label, and 16 thumbnails fit a row of a laptop screen
+       # digit), below the gallery's label, and 16 thumbnails fit a row of a laptop screen, however few
+       # images there are (Gradio makes as many columns as images: one image filled the row, cropped black)
        " #picker .grid-wrap { padding-top: 26px; }"
        " #picker .thumbnail-item { display: flex; flex-direction: column; height: auto; aspect-ratio: auto; }"
        " #picker .caption-label { position: static; background: none; border: none; padding: 0; margin: 0;"
        " font-size: 0.75em; text-align: center; width: 100%; }"
-       " #picker .grid-container { grid-template-columns: repeat(var(--grid-cols), minmax(64px, 1fr)); }")
+       f" #picker .grid-container {{ grid-template-columns: repeat({PICKER_COLUMNS}, minmax(64px, 1fr)); }}")
 
 def theme():
     """Gradio's default look, its bundled text font served at every weight the page uses: the default
@@ -220,7 +222,7 @@ def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
                  "from a zero vector, so mid-run it shows broken strokes); **prediction** decodes "
                  "the denoiser's latest guess for every cell (only the cells chosen at a step keep their guess, so "
                  "even at the end it can differ from the committed image). **Play** shows every step as an animation.")
-        picker = gr.Gallery(label="Generated images (click one)", elem_id="picker", columns=16, height=128,
+        picker = gr.Gallery(label="Generated images (click one)", elem_id="picker", columns=PICKER_COLUMNS, height=128,
                             allow_preview=False, object_fit="contain", elem_classes="pixelated", interactive=False)
         with gr.Row():
             image = gr.Slider(0, S.max_batch - 1, 0, step=1, label="Image", elem_id="image-index")

@@ -701,6 +701,8 @@ def test_one_image_of_one_step_opens_in_unmasking_without_errors(page):
     expect(page.locator("#step")).to_be_hidden()
     expect(page.locator("#committed img")).to_have_attribute("src", re.compile(r".+"))
     expect(page.locator("#tab-unmasking").get_by_text("Error", exact=True)).to_have_count(0)
+    columns = "() => getComputedStyle(document.querySelector('#picker .grid-container')).gridTemplateColumns"
+    assert len(page.evaluate(columns).split()) == 16      # a thumbnail, not one image across the row (cropped)
     open_tab(page, "Generate")
     for elem_id, value in (("num-images", 2), ("steps", 3), ("corrector-steps", int(rounds))):
         set_slider(page, elem_id, value)
