@@ -11,12 +11,27 @@ waiting at most), --max-upload (SD_MAX_UPLOAD),
 from __future__ import annotations
 
 import argparse
+import math
 import os
 
 for _k, _v in {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}.items():
     os.environ.setdefault(_k, _v)
 
 from demo.memory import limit_malloc_arenas  # noqa: E402  (ctypes only; after the environment defaults)
+
+
+def _at_least(lo: float, kind=int):
+    """An argparse type: a ``kind`` (int: a whole number) >= ``lo``, else a message naming both."""
+    def convert(text):
+        try:
+            value = kind(text)
+        except (TypeError, ValueError):
+            value = None
+        if value is None or not math.isfinite(value) or value < lo:
+            raise argparse.ArgumentTypeError(f"must be {'a whole number' if kind is int else 'a number'} >= {lo:g}; "
+                                             f"got {text!r}")
+        return value
+    return convert
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -26,19 +41,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Spiking-Diffusion studio (Gradio)")
     p.add_argument("--checkpoints", default=env("SD_CHECKPOINTS", "assets"), help="folder of model folders")
     p.add_argument("--host", default=env("SD_HOST", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(env("SD_PORT", "7860")))
-    p.add_argument("--max-batch", type=int, default=int(env("SD_MAX_BATCH", "64")), help="most images per generation")
-    p.add_argument("--concurrency", type=int, default=int(env("SD_CONCURRENCY", "2")),
+    # numbers are checked as given, from the command line or the environment (argparse converts a default too)
+    p.add_argument("--port", type=_at_least(0), default=env("SD_PORT", "7860"), help="0: any free port")
+    p.add_argument("--max-batch", type=_at_least(1), default=env("SD_MAX_BATCH", "64"), help="most images per generation")
+    p.add_argument("--concurrency", type=_at_least(1), default=env("SD_CONCURRENCY", "2"),
                    help="model jobs run at once, over all views together")
-    p.add_argument("--queue-size", type=int, default=int(env("SD_QUEUE_SIZE", "32")), help="jobs waiting at most")
+    p.add_argument("--queue-size", type=_at_least(1), default=env("SD_QUEUE_SIZE", "32"), help="jobs waiting at most")
     p.add_argument("--max-upload", default=env("SD_MAX_UPLOAD", "5mb"), help="largest upload, e.g. 5mb")
-    p.add_argument("--max-runs", type=int, default=int(env("SD_MAX_RUNS", str(MAX_RUNS))),
+    p.add_argument("--max-runs", type=_at_least(1), default=env("SD_MAX_RUNS", str(MAX_RUNS)),
                    help="generations kept for the Unmasking/Spikes/Energy views, over all sessions")
-    p.add_argument("--run-ttl", type=float, default=float(env("SD_RUN_TTL", str(RUN_TTL_S))),
+    p.add_argument("--run-ttl", type=_at_least(1, float), default=env("SD_RUN_TTL", str(RUN_TTL_S)),
                    help="seconds a generation is kept after its last use")
-    p.add_argument("--cache-ttl", type=int, default=int(env("SD_CACHE_TTL", "3600")),
+    p.add_argument("--cache-ttl", type=_at_least(1), default=env("SD_CACHE_TTL", "3600"),
                    help="seconds after which served files (images, exports, uploads) are deleted")
-    p.add_argument("--max-sessions", type=int, default=int(env("SD_MAX_SESSIONS", "100")),
+    p.add_argument("--max-sessions", type=_at_least(1), default=env("SD_MAX_SESSIONS", "100"),
                    help="browser sessions whose state is kept (the oldest are dropped)")
     p.add_argument("--data", default=env("SD_DATA"), help="data folder with test images (torchvision layout)")
     p.add_argument("--share", action="store_true", help="make a public Gradio link (off by default)")
@@ -71,12 +87,15 @@ def launch_kwargs(args: argparse.Namespace) -> dict:
                 css=CSS, theme=theme(), ssr_mode=False, state_session_capacity=args.max_sessions)
 
 
-def startup_message(local_url: str, share_url: str | None) -> str:
-    """What the terminal says once the studio serves: its address, and how to get a public link in
-    this app's words (``--share``; Gradio's own line names its ``launch(share=True)``)."""
+def startup_message(local_url: str, share: bool, share_url: str | None) -> str:
+    """What the terminal says once the studio serves, in this app's words: Gradio's own line names its
+    ``launch(share=True)`` for a public link, where this app has ``--share``. (With ``--share`` Gradio
+    prints the public address itself, even when quiet.)"""
+    if not share:
+        return f"Studio running on {local_url} (open it in a browser; stop with Ctrl+C; a public link: python app.py --share)"
     if share_url:
-        return f"Studio running on {local_url} and publicly on {share_url} (the link lasts about a week)"
-    return f"Studio running on {local_url} (open it in a browser; stop with Ctrl+C; a public link: python app.py --share)"
+        return f"Studio running on {local_url}, and publicly on the address above (the link lasts about a week)"
+    return f"Studio running on {local_url}; the public link could not be made (see Gradio's message above)"
 
 
 def main(argv=None):
@@ -84,7 +103,7 @@ def main(argv=None):
     args = parse_args(argv)
     demo = make_app(args)
     _, local_url, share_url = demo.launch(**launch_kwargs(args), quiet=True, prevent_thread_lock=True)
-    print(startup_message(local_url, share_url), flush=True)
+    print(startup_message(local_url, args.share, share_url), flush=True)
     demo.block_thread()
 
 

@@ -68,6 +68,12 @@ class ModelFacts:
         return self.latent_size ** 2
 
 
+def whole_slider(lo: int, hi: int, value: int, **kw) -> gr.Slider:
+    """A whole-number slider over ``lo..hi``, hidden while it holds one value only (as
+    :func:`slider_range` updates one): a studio of ``--max-batch 1``, a grid of one cell."""
+    return gr.Slider(lo, max(hi, lo + 1), value, step=1, visible=hi > lo, **kw)
+
+
 def slider_range(value: int, lo: int, hi: int):
     """A whole-number slider's update to ``lo..hi`` at ``value``; hidden while it holds one value only
     (one image, one step, one code): Gradio refuses a maximum equal to the minimum, and there is
@@ -800,7 +806,7 @@ class Studio:
         usage = dict([test] if test else [])                                  # label -> counts [h*w, K]
         stand_in = 0                                                          # images generated for want of the user's
         if isinstance(run, Run) and run.model == model and not run.released:
-            usage[f"generated ({len(run.tokens)} images)"] = M.code_counts(run.tokens, K)
+            usage[f"generated ({plots.count(len(run.tokens), 'image')})"] = M.code_counts(run.tokens, K)
         elif pipe.denoiser is not None:
             stand_in, generated = self._sample_usage(model)                   # how many images, [h*w, K]
             usage[f"generated ({stand_in} images, seed 0)"] = generated
@@ -920,11 +926,11 @@ class Studio:
         what = plots.count(S, "step") + (f" + {plots.count(rounds, 'corrector round')}" if rounds else "")
         rates = _rates(e["firing_rates"]["denoiser_sampling"]) + (
             f" (unmasking steps); {_rates(e['firing_rates']['denoiser_corrector'])} (corrector rounds)" if rounds else "")
-        md = (f"**{plots.count(n, 'image')}, {what}** -> {calls:.0f} denoiser calls on the fast path "
-              f"(an image skips steps that unmask nothing{f'; {n * rounds} of them corrector rounds' if rounds else ''}), "
+        md = (f"**{plots.count(n, 'image')}, {what}** -> {plots.count(round(calls), 'denoiser call')} on the fast path "
+              f"(an image skips steps that unmask nothing{f'; {n * rounds} of them in corrector rounds' if rounds else ''}), "
               f"then one decoding per image.\n\n| | ANN | SNN |\n|---|---|---|\n"
               + _cost_row(f"one denoiser call, an unmasking step (T = {pipe.denoiser.cfg.time_steps})", den)
-              + (_cost_row(f"one denoiser call, a corrector round ({cells} cells masked)", corr) if rounds else "")
+              + (_cost_row(f"one denoiser call, a corrector round ({plots.count(cells, 'cell')} masked)", corr) if rounds else "")
               + _cost_row(f"one decoding (T = {pipe.vqsvae.cfg.time_steps})", dec, digits=2) +
               f"| whole generation | **{ann_uj:,.0f} µJ** | **{snn_uj:,.0f} µJ** |\n\n"
               f"ANN: the same network without spikes, every connection a multiply-add (MAC, {E_MAC_PJ} pJ) once "

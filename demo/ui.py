@@ -19,7 +19,8 @@ from . import frames, learn, plots
 from .frames import ANIMATION_FPS as FPS
 from .checks import MAX_SEED
 from .learn import LEARN_RANGES
-from .studio import ATLAS_COLS, MAX_CORRECTOR_ROUNDS, START_HINT, ModelFacts, Studio, cell_choices, slider_range
+from .studio import (ATLAS_COLS, MAX_CORRECTOR_ROUNDS, START_HINT, ModelFacts, Studio, cell_choices, slider_range,
+                     whole_slider)
 
 PICKER_COLUMNS = 16   # thumbnails in a row of Unmasking's picker
 CSS = (".pixelated img, #player img { image-rendering: pixelated; } .explain { font-size: 0.95em; }"
@@ -167,9 +168,9 @@ def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
     with gr.Tab("Generate", id="generate", elem_id="tab-generate"):
         with gr.Row():
             with gr.Column(scale=1):
-                n = gr.Slider(1, S.max_batch, 16, step=1, label="Number of images", elem_id="num-images")
-                steps = gr.Slider(1, F.num_steps, F.num_steps, step=1, label="Steps", elem_id="steps",
-                                  info="Fewer steps unmask more cells at once: faster, usually worse.")
+                n = whole_slider(1, S.max_batch, min(16, S.max_batch), label="Number of images", elem_id="num-images")
+                steps = whole_slider(1, F.num_steps, F.num_steps, label="Steps", elem_id="steps",
+                                     info="Fewer steps unmask more cells at once: faster, usually worse.")
                 t0, t1, p0, c0, c1, c2 = S.sampling_defaults(S.default_model)
                 temp = gr.Slider(T_MIN, T_MAX, t0, step=T_STEP, label=SETTINGS["temperature"].label, elem_id="temperature",
                                  info="Low: safe, repetitive codes. High: diverse, noisier.")
@@ -184,8 +185,8 @@ def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
                                         elem_id="corrector-steps",
                                         info="After the last step: re-mask a few random cells and sample them again "
                                              "given all the others (not in the paper; 0: the paper's sampler).")
-                    c_cells = gr.Slider(1, F.cells, c1, step=1, label=SETTINGS["corrector_cells"].label,
-                                        elem_id="corrector-cells")
+                    c_cells = whole_slider(1, F.cells, c1, label=SETTINGS["corrector_cells"].label,
+                                           elem_id="corrector-cells")
                     c_temp = gr.Slider(T_MIN, T_MAX, c2, step=T_STEP, label=SETTINGS["corrector_temperature"].label,
                                        elem_id="corrector-temperature")
                 with gr.Row():
@@ -225,7 +226,7 @@ def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
         picker = gr.Gallery(label="Generated images (click one)", elem_id="picker", columns=PICKER_COLUMNS, height=128,
                             allow_preview=False, object_fit="contain", elem_classes="pixelated", interactive=False)
         with gr.Row():
-            image = gr.Slider(0, S.max_batch - 1, 0, step=1, label="Image", elem_id="image-index")
+            image = whole_slider(0, S.max_batch - 1, 0, label="Image", elem_id="image-index")
             step = gr.Slider(1, F.num_steps + MAX_CORRECTOR_ROUNDS, F.num_steps, step=1, label="Step", elem_id="step")
             cell = gr.Dropdown(cell_choices(F.latent_size), value=F.cells // 2,
                                label="Token cell (or click the grid; also selects it in Spikes)", elem_id="cell")
@@ -321,9 +322,10 @@ def _wire_playback(S: Studio, run, u: NS) -> None:
         if not wanted:            # Pause was pressed while the animation was being made: stay paused
             return gr.skip(), gr.skip(), gr.skip()
         n_unmask, n_correct = (0, 0) if r is None or r.released else _phases(r)
-        then = f", then corrector rounds {n_unmask + 1}-{n_unmask + n_correct}" if n_correct else ""
+        span = lambda what, first, last: f"{what}s {first}-{last}" if last > first else f"{what} {first}"
+        then = f", then {span('corrector round', n_unmask + 1, n_unmask + n_correct)}" if n_correct else ""
         return (gr.update(visible=True), gr.update(visible=False),
-                f"Playing every step at {FPS} frames per second: unmasking steps 1-{n_unmask}{then} "
+                f"Playing every step at {FPS} frames per second: {span('unmasking step', 1, n_unmask)}{then} "
                 "(blue and orange on the step axis). **Pause** stops at the frame shown.")
 
     wanted = gr.State(False)  # Play's wish to show the animation being made; a Pause meanwhile withdraws it
@@ -370,7 +372,8 @@ def _spikes_tab(S: Studio, F: ModelFacts, model, run, image) -> NS:
                  "different kernel taps).\n"
                  "- **Mean firing rate per layer**: the share of a layer's neurons that fire at a time step, on average.")
         with gr.Row():
-            cell = gr.Dropdown(cell_choices(F.latent_size), value=F.cells // 2, label="Token cell", elem_id="spikes-cell")
+            cell = gr.Dropdown(cell_choices(F.latent_size), value=F.cells // 2, label="Token cell (also selects it in Unmasking)",
+                               elem_id="spikes-cell")
             go = gr.Button("Show spikes", elem_id="spikes-btn")
         note = gr.Markdown(elem_id="spikes-note")
         with gr.Row():
@@ -475,7 +478,8 @@ def _has_ink(sketch) -> bool:
 REFUSED_UPLOAD = "**Your last upload could not be read** (the message says why)"
 # the Encode tab's results (model input, tokens, reconstruction) below the upload box: scrolled just into view
 SHOW_RESULTS_JS = ("() => { const el = document.querySelector('#reconstruction'); "
-                   "if (el) el.scrollIntoView({block: 'nearest', behavior: 'smooth'}); }")
+                   "if (el && document.querySelector('#upload img')) el.scrollIntoView({block: 'nearest', "
+                   "behavior: 'smooth'}); }")   # (an emptied box: no scroll)
 
 
 def _refused_upload_note(said: str | None) -> str:
@@ -552,8 +556,9 @@ def _encode_tab(S: Studio, F: ModelFacts, model) -> NS:
         if picture is upload:
             for done in (encoded, clicked):    # its results scrolled into view (not a drawing's: the pen stays)
                 done.success(None, None, None, js=SHOW_RESULTS_JS, **PRIVATE)
-            for refused in (first, read):      # the box emptied, the note saying the views show the picture before it
-                refused.failure(lambda said: (None, _refused_upload_note(said)), note, [upload, note], **PRIVATE)
+            # a file that could not be read: the box emptied, the note saying the views show the picture before
+            # it (a press of the button on an empty box, or a model that fails to load, only raises its toast)
+            read.failure(lambda said: (None, _refused_upload_note(said)), note, [upload, note], **PRIVATE)
     shown_in = [model, upload, sketch, invert, source]
     # another choice of inversion: the picture shown is encoded again
     invert.change(lambda m, im, sk, inv, src: encode_given(m, shown(im, sk, src), inv), shown_in, out,
@@ -698,5 +703,6 @@ def build_demo(studio: Studio) -> gr.Blocks:
         unmask.image.change(lambda i: gr.update(selected_index=i), unmask.image, unmask.picker, **PRIVATE)
         _wire_playback(S, run, unmask)
         unmask.cell.change(lambda c: c, unmask.cell, spikes.cell, **PRIVATE)
+        spikes.cell.input(lambda c: c, spikes.cell, unmask.cell, **PRIVATE)   # the user's pick only: no echo back
         tabs.select(None, None, None, js=RESIZE_JS, **PRIVATE)     # re-fit the opened tab's plots
     return demo

@@ -174,12 +174,15 @@ def _read_weights(path, device=None) -> tuple[str | None, dict[str, torch.Tensor
 
 
 def vqsvae_digest(path) -> str:
-    """A digest of the VQ-SVAE weights of checkpoint ``path`` (every ``vqsvae.*`` tensor, read alone):
-    two checkpoints with the same digest share one VQ-SVAE (the same tokens and decoder; only their
-    priors can differ). Raises :class:`CheckpointError` for an unreadable weights file."""
+    """A digest of the VQ-SVAE of checkpoint ``path``: its settings in ``config.json`` (but the data
+    variance, a training loss's scale) and every ``vqsvae.*`` tensor, read alone. Two checkpoints with
+    the same digest share one VQ-SVAE (the same tokens and decoder; only their priors can differ); the
+    same weights run with another T or membrane decay do not. Raises :class:`CheckpointError` for an
+    unreadable checkpoint."""
     import hashlib
 
-    h = hashlib.sha1()
+    settings = {k: v for k, v in read_config(path).get("vqsvae", {}).items() if k != "data_variance"}
+    h = hashlib.sha1(json.dumps(settings, sort_keys=True).encode())
     try:
         with safe_open(str(Path(path) / WEIGHTS_NAME), framework="pt", device="cpu") as f:
             for k in sorted(k for k in f.keys() if k.startswith("vqsvae.") and not k.endswith("num_batches_tracked")):

@@ -45,10 +45,10 @@ _DENOISER_BOUNDS = (Setting("codebook_size", int, 1, None), Setting("latent_size
 
 
 def _check_sizes(cfg, bounds, widths: str, count: int) -> None:
-    """Raise :class:`SettingError` unless every field named in ``bounds`` lies in its range and
-    ``widths`` holds ``count`` whole numbers >= 1."""
-    for setting in bounds:
-        setting.check(getattr(cfg, setting.name))
+    """Raise :class:`SettingError` unless every field named in ``bounds`` lies in its range (each then
+    kept as its checked int or float) and ``widths`` holds ``count`` whole numbers >= 1."""
+    for setting in bounds:   # the checked value kept: 128.0 or "128" becomes 128 (a frozen dataclass: set directly)
+        object.__setattr__(cfg, setting.name, setting.check(getattr(cfg, setting.name)))
     w = getattr(cfg, widths)
     if not isinstance(w, (tuple, list)) or len(w) != count or any(
             isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in w):

@@ -51,7 +51,7 @@ class Setting:
     open_hi: bool = False       # hi itself refused (an average's decay < 1)
 
     def bounds(self, upper: int | None = None) -> str:
-        """'in 1..49', 'in [0.01, 5]', '> 0', ...: the accepted range as words."""
+        """'in 1..49', 'in [0.001, 5]', '> 0', ...: the accepted range as words."""
         hi = upper if self.hi is None else self.hi
         if self.kind is int:
             return f"in {self.lo:g}..{hi:g}" if hi is not None else f">= {self.lo:g}"

@@ -257,25 +257,26 @@ class SpikingDiffusionPipeline:
     @torch.inference_mode()
     def denoiser_logits(self, tokens, t) -> torch.Tensor:
         """Tokens ``[B,h,w]`` (mask id K where masked) and times ``t [B]`` (floats on the training
-        scale, 1..N: the denoiser's input time; training draws t in 1..N and every sampler step's time
-        lies there) -> logits ``[B,K,h,w]`` (float32), by the fast path.
+        scale, 0 < t <= N: the denoiser's input time; training draws t in 1..N, and a corrector round
+        of few cells on a model whose N is below its cell count asks for less than 1) -> logits
+        ``[B,K,h,w]`` (float32), by the fast path.
         Raises :class:`SpikingDiffusionError` for tokens or times that do not fit."""
         self._need_denoiser()
         x = self._tokens(tokens, allow_mask=True)
         return self._denoise(x, self._times(t, len(x)))
 
     def _times(self, t, n: int) -> torch.Tensor:
-        """``t`` as a float32 tensor ``[n]`` on this device: one time per image, each in 1..N (the times
-        the denoiser was trained on)."""
+        """``t`` as a float32 tensor ``[n]`` on this device: one time per image, each with 0 < t <= N (0:
+        nothing masked, a time the denoiser never sees)."""
         N = self.num_diffusion_steps
         try:
             t = torch.as_tensor(t, dtype=torch.float32, device=self.device).reshape(-1)
         except (TypeError, ValueError, RuntimeError):
-            raise SpikingDiffusionError(f"t must be numbers (one time per image, in 1..{N}); got {t!r}") from None
+            raise SpikingDiffusionError(f"t must be numbers (one time per image, 0 < t <= {N}); got {t!r}") from None
         if t.shape[0] != n:
             raise SpikingDiffusionError(f"t must hold one time per image ({n}); got {t.shape[0]}")
-        if not torch.isfinite(t).all() or (t < 1).any() or (t > N).any():
-            raise SpikingDiffusionError(f"t must be in 1..{N} (the training time scale); got {t.tolist()[:8]}")
+        if not torch.isfinite(t).all() or (t <= 0).any() or (t > N).any():
+            raise SpikingDiffusionError(f"t must lie in 0 < t <= {N} (the training time scale); got {t.tolist()[:8]}")
         return t
 
     def _denoise(self, tokens: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

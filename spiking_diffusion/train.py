@@ -85,9 +85,9 @@ class TrainConfig:
     time_limit: float | None = None  # minutes of training in this process; then a snapshot and a clean stop
 
     def __post_init__(self):       # refused when made, before any data is loaded or tokenised
-        for name, setting in TRAIN_BOUNDS.items():
+        for name, setting in TRAIN_BOUNDS.items():   # each kept as its checked int or float ("32" -> 32)
             if getattr(self, name) is not None:
-                setting.check(getattr(self, name), by_label=True)
+                setattr(self, name, setting.check(getattr(self, name), by_label=True))
         if self.loss is not None:
             check_loss_kind(self.loss)
         if self.codebook_init is not None:

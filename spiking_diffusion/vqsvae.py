@@ -153,8 +153,11 @@ class VQSVAE(nn.Module):
         divide by 255 first). Every inference call that takes images checks them here."""
         c, s = self.cfg.in_channels, self.cfg.image_size
         want = f"[N, {c}, {s}, {s}] floats in [0, 1]"
-        if not torch.is_tensor(images) or images.ndim != 4 or images.shape[1:] != (c, s, s):
-            raise SettingError(f"images must be {want}; got {list(getattr(images, 'shape', [])) or type(images).__name__}")
+        if not torch.is_tensor(images):
+            raise SettingError(f"images must be a torch tensor, {want}; got {type(images).__name__} "
+                               "(torch.from_numpy turns an array into one; the pipeline takes arrays too)")
+        if images.ndim != 4 or images.shape[1:] != (c, s, s):
+            raise SettingError(f"images must be {want}; got {list(images.shape)}")
         if not torch.is_floating_point(images):
             raise SettingError(f"images must be {want}; got {images.dtype} (0..255 pixels: divide by 255)")
         if images.numel() and (not torch.isfinite(images).all() or images.min() < 0 or images.max() > 1):
@@ -181,7 +184,9 @@ class VQSVAE(nn.Module):
 
         Raises SpikingDiffusionError when ``cfg.data_variance`` is None (a config built by hand or
         from a preset, or an import of the authors' weights): the loss would otherwise be weighted
-        differently from the paper's without a word (checked before any work)."""
+        differently from the paper's without a word (checked before any work), and
+        :class:`SettingError` for images :meth:`check_images` refuses (0..255 pixels would train silently)."""
+        self.check_images(images)
         if self.cfg.data_variance is None:
             raise SpikingDiffusionError(
                 "the VQ-SVAE's data variance is unknown: set VQSVAEConfig.data_variance to the variance of the "

@@ -451,9 +451,58 @@ def test_every_studio_option_is_documented():
         assert name in app.__doc__, f"{name} is not in app.py's docstring"
 
 
+def test_the_startup_line_says_what_became_of_a_public_link():
+    import app
+
+    url = "http://127.0.0.1:7860/"
+    assert "a public link: python app.py --share" in app.startup_message(url, False, None)
+    said = app.startup_message(url, True, "https://x.gradio.live")
+    assert "publicly" in said and "--share" not in said
+    assert "could not be made" in app.startup_message(url, True, None)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--max-batch", "0"], "--max-batch: must be a whole number >= 1; got '0'"),
+    (["--concurrency", "-1"], "--concurrency: must be a whole number >= 1"),
+    (["--run-ttl", "nan"], "--run-ttl: must be a number >= 1"),
+    (["--port", "http"], "--port: must be a whole number >= 0; got 'http'")])
+def test_bad_studio_options_are_refused_with_a_message(argv, words, capsys):
+    import app
+
+    with pytest.raises(SystemExit):
+        app.parse_args(argv)
+    assert words in capsys.readouterr().err
+
+
+def test_a_bad_environment_setting_is_refused_like_a_flag(monkeypatch, capsys):
+    import app
+
+    monkeypatch.setenv("SD_MAX_BATCH", "lots")
+    with pytest.raises(SystemExit):
+        app.parse_args([])
+    assert "--max-batch: must be a whole number >= 1; got 'lots'" in capsys.readouterr().err
+
+
+def test_a_studio_of_one_image_a_generation_builds(tmp_path, make_tiny_models):
+    """--max-batch 1: the sliders over one value hide (Gradio refused building them: maximum == minimum)."""
+    import gradio as gr
+
+    from demo.studio import Studio
+    from demo.ui import build_demo
+
+    st = Studio(make_checkpoints(tmp_path / "ck", make_tiny_models), max_batch=1)
+    try:
+        sliders = {b.elem_id: b for b in build_demo(st).blocks.values() if isinstance(b, gr.Slider)}
+        assert sliders["num-images"].value == 1 and not sliders["num-images"].visible
+        assert not sliders["image-index"].visible and sliders["steps"].visible
+    finally:
+        st.close()
+
+
 def test_model_info_names_the_models_sharing_its_vqsvae(tmp_path, make_tiny_models):
     """Two priors on one VQ-SVAE show the same code usage; each model's info says they share it (a
     student took it for a copy-paste bug), and a model with other VQ-SVAE weights is not named."""
+    import json
     import shutil
 
     from demo.studio import Studio
@@ -467,6 +516,10 @@ def test_model_info_names_the_models_sharing_its_vqsvae(tmp_path, make_tiny_mode
     SpikingDiffusionPipeline(other_vq, den).save_pretrained(ck / "tiny-vq-b", info={"dataset": "mnist"})
     shutil.copytree(ck / "tiny", ck / "broken")
     (ck / "broken" / "model.safetensors").write_bytes(b"not weights")
+    shutil.copytree(ck / "tiny", ck / "tiny-t8")           # the same weights run for 8 time steps: other tokens
+    cfg = json.loads((ck / "tiny-t8" / "config.json").read_text())
+    cfg["vqsvae"]["time_steps"] = 8
+    (ck / "tiny-t8" / "config.json").write_text(json.dumps(cfg))
     st = Studio(ck, max_batch=8)
     try:
         assert "**Shares its VQ-SVAE** with tiny-prior-b:" in st.model_info("tiny")

@@ -173,8 +173,8 @@ def generate(page) -> dict:
 
 def test_refused_input_before_a_generation_changes_nothing(page):
     """Before any generation: Show spikes says what to do (no error badges on the empty plots), and a
-    refused seed names it in a toast as soon as it is typed, the box shows its last accepted value
-    again, and the status line stays as it was (nothing generated)."""
+    refused seed names it in a toast as soon as it is typed and the box shows its last accepted value
+    again (Generate refusing a bad seed sent anyway: test_app's bad inputs); the status line is untouched."""
     open_tab(page, "Unmasking")                           # the note right under the (empty) view's sliders
     expect(page.locator("#step-axis")).to_contain_text("No samples yet. Generate images (Generate tab)")
     open_tab(page, "Spikes")
@@ -452,6 +452,11 @@ def test_spikes_view(page):
     for pid in ("raster-cell", "raster-all", "membrane"):
         expect(page.locator(f"#{pid} .js-plotly-plot")).to_be_attached()
     shot(page, "spikes")
+    for cell in ("row 0, col 3", "row 1, col 2"):          # a cell picked here is Unmasking's cell too
+        page.locator("#spikes-cell input").click()
+        page.get_by_role("option", name=cell, exact=True).click()
+        expect(page.locator("#spikes-note")).to_contain_text(f"token cell {cell}")
+        expect(page.locator("#cell input")).to_have_value(cell)
 
 
 @pytest.mark.skipif(SHOTS, reason="the tiny models' names")

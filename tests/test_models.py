@@ -113,6 +113,15 @@ def test_config_rejects_bad_values():
         get_preset("huge")
 
 
+def test_model_config_sizes_are_kept_as_their_checked_numbers():
+    """A size given as 128.0 or "128" is kept as the int 128 (it was accepted as given, and building
+    the model then failed in torch.empty)."""
+    for given in (128.0, "128"):
+        cfg = VQSVAEConfig(codebook_size=given, time_steps=given)
+        assert (cfg.codebook_size, cfg.time_steps) == (128, 128) and type(cfg.codebook_size) is int
+    assert type(DenoiserConfig(num_diffusion_steps=49.0).num_diffusion_steps) is int
+
+
 @pytest.mark.parametrize("cls, bad, words", [
     (VQSVAEConfig, {"time_steps": 0}, "time_steps must be an integer >= 1"),
     (VQSVAEConfig, {"psp_tau": 0}, "psp_tau must be a number > 0"),
@@ -373,12 +382,14 @@ def test_constant_input_gives_a_regular_train(current, period):
     (lambda x: x * 255, r"lie in \[0, 1\]; got 0\.\."),              # the same as floats
     (lambda x: x[:, :, 1:], r"\[N, 1, 28, 28\]"),
     (lambda x: x.masked_fill(x > 0.5, float("nan")), "finite")])
-def test_the_vqsvae_refuses_images_it_cannot_read_at_every_inference_call(make_tiny_models, bad, words):
+def test_the_vqsvae_refuses_images_it_cannot_read_at_every_call(make_tiny_models, bad, words):
     """encode / encode_with_spikes / reconstruct used to run on uint8 pixels without a word (about
     10% of the tokens then differ from the same picture as floats)."""
     from spiking_diffusion.errors import SettingError
     vq, _ = make_tiny_models()
     x = bad(_images(2))
-    for call in (vq.encode, vq.encode_with_spikes, vq.reconstruct):
+    for call in (vq.encode, vq.encode_with_spikes, vq.reconstruct, vq.losses):     # and training's losses
         with pytest.raises(SettingError, match=words):
             call(x)
+    with pytest.raises(SettingError, match="must be a torch tensor"):
+        vq.encode(_images(2).numpy())

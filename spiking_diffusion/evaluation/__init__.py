@@ -10,6 +10,13 @@
 
 The command line (``python -m spiking_diffusion evaluate``) is in :mod:`spiking_diffusion.cli`.
 """
-from .run import EvalConfig, evaluate
-
 __all__ = ["EvalConfig", "evaluate"]
+
+
+def __getattr__(name):
+    """``EvalConfig`` and ``evaluate`` load :mod:`.run` (and with it SciPy and the classifier) when first
+    asked for, so that ``import spiking_diffusion`` (which reads :mod:`.energy`) stays light."""
+    if name in __all__:
+        from . import run
+        return getattr(run, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
