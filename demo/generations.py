@@ -37,6 +37,7 @@ class Run:
     whole: tuple | None = None  # (image, committed [S, H, W, C], predicted [S, H, W, C]): the last image played/exported
     animations: dict = field(default_factory=dict)           # image -> path of its Play GIF
     shown: tuple | None = None  # (image, step) the Unmasking view drew last
+    seed: int | None = None     # the seed it was generated from (the status line names it)
 
     def __post_init__(self):
         self.num_images, self.num_frames = len(self.images), len(self.trace)

@@ -108,6 +108,13 @@ def _cost_row(what: str, cost: dict, digits: int = 1) -> str:
             f"{cost['sops'] / 1e6:.2f} M ACs<br>+ {cost['snn_macs'] / 1e6:.2f} M MACs |\n")   # two lines: a narrow column
 
 
+def _energy(uj: float) -> str:
+    """An energy in the unit that reads best: '840 µJ', '207.5 mJ', '1.21 J'."""
+    if uj >= 1e6:
+        return f"{uj / 1e6:,.2f} J"
+    return f"{uj / 1e3:,.1f} mJ" if uj >= 1e3 else f"{uj:,.0f} µJ"
+
+
 def _rates(rates: dict) -> str:
     return ", ".join(f"{plots.layer_label(k)} {r:.3f}" for k, r in rates.items())
 
@@ -385,7 +392,7 @@ class Studio:
             if "error" in result:
                 raise result["error"]
             out = result["out"]
-            run = self.runs.add(Run(model, out.images, out.tokens, out.trace, time.perf_counter() - start))
+            run = self.runs.add(Run(model, out.images, out.tokens, out.trace, time.perf_counter() - start, seed=seed))
             yield media.tile(out.images), self._done_status(run), run
         finally:
             stop.set()
@@ -401,12 +408,12 @@ class Studio:
 
     @staticmethod
     def _status(step: int, total: int, seconds: float, done_images: int | None = None, steps: int | None = None,
-                model: str | None = None) -> str:
+                model: str | None = None, seed: int | None = None) -> str:
         """The status line: the phase of ``step`` (1-based, of ``total`` = ``steps`` unmasking steps +
-        corrector rounds) while running, what was made (by ``model``) when done."""
+        corrector rounds) while running, what was made (by ``model``, from ``seed``) when done."""
         rounds = "" if steps in (None, total) else f" + {plots.count(total - steps, 'corrector round')}"
         kinds = ["unmask"] * (steps or total) + ["correct"] * (total - (steps or total))
-        by = f" (model <b>{html.escape(model)}</b>)" if model else ""
+        by = (f" (model <b>{html.escape(model)}</b>" + (f", seed {seed}" if seed is not None else "") + ")") if model else ""
         text = (f"done: {plots.count(done_images, 'image')}, {plots.count(steps or total, 'step')}{rounds} in "
                 f"{seconds:.2f} s{by}" if done_images
                 else f"{frames.step_label(kinds, step)} &middot; {seconds:.2f} s")
@@ -416,9 +423,9 @@ class Studio:
                 f"<span>{text}</span></div>")
 
     def _done_status(self, run: Run) -> str:
-        """The status line of a finished generation: what was made, by which model, how fast."""
+        """The status line of a finished generation: what was made, by which model from which seed, how fast."""
         n_unmask, _ = frames.phases(run.trace.kinds)
-        return self._status(run.num_frames, run.num_frames, run.seconds, run.num_images, n_unmask, run.model)
+        return self._status(run.num_frames, run.num_frames, run.seconds, run.num_images, n_unmask, run.model, run.seed)
 
     def generation_failed(self, run) -> str:
         """The status line after a generation that raised (its message is shown beside it)."""
@@ -561,8 +568,8 @@ class Studio:
         if st.kind == "correct":
             ended = run.trace.steps[n_unmask - 1].tokens[image]                   # [h, w] when unmasking ended
             moved = int((st.tokens[image] != ended).sum())
-            return (f"{who}Step **{step}/{total}**, corrector round {step - n_unmask}/{n_correct} (after the {n_unmask} "
-                    f"unmasking steps; {time}): **{plots.count(changed, 'cell')}** re-masked and "
+            return (f"{who}Step **{step}/{total}**, corrector round {step - n_unmask}/{n_correct} (after the "
+                    f"{plots.count(n_unmask, 'unmasking step')}; {time}): **{plots.count(changed, 'cell')}** re-masked and "
                     f"sampled again given all the others (red). So far the corrector has changed **{moved}** of the "
                     f"{ended.size} cells the unmasking left at step {n_unmask}: compare the two steps to see what it fixed.")
         then = f"; {plots.count(n_correct, 'corrector round')} follow{'s' if n_correct == 1 else ''}" if n_correct else ""
@@ -932,7 +939,7 @@ class Studio:
               + _cost_row(f"one denoiser call, an unmasking step (T = {pipe.denoiser.cfg.time_steps})", den)
               + (_cost_row(f"one denoiser call, a corrector round ({plots.count(cells, 'cell')} masked)", corr) if rounds else "")
               + _cost_row(f"one decoding (T = {pipe.vqsvae.cfg.time_steps})", dec, digits=2) +
-              f"| whole generation | **{ann_uj:,.0f} µJ** | **{snn_uj:,.0f} µJ** |\n\n"
+              f"| whole generation | **{_energy(ann_uj)}** | **{_energy(snn_uj)}** |\n\n"
               f"ANN: the same network without spikes, every connection a multiply-add (MAC, {E_MAC_PJ} pJ) once "
               f"per call. SNN: the input layers' MACs once, then an addition (AC, {E_AC_PJ} pJ) per spike per "
               f"outgoing connection at each of the T time steps.\n\n"

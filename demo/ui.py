@@ -173,7 +173,9 @@ def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
                                      info="Fewer steps unmask more cells at once: faster, usually worse.")
                 t0, t1, p0, c0, c1, c2 = S.sampling_defaults(S.default_model)
                 temp = gr.Slider(T_MIN, T_MAX, t0, step=T_STEP, label=SETTINGS["temperature"].label, elem_id="temperature",
-                                 info="Low: safe, repetitive codes. High: diverse, noisier.")
+                                 info="Low: safe, repetitive codes. High: diverse, noisier. (A lower End and "
+                                      "the corrector rounds clean the last steps up: to see the noise, set End "
+                                      "as high and 0 corrector rounds.)")
                 with gr.Accordion("More sampling settings", open=False):
                     temp_end = gr.Slider(T_MIN, T_MAX, t1, step=T_STEP, label=SETTINGS["temperature_end"].label,
                                          elem_id="temperature-end",
@@ -315,6 +317,10 @@ PAUSE_JS = """(step) => {
 }"""
 
 
+PAUSE_IF_PLAYING_JS = ("() => { if (document.querySelector('#player')?.offsetParent != null) "
+                       "document.querySelector('#pause').click(); }")
+
+
 def _wire_playback(S: Studio, run, u: NS) -> None:
     """Play shows the pre-rendered animation (an animated GIF the browser plays); Pause returns to
     the still views at the frame shown. Export writes the run of the chosen image."""
@@ -342,6 +348,8 @@ def _wire_playback(S: Studio, run, u: NS) -> None:
     animating.failure(S.unmask_if_any, *u.io, **DRAW)
     u.pause.click(lambda st: (gr.update(visible=False), gr.update(visible=True), st, False), u.step,
                   [u.player, u.still, u.step, wanted], js=PAUSE_JS, **PRIVATE).then(S.unmask, *u.io, **DRAW)
+    # another image picked while one plays: Pause first (the animation shown was the last image's)
+    u.image.change(None, None, None, js=PAUSE_IF_PLAYING_JS, **PRIVATE)
     u.export.click(S.export, [run, u.image], u.files, api_name="export", **MODEL_JOB)
 
 
@@ -581,10 +589,12 @@ def _learn_tab(S: Studio, F: ModelFacts, run) -> None:
     with gr.Tab("Learn", id="learn", elem_id="tab-learn") as tab:
         with gr.Row():
             with gr.Column(scale=1):
-                _explain("### A LIF neuron\nA leaky integrate-and-fire neuron adds its input to a membrane "
-                         "potential that leaks back towards rest (time constant tau). Crossing the threshold "
-                         "emits a spike; a **hard** reset then sets the potential to 0, a **soft** reset "
-                         "subtracts the threshold. Small currents never fire; bigger ones fire more often.")
+                _explain("### A LIF neuron\nA leaky integrate-and-fire neuron's membrane potential V moves "
+                         "towards its input X by a share 1/tau of the gap each step, V += (X - V) / tau (the "
+                         "paper's SpikingJelly neuron, tau = 2), so a constant input lets V settle at X. Crossing "
+                         "the threshold emits a spike; a **hard** reset then sets the potential to 0, a **soft** "
+                         "reset subtracts the threshold. A constant input at or below the threshold never "
+                         "fires; bigger ones fire more often.")
                 l_i = _learn_slider("Input current", 1.5, 0.05, "lif-current")
                 l_th = _learn_slider("Threshold", LIF_THRESHOLD, 0.05, "lif-threshold")
                 l_tau = _learn_slider("Time constant tau", LIF_TAU, 0.5, "lif-tau")
@@ -596,8 +606,10 @@ def _learn_tab(S: Studio, F: ModelFacts, run) -> None:
             with gr.Column(scale=1):
                 _explain("### Direct versus rate coding\nThis model feeds each pixel **directly**: the "
                          "value (minus 0.5) enters the first layer at every time step, and the first LIF "
-                         "layer turns it into spikes. **Rate coding** instead sends random spikes with a "
-                         "probability equal to the pixel's brightness.")
+                         "layer turns it into spikes (the plot shows that layer's output). **Rate coding** "
+                         "instead turns the pixel itself into random input spikes, each step with a "
+                         "probability equal to its brightness (the plot shows that input train): two stages "
+                         "of a network side by side, not one.")
                 k_p = _learn_slider("Pixel value", 0.7, 0.01, "coding-pixel")
                 k_T = _learn_slider("Time steps T", 16, 1, "coding-steps")
                 k_seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
@@ -683,8 +695,11 @@ def build_demo(studio: Studio) -> gr.Blocks:
         # fails, the views keep the last finished run); a click on a finished grid opens that sample; Unmasking's cell is Spikes' cell. Gradio's progress
         # (the queue position) shows on the status line only: over the samples it cost the page seconds
         # the settings are checked first: a refused value only raises its toast (the samples and status stay)
-        generating = gen.go.click(_check_only(S.check_generate), gen.inputs, None, show_progress="hidden", **PRIVATE).success(
-            S.generate, gen.inputs, [*gen.outputs, run], api_name="generate", show_progress_on=gen.status, **MODEL_JOB)
+        # a press while one runs is kept and runs after it (Gradio's default drops it without a word)
+        generating = gen.go.click(_check_only(S.check_generate), gen.inputs, None, show_progress="hidden",
+                                  trigger_mode="always_last", **PRIVATE).success(
+            S.generate, gen.inputs, [*gen.outputs, run], api_name="generate", show_progress_on=gen.status,
+            trigger_mode="always_last", **MODEL_JOB)
         generating.success(
             lambda r: (slider_range(0, 0, r.num_images - 1), slider_range(r.num_frames, 1, r.num_frames),
                        gr.update(value=S.gallery(r), selected_index=0)),

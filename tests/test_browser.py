@@ -207,7 +207,7 @@ def test_generate_streams_and_finishes(page):
     print(f"\nbrowser: first streamed step {t['first_step_ms']:.0f} ms, done {t['done_ms']:.0f} ms after the click")
     assert 0 < t["first_step_ms"] <= t["done_ms"]
     expect(page.locator("#gen-progress")).to_contain_text(f"done: 16 images, 49 steps + {rounds} corrector rounds")
-    expect(page.locator("#gen-progress")).to_contain_text(re.compile(r"\(model \S+\)$"))    # whose samples these are
+    expect(page.locator("#gen-progress")).to_contain_text(re.compile(r"\(model \S+, seed 0\)$"))    # whose samples, which seed
     expect(page.locator("#grid img")).to_have_attribute("src", re.compile(r".+"))
     shot(page, "generate")
     if SHOTS:           # the tests after this one read a run of 49 steps + 4 rounds (53 frames)
@@ -349,8 +349,16 @@ def test_play_animates_and_pause_returns_to_the_frame_shown(page):
     page.wait_for_function("() => document.querySelector('#player img').complete")
     page.wait_for_timeout(300)
     assert 1 <= page.evaluate(shown)[0] <= 15
-    page.locator("#pause").click()
+    # another image picked while it plays: the animation (of the last image) stops, as at a Pause
+    image = page.locator("#image-index input[type=number]")
+    picked = image.input_value()
+    image.fill("1" if picked != "1" else "2")
+    image.press("Enter")
     expect(page.locator("#player")).to_be_hidden()
+    expect(page.locator("#token-grid")).to_be_visible()
+    image.fill(picked)
+    image.press("Enter")
+    expect(page.locator("#unmask-caption")).to_contain_text(f"image {picked}:")
 
 
 def test_a_pause_while_the_animation_is_made_stays_paused(page):
@@ -524,7 +532,7 @@ def test_another_model_with_the_codebook_open_is_computed_at_once(page):
     choose("tiny-b")
     expect(page.locator("#gen-status")).to_contain_text("are tiny's")     # the switch's other events ran
     choose("tiny")
-    expect(page.locator("#gen-progress")).to_contain_text("(model tiny)")
+    expect(page.locator("#gen-progress")).to_contain_text("(model tiny, seed ")
     page.wait_for_timeout(1000)
     assert CODEBOOK_CALLS[calls:] == []
 

@@ -332,7 +332,7 @@ def test_export_takes_plays_gif_when_played(studio):
 def test_views_name_the_model_that_made_the_samples(studio):
     """After a model switch the views keep the last samples: each says whose they are."""
     *_, (grid, status, run) = list(studio.generate("tiny", 2, 6, 0.65, 0, corrector_steps=3))
-    assert "done: 2 images, 6 steps + 3 corrector rounds" in status and status.endswith("(model <b>tiny</b>)</span></div>")
+    assert "done: 2 images, 6 steps + 3 corrector rounds" in status and status.endswith("(model <b>tiny</b>, seed 0)</span></div>")
     assert studio.unmask(run, 1, 4, 24)[3].startswith("Model **tiny**, image 1: Step **4/9**")
     assert studio.shown_frame(run) == (1, 4)                       # where a refused value puts the sliders back
     assert studio.shown_frame(None) == (S.gr.skip(), S.gr.skip())
@@ -384,3 +384,9 @@ def test_a_model_without_a_denoiser_is_refused_before_generating(tmp_path, make_
             st.check_generate("vq-only", 2, 6, 0.65, 0)
     finally:
         st.close()
+
+
+def test_energies_read_in_the_unit_that_fits():
+    from demo.studio import _energy
+
+    assert [_energy(v) for v in (840.2, 207_538, 1.21e6)] == ["840 µJ", "207.5 mJ", "1.21 J"]
