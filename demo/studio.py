@@ -108,11 +108,16 @@ def _cost_row(what: str, cost: dict, digits: int = 1) -> str:
             f"{cost['sops'] / 1e6:.2f} M ACs<br>+ {cost['snn_macs'] / 1e6:.2f} M MACs |\n")   # two lines: a narrow column
 
 
+def _energy_unit(uj: float) -> tuple[float, str]:
+    """(µJ per unit, unit) that reads best for an energy of ``uj`` µJ: µJ, mJ or J."""
+    return (1e6, "J") if uj >= 1e6 else (1e3, "mJ") if uj >= 1e3 else (1.0, "µJ")
+
+
 def _energy(uj: float) -> str:
     """An energy in the unit that reads best: '840 µJ', '207.5 mJ', '1.21 J'."""
-    if uj >= 1e6:
-        return f"{uj / 1e6:,.2f} J"
-    return f"{uj / 1e3:,.1f} mJ" if uj >= 1e3 else f"{uj:,.0f} µJ"
+    per, unit = _energy_unit(uj)
+    digits = {"J": 2, "mJ": 1, "µJ": 0}[unit]
+    return f"{uj / per:,.{digits}f} {unit}"
 
 
 def _rates(rates: dict) -> str:
@@ -946,4 +951,5 @@ class Studio:
               f"Mean denoiser firing rates: {rates}. "
               f"Estimated saving: **{ann_uj / snn_uj:.1f}x** (a textbook estimate, the same account as `evaluate`'s "
               f"report, which lists its assumptions; memory access is not counted).")
-        return md, plots.bars({"ANN": ann_uj, "SNN": snn_uj}, "Energy of this generation (µJ)", "µJ")
+        per, unit = _energy_unit(max(ann_uj, snn_uj))   # the chart in the table's unit
+        return md, plots.bars({"ANN": ann_uj / per, "SNN": snn_uj / per}, f"Energy of this generation ({unit})", unit)
