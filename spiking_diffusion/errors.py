@@ -35,10 +35,10 @@ def check_choice(name: str, value, choices: tuple):
 
 @dataclass(frozen=True)
 class Setting:
-    """One setting of the sampler or of a call: its type, bounds (both included; ``hi=None``: an
-    upper bound given to :meth:`check` by the caller, e.g. the grid's cell count for
-    ``corrector_cells``, N for ``steps``; none given: no upper bound), and for the sampler's
-    settings a label for forms and a help line for the command line."""
+    """One setting (of the sampler, a training run, a model's size, a call): its type, bounds (both
+    included unless ``open_lo`` / ``open_hi``; ``hi=None``: an upper bound given to :meth:`check` by
+    the caller, e.g. the grid's cell count for ``corrector_cells``, N for ``steps``; none given: no
+    upper bound), and a label for forms or flags and a help line for the command line."""
 
     name: str
     kind: type                  # int or float
