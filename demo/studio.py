@@ -439,11 +439,13 @@ class Studio:
         return (f'<div id="gen-progress" data-state="failed"><span>The generation stopped (the message says why); '
                 f"{kept}.</span></div>")
 
-    def samples_note(self, model, run):
+    def samples_note(self, model, run, shown: str | None = None):
         """The status line after a model change: the finished samples shown are which model's (the
         views keep them until the next generation), and, for a model that does over twice the
-        default model's denoiser work, that its generation takes longer (said before Generate)."""
-        if model is None:
+        default model's denoiser work, that its generation takes longer (said before Generate).
+        ``shown``: the status line now; while it shows a generation running, it stays (that run's
+        own done line will name its model)."""
+        if model is None or 'data-state="running"' in (shown or ""):
             return gr.skip()
         slow = self._slow_note(model)
         if not self.has_run(run):     # nothing generated yet: the first hint, and the note (another model's goes)

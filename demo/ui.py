@@ -707,7 +707,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
                        gr.update(value=S.gallery(r), selected_index=0)),
             run, [unmask.image, unmask.step, unmask.picker], **PRIVATE).then(S.unmask, *unmask.io, **DRAW)
         generating.failure(S.generation_failed, run, gen.status, **PRIVATE)
-        model.change(S.samples_note, [model, run], gen.status, **PRIVATE)   # whose samples are shown
+        model.change(S.samples_note, [model, run, gen.status], gen.status, **PRIVATE)   # whose samples are shown
 
         def open_sample(r, shown, st, c, evt: gr.SelectData):  # a click on the sample grid: evt.index = [x, y]
             i = S.image_at(r, *evt.index, grid=shown) if r is not None and evt.index else None

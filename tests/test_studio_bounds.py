@@ -341,6 +341,9 @@ def test_views_name_the_model_that_made_the_samples(studio):
     same = studio.samples_note("tiny", run)                      # back on the run's model: its done line again
     assert 'data-state="done"' in same and "done: 2 images, 6 steps + 3 corrector rounds" in same
     assert studio.samples_note("tiny", None) == f"<span>{S.START_HINT}</span>"   # nothing generated: the first hint
+    running = studio._status(3, 9, 0.5, steps=6)                    # a generation streaming: its line stays
+    assert 'data-state="running"' in running and studio.samples_note("other", None, running) == S.gr.skip()
+    assert studio.samples_note("other", run, studio._done_status(run)) == other   # a finished one's: replaced
     assert "no finished samples are kept" in studio.generation_failed(None)
     assert "(tiny's) are still in" in studio.generation_failed(run)
 
