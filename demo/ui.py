@@ -30,6 +30,8 @@ CSS = (".pixelated img, #player img { image-rendering: pixelated; } .explain { f
        " #upload img { width: 100%; height: 100%; object-fit: contain; }"
        # a labelled picture starts under its label (Gradio floats the label over the picture's top)
        " .pixelated .image-container { padding-top: 30px; box-sizing: border-box; }"
+       # Unmasking's cell note keeps a readable width: on a narrow window it goes under the images
+       " #cell-info { min-width: 220px !important; flex: 1 1 220px; }"
        # the energy table's figures stay whole (a total wrapped mid-number); its row labels wrap
        " #energy-note td:not(:first-child), #energy-note th { white-space: nowrap; }"
        " #energy-note td:first-child { min-width: 11em; }"
@@ -241,7 +243,8 @@ def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
         with gr.Row() as still:
             # short labels and one button each: Gradio's buttons sit on the label, and the grid is for clicking
             grid = gr.Image(label=f"{F.latent_size}x{F.latent_size} tokens (click a cell)", elem_id="token-grid",
-                            show_label=False, format="png", interactive=False, buttons=[])   # a diagram: smooth scaling
+                            show_label=False, format="png", interactive=False, buttons=[],   # a diagram: smooth scaling
+                            min_width=280)   # its codes stay readable: on a narrow window the row wraps instead
             committed = gr.Image(label="Committed, decoded", elem_id="committed", **(PX | dict(buttons=["download"])))
             predicted = gr.Image(label="Prediction, decoded", elem_id="predicted", **(PX | dict(buttons=["download"])))
             cell_note = gr.Markdown(elem_id="cell-info")

@@ -724,3 +724,16 @@ def test_one_image_of_one_step_opens_in_unmasking_without_errors(page):
     expect(page.locator("#image-index")).to_be_visible()
     expect(page.locator("#step")).to_be_visible()
     expect(page.locator("#tab-unmasking").get_by_text("Error", exact=True)).to_have_count(0)
+
+
+def test_a_narrow_window_keeps_unmaskings_grid_and_cell_note_readable(page):
+    """At 800 px the token grid shrank to 162 px (its codes unreadable) and the cell note to a word a
+    line: the grid keeps 280 px and the note goes under the images."""
+    open_tab(page, "Unmasking")
+    page.set_viewport_size({"width": 800, "height": 900})
+    try:
+        page.wait_for_timeout(800)
+        grid, note = (page.locator(f"#{i}").bounding_box() for i in ("token-grid", "cell-info"))
+        assert grid["width"] >= 280 and note["width"] >= 220, (grid, note)
+    finally:
+        page.set_viewport_size({"width": 1400, "height": 1000})
