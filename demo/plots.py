@@ -241,8 +241,8 @@ def psp_figure(spikes, p, tau: float) -> go.Figure:
 
 def quantizer_figure(spikes, weights, alphas, zs, alpha: float, decay: float) -> go.Figure:
     """Left: the spike train and M(s)'s weight ``decay^(T-1-t)`` per step. Right: z as the mix a varies."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=[f"spikes and membrane weights {decay:g}^(T-1-t)",
-                                                        "z = (1-a) M(s) + a rate"])
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.15,   # two-line titles that do not meet when narrow
+                        subplot_titles=[f"spikes, M(s) weights<br>{decay:g}^(T-1-t)", "z = (1-a) M(s)<br>+ a rate"])
     t = np.arange(len(spikes))
     fig.add_trace(go.Bar(x=t, y=spikes, name="spikes", marker_color="#bbbbbb"), row=1, col=1)
     fig.add_trace(go.Scatter(x=t, y=weights, mode="lines+markers", name="weight"), row=1, col=1)
@@ -251,4 +251,6 @@ def quantizer_figure(spikes, weights, alphas, zs, alpha: float, decay: float) ->
     fig.update_xaxes(title="time step t", row=1, col=1)
     fig.update_xaxes(title="a", row=1, col=2)
     fig.update_layout(height=320, **_LAYOUT)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.25, x=0))   # under the plots: their width
+    fig.update_annotations(font_size=13)
     return fig
