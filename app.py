@@ -11,7 +11,6 @@ waiting at most), --max-upload (SD_MAX_UPLOAD),
 from __future__ import annotations
 
 import argparse
-import math
 import os
 
 for _k, _v in {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}.items():
@@ -21,16 +20,18 @@ from demo.memory import limit_malloc_arenas  # noqa: E402  (ctypes only; after t
 
 
 def _at_least(lo: float, kind=int):
-    """An argparse type: a ``kind`` (int: a whole number) >= ``lo``, else a message naming both."""
+    """An argparse type: a ``kind`` (int: a whole number) >= ``lo`` (the library's range check,
+    :class:`~spiking_diffusion.errors.Setting`), else a message naming both."""
+    from spiking_diffusion.errors import Setting, SettingError
+
+    setting = Setting("value", kind, lo, None)
+
     def convert(text):
         try:
-            value = kind(text)
-        except (TypeError, ValueError):
-            value = None
-        if value is None or not math.isfinite(value) or value < lo:
+            return setting.check(text)
+        except SettingError:
             raise argparse.ArgumentTypeError(f"must be {'a whole number' if kind is int else 'a number'} >= {lo:g}; "
-                                             f"got {text!r}")
-        return value
+                                             f"got {text!r}") from None
     return convert
 
 

@@ -68,17 +68,21 @@ class ModelFacts:
         return self.latent_size ** 2
 
 
+def _span(lo: int, hi: int) -> dict:
+    """A whole-number slider's maximum and visibility over ``lo..hi``: hidden while it holds one value
+    only (one image, one step, one code; Gradio refuses a maximum equal to the minimum, and there is
+    nothing to pick)."""
+    return dict(maximum=max(hi, lo + 1), visible=hi > lo)
+
+
 def whole_slider(lo: int, hi: int, value: int, **kw) -> gr.Slider:
-    """A whole-number slider over ``lo..hi``, hidden while it holds one value only (as
-    :func:`slider_range` updates one): a studio of ``--max-batch 1``, a grid of one cell."""
-    return gr.Slider(lo, max(hi, lo + 1), value, step=1, visible=hi > lo, **kw)
+    """A whole-number slider over ``lo..hi`` (:func:`_span`): a studio of ``--max-batch 1``, a grid of one cell."""
+    return gr.Slider(lo, value=value, step=1, **_span(lo, hi), **kw)
 
 
 def slider_range(value: int, lo: int, hi: int):
-    """A whole-number slider's update to ``lo..hi`` at ``value``; hidden while it holds one value only
-    (one image, one step, one code): Gradio refuses a maximum equal to the minimum, and there is
-    nothing to pick."""
-    return gr.update(value=value, maximum=max(hi, lo + 1), visible=hi > lo)
+    """A whole-number slider's update to ``lo..hi`` at ``value`` (:func:`_span`)."""
+    return gr.update(value=value, **_span(lo, hi))
 
 
 def discover_models(root: str | Path) -> dict[str, Path]:
@@ -108,15 +112,14 @@ def _cost_row(what: str, cost: dict, digits: int = 1) -> str:
             f"{cost['sops'] / 1e6:.2f} M ACs<br>+ {cost['snn_macs'] / 1e6:.2f} M MACs |\n")   # two lines: a narrow column
 
 
-def _energy_unit(uj: float) -> tuple[float, str]:
-    """(µJ per unit, unit) that reads best for an energy of ``uj`` µJ: µJ, mJ or J."""
-    return (1e6, "J") if uj >= 1e6 else (1e3, "mJ") if uj >= 1e3 else (1.0, "µJ")
+def _energy_unit(uj: float) -> tuple[float, str, int]:
+    """(µJ per unit, unit, decimals shown) that read best for an energy of ``uj`` µJ: µJ, mJ or J."""
+    return (1e6, "J", 2) if uj >= 1e6 else (1e3, "mJ", 1) if uj >= 1e3 else (1.0, "µJ", 0)
 
 
 def _energy(uj: float) -> str:
     """An energy in the unit that reads best: '840 µJ', '207.5 mJ', '1.21 J'."""
-    per, unit = _energy_unit(uj)
-    digits = {"J": 2, "mJ": 1, "µJ": 0}[unit]
+    per, unit, digits = _energy_unit(uj)
     return f"{uj / per:,.{digits}f} {unit}"
 
 
@@ -142,6 +145,7 @@ class Studio:
         self.runs = RunStore(max_runs, run_ttl)
         self._pipes: dict[str, SpikingDiffusionPipeline] = {}
         self._cache: dict[tuple, object] = {}
+        self._digests: dict[str, tuple] = {}        # model -> (its files' mtimes, vqsvae_digest): Model info's
         self._load_lock = threading.Lock()
         self._last_prepared: tuple = (None, None)   # (model, file, invert) -> prepare_image's result, the last one
         self.export_root = Path(tempfile.mkdtemp(prefix="sd_exports_"))
@@ -183,17 +187,24 @@ class Studio:
     def _shared(self, name: str) -> str:
         """A Markdown line naming the other models with the same VQ-SVAE weights as model ``name``
         (their tokens, decoders and code usage are the same; only the priors differ); "" for none."""
-        def digest(n):
-            try:
-                return vqsvae_digest(self.models[n])
-            except SpikingDiffusionError:       # an unreadable checkpoint: its own info says what is wrong
-                return None
-        own = digest(name)
-        same = [n for n in self.models if n != name and own is not None and digest(n) == own]
+        own = self._vqsvae_digest(name)
+        same = [n for n in self.models if n != name and own is not None and self._vqsvae_digest(n) == own]
         if not same:
             return ""
         return (f"\n- **Shares its VQ-SVAE** with {', '.join(same)}: the same weights, so the same tokens, "
                 f"decoder and code usage; only the prior (and so the samples) differs.")
+
+    def _vqsvae_digest(self, name: str) -> str | None:
+        """Model ``name``'s :func:`vqsvae_digest`, read once per save of its files (kept by their
+        modification times); None for an unreadable checkpoint (its own info says what is wrong)."""
+        folder = self.models[name]
+        try:
+            key = tuple((folder / f).stat().st_mtime_ns for f in (CONFIG_NAME, WEIGHTS_NAME))
+            if self._digests.get(name, (None,))[0] != key:
+                self._digests[name] = (key, vqsvae_digest(folder))
+        except (OSError, SpikingDiffusionError):
+            return None
+        return self._digests[name][1]
 
     def _default_pipe(self, name: str) -> SpikingDiffusionPipeline | None:
         """The default model's pipeline to compare model ``name`` with; None for the default model
@@ -953,5 +964,5 @@ class Studio:
               f"Mean denoiser firing rates: {rates}. "
               f"Estimated saving: **{ann_uj / snn_uj:.1f}x** (a textbook estimate, the same account as `evaluate`'s "
               f"report, which lists its assumptions; memory access is not counted).")
-        per, unit = _energy_unit(max(ann_uj, snn_uj))   # the chart in the table's unit
+        per, unit, _ = _energy_unit(max(ann_uj, snn_uj))   # the chart in the table's unit
         return md, plots.bars({"ANN": ann_uj / per, "SNN": snn_uj / per}, f"Energy of this generation ({unit})", unit)

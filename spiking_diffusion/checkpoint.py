@@ -12,6 +12,7 @@ refuses a pair whose ids differ. A checkpoint saved before ids existed loads as 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -179,8 +180,6 @@ def vqsvae_digest(path) -> str:
     the same digest share one VQ-SVAE (the same tokens and decoder; only their priors can differ); the
     same weights run with another T or membrane decay do not. Raises :class:`CheckpointError` for an
     unreadable checkpoint."""
-    import hashlib
-
     settings = {k: v for k, v in read_config(path).get("vqsvae", {}).items() if k != "data_variance"}
     h = hashlib.sha1(json.dumps(settings, sort_keys=True).encode())
     try:
