@@ -8,7 +8,8 @@ T (temperature, or START..END linear over the steps), top_p, corrector (rounds),
 corrector_T, order (random|confidence), steps. Used to choose the denoiser input, the sampler and
 the sampling defaults (README). Samples and metrics as in ``evaluate`` (batches of 256 seeded from
 (seed, batch); the data set's classifier from assets/classifiers; the whole test split;
-precision/recall against as many test images as samples): ``--seed 0`` gives evaluate's samples.
+precision/recall against as many test images as samples, drawn by the seed): ``--seed S`` gives
+``evaluate --seed S``'s samples and figures.
 """
 from __future__ import annotations
 
@@ -71,7 +72,8 @@ def main(argv=None):
         dataset = pipe.info.get("dataset", "mnist")
         if dataset not in scorers:
             clf = load_classifier(find_classifier_dir(dataset))
-            scorers[dataset] = clf, Reference.of(clf, load_images(dataset, args.data_root, train=False, download=False).images)
+            test = load_images(dataset, args.data_root, train=False, download=False).images
+            scorers[dataset] = clf, Reference.of(clf, test, args.seed)   # evaluate --seed's subset for recall
         return scorers[dataset]
 
     d = EvalConfig()

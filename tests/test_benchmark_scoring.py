@@ -27,7 +27,7 @@ def test_each_checkpoint_is_scored_with_its_own_data_sets_classifier(tiny_checkp
     monkeypatch.setattr(C, "find_classifier_dir", lambda dataset: f"classifier of {dataset}")
     monkeypatch.setattr(C, "load_classifier", lambda where: where)
     monkeypatch.setattr(C, "load_images", lambda dataset, *a, **k: loaded.append(dataset) or load_images("synthetic", limit=8))
-    monkeypatch.setattr(C.Reference, "of", classmethod(lambda cls, clf, images: f"test split for {clf}"))
+    monkeypatch.setattr(C.Reference, "of", classmethod(lambda cls, clf, images, seed: f"test split for {clf}"))
     rows = []
     monkeypatch.setattr(C, "classifier_metrics", lambda clf, images, ref: rows.append((clf, ref)) or {"fd": float(len(images))})
     C.main(["--samples", "4", "--seed", "0", f"{folders['fashion-mnist']}:T=1.0", f"{folders['mnist']}:T=1.0",
@@ -52,3 +52,66 @@ def test_benchmarks_comparing_on_one_data_set_refuse_mixed_checkpoints(tiny_chec
     for script in (recon_metrics, prior_elbo):
         with pytest.raises(SystemExit, match=r"different data sets \(synthetic, fashion-mnist\)"):
             script.main([str(tiny_checkpoint), str(other), "--data-root", str(tmp_path / "no data")])
+
+
+def _fake_scoring(module, monkeypatch, scored: list, seeds: list | None = None):
+    """The classifier and test split replaced by stand-ins; each scored image batch goes to ``scored``,
+    the seed of each reference subset (the test images recall is counted against) to ``seeds``."""
+    seeds = [] if seeds is None else seeds
+    monkeypatch.setattr(module, "find_classifier_dir", lambda dataset: dataset)
+    monkeypatch.setattr(module, "load_classifier", lambda where: where)
+    monkeypatch.setattr(module, "load_images", lambda dataset, *a, **k: load_images("synthetic", limit=8))
+    monkeypatch.setattr(module.Reference, "of", classmethod(lambda cls, clf, images, seed: seeds.append(seed)))
+    monkeypatch.setattr(module, "classifier_metrics", lambda clf, images, ref: scored.append(images) or {"fd": 1.0})
+
+
+def _changed_copy(checkpoint, out, part):
+    """A copy of ``checkpoint`` whose VQ-SVAE has ``part(vqsvae)``'s first weight scaled by 1.5."""
+    from spiking_diffusion.checkpoint import load_checkpoint, save_checkpoint
+
+    vq, den, config = load_checkpoint(checkpoint)
+    with torch.no_grad():
+        next(part(vq).parameters()).mul_(1.5)
+    save_checkpoint(out, vq, den, config["info"], config["metrics"])
+    return out
+
+
+def test_compare_decoders_scores_each_decoder_on_the_same_kept_tokens(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    """The prior's own decoder on the kept tokens gives exactly compare_settings' (evaluate's) images;
+    a second call reads the tokens back instead of sampling; another seed samples again; a decoder
+    trained on (same encoder and codebook) is scored on the same tokens and gives other images."""
+    import compare_decoders as D
+
+    decoder = _changed_copy(tiny_checkpoint, tmp_path / "decoder", lambda vq: vq.decoder)  # a decoder trained on
+    settings, seeds = [], []
+    _fake_scoring(C, monkeypatch, settings, seeds)
+    C.main(["--samples", "4", "--seed", "3", str(tiny_checkpoint)])
+    scored = []
+    _fake_scoring(D, monkeypatch, scored, seeds)
+    kept = tmp_path / "tokens.npz"
+    args = ["--samples", "4", "--seed", "3", "--prior", str(tiny_checkpoint), "--tokens", str(kept), str(decoder)]
+    D.main(args)
+    assert kept.is_file() and len(scored) == 2
+    assert seeds == [3, 3]                                                # evaluate --seed 3's test subset, in both
+    assert (scored[0] == settings[0]).all()                               # the prior's own decoder: evaluate's images
+    assert not (scored[1] == scored[0]).all()                             # the other decoder reads the same tokens
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith('{"decoder"')]
+    assert [Path(r["decoder"]).name for r in lines] == ["tiny", "decoder"]
+
+    def sampling(*a, **k):
+        raise RuntimeError("sampled again")
+
+    monkeypatch.setattr(D, "generate", sampling)
+    D.main(args)                                                          # read back: no sampling
+    assert len(scored) == 4 and all((a == b).all() for a, b in zip(scored[2:], scored[:2]))
+    with pytest.raises(RuntimeError, match="sampled again"):              # another seed: other tokens
+        D.main([*args[:3], "4", *args[4:]])
+
+
+def test_compare_decoders_refuses_a_decoder_of_other_tokens(tiny_checkpoint, tmp_path, monkeypatch):
+    import compare_decoders as D
+
+    other = _changed_copy(tiny_checkpoint, tmp_path / "other", lambda vq: vq.quantizer)
+    _fake_scoring(D, monkeypatch, [])
+    with pytest.raises(SystemExit, match="tokenises differently"):
+        D.main(["--samples", "2", "--prior", str(tiny_checkpoint), str(other)])

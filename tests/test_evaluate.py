@@ -189,14 +189,14 @@ def test_code_usage_only_with_record(tiny_ckpt, classifier_dir, tmp_path, monkey
 
 
 def test_few_samples_warn_show_the_floor_and_refuse_record(tiny_ckpt, classifier_dir, tmp_path, monkeypatch):
-    """Fewer samples than feature dimensions (8 < 16): a warning, the real-data floor at the same count
+    """No more samples than feature dimensions (8 <= 16): a warning, the real-data floor at the same count
     next to the figure, and --record refused before anything is generated or written."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_hub"))
     ckpt = shutil.copytree(tiny_ckpt, tmp_path / "ckpt")
     before = (ckpt / "config.json").read_text()
     kw = dict(log=lambda *a: None, num_samples=8, classifier=str(classifier_dir), sweeps=False, recon_samples=8,
               spike_samples=4, batch_size=8)
-    with pytest.raises(E.SpikingDiffusionError, match=r"--record refused: 8 samples .* 16 feature dimensions.*--num-samples 16"):
+    with pytest.raises(E.SpikingDiffusionError, match=r"--record refused: 8 samples .* 16 feature dimensions.*--num-samples 17"):
         E.evaluate(ckpt, "unused", tmp_path / "refused", record=True, **kw)
     assert (ckpt / "config.json").read_text() == before and not (ckpt / "code_usage.json").exists()
     assert not (tmp_path / "refused").exists()
@@ -218,6 +218,10 @@ def test_frechet_distance_from_few_samples_is_noise():
     small = M.fid_from_features(g.normal(size=(10, dim)), g.normal(size=(10, dim)))
     large = M.fid_from_features(g.normal(size=(2000, dim)), g.normal(size=(2000, dim)))
     assert M.too_few_for_frechet(10, dim) and not M.too_few_for_frechet(2000, dim)
+    # n samples give a covariance of rank n - 1: still singular at n == dim
+    rank = lambda n: np.linalg.matrix_rank(np.cov(g.normal(size=(n, dim)), rowvar=False))  # noqa: E731
+    assert rank(dim) < dim == rank(dim + 1)
+    assert M.too_few_for_frechet(dim, dim) and not M.too_few_for_frechet(dim + 1, dim)
     assert small > 20 * large
 
 
@@ -255,8 +259,13 @@ def test_inception_protocols_with_random_weights(tmp_path, monkeypatch):
 
     test = load_images("synthetic", train=False, limit=3)
     fake = test.floats()[:2].flip(3)
-    cfg = E.EvalConfig(inception_weights=[str(tv), str(fid)], fid_samples=2, paper_samples=2, inception_batch=4)
+    fed = []
+    features = I.inception_features
+    monkeypatch.setattr(I, "inception_features", lambda net, images, *a: fed.append(images) or features(net, images, *a))
+    cfg = E.EvalConfig(inception_weights=[str(tv), str(fid)], fid_samples=2, paper_samples=2, inception_batch=4, seed=5)
     section = E.inception_section(cfg, fake, test, log=lambda *a: None)
+    # standard: the whole test split; the paper's: its first test images, whatever the seed (the authors' loader)
+    assert torch.equal(fed[1], test.floats()) and torch.equal(fed[3], test.floats()[:2])
     assert section["standard"]["n_generated"] == 2 and section["standard"]["n_reference"] == 3
     assert section["paper"]["n_generated"] == 2 and section["paper"]["n_reference"] == 2
     assert np.isfinite(section["standard"]["fid"]) and np.isfinite(section["paper"]["fid_svd_root"])
@@ -359,3 +368,17 @@ def test_evaluate_skips_the_held_out_rows_when_the_classifiers_data_is_missing(t
     assert any("held-out rows are skipped" in m and "'mnist'" in m for m in report["messages"])
     summary = (tmp_path / "eval" / "summary.md").read_text()
     assert "| generated | 24 |" in summary and "real held-out" not in summary
+
+
+def test_counted_denoiser_calls_are_the_calls_a_traced_run_makes(tiny_pipeline, monkeypatch):
+    """A traced run calls the denoiser for every image at its first step (the Unmasking view shows
+    each image's prediction), afterwards only for the images that unmask something: the count
+    the studio's energy view prices is what the denoiser really ran, corrector rounds included."""
+    from spiking_diffusion.evaluation.energy import counted_denoiser_calls
+
+    rows = []
+    denoise = tiny_pipeline._denoise
+    monkeypatch.setattr(tiny_pipeline, "_denoise", lambda tokens, t: rows.append(len(tokens)) or denoise(tokens, t))
+    out = tiny_pipeline(num_images=16, seed=0, trace=True, corrector_steps=2, corrector_cells=3)
+    assert rows[0] == 16 and min(rows[1:-2]) < 16                    # every image at the first step, fewer later
+    assert counted_denoiser_calls(out.trace) == pytest.approx(sum(rows) / 16)

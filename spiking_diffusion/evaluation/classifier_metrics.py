@@ -41,9 +41,9 @@ def classifier_metrics(clf, images, ref: Reference, k: int = 3) -> dict:
 
 
 def few_samples_message(n: int, dim: int, floor: float | None = None, floor_n: int | None = None) -> str:
-    """The warning for a Fréchet distance from ``n`` < ``dim`` samples, with the real-data floor."""
+    """The warning for a Fréchet distance from ``n`` <= ``dim`` samples, with the real-data floor."""
     text = (f"only {n} samples for {dim}-d classifier features: the Fréchet distance comes from a singular "
             "covariance and measures the estimate's noise more than the model")
     if floor is not None:
         text += f" (real held-out images at n={floor_n} give {floor:.2f}, the floor at this count)"
-    return text + f"; use --num-samples {dim} or more (thousands for a figure to quote)"
+    return text + f"; use --num-samples {dim + 1} or more (thousands for a figure to quote)"

@@ -112,11 +112,12 @@ TOTALS = ("sops", "snn_macs", "snn_energy_pj", "ann_macs", "ann_energy_pj")
 
 
 def counted_denoiser_calls(trace) -> float:
-    """Denoiser calls per image of a traced generation on the fast path: an image calls the denoiser
-    at a step only when it unmasks something there; each corrector round calls it once per image."""
-    n = len(trace.steps[0].unmasked)
-    calls = sum(int(s.unmasked.reshape(n, -1).any(1).sum()) for s in trace.steps)
-    return calls / n
+    """Denoiser calls per image of a traced generation, as its steps record them (``denoised``): on the
+    fast path an image calls the denoiser at a step only when it unmasks something there, except at
+    the first step of a traced run, where every image does (for the Unmasking view's predictions);
+    each corrector round calls it once per image."""
+    n = len(trace.steps[0].denoised)
+    return sum(int(np.asarray(s.denoised).sum()) for s in trace.steps) / n
 
 
 def sampling_firing_rates(pipe, tokens: np.ndarray, steps: int, seed: int = 0, points: int | None = None) -> dict[str, float]:

@@ -24,7 +24,7 @@ FEATURE_DIM = 2048                                      # pool3 features
 PROTOCOLS = {
     "standard": "standard FID (pytorch-fid Inception weights, pool3 2048-d, bilinear 299x299, "
                 "generated vs the whole test split, scipy sqrtm)",
-    "paper": "the authors' protocol (torchvision ImageNet inception_v3, 1,280 generated vs 1,280 test images, "
+    "paper": "the authors' protocol (torchvision ImageNet inception_v3, 1,280 generated vs the first 1,280 test images, "
              "bilinear 299x299, grey repeated to 3 channels); 'fid' uses scipy sqrtm, 'fid_svd_root' their SVD root",
 }
 
@@ -127,8 +127,8 @@ def inception_section(cfg, fake: torch.Tensor, test, log, console=None) -> dict:
         console(f"{kind} FID: Inception weights {found[kind]}")            # the report names the file only
         n_cap = cfg.fid_samples if kind == "standard" else cfg.paper_samples
         n = min(n_cap, len(fake)) if kind == "standard" else min(n_cap, len(fake), len(test))
-        ref_idx = (np.arange(len(test)) if kind == "standard"
-                   else np.random.default_rng(cfg.seed).permutation(len(test))[:n])
+        # the paper's: the first n test images (the authors' first 40 batches of 32 of an unshuffled test loader)
+        ref_idx = np.arange(len(test) if kind == "standard" else n)
         log(f"{kind} FID: Inception features of {n} generated and {len(ref_idx)} test images ...")
         f_fake = inception_features(net, fake[:n], cfg.inception_batch, cfg.device)
         f_real = inception_features(net, test.floats(torch.as_tensor(ref_idx)), cfg.inception_batch, cfg.device)

@@ -62,11 +62,11 @@ def fid_from_features(real: np.ndarray, fake: np.ndarray) -> float:
 
 
 def too_few_for_frechet(n: int, dim: int) -> bool:
-    """Whether ``n`` samples are too few for a Fréchet distance in ``dim`` dimensions: below ``dim``
-    samples the covariance estimate is singular, and the distance measures the estimate's noise
-    more than the distributions (two samples of one distribution, 128-d classifier features:
-    about 224 at n=10, 1.7 at n=5,000)."""
-    return n < dim
+    """Whether ``n`` samples are too few for a Fréchet distance in ``dim`` dimensions: the covariance
+    of ``n`` samples has rank at most n - 1, so up to ``dim`` samples it is singular, and the distance
+    measures the estimate's noise more than the distributions (two samples of one distribution,
+    128-d classifier features: about 224 at n=10, 1.7 at n=5,000)."""
+    return n <= dim
 
 
 def _knn_radii(feats: torch.Tensor, k: int, chunk: int) -> torch.Tensor:

@@ -218,9 +218,9 @@ def evaluate(checkpoint_dir, data_root, out_dir, log=print, **overrides) -> dict
     few = clf is not None and M.too_few_for_frechet(cfg.num_samples, dim)
     if few and cfg.record:
         raise SpikingDiffusionError(
-            f"--record refused: {cfg.num_samples} samples are fewer than the classifier's {dim} feature dimensions, "
+            f"--record refused: {cfg.num_samples} samples are not more than the classifier's {dim} feature dimensions, "
             "so the Fréchet distance recorded as the model's headline figure would come from a singular covariance; "
-            f"use --num-samples {dim} or more (the recorded figures use 10,000)")
+            f"use --num-samples {dim + 1} or more (the bundled models' figures use 1,000 or 2,000)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     test = load_images(dataset, data_root, train=False, download=cfg.download)
