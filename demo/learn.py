@@ -12,11 +12,11 @@ from .checks import MAX_SEED, check_float, check_int, friendly
 
 LEARN_RANGES = {            # the Learn view's settings: each slider's range and its handler's check
     "Input current": (-1, 4), "Threshold": (0.1, 3), "Time constant tau": (1, 20), "Time steps": (4, 100),
-    "Pixel value": (0, 1), "Time steps T": (1, 64), "Spike rate": (0, 1), "tau_s": (1, 10), "Mix a": (0, 1)}
+    "Pixel value": (0, 1), "Time steps T": (1, 64), "Spike rate": (0, 1), "Time constant tau_s": (1, 10), "Mix a": (0, 1)}
 LEARN_INPUTS = {            # each Learn handler's inputs, in order: a LEARN_RANGES name, "seed", or None (not a number)
     "lif": ("Input current", "Threshold", "Time constant tau", None, "Time steps"),
     "coding": ("Pixel value", "Time steps T", "seed"),
-    "psp": ("Spike rate", "tau_s", "Time steps", "seed"),
+    "psp": ("Spike rate", "Time constant tau_s", "Time steps", "seed"),
     "quantizer": ("Spike rate", "Mix a", "Time steps T", "seed")}
 WHOLE = {"Time steps", "Time steps T", "seed"}   # whole numbers; the other settings are real numbers
 

@@ -232,7 +232,7 @@ def coding_figure(rows: dict[str, np.ndarray], title: str) -> go.Figure:
 
 def psp_figure(spikes, p, tau: float) -> go.Figure:
     t = np.arange(len(p))
-    fig = _fig(f"PSP filter, tau = {tau:g}", height=300)
+    fig = _fig(f"PSP filter, tau_s = {tau:g}", height=300)
     fig.add_trace(go.Bar(x=t, y=spikes, name="spikes", marker_color="#bbbbbb"))
     fig.add_trace(go.Scatter(x=t, y=p, mode="lines+markers", name="PSP"))
     fig.update_xaxes(title="time step t")

@@ -153,6 +153,7 @@ class Studio:
         self._cleanup = weakref.finalize(self, shutil.rmtree, self.export_root, True)
         self.generating = 0         # generations whose sampler is still running
         self._generating_lock = threading.Lock()
+        self._stops: dict[str, threading.Event] = {}   # session -> its running generation's Stop switch
 
     def close(self):
         """Delete the export folder (also done when the studio is garbage collected or at exit)."""
@@ -182,7 +183,7 @@ class Studio:
         beside, cost = self._beside(name, pipe), self._cost_line(name, pipe)
         return (f"**{name}** (folder `{self.models[name].name}`)\n\n{self._summary(pipe)}{self._shared(name)}"
                 f"{beside}{cost}\n\n"
-                f"<details><summary>All stored settings</summary>\n\n{self._settings_table(pipe)}\n\n</details>")
+                f"<details><summary>All stored settings (the checkpoint's config.json, by its own names)</summary>\n\n{self._settings_table(pipe)}\n\n</details>")
 
     def _shared(self, name: str) -> str:
         """A Markdown line naming the other models with the same VQ-SVAE weights as model ``name``
@@ -301,8 +302,10 @@ class Studio:
                  ("diffusion steps N", pipe.num_diffusion_steps), ("can generate", pipe.denoiser is not None)]
         rows += [(k, v) for k, v in pipe.info.items() if k != "architecture"]
         rows += [(f"metric: {k}", v) for k, v in pipe.metrics.items() if not isinstance(v, (list, dict))]
-        return ("| setting | value |\n|---|---|\n"      # figures: 4 digits
-                + "\n".join(f"| {k} | {f'{v:.4g}' if isinstance(v, float) else v} |" for k, v in rows))
+        # a key may break after an underscore (<wbr>), not inside a word; figures: 4 digits
+        return ("| setting | value |\n|---|---|\n"
+                + "\n".join(f"| {str(k).replace('_', '_<wbr>')} | {f'{v:.4g}' if isinstance(v, float) else v} |"
+                             for k, v in rows))
 
     def facts(self, name: str | None = None) -> ModelFacts:
         """The grid size, steps and neuron constants of model ``name`` (default: the default model;
@@ -351,17 +354,23 @@ class Studio:
 
     @friendly
     def generate(self, model, num_images, steps, temperature, seed, temperature_end=None, top_p=None,
-                 corrector_steps=None, corrector_cells=None, corrector_temperature=None):
+                 corrector_steps=None, corrector_cells=None, corrector_temperature=None, session: str | None = None):
         """Stream (grid image, status html, run) while the diffusion runs: ``run`` is ``gr.skip()``
         until the last item (the session keeps its last finished run meanwhile, and after a failure),
         then the new :class:`Run`. The temperature moves
         linearly to ``temperature_end`` (default: stays constant); ``top_p``: nucleus sampling;
-        corrector rounds after the last step (see the pipeline). Settings not given: the model's."""
+        corrector rounds after the last step (see the pipeline). Settings not given: the model's.
+        ``session``: the browser session, whose :meth:`stop_generation` ends this generation within a
+        step (the last item is then the stopped status line, and no run)."""
         pipe, n, s, seed, sampling = self.check_generate(model, num_images, steps, temperature, seed, temperature_end,
                                                          top_p, corrector_steps, corrector_cells, corrector_temperature)
         total_steps = s + sampling.corrector_steps
         previews: queue.Queue = queue.Queue()  # (step index, tiled preview, seconds); None: finished
-        stop = threading.Event()
+        stop = threading.Event()   # nobody reads the stream any more
+        user_stop = threading.Event()  # the session's Stop
+        if session:
+            with self._generating_lock:
+                self._stops[session] = user_stop
         result = {}
         shown = np.repeat(self._blank(model)[None], n, 0)                               # [n, H, W, C]
         shown_tokens = np.full((n, pipe.latent_size, pipe.latent_size), pipe.mask_id)
@@ -371,7 +380,7 @@ class Studio:
             """In the sampler's thread, between two steps, so that previews never compete with the
             sampler for the cores: queues the first step at once, then a decoded preview when due."""
             nonlocal due
-            if stop.is_set():          # nobody waits for this generation any more: stop within one step
+            if stop.is_set() or user_stop.is_set():   # stop within one step
                 raise GenerationStopped
             now = time.perf_counter()
             if state.index == 0:       # nothing decoded yet looks like the blank grid
@@ -402,16 +411,39 @@ class Studio:
         with self._generating_lock:
             self.generating += 1
         threading.Thread(target=work, daemon=True, name="sd-generate").start()
+        index = 0
         try:  # a closed or abandoned stream (GeneratorExit here) sets ``stop`` in ``finally``
             for index, tile, seconds in _newest(previews):
                 yield tile, self._status(index + 1, total_steps, seconds, steps=s), gr.skip()
             if "error" in result:
                 raise result["error"]
+            if "out" not in result and user_stop.is_set():   # stopped: the grid keeps its last preview
+                yield gr.skip(), self._stopped_status(index + 1, total_steps, time.perf_counter() - start), gr.skip()
+                return
             out = result["out"]
             run = self.runs.add(Run(model, out.images, out.tokens, out.trace, time.perf_counter() - start, seed=seed))
             yield media.tile(out.images), self._done_status(run), run
         finally:
             stop.set()
+            with self._generating_lock:
+                if self._stops.get(session) is user_stop:
+                    del self._stops[session]
+
+    def stop_generation(self, session: str | None) -> bool:
+        """End the generation running for browser ``session`` within a step; whether one was running."""
+        with self._generating_lock:
+            switch = self._stops.get(session) if session else None
+        if switch is not None:
+            switch.set()
+        return switch is not None
+
+    STOPPED = 'data-state="stopped"'   # the status line of a stopped generation carries this
+
+    @staticmethod
+    def _stopped_status(step: int, total: int, seconds: float) -> str:
+        return (f'<div id="gen-progress" {Studio.STOPPED}><span>Stopped at step {step} of {total} after {seconds:.1f} s: '
+                "the grid shows that step's preview, not finished samples; the other views keep the last finished "
+                "samples, if any. Press <b>Generate</b> to start again.</span></div>")
 
     def _blank(self, model) -> np.ndarray:
         """The decoded all-masked grid ``[H, W, C]`` uint8 (what every preview starts from), cached."""
@@ -655,17 +687,19 @@ class Studio:
 
     @friendly
     def export(self, run, image):
-        """(GIF path, MP4 path) of one image's whole run, the frames Play shows. The studio keeps the
-        last :data:`MAX_EXPORTS` export folders (Gradio serves copies from its own cache)."""
+        """(GIF path, MP4 path) of one image's whole run, the frames Play shows, named after the model,
+        seed and image (a download, or a link still shown under a later run, says which run it is). The
+        studio keeps the last :data:`MAX_EXPORTS` export folders (Gradio serves copies from its own cache)."""
         run = self._need_run(run)
         image = check_int(image, "Image", 0, run.num_images - 1)
         pics, folder = self._animation_frames(run, image), self._export_folder()
-        gif, played = folder / "unmasking.gif", run.animations.get(image)
+        name = f"unmasking-{run.model}-seed{run.seed}-image{image}" if run.seed is not None else f"unmasking-{run.model}-image{image}"
+        gif, played = folder / f"{name}.gif", run.animations.get(image)
         if played and Path(played).is_file():
             shutil.copyfile(played, gif)                         # Play's GIF of these frames: encoded once
         else:
             frames.write_gif(pics, gif)                          # Play's own writer and timing
-        mp4 = media.write_mp4(pics, folder / "unmasking.mp4", frames.ANIMATION_FPS, frames.HOLD_S)
+        mp4 = media.write_mp4(pics, folder / f"{name}.mp4", frames.ANIMATION_FPS, frames.HOLD_S)
         return str(gif), str(mp4)
 
     def _animation_frames(self, run: Run, image: int) -> list[np.ndarray]:
@@ -838,11 +872,17 @@ class Studio:
         counts = {k: v.sum(0) for k, v in usage.items()}
         stats = [f"Code usage of **{html.escape(model)}**'s codebook (K = {K}):\n",
                  "| source | codes used | dead codes | perplexity |", "|---|---|---|---|"]
+        dead = {}
         for name, c in counts.items():
             s = M.usage_stats(c)
+            dead[name] = s["dead_codes"]
             stats.append(f"| {name} | {K - s['dead_codes']}/{K} | {s['dead_codes']} | {s['perplexity']:.1f} |")
-        stats.append("\nA code no image of a source uses counts as dead there; a few generated images leave "
-                     "rare codes out, so they show more dead codes than the test set.")
+        stats.append("\nA code no image of a source uses counts as dead there.")
+        if test is not None and len(dead) > 1:                                # the test set's row first, then generated
+            (test_name, test_dead), (gen_name, gen_dead) = list(dead.items())[:2]
+            if gen_dead > test_dead:   # what the table shows, said only when it shows it
+                stats[-1] += (f" The generated images leave {gen_dead - test_dead} more codes unused than the test set: "
+                              "fewer images meet fewer of the rare codes, and the prior may avoid some.")
         if stand_in:
             slower = " (fewer for a slower model)" if stand_in < STAND_IN_IMAGES else ""
             stats.append(f"\nWith no generation of yours on this model, {stand_in} images{slower} were generated once "

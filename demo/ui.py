@@ -35,6 +35,8 @@ CSS = (".pixelated img, #player img { image-rendering: pixelated; } .explain { f
        # the energy table's figures stay whole (a total wrapped mid-number); its row labels wrap
        " #energy-note td:not(:first-child), #energy-note th { white-space: nowrap; }"
        " #energy-note td:first-child { min-width: 11em; }"
+       # Model info's stored settings: a key (config.json's name) breaks at its underscores only, not mid-word
+       " #model-info td:first-child { word-break: normal; overflow-wrap: normal; }"
        # the picker's captions sit under the thumbnails (Gradio lays them over the image's corner, on the
        # digit), below the gallery's label, and 16 thumbnails fit a row of a laptop screen, however few
        # images there are (Gradio makes as many columns as images: one image filled the row, cropped black)
@@ -175,9 +177,10 @@ def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
                                      info="Fewer steps unmask more cells at once: faster, usually worse.")
                 t0, t1, p0, c0, c1, c2 = S.sampling_defaults(S.default_model)
                 temp = gr.Slider(T_MIN, T_MAX, t0, step=T_STEP, label=SETTINGS["temperature"].label, elem_id="temperature",
-                                 info="Low: safe, repetitive codes. High: diverse, noisier. (A lower End and "
-                                      "the corrector rounds clean the last steps up: to see the noise, set End "
-                                      "as high and 0 corrector rounds.)")
+                                 info="Low: safe, repetitive codes. High: diverse, noisier. (A lower temperature "
+                                      "at the last step and the corrector rounds clean the last steps up: to see "
+                                      "the noise, open the sampling settings below and set the last step's "
+                                      "temperature as high and 0 corrector rounds.)")
                 with gr.Accordion("More sampling settings", open=False):
                     temp_end = gr.Slider(T_MIN, T_MAX, t1, step=T_STEP, label=SETTINGS["temperature_end"].label,
                                          elem_id="temperature-end",
@@ -196,7 +199,9 @@ def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
                 with gr.Row():
                     seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed")
                     dice = gr.Button("Random seed", elem_id="dice", scale=0, min_width=120)
-                go = gr.Button("Generate", variant="primary", elem_id="generate-btn")
+                with gr.Row():
+                    go = gr.Button("Generate", variant="primary", elem_id="generate-btn", scale=3)
+                    stop = gr.Button("Stop", elem_id="stop-btn", scale=1, min_width=80)
             with gr.Column(scale=2):
                 grid = gr.Image(label="Samples (fills in while the diffusion runs; click one to open it in Unmasking)",
                                 elem_id="grid", **PX)
@@ -213,7 +218,7 @@ def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
     temp.input(None, [temp, constant, temp_end], temp_end, js="(t, c, e) => c ? t : e", **PRIVATE)
     temp_end.input(None, [temp, temp_end], constant, js="(t, e) => t === e", **PRIVATE)
     dice.click(S.random_seed, None, seed, api_name="random_seed")
-    return NS(inputs=[model, n, steps, temp, seed, *sampling[1:]], go=go, outputs=[grid, status], grid=grid,
+    return NS(inputs=[model, n, steps, temp, seed, *sampling[1:]], go=go, stop=stop, outputs=[grid, status], grid=grid,
               status=status)
 
 
@@ -307,7 +312,10 @@ PLAY_JS = """(...args) => {
         marker.title = `step ${k}`;
       }
     };
-    setInterval(() => { const k = window.__sdFrame(); if (k) window.__sdShowStep(k); }, 100);
+    // checked 40 times a second, drawn when the frame changes: at the animation's own 10 frames a second
+    // the box lagged the picture by a step for up to a frame
+    let shownK = 0;
+    setInterval(() => { const k = window.__sdFrame(); if (k && k !== shownK) window.__sdShowStep(k); shownK = k; }, 25);
   }
   return args;
 }"""
@@ -476,6 +484,10 @@ DRAW_JS = """() => {
 }"""
 
 
+EMPTY_BOX = {"upload": "The Upload box is empty: upload a picture into it first (a drawing is encoded by Encode drawing).",
+             "sketch": "The Draw box has no drawing: draw in it first (an uploaded picture is encoded by Encode upload)."}
+
+
 def _has_ink(sketch) -> bool:
     """Whether a sketchpad value holds a drawing (a composite, file or array, not one flat colour)."""
     img = sketch.get("composite") if isinstance(sketch, dict) else sketch
@@ -547,6 +559,13 @@ def _encode_tab(S: Studio, F: ModelFacts, model) -> NS:
         if given(picture) is not None:
             S.check_encode(m, picture, inv)
 
+    def check_box(name):                     # a button's check: an empty box is named, with the other button
+        def check(m, picture, inv):
+            if given(picture) is None:
+                raise gr.Error(EMPTY_BOX[name])
+            S.check_encode(m, picture, inv)
+        return check
+
     skip = tuple(gr.skip() for _ in out)
 
     def encode_given(m, picture, inv):       # the views of the picture, or all kept when there is none
@@ -557,8 +576,8 @@ def _encode_tab(S: Studio, F: ModelFacts, model) -> NS:
     checked = dict(show_progress="hidden", trigger_mode="always_last", **PRIVATE)
     for btn, picture, name, api, progress in ((e_up, upload, "upload", "encode", "full"),
                                               (e_sk, sketch, "sketch", "encode_sketch", "hidden")):   # (each stroke)
-        # a button: an empty box is refused too (the check says so)
-        first = btn.click(_check_only(S.check_encode), [model, picture, invert], None, **checked)
+        # a button: an empty box is refused too (the check names it, and the other button)
+        first = btn.click(_check_only(check_box(name)), [model, picture, invert], None, **checked)
         clicked = first.success(S.encode, [model, picture, invert], out, api_name=api, **MODEL_JOB)
         clicked.success(lambda n=name: n, None, source, **PRIVATE)
         # a new upload or stroke encodes itself
@@ -626,7 +645,7 @@ def _learn_tab(S: Studio, F: ModelFacts, run) -> None:
                          "post-synaptic-potential filter: each step the trace keeps 1 - 1/tau of its value and a "
                          "spike adds 1/tau, so trains that spike at nearly the same times look alike.")
                 p_rate = _learn_slider("Spike rate", 0.3, 0.01, "psp-rate")
-                p_tau = _learn_slider("tau_s", F.psp_tau, 0.5, "psp-tau")
+                p_tau = _learn_slider("Time constant tau_s", F.psp_tau, 0.5, "psp-tau")
                 p_T = _learn_slider("Time steps", 32, 1, "psp-steps")
                 p_seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
             p_fig = gr.Plot(show_label=False, elem_id="psp-plot", scale=2)
@@ -701,15 +720,27 @@ def build_demo(studio: Studio) -> gr.Blocks:
         # (the queue position) shows on the status line only: over the samples it cost the page seconds
         # the settings are checked first: a refused value only raises its toast (the samples and status stay)
         # a press while one runs is kept and runs after it (Gradio's default drops it without a word)
+        def generate(model, n, steps, temp, seed, temp_end, top_p, c_steps, c_cells, c_temp, request: gr.Request = None):
+            """S.generate in the browser session (Gradio passes ``request``), whose Stop button ends it."""
+            yield from S.generate(model, n, steps, temp, seed, temp_end, top_p, c_steps, c_cells, c_temp,
+                                  session=getattr(request, "session_hash", None))
+
+        def stop(request: gr.Request = None):
+            S.stop_generation(getattr(request, "session_hash", None))
+
         generating = gen.go.click(_check_only(S.check_generate), gen.inputs, None, show_progress="hidden",
                                   trigger_mode="always_last", **PRIVATE).success(
-            S.generate, gen.inputs, [*gen.outputs, run], api_name="generate", show_progress_on=gen.status,
+            generate, gen.inputs, [*gen.outputs, run], api_name="generate", show_progress_on=gen.status,
             trigger_mode="always_last", **MODEL_JOB)
-        generating.success(
-            lambda r: (slider_range(0, 0, r.num_images - 1), slider_range(r.num_frames, 1, r.num_frames),
-                       gr.update(value=S.gallery(r), selected_index=0)),
-            run, [unmask.image, unmask.step, unmask.picker], **PRIVATE).then(S.unmask, *unmask.io, **DRAW)
+        generating.success(   # a stopped generation made no run: the views stay as they are
+            lambda r, st: (gr.skip(),) * 3 if S.STOPPED in st else (
+                slider_range(0, 0, r.num_images - 1), slider_range(r.num_frames, 1, r.num_frames),
+                gr.update(value=S.gallery(r), selected_index=0)),
+            [run, gen.status], [unmask.image, unmask.step, unmask.picker], **PRIVATE).then(S.unmask, *unmask.io, **DRAW)
         generating.failure(S.generation_failed, run, gen.status, **PRIVATE)
+        # Stop ends the session's running generation within a step (its last preview stays on the grid,
+        # the status line says so); with nothing running it does nothing
+        gen.stop.click(stop, None, None, **PRIVATE)
         model.change(S.samples_note, [model, run, gen.status], gen.status, **PRIVATE)   # whose samples are shown
 
         def open_sample(r, shown, st, c, evt: gr.SelectData):  # a click on the sample grid: evt.index = [x, y]

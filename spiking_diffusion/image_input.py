@@ -101,6 +101,22 @@ def _is_empty(data) -> bool:
         return False
 
 
+# Pillow's image modes in words, for the notes a person reads ("read 300x300 greyscale")
+MODE_WORDS = {"1": "black and white", "L": "greyscale", "LA": "greyscale with transparency",
+              "La": "greyscale with transparency", "P": "palette colour", "PA": "palette colour with transparency",
+              "RGB": "colour", "RGBA": "colour with transparency", "RGBa": "colour with transparency",
+              "CMYK": "CMYK colour", "YCbCr": "YCbCr colour", "LAB": "Lab colour", "HSV": "HSV colour",
+              "I": "32-bit greyscale", "F": "floating-point greyscale"}
+
+
+def mode_words(mode: str) -> str:
+    """Pillow's image ``mode`` in words: 'L' -> 'greyscale', 'I;16' -> '16-bit greyscale', 'RGBA' ->
+    'colour with transparency'; a mode not listed as it is."""
+    if mode.startswith("I;16"):
+        return "16-bit greyscale"
+    return MODE_WORDS.get(mode, mode)
+
+
 def open_image(source, max_pixels: int = MAX_PIXELS) -> tuple[Image.Image, list[str]]:
     """A path, bytes, file object, PIL image or array ``[H, W(, 1|2|3|4)]`` -> (PIL image, notes).
     Only the header is read before the size check; the first frame of an animation is taken and
@@ -229,7 +245,7 @@ def prepare_image(source, channels: int = 1, dataset: str | None = None, invert:
     if channels not in (1, 3):
         raise SpikingDiffusionError(f"channels must be 1 or 3; got {channels!r}")
     img, notes = open_image(source, max_pixels)
-    orig = f"{img.width}x{img.height} {img.mode}"
+    orig = f"{img.width}x{img.height} {mode_words(img.mode)}"
     rgb, alpha = to_float(img)
     if rgb.shape[:2] != (img.height, img.width):   # box-reduced: the sizes in the notes below are of this
         notes.append(f"reduced to {rgb.shape[1]}x{rgb.shape[0]}")

@@ -161,7 +161,8 @@ def test_animate_plays_every_step_as_a_gif(client, generated):
 
 def test_export_gif_and_mp4(client, generated):
     gif, mp4 = client.predict(0, api_name="/export")
-    assert gif.endswith(".gif") and mp4.endswith(".mp4")
+    # named after the run (model tiny, seed 7, image 0): a link still shown under a later run says whose it is
+    assert os.path.basename(gif) == "unmasking-tiny-seed7-image0.gif" and mp4.endswith("unmasking-tiny-seed7-image0.mp4")
     assert Image.open(gif).n_frames >= 10 and os.path.getsize(mp4) > 1000
     played = Image.open(client.predict(0, api_name="/animate"))
     assert Image.open(gif).size == played.size                              # the frames Play shows, labelled
@@ -210,6 +211,12 @@ def test_codebook_uses_recorded_test_usage_without_data(tmp_path, make_tiny_mode
     studio._atlas = lambda model: atlas
     for asked, shown in [(5, 5), (25, second), (None, second)]:
         assert studio.codebook("tiny", None, asked)[-1]["value"] == shown
+    # the sentence on generated images leaving codes unused: said when the table shows it, not otherwise
+    with_dead = np.zeros((49, 32), int)
+    with_dead[0, :12] = 1                                             # 20 dead codes (the test set: 12)
+    for generated, said in ((with_dead, True), (np.ones((49, 32), int), False)):
+        studio._sample_usage = lambda model, g=generated: (64, g)
+        assert ("leave 8 more codes unused" in studio.codebook("tiny", None)[2]) == said
 
 
 def test_spikes_tab_opening_without_samples_says_what_to_do(tmp_path, make_tiny_models):
@@ -253,7 +260,7 @@ def test_encode_any_picture(client, tmp_path):
     path = tmp_path / "rgb.png"
     Image.fromarray(np.random.default_rng(1).integers(0, 255, (90, 50, 3), dtype=np.uint8)).save(path)
     shown, tokens, recon, enc, asg, note = client.predict("tiny", handle_file(str(path)), "auto", api_name="/encode")
-    assert "read 50x90 RGB" in note and "scaled into 20x20" in note
+    assert "read 50x90 colour;" in note and "scaled into 20x20" in note
     assert note.startswith("Input (`rgb.png`, model tiny): ")                      # which picture, which model
     assert Image.open(recon).size == (224, 224) and tokens["type"] == "plotly"
 
@@ -702,6 +709,28 @@ def test_a_cancelled_generation_stops(server, monkeypatch):
     while workers() and time.time() < deadline:
         time.sleep(0.05)
     assert workers() == 0 and server[2].studio.generating == 0
+
+
+def test_stop_ends_only_its_own_sessions_generation(tmp_path, make_tiny_models):
+    """Stop (stop_generation) ends the session's running generation within a step: its last item is the
+    stopped status line and no run, its sampler thread ends; another session's generation runs on."""
+    import threading
+
+    from demo.generations import Run
+    from demo.studio import Studio
+
+    studio = Studio(make_checkpoints(tmp_path / "ck", make_tiny_models))
+    assert not studio.stop_generation("a")                             # nothing running: nothing to stop
+    settings = ("tiny", 4, 49, 0.65, 0, 0.65, 1.0, 100, 5, 0.5)        # 149 steps
+    mine, theirs = studio.generate(*settings, session="a"), studio.generate(*settings, session="b")
+    next(mine), next(theirs)                                          # both running
+    assert studio.stop_generation("a")
+    items = list(mine)
+    assert 'data-state="stopped"' in items[-1][1] and "Stopped at step" in items[-1][1]
+    assert not any(isinstance(run, Run) for *_, run in items)         # no run: the views keep the last one
+    *_, (_, done, finished) = list(theirs)                            # the other session's run finishes
+    assert "done:" in done and finished.tokens.shape == (4, 7, 7)
+    assert studio.generating == 0 and not any(t.name == "sd-generate" and t.is_alive() for t in threading.enumerate())
 
 
 def test_a_new_generation_keeps_the_last_finished_run_until_it_finishes(server, monkeypatch):

@@ -51,6 +51,7 @@ CODEBOOK_CALLS = []  # one entry per call of Studio.codebook (the model), and on
 CODEBOOK_DONE = []
 SLOW_CODEBOOK = set()  # models whose Studio.codebook takes 3 s more (a slow first model)
 ENCODE_CALLS = []      # one entry per call of Studio.encode (the model)
+SLOW_DENOISER = []     # when not empty, each denoiser call takes 50 ms more (a generation as slow as a big model's)
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +81,14 @@ def url(tmp_path_factory, make_tiny_models):
         time.sleep(1.5)
         return animation(self, *args)
 
+    from spiking_diffusion import SpikingDiffusionPipeline
+    denoise = SpikingDiffusionPipeline._denoise
+
+    def slow_denoise(self, *args):
+        if SLOW_DENOISER:
+            time.sleep(0.05)
+        return denoise(self, *args)
+
     real = ROOT / "assets" / "mnist"
     if SHOTS and (real / "model.safetensors").is_file():
         ck = ROOT / "assets"
@@ -92,6 +101,7 @@ def url(tmp_path_factory, make_tiny_models):
         mp.setattr(Studio, "animation", slow)
         mp.setattr(Studio, "codebook", counted_codebook)
         mp.setattr(Studio, "encode", counted_encode)
+        mp.setattr(SpikingDiffusionPipeline, "_denoise", slow_denoise)
         demo = app.make_app(args)
         _, link, _ = demo.launch(**app.launch_kwargs(args), prevent_thread_lock=True, quiet=True, inbrowser=False)
         yield link
@@ -586,17 +596,20 @@ def test_encode_view_upload_encodes_itself(page, tmp_path):
     from PIL import Image
 
     open_tab(page, "Encode & reconstruct")
+    for button, said in (("#encode-btn", "The Upload box is empty"), ("#encode-sketch-btn", "The Draw box has no drawing")):
+        page.locator(button).click()                                          # an empty box: named, with the other button
+        expect(page.locator(".toast-body").last).to_contain_text(said)
     digit = np.zeros((64, 64), np.uint8)
     digit[10:54, 28:36] = 255  # a "1", light on dark
     Image.fromarray(digit).save(tmp_path / "one.png")
     page.locator("#upload input[type=file]").set_input_files(str(tmp_path / "one.png"))
-    expect(page.locator("#encode-note")).to_contain_text("read 64x64 L; ink 8x44 scaled into 20x20")   # no button pressed
+    expect(page.locator("#encode-note")).to_contain_text("read 64x64 greyscale; ink 8x44 scaled into 20x20")   # no button pressed
     expect(page.locator("#reconstruction img")).to_have_attribute("src", re.compile(r".+"))
     expect(page.locator("#encode-tokens .js-plotly-plot")).to_be_attached()
     shown = page.locator("#upload img").bounding_box()                       # a 64x64 picture fills its box
     assert min(shown["width"], shown["height"]) > 200
     page.locator("#encode-btn").click()                                       # the button still re-runs
-    expect(page.locator("#encode-note")).to_contain_text("read 64x64 L; ink 8x44 scaled into 20x20")
+    expect(page.locator("#encode-note")).to_contain_text("read 64x64 greyscale; ink 8x44 scaled into 20x20")
     expect(page.locator("#encode-note")).not_to_contain_text("inverted")
     page.locator("#invert").get_by_text("yes", exact=True).click()          # another inversion encodes it again
     expect(page.locator("#encode-note")).to_contain_text("inverted")
@@ -606,14 +619,14 @@ def test_encode_view_upload_encodes_itself(page, tmp_path):
     if not SHOTS:                            # another model encodes the picture again (it said: press Encode)
         calls = len(ENCODE_CALLS)
         choose_model(page, "tiny-b")
-        expect(page.locator("#encode-note")).to_contain_text("model tiny-b): read 64x64 L; ink 8x44 scaled into 20x20")
+        expect(page.locator("#encode-note")).to_contain_text("model tiny-b): read 64x64 greyscale; ink 8x44 scaled into 20x20")
         deadline = time.time() + T / 1000
         while "tiny-b" not in ENCODE_CALLS[calls:] and time.time() < deadline:
             page.wait_for_timeout(200)
         assert ENCODE_CALLS[calls:] == ["tiny-b"]
         expect(page.locator("#tab-encode").get_by_text("Error", exact=True)).to_have_count(0)
         choose_model(page, "tiny")
-        expect(page.locator("#encode-note")).to_contain_text("model tiny): read 64x64 L")   # the switch back is done
+        expect(page.locator("#encode-note")).to_contain_text("model tiny): read 64x64 greyscale")   # the switch back is done
 
 
 def test_a_file_that_is_no_picture_only_raises_its_message(page, tmp_path):
@@ -621,7 +634,7 @@ def test_a_file_that_is_no_picture_only_raises_its_message(page, tmp_path):
     encoding (they showed red Error badges) and the upload box is emptied (it showed a broken image)."""
     open_tab(page, "Encode & reconstruct")
     note = page.locator("#encode-note")
-    expect(note).to_contain_text("read 64x64 L")                             # the last test's encoding
+    expect(note).to_contain_text("read 64x64 greyscale")                             # the last test's encoding
     (tmp_path / "notes.png").write_text("not a picture")
     page.locator("#upload input[type=file]").set_input_files(str(tmp_path / "notes.png"))
     expect(page.locator(".toast-body").last).to_contain_text("notes.png")
@@ -629,7 +642,7 @@ def test_a_file_that_is_no_picture_only_raises_its_message(page, tmp_path):
     expect(page.locator(".toast-body").filter(has_text="notes.png")).to_have_count(1)
     expect(page.locator(".toast-body").filter(has_text="notes.png")).not_to_contain_text("(2)")
     expect(note).to_contain_text("Your last upload could not be read")        # said when the toast has gone
-    expect(note).to_contain_text("read 64x64 L")
+    expect(note).to_contain_text("read 64x64 greyscale")
     expect(page.locator("#tab-encode").get_by_text("Error", exact=True)).to_have_count(0)
     expect(page.locator("#reconstruction img")).to_have_attribute("src", re.compile(r".+"))
     expect(page.locator("#upload img")).to_have_count(0)
@@ -737,3 +750,33 @@ def test_a_narrow_window_keeps_unmaskings_grid_and_cell_note_readable(page):
         assert grid["width"] >= 280 and note["width"] >= 220, (grid, note)
     finally:
         page.set_viewport_size({"width": 1400, "height": 1000})
+
+
+def test_stop_ends_a_running_generation_and_keeps_the_last_finished_run(page):
+    """A generation of a slow model ran for a minute with no way to end it: Stop ends it within a step,
+    says so on the status line (the grid holds a preview), and the views keep the last finished run;
+    pressed with nothing running it changes nothing."""
+    open_tab(page, "Generate")
+    for elem_id, value in (("num-images", 4), ("steps", 49)):            # (the last test left 3 steps)
+        set_slider(page, elem_id, value)
+    generate(page)                                                        # a finished run to keep
+    done = page.locator("#gen-progress").inner_text()
+    page.locator("#stop-btn").click()                                     # nothing running: nothing changes
+    page.wait_for_timeout(1000)
+    assert page.locator("#gen-progress").inner_text() == done
+    SLOW_DENOISER.append(True)
+    try:
+        page.locator("#generate-btn").click()
+        expect(page.locator('#gen-progress[data-state="running"]')).to_be_attached()
+        page.locator("#stop-btn").click()
+        expect(page.locator('#gen-progress[data-state="stopped"]')).to_contain_text("the grid shows that step's preview")
+        open_tab(page, "Unmasking")                                       # the finished run is still there
+        expect(page.locator("#unmask-caption")).to_contain_text("Step")
+        expect(page.locator("#tab-unmasking").get_by_text("Error", exact=True)).to_have_count(0)
+        open_tab(page, "Generate")
+        page.wait_for_timeout(1500)                                       # no later step overwrites the line
+        expect(page.locator('#gen-progress[data-state="stopped"]')).to_be_attached()
+    finally:
+        SLOW_DENOISER.clear()
+    generate(page)                                                        # Generate works again after a Stop
+    expect(page.locator("#gen-progress")).to_contain_text("done:")

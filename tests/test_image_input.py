@@ -114,6 +114,23 @@ def test_every_kind_of_file_reads_as_its_plain_grey_png(kind, files, tmp_path):
     assert np.array_equal(model_input(Image.open(path)), got)   # an opened PIL image reads the same
 
 
+def test_the_note_says_each_kind_of_file_in_words(files):
+    """The note a student reads names the picture's kind in words, not Pillow's mode codes (L, I;16, P)."""
+    from spiking_diffusion.image_input import mode_words
+
+    said = {}
+    for name, path, _ in files:
+        with Image.open(path) as im:
+            mode = im.mode
+        note = prepare_image(path, 1, "mnist")[1]
+        said[mode] = note.split(";")[0]
+        assert note.startswith("read ") and note.split(";")[0].endswith(mode_words(mode)), (name, note)
+    assert {"L", "P", "CMYK", "RGBA", "1"} <= said.keys() and any(m.startswith("I;16") for m in said)
+    assert not any(part.split()[-1] in ("L", "P", "I", "F", "1", "LA", "RGBA", "CMYK") or "I;16" in part
+                   for part in said.values()), said
+    assert mode_words("I;16B") == "16-bit greyscale" and mode_words("RGB") == "colour"
+
+
 def test_mnist_framing(tmp_path):
     from scipy import ndimage
 
@@ -251,7 +268,7 @@ def test_a_large_pictures_note_says_it_was_reduced_before_its_ink_was_measured()
     big[500:1500, 1200:1800] = 255                                             # 600x1000 of ink
     note = prepare_image(big, 1, "mnist")[1]
     f = -(-3000 // WORK_SIDE)                                                   # PIL's reduce: sizes round up
-    assert f"read 3000x2000 L; reduced to {-(-3000 // f)}x{-(-2000 // f)}; ink {600 // f}x" in note
+    assert f"read 3000x2000 greyscale; reduced to {-(-3000 // f)}x{-(-2000 // f)}; ink {600 // f}x" in note
     assert int(note.split("; ink ")[1].split("x")[1].split()[0]) in (1000 // f, 1000 // f + 1)
     assert "reduced" not in prepare_image(big[:500, :700], 1, "mnist")[1]
 
