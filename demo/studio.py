@@ -879,7 +879,7 @@ class Studio:
             stats.append(f"| {name} | {K - s['dead_codes']}/{K} | {s['dead_codes']} | {s['perplexity']:.1f} |")
         stats.append("\nA code no image of a source uses counts as dead there.")
         if test is not None and len(dead) > 1:                                # the test set's row first, then generated
-            (test_name, test_dead), (gen_name, gen_dead) = list(dead.items())[:2]
+            test_dead, gen_dead = list(dead.values())[:2]
             if gen_dead > test_dead:   # what the table shows, said only when it shows it
                 stats[-1] += (f" The generated images leave {gen_dead - test_dead} more codes unused than the test set: "
                               "fewer images meet fewer of the rare codes, and the prior may avoid some.")

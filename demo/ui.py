@@ -736,7 +736,9 @@ def build_demo(studio: Studio) -> gr.Blocks:
             lambda r, st: (gr.skip(),) * 3 if S.STOPPED in st else (
                 slider_range(0, 0, r.num_images - 1), slider_range(r.num_frames, 1, r.num_frames),
                 gr.update(value=S.gallery(r), selected_index=0)),
-            [run, gen.status], [unmask.image, unmask.step, unmask.picker], **PRIVATE).then(S.unmask, *unmask.io, **DRAW)
+            [run, gen.status], [unmask.image, unmask.step, unmask.picker], **PRIVATE).then(
+            lambda r, *a: S.unmask(r, *a) if S.has_run(r) else (gr.skip(),) * len(unmask.io[1]),   # (none yet: a Stop)
+            *unmask.io, **DRAW)
         generating.failure(S.generation_failed, run, gen.status, **PRIVATE)
         # Stop ends the session's running generation within a step (its last preview stays on the grid,
         # the status line says so); with nothing running it does nothing
