@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,7 @@ MIN_STAND_IN = 16           # ... but never fewer than these
 NEURON_AXIS = "neuron (D per token cell, cell by cell)"   # the y axis of a raster of every cell's neurons
 PREVIEW_EVERY = 9           # after a streamed preview, 9x its making (decode + tile) of sampling: a tenth
 MAX_EXPORTS = 8             # export folders kept on disk (Gradio copies each into its cache)
+SESSIONS = 4096             # browser sessions whose last Generate and Stop presses are kept (the newest)
 SLOW_RATIO = 2.0            # a model doing over this many times the default model's denoiser work is said slower
 SLOW_ADVICE = "expect it to take longer in proportion"
 START_HINT = "Press <b>Generate</b>: the samples fill in here while the diffusion runs."   # the status line at first
@@ -153,7 +155,8 @@ class Studio:
         self._cleanup = weakref.finalize(self, shutil.rmtree, self.export_root, True)
         self.generating = 0         # generations whose sampler is still running
         self._generating_lock = threading.Lock()
-        self._stops: dict[str, threading.Event] = {}   # session -> its running generation's Stop switch
+        # per browser session (the newest SESSIONS): when it last asked for a generation, and last pressed Stop
+        self._asked, self._stopped = OrderedDict(), OrderedDict()
 
     def close(self):
         """Delete the export folder (also done when the studio is garbage collected or at exit)."""
@@ -367,10 +370,15 @@ class Studio:
         total_steps = s + sampling.corrector_steps
         previews: queue.Queue = queue.Queue()  # (step index, tiled preview, seconds); None: finished
         stop = threading.Event()   # nobody reads the stream any more
-        user_stop = threading.Event()  # the session's Stop
-        if session:
-            with self._generating_lock:
-                self._stops[session] = user_stop
+        with self._generating_lock:
+            asked = self._asked.get(session, time.monotonic())   # (a queued generation: its press)
+
+        def user_stop() -> bool:   # the session pressed Stop after asking for this generation
+            return session is not None and self._stopped.get(session, -1.0) > asked
+
+        if user_stop():            # stopped while it waited in the queue
+            yield gr.skip(), self._stopped_status(None, 0, 0.0), gr.skip()
+            return
         result = {}
         shown = np.repeat(self._blank(model)[None], n, 0)                               # [n, H, W, C]
         shown_tokens = np.full((n, pipe.latent_size, pipe.latent_size), pipe.mask_id)
@@ -380,7 +388,7 @@ class Studio:
             """In the sampler's thread, between two steps, so that previews never compete with the
             sampler for the cores: queues the first step at once, then a decoded preview when due."""
             nonlocal due
-            if stop.is_set() or user_stop.is_set():   # stop within one step
+            if stop.is_set() or user_stop():   # stop within one step
                 raise GenerationStopped
             now = time.perf_counter()
             if state.index == 0:       # nothing decoded yet looks like the blank grid
@@ -417,7 +425,7 @@ class Studio:
                 yield tile, self._status(index + 1, total_steps, seconds, steps=s), gr.skip()
             if "error" in result:
                 raise result["error"]
-            if "out" not in result and user_stop.is_set():   # stopped: the grid keeps its last preview
+            if "out" not in result and user_stop():   # stopped: the grid keeps its last preview
                 yield gr.skip(), self._stopped_status(index + 1, total_steps, time.perf_counter() - start), gr.skip()
                 return
             out = result["out"]
@@ -425,24 +433,35 @@ class Studio:
             yield media.tile(out.images), self._done_status(run), run
         finally:
             stop.set()
-            with self._generating_lock:
-                if self._stops.get(session) is user_stop:
-                    del self._stops[session]
 
-    def stop_generation(self, session: str | None) -> bool:
-        """End the generation running for browser ``session`` within a step; whether one was running."""
-        with self._generating_lock:
-            switch = self._stops.get(session) if session else None
-        if switch is not None:
-            switch.set()
-        return switch is not None
+    def _note_session(self, table: OrderedDict, session: str | None) -> None:
+        if session:
+            with self._generating_lock:
+                table.pop(session, None)
+                table[session] = time.monotonic()
+                while len(table) > SESSIONS:
+                    table.popitem(last=False)
+
+    def generation_asked(self, session: str | None) -> None:
+        """Browser ``session`` pressed Generate (its settings passed): a Stop from now on ends it."""
+        self._note_session(self._asked, session)
+
+    def stop_generation(self, session: str | None) -> None:
+        """Browser ``session`` pressed Stop: its generations asked for before now end within a step,
+        a running one with the stopped status line, one still waiting in the queue before it starts."""
+        self._note_session(self._stopped, session)
 
     STOPPED = 'data-state="stopped"'   # the status line of a stopped generation carries this
 
     @staticmethod
-    def _stopped_status(step: int, total: int, seconds: float) -> str:
-        return (f'<div id="gen-progress" {Studio.STOPPED}><span>Stopped at step {step} of {total} after {seconds:.1f} s: '
-                "the grid shows that step's preview, not finished samples; the other views keep the last finished "
+    def _stopped_status(step: int | None, total: int, seconds: float) -> str:
+        """The status line of a generation stopped at ``step`` (1-based, of ``total``; None: before it began)."""
+        if step is None:
+            what = "Stopped before it began: nothing was generated"
+        else:
+            what = (f"Stopped after {seconds:.1f} s: the grid shows the preview of step {step} of {total}, "
+                    "not finished samples")
+        return (f'<div id="gen-progress" {Studio.STOPPED}><span>{what}; the other views keep the last finished '
                 "samples, if any. Press <b>Generate</b> to start again.</span></div>")
 
     def _blank(self, model) -> np.ndarray:
@@ -488,7 +507,7 @@ class Studio:
         default model's denoiser work, that its generation takes longer (said before Generate).
         ``shown``: the status line now; while it shows a generation running, it stays (that run's
         own done line will name its model)."""
-        if model is None or 'data-state="running"' in (shown or ""):
+        if model is None or any(s in (shown or "") for s in ('data-state="running"', self.STOPPED)):
             return gr.skip()
         slow = self._slow_note(model)
         if not self.has_run(run):     # nothing generated yet: the first hint, and the note (another model's goes)

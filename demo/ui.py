@@ -179,8 +179,8 @@ def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
                 temp = gr.Slider(T_MIN, T_MAX, t0, step=T_STEP, label=SETTINGS["temperature"].label, elem_id="temperature",
                                  info="Low: safe, repetitive codes. High: diverse, noisier. (A lower temperature "
                                       "at the last step and the corrector rounds clean the last steps up: to see "
-                                      "the noise, open the sampling settings below and set the last step's "
-                                      "temperature as high and 0 corrector rounds.)")
+                                      "the noise, set the temperature at the last step to this one and the "
+                                      "corrector rounds to 0, under More sampling settings.)")
                 with gr.Accordion("More sampling settings", open=False):
                     temp_end = gr.Slider(T_MIN, T_MAX, t1, step=T_STEP, label=SETTINGS["temperature_end"].label,
                                          elem_id="temperature-end",
@@ -232,6 +232,7 @@ def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
                  "from a zero vector, so mid-run it shows broken strokes); **prediction** decodes "
                  "the denoiser's latest guess for every cell (only the cells chosen at a step keep their guess, so "
                  "even at the end it can differ from the committed image). **Play** shows every step as an animation.")
+        whose = gr.Markdown(elem_id="unmask-whose")   # after a model switch: whose samples these are
         picker = gr.Gallery(label="Generated images (click one)", elem_id="picker", columns=PICKER_COLUMNS, height=128,
                             allow_preview=False, object_fit="contain", elem_classes="pixelated", interactive=False)
         with gr.Row():
@@ -277,7 +278,7 @@ def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
 
     grid.select(pick_cell, run, cell, **PRIVATE)
     picker.select(pick_image, [run, step, cell], [image, *io[1]], **DRAW)
-    return NS(image=image, step=step, cell=cell, io=io, play=play, pause=pause, player=player, still=still,
+    return NS(image=image, step=step, cell=cell, io=io, play=play, pause=pause, player=player, still=still, whose=whose,
               caption=caption, picker=picker, export=export, files=[gif, mp4], views=[grid, committed, predicted])
 
 
@@ -642,8 +643,8 @@ def _learn_tab(S: Studio, F: ModelFacts, run) -> None:
         with gr.Row():
             with gr.Column(scale=1):
                 _explain("### The PSP filter\nThe spike-train loss compares spike trains after a "
-                         "post-synaptic-potential filter: each step the trace keeps 1 - 1/tau of its value and a "
-                         "spike adds 1/tau, so trains that spike at nearly the same times look alike.")
+                         "post-synaptic-potential filter: each step the trace keeps 1 - 1/tau_s of its value and a "
+                         "spike adds 1/tau_s, so trains that spike at nearly the same times look alike.")
                 p_rate = _learn_slider("Spike rate", 0.3, 0.01, "psp-rate")
                 p_tau = _learn_slider("Time constant tau_s", F.psp_tau, 0.5, "psp-tau")
                 p_T = _learn_slider("Time steps", 32, 1, "psp-steps")
@@ -720,15 +721,23 @@ def build_demo(studio: Studio) -> gr.Blocks:
         # (the queue position) shows on the status line only: over the samples it cost the page seconds
         # the settings are checked first: a refused value only raises its toast (the samples and status stay)
         # a press while one runs is kept and runs after it (Gradio's default drops it without a word)
-        def generate(model, n, steps, temp, seed, temp_end, top_p, c_steps, c_cells, c_temp, request: gr.Request = None):
-            """S.generate in the browser session (Gradio passes ``request``), whose Stop button ends it."""
-            yield from S.generate(model, n, steps, temp, seed, temp_end, top_p, c_steps, c_cells, c_temp,
-                                  session=getattr(request, "session_hash", None))
+        # in the browser session (Gradio passes ``request``), whose Stop ends the generations it asked for
+        # before (running, or waiting in the queue); the parameters keep S.generate's names (the API's)
+        def asked(model, num_images, steps, temperature, seed, temperature_end, top_p, corrector_steps,
+                  corrector_cells, corrector_temperature, request: gr.Request = None):
+            S.check_generate(model, num_images, steps, temperature, seed, temperature_end, top_p, corrector_steps,
+                             corrector_cells, corrector_temperature)
+            S.generation_asked(getattr(request, "session_hash", None))
+
+        def generate(model, num_images, steps, temperature, seed, temperature_end, top_p, corrector_steps,
+                     corrector_cells, corrector_temperature, request: gr.Request = None):
+            yield from S.generate(model, num_images, steps, temperature, seed, temperature_end, top_p, corrector_steps,
+                                  corrector_cells, corrector_temperature, session=getattr(request, "session_hash", None))
 
         def stop(request: gr.Request = None):
             S.stop_generation(getattr(request, "session_hash", None))
 
-        generating = gen.go.click(_check_only(S.check_generate), gen.inputs, None, show_progress="hidden",
+        generating = gen.go.click(asked, gen.inputs, None, show_progress="hidden",
                                   trigger_mode="always_last", **PRIVATE).success(
             generate, gen.inputs, [*gen.outputs, run], api_name="generate", show_progress_on=gen.status,
             trigger_mode="always_last", **MODEL_JOB)
@@ -744,6 +753,11 @@ def build_demo(studio: Studio) -> gr.Blocks:
         # the status line says so); with nothing running it does nothing
         gen.stop.click(stop, None, None, **PRIVATE)
         model.change(S.samples_note, [model, run, gen.status], gen.status, **PRIVATE)   # whose samples are shown
+        # Unmasking says so too (its own line: its redraws leave it), until a generation with this model
+        unmask_whose = dict(fn=lambda m, r: S.others_samples(m, r, "These samples") or "", inputs=[model, run],
+                            outputs=unmask.whose, **PRIVATE)
+        model.change(**unmask_whose)
+        generating.success(**unmask_whose)
 
         def open_sample(r, shown, st, c, evt: gr.SelectData):  # a click on the sample grid: evt.index = [x, y]
             i = S.image_at(r, *evt.index, grid=shown) if r is not None and evt.index else None

@@ -83,7 +83,12 @@ def generated(client):
 
 
 def test_every_endpoint_is_listed(client):
-    assert ENDPOINTS <= set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
+    endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert ENDPOINTS <= set(endpoints)
+    # /generate's parameters keep Studio.generate's names (keyword callers use them), not the wrapper's
+    assert [p["parameter_name"] for p in endpoints["/generate"]["parameters"]] == [
+        "model", "num_images", "steps", "temperature", "seed", "temperature_end", "top_p", "corrector_steps",
+        "corrector_cells", "corrector_temperature"]
 
 
 def test_model_info_and_seed(client):
@@ -713,23 +718,38 @@ def test_a_cancelled_generation_stops(server, monkeypatch):
 
 def test_stop_ends_only_its_own_sessions_generation(tmp_path, make_tiny_models):
     """Stop (stop_generation) ends the session's running generation within a step: its last item is the
-    stopped status line and no run, its sampler thread ends; another session's generation runs on."""
+    stopped status line and no run, its sampler thread ends; another session's generation runs on; a
+    generation asked for before the Stop but still waiting in the queue ends before it starts; one asked
+    for after it runs."""
     import threading
+    import time
 
     from demo.generations import Run
     from demo.studio import Studio
 
     studio = Studio(make_checkpoints(tmp_path / "ck", make_tiny_models))
-    assert not studio.stop_generation("a")                             # nothing running: nothing to stop
     settings = ("tiny", 4, 49, 0.65, 0, 0.65, 1.0, 100, 5, 0.5)        # 149 steps
+    for session in "ab":
+        studio.generation_asked(session)
     mine, theirs = studio.generate(*settings, session="a"), studio.generate(*settings, session="b")
     next(mine), next(theirs)                                          # both running
-    assert studio.stop_generation("a")
+    studio.generation_asked("a")                                      # a second press, queued behind the first
+    queued = studio.generate(*settings, session="a")
+    time.sleep(0.01)
+    studio.stop_generation("a")
     items = list(mine)
-    assert 'data-state="stopped"' in items[-1][1] and "Stopped at step" in items[-1][1]
+    assert 'data-state="stopped"' in items[-1][1] and "the grid shows the preview of step" in items[-1][1]
     assert not any(isinstance(run, Run) for *_, run in items)         # no run: the views keep the last one
+    assert [item[1] for item in queued] == [Studio._stopped_status(None, 0, 0.0)]   # ended before it began
     *_, (_, done, finished) = list(theirs)                            # the other session's run finishes
     assert "done:" in done and finished.tokens.shape == (4, 7, 7)
+    time.sleep(0.01)
+    studio.generation_asked("a")                                      # a press after the Stop runs
+    *_, (_, done, _) = list(studio.generate("tiny", 2, 4, 0.65, 0, session="a"))
+    assert "done:" in done
+    deadline = time.time() + 10
+    while any(t.name == "sd-generate" and t.is_alive() for t in threading.enumerate()) and time.time() < deadline:
+        time.sleep(0.02)
     assert studio.generating == 0 and not any(t.name == "sd-generate" and t.is_alive() for t in threading.enumerate())
 
 

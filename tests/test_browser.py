@@ -209,7 +209,7 @@ def test_refused_input_before_a_generation_changes_nothing(page):
 
 
 def test_generate_streams_and_finishes(page):
-    page.get_by_text("More sampling settings").click()
+    page.get_by_text("More sampling settings", exact=True).click()
     if not SHOTS:       # a short corrector phase after the 49 steps; the screenshot keeps the model's own
         set_slider(page, "corrector-steps", 4)
     rounds = page.locator("#corrector-steps input[type=number]").input_value()
@@ -404,7 +404,7 @@ def test_each_action_draws_unmasking_once(page):
     buttons draw too."""
     open_tab(page, "Generate")
     if not page.locator("#corrector-steps input[type=range]").is_visible():
-        page.get_by_text("More sampling settings").click()
+        page.get_by_text("More sampling settings", exact=True).click()
     set_slider(page, "corrector-steps", 4)                                     # 49 steps + 4 rounds: 53 frames
     open_tab(page, "Unmasking")
     page.locator("#image-index input[type=number]").fill("5")
@@ -432,7 +432,7 @@ def test_a_constant_temperature_stays_constant_when_only_temperature_moves(page)
     open_tab(page, "Generate")
     shown_end = page.locator("#temperature-end input[type=number]")
     if not shown_end.is_visible():
-        page.get_by_text("More sampling settings").click()
+        page.get_by_text("More sampling settings", exact=True).click()
     start = page.locator("#temperature input[type=number]").input_value()
     own_end = shown_end.input_value()
     if not SHOTS:
@@ -487,7 +487,10 @@ def test_the_spikes_note_says_whose_samples_after_a_model_switch(page):
     choose_model(page, "tiny-b")
     expect(note).to_contain_text("These spikes are tiny's; press Generate for tiny-b's.")
     expect(note).to_contain_text("token cell row 1, col 2")                # the rest of the note stays
+    whose = page.locator("#unmask-whose")                                  # Unmasking says it too
+    expect(whose).to_contain_text("These samples are tiny's; press Generate for tiny-b's.")
     choose_model(page, "tiny")
+    expect(whose).not_to_contain_text("These samples are")
     expect(note).not_to_contain_text("These spikes are")
     expect(note).to_contain_text("token cell row 1, col 2")
 
@@ -716,7 +719,7 @@ def test_one_image_of_one_step_opens_in_unmasking_without_errors(page):
     Unmasking tab). A later run of several images shows both sliders again."""
     open_tab(page, "Generate")
     if not page.locator("#corrector-steps").is_visible():
-        page.get_by_text("More sampling settings").click()
+        page.get_by_text("More sampling settings", exact=True).click()
     rounds = page.locator("#corrector-steps input[type=number]").input_value()
     for elem_id, value in (("num-images", 1), ("steps", 1), ("corrector-steps", 0)):
         set_slider(page, elem_id, value)
@@ -769,7 +772,7 @@ def test_stop_ends_a_running_generation_and_keeps_the_last_finished_run(page):
         page.locator("#generate-btn").click()
         expect(page.locator('#gen-progress[data-state="running"]')).to_be_attached()
         page.locator("#stop-btn").click()
-        expect(page.locator('#gen-progress[data-state="stopped"]')).to_contain_text("the grid shows that step's preview")
+        expect(page.locator('#gen-progress[data-state="stopped"]')).to_contain_text("the grid shows the preview of step")
         open_tab(page, "Unmasking")                                       # the finished run is still there
         expect(page.locator("#unmask-caption")).to_contain_text("Step")
         expect(page.locator("#tab-unmasking").get_by_text("Error", exact=True)).to_have_count(0)
