@@ -51,7 +51,7 @@ CODEBOOK_CALLS = []  # one entry per call of Studio.codebook (the model), and on
 CODEBOOK_DONE = []
 SLOW_CODEBOOK = set()  # models whose Studio.codebook takes 3 s more (a slow first model)
 ENCODE_CALLS = []      # one entry per call of Studio.encode (the model)
-SLOW_DENOISER = []     # when not empty, each denoiser call takes 50 ms more (a generation as slow as a big model's)
+SLOW_DENOISER = []     # when not empty, each denoiser call takes 200 ms more (a generation as slow as a big model's)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def url(tmp_path_factory, make_tiny_models):
 
     def slow_denoise(self, *args):
         if SLOW_DENOISER:
-            time.sleep(0.05)
+            time.sleep(0.2)
         return denoise(self, *args)
 
     real = ROOT / "assets" / "mnist"
