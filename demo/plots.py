@@ -103,7 +103,8 @@ def membrane_traces(v, threshold: float = 1.0, spikes=None, title: str = "Membra
     v = np.asarray(v, float)                                                              # [T, C]
     fired = np.zeros(v.shape, bool) if spikes is None else np.asarray(spikes) > 0         # [T, C]
     fig = _fig(title, height=320)
-    label = f"channels 0-{v.shape[1] - 1}" if v.shape[1] > 1 else "channel 0"
+    # one entry for all channels (a line's channel shows when it is hovered, as the legend says)
+    label = f"channels 0-{v.shape[1] - 1} (hover a line)" if v.shape[1] > 1 else "channel 0"
     for c in range(v.shape[1]):
         # ``v`` is read after the reset: at a spike the line climbs to the threshold, then drops to v
         t = np.concatenate([[s, s] if fired[s, c] else [s] for s in range(len(v))]).astype(int)

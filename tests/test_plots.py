@@ -54,7 +54,7 @@ def test_usage_membrane_and_maps_figures():
     assert list(fig.data[0].x) == [0, 1, 1, 2] and list(fig.data[0].y) == [0.5, 1.0, 0.0, 0.3]
     assert list(fig.data[1].x) == [0, 1, 2] and list(fig.data[1].y) == [0.2, 0.4, 0.9]
     legend = [d.name for d in fig.data if d.showlegend is not False]   # 16 channels would crowd a legend
-    assert legend == ["channels 0-1", "spike"] and "channel 1" in fig.data[1].hovertemplate
+    assert legend == ["channels 0-1 (hover a line)", "spike"] and "channel 1" in fig.data[1].hovertemplate
     fig = plots.rate_maps({"l1": np.ones((7, 7)), "l2": np.zeros((14, 14))})
     assert [np.asarray(d.z).shape for d in fig.data] == [(7, 7), (14, 14)]
     # each panel spans its own map (square cells shrink the panel's domain, not widen its axes)
