@@ -18,6 +18,7 @@ from spiking_diffusion.spiking import LIF_TAU, LIF_THRESHOLD
 from . import frames, learn, plots
 from .frames import ANIMATION_FPS as FPS
 from .checks import MAX_SEED
+from .guards import user_error
 from .learn import LEARN_RANGES
 from .studio import (ATLAS_COLS, MAX_CORRECTOR_ROUNDS, START_HINT, ModelFacts, Studio, cell_choices, slider_range,
                      whole_slider)
@@ -563,7 +564,7 @@ def _encode_tab(S: Studio, F: ModelFacts, model) -> NS:
     def check_box(name):                     # a button's check: an empty box is named, with the other button
         def check(m, picture, inv):
             if given(picture) is None:
-                raise gr.Error(EMPTY_BOX[name])
+                raise user_error(EMPTY_BOX[name])
             S.check_encode(m, picture, inv)
         return check
 
