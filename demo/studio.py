@@ -712,7 +712,7 @@ class Studio:
         run = self._need_run(run)
         image = check_int(image, "Image", 0, run.num_images - 1)
         pics, folder = self._animation_frames(run, image), self._export_folder()
-        name = f"unmasking-{run.model}-seed{run.seed}-image{image}" if run.seed is not None else f"unmasking-{run.model}-image{image}"
+        name = f"unmasking-{run.model}{'' if run.seed is None else f'-seed{run.seed}'}-image{image}"
         gif, played = folder / f"{name}.gif", run.animations.get(image)
         if played and Path(played).is_file():
             shutil.copyfile(played, gif)                         # Play's GIF of these frames: encoded once
@@ -891,14 +891,14 @@ class Studio:
         counts = {k: v.sum(0) for k, v in usage.items()}
         stats = [f"Code usage of **{html.escape(model)}**'s codebook (K = {K}):\n",
                  "| source | codes used | dead codes | perplexity |", "|---|---|---|---|"]
-        dead = {}
+        dead = []                                                             # per source, in the table's order
         for name, c in counts.items():
             s = M.usage_stats(c)
-            dead[name] = s["dead_codes"]
+            dead.append(s["dead_codes"])
             stats.append(f"| {name} | {K - s['dead_codes']}/{K} | {s['dead_codes']} | {s['perplexity']:.1f} |")
         stats.append("\nA code no image of a source uses counts as dead there.")
         if test is not None and len(dead) > 1:                                # the test set's row first, then generated
-            test_dead, gen_dead = list(dead.values())[:2]
+            test_dead, gen_dead = dead[:2]
             if gen_dead > test_dead:   # what the table shows, said only when it shows it
                 stats[-1] += (f" The generated images leave {gen_dead - test_dead} more codes unused than the test set: "
                               "fewer images meet fewer of the rare codes, and the prior may avoid some.")

@@ -750,8 +750,8 @@ def build_demo(studio: Studio) -> gr.Blocks:
             lambda r, *a: S.unmask(r, *a) if S.has_run(r) else (gr.skip(),) * len(unmask.io[1]),   # (none yet: a Stop)
             *unmask.io, **DRAW)
         generating.failure(S.generation_failed, run, gen.status, **PRIVATE)
-        # Stop ends the session's running generation within a step (its last preview stays on the grid,
-        # the status line says so); with nothing running it does nothing
+        # Stop ends the generations the session asked for before it: a running one within a step (its last
+        # preview stays on the grid, the status line says so), a queued one before it starts
         gen.stop.click(stop, None, None, **PRIVATE)
         model.change(S.samples_note, [model, run, gen.status], gen.status, **PRIVATE)   # whose samples are shown
         # Unmasking says so too (its own line: its redraws leave it), until a generation with this model
