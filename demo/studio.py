@@ -498,7 +498,7 @@ class Studio:
         """The status line after a generation that raised (its message is shown beside it)."""
         kept = (f"the last finished samples ({html.escape(run.model)}'s) are still in <b>Unmasking</b>"
                 if self.has_run(run) else "no finished samples are kept")
-        return (f'<div id="gen-progress" data-state="failed"><span>The generation stopped (the message says why); '
+        return (f'<div id="gen-progress" data-state="failed"><span>The generation failed (the message in the corner says why); '
                 f"{kept}.</span></div>")
 
     def samples_note(self, model, run, shown: str | None = None):

@@ -193,10 +193,11 @@ def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
                                         elem_id="corrector-steps",
                                         info="After the last step: re-mask a few random cells and sample them again "
                                              "given all the others (not in the paper; 0: the paper's sampler).")
+                    # greyed out while there are no rounds: they change nothing then
                     c_cells = whole_slider(1, F.cells, c1, label=SETTINGS["corrector_cells"].label,
-                                           elem_id="corrector-cells")
+                                           elem_id="corrector-cells", interactive=c0 > 0)
                     c_temp = gr.Slider(T_MIN, T_MAX, c2, step=T_STEP, label=SETTINGS["corrector_temperature"].label,
-                                       elem_id="corrector-temperature")
+                                       elem_id="corrector-temperature", interactive=c0 > 0)
                 with gr.Row():
                     seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed")
                     dice = gr.Button("Random seed", elem_id="dice", scale=0, min_width=120)
@@ -218,6 +219,8 @@ def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
     # in the browser, so that a click on Generate right after a move sends End as it follows
     temp.input(None, [temp, constant, temp_end], temp_end, js="(t, c, e) => c ? t : e", **PRIVATE)
     temp_end.input(None, [temp, temp_end], constant, js="(t, e) => t === e", **PRIVATE)
+    c_steps.change(lambda r: [gr.update(interactive=r > 0)] * 2, c_steps, [c_cells, c_temp], show_progress="hidden",
+                   **PRIVATE)
     dice.click(S.random_seed, None, seed, api_name="random_seed")
     return NS(inputs=[model, n, steps, temp, seed, *sampling[1:]], go=go, stop=stop, outputs=[grid, status], grid=grid,
               status=status)

@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from .checkpoint import CONFIG_NAME, WEIGHTS_NAME, atomic_write_dir
 from .devices import check_threads, resolve_device, use_threads
-from .errors import CheckpointError
+from .errors import CheckpointError, Setting, check_fields
 from .images import channels_first, to_float
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "classifiers"
@@ -43,6 +43,20 @@ class ClassifierConfig:
     info: dict = field(default_factory=dict, compare=False)  # accuracy, epochs, ... (filled on save)
 
 
+# the accepted range of each training setting, named by its flag (checked when the config is made)
+TRAIN_CLASSIFIER_BOUNDS = {s.name: s for s in (
+    Setting("epochs", int, 1, None, "--epochs"),
+    Setting("batch_size", int, 1, None, "--batch-size"),
+    Setting("lr", float, 0, None, "--lr", open_lo=True),
+    Setting("weight_decay", float, 0, None),
+    Setting("max_steps", int, 1, None, "--max-steps"),
+    Setting("holdout", int, 1, None, "--holdout"),   # at most a fifth of the train split is held out
+    Setting("feature_dim", int, 1, None),
+    Setting("seed", int, 0, None),
+    Setting("log_every", int, 0, None),              # 0: no progress lines
+)}
+
+
 @dataclass
 class TrainClassifierConfig:
     epochs: int = 3
@@ -57,6 +71,7 @@ class TrainClassifierConfig:
     log_every: int = 100
 
     def __post_init__(self):
+        check_fields(self, TRAIN_CLASSIFIER_BOUNDS)
         check_threads(self.threads)
 
 

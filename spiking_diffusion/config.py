@@ -169,8 +169,7 @@ DEFAULT_PRESET = "small"  # a new VQ-SVAE's (train-vqsvae); a prior's is its VQ-
 
 def get_preset(name: str, in_channels: int = 1, input_mode: str | None = None) -> Preset:
     """Return a preset adapted to the data's channel count (and optionally the denoiser input)."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    check_choice("preset", name, tuple(sorted(PRESETS)))
     p = PRESETS[name]
     from dataclasses import replace
 

@@ -94,7 +94,10 @@ def _image_folder(root: str, train: bool) -> ImageSet:
     if not folder.is_dir():
         raise FileNotFoundError(folder)
     cache_dir = Path(os.environ.get("SD_CACHE", Path.home() / ".cache" / "spiking_diffusion"))
-    key = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:12]
+    # the cache is keyed on the folder and its class folders' modification times: images added to or
+    # removed from a class folder make a new cache, not a stale one
+    stamp = sorted((d.name, d.stat().st_mtime_ns) for d in os.scandir(folder) if d.is_dir())
+    key = hashlib.sha1(repr((str(folder.resolve()), stamp)).encode()).hexdigest()[:12]
     cache = cache_dir / f"cifar10-folder-{'train' if train else 'test'}-{key}.npz"
     if cache.is_file():
         z = np.load(cache)

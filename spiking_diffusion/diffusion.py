@@ -261,8 +261,8 @@ class AbsorbingDiffusion:
     def _most_confident(logits, smp, masked, u, s: int, num_steps: int) -> torch.Tensor:
         """order='confidence' (MaskGIT, Chang et al. 2022) at step ``s`` of ``num_steps``: the masked
         cells whose drawn tokens ``smp`` are likeliest under ``logits [B,K,h,w]``, as many as leave
-        floor(h*w*(s-1)/S) cells masked. Gumbel noise from ``u`` on the confidence, annealed to 0 over
-        the steps, keeps the order diverse. ``smp``, ``masked``, ``u``: ``[B,h,w]`` -> chosen ``[B,h,w]`` bool."""
+        floor(h*w*(s-1)/S) cells masked. Gumbel noise from ``u`` on the confidence, scaled by s/S (s counts
+        down, so it fades over the steps), keeps the order diverse. ``smp``, ``masked``, ``u``: ``[B,h,w]`` -> chosen ``[B,h,w]`` bool."""
         n, h, w = smp.shape
         conf = torch.log_softmax(logits, 1).gather(1, smp.unsqueeze(1)).squeeze(1)           # [B, h, w]
         conf = conf + CHOICE_TEMPERATURE * (s / num_steps) * gumbel_noise(u)                  # [B, h, w]

@@ -3,6 +3,7 @@ and :class:`Setting`, the one range check every setting (sampler, training, mode
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 
@@ -54,7 +55,7 @@ class Setting:
         """'in 1..49', 'in [0.001, 5]', '> 0', ...: the accepted range as words."""
         hi = upper if self.hi is None else self.hi
         if self.kind is int:
-            return f"in {self.lo:g}..{hi:g}" if hi is not None else f">= {self.lo:g}"
+            return f"in {int(self.lo)}..{int(hi)}" if hi is not None else f">= {int(self.lo)}"
         if hi is None:
             return f"{'>' if self.open_lo else '>='} {self.lo:g}"
         return f"in {'(' if self.open_lo else '['}{self.lo:g}, {hi:g}{')' if self.open_hi else ']'}"
@@ -68,15 +69,26 @@ class Setting:
             return None
         what = "an integer" if self.kind is int else "a number"
         name = self.label if by_label and self.label else self.name
-        error = SettingError(f"{name} must be {what} {self.bounds(upper)}; got {value!r}")
+        got = repr(value) if len(repr(value)) <= 40 else repr(value)[:36] + "..."
+        error = SettingError(f"{name} must be {what} {self.bounds(upper)}; got {got}")
         if isinstance(value, bool) or value is None:
             raise error
-        try:
-            v = float(value)
+        whole = isinstance(value, numbers.Integral) or (isinstance(value, str) and value.strip().lstrip("+-").isdigit())
+        try:   # whole numbers stay exact (a float holds only 53 bits: 2**60 + 1 would become 2**60)
+            v = int(value) if whole else float(value)
         except (TypeError, ValueError, OverflowError):
             raise error from None
         hi = upper if self.hi is None else self.hi
-        if (not math.isfinite(v) or (self.kind is int and v != int(v)) or v < self.lo or (self.open_lo and v == self.lo)
+        if ((not whole and not math.isfinite(v)) or (self.kind is int and v != int(v)) or v < self.lo or (self.open_lo and v == self.lo)
                 or (hi is not None and (v > hi or (self.open_hi and v == hi)))):
             raise error
-        return int(v) if self.kind is int else v
+        return int(v) if self.kind is int else float(v)
+
+
+def check_fields(config, bounds: dict[str, Setting]) -> None:
+    """Check each field of the dataclass ``config`` named in ``bounds`` (None left as it is) and keep
+    it as its checked int or float ("32" -> 32). Raises :class:`SettingError` naming the field by its
+    label (a command-line flag), before any work."""
+    for name, setting in bounds.items():
+        if getattr(config, name) is not None:
+            setattr(config, name, setting.check(getattr(config, name), by_label=True))

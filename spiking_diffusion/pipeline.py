@@ -29,7 +29,7 @@ from .errors import SettingError, SpikingDiffusionError
 from .fast import FastDenoiser, reference_decode, reference_logits
 from .hub import push_to_hub, resolve_checkpoint
 from .images import to_uint8
-from .sampling import SamplerConfig, check_num_images, check_order, check_sampler, check_steps
+from .sampling import SamplerConfig, check_num_images, check_order, check_sampler, check_seed, check_steps
 from .spiking import record_spikes
 
 MAX_IMAGES = 1024   # images per call
@@ -310,7 +310,7 @@ class SpikingDiffusionPipeline:
         ``temperature``, ``temperature_end``, ``top_p``, ``corrector_*`` given here replacing its
         value (a temperature given alone is constant). The paper's sampler is
         ``pipe(sampler=SamplerConfig.paper())``. steps: 1..N sampling steps (default: all N).
-        order: 'random' (the paper) or 'confidence' (MaskGIT).
+        order: 'random' (the paper) or 'confidence' (MaskGIT). seed: a whole number in 0..2**63-1.
         fast=True runs the fast denoiser and skips it for images that unmask nothing at a step
         (exact: the random draws do not depend on it); fast=False is the plain reference path
         (every image at every step, the paper's forward and decoding written plainly). Both give
@@ -325,12 +325,12 @@ class SpikingDiffusionPipeline:
         self._need_denoiser()
         num_images = check_num_images(num_images, MAX_IMAGES)
         steps = check_steps(self.num_diffusion_steps if steps is None else steps, self.num_diffusion_steps)
-        order = check_order(order)
+        order, seed = check_order(order), check_seed(seed)
         settings = self.sampling_settings(sampler, temperature=temperature, temperature_end=temperature_end,
                                           top_p=top_p, corrector_steps=corrector_steps,
                                           corrector_cells=corrector_cells, corrector_temperature=corrector_temperature)
         start = time.perf_counter()
-        gen = torch.Generator(device=self.device).manual_seed(int(seed))
+        gen = torch.Generator(device=self.device).manual_seed(seed)
         tokens, record = self.scheduler.sample(
             self._denoise if fast else self._denoise_reference, num_images, steps, settings, gen, self.device,
             order=order, skip_idle=fast, callback=callback, trace=trace)

@@ -241,9 +241,14 @@ def load_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, gen: to
     stage = info.get("train_config", {}).get("stage")
     if expected_stage and stage and stage != expected_stage:
         raise CheckpointError(f"cannot resume: {path} is a {stage} run, not a {expected_stage} run")
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    if ema is not None and any(k.startswith("ema.") for k in tensors):  # else it starts from here
-        ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    try:
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        if ema is not None and any(k.startswith("ema.") for k in tensors):  # else it starts from here
+            ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    except RuntimeError as e:   # e.g. a --vqsvae with another codebook size than the run's
+        first = str(e).strip().splitlines()[-1].strip()
+        raise CheckpointError(f"cannot resume: {path} holds a model of other sizes than this run builds "
+                              f"({first}); resume with the run's own settings, or start a new --out") from None
     state: dict = {}
     for k, v in tensors.items():
         if k.startswith("opt."):

@@ -37,7 +37,8 @@ MIN_TEMPERATURE = 0.001             # the coldest the authors sweep (0.001..1); 
 MIN_TOP_P = 0.01                    # the likeliest code alone, in practice
 MAX_CORRECTOR_STEPS = 100           # each of 49 cells is resampled ~10 times at 5 cells per round
 CHOICE_TEMPERATURE = 4.5            # order='confidence': MaskGIT's Gumbel noise on the confidence
-                                    # ranking, scaled by s/S (annealed to 0 at the last step)
+                                    # ranking, scaled by s/S (s counts down: 4.5 at the first step,
+                                    # 4.5/S at the last, which unmasks every cell left anyway)
 
 
 SETTINGS: dict[str, Setting] = {s.name: s for s in (
@@ -122,12 +123,18 @@ class SamplerConfig:
 # --- the per-call arguments ----------------------------------------------------------------------
 STEPS = Setting("steps", int, 1, None)             # sampling steps S, in 1..N (the training time scale)
 NUM_IMAGES = Setting("num_images", int, 1, None)   # images of one call
+SEED = Setting("seed", int, 0, 2**63 - 1)          # a generation's seed (torch.Generator.manual_seed's range)
 
 
 def check_num_images(num_images, most: int | None = None) -> int:
     """The number of images of one call as an int >= 1 (and <= ``most`` when given). Raises
     :class:`SettingError`."""
     return NUM_IMAGES.check(num_images, most)
+
+
+def check_seed(seed) -> int:
+    """A seed as an int in 0..2**63-1 (1.9 is refused, not read as 1). Raises :class:`SettingError`."""
+    return SEED.check(seed)
 
 
 def check_steps(steps, num_diffusion_steps: int) -> int:

@@ -31,7 +31,7 @@ from .data import channels_of, load_images
 from .devices import check_threads, use_threads
 from .denoiser import SpikingDenoiser
 from .diffusion import AbsorbingDiffusion, check_loss_kind
-from .errors import CheckpointError, Setting, SettingError, SpikingDiffusionError
+from .errors import CheckpointError, Setting, SettingError, SpikingDiffusionError, check_fields
 from . import runs
 from .spiking import reset
 from .transfer import align_codes, check_transferable, layer_differences, transfer_prior
@@ -85,9 +85,7 @@ class TrainConfig:
     time_limit: float | None = None  # minutes of training in this process; then a snapshot and a clean stop
 
     def __post_init__(self):       # refused when made, before any data is loaded or tokenised
-        for name, setting in TRAIN_BOUNDS.items():   # each kept as its checked int or float ("32" -> 32)
-            if getattr(self, name) is not None:
-                setattr(self, name, setting.check(getattr(self, name), by_label=True))
+        check_fields(self, TRAIN_BOUNDS)
         if self.loss is not None:
             check_loss_kind(self.loss)
         if self.codebook_init is not None:

@@ -459,7 +459,7 @@ def test_a_failed_generation_says_so_in_its_status(page):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(SpikingDiffusionPipeline, "__call__", broken)
         page.locator("#generate-btn").click()
-        expect(page.locator('#gen-progress[data-state="failed"]')).to_contain_text("The generation stopped")
+        expect(page.locator('#gen-progress[data-state="failed"]')).to_contain_text("The generation failed")
     expect(page.get_by_text("out of memory (a test)").first).to_be_visible()
 
 

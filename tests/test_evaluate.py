@@ -18,6 +18,7 @@ from spiking_diffusion.checkpoint import VQSVAE_METRICS, read_config, update_met
 from spiking_diffusion.classifier import TrainClassifierConfig, holdout_split, load_classifier, train_classifier
 from spiking_diffusion.cli import add_evaluate_arguments, add_train_classifier_arguments
 from spiking_diffusion.data import load_images
+from spiking_diffusion.errors import SettingError
 
 torch.set_num_threads(1)  # more threads spin and run far slower on a small shared machine
 
@@ -368,6 +369,48 @@ def test_evaluate_skips_the_held_out_rows_when_the_classifiers_data_is_missing(t
     assert any("held-out rows are skipped" in m and "'mnist'" in m for m in report["messages"])
     summary = (tmp_path / "eval" / "summary.md").read_text()
     assert "| generated | 24 |" in summary and "real held-out" not in summary
+
+
+def test_evaluate_skips_the_held_out_rows_when_the_classifier_holds_out_too_few(tiny_ckpt, classifier_dir, tmp_path):
+    """A classifier holding out no more images than k: the k-NN floor cannot be drawn, so the rows are
+    skipped with a message (it crashed after the whole generation before)."""
+    clf = tmp_path / "clf"
+    shutil.copytree(classifier_dir, clf)
+    cfg = json.loads((clf / "config.json").read_text())
+    cfg["holdout"] = 3
+    (clf / "config.json").write_text(json.dumps(cfg))
+    report = E.evaluate(tiny_ckpt, "unused", tmp_path / "eval", log=lambda *a: None, num_samples=24, classifier=str(clf),
+                        sweeps=False, recon_samples=8, spike_samples=4, batch_size=16)
+    c = report["classifier"]
+    assert "generated" in c and "real_heldout" not in c and "reconstructed_heldout" not in c
+    assert any("holds out only 3 images" in m and "k=3" in m for m in report["messages"])
+
+
+@pytest.mark.parametrize("name, bad, words", [
+    ("recon_samples", -5, "--recon-samples must be an integer >= 1; got -5"),
+    ("recon_samples", 0, "--recon-samples must be an integer >= 1; got 0"),
+    ("batch_size", 0, "--batch-size must be an integer in 1..1024; got 0"),
+    ("batch_size", 5000, "--batch-size must be an integer in 1..1024; got 5000"),
+    ("fid_samples", 1, "--fid-samples must be an integer >= 2; got 1"),
+    ("paper_samples", 0, "--paper-samples must be an integer >= 2; got 0"),
+    ("sweep_samples", 2.5, "--sweep-samples must be an integer >= 1; got 2.5"),
+    ("seed", -1, "--seed must be an integer in 0..9223372036854775807; got -1"),
+    ("seed", 1.9, "--seed must be an integer"),
+])
+def test_bad_evaluation_numbers_are_refused_before_any_work(tiny_ckpt, tmp_path, name, bad, words):
+    """Each count is checked when the settings are made: a negative --recon-samples silently dropped
+    images from the end, a zero --batch-size crashed after the whole generation."""
+    with pytest.raises(SettingError) as e:
+        E.evaluate(tiny_ckpt, "unused", tmp_path / "o", num_samples=8, **{name: bad})
+    assert words in str(e.value)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("name, bad", [("holdout", 0), ("holdout", -5), ("epochs", 0), ("batch_size", 0), ("lr", 0),
+                                       ("max_steps", 0)])
+def test_bad_classifier_training_numbers_are_refused(name, bad):
+    with pytest.raises(SettingError, match=f"--{name.replace('_', '-')} must be"):
+        TrainClassifierConfig(**{name: bad})
 
 
 def test_counted_denoiser_calls_are_the_calls_a_traced_run_makes(tiny_pipeline, monkeypatch):

@@ -393,3 +393,32 @@ def test_the_vqsvae_refuses_images_it_cannot_read_at_every_call(make_tiny_models
             call(x)
     with pytest.raises(SettingError, match="must be a torch tensor"):
         vq.encode(_images(2).numpy())
+
+
+def test_an_unknown_preset_is_a_setting_error_naming_the_presets():
+    from spiking_diffusion import SettingError, get_preset
+
+    with pytest.raises(SettingError, match=r"preset must be one of paper, small, tiny; got 'huge'"):
+        get_preset("huge")
+
+
+def test_the_image_folder_cache_follows_the_folders_images(tmp_path, monkeypatch):
+    """CIFAR-10 as JPEG folders (cifar10-folder) is decoded once and cached; the cache was keyed on the
+    path alone, so images added to a class folder were silently not seen."""
+    import os
+
+    from PIL import Image
+
+    monkeypatch.setenv("SD_CACHE", str(tmp_path / "cache"))
+    for cls, n in (("cat", 2), ("dog", 1)):
+        (tmp_path / "cifar10-jpg" / "test" / cls).mkdir(parents=True)
+        for i in range(n):
+            Image.new("RGB", (32, 32), (40 * i, 90, 200)).save(tmp_path / "cifar10-jpg" / "test" / cls / f"{i}.png")
+    first = load_images("cifar10-folder", tmp_path, train=False)
+    assert len(first) == 3 and len(list((tmp_path / "cache").glob("*.npz"))) == 1
+    assert len(load_images("cifar10-folder", tmp_path, train=False)) == 3                 # read from the cache
+    new = tmp_path / "cifar10-jpg" / "test" / "dog" / "9.png"
+    Image.new("RGB", (32, 32)).save(new)
+    os.utime(new.parent, ns=(10**18, 10**18))        # the class folder's time moves on (coarse clocks too)
+    again = load_images("cifar10-folder", tmp_path, train=False)
+    assert len(again) == 4 and again.labels.tolist().count(1) == 2

@@ -376,3 +376,11 @@ def test_missing_checkpoint_dir(tmp_path):
 def test_save_to_unwritable_place_raises(tiny_pipeline):
     with pytest.raises(CheckpointError):
         tiny_pipeline.save_pretrained("/proc/no/such/place")
+
+
+@pytest.mark.parametrize("bad", [1.9, -1, "abc", 2**70, True, None])
+def test_a_bad_seed_is_refused_not_rounded(tiny_pipeline, bad):
+    """seed=1.9 gave seed 1's images, "abc" and 2**70 raised torch's own errors: each is a SettingError
+    naming the accepted range now."""
+    with pytest.raises(SettingError, match=r"seed must be an integer in 0\.\.9223372036854775807"):
+        tiny_pipeline(1, steps=2, seed=bad)

@@ -541,3 +541,16 @@ def test_threads_apply_before_tokenising(tmp_path, tiny_checkpoint, monkeypatch)
     finally:
         torch.set_num_threads(before)
     assert seen == [1]
+
+
+def test_resume_into_a_model_of_other_sizes_is_a_checkpoint_error(tmp_path):
+    """A training state whose weights do not fit the model the run builds (e.g. another codebook size):
+    a CheckpointError naming the file, not torch's raw size-mismatch traceback."""
+    from spiking_diffusion import CheckpointError
+    from spiking_diffusion.runs import load_state, save_state
+
+    small, big = torch.nn.Linear(2, 3), torch.nn.Linear(2, 4)
+    gen = torch.Generator().manual_seed(0)
+    save_state(tmp_path / "state.safetensors", small, torch.optim.AdamW(small.parameters()), 5, gen, meta={})
+    with pytest.raises(CheckpointError, match=r"cannot resume: .*state\.safetensors holds a model of other sizes"):
+        load_state(tmp_path / "state.safetensors", big, torch.optim.AdamW(big.parameters()), gen)

@@ -32,15 +32,31 @@ import torch
 from ..checkpoint import CODE_USAGE_NAME, CONFIG_NAME, atomic_write_file, update_metadata
 from ..classifier import find_classifier_dir, holdout_split, load_classifier
 from ..data import DataError, load_images
-from ..errors import SpikingDiffusionError
+from ..errors import Setting, SpikingDiffusionError, check_fields
 from ..images import to_float
 from ..pipeline import MAX_IMAGES, SpikingDiffusionPipeline
-from ..sampling import ORDERS, SETTINGS, SamplerConfig, check_order, check_steps, parse_temperature, temperature_label
+from ..sampling import ORDERS, SEED, SETTINGS, SamplerConfig, check_order, check_steps, parse_temperature, temperature_label
 from . import metrics as M
 from .classifier_metrics import Reference, classifier_metrics, few_samples_message
 from .energy import generation_energy
 from .inception import inception_section
 from .report import clean, headline, short, summary_markdown
+
+
+# the accepted range of each count and size of an evaluation, named by its flag (checked when the
+# EvalConfig is made, before any work; num_samples and sweep_samples must also exceed k, in evaluate)
+EVAL_BOUNDS = {s.name: s for s in (
+    Setting("num_samples", int, 1, None, "--num-samples"),
+    Setting("seed", int, 0, SEED.hi, "--seed"),
+    Setting("batch_size", int, 1, MAX_IMAGES, "--batch-size"),
+    Setting("fid_samples", int, 2, None, "--fid-samples"),        # a covariance needs two images at least
+    Setting("paper_samples", int, 2, None, "--paper-samples"),
+    Setting("inception_batch", int, 1, None),
+    Setting("sweep_samples", int, 1, None, "--sweep-samples"),
+    Setting("recon_samples", int, 1, None, "--recon-samples"),    # None: the whole test split
+    Setting("spike_samples", int, 1, None),
+    Setting("k", int, 1, None),
+)}
 
 
 @dataclass
@@ -76,6 +92,9 @@ class EvalConfig:
     download: bool = False
     record: bool = False              # write headline metrics (config.json) and code_usage.json into the checkpoint
 
+    def __post_init__(self):
+        check_fields(self, EVAL_BOUNDS)
+
 
 def _shown_path(path) -> str:
     """A path as a report shows it: relative to the working folder when inside it (so that reports
@@ -93,7 +112,6 @@ def _seed(seed: int, batch: int) -> int:
 def generate(pipe, n: int, steps: int, sampler: SamplerConfig, seed: int, order: str, batch_size: int, log=None):
     """``n`` samples in batches (batch b seeded from (seed, b)) -> (uint8 images ``[n,H,W,C]``, tokens ``[n,h,w]``)."""
     images, tokens, start = [], [], time.time()
-    batch_size = max(1, min(batch_size, MAX_IMAGES))
     for b, i in enumerate(range(0, n, batch_size)):
         out = pipe(min(batch_size, n - i), steps=steps, seed=_seed(seed, b), order=order, sampler=sampler)
         images.append(out.images)
@@ -253,6 +271,10 @@ def evaluate(checkpoint_dir, data_root, out_dir, log=print, **overrides) -> dict
             held = None
             note(f"the held-out rows are skipped: the classifier holds its images out of {clf.cfg.dataset!r}, "
                  f"which is not available ({e})")
+        if held is not None and len(held) <= cfg.k:
+            note(f"the held-out rows are skipped: the classifier holds out only {len(held)} images, and the k-NN "
+                 f"manifolds need more than k={cfg.k} (train it with a larger --holdout)")
+            held = None
         if held is not None:
             c["real_heldout"] = {**classifier_metrics(clf, held, ref, cfg.k),
                                  "what": "train-split images held out of the classifier's training (the floor)"}
