@@ -163,7 +163,8 @@ def test_record_needs_the_steps_and_order_the_checkpoint_samples_with(tiny_ckpt,
     kw = dict(log=lambda *a: None, num_samples=24, classifier=str(classifier_dir), sweeps=False, recon_samples=8,
               spike_samples=4, batch_size=8, record=True)
     for bad, match in (({"steps": 25}, "25 steps in random order"), ({"order": "confidence"}, "49 steps in confidence order"),
-                       ({"steps": 50}, r"steps must be an integer in 1..49; got 50")):
+                       ({"steps": 50}, r"steps must be an integer in 1..49; got 50"),
+                       ({"dataset": "mnist"}, r"trained on 'synthetic', and its recorded figures would come from 'mnist'")):
         with pytest.raises(E.SpikingDiffusionError, match=match):
             E.evaluate(ckpt, "unused", tmp_path / "refused", **kw, **bad)
     with pytest.raises(E.SpikingDiffusionError, match=r"steps must be an integer in 1..49; got 98"):

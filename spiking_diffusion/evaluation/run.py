@@ -230,6 +230,10 @@ def evaluate(checkpoint_dir, data_root, out_dir, log=print, **overrides) -> dict
     dataset = cfg.dataset or pipe.info.get("dataset")
     if not dataset:
         raise SpikingDiffusionError("the checkpoint does not name its data set (info['dataset']); pass --dataset")
+    own = pipe.info.get("dataset")
+    if cfg.record and own and dataset != own:
+        raise SpikingDiffusionError(f"--record refused: the checkpoint was trained on {own!r}, and its recorded figures "
+                                    f"would come from {dataset!r}; drop --dataset or --record")
     clf_dir = Path(cfg.classifier) if cfg.classifier else find_classifier_dir(dataset)
     clf = load_classifier(clf_dir, cfg.device) if (clf_dir / CONFIG_NAME).is_file() else None
     dim = clf.cfg.feature_dim if clf is not None else None
