@@ -38,8 +38,15 @@ def friendly(fn):
     return wrapper
 
 
+def _empty(value) -> bool:
+    """A cleared box: Gradio sends None (or an empty string) for it."""
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
 def check_int(value, name: str, lo: int, hi: int) -> int:
     """``value`` as a whole number in ``lo..hi``, or :class:`InputError` naming ``name`` and the range."""
+    if _empty(value):
+        raise InputError(f"{name} is empty: enter a whole number in {lo}..{hi}")
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -51,6 +58,8 @@ def check_int(value, name: str, lo: int, hi: int) -> int:
 
 def check_float(value, name: str, lo: float, hi: float) -> float:
     """``value`` as a finite number in ``lo..hi``, or :class:`InputError` naming ``name`` and the range."""
+    if _empty(value):
+        raise InputError(f"{name} is empty: enter a number in {lo}..{hi}")
     try:
         v = float(value)
     except (TypeError, ValueError):

@@ -73,6 +73,8 @@ def check_number(block, payload):
     ok = (isinstance(payload, (int, float)) and not isinstance(payload, bool) and math.isfinite(payload)
           and (lo is None or payload >= lo) and (hi is None or payload <= hi)
           and (not whole or float(payload).is_integer()))
+    if payload is None or (isinstance(payload, str) and not payload.strip()):   # a cleared box
+        raise user_error(f"{name_of(block)} is empty: enter {kind}{span}")
     if not ok:
         raise user_error(f"{name_of(block)} must be {kind}{span}; got {_short(payload)}")
 

@@ -87,8 +87,11 @@ def raster(spikes, title: str = "Spikes", ylabel: str = "neuron", labels=None, h
     custom = None if labels is None else np.asarray(labels)[n]
     # SVG, not Scattergl: each WebGL plot holds one of the browser's ~16 WebGL contexts, and a few re-drawn
     # rasters took the oldest away, the drawing canvas's (Encode went blank and deaf after 4 uploads)
+    # a tick about half a row tall, so that neighbouring neurons' spikes stay apart (a full-row tick
+    # drew a busy cell's 16 channels as one solid line per step); the plot area is about height - 110 px
+    tick = float(np.clip(0.5 * (height - 110) / max(s.shape[1], 1), 1.5, 7))
     fig.add_trace(go.Scatter(
-        x=t, y=n, mode="markers", marker=dict(symbol="line-ns-open", size=8 if s.shape[1] < 100 else 4, color="black"),
+        x=t, y=n, mode="markers", marker=dict(symbol="line-ns-open", size=tick, color="black", line=dict(width=2)),
         customdata=custom, name="spikes",
         hovertemplate=("t=%{x}<br>" + ("%{customdata}" if labels is not None else f"{ylabel} %{{y}}") + "<extra></extra>")))
     steps = next(d for d in (1, 2, 5, 10, 20, 50, 100, 10**9) if s.shape[0] / d <= 10)  # ticks on whole steps

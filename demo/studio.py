@@ -157,6 +157,7 @@ class Studio:
         self._generating_lock = threading.Lock()
         # per browser session (the newest SESSIONS): when it last asked for a generation, and last pressed Stop
         self._asked, self._stopped = OrderedDict(), OrderedDict()
+        self._settled = OrderedDict()   # session -> (press time of its last ended generation, of its last run made)
 
     def close(self):
         """Delete the export folder (also done when the studio is garbage collected or at exit)."""
@@ -324,10 +325,14 @@ class Studio:
         model when it was evaluated; the paper's sampler at 0.65 otherwise. Read from the checkpoint's
         config without loading the model, so that the sliders show a newly picked model's settings
         before a click on Generate can read them."""
-        known = name in self.models
-        d = SpikingDiffusionPipeline.read_sampling_defaults(self.models[name]) if known else SamplerConfig.paper()
+        d = self.sampler_of(name)
         end = d.temperature if d.temperature_end is None else d.temperature_end
         return (d.temperature, end, d.top_p, d.corrector_steps, d.corrector_cells, d.corrector_temperature)
+
+    def sampler_of(self, name: str | None) -> SamplerConfig:
+        """The sampler settings chosen for model ``name`` (:meth:`sampling_defaults` as one config)."""
+        known = name in self.models
+        return SpikingDiffusionPipeline.read_sampling_defaults(self.models[name]) if known else SamplerConfig.paper()
 
     # --- 1. generate ------------------------------------------------------------------------
     @staticmethod
@@ -377,6 +382,7 @@ class Studio:
             return session is not None and self._stopped.get(session, -1.0) > asked
 
         if user_stop():            # stopped while it waited in the queue
+            self._settle(session, asked, made=False)
             yield gr.skip(), self._stopped_status(None, 0, 0.0), gr.skip()
             return
         result = {}
@@ -419,7 +425,7 @@ class Studio:
         with self._generating_lock:
             self.generating += 1
         threading.Thread(target=work, daemon=True, name="sd-generate").start()
-        index = 0
+        index, run = 0, None
         try:  # a closed or abandoned stream (GeneratorExit here) sets ``stop`` in ``finally``
             for index, tile, seconds in _newest(previews):
                 yield tile, self._status(index + 1, total_steps, seconds, steps=s), gr.skip()
@@ -429,22 +435,46 @@ class Studio:
                 yield gr.skip(), self._stopped_status(index + 1, total_steps, time.perf_counter() - start), gr.skip()
                 return
             out = result["out"]
-            run = self.runs.add(Run(model, out.images, out.tokens, out.trace, time.perf_counter() - start, seed=seed))
+            run = self.runs.add(Run(model, out.images, out.tokens, out.trace, time.perf_counter() - start, seed=seed,
+                                    asked_at=asked))
+            self._settle(session, asked, made=True)
             yield media.tile(out.images), self._done_status(run), run
         finally:
             stop.set()
+            if run is None:
+                self._settle(session, asked, made=False)
 
-    def _note_session(self, table: OrderedDict, session: str | None) -> None:
+    def _note_session(self, table: OrderedDict, session: str | None, value=None) -> None:
+        """``table[session]`` = ``value`` (default: now), the table capped at the latest :data:`SESSIONS`."""
         if session:
             with self._generating_lock:
                 table.pop(session, None)
-                table[session] = time.monotonic()
+                table[session] = time.monotonic() if value is None else value
                 while len(table) > SESSIONS:
                     table.popitem(last=False)
 
     def generation_asked(self, session: str | None) -> None:
         """Browser ``session`` pressed Generate (its settings passed): a Stop from now on ends it."""
         self._note_session(self._asked, session)
+
+    def _settle(self, session: str | None, asked: float, made: bool) -> None:
+        """The generation ``session`` asked for at ``asked`` ended (``made``: with a run)."""
+        if session:
+            with self._generating_lock:
+                last_made = self._settled.get(session, (None, None))[1]
+            self._note_session(self._settled, session, (asked, asked if made else last_made))
+
+    def asked_since(self, session: str | None, run) -> bool:
+        """Whether a note about ``run`` (whose samples the views show) is stale for browser ``session``:
+        a generation it pressed for is still queued or running (its own status line will follow), or one
+        made a newer run. A note after a model switch can take seconds (the new model loads), and a
+        generation can end meanwhile; the note must not then overwrite what that generation showed."""
+        with self._generating_lock:
+            asked = self._asked.get(session) if session else None
+            settled, made = self._settled.get(session, (None, None)) if session else (None, None)
+        if asked is None:
+            return False
+        return settled is None or settled < asked or (made is not None and made != getattr(run, "asked_at", None))
 
     def stop_generation(self, session: str | None) -> None:
         """Browser ``session`` pressed Stop: its generations asked for before now end within a step,
@@ -501,15 +531,19 @@ class Studio:
         return (f'<div id="gen-progress" data-state="failed"><span>The generation failed (the message in the corner says why); '
                 f"{kept}.</span></div>")
 
-    def samples_note(self, model, run, shown: str | None = None):
+    def samples_note(self, model, run, shown: str | None = None, session: str | None = None):
         """The status line after a model change: the finished samples shown are which model's (the
         views keep them until the next generation), and, for a model that does over twice the
         default model's denoiser work, that its generation takes longer (said before Generate).
         ``shown``: the status line now; while it shows a generation running, it stays (that run's
-        own done line will name its model)."""
-        if model is None or any(s in (shown or "") for s in ('data-state="running"', self.STOPPED)):
+        own done line will name its model); so does a line ``session`` asked a generation after ``run``
+        for (:meth:`asked_since`)."""
+        if (model is None or any(s in (shown or "") for s in ('data-state="running"', self.STOPPED))
+                or self.asked_since(session, run)):
             return gr.skip()
-        slow = self._slow_note(model)
+        slow = self._slow_note(model)   # (loads the model: seconds the first time)
+        if self.asked_since(session, run):   # a generation ended meanwhile: its line stays
+            return gr.skip()
         if not self.has_run(run):     # nothing generated yet: the first hint, and the note (another model's goes)
             return f"<span>{START_HINT}{' ' + slow if slow else ''}</span>"
         if run.model == model:
@@ -608,10 +642,11 @@ class Studio:
 
     def shown_frame(self, run):
         """(image, step) the Unmasking view shows, for its sliders after a refused value (the box may
-        show a value Gradio clamped, or the refused one); unchanged when there is none."""
-        if not self.has_run(run) or run.shown is None:
-            return gr.skip(), gr.skip()
-        return run.shown
+        show a value Gradio clamped, or the refused one); before any generation, the sliders' first
+        values (image 0, the default model's last step); unchanged when the run drew nothing yet."""
+        if not self.has_run(run):
+            return 0, self.facts().num_steps
+        return (gr.skip(), gr.skip()) if run.shown is None else run.shown
 
     def unmask_if_any(self, run, image, step, cell):
         """:meth:`unmask`, or nothing changed when there is no live run (its toast was raised already)."""
@@ -705,12 +740,16 @@ class Studio:
         return Path(shutil.copyfile(gif, gif.parent / f"unmasking-play-{uuid.uuid4().hex[:8]}.gif"))
 
     @friendly
+    def check_export(self, run, image) -> tuple[Run, int]:
+        """(run, image) checked for :meth:`export`, or the message why not."""
+        run = self._need_run(run)
+        return run, check_int(image, "Image", 0, run.num_images - 1)
+
     def export(self, run, image):
         """(GIF path, MP4 path) of one image's whole run, the frames Play shows, named after the model,
         seed and image (a download, or a link still shown under a later run, says which run it is). The
         studio keeps the last :data:`MAX_EXPORTS` export folders (Gradio serves copies from its own cache)."""
-        run = self._need_run(run)
-        image = check_int(image, "Image", 0, run.num_images - 1)
+        run, image = self.check_export(run, image)
         pics, folder = self._animation_frames(run, image), self._export_folder()
         name = f"unmasking-{run.model}{'' if run.seed is None else f'-seed{run.seed}'}-image{image}"
         gif, played = folder / f"{name}.gif", run.animations.get(image)
@@ -949,13 +988,19 @@ class Studio:
         pipe = self.pipe(model)
         if invert not in ("auto", "yes", "no"):
             raise InputError(f"Invert colours must be 'auto', 'yes' or 'no'; got {invert!r}")
-        if isinstance(image, dict):  # a sketchpad / image editor value
+        drawn = isinstance(image, dict)
+        if drawn:  # a sketchpad / image editor value
             image = image.get("composite")
         # the studio checks a picture, then encodes it: a file (Gradio's uploads never change) is read once
         key = (model, image, invert) if isinstance(image, str) else None
         last_key, last = self._last_prepared
         if key is None or key != last_key:
-            last = pipe.prepare_image(image, invert=invert)
+            try:
+                last = pipe.prepare_image(image, invert=invert)
+            except SpikingDiffusionError as e:   # named like an upload Gradio could not read (demo.guards)
+                box = "Draw" if drawn else "Upload"
+                what = f"the uploaded image {Path(image).name}" if isinstance(image, (str, Path)) else "the picture"
+                raise InputError(f"{box}: could not use {what}: {e}") from None
             self._last_prepared = (key, last)
         x, note = last
         return pipe, x.copy(), note

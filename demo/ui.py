@@ -215,7 +215,11 @@ def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
     sampling = [temp, temp_end, top_p, c_steps, c_cells, c_temp]
     # a constant temperature stays constant when only Temperature is moved: End follows it until End
     # itself is moved to another value (a schedule); each model's chosen settings say which it is
-    model.change(lambda m: (*(d := S.sampling_defaults(m)), d[0] == d[1]), model, [*sampling, constant], **PRIVATE)
+    def own_settings(m):   # said, as the sliders move: settings changed by hand are replaced too
+        gr.Info(f"The sampling settings are {m}'s own now: {S.sampler_of(m).label()} (More sampling settings).",
+                duration=6)
+        return (*(d := S.sampling_defaults(m)), d[0] == d[1])
+    model.change(own_settings, model, [*sampling, constant], **PRIVATE)
     # in the browser, so that a click on Generate right after a move sends End as it follows
     temp.input(None, [temp, constant, temp_end], temp_end, js="(t, c, e) => c ? t : e", **PRIVATE)
     temp_end.input(None, [temp, temp_end], constant, js="(t, e) => t === e", **PRIVATE)
@@ -240,8 +244,11 @@ def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
         picker = gr.Gallery(label="Generated images (click one)", elem_id="picker", columns=PICKER_COLUMNS, height=128,
                             allow_preview=False, object_fit="contain", elem_classes="pixelated", interactive=False)
         with gr.Row():
-            image = whole_slider(0, S.max_batch - 1, 0, label="Image", elem_id="image-index")
-            step = gr.Slider(1, F.num_steps + MAX_CORRECTOR_ROUNDS, F.num_steps, step=1, label="Step", elem_id="step")
+            # hidden until a generation shows them over its run's ranges (the widest ranges stay the
+            # components' own: the API's calls are checked against them)
+            image = gr.Slider(0, max(S.max_batch - 1, 1), 0, step=1, label="Image", elem_id="image-index", visible=False)
+            step = gr.Slider(1, F.num_steps + MAX_CORRECTOR_ROUNDS, F.num_steps, step=1, label="Step", elem_id="step",
+                             visible=False)
             cell = gr.Dropdown(cell_choices(F.latent_size), value=F.cells // 2,
                                label="Token cell (or click the grid; also selects it in Spikes)", elem_id="cell")
         # before a generation the step axis (right under the sliders) says why the views are empty
@@ -366,7 +373,8 @@ def _wire_playback(S: Studio, run, u: NS) -> None:
                   [u.player, u.still, u.step, wanted], js=PAUSE_JS, **PRIVATE).then(S.unmask, *u.io, **DRAW)
     # another image picked while one plays: Pause first (the animation shown was the last image's)
     u.image.change(None, None, None, js=PAUSE_IF_PLAYING_JS, **PRIVATE)
-    u.export.click(S.export, [run, u.image], u.files, api_name="export", **MODEL_JOB)
+    # checked first: with no samples the toast says so, and the export boxes show no error badges
+    _redraw_checked([u.export.click], S.check_export, S.export, [run, u.image], u.files, api_name="export", **MODEL_JOB)
 
 
 def _phases(r) -> tuple[int, int]:
@@ -745,23 +753,30 @@ def build_demo(studio: Studio) -> gr.Blocks:
                                   trigger_mode="always_last", **PRIVATE).success(
             generate, gen.inputs, [*gen.outputs, run], api_name="generate", show_progress_on=gen.status,
             trigger_mode="always_last", **MODEL_JOB)
-        generating.success(   # a stopped generation made no run: the views stay as they are
-            lambda r, st: (gr.skip(),) * 3 if S.STOPPED in st else (
+        generating.success(   # a stopped generation made no run: the views stay as they are; a new run
+            # empties the export boxes (their files were the last run's)
+            lambda r, st: (gr.skip(),) * 5 if S.STOPPED in st else (
                 slider_range(0, 0, r.num_images - 1), slider_range(r.num_frames, 1, r.num_frames),
-                gr.update(value=S.gallery(r), selected_index=0)),
-            [run, gen.status], [unmask.image, unmask.step, unmask.picker], **PRIVATE).then(
+                gr.update(value=S.gallery(r), selected_index=0), None, None),
+            [run, gen.status], [unmask.image, unmask.step, unmask.picker, *unmask.files], **PRIVATE).then(
             lambda r, *a: S.unmask(r, *a) if S.has_run(r) else (gr.skip(),) * len(unmask.io[1]),   # (none yet: a Stop)
             *unmask.io, **DRAW)
         generating.failure(S.generation_failed, run, gen.status, **PRIVATE)
         # Stop ends the generations the session asked for before it: a running one within a step (its last
         # preview stays on the grid, the status line says so), a queued one before it starts
         gen.stop.click(stop, None, None, **PRIVATE)
-        model.change(S.samples_note, [model, run, gen.status], gen.status, **PRIVATE)   # whose samples are shown
+        # whose samples are shown (a note that waited in the queue past a newer Generate press is dropped)
+        def samples_note(m, r, st, request: gr.Request = None):
+            return S.samples_note(m, r, st, session=getattr(request, "session_hash", None))
+        model.change(samples_note, [model, run, gen.status], gen.status, **PRIVATE)
         # Unmasking says so too (its own line: its redraws leave it), until a generation with this model
-        unmask_whose = dict(fn=lambda m, r: S.others_samples(m, r, "These samples") or "", inputs=[model, run],
-                            outputs=unmask.whose, **PRIVATE)
-        model.change(**unmask_whose)
-        generating.success(**unmask_whose)
+
+        def unmask_whose(m, r, request: gr.Request = None):
+            if S.asked_since(getattr(request, "session_hash", None), r):
+                return gr.skip()
+            return S.others_samples(m, r, "These samples") or ""
+        model.change(unmask_whose, [model, run], unmask.whose, **PRIVATE)
+        generating.success(unmask_whose, [model, run], unmask.whose, **PRIVATE)
 
         def open_sample(r, shown, st, c, evt: gr.SelectData):  # a click on the sample grid: evt.index = [x, y]
             i = S.image_at(r, *evt.index, grid=shown) if r is not None and evt.index else None
@@ -771,7 +786,9 @@ def build_demo(studio: Studio) -> gr.Blocks:
 
         gen.grid.select(open_sample, [run, gen.grid, unmask.step, unmask.cell], [unmask.image, tabs, *unmask.io[1]],
                         **DRAW)
-        unmask.image.change(lambda i: gr.update(selected_index=i), unmask.image, unmask.picker, **PRIVATE)
+        # another image: the picker follows, the export boxes empty (their files were the last image's)
+        unmask.image.change(lambda i: (gr.update(selected_index=i), None, None), unmask.image,
+                            [unmask.picker, *unmask.files], **PRIVATE)
         _wire_playback(S, run, unmask)
         unmask.cell.change(lambda c: c, unmask.cell, spikes.cell, **PRIVATE)
         spikes.cell.input(lambda c: c, spikes.cell, unmask.cell, **PRIVATE)   # the user's pick only: no echo back

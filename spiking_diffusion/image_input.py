@@ -301,13 +301,19 @@ def _mnist_like(g: np.ndarray, framing: Framing, invert: str, size: int, reduced
     """Grey ``[H, W]`` -> ``[1, size, size]`` light ink on 0, framed as ``framing`` says. ``reduced``:
     how many original pixels one of ``g``'s spans (a box-reduced picture's)."""
     notes = []
-    if invert == "yes" or (invert == "auto" and framing.auto_invert and np.median(_border(g)) > 0.5):
+    inverted = invert == "yes" or (invert == "auto" and framing.auto_invert and np.median(_border(g)) > 0.5)
+    if inverted:
         g = 1 - g
         notes.append("inverted: its border is light, so it was read as dark ink on light paper (this data set's "
                      "images are light ink on dark)" if invert == "auto" else "inverted")
     bg, top = float(np.median(_border(g))), float(g.max())
     if top - bg < MIN_CONTRAST:
-        notes.append("no ink found against the background: blank input")
+        if bg - float(g.min()) >= MIN_CONTRAST:   # there is ink, darker than the background
+            notes.append("blank input: the ink is darker than the background, and this data set's images are light ink "
+                         "on dark; " + ("it was inverted to get here: choose Invert colours 'no'" if inverted else
+                                        "choose Invert colours 'yes' to invert it"))
+        else:
+            notes.append("no ink found against the background: blank input")
         return np.zeros((1, size, size), np.float32), notes
     g = np.clip((g - bg) / (top - bg), 0, 1)                                   # background -> 0, ink -> 1
     rows, cols = np.nonzero(g > INK_THRESHOLD)

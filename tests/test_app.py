@@ -291,7 +291,7 @@ def test_encode_sketch(client, tmp_path):
     (("tiny", 2, 10, 0.65, 0, 0.65, 1.0, 5, 0, 0.5, "/generate"), "Cells per corrector round must be"),
     (("tiny", 2.5, 10, 0.65, 0, "/generate"), "whole number"),
     (("tiny", "2", 10, 0.65, 0, "/generate"), "Number of images must be a whole number in 1..8; got '2'"),
-    (("tiny", 2, None, 0.65, 0, "/generate"), "Steps must be a whole number in 1..49; got None"),
+    (("tiny", 2, None, 0.65, 0, "/generate"), "Steps is empty: enter a whole number in 1..49"),
     (("tiny", 2, 10, [0.5], 0, "/generate"), r"Temperature must be a number in 0\.001\.\.5; got \[0\.5\]"),
     (("nope", 2, 10, 0.65, 0, "/generate"), "Model .* must be one of 'tiny'; got 'nope'"),
     ((1.0, 1.0, 0.5, "hard", 40, "/lif"), r"Time constant tau must be a number in 1\.\.20; got 0\.5"),
@@ -797,7 +797,7 @@ def test_a_huge_picture_is_refused_from_its_header(client, tmp_path):
 
     path = tmp_path / "huge.png"
     path.write_bytes(_png_header_only(9400, 9400))                      # 0.1 kB on disk, 88 M pixels
-    with pytest.raises(Exception, match="9400x9400 pixels; at most"):
+    with pytest.raises(Exception, match="Upload: could not use the uploaded image huge.png: image is 9400x9400 pixels; at most"):
         client.predict("tiny", handle_file(str(path)), "auto", api_name="/encode")
 
 

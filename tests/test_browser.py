@@ -187,6 +187,11 @@ def test_refused_input_before_a_generation_changes_nothing(page):
     again (Generate refusing a bad seed sent anyway: test_app's bad inputs); the status line is untouched."""
     open_tab(page, "Unmasking")                           # the note right under the (empty) view's sliders
     expect(page.locator("#step-axis")).to_contain_text("No samples yet. Generate images (Generate tab)")
+    expect(page.locator("#image-index")).to_be_hidden()   # no run: no sliders over made-up ranges
+    expect(page.locator("#step")).to_be_hidden()
+    page.locator("#export").click()                       # a toast, and no error badges on the export boxes
+    expect(page.locator(".toast-body").last).to_contain_text("Generate some images first")
+    expect(page.locator("#tab-unmasking").get_by_text("Error", exact=True)).to_have_count(0)
     open_tab(page, "Spikes")
     page.locator("#spikes-btn").click()
     expect(page.locator(".toast-body").last).to_contain_text("Generate some images first")
@@ -734,6 +739,8 @@ def test_one_image_of_one_step_opens_in_unmasking_without_errors(page):
     expect(page.locator("#tab-unmasking").get_by_text("Error", exact=True)).to_have_count(0)
     columns = "() => getComputedStyle(document.querySelector('#picker .grid-container')).gridTemplateColumns"
     assert len(page.evaluate(columns).split()) == 16      # a thumbnail, not one image across the row (cropped)
+    page.locator("#export").click()                       # the export boxes hold this run's files ...
+    expect(page.locator("#gif")).to_contain_text(re.compile(r"unmasking-.+-seed\d+-image0\s*\.gif"))
     open_tab(page, "Generate")
     for elem_id, value in (("num-images", 2), ("steps", 3), ("corrector-steps", int(rounds))):
         set_slider(page, elem_id, value)
@@ -742,6 +749,8 @@ def test_one_image_of_one_step_opens_in_unmasking_without_errors(page):
     expect(page.locator("#image-index")).to_be_visible()
     expect(page.locator("#step")).to_be_visible()
     expect(page.locator("#tab-unmasking").get_by_text("Error", exact=True)).to_have_count(0)
+    expect(page.locator("#gif")).not_to_contain_text(".gif")   # ... until a new run: then they are empty
+    expect(page.locator("#mp4")).not_to_contain_text(".mp4")
 
 
 def test_a_narrow_window_keeps_unmaskings_grid_and_cell_note_readable(page):

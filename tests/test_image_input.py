@@ -159,6 +159,19 @@ def test_inversion_is_decided_by_the_border_not_the_mean(tmp_path):
     assert "invert" not in prepare_image(grey_png(bold, tmp_path), 1, "mnist")[1]
 
 
+def test_ink_on_the_wrong_side_of_the_background_is_named_not_just_blank(tmp_path):
+    """Dark ink on white with Invert colours 'no' (or light ink on black with 'yes') leaves no light
+    ink: the input is blank, and the note says which setting reads the picture (it said 'no ink found')."""
+    ink = np.zeros((60, 60), np.float32)
+    ink[10:50, 28:32] = 1.0                                                        # a light "1" on black
+    for picture, invert, advice in ((1 - ink, "no", "choose Invert colours 'yes'"), (ink, "yes", "choose Invert colours 'no'")):
+        x, note = prepare_image(grey_png(picture, tmp_path), 1, "mnist", invert=invert)
+        assert x.max() == 0 and "the ink is darker than the background" in note and advice in note
+    x, note = prepare_image(grey_png(np.full((60, 60), 0.7, np.float32), tmp_path), 1, "mnist", invert="no")
+    assert x.max() == 0 and "no ink found against the background" in note                  # a flat grey: no ink at all
+    assert prepare_image(grey_png(1 - ink, tmp_path), 1, "mnist", invert="auto")[0].max() > 0.9   # auto reads it
+
+
 def test_colour_models_never_auto_invert_and_keep_the_picture(tmp_path):
     rng = np.random.default_rng(0)
     photo = np.clip(rng.normal(200, 30, (64, 48, 3)), 0, 255).astype(np.uint8)   # a bright photo

@@ -235,3 +235,11 @@ def test_layer_labels_name_layers_as_a_reader_says_them():
     names = ("encoder.lif1", "encoder.block2.2", "decoder.block1.2", "asg.lif", "conv3.2", "lif1", "other")
     assert [plots.layer_label(n) for n in names] == ["encoder layer 1", "encoder layer 2", "decoder layer 1",
                                                      "spike generator (ASG)", "denoiser layer 3", "denoiser layer 1", "other"]
+
+
+def test_raster_ticks_are_shorter_than_a_row():
+    """A busy cell's 16 channels drew as one solid line per time step: each tick is now about half a
+    row of the plot tall (its plot area is about height - 110 px), so neighbouring spikes stay apart."""
+    for rows, height in ((16, 320), (4, 320), (784, 380)):
+        fig = plots.raster(np.ones((16, rows)), height=height)
+        assert 1 <= fig.data[0].marker.size <= 0.6 * max((height - 110) / rows, 2.5), rows

@@ -335,7 +335,7 @@ def test_views_name_the_model_that_made_the_samples(studio):
     assert "done: 2 images, 6 steps + 3 corrector rounds" in status and status.endswith("(model <b>tiny</b>, seed 0)</span></div>")
     assert studio.unmask(run, 1, 4, 24)[3].startswith("Model **tiny**, image 1: Step **4/9**")
     assert studio.shown_frame(run) == (1, 4)                       # where a refused value puts the sliders back
-    assert studio.shown_frame(None) == (S.gr.skip(), S.gr.skip())
+    assert studio.shown_frame(None) == (0, studio.facts().num_steps)         # no run: the sliders' first values
     other = studio.samples_note("other", run)
     assert "<b>tiny</b>'s" in other and "Generate</b> for <b>other</b>'s" in other
     same = studio.samples_note("tiny", run)                      # back on the run's model: its done line again
@@ -344,6 +344,16 @@ def test_views_name_the_model_that_made_the_samples(studio):
     running = studio._status(3, 9, 0.5, steps=6)                    # a generation streaming: its line stays
     assert 'data-state="running"' in running and studio.samples_note("other", None, running) == S.gr.skip()
     assert studio.samples_note("other", run, studio._done_status(run)) == other   # a finished one's: replaced
+    # a note that waited in the queue while the session pressed Generate again is stale: dropped
+    studio.generation_asked("s1")
+    assert studio.samples_note("other", run, session="s1") == S.gr.skip()
+    assert studio.samples_note("other", None, session="s1") == S.gr.skip()
+    assert studio.samples_note("other", run, session="s2") == other               # another session's press: kept
+    studio.generation_asked("s3")                                                  # s3's generation fails:
+    studio._settle("s3", studio._asked["s3"], made=False)                          # the views keep ``run``
+    assert studio.samples_note("other", run, session="s3") == other
+    *_, (_, _, newer) = list(studio.generate("tiny", 1, 2, 0.65, 0, session="s1"))
+    assert newer.asked_at is not None and studio.samples_note("other", newer, session="s1") != S.gr.skip()
     assert "no finished samples are kept" in studio.generation_failed(None)
     assert "(tiny's) are still in" in studio.generation_failed(run)
 
