@@ -157,7 +157,7 @@ class Studio:
         self._generating_lock = threading.Lock()
         # per browser session (the newest SESSIONS): when it last asked for a generation, and last pressed Stop
         self._asked, self._stopped = OrderedDict(), OrderedDict()
-        self._settled = OrderedDict()   # session -> (press time of its last ended generation, of its last run made)
+        self._made = OrderedDict()      # session -> Run.asked_at of the last run it made
 
     def close(self):
         """Delete the export folder (also done when the studio is garbage collected or at exit)."""
@@ -382,7 +382,6 @@ class Studio:
             return session is not None and self._stopped.get(session, -1.0) > asked
 
         if user_stop():            # stopped while it waited in the queue
-            self._settle(session, asked, made=False)
             yield gr.skip(), self._stopped_status(None, 0, 0.0), gr.skip()
             return
         result = {}
@@ -425,7 +424,7 @@ class Studio:
         with self._generating_lock:
             self.generating += 1
         threading.Thread(target=work, daemon=True, name="sd-generate").start()
-        index, run = 0, None
+        index = 0
         try:  # a closed or abandoned stream (GeneratorExit here) sets ``stop`` in ``finally``
             for index, tile, seconds in _newest(previews):
                 yield tile, self._status(index + 1, total_steps, seconds, steps=s), gr.skip()
@@ -437,12 +436,10 @@ class Studio:
             out = result["out"]
             run = self.runs.add(Run(model, out.images, out.tokens, out.trace, time.perf_counter() - start, seed=seed,
                                     asked_at=asked))
-            self._settle(session, asked, made=True)
+            self._note_session(self._made, session, asked)
             yield media.tile(out.images), self._done_status(run), run
         finally:
             stop.set()
-            if run is None:
-                self._settle(session, asked, made=False)
 
     def _note_session(self, table: OrderedDict, session: str | None, value=None) -> None:
         """``table[session]`` = ``value`` (default: now), the table capped at the latest :data:`SESSIONS`."""
@@ -457,24 +454,15 @@ class Studio:
         """Browser ``session`` pressed Generate (its settings passed): a Stop from now on ends it."""
         self._note_session(self._asked, session)
 
-    def _settle(self, session: str | None, asked: float, made: bool) -> None:
-        """The generation ``session`` asked for at ``asked`` ended (``made``: with a run)."""
-        if session:
-            with self._generating_lock:
-                last_made = self._settled.get(session, (None, None))[1]
-            self._note_session(self._settled, session, (asked, asked if made else last_made))
-
-    def asked_since(self, session: str | None, run) -> bool:
+    def run_superseded(self, session: str | None, run) -> bool:
         """Whether a note about ``run`` (whose samples the views show) is stale for browser ``session``:
-        a generation it pressed for is still queued or running (its own status line will follow), or one
-        made a newer run. A note after a model switch can take seconds (the new model loads), and a
-        generation can end meanwhile; the note must not then overwrite what that generation showed."""
+        a generation of that session made a newer run since. A note after a model switch can take
+        seconds (the new model loads), and a generation can end meanwhile; the note must not then
+        overwrite what that generation showed. (A generation still running overwrites the note itself
+        with its next status line.)"""
         with self._generating_lock:
-            asked = self._asked.get(session) if session else None
-            settled, made = self._settled.get(session, (None, None)) if session else (None, None)
-        if asked is None:
-            return False
-        return settled is None or settled < asked or (made is not None and made != getattr(run, "asked_at", None))
+            made = self._made.get(session) if session else None
+        return made is not None and made != getattr(run, "asked_at", None)
 
     def stop_generation(self, session: str | None) -> None:
         """Browser ``session`` pressed Stop: its generations asked for before now end within a step,
@@ -536,13 +524,13 @@ class Studio:
         views keep them until the next generation), and, for a model that does over twice the
         default model's denoiser work, that its generation takes longer (said before Generate).
         ``shown``: the status line now; while it shows a generation running, it stays (that run's
-        own done line will name its model); so does a line ``session`` asked a generation after ``run``
-        for (:meth:`asked_since`)."""
+        own done line will name its model); so does the line of a generation of ``session`` that made a
+        newer run than ``run`` (:meth:`run_superseded`), also while this note was being made."""
         if (model is None or any(s in (shown or "") for s in ('data-state="running"', self.STOPPED))
-                or self.asked_since(session, run)):
+                or self.run_superseded(session, run)):
             return gr.skip()
         slow = self._slow_note(model)   # (loads the model: seconds the first time)
-        if self.asked_since(session, run):   # a generation ended meanwhile: its line stays
+        if self.run_superseded(session, run):   # a generation ended meanwhile: its line stays
             return gr.skip()
         if not self.has_run(run):     # nothing generated yet: the first hint, and the note (another model's goes)
             return f"<span>{START_HINT}{' ' + slow if slow else ''}</span>"
@@ -643,10 +631,11 @@ class Studio:
     def shown_frame(self, run):
         """(image, step) the Unmasking view shows, for its sliders after a refused value (the box may
         show a value Gradio clamped, or the refused one); before any generation, the sliders' first
-        values (image 0, the default model's last step); unchanged when the run drew nothing yet."""
-        if not self.has_run(run):
+        values (image 0, the default model's last step); unchanged when the run drew nothing yet or was
+        released (the sliders keep its ranges)."""
+        if run is None:
             return 0, self.facts().num_steps
-        return (gr.skip(), gr.skip()) if run.shown is None else run.shown
+        return (gr.skip(), gr.skip()) if not self.has_run(run) or run.shown is None else run.shown
 
     def unmask_if_any(self, run, image, step, cell):
         """:meth:`unmask`, or nothing changed when there is no live run (its toast was raised already)."""
@@ -745,6 +734,7 @@ class Studio:
         run = self._need_run(run)
         return run, check_int(image, "Image", 0, run.num_images - 1)
 
+    @friendly
     def export(self, run, image):
         """(GIF path, MP4 path) of one image's whole run, the frames Play shows, named after the model,
         seed and image (a download, or a link still shown under a later run, says which run it is). The
@@ -999,7 +989,8 @@ class Studio:
                 last = pipe.prepare_image(image, invert=invert)
             except SpikingDiffusionError as e:   # named like an upload Gradio could not read (demo.guards)
                 box = "Draw" if drawn else "Upload"
-                what = f"the uploaded image {Path(image).name}" if isinstance(image, (str, Path)) else "the picture"
+                what = ("your drawing" if drawn else f"the uploaded image {Path(image).name}"
+                        if isinstance(image, (str, Path)) else "the picture")
                 raise InputError(f"{box}: could not use {what}: {e}") from None
             self._last_prepared = (key, last)
         x, note = last

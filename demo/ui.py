@@ -100,8 +100,9 @@ def _redraw_checked(triggers, check, fn, inputs, outputs, api_name: str, restore
     checked = gr.on(triggers, check_fn, inputs, stored, trigger_mode="always_last", show_progress="hidden", **PRIVATE)
     if restore:   # (putting back a value that was itself refused fires no change: the box holds it already)
         checked.failure(*restore, show_progress="hidden", **PRIVATE)
-    return checked.success(fn, inputs, outputs, api_name=api_name, show_progress="hidden",
-                           trigger_mode="always_last", **kw)   # (the default "once" drops a redraw mid-drag)
+    # (a redraw: no progress, and the last move wins; the default "once" drops a redraw mid-drag)
+    return checked.success(fn, inputs, outputs, api_name=api_name, **{"show_progress": "hidden",
+                                                                      "trigger_mode": "always_last", **kw})
 
 
 class _AskedModel:
@@ -374,7 +375,8 @@ def _wire_playback(S: Studio, run, u: NS) -> None:
     # another image picked while one plays: Pause first (the animation shown was the last image's)
     u.image.change(None, None, None, js=PAUSE_IF_PLAYING_JS, **PRIVATE)
     # checked first: with no samples the toast says so, and the export boxes show no error badges
-    _redraw_checked([u.export.click], S.check_export, S.export, [run, u.image], u.files, api_name="export", **MODEL_JOB)
+    _redraw_checked([u.export.click], S.check_export, S.export, [run, u.image], u.files, api_name="export",
+                    show_progress="full", trigger_mode="once", **MODEL_JOB)   # seconds of work: shown, done once
 
 
 def _phases(r) -> tuple[int, int]:
@@ -772,7 +774,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
         # Unmasking says so too (its own line: its redraws leave it), until a generation with this model
 
         def unmask_whose(m, r, request: gr.Request = None):
-            if S.asked_since(getattr(request, "session_hash", None), r):
+            if S.run_superseded(getattr(request, "session_hash", None), r):
                 return gr.skip()
             return S.others_samples(m, r, "These samples") or ""
         model.change(unmask_whose, [model, run], unmask.whose, **PRIVATE)

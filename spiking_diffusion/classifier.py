@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from .checkpoint import CONFIG_NAME, WEIGHTS_NAME, atomic_write_dir
 from .devices import check_threads, resolve_device, use_threads
 from .errors import CheckpointError, Setting, check_fields
+from .sampling import SEED
 from .images import channels_first, to_float
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "classifiers"
@@ -52,7 +53,7 @@ TRAIN_CLASSIFIER_BOUNDS = {s.name: s for s in (
     Setting("max_steps", int, 1, None, "--max-steps"),
     Setting("holdout", int, 1, None, "--holdout"),   # at most a fifth of the train split is held out
     Setting("feature_dim", int, 1, None),
-    Setting("seed", int, 0, None),
+    Setting("seed", int, 0, SEED.hi),
     Setting("log_every", int, 0, None),              # 0: no progress lines
 )}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,21 +95,24 @@ def _image_folder(root: str, train: bool) -> ImageSet:
     if not folder.is_dir():
         raise FileNotFoundError(folder)
     cache_dir = Path(os.environ.get("SD_CACHE", Path.home() / ".cache" / "spiking_diffusion"))
-    # the cache is keyed on the folder and its class folders' modification times: images added to or
-    # removed from a class folder make a new cache, not a stale one
-    stamp = sorted((d.name, d.stat().st_mtime_ns) for d in os.scandir(folder) if d.is_dir())
-    key = hashlib.sha1(repr((str(folder.resolve()), stamp)).encode()).hexdigest()[:12]
+    key = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:12]
     cache = cache_dir / f"cifar10-folder-{'train' if train else 'test'}-{key}.npz"
-    if cache.is_file():
-        z = np.load(cache)
-        return ImageSet(torch.from_numpy(z["images"]), torch.from_numpy(z["labels"]), "cifar10-folder")
+    # the class folders' names and modification times, kept in the cache: images added to or removed
+    # from a class folder rebuild it (an image edited in place does not: delete the cache file then)
+    stamp = repr(sorted((d.name, d.stat().st_mtime_ns) for d in os.scandir(folder) if d.is_dir()))
+    try:
+        with np.load(cache) as z:
+            if "stamp" in z.files and str(z["stamp"]) == stamp:
+                return ImageSet(torch.from_numpy(z["images"]), torch.from_numpy(z["labels"]), "cifar10-folder")
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):   # none yet, or a broken one: rebuilt
+        pass
     ds = tvd.ImageFolder(str(folder))
     imgs = np.stack([np.asarray(ds.loader(p).convert("RGB")) for p, _ in ds.samples])  # [N, 32, 32, 3]
     labels = np.array([y for _, y in ds.samples], dtype=np.int64)
     images = _resize_to_28(imgs).numpy()
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, images=images, labels=labels)
+        np.savez(cache, images=images, labels=labels, stamp=np.array(stamp))
     except OSError:
         pass
     return ImageSet(torch.from_numpy(images), torch.from_numpy(labels), "cifar10-folder")

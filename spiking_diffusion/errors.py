@@ -73,7 +73,8 @@ class Setting:
         error = SettingError(f"{name} must be {what} {self.bounds(upper)}; got {got}")
         if isinstance(value, bool) or value is None:
             raise error
-        whole = isinstance(value, numbers.Integral) or (isinstance(value, str) and value.strip().lstrip("+-").isdigit())
+        whole = self.kind is int and (isinstance(value, numbers.Integral)
+                                      or (isinstance(value, str) and value.strip().lstrip("+-").isdigit()))
         try:   # whole numbers stay exact (a float holds only 53 bits: 2**60 + 1 would become 2**60)
             v = int(value) if whole else float(value)
         except (TypeError, ValueError, OverflowError):

@@ -247,8 +247,8 @@ def load_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, gen: to
             ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
     except RuntimeError as e:   # e.g. a --vqsvae with another codebook size than the run's
         first = str(e).strip().splitlines()[-1].strip()
-        raise CheckpointError(f"cannot resume: {path} holds a model of other sizes than this run builds "
-                              f"({first}); resume with the run's own settings, or start a new --out") from None
+        raise CheckpointError(f"cannot resume: {path} does not match the model this run builds ({first}); "
+                              "resume with the run's own settings, or start a new --out") from None
     state: dict = {}
     for k, v in tensors.items():
         if k.startswith("opt."):

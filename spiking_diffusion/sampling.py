@@ -123,7 +123,7 @@ class SamplerConfig:
 # --- the per-call arguments ----------------------------------------------------------------------
 STEPS = Setting("steps", int, 1, None)             # sampling steps S, in 1..N (the training time scale)
 NUM_IMAGES = Setting("num_images", int, 1, None)   # images of one call
-SEED = Setting("seed", int, 0, 2**63 - 1)          # a generation's seed (torch.Generator.manual_seed's range)
+SEED = Setting("seed", int, 0, 2**63 - 1)          # a seed: torch's generators take up to 2**64 - 1; a signed 64 bits here
 
 
 def check_num_images(num_images, most: int | None = None) -> int:

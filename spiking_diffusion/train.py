@@ -32,6 +32,7 @@ from .devices import check_threads, use_threads
 from .denoiser import SpikingDenoiser
 from .diffusion import AbsorbingDiffusion, check_loss_kind
 from .errors import CheckpointError, Setting, SettingError, SpikingDiffusionError, check_fields
+from .sampling import SEED
 from . import runs
 from .spiking import reset
 from .transfer import align_codes, check_transferable, layer_differences, transfer_prior
@@ -46,7 +47,7 @@ TRAIN_BOUNDS = {s.name: s for s in (
     Setting("lr", float, 0, None, "--lr", open_lo=True),
     Setting("ema", float, 0, 1, "--ema", open_hi=True),            # 0: no average
     Setting("weight_decay", float, 0, None, "--weight-decay"),
-    Setting("seed", int, 0, None, "--seed"),
+    Setting("seed", int, 0, SEED.hi, "--seed"),
     Setting("limit", int, 1, None, "--limit"),
     Setting("save_every", int, 1, None, "--save-every"),
     Setting("log_every", int, 1, None, "--log-every"),

@@ -490,6 +490,7 @@ def test_the_spikes_note_says_whose_samples_after_a_model_switch(page):
     note = page.locator("#spikes-note")
     expect(note).to_contain_text("token cell row 1, col 2")
     choose_model(page, "tiny-b")
+    expect(page.locator(".toast-body").last).to_contain_text("The sampling settings are tiny-b's own now")
     expect(note).to_contain_text("These spikes are tiny's; press Generate for tiny-b's.")
     expect(note).to_contain_text("token cell row 1, col 2")                # the rest of the note stays
     whose = page.locator("#unmask-whose")                                  # Unmasking says it too
@@ -730,6 +731,8 @@ def test_one_image_of_one_step_opens_in_unmasking_without_errors(page):
     rounds = page.locator("#corrector-steps input[type=number]").input_value()
     for elem_id, value in (("num-images", 1), ("steps", 1), ("corrector-steps", 0)):
         set_slider(page, elem_id, value)
+    for elem_id in ("corrector-cells", "corrector-temperature"):                # no rounds: nothing to set
+        expect(page.locator(f"#{elem_id} input[type=number]")).to_be_disabled()
     generate(page)
     expect(page.locator("#gen-progress")).to_contain_text(re.compile(r"done: 1 image, 1 step in [\d.]+ s \(model"))
     open_tab(page, "Unmasking")
@@ -742,6 +745,8 @@ def test_one_image_of_one_step_opens_in_unmasking_without_errors(page):
     page.locator("#export").click()                       # the export boxes hold this run's files ...
     expect(page.locator("#gif")).to_contain_text(re.compile(r"unmasking-.+-seed\d+-image0\s*\.gif"))
     open_tab(page, "Generate")
+    set_slider(page, "corrector-steps", 3)
+    expect(page.locator("#corrector-cells input[type=number]")).to_be_enabled()   # rounds: set again
     for elem_id, value in (("num-images", 2), ("steps", 3), ("corrector-steps", int(rounds))):
         set_slider(page, elem_id, value)
     generate(page)
@@ -751,6 +756,11 @@ def test_one_image_of_one_step_opens_in_unmasking_without_errors(page):
     expect(page.locator("#tab-unmasking").get_by_text("Error", exact=True)).to_have_count(0)
     expect(page.locator("#gif")).not_to_contain_text(".gif")   # ... until a new run: then they are empty
     expect(page.locator("#mp4")).not_to_contain_text(".mp4")
+    page.locator("#export").click()                           # and another image empties them too
+    expect(page.locator("#gif")).to_contain_text(re.compile(r"image0\s*\.gif"))
+    page.locator("#picker img").nth(1).click()
+    expect(page.locator("#image-index input[type=number]")).to_have_value("1")
+    expect(page.locator("#gif")).not_to_contain_text(".gif")
 
 
 def test_a_narrow_window_keeps_unmaskings_grid_and_cell_note_readable(page):

@@ -422,3 +422,4 @@ def test_the_image_folder_cache_follows_the_folders_images(tmp_path, monkeypatch
     os.utime(new.parent, ns=(10**18, 10**18))        # the class folder's time moves on (coarse clocks too)
     again = load_images("cifar10-folder", tmp_path, train=False)
     assert len(again) == 4 and again.labels.tolist().count(1) == 2
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1                         # rebuilt in place

@@ -107,3 +107,22 @@ def test_no_library_module_imports_the_command_line():
                 assert not any(n == "cli" or n.endswith(".cli") for n in names), path
             if isinstance(node, ast.Import):
                 assert not any(a.name.endswith(".cli") for a in node.names), path
+
+
+def test_a_setting_keeps_whole_numbers_exact_and_refuses_what_it_cannot_hold():
+    """Whole numbers are read as ints, not through a float (2**60 + 1 stayed 2**60 before); a float
+    setting given an int too large for a float is refused with the setting's message, not an
+    OverflowError."""
+    import numpy as np
+
+    from spiking_diffusion.errors import Setting
+
+    seed, lr = Setting("seed", int, 0, 2**63 - 1), Setting("lr", float, 0, None, open_lo=True)
+    assert seed.check(2**60 + 1) == 2**60 + 1 and seed.check(np.int64(7)) == 7 and seed.check(" 17 ") == 17
+    assert seed.check(2**63 - 1) == 2**63 - 1 and seed.check(3.0) == 3 and isinstance(lr.check(1), float)
+    for bad in (2**63, -1, 1.9, "1.5", "abc", True, None, float("nan")):
+        with pytest.raises(SettingError, match=r"seed must be an integer in 0\.\.9223372036854775807"):
+            seed.check(bad)
+    for bad in (10**400, "inf", 0):
+        with pytest.raises(SettingError, match="lr must be a number > 0"):
+            lr.check(bad)

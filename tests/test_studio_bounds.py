@@ -344,18 +344,29 @@ def test_views_name_the_model_that_made_the_samples(studio):
     running = studio._status(3, 9, 0.5, steps=6)                    # a generation streaming: its line stays
     assert 'data-state="running"' in running and studio.samples_note("other", None, running) == S.gr.skip()
     assert studio.samples_note("other", run, studio._done_status(run)) == other   # a finished one's: replaced
-    # a note that waited in the queue while the session pressed Generate again is stale: dropped
-    studio.generation_asked("s1")
-    assert studio.samples_note("other", run, session="s1") == S.gr.skip()
-    assert studio.samples_note("other", None, session="s1") == S.gr.skip()
-    assert studio.samples_note("other", run, session="s2") == other               # another session's press: kept
-    studio.generation_asked("s3")                                                  # s3's generation fails:
-    studio._settle("s3", studio._asked["s3"], made=False)                          # the views keep ``run``
-    assert studio.samples_note("other", run, session="s3") == other
-    *_, (_, _, newer) = list(studio.generate("tiny", 1, 2, 0.65, 0, session="s1"))
-    assert newer.asked_at is not None and studio.samples_note("other", newer, session="s1") != S.gr.skip()
     assert "no finished samples are kept" in studio.generation_failed(None)
     assert "(tiny's) are still in" in studio.generation_failed(run)
+    # a session's generation that made a newer run than the one a note is about: the note is stale
+    assert studio.samples_note("other", run, session="s1") == other               # no run of s1's yet: kept
+    studio.generation_asked("s1")
+    with pytest.raises(Exception):                                                 # a generation that fails
+        list(studio.generate("nope", 1, 2, 0.65, 0, session="s1"))
+    assert studio.samples_note("other", run, session="s1") == other               # made nothing: the note stays
+    *_, (_, _, newer) = list(studio.generate("tiny", 1, 2, 0.65, 0, session="s1"))
+    assert studio.samples_note("other", run, session="s1") == S.gr.skip()          # a newer run: dropped
+    assert studio.samples_note("other", None, session="s1") == S.gr.skip()
+    assert studio.samples_note("other", run, session="s2") == other               # another session's run: kept
+    assert "<b>tiny</b>'s" in studio.samples_note("other", newer, session="s1")   # about the newest run: kept
+    # the new model loads for seconds while the note is made, and a generation ends meanwhile
+    def generation_meanwhile(model):
+        studio.generation_asked("s1")                                              # a Generate press
+        list(studio.generate("tiny", 1, 2, 0.65, 0, session="s1"))
+        return ""
+    slow, studio._slow_note = studio._slow_note, generation_meanwhile
+    try:
+        assert studio.samples_note("other", newer, session="s1") == S.gr.skip()
+    finally:
+        studio._slow_note = slow
 
 
 def test_a_corrector_caption_counts_the_cells_changed_since_the_unmasking(studio):
