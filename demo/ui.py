@@ -33,6 +33,8 @@ CSS = (".pixelated img, #player img { image-rendering: pixelated; } .explain { f
        " .pixelated .image-container { padding-top: 30px; box-sizing: border-box; }"
        # Unmasking's cell note keeps a readable width: on a narrow window it goes under the images
        " #cell-info { min-width: 220px !important; flex: 1 1 220px; }"
+       # the export boxes, empty, are a line tall, not Gradio's 236 px drop zone (nothing is dropped there)
+       " #gif .empty, #mp4 .empty { min-height: 48px; height: 48px; }"
        # the energy table's figures stay whole (a total wrapped mid-number); its row labels wrap
        " #energy-note td:not(:first-child), #energy-note th { white-space: nowrap; }"
        " #energy-note td:first-child { min-width: 11em; }"
