@@ -273,12 +273,14 @@ class Studio:
         data = TITLES.get(info.get("dataset"), info.get("dataset", "unknown"))
         lines = [f"- **Data**: {data}, {kind} {size}x{size} images, each as a {L}x{L} grid "
                  f"of tokens from K = {K} codes.",
-                 f"- **VQ-SVAE** (T = {pipe.vqsvae.cfg.time_steps}): {arch['vqsvae']}."]
+                 f"- **VQ-SVAE** (its spiking neurons run T = {pipe.vqsvae.cfg.time_steps} time steps; the Spikes "
+                 f"tab's trains): {arch['vqsvae']}."]
         epochs = {k: info.get(k) for k in ("vqsvae_epochs", "epochs")}
         if pipe.denoiser is None:
             lines.append("- **No denoiser**: this checkpoint encodes and decodes only (no Generate).")
         else:
-            lines.append(f"- **Denoiser** (the prior, T = {pipe.denoiser.cfg.time_steps}): {arch['denoiser']}.")
+            lines.append(f"- **Denoiser** (the prior; its own neurons run T = {pipe.denoiser.cfg.time_steps} time "
+                         f"steps per diffusion step): {arch['denoiser']}.")
             s = pipe.sampling_defaults
             corr = (f", then {plots.count(s.corrector_steps, 'corrector round')} of {plots.count(s.corrector_cells, 'cell')} at temperature "
                     f"{s.corrector_temperature:g}" if s.corrector_steps else "")

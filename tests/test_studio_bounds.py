@@ -282,7 +282,9 @@ def test_model_info_shows_figures_to_four_digits_under_a_header(tmp_path, make_t
         assert "| setting | value |" in md and "| metric: fd | 16.83 |" in md and "| metric: precision | 0.8512 |" in md
         # above the table, the model in a few lines; the folder's name only (no server path)
         pipe, s = st.pipe("tiny"), st.pipe("tiny").sampling_defaults
-        assert f"- **VQ-SVAE** (T = {pipe.vqsvae.cfg.time_steps}): {pipe.architecture['vqsvae']}." in md
+        assert (f"- **VQ-SVAE** (its spiking neurons run T = {pipe.vqsvae.cfg.time_steps} time steps; the Spikes tab's "
+                f"trains): {pipe.architecture['vqsvae']}.") in md
+        assert f"its own neurons run T = {pipe.denoiser.cfg.time_steps} time steps per diffusion step" in md
         assert f"- **Sampler** (the Generate tab's defaults): temperature {s.temperature:g}" in md
         assert "- **Measured** on 300 samples" in md and "Fréchet distance 16.8." in md
         assert md.index("- **Data**") < md.index("| setting |") and str(folder) not in md
