@@ -215,7 +215,7 @@ def test_a_time_limit_must_be_positive_minutes(bad):
     ("batch_size", 0, "--batch-size must be an integer >= 1"), ("batch_size", 2.5, "--batch-size must be an integer"),
     ("lr", -1, "--lr must be a number > 0"), ("lr", 0, "--lr must be a number > 0"),
     ("ema", 1.0, r"--ema must be a number in \[0, 1\)"), ("ema", -0.1, "--ema must be a number in"),
-    ("weight_decay", -1e-3, "--weight-decay must be a number >= 0"), ("seed", -1, "--seed must be an integer >= 0"),
+    ("weight_decay", -1e-3, "--weight-decay must be a number >= 0"), ("seed", -1, "--seed must be an integer in 0..9223372036854775807"),
     ("limit", 0, "--limit must be an integer >= 1"), ("save_every", 0, "--save-every must be an integer >= 1"),
     ("log_every", 0, "--log-every must be an integer >= 1"), ("epochs", float("nan"), "--epochs must be a number")])
 def test_bad_training_numbers_are_refused_when_the_config_is_made(name, bad, words):
