@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from studio_server import ROOT, launch_studio  # also puts the repo and tests/ on sys.path)
+from studio_server import ROOT, unmasking_page  # also puts the repo and tests/ on sys.path)
 
 
 def marker_step(frame: np.ndarray, total: int) -> int | None:
@@ -51,77 +51,61 @@ def main():
     a = ap.parse_args()
 
     from PIL import Image
-    from playwright.sync_api import expect, sync_playwright
-    from test_browser import CHROMIUM, FLAGS
+    from playwright.sync_api import expect
 
-    demo, url = launch_studio(a.checkpoints)
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(120_000)
-            page.goto(url)
-            page.get_by_text("More sampling settings").click()
-            page.locator("#corrector-steps input[type=range]").fill(str(a.corrector))
-            page.locator("#generate-btn").click()
-            expect(page.locator('#gen-progress[data-state="done"]')).to_be_attached(timeout=300_000)
-            page.get_by_role("tab", name="Unmasking").click()
-            expect(page.locator("#phase-axis")).to_be_attached()
-            total = 49 + a.corrector
-            cdp = page.context.new_cdp_session(page)
-            results = []
-            for run in range(a.runs):
-                frames: list[tuple[float, bytes]] = []
+    results = []
+    with unmasking_page(a.checkpoints, corrector=a.corrector) as page:
+        total = 49 + a.corrector
+        cdp = page.context.new_cdp_session(page)
+        for run in range(a.runs):
+            frames: list[tuple[float, bytes]] = []
 
-                def on_frame(ev):
-                    frames.append((time.perf_counter(), ev["data"]))
-                    cdp.send("Page.screencastFrameAck", {"sessionId": ev["sessionId"]})
+            def on_frame(ev):
+                frames.append((time.perf_counter(), ev["data"]))
+                cdp.send("Page.screencastFrameAck", {"sessionId": ev["sessionId"]})
 
-                cdp.on("Page.screencastFrame", on_frame)
-                page.locator("#play").scroll_into_view_if_needed()
-                click = time.perf_counter()
-                page.locator("#play").click()
-                page.locator("#player img").wait_for()
-                page.evaluate("() => document.querySelector('#player img').scrollIntoView({block: 'center'})")
-                cdp.send("Page.startScreencast", {"format": "jpeg", "quality": 70, "everyNthFrame": 1})
-                box = page.locator("#player img").bounding_box()
-                page.wait_for_timeout(a.seconds * 1000)
-                cdp.send("Page.stopScreencast")
-                cdp.remove_listener("Page.screencastFrame", on_frame)
-                steps = []
-                for t, data in frames:
-                    img = np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"))
-                    x0, y0 = int(box["x"]), int(box["y"])
-                    crop = img[max(0, y0):y0 + int(box["height"]), max(0, x0):x0 + int(box["width"])]
-                    steps.append((t, marker_step(crop, total)))
-                shown = [(t, s) for t, s in steps if s is not None]
-                if os.environ.get("SD_BENCH_DEBUG"):
-                    print([s for _, s in shown])
-                new = [shown[0]] + [b for a_, b in zip(shown, shown[1:]) if b[1] != a_[1]] if shown else []
-                if len(new) < 2:
-                    print(f"run {run + 1}: too few frames read ({len(frames)} painted)")
-                    continue
-                span = new[-1][0] - new[0][0]
-                fps = (len(new) - 1) / span
-                # the animation's speed: slope of the step shown over time (a loop back to step 1 unwrapped)
-                ts = np.array([t for t, _ in new]); st = np.array([s_ for _, s_ in new], float)
-                st += total * np.concatenate([[0], np.cumsum(np.diff(st) < -total / 2)])
-                rate = float(np.polyfit(ts - ts[0], st, 1)[0])
-                gap = max(b[0] - a_[0] for a_, b in zip(new, new[1:]))
-                latency = new[0][0] - click
-                results.append((fps, rate, gap, latency))
-                print(f"run {run + 1}: {len(frames)} painted frames, {len(new)} distinct animation frames in {span:.2f} s: "
-                      f"{fps:.1f} frames/s seen, the animation advancing {rate:.1f} steps/s, longest gap {gap * 1000:.0f} ms, "
-                      f"play latency {latency:.2f} s")
-                page.locator("#pause").click()
-                expect(page.locator("#token-grid")).to_be_visible()
-            browser.close()
-        if results:
-            med = [statistics.median(r[i] for r in results) for i in range(4)]
-            print(f"median over {len(results)} runs: {med[0]:.1f} distinct frames/s seen, animation at {med[1]:.1f} steps/s, "
-                  f"longest gap {med[2] * 1000:.0f} ms, play latency (click -> first frame) {med[3]:.2f} s")
-    finally:
-        demo.close()
+            cdp.on("Page.screencastFrame", on_frame)
+            page.locator("#play").scroll_into_view_if_needed()
+            click = time.perf_counter()
+            page.locator("#play").click()
+            page.locator("#player img").wait_for()
+            page.evaluate("() => document.querySelector('#player img').scrollIntoView({block: 'center'})")
+            cdp.send("Page.startScreencast", {"format": "jpeg", "quality": 70, "everyNthFrame": 1})
+            box = page.locator("#player img").bounding_box()
+            page.wait_for_timeout(a.seconds * 1000)
+            cdp.send("Page.stopScreencast")
+            cdp.remove_listener("Page.screencastFrame", on_frame)
+            steps = []
+            for t, data in frames:
+                img = np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"))
+                x0, y0 = int(box["x"]), int(box["y"])
+                crop = img[max(0, y0):y0 + int(box["height"]), max(0, x0):x0 + int(box["width"])]
+                steps.append((t, marker_step(crop, total)))
+            shown = [(t, s) for t, s in steps if s is not None]
+            if os.environ.get("SD_BENCH_DEBUG"):
+                print([s for _, s in shown])
+            new = [shown[0]] + [b for a_, b in zip(shown, shown[1:]) if b[1] != a_[1]] if shown else []
+            if len(new) < 2:
+                print(f"run {run + 1}: too few frames read ({len(frames)} painted)")
+                continue
+            span = new[-1][0] - new[0][0]
+            fps = (len(new) - 1) / span
+            # the animation's speed: slope of the step shown over time (a loop back to step 1 unwrapped)
+            ts = np.array([t for t, _ in new]); st = np.array([s_ for _, s_ in new], float)
+            st += total * np.concatenate([[0], np.cumsum(np.diff(st) < -total / 2)])
+            rate = float(np.polyfit(ts - ts[0], st, 1)[0])
+            gap = max(b[0] - a_[0] for a_, b in zip(new, new[1:]))
+            latency = new[0][0] - click
+            results.append((fps, rate, gap, latency))
+            print(f"run {run + 1}: {len(frames)} painted frames, {len(new)} distinct animation frames in {span:.2f} s: "
+                  f"{fps:.1f} frames/s seen, the animation advancing {rate:.1f} steps/s, longest gap {gap * 1000:.0f} ms, "
+                  f"play latency {latency:.2f} s")
+            page.locator("#pause").click()
+            expect(page.locator("#token-grid")).to_be_visible()
+    if results:
+        med = [statistics.median(r[i] for r in results) for i in range(4)]
+        print(f"median over {len(results)} runs: {med[0]:.1f} distinct frames/s seen, animation at {med[1]:.1f} steps/s, "
+              f"longest gap {med[2] * 1000:.0f} ms, play latency (click -> first frame) {med[3]:.2f} s")
 
 
 if __name__ == "__main__":

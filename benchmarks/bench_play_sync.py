@@ -20,7 +20,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from studio_server import ROOT, launch_studio  # also puts the repo and tests/ on sys.path
+from studio_server import ROOT, unmasking_page  # also puts the repo and tests/ on sys.path
 
 
 def shown_frame(picture: bytes, frames: list[np.ndarray]) -> int:
@@ -44,46 +44,32 @@ def main():
     ap.add_argument("--samples", type=int, default=40)
     a = ap.parse_args()
 
-    from playwright.sync_api import expect, sync_playwright
-    from test_browser import CHROMIUM, FLAGS
+    from playwright.sync_api import expect
 
-    demo, url = launch_studio(a.checkpoints)
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(120_000)
-            expect.set_options(timeout=120_000)
-            page.goto(url)
-            page.locator("#generate-btn").click()
-            expect(page.locator('#gen-progress[data-state="done"]')).to_be_attached()
-            page.get_by_role("tab", name="Unmasking").click()
-            page.locator("#play").click()
-            player = page.locator("#player img")
-            expect(player).to_be_visible()
-            gif = Image.open(io.BytesIO(page.request.get(player.get_attribute("src")).body()))
-            frames = []
-            for i in range(gif.n_frames):
-                gif.seek(i)
-                frames.append(np.asarray(gif.convert("L"), float))
-            last = len(frames)
-            counts, rows = collections.Counter(), []
-            cdp = page.context.new_cdp_session(page)
-            r = player.bounding_box()
-            clip = {"x": r["x"], "y": r["y"], "width": r["width"], "height": r["height"], "scale": 0.5}
-            for _ in range(a.samples):
-                before = page.evaluate(BOX_JS)
-                shot = cdp.send("Page.captureScreenshot", {"format": "jpeg", "quality": 90, "clip": clip,
-                                                           "optimizeForSpeed": True})
-                after = page.evaluate(BOX_JS)
-                frame = shown_frame(base64.b64decode(shot["data"]), frames) + 1   # the step the picture shows
-                rows.append((before, frame, after))
-                if last not in (frame, before, after) and after >= before:       # the hold and the loop: no timing
-                    counts["in step" if before <= frame <= after else "box behind" if frame > after else "box ahead"] += 1
-                page.wait_for_timeout(137)                                    # off the 100 ms frame grid
-            browser.close()
-    finally:
-        demo.close()
+    with unmasking_page(a.checkpoints) as page:
+        page.locator("#play").click()
+        player = page.locator("#player img")
+        expect(player).to_be_visible()
+        gif = Image.open(io.BytesIO(page.request.get(player.get_attribute("src")).body()))
+        frames = []
+        for i in range(gif.n_frames):
+            gif.seek(i)
+            frames.append(np.asarray(gif.convert("L"), float))
+        last = len(frames)
+        counts, rows = collections.Counter(), []
+        cdp = page.context.new_cdp_session(page)
+        r = player.bounding_box()
+        clip = {"x": r["x"], "y": r["y"], "width": r["width"], "height": r["height"], "scale": 0.5}
+        for _ in range(a.samples):
+            before = page.evaluate(BOX_JS)
+            shot = cdp.send("Page.captureScreenshot", {"format": "jpeg", "quality": 90, "clip": clip,
+                                                       "optimizeForSpeed": True})
+            after = page.evaluate(BOX_JS)
+            frame = shown_frame(base64.b64decode(shot["data"]), frames) + 1   # the step the picture shows
+            rows.append((before, frame, after))
+            if last not in (frame, before, after) and after >= before:       # the hold and the loop: no timing
+                counts["in step" if before <= frame <= after else "box behind" if frame > after else "box ahead"] += 1
+            page.wait_for_timeout(137)                                    # off the 100 ms frame grid
     print("(Step box before, step shown, Step box after):", rows)
     print(f"{len(frames)} frames; of {sum(counts.values())} samples off the hold, the frame shown was within the "
           f"box's values before and after the capture {counts['in step']} times, past them (the box behind) "

@@ -9,7 +9,7 @@ import numpy as np
 
 from spiking_diffusion import SpikingDiffusionError
 
-from .guards import user_error
+from .guards import is_empty, user_error
 from .media import InputError
 
 MAX_SEED = 2**31 - 1        # seeds are 0..MAX_SEED (what numpy and torch both accept)
@@ -38,14 +38,9 @@ def friendly(fn):
     return wrapper
 
 
-def _empty(value) -> bool:
-    """A cleared box: Gradio sends None (or an empty string) for it."""
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
 def check_int(value, name: str, lo: int, hi: int) -> int:
     """``value`` as a whole number in ``lo..hi``, or :class:`InputError` naming ``name`` and the range."""
-    if _empty(value):
+    if is_empty(value):
         raise InputError(f"{name} is empty: enter a whole number in {lo}..{hi}")
     try:
         v = float(value)
@@ -58,7 +53,7 @@ def check_int(value, name: str, lo: int, hi: int) -> int:
 
 def check_float(value, name: str, lo: float, hi: float) -> float:
     """``value`` as a finite number in ``lo..hi``, or :class:`InputError` naming ``name`` and the range."""
-    if _empty(value):
+    if is_empty(value):
         raise InputError(f"{name} is empty: enter a number in {lo}..{hi}")
     try:
         v = float(value)

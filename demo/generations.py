@@ -38,7 +38,7 @@ class Run:
     animations: dict = field(default_factory=dict)           # image -> path of its Play GIF
     shown: tuple | None = None  # (image, step) the Unmasking view drew last
     seed: int | None = None     # the seed it was generated from (the status line names it)
-    asked_at: float | None = None  # time.monotonic() of the Generate press that made it (Studio.asked_since)
+    asked_at: float | None = None  # time.monotonic() of the Generate press that made it (Studio.run_superseded)
 
     def __post_init__(self):
         self.num_images, self.num_frames = len(self.images), len(self.trace)

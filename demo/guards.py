@@ -61,6 +61,11 @@ class _SaidOnce:
         return error
 
 
+def is_empty(value) -> bool:
+    """A cleared box: Gradio sends None (or an empty string) for it."""
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
 def check_number(block, payload):
     """Sliders and numbers: a finite int/float (not a bool or a string) within the component's bounds."""
     lo, hi = block.minimum, block.maximum
@@ -70,11 +75,11 @@ def check_number(block, payload):
     kind = "a whole number" if whole else "a number"
     span = (f" in {_fmt(lo)}..{_fmt(hi)}" if lo is not None and hi is not None else
             f" >= {_fmt(lo)}" if lo is not None else f" <= {_fmt(hi)}" if hi is not None else "")
+    if is_empty(payload):
+        raise user_error(f"{name_of(block)} is empty: enter {kind}{span}")
     ok = (isinstance(payload, (int, float)) and not isinstance(payload, bool) and math.isfinite(payload)
           and (lo is None or payload >= lo) and (hi is None or payload <= hi)
           and (not whole or float(payload).is_integer()))
-    if payload is None or (isinstance(payload, str) and not payload.strip()):   # a cleared box
-        raise user_error(f"{name_of(block)} is empty: enter {kind}{span}")
     if not ok:
         raise user_error(f"{name_of(block)} must be {kind}{span}; got {_short(payload)}")
 

@@ -327,7 +327,11 @@ class Studio:
         model when it was evaluated; the paper's sampler at 0.65 otherwise. Read from the checkpoint's
         config without loading the model, so that the sliders show a newly picked model's settings
         before a click on Generate can read them."""
-        d = self.sampler_of(name)
+        return self.slider_values(self.sampler_of(name))
+
+    @staticmethod
+    def slider_values(d: SamplerConfig) -> tuple:
+        """A sampler's settings as the Generate tab's six sliders show them (a constant temperature: end = start)."""
         end = d.temperature if d.temperature_end is None else d.temperature_end
         return (d.temperature, end, d.top_p, d.corrector_steps, d.corrector_cells, d.corrector_temperature)
 

@@ -107,6 +107,11 @@ def _redraw_checked(triggers, check, fn, inputs, outputs, api_name: str, restore
                                                                       "trigger_mode": "always_last", **kw})
 
 
+def _session(request) -> str | None:
+    """The browser session of an event (Gradio passes ``request``; None for a call without one)."""
+    return getattr(request, "session_hash", None)
+
+
 class _AskedModel:
     """The model each session asked for last (recorded at its model changes, the newest 4,096
     sessions), so that a model job's result for another model can be dropped: two model jobs run at
@@ -117,7 +122,7 @@ class _AskedModel:
         self.asked, self.sessions, self.lock = {}, sessions, threading.Lock()
 
     def record(self, model, request: gr.Request | None) -> None:
-        key = getattr(request, "session_hash", None)
+        key = _session(request)
         with self.lock:
             self.asked.pop(key, None)
             self.asked[key] = model
@@ -126,7 +131,7 @@ class _AskedModel:
 
     def stale(self, model, request: gr.Request | None) -> bool:
         with self.lock:
-            return self.asked.get(getattr(request, "session_hash", None), model) != model
+            return self.asked.get(_session(request), model) != model
 
     def only_latest(self, fn, outputs: int):
         """``fn(model, run, code)`` whose result, or error, is dropped (``outputs`` skips: the view
@@ -219,9 +224,9 @@ def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
     # a constant temperature stays constant when only Temperature is moved: End follows it until End
     # itself is moved to another value (a schedule); each model's chosen settings say which it is
     def own_settings(m):   # said, as the sliders move: settings changed by hand are replaced too
-        gr.Info(f"The sampling settings are {m}'s own now: {S.sampler_of(m).label()} (More sampling settings).",
-                duration=6)
-        return (*(d := S.sampling_defaults(m)), d[0] == d[1])
+        sampler = S.sampler_of(m)
+        gr.Info(f"The sampling settings are {m}'s own now: {sampler.label()} (More sampling settings).", duration=6)
+        return (*(d := S.slider_values(sampler)), d[0] == d[1])
     model.change(own_settings, model, [*sampling, constant], **PRIVATE)
     # in the browser, so that a click on Generate right after a move sends End as it follows
     temp.input(None, [temp, constant, temp_end], temp_end, js="(t, c, e) => c ? t : e", **PRIVATE)
@@ -743,15 +748,15 @@ def build_demo(studio: Studio) -> gr.Blocks:
                   corrector_cells, corrector_temperature, request: gr.Request = None):
             S.check_generate(model, num_images, steps, temperature, seed, temperature_end, top_p, corrector_steps,
                              corrector_cells, corrector_temperature)
-            S.generation_asked(getattr(request, "session_hash", None))
+            S.generation_asked(_session(request))
 
         def generate(model, num_images, steps, temperature, seed, temperature_end, top_p, corrector_steps,
                      corrector_cells, corrector_temperature, request: gr.Request = None):
             yield from S.generate(model, num_images, steps, temperature, seed, temperature_end, top_p, corrector_steps,
-                                  corrector_cells, corrector_temperature, session=getattr(request, "session_hash", None))
+                                  corrector_cells, corrector_temperature, session=_session(request))
 
         def stop(request: gr.Request = None):
-            S.stop_generation(getattr(request, "session_hash", None))
+            S.stop_generation(_session(request))
 
         generating = gen.go.click(asked, gen.inputs, None, show_progress="hidden",
                                   trigger_mode="always_last", **PRIVATE).success(
@@ -771,12 +776,12 @@ def build_demo(studio: Studio) -> gr.Blocks:
         gen.stop.click(stop, None, None, **PRIVATE)
         # whose samples are shown (a note that waited in the queue past a newer Generate press is dropped)
         def samples_note(m, r, st, request: gr.Request = None):
-            return S.samples_note(m, r, st, session=getattr(request, "session_hash", None))
+            return S.samples_note(m, r, st, session=_session(request))
         model.change(samples_note, [model, run, gen.status], gen.status, **PRIVATE)
         # Unmasking says so too (its own line: its redraws leave it), until a generation with this model
 
         def unmask_whose(m, r, request: gr.Request = None):
-            if S.run_superseded(getattr(request, "session_hash", None), r):
+            if S.run_superseded(_session(request), r):
                 return gr.skip()
             return S.others_samples(m, r, "These samples") or ""
         model.change(unmask_whose, [model, run], unmask.whose, **PRIVATE)
