@@ -67,6 +67,9 @@ PX = dict(format="png", elem_classes="pixelated", interactive=False)  # pixel im
 PRIVATE = dict(api_visibility="private")                                # UI-only events: no API endpoint
 MODEL_JOB = dict(concurrency_id="model")  # events that run a model share one limit (the queue's, --concurrency)
 DRAW = dict(show_progress="hidden", **PRIVATE, **MODEL_JOB)             # a redraw of Unmasking after the studio set it
+# no slider reset button where its "default" goes stale: Gradio resets to the value the page first showed
+# (the first model's settings, the first run's step), not the chosen model's or the run's
+NO_RESET = dict(buttons=[])
 # a plot drawn while its tab was hidden has no width: a resize event, once a tab is shown, re-fits it
 RESIZE_JS = "() => { setTimeout(() => window.dispatchEvent(new Event('resize')), 100); }"
 
@@ -186,26 +189,29 @@ def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
                                      info="Fewer steps unmask more cells at once: faster, usually worse.")
                 t0, t1, p0, c0, c1, c2 = S.sampling_defaults(S.default_model)
                 temp = gr.Slider(T_MIN, T_MAX, t0, step=T_STEP, label=SETTINGS["temperature"].label, elem_id="temperature",
+                                 **NO_RESET,
                                  info="Low: safe, repetitive codes. High: diverse, noisier. (A lower temperature "
                                       "at the last step and the corrector rounds clean the last steps up: to see "
                                       "the noise, set the temperature at the last step to this one and the "
                                       "corrector rounds to 0, under More sampling settings.)")
                 with gr.Accordion("More sampling settings", open=False):
                     temp_end = gr.Slider(T_MIN, T_MAX, t1, step=T_STEP, label=SETTINGS["temperature_end"].label,
-                                         elem_id="temperature-end",
+                                         elem_id="temperature-end", **NO_RESET,
                                          info="The temperature moves linearly to this; equal: constant.")
-                    top_p = gr.Slider(P_MIN, 1.0, p0, step=0.01, label=SETTINGS["top_p"].label, elem_id="top-p",
+                    top_p = gr.Slider(P_MIN, 1.0, p0, step=0.01, label=SETTINGS["top_p"].label, elem_id="top-p", **NO_RESET,
                                       info="Draw each token only from the likeliest codes holding this much "
                                            "probability; 1: from all.")
                     c_steps = gr.Slider(0, MAX_CORRECTOR_ROUNDS, c0, step=1, label=SETTINGS["corrector_steps"].label,
-                                        elem_id="corrector-steps",
+                                        elem_id="corrector-steps", **NO_RESET,
                                         info="After the last step: re-mask a few random cells and sample them again "
                                              "given all the others (not in the paper; 0: the paper's sampler).")
                     # greyed out while there are no rounds: they change nothing then
                     c_cells = whole_slider(1, F.cells, c1, label=SETTINGS["corrector_cells"].label,
-                                           elem_id="corrector-cells", interactive=c0 > 0)
+                                           elem_id="corrector-cells", interactive=c0 > 0, **NO_RESET)
                     c_temp = gr.Slider(T_MIN, T_MAX, c2, step=T_STEP, label=SETTINGS["corrector_temperature"].label,
-                                       elem_id="corrector-temperature", interactive=c0 > 0)
+                                       elem_id="corrector-temperature", interactive=c0 > 0, **NO_RESET)
+                # (the sliders have no reset buttons: see NO_RESET)
+                own = gr.Button("The model's own sampling settings", size="sm", elem_id="own-settings")
                 with gr.Row():
                     seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed")
                     dice = gr.Button("Random seed", elem_id="dice", scale=0, min_width=120)
@@ -228,6 +234,7 @@ def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
         gr.Info(f"The sampling settings are {m}'s own now: {sampler.label()} (More sampling settings).", duration=6)
         return (*(d := S.slider_values(sampler)), d[0] == d[1])
     model.change(own_settings, model, [*sampling, constant], **PRIVATE)
+    own.click(own_settings, model, [*sampling, constant], **PRIVATE)
     # in the browser, so that a click on Generate right after a move sends End as it follows
     temp.input(None, [temp, constant, temp_end], temp_end, js="(t, c, e) => c ? t : e", **PRIVATE)
     temp_end.input(None, [temp, temp_end], constant, js="(t, e) => t === e", **PRIVATE)
@@ -254,9 +261,10 @@ def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
         with gr.Row():
             # hidden until a generation shows them over its run's ranges (the widest ranges stay the
             # components' own: the API's calls are checked against them)
-            image = gr.Slider(0, max(S.max_batch - 1, 1), 0, step=1, label="Image", elem_id="image-index", visible=False)
+            image = gr.Slider(0, max(S.max_batch - 1, 1), 0, step=1, label="Image", elem_id="image-index", visible=False,
+                              **NO_RESET)
             step = gr.Slider(1, F.num_steps + MAX_CORRECTOR_ROUNDS, F.num_steps, step=1, label="Step", elem_id="step",
-                             visible=False)
+                             visible=False, **NO_RESET)
             cell = gr.Dropdown(cell_choices(F.latent_size), value=F.cells // 2,
                                label="Token cell (or click the grid; also selects it in Spikes)", elem_id="cell")
         # before a generation the step axis (right under the sliders) says why the views are empty

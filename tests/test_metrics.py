@@ -1,6 +1,7 @@
 """Metric functions against known answers."""
 import numpy as np
 import pytest
+import scipy.linalg
 import torch
 
 from spiking_diffusion import AbsorbingDiffusion, get_preset
@@ -36,6 +37,17 @@ def test_frechet_non_commuting_matches_symmetric_form():
     assert M.frechet_distance(np.zeros(6), s1, np.zeros(6), s2) == pytest.approx(want, rel=1e-8)
     # the authors' SVD "root" is not a root of the non-symmetric product: it gives another number
     assert abs(M.frechet_distance_svd(np.zeros(6), s1, np.zeros(6), s2) - want) > 1e-3 * want
+
+
+def test_frechet_refuses_a_complex_root_and_drops_rounding_noise(monkeypatch):
+    s1, s2 = _spd(4, 3), _spd(4, 4)
+    want = M.frechet_distance(np.zeros(4), s1, np.zeros(4), s2)
+    root = scipy.linalg.sqrtm(s1 @ s2)
+    monkeypatch.setattr(scipy.linalg, "sqrtm", lambda a: root + 1e-9j)        # rounding noise: dropped
+    assert M.frechet_distance(np.zeros(4), s1, np.zeros(4), s2) == pytest.approx(want, rel=1e-8)
+    monkeypatch.setattr(scipy.linalg, "sqrtm", lambda a: root + 0.5j * np.eye(4))   # no real root
+    with pytest.raises(ValueError, match="matrix root is complex"):
+        M.frechet_distance(np.zeros(4), s1, np.zeros(4), s2)
 
 
 def test_feature_stats_and_fid_from_features():

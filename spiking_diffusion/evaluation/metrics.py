@@ -15,6 +15,9 @@ import torch
 import torch.nn.functional as F
 
 
+IMAGINARY_TOLERANCE = 1e-3  # frechet_distance: rounding noise allowed in the root's diagonal, relative
+
+
 # --- distributions of features ---------------------------------------------------------------
 def feature_stats(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Features ``[N, F]`` -> (mean ``[F]``, covariance ``[F, F]``), float64."""
@@ -28,7 +31,9 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     """Squared Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2):
     ``||mu1 - mu2||^2 + Tr(s1 + s2 - 2 (s1 s2)^(1/2))``.
 
-    The root of the product is taken with ``scipy.linalg.sqrtm``. The product of two covariance
+    The root of the product is taken with ``scipy.linalg.sqrtm``; imaginary parts left by rounding
+    are dropped, and a root whose diagonal is complex beyond ``IMAGINARY_TOLERANCE`` (relative to its
+    largest real entry) raises ``ValueError`` instead of giving a wrong distance. The product of two covariance
     matrices is in general not symmetric, so the SVD-based "root" ``U sqrt(S) V^T`` that the
     Spiking-Diffusion authors use is not a square root of it (its square is not ``s1 s2``) and
     biases the distance; :func:`frechet_distance_svd` reproduces theirs for comparison only.
@@ -43,7 +48,12 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
         if not np.isfinite(covmean).all():  # nudge the diagonals
             off = np.eye(len(s1)) * eps
             covmean = scipy.linalg.sqrtm((s1 + off) @ (s2 + off))
-    covmean = np.real(covmean)  # numerical noise can leave tiny imaginary parts
+    if np.iscomplexobj(covmean):  # numerical noise leaves tiny imaginary parts; more means no root
+        worst = np.abs(np.diagonal(covmean).imag).max()
+        if worst > IMAGINARY_TOLERANCE * max(1.0, np.abs(np.diagonal(covmean).real).max()):
+            raise ValueError(f"the Fréchet distance's matrix root is complex (imaginary part {worst:.3g} on its "
+                             "diagonal): the covariances are too ill-conditioned; use more samples")
+        covmean = covmean.real
     diff = mu1 - mu2
     return float(max(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean), 0.0))
 
