@@ -132,6 +132,8 @@ def test_evaluate_end_to_end(tiny_ckpt, classifier_dir, tmp_path, monkeypatch):
     assert metrics == saved["headline"] and "classifier_fd" in metrics and "recon_mse" in metrics
     assert set(VQSVAE_METRICS) <= set(metrics)          # what a new prior on this VQ-SVAE keeps: all recorded
     assert "fid" not in metrics                          # the old figure went: it described other samples
+    assert metrics["eval_settings"]["recon_images"] == 40                # what the figures measured, recorded with them
+    assert metrics["eval_settings"]["classifier"] == str(classifier_dir)
     usage = json.loads((ckpt / "code_usage.json").read_text())                 # the test split's code usage
     assert usage["split"] == "test" and usage["dataset"] == "synthetic" and usage["images"] == 40
     assert len(usage["counts"]) == 32 and usage["counts"] == m["codebook_test"]["counts"]

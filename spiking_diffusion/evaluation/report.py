@@ -55,6 +55,9 @@ def headline(report: dict) -> dict:
         h["energy_uj_per_image"] = m["energy"]["per_image"]["snn_energy_pj"] / 1e6
         h["energy_ratio_vs_ann"] = m["energy"]["per_image"]["energy_ratio"]
     h["eval_settings"] = {k: s[k] for k in ("num_samples", "steps", *SETTINGS, "seed", "order")}
+    h["eval_settings"]["recon_images"] = m["recon_images"]        # what the recon_* and codebook figures measured
+    if report["classifier"]:                                        # whose features the classifier_* figures are in
+        h["eval_settings"]["classifier"] = report["classifier"]["classifier"]
     return h
 
 
