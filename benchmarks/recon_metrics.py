@@ -52,7 +52,7 @@ def main(argv=None):
     test = load_images(dataset, args.data_root, train=False, download=False)
     ref = Reference.of(clf, test.images)
     try:
-        held = heldout_images(clf, args.data_root, args.images)          # [n, C, H, W] uint8
+        held = heldout_images(clf, args.data_root, args.images, download=False)   # [n, C, H, W] uint8
     except DataError as e:
         raise SystemExit(f"the classifier holds its images out of {clf.cfg.dataset!r}, which is not available: {e}")
     for ck, pipe in zip(args.checkpoints, pipes):

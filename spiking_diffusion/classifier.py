@@ -73,7 +73,7 @@ class TrainClassifierConfig:
 
     def __post_init__(self):
         check_fields(self, TRAIN_CLASSIFIER_BOUNDS)
-        check_threads(self.threads)
+        self.threads = check_threads(self.threads)
 
 
 class Classifier(nn.Module):
@@ -186,7 +186,7 @@ def accuracy(model: Classifier, images: torch.Tensor, labels: torch.Tensor) -> f
 
 
 def train_classifier(dataset_name: str, data_root, out_dir, epochs: int = 3, tcfg: TrainClassifierConfig | None = None,
-                     download: bool = False, device: str = "cpu", log=print) -> tuple[Classifier, dict]:
+                     download: bool = True, device: str = "cpu", log=print) -> tuple[Classifier, dict]:
     """Train a classifier on the train split (minus ``holdout``), test it on the test split, save it.
     Returns (model, info) with info = {test_accuracy, holdout_accuracy, epochs, steps, params, ...}."""
     from .data import channels_of, load_images

@@ -6,6 +6,7 @@ Every size of the model lives here. ``PRESETS`` maps a preset name to a pair of
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -77,9 +78,11 @@ class VQSVAEConfig:
         if self.image_size % 4:
             raise SettingError(f"image_size must be a multiple of 4 (two stride-2 layers down to the latent grid); "
                                f"got {self.image_size}")
-        v = self.data_variance
-        if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+        v = self.data_variance   # a numpy float is kept as a float (config.json); a bool is no variance
+        if v is not None and not (isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v > 0):
             raise SettingError(f"the data variance must be a positive number (e.g. 0.0949 for MNIST), not {v!r}")
+        if v is not None:
+            object.__setattr__(self, "data_variance", float(v))
 
     @property
     def latent_size(self) -> int:

@@ -5,6 +5,8 @@ Without it, asking for CUDA on a machine without it surfaces deep inside torch o
 """
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 from .errors import DeviceError, SettingError
@@ -38,9 +40,9 @@ def resolve_device(device: str | torch.device) -> torch.device:
 def check_threads(threads) -> int | None:
     """``threads`` (torch CPU threads; None: torch's default, one per core) when it is a whole
     number >= 1; else raises :class:`SettingError`."""
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1):
         raise SettingError(f"--threads must be a whole number >= 1; got {threads!r}")
-    return threads
+    return None if threads is None else int(threads)
 
 
 def use_threads(threads) -> None:

@@ -38,9 +38,14 @@ def resolve_checkpoint(name_or_path: str | Path, revision: str | None = None, ca
     Hub repo ``owner/name`` downloaded into (or found in) the Hugging Face cache.
 
     local_files_only: use the cache only (as ``HF_HUB_OFFLINE=1`` does). Raises
-    :class:`CheckpointError` when neither a local folder nor a reachable / cached Hub repo."""
+    :class:`CheckpointError` when neither a local folder nor a reachable / cached Hub repo, and for a
+    ``revision`` given with a local folder (it would be ignored)."""
     path = Path(name_or_path)
     if path.exists() or not is_repo_id(str(name_or_path)):
+        if revision is not None:                  # it would be ignored: a folder has no revisions
+            raise CheckpointError(f"revision {revision!r} names a version of a Hugging Face Hub repo, and "
+                                  f"{str(name_or_path)!r} is {'a local folder' if path.exists() else 'no repo id (owner/name)'}; "
+                                  "drop revision, or pass the repo id with no folder of that name here")
         return path                               # load_checkpoint names what is wrong with it
     hub = _hub()
     from huggingface_hub import errors

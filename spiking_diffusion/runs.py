@@ -27,6 +27,7 @@ from .config import CODEBOOK_INITS, PRESETS
 from .devices import resolve_device
 from .diffusion import LOSS_KINDS
 from .errors import CheckpointError
+from .sampling import torch_seed
 
 if TYPE_CHECKING:  # only for the annotations: train.py imports this module
     from .train import TrainConfig
@@ -257,14 +258,14 @@ def load_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, gen: to
     opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
     own = f"rng.train.{rank}" if f"rng.train.{rank}" in tensors else "rng.train" if rank == 0 else None
     if own is None:  # a multi-process snapshot from before per-rank states: only rank 0's stream was kept
-        gen.manual_seed(gen.initial_seed() + info["step"])
+        gen.manual_seed(torch_seed(gen.initial_seed() + info["step"]))
         print(f"note: {path} holds no random state for process {rank} (written before per-process states); "
               "it goes on with a fresh random stream (the run is no longer bit-for-bit the one-go run)")
     elif info.get("rng_device", "cpu") == gen.device.type:  # snapshots before this key were all CPU runs
         gen.set_state(tensors[own])
         torch.set_rng_state(tensors[own.replace("train", "torch")])
     else:  # saved on another device (CPU <-> CUDA): that generator's stream cannot go on here
-        gen.manual_seed(gen.initial_seed() + info["step"])
+        gen.manual_seed(torch_seed(gen.initial_seed() + info["step"]))
         torch.set_rng_state(tensors[own.replace("train", "torch")])
         print(f"note: {path} was saved on another device; training goes on with a fresh random stream "
               "(the weights and optimiser carry over, the run is no longer bit-for-bit the one-go run)")

@@ -126,6 +126,13 @@ NUM_IMAGES = Setting("num_images", int, 1, None)   # images of one call
 SEED = Setting("seed", int, 0, 2**63 - 1)          # a seed: torch's generators take up to 2**64 - 1; a signed 64 bits here
 
 
+def torch_seed(value: int) -> int:
+    """A seed derived by arithmetic (``seed * 7919 + rank``, a generator's seed + a step) as torch's
+    generators take it: modulo 2**64, so every seed :data:`SEED` admits works, and the seeds small
+    enough for the plain value keep their streams."""
+    return int(value) % 2**64
+
+
 def check_num_images(num_images, most: int | None = None) -> int:
     """The number of images of one call as an int >= 1 (and <= ``most`` when given). Raises
     :class:`SettingError`."""

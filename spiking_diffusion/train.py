@@ -32,7 +32,7 @@ from .devices import check_threads, use_threads
 from .denoiser import SpikingDenoiser
 from .diffusion import AbsorbingDiffusion, check_loss_kind
 from .errors import CheckpointError, Setting, SettingError, SpikingDiffusionError, check_fields
-from .sampling import SEED
+from .sampling import SEED, torch_seed
 from . import runs
 from .spiking import reset
 from .transfer import align_codes, check_transferable, layer_differences, transfer_prior
@@ -91,7 +91,7 @@ class TrainConfig:
             check_loss_kind(self.loss)
         if self.codebook_init is not None:
             check_codebook_init(self.codebook_init)
-        check_threads(self.threads)
+        self.threads = check_threads(self.threads)
         t = self.time_limit
         if t is not None and (isinstance(t, bool) or not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0)):
             raise SettingError(f"the time limit must be a positive number of minutes (e.g. 30), not {t!r}")
@@ -135,7 +135,7 @@ class _DecoderObjective(nn.Module):
 
 def _batches(n: int, batch: int, rank: int, world: int, seed: int, epoch: int):
     """Index batches of one epoch, identical on every process, each process taking its share."""
-    g = torch.Generator().manual_seed(seed * 100003 + epoch)
+    g = torch.Generator().manual_seed(torch_seed(seed * 100003 + epoch))
     perm = torch.randperm(n, generator=g)
     per = batch // world
     for i in range(n // batch):
@@ -153,7 +153,7 @@ def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save
     out = Path(cfg.out)
     torch.manual_seed(cfg.seed)
     model.to(dev)
-    gen = torch.Generator(device=dev).manual_seed(cfg.seed * 7919 + rank)
+    gen = torch.Generator(device=dev).manual_seed(torch_seed(cfg.seed * 7919 + rank))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
     steps_per_epoch = len(data) // cfg.batch_size

@@ -366,7 +366,7 @@ def test_evaluate_skips_the_held_out_rows_when_the_classifiers_data_is_missing(t
     (clf / "config.json").write_text(json.dumps(cfg))
     report = E.evaluate(tiny_ckpt, str(tmp_path / "no-data"), tmp_path / "eval", log=lambda *a: None, num_samples=24,
                         classifier=str(clf), inception_weights=None, sweeps=False, recon_samples=8, spike_samples=4,
-                        batch_size=16)
+                        batch_size=16, download=False)
     c = report["classifier"]
     assert "generated" in c and "real_heldout" not in c and "reconstructed_heldout" not in c
     assert any("held-out rows are skipped" in m and "'mnist'" in m for m in report["messages"])

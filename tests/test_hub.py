@@ -35,6 +35,9 @@ def test_a_local_folder_never_asks_the_hub(tiny_checkpoint, no_network, tmp_path
     assert SpikingDiffusionPipeline.from_pretrained("runs/tiny").info["dataset"] == "synthetic"
     with pytest.raises(CheckpointError, match="not a directory"):          # neither a folder nor a repo id
         SpikingDiffusionPipeline.from_pretrained("no/such/folder")
+    with pytest.raises(CheckpointError, match="revision 'v1' names a version of a Hugging Face Hub repo, and "
+                                              "'runs/tiny' is a local folder"):   # it used to be ignored
+        SpikingDiffusionPipeline.from_pretrained("runs/tiny", revision="v1")
 
 
 def test_a_repo_id_is_downloaded_into_the_cache(tiny_checkpoint, tiny_pipeline, tmp_path, monkeypatch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -60,9 +61,11 @@ def test_vqsvae_losses_need_the_data_variance():
         VQSVAE(cfg).losses(x)
     losses = VQSVAE(replace(cfg, data_variance=0.25)).losses(x)
     assert torch.allclose(losses["reconstruction"], losses["mse"] / 0.25)
-    for bad in (0.0, -0.1, float("nan"), "0.1"):
+    for bad in (0.0, -0.1, float("nan"), "0.1", True):      # True would divide the loss by 1
         with pytest.raises(SpikingDiffusionError, match="data variance must be a positive number"):
             replace(cfg, data_variance=bad)
+    kept = replace(cfg, data_variance=np.float32(0.25)).data_variance  # images.var() of a numpy array
+    assert type(kept) is float and kept == 0.25
 
 
 @pytest.mark.parametrize("input_mode", ["index", "embedding"])

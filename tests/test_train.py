@@ -79,6 +79,16 @@ def test_seed_determines_the_run(tmp_path):
     assert not _same(a, c)
 
 
+def test_the_largest_seed_trains(tmp_path):
+    """Every seed the check admits trains: the seeds derived from it (per process, per epoch) once
+    overflowed torch's generators (2**64) after the data was loaded, with a raw traceback."""
+    from spiking_diffusion.sampling import SEED, torch_seed
+    cfg = TrainConfig(stage="vqsvae", out=str(tmp_path / "big"), epochs=0.5, **{**BASE, "seed": SEED.hi})
+    train_vqsvae(cfg)
+    assert json.loads((tmp_path / "big" / "config.json").read_text())["info"]["seed"] == SEED.hi
+    assert torch_seed(7 * 7919 + 1) == 7 * 7919 + 1 and torch_seed(2**64 + 5) == 5   # small seeds keep their streams
+
+
 def test_resume_without_state_fails(tmp_path):
     from spiking_diffusion import CheckpointError
 
@@ -240,6 +250,12 @@ def test_threads_must_be_a_whole_number_of_at_least_one(bad):
 
     with pytest.raises(SettingError, match="--threads must be a whole number >= 1"):
         TrainConfig(stage="vqsvae", out="unused", threads=bad)
+
+
+def test_threads_may_be_any_whole_number_type():
+    import numpy as np
+    threads = TrainConfig(stage="vqsvae", out="unused", threads=np.int64(2)).threads   # a numpy integer: refused before
+    assert threads == 2 and type(threads) is int
 
 
 def test_resume_with_a_new_lr_uses_it(tmp_path):

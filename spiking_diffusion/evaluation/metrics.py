@@ -32,8 +32,9 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     ``||mu1 - mu2||^2 + Tr(s1 + s2 - 2 (s1 s2)^(1/2))``.
 
     The root of the product is taken with ``scipy.linalg.sqrtm``; imaginary parts left by rounding
-    are dropped, and a root whose diagonal is complex beyond ``IMAGINARY_TOLERANCE`` (relative to its
-    largest real entry) raises ``ValueError`` instead of giving a wrong distance. The product of two covariance
+    are dropped, and a root whose diagonal is complex beyond ``IMAGINARY_TOLERANCE`` times its largest
+    real diagonal entry (times 1 when that is smaller) raises ``ValueError`` instead of giving a wrong
+    distance. The product of two covariance
     matrices is in general not symmetric, so the SVD-based "root" ``U sqrt(S) V^T`` that the
     Spiking-Diffusion authors use is not a square root of it (its square is not ``s1 s2``) and
     biases the distance; :func:`frechet_distance_svd` reproduces theirs for comparison only.

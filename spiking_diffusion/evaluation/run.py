@@ -89,7 +89,7 @@ class EvalConfig:
     spike_samples: int = 64           # images whose spikes are recorded for firing rates
     k: int = 3                        # k of the k-NN manifolds
     device: str = "cpu"
-    download: bool = False
+    download: bool = True             # torchvision may download a missing data set (as the command line)
     record: bool = False              # write headline metrics (config.json) and code_usage.json into the checkpoint
 
     def __post_init__(self):
@@ -141,7 +141,7 @@ def reconstruction_scores(pipe, test, n: int, batch_size: int) -> tuple[dict, np
     return {"mse": float(((rec - x) ** 2).mean()), "ssim": float(M.ssim(rec, x).mean())}, tokens
 
 
-def heldout_images(clf, data_root, n: int, download: bool = False) -> torch.Tensor:
+def heldout_images(clf, data_root, n: int, download: bool = True) -> torch.Tensor:
     """The first ``n`` train-split images held out of the classifier's training, uint8 ``[n,C,H,W]``:
     the real floor of the offline metrics, and what reconstructions are scored on. They are read
     with the classifier's own loader (``clf.cfg.dataset``): the held-out indices are positions in
