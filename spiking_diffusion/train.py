@@ -218,13 +218,14 @@ def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save
             step += 1
             seen += cfg.batch_size
             out_of_time = step < total and _past(cfg.time_limit, t0, world, dev)
-            if rank == 0:
-                if step % cfg.log_every == 0 or step == total or out_of_time:
+            if step % cfg.log_every == 0 or step == total or out_of_time:
+                logged = _mean_over_processes(losses, world)   # (every process takes part)
+                if rank == 0:
                     rec = {"step": step, "epoch": step / steps_per_epoch,
-                           "images_per_s": seen / (time.perf_counter() - t0),
-                           **{k: float(v.detach()) for k, v in losses.items()}}
+                           "images_per_s": seen / (time.perf_counter() - t0), **logged}
                     with open(log_path, "a") as f:
                         f.write(json.dumps(rec) + "\n")
+            if rank == 0:
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{float(losses['total'].detach()):.4f}")
@@ -241,6 +242,16 @@ def _loop(cfg: TrainConfig, model: nn.Module, data: torch.Tensor, to_input, save
     if world > 1:
         dist.barrier()
     return step, seen / max(time.perf_counter() - t0, 1e-9)
+
+
+def _mean_over_processes(losses: dict[str, torch.Tensor], world: int) -> dict[str, float]:
+    """One step's losses (each a scalar over this process's share of the batch) averaged over the
+    processes: the global batch's, as log.jsonl records them. Every process must call it."""
+    values = torch.stack([v.detach().float() for v in losses.values()])                  # [L]
+    if world > 1:
+        dist.all_reduce(values)
+        values /= world
+    return dict(zip(losses, values.tolist()))
 
 
 def _past(limit_min: float | None, t0: float, world: int, dev: torch.device) -> bool:

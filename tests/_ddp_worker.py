@@ -35,8 +35,17 @@ def main(out: Path) -> None:
     models = []
     real_loop = train._loop
 
+    totals = {}                              # stage -> this process's loss at each step (its share)
+
     def loop(cfg, model, *args, **kwargs):   # keep each stage's model to hash it afterwards
         models.append(model)
+        forward, mine = model.forward, totals.setdefault(cfg.stage, [])
+
+        def recorded(*a):
+            losses = forward(*a)
+            mine.append(float(losses["total"].detach()))
+            return losses
+        model.forward = recorded
         return real_loop(cfg, model, *args, **kwargs)
 
     train._loop = loop
@@ -44,7 +53,8 @@ def main(out: Path) -> None:
     train.train_vqsvae(train.TrainConfig(stage="vqsvae", out=str(out / "vq"), dataset="synthetic", **common))
     train.train_prior(train.TrainConfig(stage="prior", out=str(out / "prior"), vqsvae=str(out / "vq"), **common))
     rank, world = dist.get_rank(), dist.get_world_size()
-    report = {"rank": rank, "world": world, "vqsvae": param_hash(models[0]), "prior": param_hash(models[1].denoiser)}
+    report = {"rank": rank, "world": world, "vqsvae": param_hash(models[0]), "prior": param_hash(models[1].denoiser),
+              "totals": totals}
     (out / f"rank{rank}.json").write_text(json.dumps(report))
     dist.barrier()
     dist.destroy_process_group()

@@ -65,6 +65,9 @@ def test_two_processes_stay_in_sync(tmp_path, subprocess_env, python_exe):
             assert (tmp_path / stage / name).is_file(), (stage, name)
         log = [json.loads(line) for line in (tmp_path / stage / "log.jsonl").read_text().splitlines()]
         assert [rec["step"] for rec in log] == [1, 2]                    # logged once, by rank 0
+        shares = [rep["totals"]["vqsvae" if stage == "vq" else "prior"] for rep in reports]   # each rank's share's loss
+        assert shares[0] != shares[1]                                    # the global batch's: their mean, not rank 0's
+        assert [rec["total"] for rec in log] == pytest.approx([(a + b) / 2 for a, b in zip(*shares)], rel=1e-6)
     vq, _, _ = load_checkpoint(tmp_path / "vq")
     _, den, config = load_checkpoint(tmp_path / "prior")
     assert _param_hash(vq) == reports[0]["vqsvae"]
