@@ -74,6 +74,35 @@ NO_RESET = dict(buttons=[])
 RESIZE_JS = "() => { setTimeout(() => window.dispatchEvent(new Event('resize')), 100); }"
 
 
+def typed_on_press(button: str, controls) -> tuple[str, str]:
+    """JS (install, read) so that the check of the action of button ``#button`` sees ``controls`` as
+    their number boxes showed them when it was pressed. A value typed and not yet entered is sent by
+    the press itself (the box's blur), and a slider clamps it to its range before the click reads
+    it (70 images -> 64): the check passed, and the action ran with a value the user was told was
+    refused. ``install`` (run once, on load) notes the boxes' text on the button's pointerdown, before
+    the blur; ``read`` (the check's ``js``) sends a noted value where it differs from the control's,
+    so the check refuses it, said once with the control's own refusal (:mod:`demo.guards`)."""
+    ids = json.dumps([c.elem_id if isinstance(c, (gr.Slider, gr.Number)) else None for c in controls])
+    install = f"""() => {{
+  const ids = {ids};
+  document.addEventListener('pointerdown', (e) => {{
+    if (!e.target.closest?.('#{button}')) return;
+    (window.__typedAtPress ??= {{}})['{button}'] = {{at: performance.now(), values: ids.map(
+      (id) => id && document.querySelector(`#${{id}} input[type=number]`)?.value)}};
+  }}, true);
+}}"""
+    read = f"""(...values) => {{
+  const noted = window.__typedAtPress?.['{button}'];
+  if (window.__typedAtPress) delete window.__typedAtPress['{button}'];
+  if (!noted || performance.now() - noted.at > 2000) return values;       // a keyboard press: no blur
+  return values.map((v, i) => {{
+    const typed = noted.values[i] ? Number(noted.values[i]) : NaN;
+    return Number.isNaN(typed) || typed === v ? v : typed;
+  }});
+}}"""
+    return install, read
+
+
 def _check_only(check):
     """``check`` as an event with no outputs: it raises its message or returns nothing."""
     def checked(*values):
@@ -236,7 +265,9 @@ def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
     model.change(own_settings, model, [*sampling, constant], **PRIVATE)
     own.click(own_settings, model, [*sampling, constant], **PRIVATE)
     # in the browser, so that a click on Generate right after a move sends End as it follows
-    temp.input(None, [temp, constant, temp_end], temp_end, js="(t, c, e) => c ? t : e", **PRIVATE)
+    # (a value out of range is not followed: Temperature's own refusal says it, once, and End stays)
+    temp.input(None, [temp, constant, temp_end], temp_end, js=f"(t, c, e) => c && t >= {T_MIN} && t <= {T_MAX} ? t : e",
+               **PRIVATE)
     temp_end.input(None, [temp, temp_end], constant, js="(t, e) => t === e", **PRIVATE)
     c_steps.change(lambda r: [gr.update(interactive=r > 0)] * 2, c_steps, [c_cells, c_temp], show_progress="hidden",
                    **PRIVATE)
@@ -766,7 +797,9 @@ def build_demo(studio: Studio) -> gr.Blocks:
         def stop(request: gr.Request = None):
             S.stop_generation(_session(request))
 
-        generating = gen.go.click(asked, gen.inputs, None, show_progress="hidden",
+        note_typed, read_typed = typed_on_press("generate-btn", gen.inputs)
+        demo.load(None, None, None, js=note_typed, **PRIVATE)
+        generating = gen.go.click(asked, gen.inputs, None, show_progress="hidden", js=read_typed,
                                   trigger_mode="always_last", **PRIVATE).success(
             generate, gen.inputs, [*gen.outputs, run], api_name="generate", show_progress_on=gen.status,
             trigger_mode="always_last", **MODEL_JOB)

@@ -216,6 +216,25 @@ def test_refused_input_before_a_generation_changes_nothing(page):
     images.press("Enter")
     expect(page.locator(".toast-body").last).to_contain_text("Number of images must be a whole number in 1..")
     expect(images).to_have_value("16")
+    # typed and not entered, then Generate pressed: the press commits the value and the slider clamps it
+    # (999 -> its maximum) before the click is read; the generation ran with the value put back, after
+    # the toast said the typed one was refused
+    for box, typed, said in ((images, "999", "Number of images must be a whole number in 1.."),
+                             (page.locator("#temperature input[type=number]"), "0", "Temperature must be a number in")):
+        shown = box.input_value()
+        box.click()
+        box.press("Control+a")
+        box.press_sequentially(typed)
+        page.locator("#generate-btn").click()
+        expect(page.locator(".toast-body").last).to_contain_text(said)
+        page.wait_for_timeout(3000)
+        expect(page.locator("#gen-status")).to_have_text(before)                   # nothing ran
+        expect(box).not_to_have_value(typed)     # a value accepted before (each key is a value: "9" of "999")
+    # Temperature's refused 0 was said once: End (following a constant temperature) did not take it too
+    expect(page.locator(".toast-body").filter(has_text="Temperature at the last step")).to_have_count(0)
+    if not page.locator("#temperature-end input[type=number]").is_visible():
+        page.get_by_text("More sampling settings", exact=True).click()
+    expect(page.locator("#temperature-end input[type=number]")).to_have_value(shown)
 
 
 def test_generate_streams_and_finishes(page):
