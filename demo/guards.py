@@ -10,6 +10,8 @@ check and a follower that mirrors it elsewhere) would otherwise raise the same t
 """
 from __future__ import annotations
 
+import contextvars
+import inspect
 import math
 import threading
 import time
@@ -43,10 +45,12 @@ class _SaidOnce:
     within it (another event of the same user action) is raised invisibly, so it still stops its
     event (an API caller still gets the message) but shows no second toast. The window counts from
     the toast shown, so a value refused again later is said again. Sessions are told apart by their
-    state object (one per browser session); without one nothing is held back."""
+    state object (one per browser session); without one nothing is held back. The last message of
+    each session is kept a while longer, for a note that says it after its toast has gone
+    (:func:`last_message`)."""
 
-    def __init__(self, window: float = 2.0):
-        self.window, self.shown, self.lock = window, {}, threading.Lock()
+    def __init__(self, window: float = 2.0, kept: float = 60.0):
+        self.window, self.kept, self.shown, self.last, self.lock = window, kept, {}, {}, threading.Lock()
 
     def __call__(self, state, error: gr.Error) -> gr.Error:
         if state is None:
@@ -55,10 +59,30 @@ class _SaidOnce:
         with self.lock:
             for k in [k for k, t in self.shown.items() if now - t > self.window]:   # forget the old ones
                 del self.shown[k]
+            for k in [k for k, (_, t) in self.last.items() if now - t > self.kept]:
+                del self.last[k]
+            self.last[id(state)] = (error.message, now)
             if key in self.shown:
                 return gr.Error(error.message, visible=False, print_exception=False)
             self.shown[key] = now
         return error
+
+    def last_of(self, state, within: float) -> str | None:
+        """The message last raised for ``state``'s session, if within the last ``within`` seconds."""
+        with self.lock:
+            message, at = self.last.get(id(state), (None, -math.inf))
+        return message if state is not None and time.monotonic() - at <= within else None
+
+
+_SAID = _SaidOnce()
+_SESSION: contextvars.ContextVar = contextvars.ContextVar("sd_session_state", default=None)   # the event's session
+
+
+def last_message(within: float = 10.0) -> str | None:
+    """For an event handler: the message last raised for its session (by a check, a component's
+    reading or an event) in the last ``within`` seconds, else None. A ``.failure`` handler reads its
+    failed event's message here (Gradio passes it none) to say why in a note that stays."""
+    return _SAID.last_of(_SESSION.get(), within)
 
 
 def is_empty(value) -> bool:
@@ -151,14 +175,17 @@ def guard(block) -> None:
 
 def guard_inputs(demo: gr.Blocks) -> gr.Blocks:
     """Check every input value of every event of ``demo`` before Gradio preprocesses it (against
-    the session's own copy of the component), and guard each component's preprocessing. Returns ``demo``."""
+    the session's own copy of the component), and guard each component's preprocessing; every
+    message raised (by the checks, the preprocessing or an event itself) is said once per session
+    (:class:`_SaidOnce`). Returns ``demo``."""
     for fn in demo.fns.values():
         for block in fn.inputs:
             if isinstance(block, gr.components.Component) and not block.stateful:
                 guard(block)
-    inner, once = demo.preprocess_data, _SaidOnce()
+    inner, once = demo.preprocess_data, _SAID
 
     async def preprocess_data(block_fn, inputs, state=None, *args, **kwargs):
+        _SESSION.set(state)
         props = getattr(block_fn, "component_prop_inputs", ())
         for i, block in enumerate(block_fn.inputs[: len(inputs)]):
             if block.stateful or i in props:
@@ -177,4 +204,16 @@ def guard_inputs(demo: gr.Blocks) -> gr.Blocks:
                          f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
 
     demo.preprocess_data = preprocess_data
+    call = demo.call_function
+    signature = inspect.signature(call)
+
+    async def call_function(*args, **kwargs):
+        state = signature.bind(*args, **kwargs).arguments.get("state")
+        _SESSION.set(state)                          # (the event's own task: last_message reads it)
+        try:   # an event's own refusal, said once too (one upload read by two change events)
+            return await call(*args, **kwargs)
+        except gr.Error as e:
+            raise once(state, e) from None
+
+    demo.call_function = call_function
     return demo

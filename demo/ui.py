@@ -1,6 +1,7 @@
 """The studio's layout and event wiring (Gradio 6). Logic lives in :mod:`demo.studio`."""
 from __future__ import annotations
 
+import html
 import json
 import re
 import threading
@@ -18,7 +19,7 @@ from spiking_diffusion.spiking import LIF_TAU, LIF_THRESHOLD
 from . import frames, learn, plots
 from .frames import ANIMATION_FPS as FPS
 from .checks import MAX_SEED
-from .guards import user_error
+from .guards import last_message, user_error
 from .learn import LEARN_RANGES
 from .studio import (ATLAS_COLS, MAX_CORRECTOR_ROUNDS, START_HINT, ModelFacts, Studio, cell_choices, slider_range,
                      whole_slider)
@@ -561,21 +562,23 @@ def _has_ink(sketch) -> bool:
     return img is not None and np.ptp(np.asarray(img)) > 0
 
 
-REFUSED_UPLOAD = "**Your last upload could not be read** (the message says why)"
+REFUSED_UPLOAD = "**Your last upload could not be read**"
 # the Encode tab's results (model input, tokens, reconstruction) below the upload box: scrolled just into view
 SHOW_RESULTS_JS = ("() => { const el = document.querySelector('#reconstruction'); "
                    "if (el && document.querySelector('#upload img')) el.scrollIntoView({block: 'nearest', "
                    "behavior: 'smooth'}); }")   # (an emptied box: no scroll)
 
 
-def _refused_upload_note(said: str | None) -> str:
-    """The Encode note after a refused upload: it says so, above what the views still show (the
-    earlier picture's note, once, however many uploads were refused)."""
+def _refused_upload_note(said: str | None, why: str | None) -> str:
+    """The Encode note after a refused upload: it says so and why (``why``: the refusal's message,
+    which its toast showed only for seconds), above what the views still show (the earlier picture's
+    note, once, however many uploads were refused)."""
     said = said or ""
     earlier = (said.split("\n\n", 1)[1:] or [""])[0] if said.startswith(REFUSED_UPLOAD) else said
+    head = f"{REFUSED_UPLOAD}: {html.escape(why.removeprefix('Upload: '))}" if why else f"{REFUSED_UPLOAD} (the message said why)"
     if not earlier.strip():
-        return REFUSED_UPLOAD + "."
-    return f"{REFUSED_UPLOAD}; the views still show the picture before it.\n\n{earlier}"
+        return head + "."
+    return f"{head}. The views still show the picture before it.\n\n{earlier}"
 
 
 def _encode_tab(S: Studio, F: ModelFacts, model) -> NS:
@@ -651,7 +654,8 @@ def _encode_tab(S: Studio, F: ModelFacts, model) -> NS:
                 done.success(None, None, None, js=SHOW_RESULTS_JS, **PRIVATE)
             # a file that could not be read: the box emptied, the note saying the views show the picture before
             # it (a press of the button on an empty box, or a model that fails to load, only raises its toast)
-            read.failure(lambda said: (None, _refused_upload_note(said)), note, [upload, note], **PRIVATE)
+            read.failure(lambda said: (None, _refused_upload_note(said, last_message())), note, [upload, note],
+                         **PRIVATE)
     shown_in = [model, upload, sketch, invert, source]
     # another choice of inversion: the picture shown is encoded again
     invert.change(lambda m, im, sk, inv, src: encode_given(m, shown(im, sk, src), inv), shown_in, out,
@@ -664,8 +668,9 @@ def _encode_tab(S: Studio, F: ModelFacts, model) -> NS:
     switch.success(lambda m, im, sk, inv, src: (None,) * len(out) if given(shown(im, sk, src)) is None
                    else S.encode(m, shown(im, sk, src), inv), shown_in, out, trigger_mode="always_last", **PRIVATE,
                    **MODEL_JOB)
-    switch.failure(lambda: (None,) * (len(out) - 1) + ("The model changed, and the picture shown could not be encoded "
-                                                       "with it (see the message).",), None, out, **PRIVATE)
+    switch.failure(lambda: (None,) * (len(out) - 1) + (
+        "**The model changed, and the picture shown could not be encoded with it**: "
+        f"{html.escape(last_message() or 'the message said why')}.",), None, out, **PRIVATE)
     return NS(tab=tab)
 
 

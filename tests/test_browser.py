@@ -144,10 +144,18 @@ def shot(page, name):
     if SHOTS:
         out = ROOT / "docs" / "screenshots"
         out.mkdir(parents=True, exist_ok=True)
-        for close in page.locator(".toast-close").all():    # a test's refused value left its message up
-            close.click()
+        close_toasts(page)                                   # a test's refused value left its message up
         page.wait_for_timeout(500)
         page.screenshot(path=str(out / f"{name}.png"), full_page=True)
+
+
+def close_toasts(page):
+    """Close the messages shown (closing one may close the others Gradio grouped with it)."""
+    for _ in range(10):
+        if not page.locator(".toast-close").count():
+            return
+        page.locator(".toast-close").first.click()
+        page.wait_for_timeout(200)
 
 
 def open_tab(page, name):
@@ -695,11 +703,25 @@ def test_a_file_that_is_no_picture_only_raises_its_message(page, tmp_path):
     page.wait_for_timeout(1500)                         # a second event's toast would have come (merged: "(2)")
     expect(page.locator(".toast-body").filter(has_text="notes.png")).to_have_count(1)
     expect(page.locator(".toast-body").filter(has_text="notes.png")).not_to_contain_text("(2)")
-    expect(note).to_contain_text("Your last upload could not be read")        # said when the toast has gone
+    expect(note).to_contain_text("Your last upload could not be read")        # said, and why, when the toast has gone
+    expect(note).to_contain_text("notes.png: this file is not a picture in a format we can read (accepted: PNG")
     expect(note).to_contain_text("read 64x64 greyscale")
     expect(page.locator("#tab-encode").get_by_text("Error", exact=True)).to_have_count(0)
     expect(page.locator("#reconstruction img")).to_have_attribute("src", re.compile(r".+"))
     expect(page.locator("#upload img")).to_have_count(0)
+    # a picture too large, uploaded over one that was read: its box fires twice, the message is said once
+    from PIL import Image
+    Image.new("L", (64, 64), 0).save(tmp_path / "fine.png")
+    Image.new("L", (4100, 4100), 0).save(tmp_path / "toolarge.png")
+    page.locator("#upload input[type=file]").set_input_files(str(tmp_path / "fine.png"))
+    expect(note).to_contain_text("Input (`fine.png`".replace("`", ""))
+    close_toasts(page)                                                             # (Gradio groups messages)
+    page.locator("#upload input[type=file]").set_input_files(str(tmp_path / "toolarge.png"))
+    said = "toolarge.png: image is 4100x4100 pixels"
+    expect(page.locator(".toast-body").last).to_contain_text(said)
+    page.wait_for_timeout(1500)
+    assert "\n".join(t.inner_text() for t in page.locator(".toast-body").all()).count(said) == 1
+    expect(note).to_contain_text("could not be read: could not use the uploaded image toolarge.png: image is 4100x4100")
 
 
 def test_sketch_opens_ready_to_draw_and_a_stroke_encodes_itself(page, tmp_path):
