@@ -610,8 +610,8 @@ class Studio:
         kinds = trace.kinds
         when = (f"unmasked at {frames.step_label(kinds, unmasked[0])}" if unmasked else "never unmasked")
         if corrected:
-            when += (f"; sampled again in {plots.count(len(corrected), 'corrector round')}, at steps "   # as the step axis counts
-                     f"{', '.join(map(str, corrected))}")
+            when += (f"; sampled again in {plots.count(len(corrected), 'corrector round')}, at "   # as the step axis counts
+                     f"{'step' if len(corrected) == 1 else 'steps'} {', '.join(map(str, corrected))}")
         state = "still **masked**" if code == mask else f"code **{code}**"
         return (f"### row {r}, col {c}\n{state} after step {step}.\n\n{when[0].upper() + when[1:]}. "
                 f"Its patch of the image is outlined in blue; the **Spikes** tab shows its spike train.")

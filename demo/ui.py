@@ -403,7 +403,7 @@ def _wire_playback(S: Studio, run, u: NS) -> None:
         then = f", then {span('corrector round', n_unmask + 1, n_unmask + n_correct)}" if n_correct else ""
         return (gr.update(visible=True), gr.update(visible=False),
                 f"Playing every step at {FPS} frames per second: {span('unmasking step', 1, n_unmask)}{then} "
-                "(blue and orange on the step axis). **Pause** stops at the frame shown.")
+                f"({'blue and orange' if n_correct else 'blue'} on the step axis). **Pause** stops at the frame shown.")
 
     wanted = gr.State(False)  # Play's wish to show the animation being made; a Pause meanwhile withdraws it
     def making(r, wanted):   # said at once: the animation takes seconds to make (every step decoded and drawn)
@@ -488,7 +488,7 @@ def _codebook_tab(S: Studio, F: ModelFacts, model, run, usage) -> None:
             atlas = gr.Image(label=f"Code atlas: each code decoded as a whole {F.latent_size}x{F.latent_size} grid "
                                    f"(code 0 top left, {ATLAS_COLS} per row; click one)", elem_id="atlas", **PX)
             with gr.Column():
-                code = gr.Slider(0, 1023, 0, step=1, label="Code", elem_id="code")
+                code = gr.Slider(0, 1023, 0, step=1, label="Code", elem_id="code", **NO_RESET)   # opens on a used code
                 code_img = gr.Image(label=f"This code in all {F.cells} cells, decoded", elem_id="code-image", **PX)
         where = gr.Plot(show_label=False, elem_id="code-where")
         code_shown = _accepted([code])

@@ -1,5 +1,6 @@
 """Every studio endpoint through gradio_client, against a launched app on a tiny random checkpoint."""
 import os
+import re
 
 for _k, _v in {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}.items():
     os.environ.setdefault(_k, _v)
@@ -126,6 +127,13 @@ def test_generate_uses_the_sampling_settings(server):
     *_, caption, _, axis = client.predict(0, 8, 24, api_name="/unmask")  # frames 7..10: the corrector rounds
     assert "Step **8/10**, corrector round 2/4" in caption and "**2 cells** re-masked" in caption
     assert 'data-unmask="6" data-correct="4"' in axis and "unmasking 1-6" in axis and "corrector 7-10" in axis
+    for cell in range(49):                                                # a cell corrected once: "at step 9"
+        note = client.predict(0, 10, cell, api_name="/unmask")[4]
+        if "sampled again in 1 corrector round," in note:
+            assert re.search(r"sampled again in 1 corrector round, at step (7|8|9|10)\.", note), note
+            break
+    else:
+        raise AssertionError("no cell was corrected exactly once")
     md, _ = client.predict(api_name="/energy")                          # corrector calls are counted
     assert "3 images, 6 steps + 4 corrector rounds" in md
     assert "one denoiser call, an unmasking step (T = 2)" in md and "one decoding (T = 4)" in md   # each part's own T

@@ -532,6 +532,7 @@ def test_codebook_view(page):
     expect(page.locator("#usage-bars .js-plotly-plot")).to_be_attached()
     expect(page.locator("#atlas img")).to_have_attribute("src", re.compile(r".+"))
     box = page.locator("#code input[type=number]")
+    expect(page.locator("#code [data-testid=reset-button]")).to_have_count(0)   # it went to 0, maybe a dead code
     box.fill("3")
     box.press("Enter")                                                       # a typed code redraws at once
     expect(page.locator("#code-where")).to_contain_text(re.compile(r"[Cc]ode 3 is used"))
