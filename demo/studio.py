@@ -797,15 +797,21 @@ class Studio:
         return (None,) * 6 + (note,) if note else self.spikes(run, image, cell)
 
     SPIKES_OTHERS = "These spikes"          # the subject of the Spikes note's line on another model's samples
+    ENERGY_OTHERS = "These figures"         # ... and of the Energy note's
 
-    def whose_spikes(self, model, run, note):
-        """The Spikes ``note`` with the line saying its samples are not the selected ``model``'s (and how to
-        get that model's) when they are not, without it when they are; nothing to change with no note."""
+    def whose_note(self, model, run, note, subject: str):
+        """A view's ``note`` with the line saying that what it shows (``subject``: "These spikes") is
+        not the selected ``model``'s (and how to get that model's) when it is not, without it when it
+        is; nothing to change with no note."""
         if not note or not self.has_run(run):
             return gr.skip()
-        base = note.split(f"\n\n{self.SPIKES_OTHERS} are ")[0]
-        other = self.others_samples(model, run, self.SPIKES_OTHERS)
+        base = note.split(f"\n\n{subject} are ")[0]
+        other = self.others_samples(model, run, subject)
         return f"{base}\n\n{other}" if other else base
+
+    def whose_spikes(self, model, run, note):
+        """:meth:`whose_note` for the Spikes note."""
+        return self.whose_note(model, run, note, self.SPIKES_OTHERS)
 
     @friendly
     def check_spikes(self, run, image, cell) -> tuple[Run, int, int]:
@@ -1052,7 +1058,8 @@ class Studio:
         what = plots.count(S, "step") + (f" + {plots.count(rounds, 'corrector round')}" if rounds else "")
         rates = _rates(e["firing_rates"]["denoiser_sampling"]) + (
             f" (unmasking steps); {_rates(e['firing_rates']['denoiser_corrector'])} (corrector rounds)" if rounds else "")
-        md = (f"**{plots.count(n, 'image')}, {what}** -> {plots.count(round(calls), 'denoiser call')} on the fast path "
+        md = (f"Model **{html.escape(run.model)}**, seed {run.seed}: **{plots.count(n, 'image')}, {what}** -> "
+              f"{plots.count(round(calls), 'denoiser call')} on the fast path "
               f"(an image skips steps that unmask nothing{f'; {n * rounds} of them in corrector rounds' if rounds else ''}), "
               f"then one decoding per image.\n\n| | ANN | SNN |\n|---|---|---|\n"
               + _cost_row(f"one denoiser call, an unmasking step (T = {pipe.denoiser.cfg.time_steps})", den)

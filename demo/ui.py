@@ -674,7 +674,7 @@ def _encode_tab(S: Studio, F: ModelFacts, model) -> NS:
     return NS(tab=tab)
 
 
-def _learn_tab(S: Studio, F: ModelFacts, run) -> None:
+def _learn_tab(S: Studio, F: ModelFacts, model, run) -> NS:
     """6. Learn: one LIF neuron, direct vs rate coding, the PSP filter, the dual coding, energy."""
     with gr.Tab("Learn", id="learn", elem_id="tab-learn") as tab:
         with gr.Row():
@@ -726,7 +726,7 @@ def _learn_tab(S: Studio, F: ModelFacts, run) -> None:
                 q_seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
                 q_note = gr.Markdown(elem_id="quant-note")
             q_fig = gr.Plot(show_label=False, elem_id="quant-plot", scale=2)
-        _energy_section(S, run)
+        energy = _energy_section(S, model, run)
         lif_in, coding_in = [l_i, l_th, l_tau, l_reset, l_T], [k_p, k_T, k_seed]
         psp_in, quant_in = [p_rate, p_tau, p_T, p_seed], [q_rate, q_a, q_T, q_seed]
         accepted = {view: _accepted(controls) for view, controls in
@@ -741,10 +741,16 @@ def _learn_tab(S: Studio, F: ModelFacts, run) -> None:
                         api_name=view, remember=(accepted[view], inputs))
     tab.select(learn.lif, lif_in, [l_fig, l_note], **PRIVATE).then(learn.coding, coding_in, [k_fig, k_note], **PRIVATE).then(
         learn.psp, psp_in, p_fig, **PRIVATE).then(quantizer, quant_in, [q_fig, q_note], **PRIVATE)
+    return energy
 
 
-def _energy_section(S: Studio, run) -> None:
-    """The Learn tab's last row: the AC/MAC energy estimate of the session's last generation."""
+ENERGY_STALE = ("A new generation was made: press **Estimate energy of my last generation** for its figures "
+                "(those shown were the one before's).")
+
+
+def _energy_section(S: Studio, model, run) -> NS:
+    """The Learn tab's last row: the AC/MAC energy estimate of the session's last generation (its
+    note says whose, after a model switch)."""
     with gr.Row():
         with gr.Column(scale=1):
             _explain("### Energy of a generation\nA spiking layer only works when a spike arrives: one "
@@ -754,7 +760,11 @@ def _energy_section(S: Studio, run) -> None:
             go = gr.Button("Estimate energy of my last generation", elem_id="energy-btn")
             md = gr.Markdown(elem_id="energy-note")
         fig = gr.Plot(show_label=False, elem_id="energy-plot", scale=2)
-    go.click(S.energy, run, [md, fig], api_name="energy", **MODEL_JOB)
+    whose = dict(fn=lambda m, r, note: S.whose_note(m, r, note, S.ENERGY_OTHERS), inputs=[model, run, md], outputs=md,
+                 **PRIVATE)
+    go.click(S.energy, run, [md, fig], api_name="energy", **MODEL_JOB).then(**whose)
+    model.change(**whose)
+    return NS(md=md, fig=fig)
 
 
 def build_demo(studio: Studio) -> gr.Blocks:
@@ -780,7 +790,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
             spikes = _spikes_tab(S, F, model, run, unmask.image)
             _codebook_tab(S, F, model, run, usage)
             _encode_tab(S, F, model)
-            _learn_tab(S, F, run)
+            learn_views = _learn_tab(S, F, model, run)
         # a finished generation opens its last step in Unmasking (while one streams, and after one
         # fails, the views keep the last finished run); a click on a finished grid opens that sample; Unmasking's cell is Spikes' cell. Gradio's progress
         # (the queue position) shows on the status line only: over the samples it cost the page seconds
@@ -817,6 +827,9 @@ def build_demo(studio: Studio) -> gr.Blocks:
             lambda r, *a: S.unmask(r, *a) if S.has_run(r) else (gr.skip(),) * len(unmask.io[1]),   # (none yet: a Stop)
             *unmask.io, **DRAW)
         generating.failure(S.generation_failed, run, gen.status, **PRIVATE)
+        # an energy estimate shown was the last generation's: a new one replaces it by what to press
+        generating.success(lambda note, st: (gr.skip(),) * 2 if not note or S.STOPPED in st else (ENERGY_STALE, None),
+                           [learn_views.md, gen.status], [learn_views.md, learn_views.fig], **PRIVATE)
         # Stop ends the generations the session asked for before it: a running one within a step (its last
         # preview stays on the grid, the status line says so), a queued one before it starts
         gen.stop.click(stop, None, None, **PRIVATE)

@@ -783,8 +783,21 @@ def test_learn_view(page):
     steps.fill("40")
     steps.press("Enter")
     page.locator("#energy-btn").click()
-    expect(page.locator("#energy-note")).to_contain_text("denoiser calls")
+    energy = page.locator("#energy-note")
+    expect(energy).to_contain_text("denoiser calls")
     shot(page, "learn")
+    if not SHOTS:                             # whose figures they are: after a switch, and after a new generation
+        expect(energy).to_contain_text(re.compile(r"Model tiny, seed \d+: "))
+        choose_model(page, "tiny-b")
+        expect(energy).to_contain_text("These figures are tiny's; press Generate for tiny-b's.")
+        choose_model(page, "tiny")
+        expect(energy).not_to_contain_text("These figures are")
+        open_tab(page, "Generate")
+        generate(page)
+        open_tab(page, "Learn")
+        expect(energy).to_contain_text("A new generation was made: press Estimate energy of my last generation")
+        page.locator("#energy-btn").click()
+        expect(energy).to_contain_text("denoiser calls")
 
 
 def test_one_image_of_one_step_opens_in_unmasking_without_errors(page):
