@@ -545,6 +545,14 @@ class Studio:
         others = self.others_samples(model, run, "The samples shown (and in Unmasking and Spikes)")
         return f"<span>{others}{' ' + slow if slow else ''}</span>"
 
+    def done_for_another(self, model, run, shown: str):
+        """The status line ``shown`` after a generation that ended with another ``model`` chosen (a
+        switch while it ran): its done line, and whose samples these are and how to get ``model``'s;
+        nothing to change otherwise."""
+        if self.STOPPED in (shown or "") or not self.has_run(run) or run.model == model:
+            return gr.skip()
+        return f"{shown} <span>{self.others_samples(model, run, 'These samples')}</span>"
+
     def _slow_note(self, model) -> str:
         """The status line's sentence when ``model`` is slow (:meth:`_slowness`); ``""`` otherwise,
         or when it does not load."""

@@ -837,6 +837,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
         def samples_note(m, r, st, request: gr.Request = None):
             return S.samples_note(m, r, st, session=_session(request))
         model.change(samples_note, [model, run, gen.status], gen.status, **PRIVATE)
+        generating.success(S.done_for_another, [model, run, gen.status], gen.status, **PRIVATE)   # switched while it ran
         # Unmasking says so too (its own line: its redraws leave it), until a generation with this model
 
         def unmask_whose(m, r, request: gr.Request = None):

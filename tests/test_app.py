@@ -267,6 +267,11 @@ def test_the_spikes_note_says_whose_samples_they_are_after_a_model_switch(tmp_pa
     assert studio.whose_spikes("tiny", run, other) == note                        # back: the line goes
     for empty_view in ("", None):                                                 # nothing drawn: nothing said
         assert studio.whose_spikes("tiny-b", run, empty_view) == {"__type__": "update"}   # gr.skip()
+    # a switch while the generation ran: its done line stays, and says whose samples these are
+    done = last[1]
+    assert "model <b>tiny</b>" in done and studio.done_for_another("tiny", run, done) == {"__type__": "update"}
+    assert studio.done_for_another("tiny-b", run, done) == (
+        f"{done} <span>These samples are <b>tiny</b>'s; press <b>Generate</b> for <b>tiny-b</b>'s.</span>")
 
 
 def test_encode_any_picture(client, tmp_path):
