@@ -501,13 +501,14 @@ class Studio:
     def _status(step: int, total: int, seconds: float, done_images: int | None = None, steps: int | None = None,
                 model: str | None = None, seed: int | None = None) -> str:
         """The status line: the phase of ``step`` (1-based, of ``total`` = ``steps`` unmasking steps +
-        corrector rounds) while running, what was made (by ``model``, from ``seed``) when done."""
+        corrector rounds; with rounds also ``step/total``, as its bar counts) while running, what was made
+        (by ``model``, from ``seed``) when done."""
         rounds = "" if steps in (None, total) else f" + {plots.count(total - steps, 'corrector round')}"
         kinds = ["unmask"] * (steps or total) + ["correct"] * (total - (steps or total))
         by = (f" (model <b>{html.escape(model)}</b>" + (f", seed {seed}" if seed is not None else "") + ")") if model else ""
         text = (f"done: {plots.count(done_images, 'image')}, {plots.count(steps or total, 'step')}{rounds} in "
                 f"{seconds:.2f} s{by}" if done_images
-                else f"{frames.step_label(kinds, step)} &middot; {seconds:.2f} s")
+                else f"{frames.step_label(kinds, step)}{f' ({step}/{total} in all)' if rounds else ''} &middot; {seconds:.2f} s")
         state = "done" if done_images else "running"
         return (f'<div id="gen-progress" data-state="{state}" data-step="{step}" data-total="{total}" '
                 f'data-seconds="{seconds:.3f}"><progress value="{step}" max="{total}" style="width:100%"></progress>'

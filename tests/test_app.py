@@ -100,6 +100,14 @@ def test_model_info_and_seed(client):
     assert all(isinstance(s, (int, float)) and 0 <= s < 2**31 for s in seeds) and len(seeds) > 1
 
 
+def test_the_running_status_counts_as_its_bar_does():
+    """With corrector rounds the bar counts them too: the line gives that count beside the phase's."""
+    from demo.studio import Studio
+    assert "corrector round 3/60 (52/109 in all) &middot;" in Studio._status(52, 109, 3.0, steps=49)
+    assert "unmasking step 47/49 (47/109 in all)" in Studio._status(47, 109, 3.0, steps=49)
+    assert "unmasking step 47/49 &middot;" in Studio._status(47, 49, 3.0, steps=49)          # no rounds: one count
+
+
 def test_generate_streams_then_finishes(generated):
     outputs, final = generated
     assert len(outputs) >= 2  # at least one streamed step before the final result
