@@ -684,13 +684,16 @@ class Studio:
         idle = ""
         if not st.denoised[image]:   # skipped: nothing to unmask in this image
             made = max((i + 1 for i, s in enumerate(run.trace.steps[:step]) if s.denoised[image]), default=None)
-            left = n_unmask - step + 1                           # the paper's order: each masked cell w.p. 1/left
-            why = (f"No cell was chosen (each masked cell is chosen with probability 1/{left} at this step)"
-                   if masked + changed else "Every cell was already unmasked")
+            why = "No cell was chosen" if masked + changed else "Every cell was already unmasked"
             idle = f" {why}, so the denoiser did not run for this image" + (
                 f": the prediction is the one of step {made}." if made else ".")
-        return (f"{who}Step **{step}/{total}**, unmasking step {step}/{n_unmask}{then} ({time}): "
-                f"**{plots.count(changed, 'cell')}** unmasked at this step (red), **{masked}** still masked (grey).{idle}")
+        # the paper's order: each cell still masked is chosen with probability 1/(steps left), so the share
+        # masked follows t/N only on average (a single image's count wanders around it)
+        left = n_unmask - step + 1
+        return (f"{who}Step **{step}/{total}**, unmasking step {step}/{n_unmask}{then} ({time}; this image's input "
+                f"had {masked + changed} of {st.tokens[image].size}): **{plots.count(changed, 'cell')}** unmasked at this "
+                f"step (red; each masked cell is chosen with probability 1/{left}), **{masked}** still masked "
+                f"(grey).{idle}")
 
     @friendly
     def cell_at(self, run, x, y) -> int | None:

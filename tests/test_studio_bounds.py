@@ -200,6 +200,9 @@ def test_a_step_that_skipped_an_image_says_so(studio):
     assert "No cell was chosen" not in studio._caption(run, done_image, done_i + 1)
     t, N = run.trace.steps[index].t, studio.pipe("tiny").num_diffusion_steps   # t says what it means: t/N masked
     assert f"diffusion time t = {t:.1f} of {N}: the denoiser expects about {t / N:.0%} of the cells masked" in caption
+    had = int(masked[index - 1, image]) if index else 49                   # what this image's input had masked
+    assert f"this image's input had {had} of 49)" in caption
+    assert f"each masked cell is chosen with probability 1/{N - index}" in caption   # (all N steps: N - index left)
     assert "did not run" not in studio._caption(run, image, made)
     assert np.array_equal(studio._frame(run, image, step)[1], studio._frame(run, image, made)[1])
 
