@@ -141,7 +141,7 @@ def rate_maps(maps: dict[str, np.ndarray], title: str = "Firing rate per positio
         fig.update_yaxes(autorange="reversed", scaleanchor=f"x{i + 1 if i else ''}", constrain="domain",
                          row=1, col=i + 1)
     fig.update_annotations(font_size=11)
-    _panels_layout(fig, title, 340, coloraxis=dict(colorscale="Hot", cmin=0))
+    _panels_layout(fig, title, 340, coloraxis=dict(colorscale="Hot", cmin=0, colorbar=dict(title="firing rate")))
     return fig
 
 
@@ -161,6 +161,7 @@ def usage_bars(usages: dict[str, np.ndarray], title: str = "Code usage") -> go.F
         fig.add_trace(go.Bar(x=np.arange(len(c)), y=c / max(c.sum(), 1), name=name,
                              hovertemplate="code %{x}<br>frequency %{y:.4f}<extra></extra>"), row=1, col=i + 1)
         fig.update_xaxes(title="code id", row=1, col=i + 1)
+    fig.update_yaxes(title="share of tokens", row=1, col=1)
     _panels_layout(fig, title, 340, showlegend=False)
     return fig
 
@@ -177,7 +178,7 @@ def usage_heatmaps(per_pos: dict[str, np.ndarray], title: str = "Code usage per 
         fig.update_xaxes(title="code id", row=1, col=i + 1)
     side = int(round(np.sqrt(len(per_pos[names[0]])))) if names else 0
     fig.update_yaxes(title=f"position (row*{side}+col)", autorange="reversed", row=1, col=1)
-    _panels_layout(fig, title, 400, coloraxis=dict(colorscale="Blues"))
+    _panels_layout(fig, title, 400, coloraxis=dict(colorscale="Blues", colorbar=dict(title="share")))
     return fig
 
 

@@ -862,4 +862,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
         unmask.cell.change(lambda c: c, unmask.cell, spikes.cell, **PRIVATE)
         spikes.cell.input(lambda c: c, spikes.cell, unmask.cell, **PRIVATE)   # the user's pick only: no echo back
         tabs.select(None, None, None, js=RESIZE_JS, **PRIVATE)     # re-fit the opened tab's plots
+    for block in demo.blocks.values():   # a screen reader reads each picture the studio makes by its label
+        if isinstance(block, gr.Image) and not block.alt_text and block.label:
+            block.alt_text = block.label
     return demo

@@ -903,3 +903,12 @@ def test_the_tabs_hold_tabs_only(server):
     tabs = [b for b in server[2].blocks.values() if isinstance(b, gr.Tabs)]
     assert tabs and all(isinstance(child, gr.Tab) for t in tabs for child in t.children)
     assert [c.label for c in tabs[0].children] == TABS
+
+
+def test_every_picture_the_studio_shows_has_alt_text(tmp_path, make_tiny_models):
+    """A screen reader reads each picture by its label (Gradio treats an image without one as decorative)."""
+    import app
+    ck = make_checkpoints(tmp_path / "ck", make_tiny_models)
+    demo = app.make_app(app.parse_args(["--checkpoints", str(ck)]))
+    images = [c["props"] for c in demo.get_config_file()["components"] if c["type"] == "image"]
+    assert len(images) >= 8 and all(p["alt_text"] == p["label"] for p in images)

@@ -45,8 +45,9 @@ def test_token_grid_marks_masked_unmasked_and_selected():
 def test_usage_membrane_and_maps_figures():
     fig = plots.usage_bars({"a": np.array([1, 0, 3]), "b": np.array([0, 0, 2])})
     assert np.allclose(fig.data[0].y, [0.25, 0, 0.75]) and np.allclose(fig.data[1].y, [0, 0, 1])
+    assert fig.layout.yaxis.title.text == "share of tokens"                # what the bars' height is
     fig = plots.usage_heatmaps({"a": np.eye(49, 8)})
-    assert np.asarray(fig.data[0].z).shape == (49, 8)
+    assert np.asarray(fig.data[0].z).shape == (49, 8) and fig.layout.coloraxis.colorbar.title.text == "share"
     v = np.array([[0.5, 0.2], [0.0, 0.4], [0.3, 0.9]])                     # read after the reset: 0 at a spike
     fig = plots.membrane_traces(v, 1.0, np.array([[0, 0], [1, 0], [0, 0]]))
     assert len(fig.data) == 3 and list(fig.data[2].x) == [1]
@@ -57,6 +58,7 @@ def test_usage_membrane_and_maps_figures():
     assert legend == ["channels 0-1 (hover a line)", "spike"] and "channel 1" in fig.data[1].hovertemplate
     fig = plots.rate_maps({"l1": np.ones((7, 7)), "l2": np.zeros((14, 14))})
     assert [np.asarray(d.z).shape for d in fig.data] == [(7, 7), (14, 14)]
+    assert fig.layout.coloraxis.colorbar.title.text == "firing rate"
     # each panel spans its own map (square cells shrink the panel's domain, not widen its axes)
     assert fig.layout.yaxis2.scaleanchor == "x2" and fig.layout.xaxis2.constrain == fig.layout.yaxis2.constrain == "domain"
     assert fig.layout.yaxis2.autorange == "reversed"                        # row 0 at the top, as in an image
