@@ -526,17 +526,19 @@ class Studio:
         return (f'<div id="gen-progress" data-state="failed"><span>The generation failed (the message in the corner says why); '
                 f"{kept}.</span></div>")
 
-    def samples_note(self, model, run, shown: str | None = None, session: str | None = None):
+    def samples_note(self, model, run, shown: str | None = None, session: str | None = None, cost: bool = True):
         """The status line after a model change: the finished samples shown are which model's (the
         views keep them until the next generation), and, for a model that does over twice the
         default model's denoiser work, that its generation takes longer (said before Generate).
         ``shown``: the status line now; while it shows a generation running, it stays (that run's
         own done line will name its model); so does the line of a generation of ``session`` that made a
-        newer run than ``run`` (:meth:`run_superseded`), also while this note was being made."""
+        newer run than ``run`` (:meth:`run_superseded`), also while this note was being made.
+        ``cost=False``: without the slow model's sentence, which loads the model (seconds; the studio
+        says the rest at once, then all of it)."""
         if (model is None or any(s in (shown or "") for s in ('data-state="running"', self.STOPPED))
                 or self.run_superseded(session, run)):
             return gr.skip()
-        slow = self._slow_note(model)   # (loads the model: seconds the first time)
+        slow = self._slow_note(model) if cost else ""   # (loads the model: seconds the first time)
         if self.run_superseded(session, run):   # a generation ended meanwhile: its line stays
             return gr.skip()
         if not self.has_run(run):     # nothing generated yet: the first hint, and the note (another model's goes)

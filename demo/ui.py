@@ -836,7 +836,11 @@ def build_demo(studio: Studio) -> gr.Blocks:
         # whose samples are shown (a note that waited in the queue past a newer Generate press is dropped)
         def samples_note(m, r, st, request: gr.Request = None):
             return S.samples_note(m, r, st, session=_session(request))
-        model.change(samples_note, [model, run, gen.status], gen.status, **PRIVATE)
+
+        def samples_note_at_once(m, r, st, request: gr.Request = None):   # without the cost, which loads the model
+            return S.samples_note(m, r, st, session=_session(request), cost=False)
+        model.change(samples_note_at_once, [model, run, gen.status], gen.status, **PRIVATE).then(
+            samples_note, [model, run, gen.status], gen.status, **PRIVATE)
         generating.success(S.done_for_another, [model, run, gen.status], gen.status, **PRIVATE)   # switched while it ran
         # Unmasking says so too (its own line: its redraws leave it), until a generation with this model
 

@@ -592,7 +592,7 @@ def test_model_info_warns_of_a_model_much_slower_than_the_default(tmp_path, make
     import json
     import shutil
 
-    from demo.studio import Studio
+    from demo.studio import START_HINT, Studio
     from spiking_diffusion.evaluation.energy import expected_denoiser_calls
 
     ck = make_checkpoints(tmp_path / "ck", make_tiny_models)
@@ -611,6 +611,8 @@ def test_model_info_warns_of_a_model_much_slower_than_the_default(tmp_path, make
         note = studio.samples_note("tiny", None)            # switched to, before any generation: the status line
         assert "Press <b>Generate</b>" in note                   # the first hint stays
         assert (said in note and "longer in proportion" in note) if said else "denoiser work" not in note
+        if said:                                            # said at once without the cost (loading takes seconds)
+            assert studio.samples_note("tiny", None, cost=False) == f"<span>{START_HINT}</span>"
         assert "denoiser work" not in studio.samples_note("mnist", None)  # back on the default: the note goes
 
 
