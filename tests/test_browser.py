@@ -227,6 +227,7 @@ def test_refused_input_before_a_generation_changes_nothing(page):
     # typed and not entered, then Generate pressed: the press commits the value and the slider clamps it
     # (999 -> its maximum) before the click is read; the generation ran with the value put back, after
     # the toast said the typed one was refused
+    count = images.input_value()
     for box, typed, said in ((images, "999", "Number of images must be a whole number in 1.."),
                              (page.locator("#temperature input[type=number]"), "0", "Temperature must be a number in")):
         shown = box.input_value()
@@ -243,10 +244,12 @@ def test_refused_input_before_a_generation_changes_nothing(page):
     if not page.locator("#temperature-end input[type=number]").is_visible():
         page.get_by_text("More sampling settings", exact=True).click()
     expect(page.locator("#temperature-end input[type=number]")).to_have_value(shown)
+    set_slider(page, "num-images", count)                       # as the tests after this one expect
 
 
 def test_generate_streams_and_finishes(page):
-    page.get_by_text("More sampling settings", exact=True).click()
+    if not page.locator("#corrector-steps input[type=range]").is_visible():
+        page.get_by_text("More sampling settings", exact=True).click()
     if not SHOTS:       # a short corrector phase after the 49 steps; the screenshot keeps the model's own
         set_slider(page, "corrector-steps", 4)
     rounds = page.locator("#corrector-steps input[type=number]").input_value()
