@@ -91,6 +91,39 @@ def cell_at(x: float, y: float, latent: int, cell_px: int = CELL_PX) -> int | No
     return int(r * latent + c) if 0 <= r < latent and 0 <= c < latent else None
 
 
+# the tiles' offset in a code atlas image (row and column numbers, in a font large enough to read when the
+# atlas is shown at half its size)
+ATLAS_LEFT, ATLAS_TOP, ATLAS_FONT = 62, 32, 26
+
+
+def code_atlas_image(tiles: np.ndarray, cols: int, scale: int = 3) -> np.ndarray:
+    """Every code decoded, ``[K, H, W, C]`` uint8 -> the Codebook's atlas: :func:`demo.media.tile` of
+    them, ``cols`` a row, with each row's first code at its left and the column's offset (0..cols-1)
+    above it, so that code = row number + column number. The tiles start at pixel (ATLAS_LEFT,
+    ATLAS_TOP): :func:`code_at` maps a click back."""
+    from .media import tile
+
+    grid = tile(tiles, cols=cols, scale=scale)                               # [rows*(H*s+2)+2, cols*(W*s+2)+2, 3]
+    img = Image.new("RGB", (grid.shape[1] + ATLAS_LEFT, grid.shape[0] + ATLAS_TOP), (255, 255, 255))
+    img.paste(Image.fromarray(grid), (ATLAS_LEFT, ATLAS_TOP))
+    d, small = ImageDraw.Draw(img), _font(ATLAS_FONT)
+    h, w = tiles.shape[1] * scale + 2, tiles.shape[2] * scale + 2            # one tile and its gap
+    for r in range(-(-len(tiles) // cols)):
+        d.text((ATLAS_LEFT - 4, ATLAS_TOP + 2 + (r + 0.5) * h), str(r * cols), fill=(80, 80, 80), font=small, anchor="rm")
+    for c in range(min(cols, len(tiles))):
+        d.text((ATLAS_LEFT + 2 + (c + 0.5) * w, ATLAS_TOP - 3), f"+{c}" if c else "0", fill=(80, 80, 80), font=small,
+               anchor="mb")
+    return np.asarray(img)
+
+
+def code_at(x: float, y: float, num_codes: int, h: int, w: int, cols: int, scale: int = 3) -> int | None:
+    """The code under pixel (x, y) of a :func:`code_atlas_image` of ``num_codes`` tiles of ``h x w``
+    (None on a gap, a number or outside the tiles)."""
+    from .media import tile_index
+
+    return tile_index(x - ATLAS_LEFT, y - ATLAS_TOP, num_codes, h, w, cols=cols, scale=scale)
+
+
 def outline_patch(img: np.ndarray, cell: tuple[int, int], latent: int) -> np.ndarray:
     """A decoded image ``[H, W]`` or ``[H, W, C]`` (uint8, any display scale) as RGB with the patch
     of token cell (row, col) outlined: the ``H/latent x W/latent`` block that cell's code decodes
@@ -160,16 +193,17 @@ LABEL_H = 22                                                          # the labe
 
 
 def animation_frame(grid: np.ndarray, committed: np.ndarray, predicted: np.ndarray, kinds: list[str],
-                    step: int, caption: str, gap: int = 8) -> np.ndarray:
+                    step: int, caption: str, gap: int = 8, credit: str = "") -> np.ndarray:
     """One frame of the Play animation: [token grid | committed | predicted] (RGB; the two images
     labelled above them, as in the Unmasking view), the step axis under them, and a caption line
-    naming the phase."""
+    naming the phase; ``credit`` (which run made it: model, seed, image), when given, on a grey line
+    under it, so a shared GIF or video says where it came from."""
     parts = [np.asarray(p) for p in (grid, committed, predicted)]
     parts = [np.repeat(p[..., None], 3, 2) if p.ndim == 2 else p[..., :3] for p in parts]
     tops = [LABEL_H if label else 0 for label in PANEL_LABELS]
     H = max(top + p.shape[0] for top, p in zip(tops, parts))
     W = sum(p.shape[1] for p in parts) + gap * (len(parts) + 1)
-    text_h = 22
+    text_h = 22 + (18 if credit else 0)
     frame = np.full((H + 2 * gap + 14 + text_h, W, 3), 255, np.uint8)
     x, xs = gap, []
     for top, p in zip(tops, parts):
@@ -183,6 +217,7 @@ def animation_frame(grid: np.ndarray, committed: np.ndarray, predicted: np.ndarr
         draw.text((x, gap + LABEL_H // 2), label, fill=(60, 60, 60), font=_font(14), anchor="lm")
     kind = kinds[step - 1]
     draw.text((gap, H + gap + 22), caption, fill=tuple(int(v * 0.8) for v in PHASE_COLORS[kind]), font=_font(15))
+    draw.text((gap, H + gap + 42), credit, fill=(110, 110, 110), font=_font(13))
     return np.asarray(img)
 
 

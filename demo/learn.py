@@ -13,12 +13,12 @@ from .checks import MAX_SEED, check_float, check_int, friendly
 LEARN_RANGES = {            # the Learn view's settings: each slider's range and its handler's check
     "Input current": (-1, 4), "Threshold": (0.1, 3), "Time constant tau": (1, 20), "Time steps": (4, 100),
     "Pixel value": (0, 1), "Time steps T": (1, 64), "Spike rate": (0, 1), "Time constant tau_s": (1, 10), "Mix a": (0, 1)}
-LEARN_INPUTS = {            # each Learn handler's inputs, in order: a LEARN_RANGES name, "seed", or None (not a number)
+LEARN_INPUTS = {            # each Learn handler's inputs, in order: a LEARN_RANGES name, "Seed", or None (not a number)
     "lif": ("Input current", "Threshold", "Time constant tau", None, "Time steps"),
-    "coding": ("Pixel value", "Time steps T", "seed"),
-    "psp": ("Spike rate", "Time constant tau_s", "Time steps", "seed"),
-    "quantizer": ("Spike rate", "Mix a", "Time steps T", "seed")}
-WHOLE = {"Time steps", "Time steps T", "seed"}   # whole numbers; the other settings are real numbers
+    "coding": ("Pixel value", "Time steps T", "Seed"),
+    "psp": ("Spike rate", "Time constant tau_s", "Time steps", "Seed"),
+    "quantizer": ("Spike rate", "Mix a", "Time steps T", "Seed")}
+WHOLE = {"Time steps", "Time steps T", "Seed"}   # whole numbers; the other settings are real numbers
 
 
 def learn_args(view: str, *values) -> tuple:
@@ -27,7 +27,7 @@ def learn_args(view: str, *values) -> tuple:
     def one(name, value):
         if name is None:
             return value
-        lo, hi = (0, MAX_SEED) if name == "seed" else LEARN_RANGES[name]
+        lo, hi = (0, MAX_SEED) if name == "Seed" else LEARN_RANGES[name]
         return (check_int if name in WHOLE else check_float)(value, name, lo, hi)
     return tuple(one(name, v) for name, v in zip(LEARN_INPUTS[view], values, strict=True))
 

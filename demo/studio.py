@@ -772,9 +772,11 @@ class Studio:
 
     def _animation_frames(self, run: Run, image: int) -> list[np.ndarray]:
         """Per step of image ``image``: the token grid, the committed and the predicted image, the step
-        axis with its unmasking and corrector phases, and a caption naming the phase (RGB frames)."""
+        axis with its unmasking and corrector phases, and a caption naming the phase and the run
+        (model, seed, image) (RGB frames)."""
         committed, predicted = self._whole(run, image)                               # [S, H, W, C] each
         kinds = run.trace.kinds
+        credit = f"{run.model}{'' if run.seed is None else f' · seed {run.seed}'} · image {image}"
         pics = []
         for i, st in enumerate(run.trace.steps):
             grid = frames.token_grid_image(st.tokens[image], run.trace.mask_id, st.unmasked[image],
@@ -784,7 +786,7 @@ class Studio:
             idle = "" if st.denoised[image] else " (no denoiser call)"
             caption = f"{frames.step_label(kinds, i + 1)}: {plots.count(changed, 'cell')} {what}{idle}"
             pics.append(frames.animation_frame(grid, media.show(committed[i], 8), media.show(predicted[i], 8),
-                                               kinds, i + 1, caption))
+                                               kinds, i + 1, caption, credit=credit))
         return pics
 
     def _whole(self, run: Run, image: int) -> tuple[np.ndarray, np.ndarray]:
@@ -967,7 +969,7 @@ class Studio:
                          "checkpoint), or start the studio with `--data DIR` (torchvision layout, e.g. "
                          "`DIR/MNIST/raw/t10k-images-idx3-ubyte`).")
         tiles = self._atlas(model)                                                # [K, H, W, C] uint8
-        atlas = media.tile(tiles, cols=ATLAS_COLS, scale=3)
+        atlas = frames.code_atlas_image(tiles, cols=ATLAS_COLS)
         total = sum(counts.values()) if counts else np.zeros(K)                  # [K] uses over all sources
         keep = code is not None and 0 <= int(code) < K and total[int(code)] > 0
         tiles = tiles.reshape(K, -1)                                              # [K, H*W*C]
@@ -978,10 +980,10 @@ class Studio:
 
     def code_at(self, model, x, y) -> int | None:
         """The code under pixel (x, y) of the Codebook's atlas (:meth:`codebook`: ATLAS_COLS codes a row at
-        3x); None on a gap."""
+        3x, numbered); None on a gap or a number."""
         tiles = self._atlas(model)                                               # [K, H, W, C]
         K, h, w, _ = tiles.shape
-        return media.tile_index(float(x), float(y), K, h, w, cols=ATLAS_COLS, scale=3)
+        return frames.code_at(float(x), float(y), K, h, w, cols=ATLAS_COLS)
 
     @friendly
     def check_code(self, model, code) -> int:

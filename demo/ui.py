@@ -192,6 +192,12 @@ def _explain(text: str):
     return gr.Markdown(text, elem_classes="explain")
 
 
+def _seed_box(**kw) -> gr.Number:
+    """A Seed box: a whole number in 0..MAX_SEED (the API says integer; a typed 3.7 is refused with its
+    message by :func:`demo.guards.check_number` before Gradio would round it)."""
+    return gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", **kw)
+
+
 def _learn_slider(label: str, value: float, step: float, elem_id: str):
     """A Learn view slider over its setting's range (the handler checks the same one)."""
     return gr.Slider(*LEARN_RANGES[label], value, step=step, label=label, elem_id=elem_id)
@@ -243,7 +249,7 @@ def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
                 # (the sliders have no reset buttons: see NO_RESET)
                 own = gr.Button("The model's own sampling settings", size="sm", elem_id="own-settings")
                 with gr.Row():
-                    seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed")
+                    seed = _seed_box(elem_id="seed")
                     dice = gr.Button("Random seed", elem_id="dice", scale=0, min_width=120)
                 with gr.Row():
                     go = gr.Button("Generate", variant="primary", elem_id="generate-btn", scale=3)
@@ -486,7 +492,7 @@ def _codebook_tab(S: Studio, F: ModelFacts, model, run, usage) -> None:
         heat = gr.Plot(show_label=False, elem_id="usage-heatmap")
         with gr.Row():
             atlas = gr.Image(label=f"Code atlas: each code decoded as a whole {F.latent_size}x{F.latent_size} grid "
-                                   f"(code 0 top left, {ATLAS_COLS} per row; click one)", elem_id="atlas", **PX)
+                                   f"({ATLAS_COLS} per row; a code's number is its row's plus its column's; click one)", elem_id="atlas", **PX)
             with gr.Column():
                 code = gr.Slider(0, 1023, 0, step=1, label="Code", elem_id="code", **NO_RESET)   # opens on a used code
                 code_img = gr.Image(label=f"This code in all {F.cells} cells, decoded", elem_id="code-image", **PX)
@@ -563,6 +569,9 @@ def _has_ink(sketch) -> bool:
 
 
 REFUSED_UPLOAD = "**Your last upload could not be read**"
+# the Encode note before any picture is encoded (the views under it are empty until then)
+ENCODE_HINT = ("*Nothing encoded yet.* Upload a picture or draw one: the views below then show what the model reads, "
+               "its tokens, the reconstruction, the encoder's spikes and the spike generator's trains.")
 # the Encode tab's results (model input, tokens, reconstruction) below the upload box: scrolled just into view
 SHOW_RESULTS_JS = ("() => { const el = document.querySelector('#reconstruction'); "
                    "if (el && document.querySelector('#upload img')) el.scrollIntoView({block: 'nearest', "
@@ -576,8 +585,8 @@ def _refused_upload_note(said: str | None, why: str | None) -> str:
     said = said or ""
     earlier = (said.split("\n\n", 1)[1:] or [""])[0] if said.startswith(REFUSED_UPLOAD) else said
     head = f"{REFUSED_UPLOAD}: {html.escape(why.removeprefix('Upload: '))}" if why else f"{REFUSED_UPLOAD} (the message said why)"
-    if not earlier.strip():
-        return head + "."
+    if not earlier.strip() or earlier == ENCODE_HINT:          # nothing encoded before it
+        return f"{head}.\n\n{ENCODE_HINT}"
     return f"{head}. The views still show the picture before it.\n\n{earlier}"
 
 
@@ -602,7 +611,7 @@ def _encode_tab(S: Studio, F: ModelFacts, model) -> NS:
             invert = gr.Radio(["auto", "yes", "no"], value="auto", label="Invert colours", elem_id="invert")
             e_up = gr.Button("Encode upload", variant="primary", elem_id="encode-btn")
             e_sk = gr.Button("Encode drawing", elem_id="encode-sketch-btn")
-        note = gr.Markdown(elem_id="encode-note")
+        note = gr.Markdown(ENCODE_HINT, elem_id="encode-note")
         # the picture the view shows, "upload" or "sketch" (Invert encodes it again); inside the tab: anything
         # else among the Tabs' children is drawn as a tab
         source = gr.State("upload")
@@ -665,7 +674,7 @@ def _encode_tab(S: Studio, F: ModelFacts, model) -> NS:
     # another model: the picture shown is encoded again with it (the views showed the last model's);
     # checked first: a picture this model refuses, or a model that does not load, says so in the note
     switch = model.change(lambda m, im, sk, inv, src: check_given(m, shown(im, sk, src), inv), shown_in, None, **checked)
-    switch.success(lambda m, im, sk, inv, src: (None,) * len(out) if given(shown(im, sk, src)) is None
+    switch.success(lambda m, im, sk, inv, src: (None,) * (len(out) - 1) + (ENCODE_HINT,) if given(shown(im, sk, src)) is None
                    else S.encode(m, shown(im, sk, src), inv), shown_in, out, trigger_mode="always_last", **PRIVATE,
                    **MODEL_JOB)
     switch.failure(lambda: (None,) * (len(out) - 1) + (
@@ -702,7 +711,7 @@ def _learn_tab(S: Studio, F: ModelFacts, model, run) -> NS:
                          "of a network side by side, not one.")
                 k_p = _learn_slider("Pixel value", 0.7, 0.01, "coding-pixel")
                 k_T = _learn_slider("Time steps T", 16, 1, "coding-steps")
-                k_seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
+                k_seed = _seed_box()
                 k_note = gr.Markdown(elem_id="coding-note")
             k_fig = gr.Plot(show_label=False, elem_id="coding-plot", scale=2)
         with gr.Row():
@@ -713,7 +722,7 @@ def _learn_tab(S: Studio, F: ModelFacts, model, run) -> NS:
                 p_rate = _learn_slider("Spike rate", 0.3, 0.01, "psp-rate")
                 p_tau = _learn_slider("Time constant tau_s", F.psp_tau, 0.5, "psp-tau")
                 p_T = _learn_slider("Time steps", 32, 1, "psp-steps")
-                p_seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
+                p_seed = _seed_box()
             p_fig = gr.Plot(show_label=False, elem_id="psp-plot", scale=2)
         with gr.Row():
             with gr.Column(scale=1):
@@ -723,7 +732,7 @@ def _learn_tab(S: Studio, F: ModelFacts, model, run) -> NS:
                 q_rate = _learn_slider("Spike rate", 0.4, 0.01, "quant-rate")
                 q_a = _learn_slider("Mix a", 0.5, 0.01, "quant-alpha")
                 q_T = _learn_slider("Time steps T", 16, 1, "quant-steps")
-                q_seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
+                q_seed = _seed_box()
                 q_note = gr.Markdown(elem_id="quant-note")
             q_fig = gr.Plot(show_label=False, elem_id="quant-plot", scale=2)
         energy = _energy_section(S, model, run)

@@ -291,6 +291,18 @@ def test_encode_any_picture(client, tmp_path):
     assert Image.open(recon).size == (224, 224) and tokens["type"] == "plotly"
 
 
+def test_a_refused_first_upload_keeps_the_encode_hint():
+    """Refused before anything was encoded: the note says why and still says what to do (not "the
+    views still show the picture before it": they show nothing), however many uploads are refused."""
+    from demo.ui import ENCODE_HINT, REFUSED_UPLOAD, _refused_upload_note
+
+    first = _refused_upload_note(ENCODE_HINT, "Upload: could not use the uploaded image x.png: broken")
+    assert first == f"{REFUSED_UPLOAD}: could not use the uploaded image x.png: broken.\n\n{ENCODE_HINT}"
+    again = _refused_upload_note(first, "Upload: y.png: broken")
+    assert again.startswith(f"{REFUSED_UPLOAD}: y.png: broken.") and again.count(ENCODE_HINT) == 1
+    assert "picture before it" in _refused_upload_note("Input (upload, model m): read 28x28.", "z")
+
+
 def test_encode_sketch(client, tmp_path):
     path = tmp_path / "sketch.png"
     a = np.zeros((280, 280, 4), np.uint8)

@@ -53,6 +53,7 @@ CODEBOOK_CALLS = []  # one entry per call of Studio.codebook (the model), and on
 CODEBOOK_DONE = []
 SLOW_CODEBOOK = set()  # models whose Studio.codebook takes 3 s more (a slow first model)
 ENCODE_CALLS = []      # one entry per call of Studio.encode (the model)
+GENERATE_CALLS = []    # one entry per generation that passed its check: (num_images, temperature)
 SLOW_DENOISER = []     # when not empty, each denoiser call takes 200 ms more (a generation as slow as a big model's)
 
 
@@ -62,6 +63,11 @@ def url(tmp_path_factory, make_tiny_models):
     from demo.studio import Studio
 
     unmask, animation, codebook, encode = Studio.unmask, Studio.animation, Studio.codebook, Studio.encode
+    generate = Studio.generate
+
+    def counted_generate(self, model, num_images, steps, temperature, *args, **kw):
+        GENERATE_CALLS.append((num_images, temperature))
+        yield from generate(self, model, num_images, steps, temperature, *args, **kw)
 
     def counted(self, *args):
         UNMASK_CALLS.append(args[1:3])          # (image, step)
@@ -106,6 +112,7 @@ def url(tmp_path_factory, make_tiny_models):
         mp.setattr(Studio, "animation", slow)
         mp.setattr(Studio, "codebook", counted_codebook)
         mp.setattr(Studio, "encode", counted_encode)
+        mp.setattr(Studio, "generate", counted_generate)
         mp.setattr(SpikingDiffusionPipeline, "_denoise", slow_denoise)
         demo = app.make_app(args)
         _, link, _ = demo.launch(**app.launch_kwargs(args), prevent_thread_lock=True, quiet=True, inbrowser=False)
@@ -213,10 +220,11 @@ def test_refused_input_before_a_generation_changes_nothing(page):
     open_tab(page, "Generate")
     before = page.locator("#gen-status").inner_text()
     seed = page.locator("#seed input")
-    seed.fill("-1")
-    seed.press("Tab")
-    expect(page.locator(".toast-body").last).to_contain_text("Seed must be a whole number in 0..")
-    expect(seed).to_have_value("0")
+    for typed in ("-1", "3.7"):                                             # (3.7 is not rounded to seed 4 silently)
+        seed.fill(typed)
+        seed.press("Tab")
+        expect(page.locator(".toast-body").last).to_contain_text(f"Seed must be a whole number in 0..2147483647; got {typed}")
+        expect(seed).to_have_value("0")
     expect(page.locator("#gen-status")).to_have_text(before)
     expect(page.locator("#gen-status").get_by_text("Error", exact=True)).to_have_count(0)
     images = page.locator("#num-images input[type=number]")                 # a slider's box: not clamped silently
@@ -226,19 +234,25 @@ def test_refused_input_before_a_generation_changes_nothing(page):
     expect(images).to_have_value("16")
     # typed and not entered, then Generate pressed: the press commits the value and the slider clamps it
     # (999 -> its maximum) before the click is read; the generation ran with the value put back, after
-    # the toast said the typed one was refused
+    # the toast said the typed one was refused. Each key is a value ("9" of "999"): a key's refusal may
+    # already have put the box back before the press, and the press then generates with what it shows
     count = images.input_value()
-    for box, typed, said in ((images, "999", "Number of images must be a whole number in 1.."),
-                             (page.locator("#temperature input[type=number]"), "0", "Temperature must be a number in")):
-        shown = box.input_value()
+    for i, (box, typed, said) in enumerate(((images, "999", "Number of images must be a whole number in 1.."),
+                                            (page.locator("#temperature input[type=number]"), "0",
+                                             "Temperature must be a number in"))):
+        shown, calls, status = box.input_value(), len(GENERATE_CALLS), page.locator("#gen-status").inner_text()
         box.click()
         box.press("Control+a")
         box.press_sequentially(typed)
         page.locator("#generate-btn").click()
         expect(page.locator(".toast-body").last).to_contain_text(said)
         page.wait_for_timeout(3000)
-        expect(page.locator("#gen-status")).to_have_text(before)                   # nothing ran
         expect(box).not_to_have_value(typed)     # a value accepted before (each key is a value: "9" of "999")
+        ran = GENERATE_CALLS[calls:]
+        print(f"typed {typed!r}, then Generate: {'ran with ' + str(ran) if ran else 'nothing ran'}")
+        assert all(float(call[i]) == float(box.input_value()) for call in ran), (ran, box.input_value())
+        if not ran:
+            expect(page.locator("#gen-status")).to_have_text(status)               # nothing ran
     # Temperature's refused 0 was said once: End (following a constant temperature) did not take it too
     expect(page.locator(".toast-body").filter(has_text="Temperature at the last step")).to_have_count(0)
     if not page.locator("#temperature-end input[type=number]").is_visible():
@@ -548,7 +562,8 @@ def test_codebook_view(page):
     expect(page.locator("#code-where")).to_contain_text(re.compile(r"[Cc]ode 0 is used"))
     expect(box).to_have_value("0")                                          # the box back to the code shown
     expect(page.locator("#code-where, #code-image").get_by_text("Error", exact=True)).to_have_count(0)
-    natural_click(page, "#atlas", 2 + 2 * 86 + 40, 2 + 40)                 # a click on the atlas: code 2 (row 0)
+    from demo.frames import ATLAS_LEFT, ATLAS_TOP
+    natural_click(page, "#atlas", ATLAS_LEFT + 2 + 2 * 86 + 40, ATLAS_TOP + 2 + 40)   # a click on the atlas: code 2
     expect(box).to_have_value("2")
     expect(page.locator("#code-where")).to_contain_text(re.compile(r"[Cc]ode 2 is used"))
     box.fill("73" if SHOTS else "0")                                        # the picture: a stroke code the digits use
@@ -660,6 +675,7 @@ def test_encode_view_upload_encodes_itself(page, tmp_path):
     from PIL import Image
 
     open_tab(page, "Encode & reconstruct")
+    expect(page.locator("#encode-note")).to_contain_text("Nothing encoded yet. Upload a picture or draw one")
     for button, said in (("#encode-btn", "The Upload box is empty"), ("#encode-sketch-btn", "The Draw box has no drawing")):
         page.locator(button).click()                                          # an empty box: named, with the other button
         expect(page.locator(".toast-body").last).to_contain_text(said)

@@ -191,6 +191,28 @@ def test_tile_index_inverts_tile():
     assert seen == set(range(10))
 
 
+def test_code_at_inverts_the_numbered_code_atlas():
+    """The atlas numbers its rows (first code) and columns (offset); a click maps back to the tile's code."""
+    from demo import frames
+
+    tiles = np.stack([np.full((28, 28, 1), 10 * i, np.uint8) for i in range(20)])   # code i: grey 10*i
+    atlas = frames.code_atlas_image(tiles, cols=8)                                  # 3 rows: 0, 8, 16
+    plain = media.tile(tiles, cols=8)
+    top, left = frames.ATLAS_TOP, frames.ATLAS_LEFT
+    assert (atlas[top:, left:] == plain).all()                                      # the tiles, moved by the margins
+    for r in range(3):                                                              # each row's number at its left
+        assert (atlas[top + 2 + r * 86:top + 86 + r * 86, :left] < 128).any()
+    assert (atlas[:top, left:] < 128).any() and (atlas[:top, :left] == 255).all()    # column numbers above
+    seen = set()
+    for y in range(0, atlas.shape[0], 5):
+        for x in range(0, atlas.shape[1], 5):
+            i = frames.code_at(x, y, 20, 28, 28, cols=8)
+            if i is not None:
+                assert atlas[y, x].tolist() == [10 * i] * 3
+                seen.add(i)
+    assert seen == set(range(20)) and frames.code_at(5, top + 40, 20, 28, 28, cols=8) is None   # a row number
+
+
 def test_step_axis_marks_both_phases():
     from demo import frames
 
@@ -225,6 +247,10 @@ def test_animation_frames_label_the_two_decoded_images():
     strip, image = f[8:8 + frames.LABEL_H, x0:x0 + 224], f[8 + frames.LABEL_H:8 + frames.LABEL_H + 224, x0:x0 + 224]
     assert (image == 0).all()                                              # the image sits under its label strip
     assert 0 < (strip < 128).mean() < 0.3                                  # which holds text, not image
+    credited = frames.animation_frame(grid, black, black, ["unmask", "correct"], 1, "unmasking step 1/1", gap=8,
+                                      credit="mnist · seed 0 · image 1")
+    assert credited.shape[0] > f.shape[0] and (credited[:f.shape[0] - 4] == f[:-4]).all()   # a line added under
+    assert (credited[f.shape[0]:] < 200).any()                             # which holds the credit's text
 
 
 def test_raster_ticks_fall_on_whole_time_steps():

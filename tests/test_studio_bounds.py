@@ -334,6 +334,16 @@ def test_export_takes_plays_gif_when_played(studio):
     assert gif != played and gif.read_bytes() == played.read_bytes() and mp4.stat().st_size > 0
 
 
+def test_animation_frames_name_the_run(studio, monkeypatch):
+    """Play's and Export's frames say which model, seed and image made them (a shared GIF says it too)."""
+    from demo import frames
+
+    run, credits, draw = run_of(studio, n=2, steps=3, seed=7), [], frames.animation_frame
+    monkeypatch.setattr(frames, "animation_frame", lambda *a, **k: credits.append(k.get("credit")) or draw(*a, **k))
+    studio.export(run, 1)
+    assert credits == ["tiny · seed 7 · image 1"] * 3
+
+
 def test_views_name_the_model_that_made_the_samples(studio):
     """After a model switch the views keep the last samples: each says whose they are."""
     *_, (grid, status, run) = list(studio.generate("tiny", 2, 6, 0.65, 0, corrector_steps=3))
