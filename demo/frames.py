@@ -91,28 +91,37 @@ def cell_at(x: float, y: float, latent: int, cell_px: int = CELL_PX) -> int | No
     return int(r * latent + c) if 0 <= r < latent and 0 <= c < latent else None
 
 
-# the tiles' offset in a code atlas image (row and column numbers, in a font large enough to read when the
-# atlas is shown at half its size)
-ATLAS_LEFT, ATLAS_TOP, ATLAS_FONT = 62, 32, 26
+# a code atlas's margins: a blank strip on top (the studio draws the image's label, up to two lines, over the
+# image's top), the column numbers' strip under it; a font still read when shown at half size
+ATLAS_TOP, ATLAS_BOTTOM, ATLAS_FONT = 96, 34, 26
+
+
+def atlas_origin(num_codes: int, cols: int) -> tuple[int, int]:
+    """(left, top): where the tile grid of a :func:`code_atlas_image` starts, right of the widest row
+    number (the last row's first code), under a blank strip. The column numbers go under the grid:
+    the studio draws the image's label over its top."""
+    last_row = (num_codes - 1) // cols * cols
+    return int(_font(ATLAS_FONT).getlength(str(last_row))) + 14, ATLAS_TOP
 
 
 def code_atlas_image(tiles: np.ndarray, cols: int, scale: int = 3) -> np.ndarray:
     """Every code decoded, ``[K, H, W, C]`` uint8 -> the Codebook's atlas: :func:`demo.media.tile` of
     them, ``cols`` a row, with each row's first code at its left and the column's offset (0..cols-1)
-    above it, so that code = row number + column number. The tiles start at pixel (ATLAS_LEFT,
-    ATLAS_TOP): :func:`code_at` maps a click back."""
+    under it, so that code = row number + column number. The tile grid (2-pixel gaps around each
+    tile) starts at :func:`atlas_origin`; :func:`code_at` maps a click back."""
     from .media import tile
 
+    left, top = atlas_origin(len(tiles), cols)
     grid = tile(tiles, cols=cols, scale=scale)                               # [rows*(H*s+2)+2, cols*(W*s+2)+2, 3]
-    img = Image.new("RGB", (grid.shape[1] + ATLAS_LEFT, grid.shape[0] + ATLAS_TOP), (255, 255, 255))
-    img.paste(Image.fromarray(grid), (ATLAS_LEFT, ATLAS_TOP))
-    d, small = ImageDraw.Draw(img), _font(ATLAS_FONT)
+    img = Image.new("RGB", (grid.shape[1] + left, top + grid.shape[0] + ATLAS_BOTTOM), (255, 255, 255))
+    img.paste(Image.fromarray(grid), (left, top))
+    d, font = ImageDraw.Draw(img), _font(ATLAS_FONT)
     h, w = tiles.shape[1] * scale + 2, tiles.shape[2] * scale + 2            # one tile and its gap
     for r in range(-(-len(tiles) // cols)):
-        d.text((ATLAS_LEFT - 4, ATLAS_TOP + 2 + (r + 0.5) * h), str(r * cols), fill=(80, 80, 80), font=small, anchor="rm")
+        d.text((left - 4, top + 2 + (r + 0.5) * h), str(r * cols), fill=(80, 80, 80), font=font, anchor="rm")
     for c in range(min(cols, len(tiles))):
-        d.text((ATLAS_LEFT + 2 + (c + 0.5) * w, ATLAS_TOP - 3), f"+{c}" if c else "0", fill=(80, 80, 80), font=small,
-               anchor="mb")
+        d.text((left + 2 + (c + 0.5) * w, top + grid.shape[0] + 2), f"+{c}" if c else "0", fill=(80, 80, 80),
+               font=font, anchor="mt")
     return np.asarray(img)
 
 
@@ -121,7 +130,8 @@ def code_at(x: float, y: float, num_codes: int, h: int, w: int, cols: int, scale
     (None on a gap, a number or outside the tiles)."""
     from .media import tile_index
 
-    return tile_index(x - ATLAS_LEFT, y - ATLAS_TOP, num_codes, h, w, cols=cols, scale=scale)
+    left, top = atlas_origin(num_codes, cols)
+    return tile_index(x - left, y - top, num_codes, h, w, cols=cols, scale=scale)
 
 
 def outline_patch(img: np.ndarray, cell: tuple[int, int], latent: int) -> np.ndarray:

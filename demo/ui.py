@@ -569,6 +569,7 @@ def _has_ink(sketch) -> bool:
 
 
 REFUSED_UPLOAD = "**Your last upload could not be read**"
+SWITCH_FAILED = "**The model changed, and the picture shown could not be encoded with it**"   # (the views emptied)
 # the Encode note before any picture is encoded (the views under it are empty until then)
 ENCODE_HINT = ("*Nothing encoded yet.* Upload a picture or draw one: the views below then show what the model reads, "
                "its tokens, the reconstruction, the encoder's spikes and the spike generator's trains.")
@@ -585,7 +586,7 @@ def _refused_upload_note(said: str | None, why: str | None) -> str:
     said = said or ""
     earlier = (said.split("\n\n", 1)[1:] or [""])[0] if said.startswith(REFUSED_UPLOAD) else said
     head = f"{REFUSED_UPLOAD}: {html.escape(why.removeprefix('Upload: '))}" if why else f"{REFUSED_UPLOAD} (the message said why)"
-    if not earlier.strip() or earlier == ENCODE_HINT:          # nothing encoded before it
+    if not earlier.strip() or earlier == ENCODE_HINT or earlier.startswith(SWITCH_FAILED):   # the views show nothing
         return f"{head}.\n\n{ENCODE_HINT}"
     return f"{head}. The views still show the picture before it.\n\n{earlier}"
 
@@ -678,8 +679,7 @@ def _encode_tab(S: Studio, F: ModelFacts, model) -> NS:
                    else S.encode(m, shown(im, sk, src), inv), shown_in, out, trigger_mode="always_last", **PRIVATE,
                    **MODEL_JOB)
     switch.failure(lambda: (None,) * (len(out) - 1) + (
-        "**The model changed, and the picture shown could not be encoded with it**: "
-        f"{html.escape(last_message() or 'the message said why')}.",), None, out, **PRIVATE)
+        f"{SWITCH_FAILED}: {html.escape(last_message() or 'the message said why')}.",), None, out, **PRIVATE)
     return NS(tab=tab)
 
 

@@ -294,13 +294,15 @@ def test_encode_any_picture(client, tmp_path):
 def test_a_refused_first_upload_keeps_the_encode_hint():
     """Refused before anything was encoded: the note says why and still says what to do (not "the
     views still show the picture before it": they show nothing), however many uploads are refused."""
-    from demo.ui import ENCODE_HINT, REFUSED_UPLOAD, _refused_upload_note
+    from demo.ui import ENCODE_HINT, REFUSED_UPLOAD, SWITCH_FAILED, _refused_upload_note
 
     first = _refused_upload_note(ENCODE_HINT, "Upload: could not use the uploaded image x.png: broken")
     assert first == f"{REFUSED_UPLOAD}: could not use the uploaded image x.png: broken.\n\n{ENCODE_HINT}"
     again = _refused_upload_note(first, "Upload: y.png: broken")
     assert again.startswith(f"{REFUSED_UPLOAD}: y.png: broken.") and again.count(ENCODE_HINT) == 1
     assert "picture before it" in _refused_upload_note("Input (upload, model m): read 28x28.", "z")
+    emptied = _refused_upload_note(f"{SWITCH_FAILED}: the model did not load.", "Upload: z.png: broken")   # views empty
+    assert emptied == f"{REFUSED_UPLOAD}: z.png: broken.\n\n{ENCODE_HINT}"
 
 
 def test_encode_sketch(client, tmp_path):

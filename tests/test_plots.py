@@ -198,11 +198,12 @@ def test_code_at_inverts_the_numbered_code_atlas():
     tiles = np.stack([np.full((28, 28, 1), 10 * i, np.uint8) for i in range(20)])   # code i: grey 10*i
     atlas = frames.code_atlas_image(tiles, cols=8)                                  # 3 rows: 0, 8, 16
     plain = media.tile(tiles, cols=8)
-    top, left = frames.ATLAS_TOP, frames.ATLAS_LEFT
-    assert (atlas[top:, left:] == plain).all()                                      # the tiles, moved by the margins
+    left, top = frames.atlas_origin(20, 8)
+    bottom = top + plain.shape[0]
+    assert (atlas[top:bottom, left:] == plain).all()                                # the tiles, moved by the margin
     for r in range(3):                                                              # each row's number at its left
         assert (atlas[top + 2 + r * 86:top + 86 + r * 86, :left] < 128).any()
-    assert (atlas[:top, left:] < 128).any() and (atlas[:top, :left] == 255).all()    # column numbers above
+    assert (atlas[bottom:, left:] < 128).any() and (atlas[bottom:, :left] == 255).all()   # column numbers under
     seen = set()
     for y in range(0, atlas.shape[0], 5):
         for x in range(0, atlas.shape[1], 5):
@@ -211,6 +212,9 @@ def test_code_at_inverts_the_numbered_code_atlas():
                 assert atlas[y, x].tolist() == [10 * i] * 3
                 seen.add(i)
     assert seen == set(range(20)) and frames.code_at(5, top + 40, 20, 28, 28, cols=8) is None   # a row number
+    big = frames.code_atlas_image(np.zeros((1024, 7, 7, 1), np.uint8), cols=16)   # 4-digit row numbers: not cut
+    left = frames.atlas_origin(1024, 16)[0]
+    assert left > frames.atlas_origin(20, 8)[0] and (big[:, :4] == 255).all() and (big[:, 4:left] < 128).any()
 
 
 def test_step_axis_marks_both_phases():
