@@ -697,8 +697,7 @@ def test_encode_view_upload_encodes_itself(page, tmp_path):
     for button, said in (("#encode-btn", "The Upload box is empty"), ("#encode-sketch-btn", "The Draw box has no drawing")):
         page.locator(button).click()                                          # an empty box: named, with the other button
         expect(page.locator(".toast-body").last).to_contain_text(said)
-    for close in page.locator(".toast-close").all():                          # (the later tests count their own)
-        close.click()
+    close_toasts(page)                                                        # (the later tests count their own)
     digit = np.zeros((64, 64), np.uint8)
     digit[10:54, 28:36] = 255  # a "1", light on dark
     Image.fromarray(digit).save(tmp_path / "one.png")
