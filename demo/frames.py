@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from .media import tile, tile_index
+
 CELL_PX = 32                       # one token cell of the grid image, in pixels (7 cells: 224 px)
 MASKED = (217, 217, 217)           # still masked (grey, as in the plotly grid)
 UNMASKED_NOW = (230, 30, 30)       # unmasked (or corrected) at this step
@@ -109,8 +111,6 @@ def code_atlas_image(tiles: np.ndarray, cols: int, scale: int = 3) -> np.ndarray
     them, ``cols`` a row, with each row's first code at its left and the column's offset (0..cols-1)
     under it, so that code = row number + column number. The tile grid (2-pixel gaps around each
     tile) starts at :func:`atlas_origin`; :func:`code_at` maps a click back."""
-    from .media import tile
-
     left, top = atlas_origin(len(tiles), cols)
     grid = tile(tiles, cols=cols, scale=scale)                               # [rows*(H*s+2)+2, cols*(W*s+2)+2, 3]
     img = Image.new("RGB", (grid.shape[1] + left, top + grid.shape[0] + ATLAS_BOTTOM), (255, 255, 255))
@@ -128,8 +128,6 @@ def code_atlas_image(tiles: np.ndarray, cols: int, scale: int = 3) -> np.ndarray
 def code_at(x: float, y: float, num_codes: int, h: int, w: int, cols: int, scale: int = 3) -> int | None:
     """The code under pixel (x, y) of a :func:`code_atlas_image` of ``num_codes`` tiles of ``h x w``
     (None on a gap, a number or outside the tiles)."""
-    from .media import tile_index
-
     left, top = atlas_origin(num_codes, cols)
     return tile_index(x - left, y - top, num_codes, h, w, cols=cols, scale=scale)
 

@@ -44,6 +44,12 @@ class Run:
         self.num_images, self.num_frames = len(self.images), len(self.trace)
         self.key = uuid.uuid4().hex
 
+    def label(self, image: int, sep: str = " · ", space: str = " ") -> str:
+        """Which run and image: model, seed (when known), image, e.g. ``mnist · seed 0 · image 3``
+        (an exported file's name: ``label(3, "-", "")`` -> ``mnist-seed0-image3``)."""
+        seed = [] if self.seed is None else [f"seed{space}{self.seed}"]
+        return sep.join([self.model, *seed, f"image{space}{image}"])
+
     @property
     def released(self) -> bool:
         """Whether the run store has dropped this run's arrays."""

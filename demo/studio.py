@@ -761,7 +761,7 @@ class Studio:
         studio keeps the last :data:`MAX_EXPORTS` export folders (Gradio serves copies from its own cache)."""
         run, image = self.check_export(run, image)
         pics, folder = self._animation_frames(run, image), self._export_folder()
-        name = f"unmasking-{run.model}{'' if run.seed is None else f'-seed{run.seed}'}-image{image}"
+        name = f"unmasking-{run.label(image, '-', '')}"
         gif, played = folder / f"{name}.gif", run.animations.get(image)
         if played and Path(played).is_file():
             shutil.copyfile(played, gif)                         # Play's GIF of these frames: encoded once
@@ -776,7 +776,6 @@ class Studio:
         (model, seed, image) (RGB frames)."""
         committed, predicted = self._whole(run, image)                               # [S, H, W, C] each
         kinds = run.trace.kinds
-        credit = f"{run.model}{'' if run.seed is None else f' · seed {run.seed}'} · image {image}"
         pics = []
         for i, st in enumerate(run.trace.steps):
             grid = frames.token_grid_image(st.tokens[image], run.trace.mask_id, st.unmasked[image],
@@ -786,7 +785,7 @@ class Studio:
             idle = "" if st.denoised[image] else " (no denoiser call)"
             caption = f"{frames.step_label(kinds, i + 1)}: {plots.count(changed, 'cell')} {what}{idle}"
             pics.append(frames.animation_frame(grid, media.show(committed[i], 8), media.show(predicted[i], 8),
-                                               kinds, i + 1, caption, credit=credit))
+                                               kinds, i + 1, caption, credit=run.label(image)))
         return pics
 
     def _whole(self, run: Run, image: int) -> tuple[np.ndarray, np.ndarray]:

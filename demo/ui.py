@@ -573,6 +573,7 @@ SWITCH_FAILED = "**The model changed, and the picture shown could not be encoded
 # the Encode note before any picture is encoded (the views under it are empty until then)
 ENCODE_HINT = ("*Nothing encoded yet.* Upload a picture or draw one: the views below then show what the model reads, "
                "its tokens, the reconstruction, the encoder's spikes and the spike generator's trains.")
+EMPTY_VIEWS = (ENCODE_HINT, SWITCH_FAILED)   # the starts of the notes shown while the views hold no picture
 # the Encode tab's results (model input, tokens, reconstruction) below the upload box: scrolled just into view
 SHOW_RESULTS_JS = ("() => { const el = document.querySelector('#reconstruction'); "
                    "if (el && document.querySelector('#upload img')) el.scrollIntoView({block: 'nearest', "
@@ -586,7 +587,7 @@ def _refused_upload_note(said: str | None, why: str | None) -> str:
     said = said or ""
     earlier = (said.split("\n\n", 1)[1:] or [""])[0] if said.startswith(REFUSED_UPLOAD) else said
     head = f"{REFUSED_UPLOAD}: {html.escape(why.removeprefix('Upload: '))}" if why else f"{REFUSED_UPLOAD} (the message said why)"
-    if not earlier.strip() or earlier == ENCODE_HINT or earlier.startswith(SWITCH_FAILED):   # the views show nothing
+    if not earlier.strip() or earlier.startswith(EMPTY_VIEWS):          # the views show no picture
         return f"{head}.\n\n{ENCODE_HINT}"
     return f"{head}. The views still show the picture before it.\n\n{earlier}"
 
