@@ -50,7 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--queue-size", type=_at_least(1), default=env("SD_QUEUE_SIZE", "32"), help="jobs waiting at most")
     p.add_argument("--max-upload", default=env("SD_MAX_UPLOAD", "5mb"), help="largest upload, e.g. 5mb")
     p.add_argument("--max-runs", type=_at_least(1), default=env("SD_MAX_RUNS", str(MAX_RUNS)),
-                   help="generations kept for the Unmasking/Spikes/Energy views, over all sessions")
+                   help="generations kept for the Unmasking, Spikes and Codebook views and the energy estimate (Learn), over all sessions")
     p.add_argument("--run-ttl", type=_at_least(1, float), default=env("SD_RUN_TTL", str(RUN_TTL_S)),
                    help="seconds a generation is kept after its last use")
     p.add_argument("--cache-ttl", type=_at_least(1), default=env("SD_CACHE_TTL", "3600"),

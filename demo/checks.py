@@ -9,7 +9,7 @@ import numpy as np
 
 from spiking_diffusion import SpikingDiffusionError
 
-from .guards import is_empty, user_error
+from .guards import echo, is_empty, user_error
 from .media import InputError
 
 MAX_SEED = 2**31 - 1        # seeds are 0..MAX_SEED (what numpy and torch both accept)
@@ -47,7 +47,7 @@ def check_int(value, name: str, lo: int, hi: int) -> int:
     except (TypeError, ValueError):
         raise InputError(f"{name} must be a number; got {value!r}") from None
     if not np.isfinite(v) or v != int(v) or not lo <= v <= hi:
-        raise InputError(f"{name} must be a whole number in {lo}..{hi}; got {value!r}")
+        raise InputError(f"{name} must be a whole number in {lo}..{hi}; got {echo(value)}")
     return int(v)
 
 
@@ -60,7 +60,7 @@ def check_float(value, name: str, lo: float, hi: float) -> float:
     except (TypeError, ValueError):
         raise InputError(f"{name} must be a number; got {value!r}") from None
     if not np.isfinite(v) or not lo <= v <= hi:
-        raise InputError(f"{name} must be a number in {lo}..{hi}; got {value!r}")
+        raise InputError(f"{name} must be a number in {lo}..{hi}; got {echo(value)}")
     return v
 
 

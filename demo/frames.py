@@ -20,6 +20,7 @@ UNMASKED_NOW = (230, 30, 30)       # unmasked (or corrected) at this step
 SELECTED = (31, 119, 255)          # the selected cell and its image patch
 PHASE_COLORS = {"unmask": (76, 114, 176), "correct": (221, 132, 82)}   # the step axis's two phases
 PHASE_NAMES = {"unmask": "unmasking", "correct": "corrector"}
+NAMED_BAND_SHARE = 0.15  # a phase band narrower than this share of the axis is named in a legend under it
 ANIMATION_FPS = 10                 # frames per second of the Play animation (GIF delays are in 1/100 s)
 HOLD_S = 1.0                       # the last frame stays this long before the loop restarts
 
@@ -93,9 +94,11 @@ def cell_at(x: float, y: float, latent: int, cell_px: int = CELL_PX) -> int | No
     return int(r * latent + c) if 0 <= r < latent and 0 <= c < latent else None
 
 
-# a code atlas's margins: a blank strip on top (the studio draws the image's label, up to two lines, over the
-# image's top), the column numbers' strip under it; a font still read when shown at half size
-ATLAS_TOP, ATLAS_BOTTOM, ATLAS_FONT = 96, 34, 26
+# a code atlas: each tile drawn at ATLAS_SCALE x; its margins: a blank strip on top (the studio draws the image's
+# one-line label over the image's top), the column numbers' strip under it; a font (drawn with a 1-pixel
+# stroke) still read when the page shows the atlas at about half size
+ATLAS_SCALE, ATLAS_TOP, ATLAS_BOTTOM, ATLAS_FONT = 2, 64, 38, 28
+ATLAS_INK, ATLAS_BOLD = (60, 60, 60), dict(stroke_width=1, stroke_fill=(60, 60, 60))
 
 
 def atlas_origin(num_codes: int, cols: int) -> tuple[int, int]:
@@ -103,14 +106,15 @@ def atlas_origin(num_codes: int, cols: int) -> tuple[int, int]:
     number (the last row's first code), under a blank strip. The column numbers go under the grid:
     the studio draws the image's label over its top."""
     last_row = (num_codes - 1) // cols * cols
-    return int(_font(ATLAS_FONT).getlength(str(last_row))) + 14, ATLAS_TOP
+    return int(_font(ATLAS_FONT).getlength(str(last_row))) + 16, ATLAS_TOP
 
 
-def code_atlas_image(tiles: np.ndarray, cols: int, scale: int = 3) -> np.ndarray:
+def code_atlas_image(tiles: np.ndarray, cols: int, scale: int = ATLAS_SCALE) -> np.ndarray:
     """Every code decoded, ``[K, H, W, C]`` uint8 -> the Codebook's atlas: :func:`demo.media.tile` of
     them, ``cols`` a row, with each row's first code at its left and the column's offset (0..cols-1)
-    under it, so that code = row number + column number. The tile grid (2-pixel gaps around each
-    tile) starts at :func:`atlas_origin`; :func:`code_at` maps a click back."""
+    under it, so that code = row number + column number. The numbers are plain (no "+": shrunk by the
+    page, a thin "+" read as "-"). The tile grid (2-pixel gaps around each tile) starts at
+    :func:`atlas_origin`; :func:`code_at` maps a click back."""
     left, top = atlas_origin(len(tiles), cols)
     grid = tile(tiles, cols=cols, scale=scale)                               # [rows*(H*s+2)+2, cols*(W*s+2)+2, 3]
     img = Image.new("RGB", (grid.shape[1] + left, top + grid.shape[0] + ATLAS_BOTTOM), (255, 255, 255))
@@ -118,14 +122,13 @@ def code_atlas_image(tiles: np.ndarray, cols: int, scale: int = 3) -> np.ndarray
     d, font = ImageDraw.Draw(img), _font(ATLAS_FONT)
     h, w = tiles.shape[1] * scale + 2, tiles.shape[2] * scale + 2            # one tile and its gap
     for r in range(-(-len(tiles) // cols)):
-        d.text((left - 4, top + 2 + (r + 0.5) * h), str(r * cols), fill=(80, 80, 80), font=font, anchor="rm")
+        d.text((left - 6, top + 2 + (r + 0.5) * h), str(r * cols), fill=ATLAS_INK, font=font, anchor="rm", **ATLAS_BOLD)
     for c in range(min(cols, len(tiles))):
-        d.text((left + 2 + (c + 0.5) * w, top + grid.shape[0] + 2), f"+{c}" if c else "0", fill=(80, 80, 80),
-               font=font, anchor="mt")
+        d.text((left + 2 + (c + 0.5) * w, top + grid.shape[0] + 4), str(c), fill=ATLAS_INK, font=font, anchor="mt", **ATLAS_BOLD)
     return np.asarray(img)
 
 
-def code_at(x: float, y: float, num_codes: int, h: int, w: int, cols: int, scale: int = 3) -> int | None:
+def code_at(x: float, y: float, num_codes: int, h: int, w: int, cols: int, scale: int = ATLAS_SCALE) -> int | None:
     """The code under pixel (x, y) of a :func:`code_atlas_image` of ``num_codes`` tiles of ``h x w``
     (None on a gap, a number or outside the tiles)."""
     left, top = atlas_origin(num_codes, cols)
@@ -167,19 +170,25 @@ def step_axis_html(kinds: list[str], step: int, fps: int = ANIMATION_FPS) -> str
     scripts (demo/ui.py's PLAY_JS moves the marker the same way while the animation plays)."""
     n_unmask, n_correct = phases(kinds)
     total = len(kinds)
-    bands = []
+    bands, names = [], []
     for kind, lo, n in (("unmask", 1, n_unmask), ("correct", n_unmask + 1, n_correct)):
         if n:
             col = "rgb({},{},{})".format(*PHASE_COLORS[kind])
-            rng = f"{lo}-{lo + n - 1}" if n > 1 else f"{lo}"
-            bands.append(f'<div class="phase phase-{kind}" style="flex:{n};background:{col};color:white;'
-                         f'padding:1px 6px;white-space:nowrap;overflow:hidden">{PHASE_NAMES[kind]} {rng}</div>')
+            name = f"{PHASE_NAMES[kind]} {lo}-{lo + n - 1}" if n > 1 else f"{PHASE_NAMES[kind]} {lo}"
+            names.append((col, name))
+            text = name if n / total >= NAMED_BAND_SHARE else ""   # a narrow band's name goes under the axis
+            bands.append(f'<div class="phase phase-{kind}" title="{name}" style="flex:{n};background:{col};color:white;'
+                         f'padding:1px 6px;white-space:nowrap;overflow:hidden;min-height:1.3em">{text}</div>')
     left = 100 * (step - 0.5) / total
+    legend = ""
+    if any(n and n / total < NAMED_BAND_SHARE for n in (n_unmask, n_correct)):
+        legend = ('<div class="phase-legend" style="font-size:0.85em;margin:-2px 0 6px">' + " &nbsp; ".join(
+            f'<span style="color:{col}">&#9632;</span> {name}' for col, name in names) + "</div>")
     return (f'<div id="phase-axis" data-unmask="{n_unmask}" data-correct="{n_correct}" data-step="{step}" '
             f'data-fps="{fps}" data-hold="{round(HOLD_S * fps)}" style="position:relative;font-size:0.85em;margin:2px 0 6px">'
             f'<div style="display:flex;gap:2px;border-radius:4px;overflow:hidden">{"".join(bands)}</div>'
             f'<div class="axis-marker" title="step {step}" style="position:absolute;top:-3px;bottom:-3px;left:{left:.2f}%;width:3px;'
-            f'margin-left:-1px;background:black"></div></div>')
+            f'margin-left:-1px;background:black"></div></div>{legend}')
 
 
 def axis_strip(kinds: list[str], step: int, width: int, height: int = 14) -> np.ndarray:

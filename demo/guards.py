@@ -31,7 +31,12 @@ def name_of(block) -> str:
     return getattr(block, "label", None) or getattr(block, "elem_id", None) or type(block).__name__
 
 
-def _short(value) -> str:
+def echo(value) -> str:
+    """``value`` as a refusal message shows it: its repr, cut at 80 characters. A number past 2**53 is
+    shown rounded ("about 1e+20"): the browser keeps numbers as doubles, so its last digits are no
+    longer the ones typed."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and abs(value) > 2 ** 53:
+        return f"about {float(value):.3g}"
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
@@ -105,7 +110,7 @@ def check_number(block, payload):
           and (lo is None or payload >= lo) and (hi is None or payload <= hi)
           and (not whole or float(payload).is_integer()))
     if not ok:
-        raise user_error(f"{name_of(block)} must be {kind}{span}; got {_short(payload)}")
+        raise user_error(f"{name_of(block)} must be {kind}{span}; got {echo(payload)}")
 
 
 def check_choice(block, payload):
@@ -118,7 +123,7 @@ def check_choice(block, payload):
         accepted = f"a whole number in {values[0]}..{values[-1]}"
     else:
         accepted = "one of " + ", ".join(map(repr, values[:12])) + (", ..." if len(values) > 12 else "")
-    raise user_error(f"{name_of(block)} must be {accepted}; got {_short(payload)}")
+    raise user_error(f"{name_of(block)} must be {accepted}; got {echo(payload)}")
 
 
 def check_file(block, payload):
@@ -134,7 +139,7 @@ def check_file(block, payload):
         ok = isinstance(payload, dict) and isinstance(payload.get("path") or payload.get("url"), str)
         hint = "an image file (gradio_client: handle_file(path))"
     if not ok:
-        raise user_error(f"{name_of(block)} must be {hint}; got {_short(payload)}")
+        raise user_error(f"{name_of(block)} must be {hint}; got {echo(payload)}")
 
 
 def check_payload(block, payload):
@@ -167,7 +172,7 @@ def guard(block) -> None:
                 name = sent or ("drawing" if isinstance(block, gr.ImageEditor) else "file")  # (FileData or dict)
                 path = payload.get("path") if isinstance(payload, dict) else getattr(payload, "path", None)
                 raise user_error(f"{label}: could not read the uploaded image {name}: {unreadable_reason(e, path)}") from None
-            raise user_error(f"{label}: could not use {_short(payload)} ({type(e).__name__}: {e})") from None
+            raise user_error(f"{label}: could not use {echo(payload)} ({type(e).__name__}: {e})") from None
 
     block.preprocess = preprocess
     block._sd_guarded = True

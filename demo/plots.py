@@ -102,28 +102,43 @@ def raster(spikes, title: str = "Spikes", ylabel: str = "neuron", labels=None, h
 
 def membrane_traces(v, threshold: float = 1.0, spikes=None, title: str = "Membrane potential") -> go.Figure:
     """Membrane potential ``v [T, C]`` of C neurons over time, with the threshold and spikes marked.
-    The channels share one legend entry (it shows or hides them all); hovering names a trace's channel."""
+    Two example channels stand out, each with its own legend entry: the firing one that fires least
+    (charge over steps, spike, reset) and the non-firing one that charges highest (it settles below the threshold); the
+    others are grey and share one entry (a click on it hides them; hovering names a line's channel)."""
     v = np.asarray(v, float)                                                              # [T, C]
     fired = np.zeros(v.shape, bool) if spikes is None else np.asarray(spikes) > 0         # [T, C]
-    fig = _fig(title, height=320)
-    # one entry for all channels (a line's channel shows when it is hovered, as the legend says)
-    label = f"channels 0-{v.shape[1] - 1} (hover a line)" if v.shape[1] > 1 else "channel 0"
-    for c in range(v.shape[1]):
+    counts = fired.sum(0)                                                                 # [C] spikes per channel
+    examples = []
+    if counts.max(initial=0) > 0:   # the firing channel that fires least: it charges over several steps
+        slow = int(np.where(counts > 0, counts, counts.max() + 1).argmin())
+        examples.append((slow, f"fires {count(int(counts[slow]), 'time')}: charge, spike, reset"))
+    if (counts == 0).any():
+        quiet = np.where(counts == 0, v.max(0), -np.inf)                                  # [C]
+        examples.append((int(quiet.argmax()), "never fires: settles below the threshold"))
+    highlighted = {c for c, _ in examples}
+    others = [c for c in range(v.shape[1]) if c not in highlighted]
+    fig = _fig(title, height=360)
+
+    def line(c, **kw):
         # ``v`` is read after the reset: at a spike the line climbs to the threshold, then drops to v
         t = np.concatenate([[s, s] if fired[s, c] else [s] for s in range(len(v))]).astype(int)
         y = np.concatenate([[threshold, v[s, c]] if fired[s, c] else [v[s, c]] for s in range(len(v))])
-        fig.add_trace(go.Scatter(x=t, y=y, mode="lines", name=label, legendgroup="channels", showlegend=c == 0,
-                                 hovertemplate=f"channel {c}<br>t=%{{x}}<br>v=%{{y:.2f}}<extra></extra>",
-                                 line=dict(width=1.5)))
-    if spikes is not None:
-        t, c = np.nonzero(np.asarray(spikes) > 0)
+        fig.add_trace(go.Scatter(x=t, y=y, mode="lines", hovertemplate=f"channel {c}<br>t=%{{x}}<br>v=%{{y:.2f}}<extra></extra>", **kw))
+    label = "other channels (hover a line)" if len(others) > 1 else "other channel"
+    for c in others:
+        line(c, name=label, legendgroup="others", showlegend=c == others[0], line=dict(width=1, color="#c8c8c8"))
+    for (c, what), colour in zip(examples, ("#1f77b4", "#2ca02c")):
+        line(c, name=f"channel {c}: {what}", line=dict(width=3, color=colour))
+    if fired.any():
+        t, c = np.nonzero(fired)
         fig.add_trace(go.Scatter(x=t, y=np.full(len(t), threshold), mode="markers", name="spike",
                                  customdata=c, hovertemplate="t=%{x}<br>channel %{customdata} spiked<extra></extra>",
-                                 marker=dict(color="red", size=8, symbol="x")))
+                                 marker=dict(color="red", size=7, symbol="x")))
     fig.add_hline(y=threshold, line_dash="dash", line_color="red", annotation_text="threshold",
                   annotation_position="top left")
     fig.update_xaxes(title="time step t")
     fig.update_yaxes(title="membrane potential")
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.25, x=0))
     return fig
 
 
@@ -245,7 +260,8 @@ def psp_figure(spikes, p, tau: float) -> go.Figure:
 
 
 def quantizer_figure(spikes, weights, alphas, zs, alpha: float, decay: float) -> go.Figure:
-    """Left: the spike train and M(s)'s weight ``decay^(T-1-t)`` per step. Right: z as the mix a varies."""
+    """Left: the spike train and M(s)'s weight ``decay^(T-1-t)`` per step. Right: z as the mix a varies
+    (``zs`` at ``alphas``), with the chosen ``alpha``'s z marked and written beside it."""
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.15,   # two-line titles that do not meet when narrow
                         subplot_titles=[f"spikes, M(s) weights<br>{decay:g}^(T-1-t)", "z = (1-a) M(s)<br>+ a rate"])
     t = np.arange(len(spikes))
@@ -253,8 +269,14 @@ def quantizer_figure(spikes, weights, alphas, zs, alpha: float, decay: float) ->
     fig.add_trace(go.Scatter(x=t, y=weights, mode="lines+markers", name="weight"), row=1, col=1)
     fig.add_trace(go.Scatter(x=alphas, y=zs, mode="lines", name="z(a)"), row=1, col=2)
     fig.add_vline(x=alpha, line_dash="dash", line_color="red", row=1, col=2)
+    z = float(np.interp(alpha, alphas, zs))                         # z is linear in a: exact between the points
+    fig.add_trace(go.Scatter(x=[alpha], y=[z], mode="markers+text", text=[f"z = {z:.3f} at a = {alpha:.2f}"],
+                             textposition="top right" if alpha < 0.5 else "top left", name=f"z at a = {alpha:.2f}",
+                             marker=dict(color="red", size=9), showlegend=False), row=1, col=2)
     fig.update_xaxes(title="time step t", row=1, col=1)
     fig.update_xaxes(title="a", row=1, col=2)
+    fig.update_yaxes(title="spike (bar), weight (line)", row=1, col=1)
+    fig.update_yaxes(title="z", row=1, col=2)
     fig.update_layout(height=320, **_LAYOUT)
     fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.25, x=0))   # under the plots: their width
     fig.update_annotations(font_size=13)

@@ -979,7 +979,7 @@ class Studio:
 
     def code_at(self, model, x, y) -> int | None:
         """The code under pixel (x, y) of the Codebook's atlas (:meth:`codebook`: ATLAS_COLS codes a row at
-        3x, numbered); None on a gap or a number."""
+        frames.ATLAS_SCALE x, numbered); None on a gap or a number."""
         tiles = self._atlas(model)                                               # [K, H, W, C]
         K, h, w, _ = tiles.shape
         return frames.code_at(float(x), float(y), K, h, w, cols=ATLAS_COLS)

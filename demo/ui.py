@@ -446,7 +446,9 @@ def _spikes_tab(S: Studio, F: ModelFacts, model, run, image) -> NS:
                  "- **Membrane trace**: a neuron's voltage charges up, and when it reaches the threshold (dashed) "
                  "the neuron spikes and drops back to 0 (the recording holds the potential after each reset, so a spike "
                  "is drawn as a climb to the threshold; the charge can cross it by more, as the **Learn** tab's "
-                 "neuron shows). A trace that stays below 0 has a negative input: it never fires.\n"
+                 "neuron shows). Up to two channels are drawn bold: the one that fires least (charge, spike, reset) and the "
+                 "quiet one that charges highest; the others are grey (hover one for its channel). A trace below 0 has a "
+                 "negative input: it never fires.\n"
                  "- **Why the trains are regular**: a neuron's input (a learned mix of its code's numbers) is the "
                  "same at every step, so it fires at a steady rate. An input of 2x the threshold or more fires it at "
                  "every step; from 4/3x to 2x, at every second step (t = 1, 3, 5, ...); a weaker one, more rarely; one "
@@ -490,9 +492,11 @@ def _codebook_tab(S: Studio, F: ModelFacts, model, run, usage) -> None:
         stats = gr.Markdown(elem_id="codebook-stats")
         bars = gr.Plot(show_label=False, elem_id="usage-bars")
         heat = gr.Plot(show_label=False, elem_id="usage-heatmap")
+        _explain(f"**Code atlas**: every code decoded as a whole {F.latent_size}x{F.latent_size} grid of that one "
+                 f"code, {ATLAS_COLS} a row. A code's number is its row's number plus its column's (row "
+                 f"{ATLAS_COLS}, column 5: code {ATLAS_COLS + 5}). Click one to see it and where the images use it.")
         with gr.Row():
-            atlas = gr.Image(label=f"Code atlas: each code decoded as a whole {F.latent_size}x{F.latent_size} grid "
-                                   f"({ATLAS_COLS} per row; a code's number is its row's plus its column's; click one)", elem_id="atlas", **PX)
+            atlas = gr.Image(label="Code atlas: code = row + column (click one)", elem_id="atlas", **PX)
             with gr.Column():
                 code = gr.Slider(0, 1023, 0, step=1, label="Code", elem_id="code", **NO_RESET)   # opens on a used code
                 code_img = gr.Image(label=f"This code in all {F.cells} cells, decoded", elem_id="code-image", **PX)

@@ -326,6 +326,8 @@ def test_encode_sketch(client, tmp_path):
     (("tiny", 2, 10, 0.65, 0, 0.65, 1.0, 5, 0, 0.5, "/generate"), "Cells per corrector round must be"),
     (("tiny", 2.5, 10, 0.65, 0, "/generate"), "whole number"),
     (("tiny", "2", 10, 0.65, 0, "/generate"), "Number of images must be a whole number in 1..8; got '2'"),
+    (("tiny", 2, 10, 0.65, 10 ** 20, "/generate"), r"Seed must be a whole number in 0\.\.\d+; got about 1e\+20$"),  # the
+    (("tiny", 2, 10, 1e300, 0, "/generate"), r"Temperature must be a number in 0\.001\.\.5; got about 1e\+300$"),  # browser rounds it
     (("tiny", 2, None, 0.65, 0, "/generate"), "Steps is empty: enter a whole number in 1..49"),
     (("tiny", 2, 10, [0.5], 0, "/generate"), r"Temperature must be a number in 0\.001\.\.5; got \[0\.5\]"),
     (("nope", 2, 10, 0.65, 0, "/generate"), "Model .* must be one of 'tiny'; got 'nope'"),

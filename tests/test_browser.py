@@ -337,7 +337,8 @@ def test_unmasking_scrub_phases_and_cell_click(page):
     axis = page.locator("#phase-axis")
     expect(axis).to_have_attribute("data-correct", "4")
     expect(axis).to_contain_text("unmasking 1-49")
-    expect(axis).to_contain_text("corrector 50-53")
+    expect(axis.locator(".phase-correct")).to_have_attribute("title", "corrector 50-53")   # 4 of 53 steps: too
+    expect(page.locator(".phase-legend")).to_contain_text("corrector 50-53")               # narrow, named under it
     set_slider(page, "step", 10)
     expect(caption).to_contain_text(re.compile(r"Step 10/53, unmasking step 10/49"))
     expect(axis).to_have_attribute("data-step", "10")
@@ -573,10 +574,11 @@ def test_codebook_view(page):
     expect(page.locator("#code-where")).to_contain_text(re.compile(r"[Cc]ode 0 is used"))
     expect(box).to_have_value("0")                                          # the box back to the code shown
     expect(page.locator("#code-where, #code-image").get_by_text("Error", exact=True)).to_have_count(0)
-    from demo.frames import atlas_origin
+    from demo.frames import ATLAS_SCALE, atlas_origin
     from demo.studio import ATLAS_COLS
     left, top = atlas_origin(int(page.locator("#code input[type=number]").get_attribute("max")) + 1, ATLAS_COLS)
-    natural_click(page, "#atlas", left + 2 + 2 * 86 + 40, top + 2 + 40)     # a click on the atlas: code 2
+    step = 28 * ATLAS_SCALE + 2                                              # a tile and its gap
+    natural_click(page, "#atlas", left + 2 + 2 * step + step // 2, top + 2 + step // 2)   # a click on the atlas: code 2
     expect(box).to_have_value("2")
     expect(page.locator("#code-where")).to_contain_text(re.compile(r"[Cc]ode 2 is used"))
     box.fill("73" if SHOTS else "0")                                        # the picture: a stroke code the digits use

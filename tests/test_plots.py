@@ -48,14 +48,23 @@ def test_usage_membrane_and_maps_figures():
     assert fig.layout.yaxis.title.text == "share of tokens"                # what the bars' height is
     fig = plots.usage_heatmaps({"a": np.eye(49, 8)})
     assert np.asarray(fig.data[0].z).shape == (49, 8) and fig.layout.coloraxis.colorbar.title.text == "share"
-    v = np.array([[0.5, 0.2], [0.0, 0.4], [0.3, 0.9]])                     # read after the reset: 0 at a spike
-    fig = plots.membrane_traces(v, 1.0, np.array([[0, 0], [1, 0], [0, 0]]))
-    assert len(fig.data) == 3 and list(fig.data[2].x) == [1]
-    # the potential is read after the reset: at the spike the line climbs to the threshold, then drops
-    assert list(fig.data[0].x) == [0, 1, 1, 2] and list(fig.data[0].y) == [0.5, 1.0, 0.0, 0.3]
-    assert list(fig.data[1].x) == [0, 1, 2] and list(fig.data[1].y) == [0.2, 0.4, 0.9]
-    legend = [d.name for d in fig.data if d.showlegend is not False]   # 16 channels would crowd a legend
-    assert legend == ["channels 0-1 (hover a line)", "spike"] and "channel 1" in fig.data[1].hovertemplate
+    # read after the reset (0 at a spike); channel 0 fires twice, 1 once, 2 and 3 never (3 charges higher)
+    v = np.array([[0.0, 0.5, 0.2, 0.3], [0.0, 0.0, 0.4, 0.6], [0.5, 0.3, 0.5, 0.9]])
+    fired = np.array([[1, 0, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0]])
+    fig = plots.membrane_traces(v, 1.0, fired)
+    by_name = {d.name: d for d in fig.data}
+    # the examples: the firing channel that fires least, the quiet one that charges highest; the rest grey
+    assert list(by_name) == ["other channels (hover a line)", "channel 1: fires 1 time: charge, spike, reset",
+                             "channel 3: never fires: settles below the threshold", "spike"]
+    assert [d.name for d in fig.data].count("other channels (hover a line)") == 2     # channels 0 and 2, one entry
+    assert [d.showlegend for d in fig.data[:2]] == [True, False] and "channel 2" in fig.data[1].hovertemplate
+    # the potential is read after the reset: at a spike the line climbs to the threshold, then drops
+    one = by_name["channel 1: fires 1 time: charge, spike, reset"]
+    assert list(one.x) == [0, 1, 1, 2] and list(one.y) == [0.5, 1.0, 0.0, 0.3]
+    assert list(by_name["channel 3: never fires: settles below the threshold"].y) == [0.3, 0.6, 0.9]
+    assert list(by_name["spike"].x) == [0, 1, 1] and list(by_name["spike"].customdata) == [0, 0, 1]
+    quiet = plots.membrane_traces(v, 1.0, np.zeros_like(fired))                      # nothing fires: one example
+    assert [d.name for d in quiet.data][-2:] == ["other channels (hover a line)", "channel 3: never fires: settles below the threshold"]
     fig = plots.rate_maps({"l1": np.ones((7, 7)), "l2": np.zeros((14, 14))})
     assert [np.asarray(d.z).shape for d in fig.data] == [(7, 7), (14, 14)]
     assert fig.layout.coloraxis.colorbar.title.text == "firing rate"
@@ -197,12 +206,13 @@ def test_code_at_inverts_the_numbered_code_atlas():
 
     tiles = np.stack([np.full((28, 28, 1), 10 * i, np.uint8) for i in range(20)])   # code i: grey 10*i
     atlas = frames.code_atlas_image(tiles, cols=8)                                  # 3 rows: 0, 8, 16
-    plain = media.tile(tiles, cols=8)
+    plain = media.tile(tiles, cols=8, scale=frames.ATLAS_SCALE)
+    step = 28 * frames.ATLAS_SCALE + 2                                              # a tile and its gap
     left, top = frames.atlas_origin(20, 8)
     bottom = top + plain.shape[0]
     assert (atlas[top:bottom, left:] == plain).all()                                # the tiles, moved by the margin
     for r in range(3):                                                              # each row's number at its left
-        assert (atlas[top + 2 + r * 86:top + 86 + r * 86, :left] < 128).any()
+        assert (atlas[top + 2 + r * step:top + step + r * step, :left] < 128).any()
     assert (atlas[bottom:, left:] < 128).any() and (atlas[bottom:, :left] == 255).all()   # column numbers under
     seen = set()
     for y in range(0, atlas.shape[0], 5):
@@ -228,6 +238,18 @@ def test_step_axis_marks_both_phases():
     strip = frames.axis_strip(kinds, 3, 100)
     assert tuple(strip[7, 5]) == frames.PHASE_COLORS["unmask"] and tuple(strip[7, 95]) != frames.PHASE_COLORS["correct"]
     assert tuple(frames.axis_strip(kinds, 10, 100)[7, 93]) == frames.PHASE_COLORS["correct"]
+    assert "phase-legend" not in html                                  # both bands wide enough for their names
+
+
+def test_step_axis_names_a_narrow_phase_under_the_axis():
+    """One unmasking step before 60 corrector rounds: its band is too narrow for its name (it read "unm"), so
+    both phases are named in a legend under the axis and the band's name is its hover title."""
+    from demo import frames
+
+    html = frames.step_axis_html(["unmask"] + ["correct"] * 60, 1)
+    bands, legend = html.split('class="phase-legend"')
+    assert 'title="unmasking 1"' in bands and ">unmasking 1<" not in bands
+    assert "unmasking 1" in legend and "corrector 2-61" in legend
 
 
 def test_figures_with_panels_keep_their_title_above_the_panel_titles():
@@ -276,3 +298,17 @@ def test_raster_ticks_are_shorter_than_a_row():
         fig = plots.raster(np.ones((16, rows)), height=320)
         assert fig.data[0].marker.size < (320 - 110) / rows, rows                 # a gap between neighbours
     assert plots.raster(np.ones((16, 784)), height=380).data[0].marker.size >= 1   # 784 rows: still visible
+
+
+def test_quantizer_figure_marks_z_at_the_chosen_mix():
+    """The right panel names z's value at the chosen a on the curve (it was only in the text under it)."""
+    from spiking_diffusion import teaching
+
+    s = teaching.rate_code(0.4, 16, 0)
+    alphas = np.linspace(0, 1, 21)
+    zs = [teaching.dual_code(s, a, 0.8)["z"] for a in alphas]
+    fig = plots.quantizer_figure(s, 0.8 ** np.arange(15, -1, -1), alphas, zs, 0.3, 0.8)
+    z = teaching.dual_code(s, 0.3, 0.8)["z"]
+    marked = [d for d in fig.data if list(d.x) == [0.3]]
+    assert len(marked) == 1 and marked[0].y[0] == pytest.approx(z) and f"z = {z:.3f}" in marked[0].text[0]
+    assert fig.layout.yaxis2.title.text == "z"
