@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 
 import numpy as np
 
@@ -44,8 +45,10 @@ def check_int(value, name: str, lo: int, hi: int) -> int:
         raise InputError(f"{name} is empty: enter a whole number in {lo}..{hi}")
     try:
         v = float(value)
+    except OverflowError:   # a whole number past the doubles: refused below as out of range
+        v = math.inf
     except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number; got {value!r}") from None
+        raise InputError(f"{name} must be a number; got {echo(value)}") from None
     if not np.isfinite(v) or v != int(v) or not lo <= v <= hi:
         raise InputError(f"{name} must be a whole number in {lo}..{hi}; got {echo(value)}")
     return int(v)
@@ -57,8 +60,10 @@ def check_float(value, name: str, lo: float, hi: float) -> float:
         raise InputError(f"{name} is empty: enter a number in {lo}..{hi}")
     try:
         v = float(value)
+    except OverflowError:   # a whole number past the doubles: refused below as out of range
+        v = math.inf
     except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number; got {value!r}") from None
+        raise InputError(f"{name} must be a number; got {echo(value)}") from None
     if not np.isfinite(v) or not lo <= v <= hi:
         raise InputError(f"{name} must be a number in {lo}..{hi}; got {echo(value)}")
     return v

@@ -98,7 +98,8 @@ def cell_at(x: float, y: float, latent: int, cell_px: int = CELL_PX) -> int | No
 # one-line label over the image's top), the column numbers' strip under it; a font (drawn with a 1-pixel
 # stroke) still read when the page shows the atlas at about half size
 ATLAS_SCALE, ATLAS_TOP, ATLAS_BOTTOM, ATLAS_FONT = 2, 64, 38, 28
-ATLAS_INK, ATLAS_BOLD = (60, 60, 60), dict(stroke_width=1, stroke_fill=(60, 60, 60))
+ATLAS_INK = (60, 60, 60)
+ATLAS_BOLD = dict(stroke_width=1, stroke_fill=ATLAS_INK)   # the numbers drawn thicker
 
 
 def atlas_origin(num_codes: int, cols: int) -> tuple[int, int]:
@@ -165,7 +166,8 @@ def step_label(kinds: list[str], step: int) -> str:
 
 def step_axis_html(kinds: list[str], step: int, fps: int = ANIMATION_FPS) -> str:
     """The run's step axis as HTML: one coloured band per phase (width proportional to its steps,
-    labelled with its step range) and a marker (class ``axis-marker``) at ``step`` (1-based). Data
+    named with its step range, also as its hover title; a band under NAMED_BAND_SHARE of the axis stays
+    blank and both phases are named in a legend under the axis) and a marker (class ``axis-marker``) at ``step`` (1-based). Data
     attributes carry the numbers and the Play animation's frame rate, read by the page's Play and Pause
     scripts (demo/ui.py's PLAY_JS moves the marker the same way while the animation plays)."""
     n_unmask, n_correct = phases(kinds)
@@ -178,7 +180,7 @@ def step_axis_html(kinds: list[str], step: int, fps: int = ANIMATION_FPS) -> str
             names.append((col, name))
             text = name if n / total >= NAMED_BAND_SHARE else ""   # a narrow band's name goes under the axis
             bands.append(f'<div class="phase phase-{kind}" title="{name}" style="flex:{n};background:{col};color:white;'
-                         f'padding:1px 6px;white-space:nowrap;overflow:hidden;min-height:1.3em">{text}</div>')
+                         f'padding:1px 6px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;min-height:1.3em">{text}</div>')
     left = 100 * (step - 0.5) / total
     legend = ""
     if any(n and n / total < NAMED_BAND_SHARE for n in (n_unmask, n_correct)):

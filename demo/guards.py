@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextvars
 import inspect
 import math
+import numbers
 import threading
 import time
 
@@ -32,11 +33,12 @@ def name_of(block) -> str:
 
 
 def echo(value) -> str:
-    """``value`` as a refusal message shows it: its repr, cut at 80 characters. A number past 2**53 is
-    shown rounded ("about 1e+20"): the browser keeps numbers as doubles, so its last digits are no
-    longer the ones typed."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and abs(value) > 2 ** 53:
-        return f"about {float(value):.3g}"
+    """``value`` as a refusal message shows it: its repr, cut at 80 characters. A whole number from
+    2**53 on is shown rounded ("about 1e+20", "a 400-digit number"): the browser keeps numbers as
+    doubles, so the last digits of a typed one are not the ones typed."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and abs(value) >= 2 ** 53:
+        digits = len(str(abs(int(value))))
+        return f"about {float(value):.3g}" if digits < 300 else f"a {digits}-digit number"
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
@@ -106,9 +108,10 @@ def check_number(block, payload):
             f" >= {_fmt(lo)}" if lo is not None else f" <= {_fmt(hi)}" if hi is not None else "")
     if is_empty(payload):
         raise user_error(f"{name_of(block)} is empty: enter {kind}{span}")
-    ok = (isinstance(payload, (int, float)) and not isinstance(payload, bool) and math.isfinite(payload)
+    ok = (isinstance(payload, (int, float)) and not isinstance(payload, bool)
+          and (isinstance(payload, int) or math.isfinite(payload))   # a huge int is no float: compared as it is
           and (lo is None or payload >= lo) and (hi is None or payload <= hi)
-          and (not whole or float(payload).is_integer()))
+          and (not whole or isinstance(payload, int) or payload.is_integer()))
     if not ok:
         raise user_error(f"{name_of(block)} must be {kind}{span}; got {echo(payload)}")
 

@@ -80,6 +80,6 @@ def quantizer(rate, alpha, steps, seed, decay: float):
     d = teaching.dual_code(s, a, decay)
     alphas = np.linspace(0, 1, 21)
     zs = [teaching.dual_code(s, x, decay)["z"] for x in alphas]
-    fig = plots.quantizer_figure(s, decay ** np.arange(T - 1, -1, -1), alphas, zs, a, decay)
+    fig = plots.quantizer_figure(s, decay ** np.arange(T - 1, -1, -1), alphas, zs, a, d["z"], decay)
     return fig, (f"M(s) = {d['membrane']:.3f} (recent spikes weigh most), firing rate = {d['rate']:.3f}, "
                  f"so z = (1 - {a:.2f}) x {d['membrane']:.3f} + {a:.2f} x {d['rate']:.3f} = **{d['z']:.3f}**.")

@@ -100,35 +100,42 @@ def raster(spikes, title: str = "Spikes", ylabel: str = "neuron", labels=None, h
     return fig
 
 
+EXAMPLE_COLORS = {"firing": "#1f77b4", "quiet": "#2ca02c"}   # the membrane trace's two example channels
+
+
 def membrane_traces(v, threshold: float = 1.0, spikes=None, title: str = "Membrane potential") -> go.Figure:
-    """Membrane potential ``v [T, C]`` of C neurons over time, with the threshold and spikes marked.
-    Two example channels stand out, each with its own legend entry: the firing one that fires least
-    (charge over steps, spike, reset) and the non-firing one that charges highest (it settles below the threshold); the
-    others are grey and share one entry (a click on it hides them; hovering names a line's channel)."""
+    """Membrane potential ``v [T, C]`` of C neurons over time, with the threshold and ``spikes [T, C]``
+    marked. Given the spikes, two example channels stand out, each with its own legend entry: the firing
+    channel that fires least (charge over steps, spike, reset) and the non-firing one that charges
+    highest (its peak in the legend); the others are grey and share one entry (a click on it hides
+    them; hovering names a line's channel)."""
     v = np.asarray(v, float)                                                              # [T, C]
+    T = len(v)
     fired = np.zeros(v.shape, bool) if spikes is None else np.asarray(spikes) > 0         # [T, C]
     counts = fired.sum(0)                                                                 # [C] spikes per channel
-    examples = []
-    if counts.max(initial=0) > 0:   # the firing channel that fires least: it charges over several steps
-        slow = int(np.where(counts > 0, counts, counts.max() + 1).argmin())
-        examples.append((slow, f"fires {count(int(counts[slow]), 'time')}: charge, spike, reset"))
-    if (counts == 0).any():
-        quiet = np.where(counts == 0, v.max(0), -np.inf)                                  # [C]
-        examples.append((int(quiet.argmax()), "never fires: settles below the threshold"))
-    highlighted = {c for c, _ in examples}
-    others = [c for c in range(v.shape[1]) if c not in highlighted]
+    examples = {}                                                                         # role -> (channel, legend)
+    if spikes is not None and counts.max(initial=0) > 0:
+        c = int(np.where(counts > 0, counts, T + 1).argmin())
+        n = int(counts[c])
+        examples["firing"] = (c, "fires at every step" if n == T else
+                              f"fires {'once' if n == 1 else f'{n} times'}: charge, spike, reset")
+    if spikes is not None and (counts == 0).any():
+        c = int(np.where(counts == 0, v.max(0), -np.inf).argmax())
+        examples["quiet"] = (c, f"never fires: peaks at {v[:, c].max():.2f}, under the threshold {threshold:g}")
+    others = [c for c in range(v.shape[1]) if c not in {c for c, _ in examples.values()}]
     fig = _fig(title, height=360)
 
-    def line(c, **kw):
+    def trace(c, **kw):
         # ``v`` is read after the reset: at a spike the line climbs to the threshold, then drops to v
-        t = np.concatenate([[s, s] if fired[s, c] else [s] for s in range(len(v))]).astype(int)
-        y = np.concatenate([[threshold, v[s, c]] if fired[s, c] else [v[s, c]] for s in range(len(v))])
+        t = np.concatenate([[s, s] if fired[s, c] else [s] for s in range(T)]).astype(int)
+        y = np.concatenate([[threshold, v[s, c]] if fired[s, c] else [v[s, c]] for s in range(T)])
         fig.add_trace(go.Scatter(x=t, y=y, mode="lines", hovertemplate=f"channel {c}<br>t=%{{x}}<br>v=%{{y:.2f}}<extra></extra>", **kw))
     label = "other channels (hover a line)" if len(others) > 1 else "other channel"
     for c in others:
-        line(c, name=label, legendgroup="others", showlegend=c == others[0], line=dict(width=1, color="#c8c8c8"))
-    for (c, what), colour in zip(examples, ("#1f77b4", "#2ca02c")):
-        line(c, name=f"channel {c}: {what}", line=dict(width=3, color=colour))
+        trace(c, name=label, legendgroup="others", showlegend=c == others[0],
+              line=dict(width=1 if examples else 1.5, color="#c8c8c8" if examples else None))
+    for role, (c, what) in examples.items():
+        trace(c, name=f"channel {c}: {what}", line=dict(width=3, color=EXAMPLE_COLORS[role]))
     if fired.any():
         t, c = np.nonzero(fired)
         fig.add_trace(go.Scatter(x=t, y=np.full(len(t), threshold), mode="markers", name="spike",
@@ -259,9 +266,9 @@ def psp_figure(spikes, p, tau: float) -> go.Figure:
     return fig
 
 
-def quantizer_figure(spikes, weights, alphas, zs, alpha: float, decay: float) -> go.Figure:
+def quantizer_figure(spikes, weights, alphas, zs, alpha: float, z: float, decay: float) -> go.Figure:
     """Left: the spike train and M(s)'s weight ``decay^(T-1-t)`` per step. Right: z as the mix a varies
-    (``zs`` at ``alphas``), with the chosen ``alpha``'s z marked and written beside it."""
+    (``zs`` at ``alphas``), with the chosen ``alpha``'s ``z`` marked and written beside it."""
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.15,   # two-line titles that do not meet when narrow
                         subplot_titles=[f"spikes, M(s) weights<br>{decay:g}^(T-1-t)", "z = (1-a) M(s)<br>+ a rate"])
     t = np.arange(len(spikes))
@@ -269,9 +276,13 @@ def quantizer_figure(spikes, weights, alphas, zs, alpha: float, decay: float) ->
     fig.add_trace(go.Scatter(x=t, y=weights, mode="lines+markers", name="weight"), row=1, col=1)
     fig.add_trace(go.Scatter(x=alphas, y=zs, mode="lines", name="z(a)"), row=1, col=2)
     fig.add_vline(x=alpha, line_dash="dash", line_color="red", row=1, col=2)
-    z = float(np.interp(alpha, alphas, zs))                         # z is linear in a: exact between the points
+    # the value written on the side of the point the line leaves free: above it where the line falls
+    # away towards the text, under it where the line climbs towards it
+    side = "right" if alpha < 0.6 else "left"
+    falls = zs[-1] < zs[0]
+    above = falls == (side == "right")
     fig.add_trace(go.Scatter(x=[alpha], y=[z], mode="markers+text", text=[f"z = {z:.3f} at a = {alpha:.2f}"],
-                             textposition="top right" if alpha < 0.5 else "top left", name=f"z at a = {alpha:.2f}",
+                             textposition=f"{'top' if above else 'bottom'} {side}", name=f"z at a = {alpha:.2f}",
                              marker=dict(color="red", size=9), showlegend=False), row=1, col=2)
     fig.update_xaxes(title="time step t", row=1, col=1)
     fig.update_xaxes(title="a", row=1, col=2)

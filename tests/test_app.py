@@ -326,8 +326,10 @@ def test_encode_sketch(client, tmp_path):
     (("tiny", 2, 10, 0.65, 0, 0.65, 1.0, 5, 0, 0.5, "/generate"), "Cells per corrector round must be"),
     (("tiny", 2.5, 10, 0.65, 0, "/generate"), "whole number"),
     (("tiny", "2", 10, 0.65, 0, "/generate"), "Number of images must be a whole number in 1..8; got '2'"),
-    (("tiny", 2, 10, 0.65, 10 ** 20, "/generate"), r"Seed must be a whole number in 0\.\.\d+; got about 1e\+20$"),  # the
-    (("tiny", 2, 10, 1e300, 0, "/generate"), r"Temperature must be a number in 0\.001\.\.5; got about 1e\+300$"),  # browser rounds it
+    # a whole number past 2**53: the browser rounds a typed one, so it is echoed rounded
+    (("tiny", 2, 10, 0.65, 10 ** 20, "/generate"), r"Seed must be a whole number in 0\.\.\d+; got about 1e\+20$"),
+    (("tiny", 2, 10, 0.65, 10 ** 400, "/generate"), r"Seed must be a whole number in 0\.\.\d+; got a 401-digit number$"),
+    (("tiny", 2, 10, 1e300, 0, "/generate"), r"Temperature must be a number in 0\.001\.\.5; got 1e\+300$"),
     (("tiny", 2, None, 0.65, 0, "/generate"), "Steps is empty: enter a whole number in 1..49"),
     (("tiny", 2, 10, [0.5], 0, "/generate"), r"Temperature must be a number in 0\.001\.\.5; got \[0\.5\]"),
     (("nope", 2, 10, 0.65, 0, "/generate"), "Model .* must be one of 'tiny'; got 'nope'"),
@@ -342,6 +344,18 @@ def test_bad_inputs_get_clear_messages(client, call, match):
     *args, api = call
     with pytest.raises(Exception, match=match):
         client.predict(*args, api_name=api)
+
+
+def test_the_number_checks_refuse_numbers_past_the_doubles_by_name():
+    """A whole number too large for a float is refused as out of range (it raised OverflowError)."""
+    from demo.checks import check_float, check_int
+    from demo.media import InputError
+
+    with pytest.raises(InputError, match=r"^Code must be a whole number in 0\.\.127; got a 401-digit number$"):
+        check_int(10 ** 400, "Code", 0, 127)
+    with pytest.raises(InputError, match=r"^Rate must be a number in 0\.\.1; got about 1e\+20$"):
+        check_float(10 ** 20, "Rate", 0, 1)
+    assert check_int(np.int64(7), "Code", 0, 127) == 7
 
 
 GENERIC = "has not enabled verbose error reporting"   # Gradio's message when a component's own code fails

@@ -54,17 +54,22 @@ def test_usage_membrane_and_maps_figures():
     fig = plots.membrane_traces(v, 1.0, fired)
     by_name = {d.name: d for d in fig.data}
     # the examples: the firing channel that fires least, the quiet one that charges highest; the rest grey
-    assert list(by_name) == ["other channels (hover a line)", "channel 1: fires 1 time: charge, spike, reset",
-                             "channel 3: never fires: settles below the threshold", "spike"]
+    quiet_label = "channel 3: never fires: peaks at 0.90, under the threshold 1"
+    assert list(by_name) == ["other channels (hover a line)", "channel 1: fires once: charge, spike, reset",
+                             quiet_label, "spike"]
     assert [d.name for d in fig.data].count("other channels (hover a line)") == 2     # channels 0 and 2, one entry
     assert [d.showlegend for d in fig.data[:2]] == [True, False] and "channel 2" in fig.data[1].hovertemplate
     # the potential is read after the reset: at a spike the line climbs to the threshold, then drops
-    one = by_name["channel 1: fires 1 time: charge, spike, reset"]
+    one = by_name["channel 1: fires once: charge, spike, reset"]
     assert list(one.x) == [0, 1, 1, 2] and list(one.y) == [0.5, 1.0, 0.0, 0.3]
-    assert list(by_name["channel 3: never fires: settles below the threshold"].y) == [0.3, 0.6, 0.9]
+    assert list(by_name[quiet_label].y) == [0.3, 0.6, 0.9]
     assert list(by_name["spike"].x) == [0, 1, 1] and list(by_name["spike"].customdata) == [0, 0, 1]
     quiet = plots.membrane_traces(v, 1.0, np.zeros_like(fired))                      # nothing fires: one example
-    assert [d.name for d in quiet.data][-2:] == ["other channels (hover a line)", "channel 3: never fires: settles below the threshold"]
+    assert [d.name for d in quiet.data][-2:] == ["other channels (hover a line)", quiet_label]
+    busy = plots.membrane_traces(v, 1.0, np.ones_like(fired))                        # no charging to show
+    assert [d.name for d in busy.data][-2] == "channel 0: fires at every step"
+    unknown = plots.membrane_traces(v, 1.0)                                          # spikes not given: no claims
+    assert [d.name for d in unknown.data] == ["other channels (hover a line)"] * 4
     fig = plots.rate_maps({"l1": np.ones((7, 7)), "l2": np.zeros((14, 14))})
     assert [np.asarray(d.z).shape for d in fig.data] == [(7, 7), (14, 14)]
     assert fig.layout.coloraxis.colorbar.title.text == "firing rate"
@@ -233,7 +238,7 @@ def test_step_axis_marks_both_phases():
     kinds = ["unmask"] * 6 + ["correct"] * 4
     html = frames.step_axis_html(kinds, 8)
     assert 'data-unmask="6" data-correct="4" data-step="8"' in html
-    assert "unmasking 1-6" in html and "corrector 7-10" in html
+    assert ">unmasking 1-6<" in html and ">corrector 7-10<" in html                 # drawn in the bands
     assert frames.step_label(kinds, 8) == "corrector round 2/4" and frames.step_label(kinds, 6) == "unmasking step 6/6"
     strip = frames.axis_strip(kinds, 3, 100)
     assert tuple(strip[7, 5]) == frames.PHASE_COLORS["unmask"] and tuple(strip[7, 95]) != frames.PHASE_COLORS["correct"]
@@ -307,8 +312,8 @@ def test_quantizer_figure_marks_z_at_the_chosen_mix():
     s = teaching.rate_code(0.4, 16, 0)
     alphas = np.linspace(0, 1, 21)
     zs = [teaching.dual_code(s, a, 0.8)["z"] for a in alphas]
-    fig = plots.quantizer_figure(s, 0.8 ** np.arange(15, -1, -1), alphas, zs, 0.3, 0.8)
     z = teaching.dual_code(s, 0.3, 0.8)["z"]
+    fig = plots.quantizer_figure(s, 0.8 ** np.arange(15, -1, -1), alphas, zs, 0.3, z, 0.8)
     marked = [d for d in fig.data if list(d.x) == [0.3]]
     assert len(marked) == 1 and marked[0].y[0] == pytest.approx(z) and f"z = {z:.3f}" in marked[0].text[0]
     assert fig.layout.yaxis2.title.text == "z"
