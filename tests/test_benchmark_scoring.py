@@ -115,3 +115,40 @@ def test_compare_decoders_refuses_a_decoder_of_other_tokens(tiny_checkpoint, tmp
     _fake_scoring(D, monkeypatch, [])
     with pytest.raises(SystemExit, match="tokenises differently"):
         D.main(["--samples", "2", "--prior", str(tiny_checkpoint), str(other)])
+
+
+def test_guided_sampling_without_guidance_or_schedule_draws_the_plain_samples(tiny_checkpoint):
+    """Autoguidance at weight 0, or guided by the prior itself, changes no draw (log-softmax only shifts
+    each position's logits); a constant corrector schedule at the checkpoint's own count neither."""
+    import guided_sampling as G
+    from spiking_diffusion import SpikingDiffusionPipeline
+
+    sampler = dict(corrector_steps=3, corrector_cells=4, corrector_temperature=0.5)
+    plain = SpikingDiffusionPipeline.from_pretrained(tiny_checkpoint)(4, seed=0, **sampler).tokens
+    same = [G.sampler_pipeline(tiny_checkpoint, tiny_checkpoint, 2.0, None),      # its own guide
+            G.sampler_pipeline(tiny_checkpoint, None, 1.0, "4..4", rounds=3)]     # 4 cells every round
+    for pipe in same:
+        assert (pipe(4, seed=0, **sampler).tokens == plain).all()
+    other = G.sampler_pipeline(tiny_checkpoint, None, 1.0, "12..1", rounds=3)(4, seed=0, **sampler).tokens
+    assert not (other == plain).all()                                            # the schedule is used
+
+
+def test_the_corrector_schedule_goes_from_first_to_last_each_sampling():
+    import guided_sampling as G
+
+    seen = []
+    correct = G.shrinking_corrector(lambda denoise, x, cells, *a: seen.append(cells), rounds=5, first=20, last=2)
+    for _ in range(10):                                                          # two samplings of 5 rounds
+        correct(None, None, 8, 0.05, 1.0, None)
+    assert seen[:5] == seen[5:] and seen[0] == 20 and seen[4] == 2 and seen[:5] == sorted(seen[:5], reverse=True)
+
+
+def test_autoguidance_sharpens_towards_what_the_guide_underrates():
+    """At weight w the guided distribution is p^(1+w) / q^w, normalised (Karras et al. 2024)."""
+    import guided_sampling as G
+
+    a, b = torch.randn(2, 5, 3, 3), torch.randn(2, 5, 3, 3)                     # logits [B, K, h, w]
+    p, q = a.softmax(1), b.softmax(1)
+    out = G.guided(lambda x, t: a, lambda x, t: b, 1.5)(None, None).softmax(1)
+    want = p ** 2.5 / q ** 1.5
+    assert torch.allclose(out, want / want.sum(1, keepdim=True), atol=1e-5)

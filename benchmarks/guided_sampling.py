@@ -1,0 +1,93 @@
+"""An experiment outside the library: autoguidance and a corrector whose cells per round shrink.
+
+    python benchmarks/guided_sampling.py --data-root data --samples 1000 --seed 0 \\
+        assets/mnist --guide OLD_PRIOR --weight 1.0 --cells 20..2
+
+Autoguidance (Karras et al. 2024, "Guiding a diffusion model with a bad version of itself"; not in the
+paper): each denoiser call of the checkpoint's prior becomes log p + w (log p - log p_guide), where
+p_guide is a weaker prior on the same VQ-SVAE's tokens (an earlier snapshot of the same run). A
+corrector schedule ``--cells A..B`` re-masks A cells in the first corrector round and B in the last,
+linearly between (the library re-masks the same number every round). The rest is the checkpoint's own
+sampler. Samples and metrics as in ``compare_settings.py`` (``--seed S`` gives ``evaluate --seed S``'s
+protocol), one JSON line. Results: docs/experiments.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from spiking_diffusion import SpikingDiffusionPipeline  # noqa: E402
+from spiking_diffusion.classifier import find_classifier_dir, load_classifier  # noqa: E402
+from spiking_diffusion.data import load_images  # noqa: E402
+from spiking_diffusion.evaluate import EvalConfig, Reference, classifier_metrics, generate  # noqa: E402
+
+
+def guided(denoise, guide, weight: float):
+    """The denoiser ``denoise(x [B,h,w], t [B]) -> logits [B,K,h,w]`` guided away from ``guide``'s:
+    log p + weight (log p - log p_guide) (weight 0: the same draws as ``denoise`` alone)."""
+    def call(x, t):
+        log_p = torch.log_softmax(denoise(x, t).float(), 1)                        # [B, K, h, w]
+        log_q = torch.log_softmax(guide(x, t).float(), 1)                          # [B, K, h, w]
+        return log_p + weight * (log_p - log_q)
+    return call
+
+
+def shrinking_corrector(correct, rounds: int, first: int, last: int):
+    """A scheduler's corrector round ``correct(denoise, x, cells, ...)`` re-masking ``first`` cells in
+    round 1 down (or up) to ``last`` in round ``rounds``, linearly; the count passed in is ignored."""
+    done = [0]
+
+    def call(denoise, x, _cells, *args):
+        r = done[0] % rounds
+        done[0] += 1
+        return correct(denoise, x, round(first + (last - first) * r / max(rounds - 1, 1)), *args)
+    return call
+
+
+def sampler_pipeline(checkpoint: str, guide: str | None, weight: float, cells: str | None,
+                     rounds: int | None = None) -> SpikingDiffusionPipeline:
+    """The checkpoint's pipeline with its fast denoiser guided and its corrector rounds scheduled over
+    ``rounds`` (default: the checkpoint's own corrector rounds)."""
+    pipe = SpikingDiffusionPipeline.from_pretrained(checkpoint)
+    if guide and weight:
+        pipe._denoise = guided(pipe._denoise, SpikingDiffusionPipeline.from_pretrained(guide)._denoise, weight)
+    if cells:
+        first, last = (int(v) for v in cells.split(".."))
+        rounds = rounds or pipe.sampling_settings().corrector_steps
+        pipe.scheduler._correct = shrinking_corrector(pipe.scheduler._correct, rounds, first, last)
+    return pipe
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("checkpoint")
+    p.add_argument("--guide", help="the weaker prior's checkpoint (the same VQ-SVAE)")
+    p.add_argument("--weight", type=float, default=1.0, help="guidance weight w (0: none)")
+    p.add_argument("--cells", help="corrector cells per round, FIRST..LAST (default: the checkpoint's, every round)")
+    p.add_argument("--data-root", default="data")
+    p.add_argument("--samples", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    pipe = sampler_pipeline(args.checkpoint, args.guide, args.weight, args.cells)
+    dataset = pipe.info.get("dataset", "mnist")
+    clf = load_classifier(find_classifier_dir(dataset))
+    ref = Reference.of(clf, load_images(dataset, args.data_root, train=False, download=False).images, args.seed)
+    start = time.time()
+    images, _ = generate(pipe, args.samples, EvalConfig.steps, pipe.sampling_settings(), args.seed, EvalConfig.order,
+                         EvalConfig().batch_size)
+    m = classifier_metrics(clf, images, ref)
+    print(json.dumps(dict(checkpoint=args.checkpoint, guide=args.guide, weight=args.weight, cells=args.cells,
+                          **{k: round(float(v), 3) for k, v in m.items()}, seconds=round(time.time() - start, 1))))
+
+
+if __name__ == "__main__":
+    main()
