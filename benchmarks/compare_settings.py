@@ -50,6 +50,25 @@ def parse_spec(spec: str) -> tuple[dict, dict]:
     return sampling, run
 
 
+def scorer_for(dataset: str, data_root: str, seed: int) -> tuple:
+    """(classifier, reference) scoring samples of ``dataset`` as ``evaluate --seed seed`` does: its
+    classifier and test split, with the seed's subset of test images for precision and recall."""
+    clf = load_classifier(find_classifier_dir(dataset))
+    test = load_images(dataset, data_root, train=False, download=False).images
+    return clf, Reference.of(clf, test, seed)
+
+
+def score(pipe: SpikingDiffusionPipeline, sampling, samples: int, seed: int, scorer: tuple,
+          steps: int = EvalConfig.steps, order: str = EvalConfig.order) -> dict:
+    """Evaluate's samples (batches seeded from (seed, batch)) with ``sampling``, scored by ``scorer``
+    (:func:`scorer_for`): the metrics rounded to 3 decimals and the sampling's seconds."""
+    start = time.time()
+    images, _ = generate(pipe, samples, steps, sampling, seed, order, EvalConfig().batch_size)
+    clf, ref = scorer
+    m = classifier_metrics(clf, images, ref)
+    return {k: round(float(v), 3) for k, v in m.items()} | {"seconds": round(time.time() - start, 1)}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("settings", nargs="+", help="CHECKPOINT:SPEC (see above)")
@@ -66,28 +85,17 @@ def main(argv=None):
             pipes[ck] = SpikingDiffusionPipeline.from_pretrained(ck)
         return pipes[ck]
 
-    scorers: dict[str, tuple] = {}
-
-    def scorer(pipe: SpikingDiffusionPipeline) -> tuple:  # each checkpoint's own data set's classifier and test split
-        dataset = pipe.info.get("dataset", "mnist")
-        if dataset not in scorers:
-            clf = load_classifier(find_classifier_dir(dataset))
-            test = load_images(dataset, args.data_root, train=False, download=False).images
-            scorers[dataset] = clf, Reference.of(clf, test, args.seed)   # evaluate --seed's subset for recall
-        return scorers[dataset]
-
-    d = EvalConfig()
+    scorers: dict[str, tuple] = {}   # each data set's classifier and test split, read once
     for s in args.settings:
         ck, _, spec = s.partition(":")
         overrides, run = parse_spec(spec)
         pipe = load(ck)
-        clf, ref = scorer(pipe)
-        sampling = pipe.sampling_settings(**overrides)
-        t0 = time.time()
-        images, _ = generate(pipe, args.samples, run["steps"], sampling, args.seed, run["order"], d.batch_size)
-        m = classifier_metrics(clf, images, ref)
-        print(json.dumps(dict(checkpoint=ck, spec=spec, **{k: round(float(v), 3) for k, v in m.items()},
-                              seconds=round(time.time() - t0, 1))), flush=True)
+        dataset = pipe.info.get("dataset", "mnist")
+        if dataset not in scorers:
+            scorers[dataset] = scorer_for(dataset, args.data_root, args.seed)
+        row = score(pipe, pipe.sampling_settings(**overrides), args.samples, args.seed, scorers[dataset],
+                    run["steps"], run["order"])
+        print(json.dumps(dict(checkpoint=ck, spec=spec, **row)), flush=True)
 
 
 if __name__ == "__main__":

@@ -16,17 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from compare_settings import score, scorer_for  # noqa: E402
 from spiking_diffusion import SpikingDiffusionPipeline  # noqa: E402
-from spiking_diffusion.classifier import find_classifier_dir, load_classifier  # noqa: E402
-from spiking_diffusion.data import load_images  # noqa: E402
-from spiking_diffusion.evaluate import EvalConfig, Reference, classifier_metrics, generate  # noqa: E402
 
 
 def guided(denoise, guide, weight: float):
@@ -78,15 +75,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     pipe = sampler_pipeline(args.checkpoint, args.guide, args.weight, args.cells)
-    dataset = pipe.info.get("dataset", "mnist")
-    clf = load_classifier(find_classifier_dir(dataset))
-    ref = Reference.of(clf, load_images(dataset, args.data_root, train=False, download=False).images, args.seed)
-    start = time.time()
-    images, _ = generate(pipe, args.samples, EvalConfig.steps, pipe.sampling_settings(), args.seed, EvalConfig.order,
-                         EvalConfig().batch_size)
-    m = classifier_metrics(clf, images, ref)
-    print(json.dumps(dict(checkpoint=args.checkpoint, guide=args.guide, weight=args.weight, cells=args.cells,
-                          **{k: round(float(v), 3) for k, v in m.items()}, seconds=round(time.time() - start, 1))))
+    scorer = scorer_for(pipe.info.get("dataset", "mnist"), args.data_root, args.seed)
+    row = score(pipe, pipe.sampling_settings(), args.samples, args.seed, scorer)
+    print(json.dumps(dict(checkpoint=args.checkpoint, guide=args.guide, weight=args.weight, cells=args.cells, **row)))
 
 
 if __name__ == "__main__":

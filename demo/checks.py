@@ -39,16 +39,22 @@ def friendly(fn):
     return wrapper
 
 
+def _as_float(value, name: str) -> float:
+    """``value`` as a float (inf for a whole number past the doubles, refused then as out of range), or
+    :class:`InputError` naming ``name`` when it is no number."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number; got {echo(value)}") from None
+
+
 def check_int(value, name: str, lo: int, hi: int) -> int:
     """``value`` as a whole number in ``lo..hi``, or :class:`InputError` naming ``name`` and the range."""
     if is_empty(value):
         raise InputError(f"{name} is empty: enter a whole number in {lo}..{hi}")
-    try:
-        v = float(value)
-    except OverflowError:   # a whole number past the doubles: refused below as out of range
-        v = math.inf
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number; got {echo(value)}") from None
+    v = _as_float(value, name)
     if not np.isfinite(v) or v != int(v) or not lo <= v <= hi:
         raise InputError(f"{name} must be a whole number in {lo}..{hi}; got {echo(value)}")
     return int(v)
@@ -58,12 +64,7 @@ def check_float(value, name: str, lo: float, hi: float) -> float:
     """``value`` as a finite number in ``lo..hi``, or :class:`InputError` naming ``name`` and the range."""
     if is_empty(value):
         raise InputError(f"{name} is empty: enter a number in {lo}..{hi}")
-    try:
-        v = float(value)
-    except OverflowError:   # a whole number past the doubles: refused below as out of range
-        v = math.inf
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number; got {echo(value)}") from None
+    v = _as_float(value, name)
     if not np.isfinite(v) or not lo <= v <= hi:
         raise InputError(f"{name} must be a number in {lo}..{hi}; got {echo(value)}")
     return v

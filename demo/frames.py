@@ -172,18 +172,20 @@ def step_axis_html(kinds: list[str], step: int, fps: int = ANIMATION_FPS) -> str
     scripts (demo/ui.py's PLAY_JS moves the marker the same way while the animation plays)."""
     n_unmask, n_correct = phases(kinds)
     total = len(kinds)
-    bands, names = [], []
+    bands, names, narrow = [], [], False
     for kind, lo, n in (("unmask", 1, n_unmask), ("correct", n_unmask + 1, n_correct)):
         if n:
             col = "rgb({},{},{})".format(*PHASE_COLORS[kind])
             name = f"{PHASE_NAMES[kind]} {lo}-{lo + n - 1}" if n > 1 else f"{PHASE_NAMES[kind]} {lo}"
             names.append((col, name))
-            text = name if n / total >= NAMED_BAND_SHARE else ""   # a narrow band's name goes under the axis
+            too_narrow = n / total < NAMED_BAND_SHARE                 # its name then goes under the axis
+            narrow |= too_narrow
             bands.append(f'<div class="phase phase-{kind}" title="{name}" style="flex:{n};background:{col};color:white;'
-                         f'padding:1px 6px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;min-height:1.3em">{text}</div>')
+                         f'padding:1px 6px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;min-height:1.3em">'
+                         f'{"" if too_narrow else name}</div>')
     left = 100 * (step - 0.5) / total
     legend = ""
-    if any(n and n / total < NAMED_BAND_SHARE for n in (n_unmask, n_correct)):
+    if narrow:
         legend = ('<div class="phase-legend" style="font-size:0.85em;margin:-2px 0 6px">' + " &nbsp; ".join(
             f'<span style="color:{col}">&#9632;</span> {name}' for col, name in names) + "</div>")
     return (f'<div id="phase-axis" data-unmask="{n_unmask}" data-correct="{n_correct}" data-step="{step}" '

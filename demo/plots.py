@@ -122,7 +122,8 @@ def membrane_traces(v, threshold: float = 1.0, spikes=None, title: str = "Membra
     if spikes is not None and (counts == 0).any():
         c = int(np.where(counts == 0, v.max(0), -np.inf).argmax())
         examples["quiet"] = (c, f"never fires: peaks at {v[:, c].max():.2f}, under the threshold {threshold:g}")
-    others = [c for c in range(v.shape[1]) if c not in {c for c, _ in examples.values()}]
+    shown = {c for c, _ in examples.values()}
+    others = [c for c in range(v.shape[1]) if c not in shown]
     fig = _fig(title, height=360)
 
     def trace(c, **kw):
