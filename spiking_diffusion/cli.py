@@ -101,7 +101,8 @@ def _sample(args) -> None:
     from .images import channels_first, channels_last
     from .pipeline import SpikingDiffusionPipeline
 
-    out = Path(args.out)
+    out = _output_stem(Path(args.out))
+    png, npy = out.with_name(out.name + ".png"), out.with_name(out.name + ".npy")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         probe = out.parent / f".{out.name}.probe"
@@ -115,9 +116,16 @@ def _sample(args) -> None:
                **sampling_arguments(args))
     grid = make_grid(channels_first(torch.from_numpy(res.images)), nrow=args.nrow or int(np.ceil(np.sqrt(len(res.images)))),
                      padding=2, pad_value=255)
-    Image.fromarray(channels_last(grid[None])[0].numpy().squeeze()).save(out.with_suffix(".png"))
-    np.save(out.with_suffix(".npy"), res.images)
-    print(f"{len(res.images)} images in {res.seconds:.2f} s -> {out.with_suffix('.png')} and {out.with_suffix('.npy')}")
+    Image.fromarray(channels_last(grid[None])[0].numpy().squeeze()).save(png)
+    np.save(npy, res.images)
+    print(f"{len(res.images)} images in {res.seconds:.2f} s -> {png} and {npy}")
+
+
+def _output_stem(out: Path) -> Path:
+    """``sample --out``'s path less a ``.png`` / ``.npy`` ending, if it has one; any other dot stays
+    part of the name (``run-v1.5`` writes ``run-v1.5.png``, where ``Path.with_suffix`` would drop
+    ``.5``)."""
+    return out.with_name(out.stem) if out.suffix.lower() in (".png", ".npy") else out
 
 
 def _add_threads_argument(p: argparse.ArgumentParser) -> None:
@@ -260,7 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="generate images: a PNG grid and a .npy of uint8 images")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--out", required=True, help="output path without suffix (writes .png and .npy)")
+    p.add_argument("--out", required=True,
+                   help="output path: writes PATH.png (a grid) and PATH.npy (the images, uint8 [N,H,W,C]); "
+                        "a .png or .npy ending is dropped first")
     p.add_argument("--num-images", type=int, default=16)
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: all N, 49 for 7x7)")
     add_sampling_arguments(p)

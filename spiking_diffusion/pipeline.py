@@ -32,7 +32,7 @@ from .images import to_uint8
 from .sampling import SamplerConfig, check_num_images, check_order, check_sampler, check_seed, check_steps
 from .spiking import record_spikes
 
-MAX_IMAGES = 1024   # images per call
+MAX_IMAGES = 1024   # images per call (a batch's activations grow with it; more: call again with other seeds)
 
 
 @dataclass
@@ -256,31 +256,33 @@ class SpikingDiffusionPipeline:
 
     @torch.inference_mode()
     def denoiser_logits(self, tokens, t) -> torch.Tensor:
-        """Tokens ``[B,h,w]`` (mask id K where masked) and times ``t [B]`` (floats on the training
-        scale, 0 < t <= N: the denoiser's input time; training draws t in 1..N, and a corrector round
-        of few cells on a model whose N is below its cell count asks for less than 1) -> logits
-        ``[B,K,h,w]`` (float32), by the fast path.
+        """Tokens ``[B,h,w]`` (mask id K where masked) and times ``t``, one number for every image or
+        ``[B]`` (floats on the training scale, 0 < t <= N: the denoiser's input time; training draws t in
+        1..N, and a corrector round of few cells on a model whose N is below its cell count asks for less
+        than 1) -> logits ``[B,K,h,w]`` (float32), by the fast path.
         Raises :class:`SpikingDiffusionError` for tokens or times that do not fit."""
         self._need_denoiser()
         x = self._tokens(tokens, allow_mask=True)
         return self._denoise(x, self._times(t, len(x)))
 
     def _times(self, t, n: int) -> torch.Tensor:
-        """``t`` as a float32 tensor ``[n]`` on this device: one time per image, each with 0 < t <= N (0:
-        nothing masked, a time the denoiser never sees)."""
+        """``t`` as a float32 tensor ``[n]`` on this device: one number (every image's) or one time per
+        image, each with 0 < t <= N (0: nothing masked, a time the denoiser never sees)."""
         N = self.num_diffusion_steps
+        accepted = f"one number or one time per image ({n}), each 0 < t <= {N}"
         try:
-            t = torch.as_tensor(t, dtype=torch.float32, device=self.device).reshape(-1)
+            t = torch.as_tensor(t, dtype=torch.float32, device=self.device)
         except (TypeError, ValueError, RuntimeError):
-            raise SpikingDiffusionError(f"t must be numbers (one time per image, 0 < t <= {N}); got {t!r}") from None
+            raise SpikingDiffusionError(f"t must be numbers ({accepted}); got {t!r}") from None
+        t = t.repeat(n) if t.dim() == 0 else t.reshape(-1)                      # [n]
         if t.shape[0] != n:
-            raise SpikingDiffusionError(f"t must hold one time per image ({n}); got {t.shape[0]}")
+            raise SpikingDiffusionError(f"t must be {accepted}; got {t.shape[0]} times")
         if not torch.isfinite(t).all() or (t <= 0).any() or (t > N).any():
             raise SpikingDiffusionError(f"t must lie in 0 < t <= {N} (the training time scale); got {t.tolist()[:8]}")
         return t
 
     def _denoise(self, tokens: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """The fast denoiser (same spikes as the reference, logits within ~1e-6)."""
+        """The fast denoiser (same spikes as the reference, logits within float32 rounding; fast.py)."""
         with self._lock:
             if self._fast is None or self._fast.model is not self.denoiser:
                 self._fast = FastDenoiser(self.denoiser)
@@ -303,7 +305,8 @@ class SpikingDiffusionPipeline:
                  temperature_end: float | None = None, top_p: float | None = None, corrector_steps: int | None = None,
                  corrector_cells: int | None = None, corrector_temperature: float | None = None,
                  sampler: SamplerConfig | None = None) -> PipelineOutput:
-        """Generate ``num_images`` images ``[N,H,W,C]`` uint8. Same seed, same images (on the same machine).
+        """Generate ``num_images`` images ``[N,H,W,C]`` uint8, 1..:data:`MAX_IMAGES` (1,024) per call (for
+        more, call again with other seeds). Same seed, same images (on the same machine).
 
         The sampler: ``sampler`` (a :class:`~spiking_diffusion.sampling.SamplerConfig`; default:
         :attr:`sampling_defaults`, the settings chosen for this checkpoint), with any of
@@ -315,7 +318,9 @@ class SpikingDiffusionPipeline:
         (exact: the random draws do not depend on it); fast=False is the plain reference path
         (every image at every step, the paper's forward and decoding written plainly). Both give
         the same tokens for a seed and images within 1e-5 (before the uint8 rounding), on the CPU
-        (tested); a GPU's kernels may round differently. A seed fixes the whole batch: image i of
+        (tested), but where float rounding flips a spike: one code of the bundled models
+        (``mnist-small``'s 103) decodes up to 0.16 apart (docs/faithfulness.md); a GPU's kernels may
+        round differently. A seed fixes the whole batch: image i of
         ``pipe(16, seed=0)`` is not ``pipe(1, seed=0)``'s image, as each step draws its noise for
         all images at once.
         Raises :class:`SpikingDiffusionError` (:class:`SettingError` for a setting) on bad input.
@@ -370,7 +375,7 @@ class SpikingDiffusionPipeline:
     @torch.inference_mode()
     def denoiser_spikes(self, tokens, t) -> dict[str, float]:
         """Firing rate (spikes per neuron per time step, 0..1) of each LIF layer of the denoiser for
-        one call on tokens ``[B,h,w]`` (mask id K where masked) at times ``t [B]`` (as in
+        one call on tokens ``[B,h,w]`` (mask id K where masked) at times ``t``, a number or ``[B]`` (as in
         :meth:`denoiser_logits`). Raises :class:`SpikingDiffusionError` for input that does not fit."""
         self._need_denoiser()
         x = self._tokens(tokens, allow_mask=True)

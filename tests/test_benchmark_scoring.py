@@ -152,3 +152,24 @@ def test_autoguidance_sharpens_towards_what_the_guide_underrates():
     out = G.guided(lambda x, t: a, lambda x, t: b, 1.5)(None, None).softmax(1)
     want = p ** 2.5 / q ** 1.5
     assert torch.allclose(out, want / want.sum(1, keepdim=True), atol=1e-5)
+
+
+def test_fast_agreement_reports_spikes_logits_and_the_codes_decoded_apart(tiny_checkpoint, monkeypatch):
+    """benchmarks/fast_agreement.py: on a checkpoint the fast path agrees (same spikes, logits and images
+    within float rounding); a reference decoder that moves one code's image is named by that code."""
+    import fast_agreement as F
+    from spiking_diffusion import SpikingDiffusionPipeline
+
+    pipe = SpikingDiffusionPipeline.from_pretrained(tiny_checkpoint)
+    row = F.agreement(pipe, images=4, calls=2, seed=0)
+    assert row["same_spikes"] and row["logits_max_abs"] > 0 and row["logits_max_abs_diff"] < 1e-4
+    assert row["codes_decoded_apart"] == [] and row["images_max_abs_diff"] < 1e-5
+    plain = F.reference_decode
+
+    def one_code_moved(vq, tokens, mask_id=None):
+        out = plain(vq, tokens, mask_id)
+        out[tokens[:, 0, 0] == 5] += 0.25                       # every image of code 5 (one grid per code)
+        return out
+    monkeypatch.setattr(F, "reference_decode", one_code_moved)
+    row = F.agreement(pipe, images=4, calls=1, seed=0)
+    assert row["codes_decoded_apart"] == [5] and row["images_max_abs_diff"] == pytest.approx(0.25, abs=1e-5)

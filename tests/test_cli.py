@@ -92,6 +92,18 @@ def test_sample_writes_png_and_npy(trained, tmp_path, capsys):
     assert np.array_equal(np.load(out.with_suffix(".npy")), ref.images)
 
 
+def test_sample_out_keeps_dots_in_the_name_and_drops_an_image_ending(trained, tmp_path):
+    """--out run-v1.5 writes run-v1.5.png / .npy (not run-v1.png); --out grid.png writes grid.png and
+    grid.npy (not grid.png.png)."""
+    _, prior = trained
+    for given, stem in (("run-v1.5", "run-v1.5"), ("grid.png", "grid"), ("arr.NPY", "arr")):
+        assert main(["sample", "--checkpoint", str(prior), "--out", str(tmp_path / given), "--num-images", "1",
+                     "--steps", "3"]) == 0
+        assert (tmp_path / f"{stem}.png").is_file() and (tmp_path / f"{stem}.npy").is_file(), given
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["run-v1.5.png", "run-v1.5.npy", "grid.png", "grid.npy", "arr.png", "arr.npy"])
+
+
 def test_sample_threads_are_applied_and_a_bad_count_is_refused(trained, tmp_path, capsys):
     """--threads N (as for evaluate and training): torch runs N threads, the images are the same;
     0 is refused with a message naming the accepted values, and nothing is written."""

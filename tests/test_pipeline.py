@@ -54,7 +54,8 @@ BAD_CALLS = [
     ("num_images 0", lambda p: p(num_images=0, steps=2), "num_images"),
     ("num_images huge", lambda p: p(num_images=10 ** 6, steps=2), "num_images"),
     ("order", lambda p: p(num_images=1, steps=2, order="raster"), "order"),
-    ("logits t count", lambda p: p.denoiser_logits(torch.zeros(2, 7, 7, dtype=torch.long), [1.0]), "one time per image"),
+    ("logits t count", lambda p: p.denoiser_logits(torch.zeros(2, 7, 7, dtype=torch.long), [1.0]), r"one number or one time per image \(2\)"),
+    ("logits t 0-d bad", lambda p: p.denoiser_logits(torch.zeros(2, 7, 7, dtype=torch.long), 0.0), r"t must lie in 0 < t <= 49"),
     ("spikes t count", lambda p: p.denoiser_spikes(torch.zeros(2, 7, 7, dtype=torch.long), [1.0]), "one time per image"),
     ("logits t > N", lambda p: p.denoiser_logits(torch.zeros(1, 7, 7, dtype=torch.long), [50.0]), r"t must lie in 0 < t <= 49"),
     ("logits t = 0", lambda p: p.denoiser_logits(torch.zeros(1, 7, 7, dtype=torch.long), [0.0]), r"t must lie in 0 < t <= 49"),
@@ -121,6 +122,10 @@ def test_pipeline_calls_reset_neurons_and_repeat(tiny_pipeline, unreset_neurons)
 
     logits = p.denoiser_logits(tokens, [10.0, 20.0, 49.0])
     assert logits.shape == (3, p.codebook_size, 7, 7)
+    # one number is every image's time: the same as the list, for a float, an int and a 0-d tensor
+    for same in (20.0, 20, torch.tensor(20.0)):
+        assert torch.equal(p.denoiser_logits(tokens, same), p.denoiser_logits(tokens, [20.0] * 3))
+    assert not torch.equal(p.denoiser_logits(tokens, 20.0), p.denoiser_logits(tokens, 10.0))
     assert torch.equal(logits, p.denoiser_logits(tokens, [10.0, 20.0, 49.0]))
     rates = p.denoiser_spikes(tokens, [10.0, 20.0, 49.0])
     assert len(rates) == 5 and rates == p.denoiser_spikes(tokens, [10.0, 20.0, 49.0])
