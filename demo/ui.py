@@ -309,8 +309,8 @@ def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
         # (an HTML block: the axis it then shows carries data attributes Play's script reads)
         axis = gr.HTML(re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", S.no_run_note(None, "every step of the image you pick")),
                        elem_id="step-axis")
-        with gr.Row():
-            play, pause = gr.Button("Play", elem_id="play"), gr.Button("Pause", elem_id="pause")
+        with gr.Row():   # Play, Pause and Export: greyed until a generation made a run (the axis says so)
+            play, pause = (gr.Button(label, elem_id=label.lower(), interactive=False) for label in ("Play", "Pause"))
         with gr.Row() as still:
             # short labels and one button each: Gradio's buttons sit on the label, and the grid is for clicking
             grid = gr.Image(label=f"{F.latent_size}x{F.latent_size} tokens (click a cell)", elem_id="token-grid",
@@ -323,7 +323,7 @@ def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
                           interactive=False, show_label=False)
         caption = gr.Markdown(elem_id="unmask-caption")
         with gr.Row():
-            export = gr.Button("Export run as GIF + MP4", elem_id="export")
+            export = gr.Button("Export run as GIF + MP4", elem_id="export", interactive=False)
             gif, mp4 = gr.File(label="GIF", elem_id="gif", height=90), gr.File(label="MP4", elem_id="mp4", height=90)
     io = ([run, image, step, cell], [grid, committed, predicted, caption, cell_note, axis])
     # the user's own moves (a drag, a typed value, the reset button: input or release); a value set by
@@ -344,7 +344,8 @@ def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
     grid.select(pick_cell, run, cell, **PRIVATE)
     picker.select(pick_image, [run, step, cell], [image, *io[1]], **DRAW)
     return NS(image=image, step=step, cell=cell, io=io, play=play, pause=pause, player=player, still=still, whose=whose,
-              caption=caption, picker=picker, export=export, files=[gif, mp4], views=[grid, committed, predicted])
+              caption=caption, picker=picker, export=export, files=[gif, mp4], views=[grid, committed, predicted],
+              run_buttons=[play, pause, export])
 
 
 # Play's script, installed once: __sdFrame() is the step the animation shows now (from the time its
@@ -833,11 +834,13 @@ def build_demo(studio: Studio) -> gr.Blocks:
             generate, gen.inputs, [*gen.outputs, run], api_name="generate", show_progress_on=gen.status,
             trigger_mode="always_last", **MODEL_JOB)
         generating.success(   # a stopped generation made no run: the views stay as they are; a new run
-            # empties the export boxes (their files were the last run's)
-            lambda r, st: (gr.skip(),) * 5 if S.STOPPED in st else (
+            # empties the export boxes (their files were the last run's) and opens Play, Pause and Export
+            lambda r, st: (gr.skip(),) * 8 if S.STOPPED in st else (
                 slider_range(0, 0, r.num_images - 1), slider_range(r.num_frames, 1, r.num_frames),
-                gr.update(value=S.gallery(r), selected_index=0), None, None),
-            [run, gen.status], [unmask.image, unmask.step, unmask.picker, *unmask.files], **PRIVATE).then(
+                gr.update(value=S.gallery(r), selected_index=0), None, None,
+                *[gr.update(interactive=True)] * len(unmask.run_buttons)),
+            [run, gen.status], [unmask.image, unmask.step, unmask.picker, *unmask.files, *unmask.run_buttons],
+            **PRIVATE).then(
             lambda r, *a: S.unmask(r, *a) if S.has_run(r) else (gr.skip(),) * len(unmask.io[1]),   # (none yet: a Stop)
             *unmask.io, **DRAW)
         generating.failure(S.generation_failed, run, gen.status, **PRIVATE)

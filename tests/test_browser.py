@@ -212,8 +212,8 @@ def test_refused_input_before_a_generation_changes_nothing(page):
     expect(page.locator("#step-axis")).to_contain_text("No samples yet. Generate images (Generate tab)")
     expect(page.locator("#image-index")).to_be_hidden()   # no run: no sliders over made-up ranges
     expect(page.locator("#step")).to_be_hidden()
-    page.locator("#export").click()                       # a toast, and no error badges on the export boxes
-    expect(page.locator(".toast-body").last).to_contain_text("Generate some images first")
+    for button in ("#play", "#pause", "#export"):         # greyed until there is a run to play or export
+        expect(page.locator(button)).to_be_disabled()
     expect(page.locator("#tab-unmasking").get_by_text("Error", exact=True)).to_have_count(0)
     open_tab(page, "Spikes")
     page.locator("#spikes-btn").click()
@@ -284,6 +284,8 @@ def test_generate_streams_and_finishes(page):
     expect(page.locator("#gen-progress")).to_contain_text(f"done: 16 images, 49 steps + {rounds} corrector rounds")
     expect(page.locator("#gen-progress")).to_contain_text(re.compile(r"\(model \S+, seed 0\)$"))    # whose samples, which seed
     expect(page.locator("#grid img")).to_have_attribute("src", re.compile(r".+"))
+    for button in ("#play", "#pause", "#export"):         # a run to play and export: no longer greyed
+        expect(page.locator(button)).to_be_enabled()
     shot(page, "generate")
     if SHOTS:           # the tests after this one read a run of 49 steps + 4 rounds (53 frames)
         set_slider(page, "corrector-steps", 4)
