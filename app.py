@@ -82,10 +82,10 @@ def make_app(args: argparse.Namespace):
 
 
 def launch_kwargs(args: argparse.Namespace) -> dict:
-    from demo.ui import CSS, theme
+    from demo.ui import CSS, I18N, theme
 
     return dict(server_name=args.host, server_port=args.port, share=args.share, max_file_size=args.max_upload,
-                css=CSS, theme=theme(), ssr_mode=False, state_session_capacity=args.max_sessions)
+                css=CSS, theme=theme(), ssr_mode=False, state_session_capacity=args.max_sessions, i18n=I18N)
 
 
 def startup_message(local_url: str, share: bool, share_url: str | None) -> str:

@@ -50,6 +50,12 @@ CSS = (".pixelated img, #player img { image-rendering: pixelated; } .explain { f
        " font-size: 0.75em; text-align: center; width: 100%; }"
        f" #picker .grid-container {{ grid-template-columns: repeat({PICKER_COLUMNS}, minmax(64px, 1fr)); }}")
 
+# Gradio 6.31 announces every finished event to screen readers by the key "common.complete", which no
+# locale of its own defines, so the reader said "common dot complete"; the words for it (other
+# languages fall back to English)
+I18N = gr.I18n(en={"common.complete": "Done"})
+
+
 def theme():
     """Gradio's default look, its bundled text font served at every weight the page uses: the default
     serves 400 and 600 only, so bold text (700) fell back to another font (a bold word looked larger)."""

@@ -293,6 +293,19 @@ def test_generate_streams_and_finishes(page):
         expect(page.locator("#gen-progress")).to_contain_text("done: 16 images, 49 steps + 4 corrector rounds")
 
 
+def test_a_screen_reader_hears_words_when_an_event_finishes(page):
+    """Gradio announces a finished event in an aria-live region by the key "common.complete", which none
+    of its locales defines: a screen reader read the key out. The studio gives it words (demo.ui.I18N)."""
+    page.evaluate("""() => { window.__said = []; new MutationObserver(ms => { for (const m of ms) {
+      const e = m.target.nodeType === 3 ? m.target.parentElement : m.target;
+      if (e?.getAttribute?.('aria-live') && e.textContent) window.__said.push(e.textContent); } })
+      .observe(document.body, {subtree: true, childList: true, characterData: true}); }""")
+    generate(page)
+    page.wait_for_function("() => window.__said.length > 0", timeout=T)    # (Gradio waits up to 5 s to say it)
+    said = page.evaluate("window.__said")
+    assert "Done" in said and not any("common." in s for s in said), said
+
+
 def test_bold_text_uses_the_bundled_font(page):
     """Offline, Gradio's default theme asked Google for its font: bold text fell back to another font
     (a bold word looked larger than its neighbours). The studio serves the bundled faces it uses."""
