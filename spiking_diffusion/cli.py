@@ -184,7 +184,8 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParse
                    help="sweep over sampling steps (default: N/7, N/4, N/2, N: 7 13 25 49 for 7x7)")
     p.add_argument("--sweep-samples", type=int, default=d.sweep_samples)
     p.add_argument("--no-sweeps", action="store_true")
-    p.add_argument("--recon-samples", type=int, default=None)
+    p.add_argument("--recon-samples", type=int, default=None,
+                   help="test images for the reconstruction MSE / SSIM and the codebook usage (default: all)")
     p.add_argument("--device", default=d.device)
     _add_threads_argument(p)
     p.add_argument("--no-download", action="store_true")
@@ -216,7 +217,7 @@ def add_train_classifier_arguments(p: argparse.ArgumentParser) -> argparse.Argum
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--holdout", type=int, default=10000, help="train images kept out of training (the floor)")
+    p.add_argument("--holdout", type=int, default=10000, help="train images kept out of training (the floor), at most a fifth of the train split (default: 10000)")
     p.add_argument("--max-steps", type=int, default=None)
     _add_threads_argument(p)
     p.add_argument("--device", default="cpu")

@@ -330,9 +330,10 @@ def init_codebook_from_data(model: VQSVAE, images: torch.Tensor, seed: int) -> N
 
 @torch.inference_mode()
 def tokenize(vqsvae: VQSVAE, images: torch.Tensor, batch: int = 256, device="cpu") -> torch.Tensor:
-    """uint8 images ``[N,C,H,W]`` -> tokens ``[N,h,w]`` (int16 to keep the cache small)."""
+    """uint8 images ``[N,C,H,W]`` -> tokens ``[N,h,w]``: int16 to keep the cache small, int32 for a
+    codebook of more than 32,768 codes (whose ids int16 would wrap to negative numbers)."""
     out = [vqsvae.encode(images[i:i + batch].to(device).float() / 255.0).cpu() for i in range(0, len(images), batch)]
-    return torch.cat(out).to(torch.int16)
+    return torch.cat(out).to(torch.int16 if vqsvae.cfg.codebook_size <= 2**15 else torch.int32)
 
 
 def _state_digest(modules, salt: str = "") -> str:

@@ -63,6 +63,19 @@ def test_classifier_roundtrip(classifier_dir):
     assert args.epochs >= 1 and args.out is None
 
 
+def test_a_holdout_above_a_fifth_of_the_train_split_is_refused_not_cut(tmp_path):
+    """The synthetic train split has 256 images: --holdout 52 (above 51) is refused by name, with the
+    limit and why, and nothing is written; 51 is accepted (it was silently cut to 51 before)."""
+    tcfg = TrainClassifierConfig(epochs=1, batch_size=32, max_steps=1, holdout=52, feature_dim=16, log_every=0)
+    with pytest.raises(SettingError, match=r"--holdout must be an integer in 1\.\.51; got 52 \(at most a fifth of the "
+                                           r"256 training images of synthetic\)"):
+        train_classifier("synthetic", "unused", tmp_path / "no", tcfg=tcfg, log=lambda *a: None)
+    assert not (tmp_path / "no").exists()
+    tcfg = TrainClassifierConfig(epochs=1, batch_size=32, max_steps=1, holdout=51, feature_dim=16, log_every=0)
+    train_classifier("synthetic", "unused", tmp_path / "yes", tcfg=tcfg, log=lambda *a: None)
+    assert load_classifier(tmp_path / "yes").cfg.holdout == 51
+
+
 def test_holdout_split():
     fit, held = holdout_split(100, 20, seed=0)
     assert len(fit) == 80 and len(held) == 20 and sorted(fit.tolist() + held.tolist()) == list(range(100))

@@ -570,3 +570,22 @@ def test_resume_into_a_model_of_other_sizes_is_a_checkpoint_error(tmp_path):
     save_state(tmp_path / "state.safetensors", small, torch.optim.AdamW(small.parameters()), 5, gen, meta={})
     with pytest.raises(CheckpointError, match=r"cannot resume: .*state\.safetensors does not match the model this run builds"):
         load_state(tmp_path / "state.safetensors", big, torch.optim.AdamW(big.parameters()), gen)
+
+
+def test_tokens_of_a_codebook_beyond_int16_keep_their_ids():
+    """tokenize kept token ids as int16 whatever the codebook: ids of a 40,000-code codebook above 32,767
+    wrapped to negative numbers in the prior's token cache. They keep their value (int32); a small
+    codebook still caches int16."""
+    from spiking_diffusion.config import VQSVAEConfig
+    from spiking_diffusion.train import tokenize
+    from spiking_diffusion.vqsvae import VQSVAE
+
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8)
+    for K, dtype in ((32, torch.int16), (40_000, torch.int32)):
+        vq = VQSVAE(VQSVAEConfig(time_steps=2, hidden_channels=(4, 8), codebook_size=K, code_dim=4)).eval()
+        with torch.no_grad():
+            vq.quantizer.codebook.weight[:K - 100] += 100.0      # only the last 100 codes lie near the encoder's outputs
+        tokens = tokenize(vq, images)
+        assert tokens.dtype == dtype
+        assert torch.equal(tokens.long(), vq.encode(images.float() / 255.0)) and int(tokens.min()) >= K - 100
