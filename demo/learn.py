@@ -60,7 +60,7 @@ def coding(pixel, steps, seed):
     fig = plots.coding_figure({"rate-coded input": rate, "LIF output, direct input 4(p-0.5)+1": lif_out},
                               f"Pixel {p:.2f} over T = {T} steps")
     return fig, (f"Direct coding feeds the value {p - 0.5:+.2f} (pixel - 0.5) at every step; a first-layer "
-                 f"LIF neuron (weight 4, bias 1) turns it into {int(lif_out.sum())} spikes. "
+                 f"LIF neuron (weight 4, bias 1) turns it into {plots.count(int(lif_out.sum()), 'spike')}. "
                  f"Rate coding spikes with probability {p:.2f}: {int(rate.sum())} of {T} steps here.")
 
 

@@ -705,7 +705,8 @@ def _learn_tab(S: Studio, F: ModelFacts, model, run) -> NS:
                          "paper's SpikingJelly neuron, tau = 2), so a constant input lets V settle at X. Crossing "
                          "the threshold emits a spike; a **hard** reset then sets the potential to 0, a **soft** "
                          "reset subtracts the threshold. A constant input at or below the threshold never "
-                         "fires; bigger ones fire more often.")
+                         "fires (V only comes ever closer to it; with tau = 1, V = X at once, and an input at "
+                         "the threshold fires at every step); bigger ones fire more often.")
                 l_i = _learn_slider("Input current", 1.5, 0.05, "lif-current")
                 l_th = _learn_slider("Threshold", LIF_THRESHOLD, 0.05, "lif-threshold")
                 l_tau = _learn_slider("Time constant tau", LIF_TAU, 0.5, "lif-tau")

@@ -124,6 +124,21 @@ def test_lif_matches_spikingjelly():
     assert np.allclose(v, node.v_seq.view(-1).numpy(), atol=1e-6)
 
 
+def test_an_input_at_the_threshold_never_fires():
+    """The Learn tab says a constant input at or below the threshold never fires: charged the plain way,
+    the membrane (1 - 2^-t) rounded up to the threshold and fired at step 53 (float64; the Learn tab's
+    100 steps showed "1 spike"). Just above it, it fires; after a spike's reset it approaches again."""
+    for threshold, tau in ((1.0, 2.0), (2.0, 2.0), (0.5, 3.0), (1.0, 1.5), (3.0, 20.0)):   # the Learn tab's ranges
+        for reset in ("hard", "soft"):
+            for current in (threshold, threshold - 1e-9, 0.5 * threshold):
+                assert teaching.lif_simulate(np.full(100, current), threshold, tau, reset)[2].sum() == 0, (
+                    threshold, tau, reset, current)
+            assert teaching.lif_simulate(np.full(400, threshold * 1.001), threshold, tau, reset)[2].sum() > 0
+    assert teaching.lif_simulate(np.full(5, 1.0), tau=1.0)[2].sum() == 5     # tau 1: V = X at once, >= fires
+    # the Learn tab's direct-coding neuron (weight 4, bias 1) at pixel 0.5: input 1 = the threshold
+    assert teaching.lif_simulate(4 * teaching.direct_code(0.5, 64) + 1)[2].sum() == 0
+
+
 def test_lif_soft_reset_and_errors():
     _, v, s = teaching.lif_simulate(np.full(10, 1.5), threshold=1.0, tau=1.0, reset="soft")
     assert s.sum() > 0 and v.max() < 1.0 + 1e-9
@@ -317,3 +332,11 @@ def test_quantizer_figure_marks_z_at_the_chosen_mix():
     marked = [d for d in fig.data if list(d.x) == [0.3]]
     assert len(marked) == 1 and marked[0].y[0] == pytest.approx(z) and f"z = {z:.3f}" in marked[0].text[0]
     assert fig.layout.yaxis2.title.text == "z"
+
+
+def test_learn_coding_note_counts_the_lif_spikes_in_words():
+    """Pixel 0.5 feeds the threshold itself (never fires, at any T); one spike is "1 spike", not "1 spikes"."""
+    from demo import learn
+
+    assert "turns it into 0 spikes" in learn.coding(0.5, 64, 0)[1]
+    assert "turns it into 1 spike." in learn.coding(1.0, 1, 0)[1]
