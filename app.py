@@ -36,6 +36,7 @@ def _at_least(lo: float, kind=int):
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from demo.checks import MAX_UPLOAD
     from demo.generations import MAX_RUNS, RUN_TTL_S   # here: numpy loads after main() caps malloc's arenas
 
     env = os.environ.get
@@ -48,7 +49,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=_at_least(1), default=env("SD_CONCURRENCY", "2"),
                    help="model jobs run at once, over all views together")
     p.add_argument("--queue-size", type=_at_least(1), default=env("SD_QUEUE_SIZE", "32"), help="jobs waiting at most")
-    p.add_argument("--max-upload", default=env("SD_MAX_UPLOAD", "5mb"), help="largest upload, e.g. 5mb")
+    p.add_argument("--max-upload", default=env("SD_MAX_UPLOAD", MAX_UPLOAD),
+                   help=f"largest upload, e.g. 5mb or 1gb (default: {MAX_UPLOAD})")
     p.add_argument("--max-runs", type=_at_least(1), default=env("SD_MAX_RUNS", str(MAX_RUNS)),
                    help="generations kept for the Unmasking, Spikes and Codebook views and the energy estimate (Learn), over all sessions")
     p.add_argument("--run-ttl", type=_at_least(1, float), default=env("SD_RUN_TTL", str(RUN_TTL_S)),
@@ -71,7 +73,7 @@ def make_app(args: argparse.Namespace):
     make_cache_writes_atomic()   # two visitors shown the same picture share one served file
 
     studio = Studio(args.checkpoints, max_batch=args.max_batch, data_dir=args.data, max_runs=args.max_runs,
-                    run_ttl=args.run_ttl)
+                    run_ttl=args.run_ttl, max_upload=args.max_upload)
     if studio.default_model:
         studio.pipe(studio.default_model)  # load + warm up before the first visitor
     demo = guard_inputs(build_demo(studio))       # every API value checked, with a clear message

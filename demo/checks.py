@@ -14,6 +14,7 @@ from .guards import echo, is_empty, user_error
 from .media import InputError
 
 MAX_SEED = 2**31 - 1        # seeds are 0..MAX_SEED (what numpy and torch both accept)
+MAX_UPLOAD = "20mb"         # the largest upload (--max-upload): a phone's JPEG photo (12 MP: 3-15 MB) passes
 
 
 def friendly(fn):

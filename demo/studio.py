@@ -33,7 +33,7 @@ from spiking_diffusion.sampling import (MAX_CORRECTOR_STEPS, SETTINGS, SamplerCo
 from spiking_diffusion.spiking import LIF_THRESHOLD
 
 from . import frames, media, plots
-from .checks import MAX_SEED, check_all, check_int, friendly
+from .checks import MAX_SEED, MAX_UPLOAD, check_all, check_int, friendly
 from .generations import MAX_RUNS, RUN_TTL_S, GenerationStopped, Run, RunStore
 from .media import InputError
 
@@ -140,8 +140,9 @@ def _newest(updates: queue.Queue):
 
 class Studio:
     def __init__(self, checkpoints: str | Path = "assets", max_batch: int = 64, data_dir: str | None = None,
-                 max_runs: int = MAX_RUNS, run_ttl: float = RUN_TTL_S):
+                 max_runs: int = MAX_RUNS, run_ttl: float = RUN_TTL_S, max_upload: str = MAX_UPLOAD):
         self.models = discover_models(checkpoints)
+        self.max_upload = max_upload    # the largest upload the server takes (said in the Encode tab)
         self.max_batch = max_batch
         self.data_dir = data_dir
         self.runs = RunStore(max_runs, run_ttl)

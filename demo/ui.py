@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import re
 import threading
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from spiking_diffusion.evaluation.energy import E_AC_PJ, E_MAC_PJ
+from spiking_diffusion.image_input import MAX_PIXELS
 from spiking_diffusion.sampling import SETTINGS
 from spiking_diffusion.spiking import LIF_TAU, LIF_THRESHOLD
 
@@ -611,7 +613,9 @@ def _encode_tab(S: Studio, F: ModelFacts, model) -> NS:
                  "ends). It is read as you see it (transparent areas become the background) and framed as the model's "
                  "data set was: for MNIST-style models the strokes are cropped, scaled into 20x20 and centred by their "
                  "centre of mass, light on dark (a light border means dark ink: inverted); colour pictures are "
-                 f"resized. Then it is encoded to {F.latent_size}x{F.latent_size} tokens and decoded back.")
+                 f"resized. Then it is encoded to {F.latent_size}x{F.latent_size} tokens and decoded back. Files up to "
+                 f"{S.max_upload.upper()} and {MAX_PIXELS / 1e6:.1f} megapixels (e.g. "
+                 f"{math.isqrt(MAX_PIXELS)}x{math.isqrt(MAX_PIXELS)}) are read.")
         with gr.Row():
             # the file itself reaches the reader (CMYK, 16-bit, animation, EXIF intact; size read from the header)
             # both one fixed height: the upload's preview no longer shrinks to a strip for a wide picture

@@ -85,6 +85,8 @@ def unreadable_reason(error: Exception, path=None) -> str:
         return EMPTY_FILE
     if isinstance(error, UnidentifiedImageError):
         return f"this file is not a picture in a format we can read (accepted: {READABLE})"
+    if isinstance(error, (OSError, SyntaxError, EOFError)):  # a known format whose bytes break off or make no sense
+        return f"the file is damaged or truncated ({_without_path(str(error))})"
     return _without_path(str(error))
 
 

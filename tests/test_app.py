@@ -944,3 +944,15 @@ def test_every_picture_the_studio_shows_has_alt_text(tmp_path, make_tiny_models)
     demo = app.make_app(app.parse_args(["--checkpoints", str(ck)]))
     images = [c["props"] for c in demo.get_config_file()["components"] if c["type"] == "image"]
     assert len(images) >= 8 and all(p["alt_text"] == p["label"] for p in images)
+
+
+def test_the_encode_tab_says_the_upload_limits_the_server_runs_with(server):
+    """A file over --max-upload is refused by the page before it reaches the studio (Gradio's toast only),
+    so the Encode tab says the limits up front: this server's --max-upload (200kb) and the pixel cap."""
+    import app
+    import gradio as gr
+    from spiking_diffusion.image_input import MAX_PIXELS
+
+    said = [str(b.value) for b in server[2].blocks.values() if isinstance(b, gr.Markdown) and "Files up to" in str(b.value)]
+    assert len(said) == 1 and "Files up to 200KB and 16.8 megapixels (e.g. 4096x4096)" in said[0], said
+    assert MAX_PIXELS == 4096 * 4096 and app.parse_args([]).max_upload == "20mb"   # a phone's photo fits by default

@@ -244,7 +244,7 @@ def test_messages_name_files_without_their_folders():
     from spiking_diffusion.image_input import unreadable_reason
 
     why = unreadable_reason(OSError("broken data stream when reading image file /tmp/gradio/3f9a/photo.png"))
-    assert why == "broken data stream when reading image file photo.png"
+    assert why == "the file is damaged or truncated (broken data stream when reading image file photo.png)"
 
 
 def test_truncated_file(tmp_path):
@@ -252,6 +252,9 @@ def test_truncated_file(tmp_path):
     Image.fromarray((seven() * 255).astype(np.uint8)).save(buf, "PNG")
     with pytest.raises(SpikingDiffusionError, match="damaged or truncated"):
         prepare_image(buf.getvalue()[: len(buf.getvalue()) // 2])
+    # a PNG signature whose header breaks off (Pillow: "Truncated File Read" alone) says so in words too
+    with pytest.raises(SpikingDiffusionError, match=r"the file is damaged or truncated \(Truncated File Read\)"):
+        prepare_image(b"\x89PNG\r\n\x1a\ngarbagegarbagegarbage")
     with pytest.raises(SpikingDiffusionError, match="invert must be one of"):
         prepare_image(buf.getvalue(), invert="maybe")
 
