@@ -189,19 +189,33 @@ def usage_bars(usages: dict[str, np.ndarray], title: str = "Code usage") -> go.F
     return fig
 
 
+# the per-position usage's colours: a log scale over shares 0.001..1, from a blue that still shows on
+# white (an unused code at a position is left white), so a code used in 1 image of 200 there shows too
+USAGE_LOG_RANGE = (-3, 0)
+USAGE_COLOURS = [[0, "#c6dbef"], [0.5, "#4292c6"], [1, "#08306b"]]
+
+
 def usage_heatmaps(per_pos: dict[str, np.ndarray], title: str = "Code usage per position") -> go.Figure:
-    """Heatmaps of counts ``[positions, K]``: which codes each position (49 on a 7x7 grid) uses."""
+    """Heatmaps of counts ``[positions, K]``: which codes each position (49 on a 7x7 grid) uses, as the
+    share of the source's images holding that code there, on a log colour scale (a few background codes
+    hold nearly every image at the edges: on a linear scale every other code was near-white)."""
     names = list(per_pos)
     fig = make_subplots(rows=1, cols=max(1, len(names)), subplot_titles=names, shared_yaxes=True)
     for i, name in enumerate(names):
         m = np.asarray(per_pos[name], float)
-        fig.add_trace(go.Heatmap(z=m / max(m.sum(1).max(), 1), coloraxis="coloraxis", name=name,
-                                 hovertemplate="position %{y}<br>code %{x}<br>frequency %{z:.3f}<extra></extra>"),
+        share = m / max(m.sum(1).max(), 1)                                              # [positions, K], 0..1
+        with np.errstate(divide="ignore"):
+            z = np.where(share > 0, np.log10(np.clip(share, 10.0 ** USAGE_LOG_RANGE[0], None)), np.nan)
+        fig.add_trace(go.Heatmap(z=z, customdata=share, coloraxis="coloraxis", name=name, hoverongaps=False,
+                                 hovertemplate="position %{y}<br>code %{x}<br>share %{customdata:.4f}<extra></extra>"),
                       row=1, col=i + 1)
         fig.update_xaxes(title="code id", row=1, col=i + 1)
     side = int(round(np.sqrt(len(per_pos[names[0]])))) if names else 0
     fig.update_yaxes(title=f"position (row*{side}+col)", autorange="reversed", row=1, col=1)
-    _panels_layout(fig, title, 400, coloraxis=dict(colorscale="Blues", colorbar=dict(title="share")))
+    ticks = list(range(USAGE_LOG_RANGE[0], USAGE_LOG_RANGE[1] + 1))
+    _panels_layout(fig, title + " (white: unused there)", 400, coloraxis=dict(
+        colorscale=USAGE_COLOURS, cmin=USAGE_LOG_RANGE[0], cmax=USAGE_LOG_RANGE[1],
+        colorbar=dict(title="share (log)", tickvals=ticks, ticktext=[f"{10.0 ** t:g}" for t in ticks])))
     return fig
 
 

@@ -47,7 +47,15 @@ def test_usage_membrane_and_maps_figures():
     assert np.allclose(fig.data[0].y, [0.25, 0, 0.75]) and np.allclose(fig.data[1].y, [0, 0, 1])
     assert fig.layout.yaxis.title.text == "share of tokens"                # what the bars' height is
     fig = plots.usage_heatmaps({"a": np.eye(49, 8)})
-    assert np.asarray(fig.data[0].z).shape == (49, 8) and fig.layout.coloraxis.colorbar.title.text == "share"
+    assert np.asarray(fig.data[0].z).shape == (49, 8) and fig.layout.coloraxis.colorbar.title.text == "share (log)"
+    # a log scale: a code in 1 of 200 images at a position is coloured, not near-white beside a share of 1;
+    # an unused code is left blank (white); the hover gives the share itself
+    counts = np.zeros((2, 4))
+    counts[0, 0], counts[0, 1], counts[1, 2] = 199, 1, 200
+    trace = plots.usage_heatmaps({"a": counts}).data[0]
+    z, share = np.asarray(trace.z, float), np.asarray(trace.customdata, float)
+    assert np.isclose(z[0, 0], np.log10(0.995)) and z[1, 2] == 0 and np.isclose(z[0, 1], np.log10(1 / 200)) and np.isnan(z[0, 3])
+    assert np.isclose(share[0, 1], 0.005) and share[0, 3] == 0
     # read after the reset (0 at a spike); channel 0 fires twice, 1 once, 2 and 3 never (3 charges higher)
     v = np.array([[0.0, 0.5, 0.2, 0.3], [0.0, 0.0, 0.4, 0.6], [0.5, 0.3, 0.5, 0.9]])
     fired = np.array([[1, 0, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0]])
