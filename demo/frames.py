@@ -186,13 +186,15 @@ def step_axis_html(kinds: list[str], step: int, fps: int = ANIMATION_FPS) -> str
     left = 100 * (step - 0.5) / total
     legend = ""
     if narrow:
-        legend = ('<div class="phase-legend" style="font-size:0.85em;margin:-2px 0 6px">' + " &nbsp; ".join(
+        legend = ('<div class="phase-legend" style="font-size:0.85em;margin:0 0 6px">' + " &nbsp; ".join(
             f'<span style="color:{col}">&#9632;</span> {name}' for col, name in names) + "</div>")
     return (f'<div id="phase-axis" data-unmask="{n_unmask}" data-correct="{n_correct}" data-step="{step}" '
-            f'data-fps="{fps}" data-hold="{round(HOLD_S * fps)}" style="position:relative;font-size:0.85em;margin:2px 0 6px">'
+            f'data-fps="{fps}" data-hold="{round(HOLD_S * fps)}" style="position:relative;font-size:0.85em;margin:2px 0 12px">'
             f'<div style="display:flex;gap:2px;border-radius:4px;overflow:hidden">{"".join(bands)}</div>'
-            f'<div class="axis-marker" title="step {step}" style="position:absolute;top:-3px;bottom:-3px;left:{left:.2f}%;width:3px;'
-            f'margin-left:-1px;background:black"></div></div>{legend}')
+            # a caret under the bands, pointing up at the step: a line across them hid a letter of a band's name
+            f'<div class="axis-marker" title="step {step}" style="position:absolute;top:100%;left:{left:.2f}%;width:0;height:0;'
+            f'margin-left:-6px;border-left:6px solid transparent;border-right:6px solid transparent;'
+            f'border-bottom:9px solid black"></div></div>{legend}')
 
 
 def axis_strip(kinds: list[str], step: int, width: int, height: int = 14) -> np.ndarray:

@@ -298,7 +298,8 @@ def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
                  "Grey cells are still masked, red outlines mark the cells unmasked at this step. **Click a "
                  "cell** of the token grid: its code, its patch of the image (blue) and, in **Spikes**, its "
                  "spike train. **Committed** decodes only the tokens fixed so far (a still-masked cell decodes "
-                 "from a zero vector, so mid-run it shows broken strokes); **prediction** decodes "
+                 "from a zero vector, which draws nothing: early on it is nearly all black, mid-run it shows "
+                 "broken strokes); **prediction** decodes "
                  "the denoiser's latest guess for every cell (only the cells chosen at a step keep their guess, so "
                  "even at the end it can differ from the committed image). **Play** shows every step as an animation.")
         whose = gr.Markdown(elem_id="unmask-whose")   # after a model switch: whose samples these are
@@ -507,7 +508,9 @@ def _codebook_tab(S: Studio, F: ModelFacts, model, run, usage) -> None:
         with gr.Row():
             atlas = gr.Image(label="Code atlas: code = row + column (click one)", elem_id="atlas", **PX)
             with gr.Column():
-                code = gr.Slider(0, 1023, 0, step=1, label="Code", elem_id="code", **NO_RESET)   # opens on a used code
+                # hidden until a model's usage shows it over its K codes (the widest range stays the slider's
+                # own: the API's calls are checked against it); it opens on a used code
+                code = gr.Slider(0, 1023, 0, step=1, label="Code", elem_id="code", visible=False, **NO_RESET)
                 code_img = gr.Image(label=f"This code in all {F.cells} cells, decoded", elem_id="code-image", **PX)
         where = gr.Plot(show_label=False, elem_id="code-where")
         code_shown = _accepted([code])
