@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 
 for _k, _v in {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}.items():
     os.environ.setdefault(_k, _v)
@@ -35,6 +36,16 @@ def _at_least(lo: float, kind=int):
     return convert
 
 
+def _file_size(text: str) -> str:
+    """An argparse type: a file size as Gradio's ``max_file_size`` reads it, a whole number and a unit
+    (b, kb, mb, gb, tb: "20mb"), checked here rather than by Gradio once the models have loaded."""
+    m = re.fullmatch(r"\s*(\d+)\s*(b|kb|mb|gb|tb)\s*", str(text), re.IGNORECASE)
+    if not m or int(m[1]) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1 and a unit, b, kb, mb, gb or tb (e.g. 20mb); "
+                                         f"got {text!r}")
+    return f"{int(m[1])}{m[2].lower()}"
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     from demo.checks import MAX_UPLOAD
     from demo.generations import MAX_RUNS, RUN_TTL_S   # here: numpy loads after main() caps malloc's arenas
@@ -49,7 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=_at_least(1), default=env("SD_CONCURRENCY", "2"),
                    help="model jobs run at once, over all views together")
     p.add_argument("--queue-size", type=_at_least(1), default=env("SD_QUEUE_SIZE", "32"), help="jobs waiting at most")
-    p.add_argument("--max-upload", default=env("SD_MAX_UPLOAD", MAX_UPLOAD),
+    p.add_argument("--max-upload", type=_file_size, default=env("SD_MAX_UPLOAD", MAX_UPLOAD),
                    help=f"largest upload, e.g. 5mb or 1gb (default: {MAX_UPLOAD})")
     p.add_argument("--max-runs", type=_at_least(1), default=env("SD_MAX_RUNS", str(MAX_RUNS)),
                    help="generations kept for the Unmasking, Spikes and Codebook views and the energy estimate (Learn), over all sessions")

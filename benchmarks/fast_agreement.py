@@ -40,6 +40,8 @@ def agreement(pipe: SpikingDiffusionPipeline, images: int, calls: int, seed: int
         fast = fast_denoiser(tokens, t, record=spikes)                                # [B, K, h, w]
         with torch.inference_mode(), record_spikes(pipe.denoiser) as rec:
             ref = reference_logits(pipe.denoiser, tokens, t)                          # [B, K, h, w]
+        if len(rec.spikes) != len(spikes) or not rec.spikes:                         # every LIF layer, both paths
+            raise RuntimeError(f"spikes recorded: {len(rec.spikes)} layers by the reference, {len(spikes)} by the fast path")
         same_spikes &= all(torch.equal(a, b) for a, b in zip(rec.spikes.values(), spikes.values()))
         logit_diff = max(logit_diff, float((fast - ref).abs().max()))
         logit_size = max(logit_size, float(ref.abs().max()))

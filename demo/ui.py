@@ -298,8 +298,8 @@ def _unmasking_tab(S: Studio, F: ModelFacts, run) -> NS:
                  "Grey cells are still masked, red outlines mark the cells unmasked at this step. **Click a "
                  "cell** of the token grid: its code, its patch of the image (blue) and, in **Spikes**, its "
                  "spike train. **Committed** decodes only the tokens fixed so far (a still-masked cell decodes "
-                 "from a zero vector, which draws nothing: early on it is nearly all black, mid-run it shows "
-                 "broken strokes); **prediction** decodes "
+                 "from a zero vector, no code at all, which draws only a flat background: early on the image is "
+                 "mostly that background, black for MNIST, and mid-run it shows broken strokes); **prediction** decodes "
                  "the denoiser's latest guess for every cell (only the cells chosen at a step keep their guess, so "
                  "even at the end it can differ from the committed image). **Play** shows every step as an animation.")
         whose = gr.Markdown(elem_id="unmask-whose")   # after a model switch: whose samples these are
@@ -437,7 +437,8 @@ def _wire_playback(S: Studio, run, u: NS) -> None:
                   [u.player, u.still, u.step, wanted], js=PAUSE_JS, **PRIVATE).then(S.unmask, *u.io, **DRAW)
     # another image picked while one plays: Pause first (the animation shown was the last image's)
     u.image.change(None, None, None, js=PAUSE_IF_PLAYING_JS, **PRIVATE)
-    # checked first: with no samples the toast says so, and the export boxes show no error badges
+    # checked first (an API call with no samples, or a run since released): the toast says so, and the
+    # export boxes show no error badges
     _redraw_checked([u.export.click], S.check_export, S.export, [run, u.image], u.files, api_name="export",
                     show_progress="full", trigger_mode="once", **MODEL_JOB)   # seconds of work: shown, done once
 

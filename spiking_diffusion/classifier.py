@@ -199,6 +199,9 @@ def train_classifier(dataset_name: str, data_root, out_dir, epochs: int = 3, tcf
     use_threads(tcfg.threads)
     train = load_images(dataset_name, data_root, train=True, download=download)
     test = load_images(dataset_name, data_root, train=False, download=download)
+    if len(train) < 5:
+        raise SettingError(f"{dataset_name}'s train split holds {len(train)} images: too few to hold any out "
+                           "(a fifth of them, at least 1)")
     try:                                   # at most a fifth of the train split is held out (refused, not cut)
         holdout = TRAIN_CLASSIFIER_BOUNDS["holdout"].check(tcfg.holdout, len(train) // 5, by_label=True)
     except SettingError as e:

@@ -102,6 +102,9 @@ def _sample(args) -> None:
     from .pipeline import SpikingDiffusionPipeline
 
     out = _output_stem(Path(args.out))
+    if out.name in ("", ".", ".."):
+        raise SpikingDiffusionError(f"--out must end in a file name (e.g. samples/mnist, which writes samples/mnist.png "
+                                    f"and .npy); got {args.out!r}")
     png, npy = out.with_name(out.name + ".png"), out.with_name(out.name + ".npy")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

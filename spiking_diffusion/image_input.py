@@ -85,7 +85,9 @@ def unreadable_reason(error: Exception, path=None) -> str:
         return EMPTY_FILE
     if isinstance(error, UnidentifiedImageError):
         return f"this file is not a picture in a format we can read (accepted: {READABLE})"
-    if isinstance(error, (OSError, SyntaxError, EOFError)):  # a known format whose bytes break off or make no sense
+    if isinstance(error, (SyntaxError, EOFError)) or (isinstance(error, OSError) and error.errno is None):
+        # Pillow's own complaint about a known format whose bytes break off or make no sense (a system
+        # error, "Is a directory" or "Permission denied", carries an errno and is said as it is)
         return f"the file is damaged or truncated ({_without_path(str(error))})"
     return _without_path(str(error))
 

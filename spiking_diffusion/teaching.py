@@ -25,9 +25,10 @@ def lif_simulate(current, threshold: float = LIF_THRESHOLD, tau: float = LIF_TAU
 
     Computed as the distance below the threshold, ``D_t = threshold - H_t`` (the same update:
     ``D_t = U_{t-1} (1 - 1/tau) + (threshold - v_reset - X_t) / tau`` with ``U = threshold - V``), so
-    that a constant input at the threshold, whose membrane only approaches it (``1 - 2^-t``), never
-    fires. Charged the plain way, the membrane rounds up to the threshold and fires: at step 53 in
-    float64, at step 25 in SpikingJelly's float32 (the models run at most T=16 steps, where it cannot).
+    that a constant input at the threshold, whose membrane only approaches it (``1 - 2^-t`` at tau 2),
+    never fires. Charged the plain way, the membrane rounds up to the threshold and fires: at step 54
+    (counting from 1) in float64, at step 25 in SpikingJelly's float32 (the models run at most T=16
+    steps, where it cannot).
     Raises ValueError for ``tau < 1`` or another reset.
     """
     if tau < 1:
@@ -38,7 +39,10 @@ def lif_simulate(current, threshold: float = LIF_THRESHOLD, tau: float = LIF_TAU
     h, v, s = np.zeros_like(x), np.zeros_like(x), np.zeros_like(x)
     u = threshold - v_reset                                    # U_0: how far below the threshold V starts
     for t, xt in enumerate(x):
-        d = u * (1 - 1 / tau) + (threshold - v_reset - xt) / tau   # D_t = threshold - H_t
+        drive = threshold - v_reset - xt                       # >= 0: V settles at or under the threshold
+        d = u * (1 - 1 / tau) + drive / tau                    # D_t = threshold - H_t
+        if u > 0 and drive >= 0 and tau > 1:   # below the threshold with such an input, D stays > 0,
+            d = max(d, np.finfo(float).tiny)   # also where u (1 - 1/tau)^t underflows (tau just above 1)
         st = float(d <= 0)
         u = (threshold - v_reset if st else d) if reset == "hard" else d + st * threshold
         h[t], v[t], s[t] = threshold - d, threshold - u, st

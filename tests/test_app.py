@@ -949,10 +949,24 @@ def test_every_picture_the_studio_shows_has_alt_text(tmp_path, make_tiny_models)
 def test_the_encode_tab_says_the_upload_limits_the_server_runs_with(server):
     """A file over --max-upload is refused by the page before it reaches the studio (Gradio's toast only),
     so the Encode tab says the limits up front: this server's --max-upload (200kb) and the pixel cap."""
-    import app
     import gradio as gr
     from spiking_diffusion.image_input import MAX_PIXELS
 
     said = [str(b.value) for b in server[2].blocks.values() if isinstance(b, gr.Markdown) and "Files up to" in str(b.value)]
     assert len(said) == 1 and "Files up to 200KB and 16.8 megapixels (e.g. 4096x4096)" in said[0], said
-    assert MAX_PIXELS == 4096 * 4096 and app.parse_args([]).max_upload == "20mb"   # a phone's photo fits by default
+    assert MAX_PIXELS == 4096 * 4096
+
+
+def test_max_upload_is_checked_when_the_studio_starts(monkeypatch, capsys):
+    """--max-upload is read as Gradio reads it (a whole number and a unit); anything else is refused at
+    once with the accepted form (Gradio refused it only after the models had loaded)."""
+    import app
+    from demo.checks import MAX_UPLOAD
+
+    monkeypatch.delenv("SD_MAX_UPLOAD", raising=False)
+    assert app.parse_args([]).max_upload == MAX_UPLOAD == "20mb"                   # a phone's photo fits by default
+    assert app.parse_args(["--max-upload", " 7 MB"]).max_upload == "7mb"
+    for bad in ("20", "1.5gb", "0mb", "lots"):
+        with pytest.raises(SystemExit):
+            app.parse_args(["--max-upload", bad])
+        assert f"must be a whole number >= 1 and a unit, b, kb, mb, gb or tb (e.g. 20mb); got '{bad}'" in capsys.readouterr().err

@@ -358,6 +358,12 @@ def test_unmasking_scrub_phases_and_cell_click(page):
     set_slider(page, "step", 10)
     expect(caption).to_contain_text(re.compile(r"Step 10/53, unmasking step 10/49"))
     expect(axis).to_have_attribute("data-step", "10")
+    # the marker points at step 10 from under the bands (a line across them hid a letter of a band's name)
+    # and above the legend
+    band, marker = axis.locator(".phase-unmask").bounding_box(), axis.locator(".axis-marker").bounding_box()
+    legend = page.locator(".phase-legend").bounding_box()
+    assert band["y"] + band["height"] <= marker["y"] + 0.5 and marker["y"] + marker["height"] <= legend["y"] + 0.5
+    assert abs(marker["x"] + marker["width"] / 2 - (band["x"] + band["width"] * 9.5 / 49)) < 3, (band, marker)
     expect(page.locator("#committed img")).to_have_attribute("src", re.compile(r".+"))
     natural_click(page, "#token-grid", GRID_LEFT + 2.5 * CELL_PX, GRID_TOP + 1.5 * CELL_PX)   # row 1, col 2
     expect(page.locator("#cell input")).to_have_value("row 1, col 2")

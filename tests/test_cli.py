@@ -104,6 +104,16 @@ def test_sample_out_keeps_dots_in_the_name_and_drops_an_image_ending(trained, tm
         ["run-v1.5.png", "run-v1.5.npy", "grid.png", "grid.npy", "arr.png", "arr.npy"])
 
 
+@pytest.mark.parametrize("out", [".", "..", "/"])
+def test_sample_out_that_names_no_file_is_refused_before_sampling(trained, out, capsys, monkeypatch):
+    """--out . wrote nothing and crashed with a traceback ("has an empty name"); --out .. wrote '...png'."""
+    _, prior = trained
+    monkeypatch.setattr(SpikingDiffusionPipeline, "from_pretrained", lambda *a, **k: pytest.fail("sampled"))
+    assert main(["sample", "--checkpoint", str(prior), "--out", out]) == 2
+    assert f"--out must end in a file name (e.g. samples/mnist, which writes samples/mnist.png and .npy); got '{out}'" \
+        in capsys.readouterr().err
+
+
 def test_sample_threads_are_applied_and_a_bad_count_is_refused(trained, tmp_path, capsys):
     """--threads N (as for evaluate and training): torch runs N threads, the images are the same;
     0 is refused with a message naming the accepted values, and nothing is written."""

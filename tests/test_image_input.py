@@ -245,6 +245,9 @@ def test_messages_name_files_without_their_folders():
 
     why = unreadable_reason(OSError("broken data stream when reading image file /tmp/gradio/3f9a/photo.png"))
     assert why == "the file is damaged or truncated (broken data stream when reading image file photo.png)"
+    # a system error (it has an errno) is no damaged file: said as it is
+    why = unreadable_reason(IsADirectoryError(21, "Is a directory"))
+    assert "damaged" not in why and "Is a directory" in why
 
 
 def test_truncated_file(tmp_path):

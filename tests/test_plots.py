@@ -134,9 +134,11 @@ def test_lif_matches_spikingjelly():
 
 def test_an_input_at_the_threshold_never_fires():
     """The Learn tab says a constant input at or below the threshold never fires: charged the plain way,
-    the membrane (1 - 2^-t) rounded up to the threshold and fired at step 53 (float64; the Learn tab's
-    100 steps showed "1 spike"). Just above it, it fires; after a spike's reset it approaches again."""
-    for threshold, tau in ((1.0, 2.0), (2.0, 2.0), (0.5, 3.0), (1.0, 1.5), (3.0, 20.0)):   # the Learn tab's ranges
+    the membrane (1 - 2^-t) rounded up to the threshold and fired at step 54 (float64; the Learn tab's
+    100 steps showed "1 spike"); with tau just above 1 the gap (1 - 1/tau)^t underflowed to 0 and fired.
+    Just above the threshold, it fires."""
+    for threshold, tau in ((1.0, 2.0), (2.0, 2.0), (0.5, 3.0), (1.0, 1.5), (3.0, 20.0), (0.1, 1.0001),
+                           (1.0, 1.00001), (3.0, 1 + 1e-9)):   # the Learn tab's ranges (tau any number in 1..20)
         for reset in ("hard", "soft"):
             for current in (threshold, threshold - 1e-9, 0.5 * threshold):
                 assert teaching.lif_simulate(np.full(100, current), threshold, tau, reset)[2].sum() == 0, (
