@@ -14,7 +14,7 @@ from .config import CODEBOOK_INITS, DEFAULT_PRESET, PRESETS
 from .data import DATASETS
 from .diffusion import LOSS_KINDS
 from .devices import use_threads
-from .errors import SpikingDiffusionError
+from .errors import Setting, SpikingDiffusionError
 from .runs import FRESH_DEFAULTS
 from .sampling import ORDERS, SETTINGS
 
@@ -101,6 +101,8 @@ def _sample(args) -> None:
     from .images import channels_first, channels_last
     from .pipeline import SpikingDiffusionPipeline
 
+    if args.nrow is not None:
+        Setting("nrow", int, 1, None, "--nrow").check(args.nrow, by_label=True)
     out = _output_stem(Path(args.out))
     if out.name in ("", ".", ".."):
         raise SpikingDiffusionError(f"--out must end in a file name (e.g. samples/mnist, which writes samples/mnist.png "
@@ -216,11 +218,15 @@ def add_train_classifier_arguments(p: argparse.ArgumentParser) -> argparse.Argum
     """The flags of ``train-classifier``."""
     p.add_argument("--dataset", required=True, help="data set name (mnist, fashion-mnist, cifar10-folder, ...)")
     p.add_argument("--data-root", default="data", help="folder holding the data sets (torchvision layout)")
-    p.add_argument("--out", default=None, help="output folder (default: assets/classifiers/<dataset>)")
+    p.add_argument("--out", default=None, help="output folder (default: assets/classifiers/<dataset>, the one "
+                                               "evaluate scores with)")
+    p.add_argument("--replace", action="store_true",
+                   help="train in place of the classifier already in --out (refused without it)")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--holdout", type=int, default=10000, help="train images kept out of training (the floor), at most a fifth of the train split (default: 10000)")
+    p.add_argument("--holdout", type=int, default=10000,
+                   help="train images kept out of training (the floor), at most a fifth of the train split (default: 10000)")
     p.add_argument("--max-steps", type=int, default=None)
     _add_threads_argument(p)
     p.add_argument("--device", default="cpu")
@@ -229,11 +235,18 @@ def add_train_classifier_arguments(p: argparse.ArgumentParser) -> argparse.Argum
 
 
 def _train_classifier(args: argparse.Namespace) -> dict:
+    from .checkpoint import CONFIG_NAME, WEIGHTS_NAME
     from .classifier import TrainClassifierConfig, default_classifier_dir, train_classifier
 
     tcfg = TrainClassifierConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, holdout=args.holdout,
                                  max_steps=args.max_steps, threads=args.threads)
-    out = args.out or default_classifier_dir(args.dataset)
+    out = Path(args.out or default_classifier_dir(args.dataset))
+    if out.exists() and not out.is_dir():
+        raise SpikingDiffusionError(f"--out {out} is a file; a classifier is saved as a folder")
+    if not args.replace and any((out / name).exists() for name in (CONFIG_NAME, WEIGHTS_NAME)):
+        raise SpikingDiffusionError(f"{out} already holds a classifier (evaluate scores with the one in "
+                                    f"assets/classifiers/<dataset>); pass --replace to train one in its place, or "
+                                    "choose another --out")
     _, info = train_classifier(args.dataset, args.data_root, out, tcfg=tcfg, download=not args.no_download,
                                device=args.device)
     return info
@@ -280,8 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_sampling_arguments(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--order", choices=ORDERS, default="random")
-    p.add_argument("--nrow", type=int, default=None)
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--nrow", type=int, default=None, help="images per row of the .png grid (default: a square grid)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     _add_threads_argument(p)
     p.set_defaults(func=_sample)
 

@@ -13,6 +13,7 @@ reference one (``fast=False``) is the paper's math written plainly (see ``fast.p
 from __future__ import annotations
 
 import json
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,6 +212,9 @@ class SpikingDiffusionPipeline:
 
     # --- input checks ---------------------------------------------------------------------
     def _images(self, images) -> torch.Tensor:
+        if isinstance(images, (str, os.PathLike, bytes)):
+            raise SpikingDiffusionError(f"images must be an array or tensor [N, C, H, W]; got a file ({images!r:.80}): "
+                                        "pipe.prepare_image(path) reads a picture into one")
         x = torch.as_tensor(np.asarray(images) if not torch.is_tensor(images) else images)
         self.vqsvae.check_images(x)               # shape, floats, finite, in [0, 1]: SettingError
         return x.to(self.device, torch.float32)
@@ -222,7 +226,9 @@ class SpikingDiffusionPipeline:
         try:
             self.vqsvae.check_tokens(t, allow_mask=allow_mask)
         except ValueError as e:
-            raise SpikingDiffusionError(str(e)) from None
+            masked = not allow_mask and t.numel() and int(t.max()) == self.mask_id
+            hint = f" ({self.mask_id} is the mask id: decode(tokens, allow_mask=True) takes it)" if masked else ""
+            raise SpikingDiffusionError(f"{e}{hint}") from None
         return t.to(self.device, torch.long)
 
     def _need_denoiser(self):
@@ -346,6 +352,9 @@ class SpikingDiffusionPipeline:
     def decode_trace(self, trace: GenerationTrace, image: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """For image ``image`` of a trace: (committed [S,H,W,C] uint8, predicted [S,H,W,C] uint8),
         the images decoded from the tokens committed so far and from each step's latest sampled prediction."""
+        n = trace.stack("tokens").shape[1]
+        if isinstance(image, bool) or not isinstance(image, (int, np.integer)) or not 0 <= image < n:
+            raise SpikingDiffusionError(f"image must be a whole number in 0..{n - 1} (the trace's images); got {image!r}")
         committed = torch.as_tensor(trace.stack("tokens")[:, image])                    # [S, h, w]
         predicted = torch.as_tensor(trace.stack("pred_sampled")[:, image])               # [S, h, w]
         return to_uint8(self.decode(committed, allow_mask=True)), to_uint8(self.decode(predicted, allow_mask=True))

@@ -94,6 +94,8 @@ def check_run_folder(cfg: TrainConfig, **defaults) -> tuple[TrainConfig, dict | 
     each changed setting and both values."""
     resolve_device(cfg.device)
     out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise CheckpointError(f"--out {out} is a file; a run needs a folder (new, or a run's to --resume)")
     state = out / STATE_NAME
     defaults = {**FRESH_DEFAULTS, **defaults}
     if not cfg.resume:

@@ -156,7 +156,8 @@ def check_sampler(sampler) -> SamplerConfig:
     if sampler is None:
         return SamplerConfig.paper()
     if not isinstance(sampler, SamplerConfig):
-        raise SettingError(f"sampler must be a SamplerConfig (or None: the paper's); got {type(sampler).__name__}")
+        raise SettingError(f"sampler must be a SamplerConfig (e.g. SamplerConfig(temperature=1.0) or SamplerConfig.paper()) "
+                           f"or None; got {type(sampler).__name__}")
     return sampler
 
 

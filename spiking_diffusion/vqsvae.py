@@ -157,7 +157,9 @@ class VQSVAE(nn.Module):
             raise SettingError(f"images must be a torch tensor, {want}; got {type(images).__name__} "
                                "(torch.from_numpy turns an array into one; the pipeline takes arrays too)")
         if images.ndim != 4 or images.shape[1:] != (c, s, s):
-            raise SettingError(f"images must be {want}; got {list(images.shape)}")
+            last = " (channels last, as pipe() returns them: spiking_diffusion.images.to_float converts)" \
+                if images.ndim == 4 and images.shape[1:] == (s, s, c) else ""
+            raise SettingError(f"images must be {want}; got {list(images.shape)}{last}")
         if not torch.is_floating_point(images):
             raise SettingError(f"images must be {want}; got {images.dtype} (0..255 pixels: divide by 255)")
         if images.numel() and (not torch.isfinite(images).all() or images.min() < 0 or images.max() > 1):

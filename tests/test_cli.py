@@ -137,6 +137,37 @@ def test_sample_threads_are_applied_and_a_bad_count_is_refused(trained, tmp_path
         torch.set_num_threads(before)
 
 
+def test_train_classifier_does_not_replace_a_classifier_unasked(tmp_path, capsys, monkeypatch):
+    """train-classifier's default --out is the bundled classifier evaluate scores with: a folder holding a
+    classifier is refused before any data is read (it was overwritten without a word); --replace trains
+    there; --out naming a file is refused too."""
+    import spiking_diffusion.classifier as C
+
+    trained = []
+    monkeypatch.setattr(C, "train_classifier", lambda dataset, root, out, **k: trained.append(out) or (None, {}))
+    out = tmp_path / "clf"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    args = ["train-classifier", "--dataset", "mnist", "--data-root", str(tmp_path / "none"), "--no-download"]
+    assert main([*args, "--out", str(out)]) == 2
+    assert f"{out} already holds a classifier" in capsys.readouterr().err and not trained
+    assert main([*args, "--out", str(out), "--replace"]) == 0 and trained == [out]
+    monkeypatch.setattr(C, "default_classifier_dir", lambda dataset: out)            # the default --out likewise
+    assert main(args) == 2 and len(trained) == 1
+    assert main([*args, "--out", str(out / "config.json")]) == 2
+    assert "is a file; a classifier is saved as a folder" in capsys.readouterr().err
+
+
+def test_sample_nrow_and_device_are_checked_before_sampling(trained, tmp_path, capsys, monkeypatch):
+    _, prior = trained
+    monkeypatch.setattr(SpikingDiffusionPipeline, "from_pretrained", lambda *a, **k: pytest.fail("sampled"))
+    assert main(["sample", "--checkpoint", str(prior), "--out", str(tmp_path / "s"), "--nrow", "-2"]) == 2
+    assert "--nrow must be an integer >= 1; got -2" in capsys.readouterr().err
+    monkeypatch.undo()
+    code = main(["sample", "--checkpoint", str(prior), "--out", str(tmp_path / "s"), "--device", "cuda:999"])
+    assert code == 2 and "device 'cuda:999' is missing" in capsys.readouterr().err    # cuda:N is a name sample takes
+
+
 def test_train_classifier_threads_are_checked_like_every_command(tmp_path, capsys):
     """train-classifier shares --threads with sample, evaluate and training: 0 is refused before any data
     is read, with the same message, and no classifier folder is made."""

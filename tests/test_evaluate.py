@@ -76,6 +76,18 @@ def test_a_holdout_above_a_fifth_of_the_train_split_is_refused_not_cut(tmp_path)
     assert load_classifier(tmp_path / "yes").cfg.holdout == 51
 
 
+def test_missing_inception_weights_are_refused_before_generating(tiny_ckpt, tmp_path, monkeypatch):
+    """A mistyped --inception-weights was found only after every sample was generated (and the run ended
+    without its FIDs); it is refused first, by its path."""
+    from spiking_diffusion import SpikingDiffusionPipeline
+
+    monkeypatch.setattr(SpikingDiffusionPipeline, "from_pretrained", lambda *a, **k: pytest.fail("loaded"))
+    with pytest.raises(E.SpikingDiffusionError, match=r"--inception-weights .*typo\.pth: no such file"):
+        E.evaluate(tiny_ckpt, "unused", tmp_path / "out", num_samples=8, sweeps=False,
+                 inception_weights=str(tmp_path / "typo.pth"))
+    assert not (tmp_path / "out").exists()
+
+
 def test_holdout_split():
     fit, held = holdout_split(100, 20, seed=0)
     assert len(fit) == 80 and len(held) == 20 and sorted(fit.tolist() + held.tolist()) == list(range(100))

@@ -61,7 +61,15 @@ BAD_CALLS = [
     ("logits t = 0", lambda p: p.denoiser_logits(torch.zeros(1, 7, 7, dtype=torch.long), [0.0]), r"t must lie in 0 < t <= 49"),
     ("spikes t nan", lambda p: p.denoiser_spikes(torch.zeros(1, 7, 7, dtype=torch.long), [float("nan")]), r"t must lie in 0 < t <= 49"),
     ("logits t text", lambda p: p.denoiser_logits(torch.zeros(1, 7, 7, dtype=torch.long), ["soon"]), "t must be numbers"),
-    ("sampler type", lambda p: p(num_images=1, steps=2, sampler={"temperature": 1.0}), "sampler must be a SamplerConfig"),
+    ("sampler type", lambda p: p(num_images=1, steps=2, sampler={"temperature": 1.0}),
+     r"sampler must be a SamplerConfig \(e\.g\. SamplerConfig\(temperature=1\.0\) or SamplerConfig\.paper\(\)\) or None; got dict"),
+    ("encode a file name", lambda p: p.encode("digit.png"), r"got a file \('digit\.png'\): pipe\.prepare_image\(path\)"),
+    ("encode channels last", lambda p: p.encode(torch.rand(2, 28, 28, 1)), r"channels last, as pipe\(\) returns them: "
+     r"spiking_diffusion\.images\.to_float converts"),
+    ("decode the mask id", lambda p: p.decode(torch.full((1, 7, 7), p.codebook_size)),
+     r"is the mask id: decode\(tokens, allow_mask=True\) takes it"),
+    ("decode_trace image", lambda p: p.decode_trace(p(num_images=2, steps=2, trace=True).trace, image=5),
+     r"image must be a whole number in 0\.\.1 \(the trace's images\); got 5"),
     ("spikes neither", lambda p: p.spikes(), "either"),
     ("spikes both", lambda p: p.spikes(images=_images(1), tokens=torch.zeros(1, 7, 7, dtype=torch.long)), "either"),
 ]

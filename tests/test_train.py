@@ -416,6 +416,10 @@ def test_a_fresh_run_never_overwrites_a_run_and_stages_do_not_mix(tmp_path, tiny
         train_decoder(TrainConfig(stage="decoder", out=cfg.out, vqsvae=str(tiny_checkpoint), resume=True,
                                   **{**BASE, "dataset": None}))
     assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()} == before  # nothing changed
+    (tmp_path / "notes.md").write_text("mine")                   # --out naming a file: refused, the file kept
+    with pytest.raises(CheckpointError, match=r"notes\.md is a file; a run needs a folder"):
+        train_vqsvae(replace(cfg, out=str(tmp_path / "notes.md")))
+    assert (tmp_path / "notes.md").read_text() == "mine"
 
 
 # --- resuming with other settings ---------------------------------------------------------------

@@ -203,6 +203,10 @@ def evaluate(checkpoint_dir, data_root, out_dir, log=print, **overrides) -> dict
     (then without ``record``). Raises :class:`SpikingDiffusionError` on bad settings, before any work."""
     w = overrides.pop("inception_weights", None)
     cfg = EvalConfig(**overrides, inception_weights=[w] if isinstance(w, (str, Path)) else list(w or []))
+    missing = [str(p) for p in cfg.inception_weights if not Path(p).is_file()]
+    if missing:
+        raise SpikingDiffusionError(f"--inception-weights {missing[0]}: no such file (a .pth of pt_inception-2015-12-05 "
+                                    "or of torchvision's inception_v3); nothing was generated")
     for name in ("num_samples", "sweep_samples") if cfg.sweeps else ("num_samples",):
         if getattr(cfg, name) <= cfg.k:
             raise SpikingDiffusionError(f"{name} must exceed k={cfg.k} (the k-NN manifolds need more samples)")
