@@ -16,8 +16,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from .checkpoint import (CONFIG_NAME, VQSVAE_METRICS, WEIGHTS_NAME, copy_code_usage, load_checkpoint,
-                         save_checkpoint)
+from .checkpoint import VQSVAE_METRICS, copy_code_usage, load_checkpoint, save_checkpoint, saved_files
 from .errors import CheckpointError, SettingError
 from .runs import STATE_NAME
 from .train import same_tokens
@@ -44,7 +43,7 @@ def check_weights(weights: Sequence[float] | None, count: int) -> list[float]:
 
 def _check_out(out: Path, paths: Sequence[str | Path]) -> None:
     """Refuse an output folder that would overwrite a checkpoint or a run (a source among them)."""
-    made = [n for n in (CONFIG_NAME, WEIGHTS_NAME, STATE_NAME) if (out / n).is_file()]
+    made = saved_files(out) + ([STATE_NAME] if (out / STATE_NAME).is_file() else [])
     if made or any(out.resolve() == Path(p).resolve() for p in paths):
         raise CheckpointError(f"{out} already holds a checkpoint ({', '.join(made) or 'a source'}); the average "
                               "would overwrite it: choose another --out")

@@ -70,6 +70,12 @@ def atomic_write_dir(path: str | os.PathLike, write_fn) -> Path:
     return path
 
 
+def saved_files(folder) -> list[str]:
+    """The files of a saved model (config.json, model.safetensors) that ``folder`` holds: a folder a new
+    save would overwrite (checked before a run, an average or a classifier writes there)."""
+    return [n for n in (CONFIG_NAME, WEIGHTS_NAME) if (Path(folder) / n).is_file()]
+
+
 def save_checkpoint(path, vqsvae: nn.Module, denoiser: nn.Module | None = None,
                     info: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None) -> Path:
     """Write ``model.safetensors`` then ``config.json`` into ``path``, each atomically (other files in

@@ -235,7 +235,7 @@ def add_train_classifier_arguments(p: argparse.ArgumentParser) -> argparse.Argum
 
 
 def _train_classifier(args: argparse.Namespace) -> dict:
-    from .checkpoint import CONFIG_NAME, WEIGHTS_NAME
+    from .checkpoint import saved_files
     from .classifier import TrainClassifierConfig, default_classifier_dir, train_classifier
 
     tcfg = TrainClassifierConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, holdout=args.holdout,
@@ -243,7 +243,7 @@ def _train_classifier(args: argparse.Namespace) -> dict:
     out = Path(args.out or default_classifier_dir(args.dataset))
     if out.exists() and not out.is_dir():
         raise SpikingDiffusionError(f"--out {out} is a file; a classifier is saved as a folder")
-    if not args.replace and any((out / name).exists() for name in (CONFIG_NAME, WEIGHTS_NAME)):
+    if not args.replace and saved_files(out):
         raise SpikingDiffusionError(f"{out} already holds a classifier (evaluate scores with the one in "
                                     f"assets/classifiers/<dataset>); pass --replace to train one in its place, or "
                                     "choose another --out")

@@ -22,7 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch.optim.swa_utils import AveragedModel
 
-from .checkpoint import CONFIG_NAME, WEIGHTS_NAME, atomic_write_file
+from .checkpoint import atomic_write_file, saved_files
 from .config import CODEBOOK_INITS, PRESETS
 from .devices import resolve_device
 from .diffusion import LOSS_KINDS
@@ -101,7 +101,7 @@ def check_run_folder(cfg: TrainConfig, **defaults) -> tuple[TrainConfig, dict | 
     if not cfg.resume:
         if state.is_file():  # never overwrite a run someone made
             raise CheckpointError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
-        made = [n for n in (CONFIG_NAME, WEIGHTS_NAME) if (out / n).is_file()]
+        made = saved_files(out)
         if made:             # nor a finished checkpoint (a bundled model, an import): its first snapshot would
             raise CheckpointError(f"{out} already holds a checkpoint ({', '.join(made)}) but no {STATE_NAME}; a new "
                                   "run would overwrite it: choose another --out (or, if it is a run stopped before its "

@@ -333,12 +333,7 @@ def tokenize(vqsvae: VQSVAE, images: torch.Tensor, batch: int = 256, device="cpu
     """uint8 images ``[N,C,H,W]`` -> tokens ``[N,h,w]``: int16 to keep the cache small, int32 for a
     codebook of more than 32,768 codes (whose ids int16 would wrap to negative numbers)."""
     out = [vqsvae.encode(images[i:i + batch].to(device).float() / 255.0).cpu() for i in range(0, len(images), batch)]
-    return torch.cat(out).to(tokenize_dtype(vqsvae))
-
-
-def tokenize_dtype(vqsvae: VQSVAE) -> torch.dtype:
-    """The token cache's dtype: int16 while the ids 0..K-1 fit it, else int32."""
-    return torch.int16 if vqsvae.cfg.codebook_size <= 2**15 else torch.int32
+    return torch.cat(out).to(torch.int16 if vqsvae.cfg.codebook_size <= 2**15 else torch.int32)
 
 
 def _state_digest(modules, salt: str = "") -> str:
@@ -388,8 +383,7 @@ def train_prior(cfg: TrainConfig) -> Path:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     cache = out / "tokens_train.npz"
-    digest = f"{_token_digest(vqsvae)}-{dataset}-{cfg.limit}-{tokenize_dtype(vqsvae)}"   # (int16 caches of
-    # a codebook beyond 32,768 codes, written before tokenize_dtype, held wrapped ids: made again)
+    digest = f"{_token_digest(vqsvae)}-{dataset}-{cfg.limit}"
     cached = np.load(cache) if cache.is_file() else None
     data = None                       # the training images, loaded only when needed
     if cached is not None and str(cached["digest"]) == digest:
