@@ -59,7 +59,7 @@ def average_priors(paths: Sequence[str | Path], out: str | Path, weights: Sequen
     its figures and code usage, the data and sampler settings of its info, and lists its sources in
     ``info["averaged_from"]`` (each one's own training record is left out of the average's info).
 
-    Raises :class:`SettingError` for fewer than two checkpoints or bad weights, and
+    Raises :class:`SettingError` for fewer than two checkpoints, one given twice or bad weights, and
     :class:`CheckpointError` for an output folder holding a checkpoint, a checkpoint without a prior,
     a VQ-SVAE that tokenises differently (another encoder or quantizer) or other denoiser settings
     than the first's. Nothing is written then.
@@ -68,6 +68,12 @@ def average_priors(paths: Sequence[str | Path], out: str | Path, weights: Sequen
     if len(paths) < 2:
         raise SettingError(f"average needs two checkpoints or more; got {len(paths)}")
     weights = check_weights(weights, len(paths))
+    seen = {}
+    for p in paths:
+        if Path(p).resolve() in seen:
+            raise SettingError(f"{p} is given twice (as {seen[Path(p).resolve()]} before); to give a checkpoint "
+                               "more weight, pass --weights (e.g. --weights 2 1)")
+        seen[Path(p).resolve()] = p
     _check_out(out, paths)
     loaded = [load_checkpoint(p) for p in paths]                   # (vqsvae, denoiser, config) each
     vqsvae, first, config = loaded[0]

@@ -359,6 +359,19 @@ def _save_tokens(path: str, tokens: torch.Tensor, digest: str) -> None:
         np.savez(f, tokens=tokens.numpy(), digest=digest)
 
 
+def _check_dataset_fits(vqsvae: VQSVAE, dataset: str, trained_on: str | None, source: str) -> None:
+    """Refuse a data set whose images the VQ-SVAE of ``source`` cannot encode (another channel count),
+    before anything is loaded, and say so when it is another data set than the one it was trained on
+    (``trained_on``; the new checkpoint's info records ``dataset``). Raises :class:`SettingError`."""
+    if channels_of(dataset) != vqsvae.cfg.in_channels:
+        raise SettingError(f"--dataset {dataset} has {channels_of(dataset)}-channel images, but {source}'s VQ-SVAE "
+                           f"encodes {vqsvae.cfg.in_channels}-channel ones (it was trained on {trained_on or 'unknown data'}): "
+                           "leave --dataset out to use its own data set")
+    if trained_on and dataset != trained_on and runs.process_rank() == 0:
+        print(f"note: {source}'s VQ-SVAE was trained on {trained_on}; this run trains on {dataset} and its "
+              f"checkpoint records {dataset}")
+
+
 def train_prior(cfg: TrainConfig) -> Path:
     """Stage 2: tokenise the training set with the VQ-SVAE (cached), train the denoiser, and write a
     full checkpoint (VQ-SVAE + denoiser) to cfg.out."""
@@ -373,6 +386,7 @@ def train_prior(cfg: TrainConfig) -> Path:
     if runs.finished(cfg, snapshot):
         return Path(cfg.out)
     dataset = cfg.dataset
+    _check_dataset_fits(vqsvae, dataset, vq_config["info"].get("dataset"), cfg.vqsvae)
     if inherited and snapshot is None and runs.process_rank() == 0:
         print(f"note: the denoiser takes the preset of {cfg.vqsvae}: {cfg.preset} (pass --preset to choose)")
     if snapshot is not None:          # --init-from only starts a run: a resumed run keeps the one it began with
@@ -486,6 +500,7 @@ def train_decoder(cfg: TrainConfig) -> Path:
     vqsvae, denoiser, config = load_checkpoint(cfg.vqsvae, cfg.device)
     cfg, snapshot = runs.check_run_folder(cfg, dataset=config["info"].get("dataset") or "mnist")
     dataset = cfg.dataset
+    _check_dataset_fits(vqsvae, dataset, config["info"].get("dataset"), cfg.vqsvae)
     if Path(cfg.vqsvae).resolve() == Path(cfg.out).resolve():
         raise SpikingDiffusionError(f"--vqsvae and --out are both {cfg.out}: train the decoder into another folder")
     # the run's frozen encoder + codebook and its prior come from --vqsvae: a resumed run must be given the same

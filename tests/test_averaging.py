@@ -64,6 +64,7 @@ def test_the_average_is_the_weighted_mean_of_the_denoisers(priors, tmp_path):
     ("ad", None, CheckpointError, r"denoiser settings differ .*time_steps"),
     ("ae", None, CheckpointError, "holds no prior"),
     ("a", None, SettingError, "two checkpoints or more"),
+    ("aba", None, SettingError, "is given twice .*--weights"),
     ("ab", [1], SettingError, "one number per checkpoint"),
     ("ab", [1, 0], SettingError, "finite numbers > 0"),
     ("ab", [float("inf"), 1], SettingError, "finite numbers > 0"),

@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from spiking_diffusion.errors import SettingError
 from spiking_diffusion.train import TrainConfig, train_decoder, train_prior, train_vqsvae
 
 torch.set_num_threads(1)
@@ -593,3 +594,21 @@ def test_tokens_of_a_codebook_beyond_int16_keep_their_ids():
         tokens = tokenize(vq, images)
         assert tokens.dtype == dtype
         assert torch.equal(tokens.long(), vq.encode(images.float() / 255.0)) and int(tokens.min()) >= K - 100
+
+
+def test_a_data_set_the_vqsvae_cannot_encode_is_refused_before_loading(tmp_path, tiny_checkpoint, capsys):
+    # the tiny checkpoint encodes 1-channel images: CIFAR-10's 3 channels are refused before any data is
+    # looked for (its root does not exist), by train-prior and train-decoder alike, and nothing is written
+    for stage, run in (("prior", train_prior), ("decoder", train_decoder)):
+        cfg = TrainConfig(stage=stage, out=str(tmp_path / stage), vqsvae=str(tiny_checkpoint), epochs=0.5,
+                          **{**BASE, "dataset": "cifar10", "preset": None}, data_root=str(tmp_path / "none"))
+        with pytest.raises(SettingError, match=r"--dataset cifar10 has 3-channel images, but .* encodes 1-channel ones "
+                                               r"\(it was trained on synthetic\): leave --dataset out"):
+            run(cfg)
+        assert not (tmp_path / stage).exists()
+    # another data set of the same channels is trained on, and the run says so before it looks for it
+    cfg = TrainConfig(stage="prior", out=str(tmp_path / "m"), vqsvae=str(tiny_checkpoint), epochs=0.5,
+                      **{**BASE, "dataset": "mnist", "preset": None}, data_root=str(tmp_path / "none"), download=False)
+    with pytest.raises(Exception, match="MNIST"):
+        train_prior(cfg)
+    assert "was trained on synthetic; this run trains on mnist and its checkpoint records mnist" in capsys.readouterr().out
