@@ -30,7 +30,7 @@ from spiking_diffusion.evaluate import EvalConfig, Reference, classifier_metrics
 from spiking_diffusion.sampling import parse_temperature  # noqa: E402
 
 KEYS = {"top_p": ("top_p", float), "corrector": ("corrector_steps", int), "cells": ("corrector_cells", int),
-        "corrector_T": ("corrector_temperature", float)}
+        "corrector_T": ("corrector_temperature", float), "guidance": ("guidance", float)}
 
 
 def parse_spec(spec: str) -> tuple[dict, dict]:

@@ -39,6 +39,7 @@ class Run:
     shown: tuple | None = None  # (image, step) the Unmasking view drew last
     seed: int | None = None     # the seed it was generated from (the status line names it)
     asked_at: float | None = None  # time.monotonic() of the Generate press that made it (Studio.run_superseded)
+    guidance: float = 0.0      # the sampler's autoguidance weight (its guide prior's calls count in the energy)
 
     def __post_init__(self):
         self.num_images, self.num_frames = len(self.images), len(self.trace)

@@ -224,16 +224,17 @@ class Studio:
 
     def _work_ratio(self, name: str, pipe: SpikingDiffusionPipeline) -> float:
         """How many times the default model's denoiser work one generation with this model does
-        (multiply-adds of a dense network with its widths, times the expected denoiser calls of each
-        one's own sampler); 1.0 for the default model, or when either has no prior or fails to load."""
+        (multiply-adds of a dense network with its widths, and of its guide prior where its sampler
+        is guided, times the expected denoiser calls of each one's own sampler); 1.0 for the default model, or when either has no prior or fails to load."""
         default = self._default_pipe(name)
         if pipe.denoiser is None or default is None or default.denoiser is None:
             return 1.0
 
         def work(p):  # multiply-adds per image for one generation with the model's own sampler
-            cfg = p.denoiser.cfg
-            calls = expected_denoiser_calls(cfg.num_diffusion_steps, cfg.latent_size ** 2)
-            return denoiser_macs(cfg) * (calls + p.sampling_defaults.corrector_steps)
+            cfg, s = p.denoiser.cfg, p.sampling_defaults
+            calls = expected_denoiser_calls(cfg.num_diffusion_steps, cfg.latent_size ** 2) + s.corrector_steps
+            guide = denoiser_macs(p.guide.cfg) if s.guidance and p.guide is not None else 0   # beside every call
+            return (denoiser_macs(cfg) + guide) * calls
         return work(pipe) / work(default)
 
     def _slowness(self, name: str, pipe: SpikingDiffusionPipeline) -> str | None:
@@ -285,8 +286,14 @@ class Studio:
             s = pipe.sampling_defaults
             corr = (f", then {plots.count(s.corrector_steps, 'corrector round')} of {plots.count(s.corrector_cells, 'cell')} at temperature "
                     f"{s.corrector_temperature:g}" if s.corrector_steps else "")
+            guide = ""
+            if pipe.guide is not None and s.guidance:
+                g = pipe.guide.cfg
+                guide = (f"; each denoiser call is steered away from a smaller, briefly trained prior's (autoguidance, "
+                         f"weight {s.guidance:g}, not in the paper; its layer widths {'-'.join(map(str, g.widths))}, "
+                         f"T = {g.time_steps})")
             lines.append(f"- **Sampler** (the Generate tab's defaults): temperature "
-                         f"{temperature_label(s.temperature, s.temperature_end)}, top-p {s.top_p:g}{corr}.")
+                         f"{temperature_label(s.temperature, s.temperature_end)}, top-p {s.top_p:g}{corr}{guide}.")
         own = "prior" if pipe.denoiser is not None else "VQ-SVAE"           # whose run info["epochs"] counts
         trained = list(dict.fromkeys(f"{what} {v:.3g} epochs" for what, v in zip(("VQ-SVAE", own), epochs.values())
                                      if isinstance(v, (int, float))))
@@ -294,6 +301,9 @@ class Studio:
         if averaged:
             each = ", ".join(f"{e:.3g}" if isinstance(e, (int, float)) else "?" for e in averaged)
             trained.append(f"prior: the weight average of {len(averaged)} priors ({each} epochs)")
+        guide_epochs = (info.get("guide_trained") or {}).get("epochs") if pipe.guide is not None else None
+        if isinstance(guide_epochs, (int, float)):
+            trained.append(f"guide prior {guide_epochs:.3g} epochs")
         if trained:
             lines.append(f"- **Trained**: {', '.join(trained)}.")
         figures, n = _measured(m)
@@ -324,7 +334,7 @@ class Studio:
         return ModelFacts(pipe.latent_size, pipe.num_diffusion_steps, pipe.membrane_decay, pipe.psp_tau)
 
     def sampling_defaults(self, name: str | None) -> tuple:
-        """(temperature, end temperature, top-p, corrector rounds, cells, temperature) chosen for a
+        """(temperature, end temperature, top-p, corrector rounds, cells, temperature, guidance) chosen for a
         model when it was evaluated; the paper's sampler at 0.65 otherwise. Read from the checkpoint's
         config without loading the model, so that the sliders show a newly picked model's settings
         before a click on Generate can read them."""
@@ -332,14 +342,19 @@ class Studio:
 
     @staticmethod
     def slider_values(d: SamplerConfig) -> tuple:
-        """A sampler's settings as the Generate tab's six sliders show them (a constant temperature: end = start)."""
+        """A sampler's settings as the Generate tab's seven sliders show them (a constant temperature: end = start)."""
         end = d.temperature if d.temperature_end is None else d.temperature_end
-        return (d.temperature, end, d.top_p, d.corrector_steps, d.corrector_cells, d.corrector_temperature)
+        return (d.temperature, end, d.top_p, d.corrector_steps, d.corrector_cells, d.corrector_temperature, d.guidance)
 
     def sampler_of(self, name: str | None) -> SamplerConfig:
         """The sampler settings chosen for model ``name`` (:meth:`sampling_defaults` as one config)."""
         known = name in self.models
         return SpikingDiffusionPipeline.read_sampling_defaults(self.models[name]) if known else SamplerConfig.paper()
+
+    def has_guide(self, name: str | None) -> bool:
+        """Whether model ``name`` stores a guide prior, so that its Guidance weight can be above 0
+        (read from its config without loading it)."""
+        return name in self.models and SpikingDiffusionPipeline.stores_guide(self.models[name])
 
     # --- 1. generate ------------------------------------------------------------------------
     @staticmethod
@@ -348,7 +363,7 @@ class Studio:
 
     @friendly
     def check_generate(self, model, num_images, steps, temperature, seed, temperature_end=None, top_p=None,
-                       corrector_steps=None, corrector_cells=None, corrector_temperature=None):
+                       corrector_steps=None, corrector_cells=None, corrector_temperature=None, guidance=None):
         """:meth:`generate`'s arguments checked -> (pipeline, images, steps, seed, sampler settings), or
         the message naming the value that is wrong and what is accepted."""
         pipe = self.pipe(model)
@@ -357,7 +372,7 @@ class Studio:
                              "pick a model that generates")
         given = dict(temperature=temperature, temperature_end=temperature_end, top_p=top_p,
                      corrector_steps=corrector_steps, corrector_cells=corrector_cells,
-                     corrector_temperature=corrector_temperature)
+                     corrector_temperature=corrector_temperature, guidance=guidance)
         cells = {"corrector_cells": pipe.latent_size ** 2}                      # the upper bound the grid sets
         v = check_all(n=lambda: check_int(num_images, "Number of images", 1, self.max_batch),   # the controls' names
                       steps=lambda: check_int(steps, "Steps", 1, pipe.num_diffusion_steps),
@@ -365,20 +380,26 @@ class Studio:
                       **{k: (lambda k=k, x=x: SETTINGS[k].check(x, cells.get(k), by_label=True))
                          for k, x in given.items() if x is not None})
         sampling = pipe.sampling_settings(**{k: v[k] for k in given if k in v})
+        if sampling.guidance and pipe.guide is None:
+            raise InputError(f"{SETTINGS['guidance'].label} {sampling.guidance:g} needs a model with a guide prior and "
+                             f"{model} has none: 0 only (autoguidance off)")
         return pipe, v["n"], v["steps"], v["seed"], sampling
 
     @friendly
     def generate(self, model, num_images, steps, temperature, seed, temperature_end=None, top_p=None,
-                 corrector_steps=None, corrector_cells=None, corrector_temperature=None, session: str | None = None):
+                 corrector_steps=None, corrector_cells=None, corrector_temperature=None, guidance=None,
+                 session: str | None = None):
         """Stream (grid image, status html, run) while the diffusion runs: ``run`` is ``gr.skip()``
         until the last item (the session keeps its last finished run meanwhile, and after a failure),
         then the new :class:`Run`. The temperature moves
         linearly to ``temperature_end`` (default: stays constant); ``top_p``: nucleus sampling;
-        corrector rounds after the last step (see the pipeline). Settings not given: the model's.
+        corrector rounds after the last step (see the pipeline); ``guidance``: autoguidance (a model
+        with a guide prior only). Settings not given: the model's.
         ``session``: the browser session, whose :meth:`stop_generation` ends this generation within a
         step (the last item is then the stopped status line, and no run)."""
         pipe, n, s, seed, sampling = self.check_generate(model, num_images, steps, temperature, seed, temperature_end,
-                                                         top_p, corrector_steps, corrector_cells, corrector_temperature)
+                                                         top_p, corrector_steps, corrector_cells, corrector_temperature,
+                                                         guidance)
         total_steps = s + sampling.corrector_steps
         previews: queue.Queue = queue.Queue()  # (step index, tiled preview, seconds); None: finished
         stop = threading.Event()   # nobody reads the stream any more
@@ -442,7 +463,7 @@ class Studio:
                 return
             out = result["out"]
             run = self.runs.add(Run(model, out.images, out.tokens, out.trace, time.perf_counter() - start, seed=seed,
-                                    asked_at=asked))
+                                    asked_at=asked, guidance=sampling.guidance))
             self._note_session(self._made, session, asked)
             yield media.tile(out.images), self._done_status(run), run
         finally:
@@ -1067,7 +1088,7 @@ class Studio:
         n = run.num_images
         cells = int(run.trace.steps[S].unmasked[0].sum()) if rounds else None    # re-masked per corrector round
         e = generation_energy(pipe, run.tokens, S, corrector_steps=rounds, max_images=16, points=7, trace=run.trace,
-                              corrector_cells=cells)
+                              corrector_cells=cells, guidance=run.guidance)
         p, den, dec, corr = e["per_image"], e["denoiser_per_call"], e["decode_per_image"], e.get("denoiser_per_corrector_call")
         ann_uj, snn_uj = n * p["ann_energy_pj"] / 1e6, n * p["snn_energy_pj"] / 1e6
         calls = e["denoiser_calls_per_image"] * n
@@ -1080,6 +1101,8 @@ class Studio:
               f"then one decoding per image.\n\n| | ANN | SNN |\n|---|---|---|\n"
               + _cost_row(f"one denoiser call, an unmasking step (T = {pipe.denoiser.cfg.time_steps})", den)
               + (_cost_row(f"one denoiser call, a corrector round ({plots.count(cells, 'cell')} masked)", corr) if rounds else "")
+              + (_cost_row(f"its guide prior, at every call (autoguidance, T = {pipe.guide.cfg.time_steps})",
+                           e["guide_per_call"]) if "guide_per_call" in e else "")
               + _cost_row(f"one decoding (T = {pipe.vqsvae.cfg.time_steps})", dec, digits=2) +
               f"| whole generation | **{_energy(ann_uj)}** | **{_energy(snn_uj)}** |\n\n"
               f"ANN: the same network without spikes, every connection a multiply-add (MAC, {E_MAC_PJ} pJ) once "

@@ -15,7 +15,7 @@ from PIL import Image
 
 from spiking_diffusion.evaluation.energy import E_AC_PJ, E_MAC_PJ
 from spiking_diffusion.image_input import MAX_PIXELS
-from spiking_diffusion.sampling import SETTINGS
+from spiking_diffusion.sampling import MAX_GUIDANCE, SETTINGS
 from spiking_diffusion.spiking import LIF_TAU, LIF_THRESHOLD
 
 from . import frames, learn, plots
@@ -231,7 +231,7 @@ def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
                 n = whole_slider(1, S.max_batch, min(16, S.max_batch), label="Number of images", elem_id="num-images")
                 steps = whole_slider(1, F.num_steps, F.num_steps, label="Steps", elem_id="steps",
                                      info="Fewer steps unmask more cells at once: faster, usually worse.")
-                t0, t1, p0, c0, c1, c2 = S.sampling_defaults(S.default_model)
+                t0, t1, p0, c0, c1, c2, g0 = S.sampling_defaults(S.default_model)
                 temp = gr.Slider(T_MIN, T_MAX, t0, step=T_STEP, label=SETTINGS["temperature"].label, elem_id="temperature",
                                  **NO_RESET,
                                  info="Low: safe, repetitive codes. High: diverse, noisier. (A lower temperature "
@@ -254,6 +254,12 @@ def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
                                            elem_id="corrector-cells", interactive=c0 > 0, **NO_RESET)
                     c_temp = gr.Slider(T_MIN, T_MAX, c2, step=T_STEP, label=SETTINGS["corrector_temperature"].label,
                                        elem_id="corrector-temperature", interactive=c0 > 0, **NO_RESET)
+                    # greyed out for a model without a guide prior: only 0 is accepted then
+                    guide = gr.Slider(0.0, MAX_GUIDANCE, g0, step=0.05, label=SETTINGS["guidance"].label,
+                                      elem_id="guidance", interactive=S.has_guide(S.default_model), **NO_RESET,
+                                      info="Autoguidance (not in the paper): each step is steered away from what a "
+                                           "smaller, briefly trained prior would draw. Sharper, more varied samples; "
+                                           "each step also runs that prior. 0: off. Models that store a guide only.")
                 # (the sliders have no reset buttons: see NO_RESET)
                 own = gr.Button("The model's own sampling settings", size="sm", elem_id="own-settings")
                 with gr.Row():
@@ -269,8 +275,8 @@ def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
         # End follows Temperature while the two are equal (a constant temperature); a hidden checkbox, not a
         # State, so the browser reads it; inside the tab: anything else among the Tabs' children is drawn as a tab
         constant = gr.Checkbox(t0 == t1, visible=False, elem_id="constant-temperature")
-        _refuse_as_typed([n, steps, temp, temp_end, top_p, c_steps, c_cells, c_temp, seed])
-    sampling = [temp, temp_end, top_p, c_steps, c_cells, c_temp]
+        _refuse_as_typed([n, steps, temp, temp_end, top_p, c_steps, c_cells, c_temp, guide, seed])
+    sampling = [temp, temp_end, top_p, c_steps, c_cells, c_temp, guide]
     # a constant temperature stays constant when only Temperature is moved: End follows it until End
     # itself is moved to another value (a schedule); each model's chosen settings say which it is
     def own_settings(m):   # said, as the sliders move: settings changed by hand are replaced too
@@ -278,6 +284,7 @@ def _generate_tab(S: Studio, F: ModelFacts, model) -> NS:
         gr.Info(f"The sampling settings are {m}'s own now: {sampler.label()} (More sampling settings).", duration=6)
         return (*(d := S.slider_values(sampler)), d[0] == d[1])
     model.change(own_settings, model, [*sampling, constant], **PRIVATE)
+    model.change(lambda m: gr.update(interactive=S.has_guide(m)), model, guide, show_progress="hidden", **PRIVATE)
     own.click(own_settings, model, [*sampling, constant], **PRIVATE)
     # in the browser, so that a click on Generate right after a move sends End as it follows
     # (a value out of range is not followed: Temperature's own refusal says it, once, and End stays)
@@ -829,15 +836,15 @@ def build_demo(studio: Studio) -> gr.Blocks:
         # in the browser session (Gradio passes ``request``), whose Stop ends the generations it asked for
         # before (running, or waiting in the queue); the parameters keep S.generate's names (the API's)
         def asked(model, num_images, steps, temperature, seed, temperature_end, top_p, corrector_steps,
-                  corrector_cells, corrector_temperature, request: gr.Request = None):
+                  corrector_cells, corrector_temperature, guidance, request: gr.Request = None):
             S.check_generate(model, num_images, steps, temperature, seed, temperature_end, top_p, corrector_steps,
-                             corrector_cells, corrector_temperature)
+                             corrector_cells, corrector_temperature, guidance)
             S.generation_asked(_session(request))
 
         def generate(model, num_images, steps, temperature, seed, temperature_end, top_p, corrector_steps,
-                     corrector_cells, corrector_temperature, request: gr.Request = None):
+                     corrector_cells, corrector_temperature, guidance, request: gr.Request = None):
             yield from S.generate(model, num_images, steps, temperature, seed, temperature_end, top_p, corrector_steps,
-                                  corrector_cells, corrector_temperature, session=_session(request))
+                                  corrector_cells, corrector_temperature, guidance, session=_session(request))
 
         def stop(request: gr.Request = None):
             S.stop_generation(_session(request))

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from .checkpoint import VQSVAE_METRICS, copy_code_usage, load_checkpoint, save_checkpoint, saved_files
+from .checkpoint import VQSVAE_METRICS, copy_code_usage, load_checkpoint, load_guide, save_checkpoint, saved_files
 from .errors import CheckpointError, SettingError
 from .runs import STATE_NAME
 from .train import same_tokens
@@ -56,7 +56,7 @@ def average_priors(paths: Sequence[str | Path], out: str | Path, weights: Sequen
     BatchNorm's running statistics are averaged too: an approximation (the variance of the averaged
     network's activations is not the mean of the variances), which the evaluation then measures. The
     integer step counters are the first prior's. The average keeps the first checkpoint's VQ-SVAE,
-    its figures and code usage, the data and sampler settings of its info, and lists its sources in
+    its figures, code usage and guide prior (if any), the data and sampler settings of its info, and lists its sources in
     ``info["averaged_from"]`` (each one's own training record is left out of the average's info).
 
     Raises :class:`SettingError` for fewer than two checkpoints, one given twice or bad weights, and
@@ -98,6 +98,6 @@ def average_priors(paths: Sequence[str | Path], out: str | Path, weights: Sequen
     info = {k: v for k, v in config["info"].items() if k not in TRAINING_RECORD}
     info.update(stage="prior", averaged_from=sources, averaged_at=time.strftime("%Y-%m-%d %H:%M:%S"))
     vq_metrics = {k: v for k, v in config.get("metrics", {}).items() if k in VQSVAE_METRICS}
-    save_checkpoint(out, vqsvae, first, info=info, metrics=vq_metrics)
+    save_checkpoint(out, vqsvae, first, info=info, metrics=vq_metrics, guide=load_guide(paths[0]))  # its guide too
     copy_code_usage(paths[0], out)                                   # the shared VQ-SVAE's tokens: the same usage
     return out

@@ -2,8 +2,9 @@
 
 config.json = {"format": "spiking-diffusion", "version": 1, "vqsvae": {...},
                "denoiser": {...} or null, "info": {data set, preset, epochs, steps, ...},
-               "metrics": {...}}
-Tensors are stored under ``vqsvae.*`` and ``denoiser.*``. Each file is written to a temporary
+               "metrics": {...}, and "guide": {...} when the prior has a guide}
+Tensors are stored under ``vqsvae.*`` and ``denoiser.*`` (and ``guide.*``: a weaker prior on the
+same tokens that the sampler's autoguidance steers away from, :func:`load_guide`). Each file is written to a temporary
 name and renamed into place, so no file is ever half-written. The two files are two renames, so a
 save killed between them would pair new weights with an old config: each save therefore writes one
 random ``save_id`` into both (config.json's top level and the safetensors header), and loading
@@ -77,14 +78,19 @@ def saved_files(folder) -> list[str]:
 
 
 def save_checkpoint(path, vqsvae: nn.Module, denoiser: nn.Module | None = None,
-                    info: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None) -> Path:
+                    info: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None,
+                    guide: nn.Module | None = None) -> Path:
     """Write ``model.safetensors`` then ``config.json`` into ``path``, each atomically (other files in
     the folder, such as a run's training state, stay), both marked with one new ``save_id``.
     ``info["architecture"]`` is (re)written to say which parts are the paper's
-    (:func:`~spiking_diffusion.config.compare_with_paper`)."""
-    tensors = {f"vqsvae.{k}": v.detach().cpu().contiguous() for k, v in vqsvae.state_dict().items()}
-    if denoiser is not None:
-        tensors.update({f"denoiser.{k}": v.detach().cpu().contiguous() for k, v in denoiser.state_dict().items()})
+    (:func:`~spiking_diffusion.config.compare_with_paper`). ``guide``: the prior's guide (a
+    ``SpikingDenoiser`` on the same tokens), stored beside it; only with a ``denoiser``."""
+    if guide is not None and denoiser is None:
+        raise CheckpointError("a guide prior is stored only beside a prior (denoiser) it guides")
+    tensors = {}
+    for prefix, module in (("vqsvae", vqsvae), ("denoiser", denoiser), ("guide", guide)):
+        if module is not None:
+            tensors.update({f"{prefix}.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()})
     save_id = uuid.uuid4().hex
     config = {
         "format": FORMAT, "version": VERSION, "save_id": save_id,
@@ -92,6 +98,7 @@ def save_checkpoint(path, vqsvae: nn.Module, denoiser: nn.Module | None = None,
         "denoiser": None if denoiser is None else denoiser.cfg.to_dict(),
         "info": {**(info or {}), "architecture": compare_with_paper(vqsvae.cfg, getattr(denoiser, "cfg", None))},
         "metrics": metrics or {},
+        **({} if guide is None else {"guide": guide.cfg.to_dict()}),
     }
 
     path = Path(path)
@@ -279,3 +286,31 @@ def load_checkpoint(path, device="cpu"):
     if denoiser is not None:
         denoiser.to(device).eval()
     return vqsvae, denoiser, config
+
+
+def load_guide(path, device="cpu"):
+    """The guide prior stored in checkpoint ``path`` (a ``SpikingDenoiser`` in eval mode), or None when
+    it stores none. Autoguidance (Karras et al. 2024; not in the Spiking-Diffusion paper) steers the
+    checkpoint's prior away from this weaker one on the same tokens (``SamplerConfig.guidance``).
+    Raises :class:`CheckpointError` as :func:`load_checkpoint` does."""
+    from .denoiser import SpikingDenoiser
+
+    device = resolve_device(device)
+    config = read_config(path)
+    if config.get("guide") is None:
+        return None
+    try:
+        cfg = DenoiserConfig.from_dict(config["guide"])
+        check_prior_fits(VQSVAEConfig.from_dict(config["vqsvae"]), cfg)
+    except (KeyError, TypeError, ValueError) as e:           # SettingError is a ValueError
+        raise CheckpointError(f"checkpoint {path} has an invalid guide config: {e}") from None
+    try:
+        with safe_open(str(Path(path) / WEIGHTS_NAME), framework="pt", device=str(device)) as f:
+            weights_id = (f.metadata() or {}).get("save_id")
+            tensors = {k: f.get_tensor(k) for k in f.keys() if k.startswith("guide.")}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"checkpoint {path}: {WEIGHTS_NAME} is corrupt or truncated ({e})") from None
+    check_same_save(path, config, weights_id)
+    guide = SpikingDenoiser(cfg)
+    _load_into(guide, tensors, "guide.", path)
+    return guide.to(device).eval()

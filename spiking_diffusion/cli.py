@@ -141,7 +141,7 @@ def _add_threads_argument(p: argparse.ArgumentParser) -> None:
 
 def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
     """One flag per sampler setting (--temperature, --temperature-end, --top-p, --corrector-steps,
-    --corrector-cells, --corrector-temperature); every default: the checkpoint's (None here)."""
+    --corrector-cells, --corrector-temperature, --guidance); every default: the checkpoint's (None here)."""
     for s in SETTINGS.values():
         p.add_argument("--" + s.name.replace("_", "-"), type=s.kind, default=None, help=s.help)
 

@@ -160,6 +160,14 @@ PRESETS: dict[str, Preset] = {
         DenoiserConfig(time_steps=4, widths=(64, 128, 128, 128, 64), codebook_size=128),
         "CPU preset of the bundled models: T=4, half-width VQ-SVAE, denoiser 64-128-128-128-64.",
     ),
+    "guide": Preset(
+        "guide",
+        VQSVAEConfig(time_steps=4, hidden_channels=(16, 32), codebook_size=128, code_dim=16),
+        DenoiserConfig(time_steps=4, widths=(32, 64, 64, 64, 32), codebook_size=128, input_mode="embedding",
+                       embed_dim=16),
+        "A prior to guide another (autoguidance, train-prior only): half the small denoiser's widths, "
+        "trained briefly.",
+    ),
     "tiny": Preset(
         "tiny",
         VQSVAEConfig(time_steps=4, hidden_channels=(8, 16), codebook_size=32, code_dim=8),

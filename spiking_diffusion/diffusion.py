@@ -30,6 +30,21 @@ from .sampling import CHOICE_TEMPERATURE, SamplerConfig, check_num_images, check
 DenoiseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (tokens [B,h,w], t [B]) -> logits [B,K,h,w]
 
 
+def guided(denoise: DenoiseFn, guide: DenoiseFn, weight: float) -> DenoiseFn:
+    """Autoguidance (Karras et al. 2024, "Guiding a diffusion model with a bad version of itself"; not in
+    the Spiking-Diffusion paper): a denoiser whose log-probabilities are pushed away from a weaker prior's
+    on the same tokens, log p + w (log p - log p_guide) ``[B, K, h, w]``. The weaker prior over-draws
+    what both find easy; the difference spreads the samples and sharpens them. ``weight`` 0: ``denoise``."""
+    if not weight:
+        return denoise
+
+    def call(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        log_p = torch.log_softmax(denoise(x, t).float(), 1)                        # [B, K, h, w]
+        log_q = torch.log_softmax(guide(x, t).float(), 1)                          # [B, K, h, w]
+        return log_p + weight * (log_p - log_q)
+    return call
+
+
 @dataclass
 class StepState:
     """One sampling step. Arrays are numpy; ``tokens`` holds the mask id where still masked.

@@ -22,10 +22,10 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from .checkpoint import CODE_USAGE_NAME, copy_code_usage, load_checkpoint, read_config, save_checkpoint
+from .checkpoint import CODE_USAGE_NAME, copy_code_usage, load_checkpoint, load_guide, read_config, save_checkpoint
 from .config import check_prior_fits, compare_with_paper
 from .devices import resolve_device
-from .diffusion import AbsorbingDiffusion, GenerationTrace, StepState
+from .diffusion import AbsorbingDiffusion, GenerationTrace, StepState, guided
 from .errors import SettingError, SpikingDiffusionError
 from .fast import FastDenoiser, reference_decode, reference_logits
 from .hub import push_to_hub, resolve_checkpoint
@@ -68,22 +68,30 @@ def _stored_sampler(info: dict[str, Any]) -> SamplerConfig:
     except SettingError as e:
         raise SpikingDiffusionError(f"the checkpoint's stored sampling settings are invalid: {e}") from None
 
+GUIDE_RECORD = ("preset", "steps", "epochs", "batch_size", "ema", "seed", "trained_at")  # info kept of a guide
+
 
 class SpikingDiffusionPipeline:
-    """VQ-SVAE + spiking denoiser + absorbing diffusion."""
+    """VQ-SVAE + spiking denoiser + absorbing diffusion (+ the denoiser's guide prior, when it has one:
+    see :meth:`set_guide`)."""
 
-    def __init__(self, vqsvae, denoiser=None, config: dict | None = None, device: str = "cpu"):
+    def __init__(self, vqsvae, denoiser=None, config: dict | None = None, device: str = "cpu", guide=None):
         self.device = resolve_device(device)  # DeviceError (one line) when this machine lacks it
         self.vqsvae = vqsvae.to(self.device).eval()
         self.denoiser = None if denoiser is None else denoiser.to(self.device).eval()
         if denoiser is not None:
             check_prior_fits(vqsvae.cfg, denoiser.cfg)   # SettingError: its tokens are not this VQ-SVAE's
+        if guide is not None:
+            self._need_denoiser()
+            check_prior_fits(vqsvae.cfg, guide.cfg)
+        self.guide = None if guide is None else guide.to(self.device).eval()
         self.config = config or {"info": {}, "metrics": {}}
         self.path: Path | None = None                   # the folder it was loaded from (from_pretrained)
         N = None if denoiser is None else denoiser.cfg.num_diffusion_steps   # the time scale it was trained on
         self.scheduler = AbsorbingDiffusion(vqsvae.cfg.codebook_size, vqsvae.cfg.latent_size, N)
         self._lock = threading.RLock()
         self._fast: FastDenoiser | None = None
+        self._fast_guide: FastDenoiser | None = None
 
     # --- loading and saving ---------------------------------------------------------------
     @classmethod
@@ -97,7 +105,7 @@ class SpikingDiffusionPipeline:
         resolve_device(device)  # a missing device says so before anything is downloaded
         path = resolve_checkpoint(name_or_path, revision, cache_dir, local_files_only, token)
         vqsvae, denoiser, config = load_checkpoint(path, device)
-        pipe = cls(vqsvae, denoiser, config, device)
+        pipe = cls(vqsvae, denoiser, config, device, guide=load_guide(path, device))
         pipe.path = path
         return pipe
 
@@ -115,19 +123,48 @@ class SpikingDiffusionPipeline:
         """Write this pipeline as a checkpoint folder ``path`` (config.json + model.safetensors, see
         :func:`~spiking_diffusion.checkpoint.save_checkpoint`), with its info and metrics updated by
         ``info`` / ``metrics``, and the test split's ``code_usage.json`` when it was loaded with one.
-        Returns the folder. Raises :class:`SpikingDiffusionError` when the info's sampling settings
-        are invalid (nothing is written: ``pipe()`` could not sample with them), and
+        Returns the folder (with the guide prior, if any). Raises :class:`SpikingDiffusionError` when
+        the info's sampling settings are invalid (nothing is written: ``pipe()`` could not sample with
+        them, e.g. guidance without a guide), and
         :class:`CheckpointError` when ``path`` cannot be written."""
         merged_info = {**self.info, **(info or {})}
         try:
-            SamplerConfig.from_info(merged_info).check_grid(self.latent_size ** 2)
+            stored = SamplerConfig.from_info(merged_info).check_grid(self.latent_size ** 2)
+            if stored.guidance and self.guide is None:
+                raise SettingError(f"guidance {stored.guidance:g} needs a guide prior and this pipeline has none "
+                                   "(set_guide gives it one)")
         except SettingError as e:
             raise SpikingDiffusionError(f"save_pretrained: the info's sampling settings are invalid, nothing was "
                                         f"written: {e}") from None
         merged_metrics = {**self.metrics, **(metrics or {})}
-        folder = save_checkpoint(path, self.vqsvae, self.denoiser, merged_info, merged_metrics)
+        folder = save_checkpoint(path, self.vqsvae, self.denoiser, merged_info, merged_metrics, guide=self.guide)
         copy_code_usage(self.path, folder)
         return folder
+
+    def set_guide(self, guide: "SpikingDiffusionPipeline | None") -> None:
+        """Give this pipeline's prior a guide for autoguidance (``SamplerConfig.guidance``; Karras et
+        al. 2024, not in the paper): the prior of ``guide``, a pipeline whose VQ-SVAE tokenises as
+        this one's (a weaker prior trained on the same tokens, e.g. ``train-prior --preset guide``).
+        :meth:`save_pretrained` stores it beside the prior, with the guide's training record (its
+        preset, steps, epochs, batch size, seed; from its info) as ``info["guide_trained"]``. None
+        removes both. Raises :class:`SpikingDiffusionError` when either has no prior or the tokens differ."""
+        if guide is None:
+            self.guide = None
+            self.config.setdefault("info", {}).pop("guide_trained", None)
+            return
+        from .train import same_tokens   # (train imports this module's neighbours, not this module)
+
+        self._need_denoiser()
+        if not isinstance(guide, SpikingDiffusionPipeline) or guide.denoiser is None:
+            raise SpikingDiffusionError("set_guide takes a SpikingDiffusionPipeline with a prior (denoiser), "
+                                        "e.g. SpikingDiffusionPipeline.from_pretrained('runs/guide'), or None")
+        if not same_tokens(self.vqsvae, guide.vqsvae):
+            raise SpikingDiffusionError("the guide's VQ-SVAE tokenises differently from this pipeline's: a guide "
+                                        "must be a prior trained on the same tokens (train-prior --vqsvae of this one)")
+        with self._lock:
+            self.guide = guide.denoiser.to(self.device).eval()
+        record = {k: guide.info[k] for k in GUIDE_RECORD if k in guide.info}
+        self.config.setdefault("info", {})["guide_trained"] = {**record, "from": str(guide.path or "memory")}
 
     # --- facts ----------------------------------------------------------------------------
     @property
@@ -158,6 +195,13 @@ class SpikingDiffusionPipeline:
         Raises :class:`~spiking_diffusion.errors.CheckpointError` for a folder that is not a
         checkpoint, :class:`SpikingDiffusionError` for invalid stored settings."""
         return _stored_sampler(read_config(path).get("info", {}))
+
+    @staticmethod
+    def stores_guide(path: str | Path) -> bool:
+        """Whether the local checkpoint folder ``path`` stores a guide prior (:meth:`set_guide`), read
+        from its config.json without loading the weights. Raises
+        :class:`~spiking_diffusion.errors.CheckpointError` for a folder that is not a checkpoint."""
+        return read_config(path).get("guide") is not None
 
     def sampling_settings(self, sampler: SamplerConfig | None = None, **overrides) -> SamplerConfig:
         """``sampler`` (default: :attr:`sampling_defaults`) with the ``overrides`` that are not None
@@ -294,6 +338,17 @@ class SpikingDiffusionPipeline:
                 self._fast = FastDenoiser(self.denoiser)
             return self._fast(tokens, t)
 
+    def _denoise_guide(self, tokens: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The guide prior's fast denoiser (as :meth:`_denoise`)."""
+        with self._lock:
+            if self._fast_guide is None or self._fast_guide.model is not self.guide:
+                self._fast_guide = FastDenoiser(self.guide)
+            return self._fast_guide(tokens, t)
+
+    def _denoise_guide_reference(self, tokens: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        with self._lock:
+            return reference_logits(self.guide, tokens, t)
+
     def _denoise_reference(self, tokens: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The plain denoiser forward (input repeated over T, conv6 at every step)."""
         with self._lock:
@@ -310,14 +365,15 @@ class SpikingDiffusionPipeline:
                  callback: Callable[[StepState], None] | None = None,
                  temperature_end: float | None = None, top_p: float | None = None, corrector_steps: int | None = None,
                  corrector_cells: int | None = None, corrector_temperature: float | None = None,
-                 sampler: SamplerConfig | None = None) -> PipelineOutput:
+                 guidance: float | None = None, sampler: SamplerConfig | None = None) -> PipelineOutput:
         """Generate ``num_images`` images ``[N,H,W,C]`` uint8, 1..:data:`MAX_IMAGES` (1,024) per call (for
         more, call again with other seeds). Same seed, same images (on the same machine).
 
         The sampler: ``sampler`` (a :class:`~spiking_diffusion.sampling.SamplerConfig`; default:
         :attr:`sampling_defaults`, the settings chosen for this checkpoint), with any of
-        ``temperature``, ``temperature_end``, ``top_p``, ``corrector_*`` given here replacing its
-        value (a temperature given alone is constant). The paper's sampler is
+        ``temperature``, ``temperature_end``, ``top_p``, ``corrector_*``, ``guidance`` given here
+        replacing its value (a temperature given alone is constant; guidance > 0 needs a checkpoint
+        with a guide prior, :meth:`set_guide`, and costs the guide's denoiser calls besides). The paper's sampler is
         ``pipe(sampler=SamplerConfig.paper())``. steps: 1..N sampling steps (default: all N).
         order: 'random' (the paper) or 'confidence' (MaskGIT). seed: a whole number in 0..2**63-1.
         fast=True runs the fast denoiser and skips it for images that unmask nothing at a step
@@ -339,11 +395,17 @@ class SpikingDiffusionPipeline:
         order, seed = check_order(order), check_seed(seed)
         settings = self.sampling_settings(sampler, temperature=temperature, temperature_end=temperature_end,
                                           top_p=top_p, corrector_steps=corrector_steps,
-                                          corrector_cells=corrector_cells, corrector_temperature=corrector_temperature)
+                                          corrector_cells=corrector_cells, corrector_temperature=corrector_temperature,
+                                          guidance=guidance)
+        if settings.guidance and self.guide is None:
+            raise SettingError(f"guidance {settings.guidance:g} needs a guide prior and this checkpoint has none "
+                               "(set_guide gives it one); guidance=0 samples without")
+        denoise = guided(self._denoise if fast else self._denoise_reference,
+                         self._denoise_guide if fast else self._denoise_guide_reference, settings.guidance)
         start = time.perf_counter()
         gen = torch.Generator(device=self.device).manual_seed(seed)
         tokens, record = self.scheduler.sample(
-            self._denoise if fast else self._denoise_reference, num_images, steps, settings, gen, self.device,
+            denoise, num_images, steps, settings, gen, self.device,
             order=order, skip_idle=fast, callback=callback, trace=trace)
         images = to_uint8(self.decode(tokens) if fast else self._decode_reference(tokens))
         return PipelineOutput(images, tokens.cpu().numpy(), record, time.perf_counter() - start)
@@ -382,13 +444,17 @@ class SpikingDiffusionPipeline:
             firing_rates=rec.firing_rates())
 
     @torch.inference_mode()
-    def denoiser_spikes(self, tokens, t) -> dict[str, float]:
-        """Firing rate (spikes per neuron per time step, 0..1) of each LIF layer of the denoiser for
-        one call on tokens ``[B,h,w]`` (mask id K where masked) at times ``t``, a number or ``[B]`` (as in
-        :meth:`denoiser_logits`). Raises :class:`SpikingDiffusionError` for input that does not fit."""
+    def denoiser_spikes(self, tokens, t, guide: bool = False) -> dict[str, float]:
+        """Firing rate (spikes per neuron per time step, 0..1) of each LIF layer of the denoiser (with
+        ``guide``: of its guide prior) for one call on tokens ``[B,h,w]`` (mask id K where masked) at
+        times ``t``, a number or ``[B]`` (as in :meth:`denoiser_logits`). Raises
+        :class:`SpikingDiffusionError` for input that does not fit or a guide this pipeline lacks."""
         self._need_denoiser()
+        if guide and self.guide is None:
+            raise SpikingDiffusionError("this pipeline has no guide prior (set_guide gives it one)")
+        model = self.guide if guide else self.denoiser
         x = self._tokens(tokens, allow_mask=True)
         t = self._times(t, len(x))
-        with self._lock, record_spikes(self.denoiser) as rec:
-            self.denoiser(x, t)
+        with self._lock, record_spikes(model) as rec:
+            model(x, t)
         return rec.firing_rates()

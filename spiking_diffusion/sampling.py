@@ -13,6 +13,8 @@ pipeline (``pipe(...)``, :attr:`SpikingDiffusionPipeline.sampling_defaults`), th
   corrector_steps        predictor-corrector rounds after the last step (0: the paper's sampler)
   corrector_cells        cells re-masked and sampled again per corrector round
   corrector_temperature  the temperature of those rounds
+  guidance               autoguidance weight w: each denoiser call gives log p + w (log p - log p_guide),
+                         p_guide the checkpoint's guide prior (0: off)
 
 ``SamplerConfig()`` (= :meth:`SamplerConfig.paper`) is the paper's sampler (Liu et al. 2023,
 Sec. 3.3: each masked position unmasked with probability 1/s, no corrector) at temperature 0.65.
@@ -35,6 +37,7 @@ ORDERS = ("random", "confidence")   # the paper's random order; MaskGIT's most c
 MAX_TEMPERATURE = 5.0               # softmax(logits / 5) is close to uniform: hotter is noise
 MIN_TEMPERATURE = 0.001             # the coldest the authors sweep (0.001..1); near the argmax, not exactly it
 MIN_TOP_P = 0.01                    # the likeliest code alone, in practice
+MAX_GUIDANCE = 4.0                  # Karras et al. 2024 go up to w = 3 (their guidance scale 1 + w)
 MAX_CORRECTOR_STEPS = 100           # each of 49 cells is resampled ~10 times at 5 cells per round
 CHOICE_TEMPERATURE = 4.5            # order='confidence': MaskGIT's Gumbel noise on the confidence
                                     # ranking, scaled by s/S (s counts down: 4.5 at the first step,
@@ -55,6 +58,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
             "cells re-masked and sampled again per corrector round"),
     Setting("corrector_temperature", float, MIN_TEMPERATURE, MAX_TEMPERATURE, "Corrector temperature",
             "temperature of the corrector rounds"),
+    Setting("guidance", float, 0.0, MAX_GUIDANCE, "Guidance weight",
+            "autoguidance weight w: steer the prior away from its weaker guide prior (0: off; needs a checkpoint "
+            "with a guide)"),
 )}
 
 
@@ -70,6 +76,7 @@ class SamplerConfig:
     corrector_steps: int = 0
     corrector_cells: int = 5
     corrector_temperature: float = 0.5
+    guidance: float = 0.0
 
     def __post_init__(self):
         for f in fields(self):
@@ -108,15 +115,18 @@ class SamplerConfig:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        """The six settings by name (what a checkpoint's info stores)."""
+        """The seven settings by name (what a checkpoint's info stores)."""
         return asdict(self)
 
     def label(self) -> str:
-        """One line: 'temperature 1.4..0.1, top-p 1, corrector 60 rounds x 8 cells at temperature 0.05'."""
+        """One line: 'temperature 1.4..0.1, top-p 1, corrector 60 rounds x 8 cells at temperature 0.05'
+        (', guidance 0.5' when guided)."""
         text = f"temperature {temperature_label(self.temperature, self.temperature_end)}, top-p {self.top_p:g}"
         if self.corrector_steps:
             text += (f", corrector {self.corrector_steps} rounds x {self.corrector_cells} cells at "
                      f"temperature {self.corrector_temperature:g}")
+        if self.guidance:
+            text += f", guidance {self.guidance:g}"
         return text
 
 

@@ -25,7 +25,7 @@ import torch.nn as nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .checkpoint import (TOKEN_METRICS, VQSVAE_METRICS, atomic_write_file, copy_code_usage, load_checkpoint,
-                         remove_partial_writes, save_checkpoint)
+                         load_guide, remove_partial_writes, save_checkpoint)
 from .config import DEFAULT_PRESET, check_codebook_init, get_preset
 from .data import channels_of, load_images
 from .devices import check_threads, use_threads
@@ -301,7 +301,8 @@ def train_vqsvae(cfg: TrainConfig) -> Path:
         copy_code_usage(None, cfg.out)                            # new tokens: no older usage describes them
 
     step, speed = _loop(cfg, model, data.images, lambda x, g: (x.float() / 255.0,), save_model, {}, snapshot)
-    print(f"VQ-SVAE: {step} steps at {speed:.1f} images/s -> {cfg.out}")
+    if runs.process_rank() == 0:     # one line for the run, not one per process
+        print(f"VQ-SVAE: {step} steps at {speed:.1f} images/s -> {cfg.out}")
     return Path(cfg.out)
 
 
@@ -439,7 +440,8 @@ def train_prior(cfg: TrainConfig) -> Path:
         copy_code_usage(cfg.vqsvae, cfg.out)                      # the VQ-SVAE's tokens, so their usage
 
     step, speed = _loop(cfg, objective, tokens, lambda x, g: (x.long(), g), save_model, start, snapshot)
-    print(f"prior: {step} steps at {speed:.1f} images/s -> {cfg.out}")
+    if runs.process_rank() == 0:
+        print(f"prior: {step} steps at {speed:.1f} images/s -> {cfg.out}")
     return out
 
 
@@ -524,6 +526,7 @@ def train_decoder(cfg: TrainConfig) -> Path:
               f"by hand); using the training images' data variance {variance:.4g}, as the authors' training does")
     objective = _DecoderObjective(vqsvae)
     spe = len(data) // cfg.batch_size
+    guide = load_guide(cfg.vqsvae)  # the prior's guide stays with it (the tokens do not change)
 
     before = config["info"]  # a decoder trained on before: this run's steps add to its (as the run began)
     done_steps, done_epochs = (snapshot or {}).get("decoder_before") or (before.get("decoder_steps", 0),
@@ -533,10 +536,11 @@ def train_decoder(cfg: TrainConfig) -> Path:
         info = {**before, "decoder_steps": done_steps + step, "decoder_epochs": round(done_epochs + step / spe, 3),
                 "decoder_ema": cfg.ema, "decoder_from": str(cfg.vqsvae)}
         tokens_only = {k: v for k, v in config["metrics"].items() if k in TOKEN_METRICS}  # the rest: the old decoder
-        save_checkpoint(cfg.out, trained.vqsvae, denoiser, info, tokens_only)
+        save_checkpoint(cfg.out, trained.vqsvae, denoiser, info, tokens_only, guide=guide)
         copy_code_usage(cfg.vqsvae, cfg.out)                      # the tokens are unchanged, so is their usage
 
     step, speed = _loop(cfg, objective, data.images, lambda x, g: (x.float() / 255.0,), save_model,
                         {**source, "decoder_before": [done_steps, done_epochs]}, snapshot)
-    print(f"decoder: {step} steps at {speed:.1f} images/s -> {cfg.out}")
+    if runs.process_rank() == 0:
+        print(f"decoder: {step} steps at {speed:.1f} images/s -> {cfg.out}")
     return Path(cfg.out)

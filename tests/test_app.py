@@ -89,7 +89,7 @@ def test_every_endpoint_is_listed(client):
     # /generate's parameters keep Studio.generate's names (keyword callers use them), not the wrapper's
     assert [p["parameter_name"] for p in endpoints["/generate"]["parameters"]] == [
         "model", "num_images", "steps", "temperature", "seed", "temperature_end", "top_p", "corrector_steps",
-        "corrector_cells", "corrector_temperature"]
+        "corrector_cells", "corrector_temperature", "guidance"]
 
 
 def test_model_info_and_seed(client):

@@ -3,10 +3,8 @@
 Uses a tiny random checkpoint in a tmp folder. With SD_SCREENSHOTS=1 it saves a screenshot of each
 view to docs/screenshots/ (using assets/mnist when that checkpoint exists).
 """
-import json
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -47,7 +45,7 @@ TIMING_JS = """() => {
 }"""
 
 
-TINY_B_SAMPLER = dict(temperature=0.9, temperature_end=0.4, top_p=0.95)   # the tiny model's: constant 0.65
+TINY_B_SAMPLER = dict(temperature=0.9, temperature_end=0.4, top_p=0.95, guidance=0.5)   # the tiny model's: constant 0.65
 UNMASK_CALLS = []    # one entry per call of Studio.unmask made by the module's studio
 CODEBOOK_CALLS = []  # one entry per call of Studio.codebook (the model), and one per return
 CODEBOOK_DONE = []
@@ -102,10 +100,10 @@ def url(tmp_path_factory, make_tiny_models):
         ck = ROOT / "assets"
     else:
         ck = make_checkpoints(tmp_path_factory.mktemp("browser") / "ck", make_tiny_models)
-        shutil.copytree(ck / "tiny", ck / "tiny-b")                      # a second model to switch to,
-        conf = json.loads((ck / "tiny-b" / "config.json").read_text())  # with sampling settings of its own
-        conf["info"].update(TINY_B_SAMPLER)
-        (ck / "tiny-b" / "config.json").write_text(json.dumps(conf))
+        from spiking_diffusion import SpikingDiffusionPipeline
+        tiny_b = SpikingDiffusionPipeline.from_pretrained(ck / "tiny")   # a second model to switch to, with
+        tiny_b.set_guide(SpikingDiffusionPipeline.from_pretrained(ck / "tiny"))   # a guide prior and sampling
+        tiny_b.save_pretrained(ck / "tiny-b", info=TINY_B_SAMPLER)               # settings of its own
     args = app.parse_args(["--checkpoints", str(ck), "--port", str(free_port())])
     with pytest.MonkeyPatch.context() as mp:   # for the module's whole life: handlers look it up when called
         mp.setattr(Studio, "unmask", counted)
@@ -518,7 +516,7 @@ def test_a_constant_temperature_stays_constant_when_only_temperature_moves(page)
     own_end = shown_end.input_value()
     if not SHOTS:
         assert own_end == start                              # the tiny model's sampler: constant 0.65
-    set_slider(page, "temperature-end", start)               # (assets/mnist's, for the screenshots: 1.3..0.1)
+    set_slider(page, "temperature-end", start)               # (assets/mnist's, for the screenshots: 1.1..0.1)
     set_slider(page, "temperature", "0.9")
     expect(shown_end).to_have_value("0.9")                   # End follows: still constant
     set_slider(page, "temperature-end", "0.3")               # a schedule, chosen by the user ...
@@ -622,7 +620,8 @@ def test_another_model_with_the_codebook_open_is_computed_at_once(page):
     open_tab(page, "Codebook")
     stats = page.locator("#codebook-stats")
     expect(stats).to_contain_text("generated (16 images)")
-    for name, source in (("tiny-b", "generated (64 images, seed 0)"), ("tiny", "generated (16 images)")):
+    # tiny-b's guide (as big as its prior) doubles its work: half the default's 64 stand-in images
+    for name, source in (("tiny-b", "generated (32 images, seed 0)"), ("tiny", "generated (16 images)")):
         calls = len(CODEBOOK_CALLS)
         choose(name)
         expect(stats).to_contain_text(source)
@@ -645,13 +644,15 @@ def test_the_models_own_sampling_settings_come_back_with_one_button(page):
     if not page.locator("#top-p input[type=range]").is_visible():
         page.get_by_text("More sampling settings", exact=True).click()
     for slider in ("temperature", "temperature-end", "top-p", "corrector-steps", "corrector-cells",
-                   "corrector-temperature", "image-index", "step"):
+                   "corrector-temperature", "guidance", "image-index", "step"):
         expect(page.locator(f"#{slider} [data-testid=reset-button]")).to_have_count(0)
     expect(page.locator("#num-images [data-testid=reset-button]")).to_have_count(1)   # a default that stays right
     box = {k: page.locator(f"#{k.replace('_', '-')} input[type=number]") for k in TINY_B_SAMPLER}
+    expect(box["guidance"]).to_be_disabled()                   # tiny stores no guide prior: 0 only
     choose_model(page, "tiny-b")
     for k, v in TINY_B_SAMPLER.items():
         expect(box[k]).to_have_value(str(v))
+    expect(box["guidance"]).to_be_enabled()                    # tiny-b's guide
     set_slider(page, "temperature", "1.5")
     set_slider(page, "top-p", "0.5")
     page.locator("#own-settings").click()
@@ -661,6 +662,8 @@ def test_the_models_own_sampling_settings_come_back_with_one_button(page):
     choose_model(page, "tiny")
     expect(box["temperature"]).to_have_value("0.65")
     expect(box["temperature_end"]).to_have_value("0.65")
+    expect(box["guidance"]).to_have_value("0")
+    expect(box["guidance"]).to_be_disabled()
 
 
 def choose_model(page, name):

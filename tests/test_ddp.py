@@ -30,7 +30,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run_two_ranks(tmp_path, subprocess_env, python_exe, *args: str) -> None:
+def _run_two_ranks(tmp_path, subprocess_env, python_exe, *args: str) -> list[str]:
     """The two ranks are started the way ``torchrun --standalone --nproc_per_node 2`` starts them (the
     env:// variables), without the launcher process: one interpreter fewer on a small machine."""
     port = _free_port()
@@ -49,11 +49,13 @@ def _run_two_ranks(tmp_path, subprocess_env, python_exe, *args: str) -> None:
                 p.wait()
     for p, (_, err) in zip(procs, results):
         assert p.returncode == 0, err[-3000:]
+    return [out for out, _ in results]
 
 
 @pytest.mark.timeout(400)
 def test_two_processes_stay_in_sync(tmp_path, subprocess_env, python_exe):
-    _run_two_ranks(tmp_path, subprocess_env, python_exe)
+    outs = _run_two_ranks(tmp_path, subprocess_env, python_exe)
+    assert "prior: " in outs[0] and "steps at" not in outs[1]                 # the run's last line, said once
     reports = [json.loads((tmp_path / f"rank{k}.json").read_text()) for k in (0, 1)]
     assert [rep["rank"] for rep in reports] == [0, 1] and all(rep["world"] == 2 for rep in reports)
     assert reports[0]["vqsvae"] == reports[1]["vqsvae"]

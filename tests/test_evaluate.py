@@ -152,7 +152,7 @@ def test_evaluate_end_to_end(tiny_ckpt, classifier_dir, tmp_path, monkeypatch):
     assert "temperature 0.9..0.4, top-p 0.95, corrector 2 rounds x 3 cells at temperature 0.4" in summary
     assert SpikingDiffusionPipeline.from_pretrained(ckpt).sampling_defaults.to_dict() == {   # --record: the new defaults
         "temperature": 0.9, "temperature_end": 0.4, "top_p": 0.95, "corrector_steps": 2, "corrector_cells": 3,
-        "corrector_temperature": 0.4}
+        "corrector_temperature": 0.4, "guidance": 0.0}
     metrics = read_config(ckpt)["metrics"]
     assert metrics == saved["headline"] and "classifier_fd" in metrics and "recon_mse" in metrics
     assert set(VQSVAE_METRICS) <= set(metrics)          # what a new prior on this VQ-SVAE keeps: all recorded

@@ -401,7 +401,7 @@ def test_the_vqsvae_refuses_images_it_cannot_read_at_every_call(make_tiny_models
 def test_an_unknown_preset_is_a_setting_error_naming_the_presets():
     from spiking_diffusion import SettingError, get_preset
 
-    with pytest.raises(SettingError, match=r"preset must be one of paper, small, tiny; got 'huge'"):
+    with pytest.raises(SettingError, match=r"preset must be one of guide, paper, small, tiny; got 'huge'"):
         get_preset("huge")
 
 

@@ -222,9 +222,9 @@ def test_update_metadata_merges(tiny_checkpoint, tmp_path):
     path = shutil.copytree(tiny_checkpoint, tmp_path / "ck")
     assert SpikingDiffusionPipeline.from_pretrained(path).sampling_defaults.to_dict() == {   # nothing chosen: the paper's
         "temperature": 0.65, "temperature_end": None, "top_p": 1.0, "corrector_steps": 0, "corrector_cells": 5,
-        "corrector_temperature": 0.5}
+        "corrector_temperature": 0.5, "guidance": 0.0}
     chosen = {"temperature": 0.5, "temperature_end": 0.25, "top_p": 0.9, "corrector_steps": 7, "corrector_cells": 3,
-              "corrector_temperature": 0.4}
+              "corrector_temperature": 0.4, "guidance": 0.0}
     update_metadata(path, info=chosen, metrics={"precision": 0.8})
     update_metadata(path, metrics={"recall": 0.6})
     p = SpikingDiffusionPipeline.from_pretrained(path)

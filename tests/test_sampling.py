@@ -14,7 +14,8 @@ from spiking_diffusion.sampling import (SETTINGS, SamplerConfig, check_order, ch
 def test_defaults_are_the_papers_sampler():
     assert SamplerConfig() == SamplerConfig.paper()
     assert SamplerConfig.paper().to_dict() == {"temperature": 0.65, "temperature_end": None, "top_p": 1.0,
-                                               "corrector_steps": 0, "corrector_cells": 5, "corrector_temperature": 0.5}
+                                               "corrector_steps": 0, "corrector_cells": 5, "corrector_temperature": 0.5,
+                                               "guidance": 0.0}
     assert set(SETTINGS) == set(SamplerConfig().to_dict())
 
 
@@ -25,6 +26,7 @@ def test_defaults_are_the_papers_sampler():
     ("corrector_steps", [-1, 2.5, 101], [0, 100, 4.0]),
     ("corrector_cells", [0, 1.5], [1, 49, 500]),           # no upper bound without a grid
     ("corrector_temperature", [0, 0.0005, 9], [0.001, 0.05]),
+    ("guidance", [-0.1, 4.5, float("nan"), "strong"], [0, 0.5, 4]),
 ])
 def test_every_setting_is_checked_when_made(name, bad, good):
     for v in bad:
@@ -90,9 +92,10 @@ def test_the_command_line_has_one_flag_per_setting():
 
     p = argparse.ArgumentParser()
     add_sampling_arguments(p)
-    args = p.parse_args(["--temperature", "1.2", "--corrector-cells", "3"])
+    args = p.parse_args(["--temperature", "1.2", "--corrector-cells", "3", "--guidance", "0.5"])
     assert sampling_arguments(args) == {"temperature": 1.2, "temperature_end": None, "top_p": None,
-                                        "corrector_steps": None, "corrector_cells": 3, "corrector_temperature": None}
+                                        "corrector_steps": None, "corrector_cells": 3, "corrector_temperature": None,
+                                        "guidance": 0.5}
 
 
 def test_no_library_module_imports_the_command_line():

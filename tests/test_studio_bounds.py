@@ -222,8 +222,8 @@ def test_a_picked_models_sampler_settings_come_without_loading_it(tmp_path, make
         def no_loading(*a, **k):
             raise AssertionError("sampling_defaults loaded the model")
         monkeypatch.setattr(SpikingDiffusionPipeline, "from_pretrained", no_loading)
-        assert st.sampling_defaults("tiny") == (1.0, 0.6, 1.0, 20, 5, 0.5)
-        assert st.sampling_defaults("no such model") == (0.65, 0.65, 1.0, 0, 5, 0.5)   # the paper's
+        assert st.sampling_defaults("tiny") == (1.0, 0.6, 1.0, 20, 5, 0.5, 0.0)
+        assert st.sampling_defaults("no such model") == (0.65, 0.65, 1.0, 0, 5, 0.5, 0.0)   # the paper's
     finally:
         st.close()
 

@@ -120,11 +120,12 @@ def counted_denoiser_calls(trace) -> float:
     return sum(int(np.asarray(s.denoised).sum()) for s in trace.steps) / n
 
 
-def sampling_firing_rates(pipe, tokens: np.ndarray, steps: int, seed: int = 0, points: int | None = None) -> dict[str, float]:
+def sampling_firing_rates(pipe, tokens: np.ndarray, steps: int, seed: int = 0, points: int | None = None,
+                          guide: bool = False) -> dict[str, float]:
     """Mean firing rate per LIF layer of the denoiser while sampling ``steps`` steps, measured on
     final token grids ``tokens [n,h,w]``: at step s (S..1) each position is still masked with
     probability s/S (the random order's marginal), the denoiser sees time s*N/S. ``points``: measure
-    at that many evenly spaced steps only (None: every step)."""
+    at that many evenly spaced steps only (None: every step). ``guide``: the guide prior's rates."""
     N, S = pipe.num_diffusion_steps, steps
     chosen = set(range(S, 0, -1)) if points is None or points >= S else \
         {int(round(v)) for v in np.linspace(S, 1, points)}
@@ -133,7 +134,7 @@ def sampling_firing_rates(pipe, tokens: np.ndarray, steps: int, seed: int = 0, p
     for s in range(S, 0, -1):
         xt = np.where(g.random(tokens.shape) < s / S, pipe.mask_id, tokens)         # [n, h, w]
         if s in chosen:
-            for name, r in pipe.denoiser_spikes(xt, np.full(len(tokens), s * N / S)).items():
+            for name, r in pipe.denoiser_spikes(xt, np.full(len(tokens), s * N / S), guide=guide).items():
                 acc[name] = acc.get(name, 0.0) + r / len(chosen)
     return acc
 
@@ -153,7 +154,7 @@ def corrector_firing_rates(pipe, tokens: np.ndarray, cells: int, seed: int = 0) 
 
 def generation_energy(pipe, tokens: np.ndarray, steps: int, order: str = "random", corrector_steps: int = 0,
                       seed: int = 0, max_images: int = 64, points: int | None = None, trace=None,
-                      corrector_cells: int | None = None) -> dict:
+                      corrector_cells: int | None = None, guidance: float = 0.0) -> dict:
     """The energy account of a generation of ``tokens [n,h,w]`` with ``steps`` sampling steps (and
     ``corrector_steps`` rounds), per image: denoiser calls x the cost of one call + decoding.
 
@@ -162,7 +163,8 @@ def generation_energy(pipe, tokens: np.ndarray, steps: int, order: str = "random
     counted from ``trace`` when given (:func:`counted_denoiser_calls`), else expected: random order
     with idle steps skipped, :func:`expected_denoiser_calls`; confidence order, every step; plus one
     call per corrector round, at the corrector's own firing rates (:func:`corrector_firing_rates`
-    with ``corrector_cells``, default the pipeline's stored sampler's).
+    with ``corrector_cells``, default the pipeline's stored sampler's). With ``guidance`` > 0 every call
+    also runs the guide prior (autoguidance), at its unmasking steps' firing rates.
     Returns {per_image: {sops, snn_macs, snn_energy_pj, ann_macs, ann_energy_pj, energy_ratio},
     denoiser_per_call (an unmasking step's), denoiser_per_corrector_call (with corrector rounds),
     decode_per_image, denoiser_calls_per_image, firing_rates: {denoiser_sampling,
@@ -191,6 +193,13 @@ def generation_energy(pipe, tokens: np.ndarray, steps: int, order: str = "random
                                                                  den_cfg.time_steps)
         corrected = f", the corrector's in one of its rounds ({cells} cells masked)"
     per_image = {key: den[key] * (calls - rounds) + corr[key] * rounds + dec[key] for key in TOTALS}
+    guided = {}
+    if guidance and pipe.guide is not None:                  # the guide runs beside the prior at every call
+        rates["guide_sampling"] = sampling_firing_rates(pipe, x0, steps, seed, points, guide=True)
+        g_cfg = pipe.guide.cfg
+        g = guided["guide_per_call"] = energy(denoiser_layers(g_cfg), rates["guide_sampling"], g_cfg.time_steps)
+        per_image = {key: per_image[key] + g[key] * calls for key in TOTALS}
+        corrected += f"; the guide prior at every call ({calls:.2f} calls, its unmasking steps' rates)"
     per_image["energy_ratio"] = per_image["snn_energy_pj"] / per_image["ann_energy_pj"]
     where = "every step" if points is None or points >= steps else f"{points} of the {steps} steps"
     return {
@@ -198,6 +207,6 @@ def generation_energy(pipe, tokens: np.ndarray, steps: int, order: str = "random
                        "direct-coded input layers count as MACs once; the non-spiking equivalent runs every layer "
                        f"once per call; {calls:.2f} denoiser calls per image ({how}); denoiser firing rates at "
                        f"{where}{corrected} on {len(x0)} images; memory access not counted",
-        "denoiser_calls_per_image": calls, "denoiser_per_call": den, **corrector, "decode_per_image": dec,
+        "denoiser_calls_per_image": calls, "denoiser_per_call": den, **corrector, **guided, "decode_per_image": dec,
         "per_image": per_image, "firing_rates": {**rates, "vqsvae_generated_tokens": dec_rates},
         "denoiser_dense_macs_over_T": denoiser_macs(den_cfg)}

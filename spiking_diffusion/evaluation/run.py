@@ -70,6 +70,7 @@ class EvalConfig:
     corrector_steps: int | None = None
     corrector_cells: int | None = None
     corrector_temperature: float | None = None
+    guidance: float | None = None
     seed: int = 0
     order: str = "random"
     batch_size: int = 256
@@ -170,7 +171,7 @@ def model_section(pipe, cfg: EvalConfig, test, gen_tokens: np.ndarray, log) -> t
         out["firing_rates"]["vqsvae_generated_tokens"] = pipe.spikes(tokens=gen_tokens[:m]).firing_rates
         return out, test_tokens
     energy = generation_energy(pipe, gen_tokens, cfg.steps, cfg.order, cfg.corrector_steps, cfg.seed, max_images=m,
-                               corrector_cells=cfg.corrector_cells)
+                               corrector_cells=cfg.corrector_cells, guidance=cfg.guidance)
     out["firing_rates"].update(energy.pop("firing_rates"))
     out["energy"] = energy
     return out, test_tokens
