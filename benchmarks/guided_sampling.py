@@ -73,10 +73,15 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    pipe = sampler_pipeline(args.checkpoint, args.guide, args.cells, unguided_corrector=args.unguided_corrector)
-    scorer = scorer_for(pipe.info.get("dataset", "mnist"), args.data_root, args.seed)
     overrides, run = parse_spec(args.spec)
-    sampling = pipe.sampling_settings(**overrides, guidance=args.weight)
+    if args.weight is not None:                     # --weight over a spec's guidance=
+        overrides["guidance"] = args.weight
+    pipe = sampler_pipeline(args.checkpoint, args.guide, args.cells, rounds=overrides.get("corrector_steps"),
+                            unguided_corrector=args.unguided_corrector)
+    sampling = pipe.sampling_settings(**overrides)
+    if args.guide and not sampling.guidance:
+        raise SystemExit(f"--guide {args.guide} with guidance 0 ({args.checkpoint} stores none): give --weight W > 0")
+    scorer = scorer_for(pipe.info.get("dataset", "mnist"), args.data_root, args.seed)
     row = score(pipe, sampling, args.samples, args.seed, scorer, run["steps"], run["order"])
     print(json.dumps(dict(checkpoint=args.checkpoint, guide=args.guide, weight=sampling.guidance, cells=args.cells,
                           unguided_corrector=args.unguided_corrector, spec=args.spec, **row)))

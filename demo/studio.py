@@ -174,8 +174,8 @@ class Studio:
         with self._load_lock:
             if name not in self._pipes:
                 pipe = SpikingDiffusionPipeline.from_pretrained(self.models[name])
-                if pipe.denoiser is not None:
-                    pipe(1, 1, sampler=SamplerConfig.paper())  # warm up kernels so the first click is fast
+                if pipe.denoiser is not None:   # warm up kernels (the guide's too) so the first click is fast
+                    pipe(1, 1, sampler=SamplerConfig(guidance=1.0 if pipe.guide is not None else 0.0))
                 self._pipes[name] = pipe
             return self._pipes[name]
 

@@ -68,6 +68,13 @@ def _stored_sampler(info: dict[str, Any]) -> SamplerConfig:
     except SettingError as e:
         raise SpikingDiffusionError(f"the checkpoint's stored sampling settings are invalid: {e}") from None
 
+def _check_same_time_scale(denoiser, guide) -> None:
+    """The guide is called at the prior's times: both must count the same N diffusion steps."""
+    if guide.cfg.num_diffusion_steps != denoiser.cfg.num_diffusion_steps:
+        raise SpikingDiffusionError(f"the guide prior counts {guide.cfg.num_diffusion_steps} diffusion steps and "
+                                    f"the prior {denoiser.cfg.num_diffusion_steps}: a guide must share the prior's")
+
+
 GUIDE_RECORD = ("preset", "steps", "epochs", "batch_size", "ema", "seed", "trained_at")  # info kept of a guide
 
 
@@ -84,6 +91,7 @@ class SpikingDiffusionPipeline:
         if guide is not None:
             self._need_denoiser()
             check_prior_fits(vqsvae.cfg, guide.cfg)
+            _check_same_time_scale(denoiser, guide)
         self.guide = None if guide is None else guide.to(self.device).eval()
         self.config = config or {"info": {}, "metrics": {}}
         self.path: Path | None = None                   # the folder it was loaded from (from_pretrained)
@@ -147,10 +155,15 @@ class SpikingDiffusionPipeline:
         this one's (a weaker prior trained on the same tokens, e.g. ``train-prior --preset guide``).
         :meth:`save_pretrained` stores it beside the prior, with the guide's training record (its
         preset, steps, epochs, batch size, seed; from its info) as ``info["guide_trained"]``. None
-        removes both. Raises :class:`SpikingDiffusionError` when either has no prior or the tokens differ."""
+        removes both, and sets a stored guidance weight to 0 (the sampler can no longer guide). Raises
+        :class:`SpikingDiffusionError` when either has no prior, the tokens or the diffusion steps differ."""
         if guide is None:
-            self.guide = None
-            self.config.setdefault("info", {}).pop("guide_trained", None)
+            with self._lock:
+                self.guide = None
+                info = self.config.setdefault("info", {})
+                info.pop("guide_trained", None)
+                if info.get("guidance"):
+                    info["guidance"] = 0.0
             return
         from .train import same_tokens   # (train imports this module's neighbours, not this module)
 
@@ -161,6 +174,7 @@ class SpikingDiffusionPipeline:
         if not same_tokens(self.vqsvae, guide.vqsvae):
             raise SpikingDiffusionError("the guide's VQ-SVAE tokenises differently from this pipeline's: a guide "
                                         "must be a prior trained on the same tokens (train-prior --vqsvae of this one)")
+        _check_same_time_scale(self.denoiser, guide.denoiser)
         with self._lock:
             self.guide = guide.denoiser.to(self.device).eval()
         record = {k: guide.info[k] for k in GUIDE_RECORD if k in guide.info}

@@ -133,6 +133,13 @@ def test_guided_sampling_without_guidance_or_schedule_draws_the_plain_samples(ti
     assert not (other == plain).all()                                            # the schedule is used
 
 
+def test_guided_sampling_refuses_a_guide_at_weight_zero(tiny_checkpoint):
+    import guided_sampling as G
+
+    with pytest.raises(SystemExit, match="with guidance 0 .* give --weight W > 0"):   # before any data is read
+        G.main(["--guide", str(tiny_checkpoint), "--data-root", "nowhere", str(tiny_checkpoint)])
+
+
 def test_the_corrector_schedule_goes_from_first_to_last_each_sampling():
     import guided_sampling as G
 

@@ -2,6 +2,8 @@
 ``guidance``), the guide stored in the checkpoint beside the prior."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -62,6 +64,10 @@ def test_a_guide_must_share_the_tokens(tiny_pipeline):
         tiny_pipeline.set_guide(SpikingDiffusionPipeline(other_vq, other_den))
     with pytest.raises(SpikingDiffusionError, match="with a prior"):
         tiny_pipeline.set_guide(SpikingDiffusionPipeline(tiny_pipeline.vqsvae))
+    other = build_tiny_models(seed=2)[1]
+    other.cfg = replace(other.cfg, num_diffusion_steps=25)                      # another time scale
+    with pytest.raises(SpikingDiffusionError, match="counts 25 diffusion steps and the prior 49"):
+        tiny_pipeline.set_guide(SpikingDiffusionPipeline(tiny_pipeline.vqsvae, other))
     assert tiny_pipeline.guide is None                                          # nothing changed
     with pytest.raises(CheckpointError, match="only beside a prior"):
         save_checkpoint("unused", tiny_pipeline.vqsvae, None, guide=tiny_pipeline.denoiser)
@@ -77,7 +83,8 @@ def test_the_guide_and_its_weight_are_saved_and_loaded(guided_pipeline, tiny_che
         assert torch.equal(loaded.guide.state_dict()[name], value), name
     assert loaded.info["guide_trained"]["from"] == "memory"                    # where the guide came from
     loaded.set_guide(None)
-    assert "guide_trained" not in loaded.info and load_guide(loaded.save_pretrained(tmp_path / "none", info={"guidance": 0})) is None
+    assert "guide_trained" not in loaded.info and loaded.info["guidance"] == 0            # it cannot guide now
+    assert load_guide(loaded.save_pretrained(tmp_path / "none")) is None and loaded(2, seed=1).tokens.shape == (2, 7, 7)
     loaded = SpikingDiffusionPipeline.from_pretrained(folder)
     assert (loaded(4, seed=1).tokens == guided_pipeline(4, seed=1, guidance=1.5).tokens).all()
     # an average of priors keeps the first one's guide (the same tokens)
