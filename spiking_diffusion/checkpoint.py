@@ -262,29 +262,7 @@ def load_checkpoint(path, device="cpu"):
     Raises :class:`CheckpointError` for a missing, damaged or inconsistent checkpoint (files from two
     saves, weights that do not fit the config, a prior whose codebook or grid differs from its
     VQ-SVAE's) and :class:`~spiking_diffusion.errors.DeviceError` for a device this machine lacks."""
-    from .denoiser import SpikingDenoiser
-    from .vqsvae import VQSVAE
-
-    device = resolve_device(device)
-    config = read_config(path)
-    try:
-        vq_cfg = VQSVAEConfig.from_dict(config["vqsvae"])
-        den_cfg = None if config.get("denoiser") is None else DenoiserConfig.from_dict(config["denoiser"])
-        if den_cfg is not None:
-            check_prior_fits(vq_cfg, den_cfg)
-    except (KeyError, TypeError, ValueError) as e:           # SettingError is a ValueError
-        raise CheckpointError(f"checkpoint {path} has an invalid config: {e}") from None
-    weights_id, tensors = _read_weights(path, device)                  # one read of the file
-    check_same_save(path, config, weights_id)
-    vqsvae = VQSVAE(vq_cfg)
-    _load_into(vqsvae, tensors, "vqsvae.", path)
-    denoiser = None
-    if den_cfg is not None:
-        denoiser = SpikingDenoiser(den_cfg)
-        _load_into(denoiser, tensors, "denoiser.", path)
-    vqsvae.to(device).eval()
-    if denoiser is not None:
-        denoiser.to(device).eval()
+    vqsvae, denoiser, _, config = load_checkpoint_with_guide(path, device)
     return vqsvae, denoiser, config
 
 
@@ -293,24 +271,37 @@ def load_guide(path, device="cpu"):
     it stores none. Autoguidance (Karras et al. 2024; not in the Spiking-Diffusion paper) steers the
     checkpoint's prior away from this weaker one on the same tokens (``SamplerConfig.guidance``).
     Raises :class:`CheckpointError` as :func:`load_checkpoint` does."""
+    return load_checkpoint_with_guide(path, device)[2] if read_config(path).get("guide") is not None else None
+
+
+def load_checkpoint_with_guide(path, device="cpu"):
+    """:func:`load_checkpoint` with the prior's guide: (vqsvae, denoiser or None, guide or None,
+    config), all from one read of the two files (one save). Raises as :func:`load_checkpoint` does."""
     from .denoiser import SpikingDenoiser
+    from .vqsvae import VQSVAE
 
     device = resolve_device(device)
     config = read_config(path)
-    if config.get("guide") is None:
-        return None
     try:
-        cfg = DenoiserConfig.from_dict(config["guide"])
-        check_prior_fits(VQSVAEConfig.from_dict(config["vqsvae"]), cfg)
+        vq_cfg = VQSVAEConfig.from_dict(config["vqsvae"])
+        den_cfg = None if config.get("denoiser") is None else DenoiserConfig.from_dict(config["denoiser"])
+        guide_cfg = None if config.get("guide") is None else DenoiserConfig.from_dict(config["guide"])
+        if guide_cfg is not None and den_cfg is None:
+            raise ValueError("a guide prior without a prior to guide")
+        for cfg in (den_cfg, guide_cfg):
+            if cfg is not None:
+                check_prior_fits(vq_cfg, cfg)
     except (KeyError, TypeError, ValueError) as e:           # SettingError is a ValueError
-        raise CheckpointError(f"checkpoint {path} has an invalid guide config: {e}") from None
-    try:
-        with safe_open(str(Path(path) / WEIGHTS_NAME), framework="pt", device=str(device)) as f:
-            weights_id = (f.metadata() or {}).get("save_id")
-            tensors = {k: f.get_tensor(k) for k in f.keys() if k.startswith("guide.")}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"checkpoint {path}: {WEIGHTS_NAME} is corrupt or truncated ({e})") from None
+        raise CheckpointError(f"checkpoint {path} has an invalid config: {e}") from None
+    weights_id, tensors = _read_weights(path, device)                  # one read of the file
     check_same_save(path, config, weights_id)
-    guide = SpikingDenoiser(cfg)
-    _load_into(guide, tensors, "guide.", path)
-    return guide.to(device).eval()
+    vqsvae = VQSVAE(vq_cfg)
+    _load_into(vqsvae, tensors, "vqsvae.", path)
+    priors = []
+    for cfg, prefix in ((den_cfg, "denoiser."), (guide_cfg, "guide.")):
+        model = None if cfg is None else SpikingDenoiser(cfg)
+        if model is not None:
+            _load_into(model, tensors, prefix, path)
+            model.to(device).eval()
+        priors.append(model)
+    return vqsvae.to(device).eval(), *priors, config

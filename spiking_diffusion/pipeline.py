@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from .checkpoint import CODE_USAGE_NAME, copy_code_usage, load_checkpoint, load_guide, read_config, save_checkpoint
+from .checkpoint import CODE_USAGE_NAME, copy_code_usage, load_checkpoint_with_guide, read_config, save_checkpoint
 from .config import check_prior_fits, compare_with_paper
 from .devices import resolve_device
 from .diffusion import AbsorbingDiffusion, GenerationTrace, StepState, guided
@@ -68,12 +68,6 @@ def _stored_sampler(info: dict[str, Any]) -> SamplerConfig:
     except SettingError as e:
         raise SpikingDiffusionError(f"the checkpoint's stored sampling settings are invalid: {e}") from None
 
-def _check_same_time_scale(denoiser, guide) -> None:
-    """The guide is called at the prior's times: both must count the same N diffusion steps."""
-    if guide.cfg.num_diffusion_steps != denoiser.cfg.num_diffusion_steps:
-        raise SpikingDiffusionError(f"the guide prior counts {guide.cfg.num_diffusion_steps} diffusion steps and "
-                                    f"the prior {denoiser.cfg.num_diffusion_steps}: a guide must share the prior's")
-
 
 GUIDE_RECORD = ("preset", "steps", "epochs", "batch_size", "ema", "seed", "trained_at")  # info kept of a guide
 
@@ -89,17 +83,14 @@ class SpikingDiffusionPipeline:
         if denoiser is not None:
             check_prior_fits(vqsvae.cfg, denoiser.cfg)   # SettingError: its tokens are not this VQ-SVAE's
         if guide is not None:
-            self._need_denoiser()
-            check_prior_fits(vqsvae.cfg, guide.cfg)
-            _check_same_time_scale(denoiser, guide)
+            self._check_guide(guide)
         self.guide = None if guide is None else guide.to(self.device).eval()
         self.config = config or {"info": {}, "metrics": {}}
         self.path: Path | None = None                   # the folder it was loaded from (from_pretrained)
         N = None if denoiser is None else denoiser.cfg.num_diffusion_steps   # the time scale it was trained on
         self.scheduler = AbsorbingDiffusion(vqsvae.cfg.codebook_size, vqsvae.cfg.latent_size, N)
         self._lock = threading.RLock()
-        self._fast: FastDenoiser | None = None
-        self._fast_guide: FastDenoiser | None = None
+        self._fast: dict[str, FastDenoiser] = {}   # "denoiser" / "guide" -> its fast path (made on first use)
 
     # --- loading and saving ---------------------------------------------------------------
     @classmethod
@@ -112,8 +103,8 @@ class SpikingDiffusionPipeline:
         ``HF_HUB_OFFLINE=1`` uses the cache only). Raises :class:`CheckpointError`."""
         resolve_device(device)  # a missing device says so before anything is downloaded
         path = resolve_checkpoint(name_or_path, revision, cache_dir, local_files_only, token)
-        vqsvae, denoiser, config = load_checkpoint(path, device)
-        pipe = cls(vqsvae, denoiser, config, device, guide=load_guide(path, device))
+        vqsvae, denoiser, guide, config = load_checkpoint_with_guide(path, device)
+        pipe = cls(vqsvae, denoiser, config, device, guide=guide)
         pipe.path = path
         return pipe
 
@@ -137,10 +128,7 @@ class SpikingDiffusionPipeline:
         :class:`CheckpointError` when ``path`` cannot be written."""
         merged_info = {**self.info, **(info or {})}
         try:
-            stored = SamplerConfig.from_info(merged_info).check_grid(self.latent_size ** 2)
-            if stored.guidance and self.guide is None:
-                raise SettingError(f"guidance {stored.guidance:g} needs a guide prior and this pipeline has none "
-                                   "(set_guide gives it one)")
+            self._check_can_guide(SamplerConfig.from_info(merged_info).check_grid(self.latent_size ** 2))
         except SettingError as e:
             raise SpikingDiffusionError(f"save_pretrained: the info's sampling settings are invalid, nothing was "
                                         f"written: {e}") from None
@@ -174,7 +162,7 @@ class SpikingDiffusionPipeline:
         if not same_tokens(self.vqsvae, guide.vqsvae):
             raise SpikingDiffusionError("the guide's VQ-SVAE tokenises differently from this pipeline's: a guide "
                                         "must be a prior trained on the same tokens (train-prior --vqsvae of this one)")
-        _check_same_time_scale(self.denoiser, guide.denoiser)
+        self._check_guide(guide.denoiser)
         with self._lock:
             self.guide = guide.denoiser.to(self.device).eval()
         record = {k: guide.info[k] for k in GUIDE_RECORD if k in guide.info}
@@ -345,19 +333,35 @@ class SpikingDiffusionPipeline:
             raise SpikingDiffusionError(f"t must lie in 0 < t <= {N} (the training time scale); got {t.tolist()[:8]}")
         return t
 
+    def _check_guide(self, guide) -> None:
+        """A guide prior (a ``SpikingDenoiser``) fits: this pipeline has a prior, the guide's tokens fit
+        the VQ-SVAE, and it counts the prior's N diffusion steps (it is called at the prior's times)."""
+        self._need_denoiser()
+        check_prior_fits(self.vqsvae.cfg, guide.cfg)
+        if guide.cfg.num_diffusion_steps != self.denoiser.cfg.num_diffusion_steps:
+            raise SpikingDiffusionError(f"the guide prior counts {guide.cfg.num_diffusion_steps} diffusion steps and "
+                                        f"the prior {self.denoiser.cfg.num_diffusion_steps}: a guide must share the prior's")
+
+    def _check_can_guide(self, sampler: SamplerConfig) -> None:
+        """Raises :class:`SettingError` for a guidance weight above 0 without a guide prior."""
+        if sampler.guidance and self.guide is None:
+            raise SettingError(f"guidance {sampler.guidance:g} needs a guide prior and this checkpoint has none "
+                               "(set_guide gives it one); guidance=0 samples without")
+
+    def _fast_call(self, role: str, tokens: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``role`` ("denoiser" or "guide") through its fast path, made again when the model is replaced."""
+        with self._lock:
+            model, fast = getattr(self, role), self._fast.get(role)
+            if fast is None or fast.model is not model:
+                fast = self._fast[role] = FastDenoiser(model)
+            return fast(tokens, t)
+
     def _denoise(self, tokens: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The fast denoiser (same spikes as the reference, logits within float32 rounding; fast.py)."""
-        with self._lock:
-            if self._fast is None or self._fast.model is not self.denoiser:
-                self._fast = FastDenoiser(self.denoiser)
-            return self._fast(tokens, t)
+        return self._fast_call("denoiser", tokens, t)
 
     def _denoise_guide(self, tokens: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """The guide prior's fast denoiser (as :meth:`_denoise`)."""
-        with self._lock:
-            if self._fast_guide is None or self._fast_guide.model is not self.guide:
-                self._fast_guide = FastDenoiser(self.guide)
-            return self._fast_guide(tokens, t)
+        return self._fast_call("guide", tokens, t)
 
     def _denoise_guide_reference(self, tokens: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         with self._lock:
@@ -411,9 +415,7 @@ class SpikingDiffusionPipeline:
                                           top_p=top_p, corrector_steps=corrector_steps,
                                           corrector_cells=corrector_cells, corrector_temperature=corrector_temperature,
                                           guidance=guidance)
-        if settings.guidance and self.guide is None:
-            raise SettingError(f"guidance {settings.guidance:g} needs a guide prior and this checkpoint has none "
-                               "(set_guide gives it one); guidance=0 samples without")
+        self._check_can_guide(settings)
         denoise = guided(self._denoise if fast else self._denoise_reference,
                          self._denoise_guide if fast else self._denoise_guide_reference, settings.guidance)
         start = time.perf_counter()
