@@ -21,6 +21,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
+from spiking_diffusion import compute
 from spiking_diffusion import (DenoiserConfig, SpikingDiffusionError, SpikingDiffusionPipeline, VQSVAEConfig,
                               denoiser_macs)
 from spiking_diffusion.evaluation import metrics as M
@@ -141,6 +142,7 @@ def _newest(updates: queue.Queue):
 class Studio:
     def __init__(self, checkpoints: str | Path = "assets", max_batch: int = 64, data_dir: str | None = None,
                  max_runs: int = MAX_RUNS, run_ttl: float = RUN_TTL_S, max_upload: str = MAX_UPLOAD):
+        compute.start()   # every model call on one thread, whichever Gradio thread asks (see compute.py)
         self.models = discover_models(checkpoints)
         self.max_upload = max_upload    # the largest upload the server takes (said in the Encode tab)
         self.max_batch = max_batch
@@ -429,7 +431,7 @@ class Studio:
             elif now >= due and state.index < total_steps - 1:   # the last step: the result follows at once
                 changed = np.nonzero((state.tokens != shown_tokens).reshape(n, -1).any(1))[0]   # images that moved
                 if len(changed):
-                    shown[changed] = to_uint8(pipe.decode(state.tokens[changed], allow_mask=True))
+                    shown[changed] = pipe.decode_uint8(state.tokens[changed], allow_mask=True)
                     shown_tokens[changed] = state.tokens[changed]
                 tile = media.tile(shown)
                 done = time.perf_counter()
@@ -516,7 +518,7 @@ class Studio:
         if key not in self._cache:
             pipe = self.pipe(model)
             L = pipe.latent_size
-            self._cache[key] = to_uint8(pipe.decode(np.full((1, L, L), pipe.mask_id), allow_mask=True))[0]
+            self._cache[key] = pipe.decode_uint8(np.full((1, L, L), pipe.mask_id), allow_mask=True)[0]
         return self._cache[key]
 
     @staticmethod
@@ -625,8 +627,8 @@ class Studio:
         key = (image, step)
         if key not in run.frames:
             st = run.trace.steps[step - 1]
-            both = to_uint8(self.pipe(run.model).decode(np.stack([st.tokens[image], st.pred_sampled[image]]),
-                                                        allow_mask=True))
+            both = self.pipe(run.model).decode_uint8(np.stack([st.tokens[image], st.pred_sampled[image]]),
+                                                     allow_mask=True)
             run.frames[key] = (both[0], both[1])
             while len(run.frames) > FRAME_CACHE:
                 run.frames.popitem(last=False)
@@ -912,8 +914,9 @@ class Studio:
         name = str(pipe.info.get("dataset", model))
         try:
             imgs = load_images(name, self.data_dir, train=False, download=False, limit=1000).images
-            toks = np.concatenate([pipe.encode(to_float(imgs[i:i + 250], channels_last=False)).numpy()
-                                   for i in range(0, len(imgs), 250)])
+            # to_float of 250 images is a parallel op: in the job, on the compute thread (compute.py)
+            toks = np.concatenate([compute.run(lambda i=i: pipe.encode(to_float(imgs[i:i + 250], channels_last=False)))
+                                   .numpy() for i in range(0, len(imgs), 250)])
         except (DataError, SpikingDiffusionError):
             return None
         return f"test set ({len(toks)} images)", M.code_counts(toks, pipe.codebook_size)
@@ -942,7 +945,7 @@ class Studio:
             K = pipe.codebook_size
             L = pipe.latent_size
             toks = np.broadcast_to(np.arange(K)[:, None, None], (K, L, L)).copy()
-            imgs = to_uint8(pipe.decode(toks))
+            imgs = pipe.decode_uint8(toks)
             self._cache[key] = imgs
         return self._cache[key]
 
@@ -1061,7 +1064,7 @@ class Studio:
                   f"`{html.escape(Path(image).name).replace('`', '')}`" if isinstance(image, (str, Path)) else "the picture")
         rep = pipe.spikes(images=x)
         tokens = rep.tokens[0]
-        recon = to_uint8(pipe.decode(rep.tokens))[0]
+        recon = pipe.decode_uint8(rep.tokens)[0]
         shown = to_uint8(x)[0]
         T, _, D, h, w = rep.encoder.shape
         enc = plots.raster(rep.encoder[:, 0].transpose(0, 2, 3, 1).reshape(T, -1), "Encoder output spikes (all neurons)",

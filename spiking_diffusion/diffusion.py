@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -193,6 +193,7 @@ class AbsorbingDiffusion:
         skip_idle: bool = False,
         callback: Callable[[StepState], None] | None = None,
         trace: bool = False,
+        run: Callable[..., Any] | None = None,
     ):
         """Sample token grids ``[num_images, h, w]`` (long, codes 0..K-1); returns (tokens, trace or
         None). num_steps: the sampling steps S in 1..N (None: N), step s seeing time s*N/S.
@@ -214,6 +215,9 @@ class AbsorbingDiffusion:
         The random draws per step are fixed (uniforms for positions, Gumbel noise for tokens),
         so a seed gives the same result whatever the options that do not change the math. They are
         drawn for the whole batch at once: image i of a batch of 16 is not image 0 of a batch of 1.
+        run: how each step's tensor work is run, ``run(fn, *args)`` -> ``fn(*args)`` (default: at
+        once); the pipeline passes :func:`~spiking_diffusion.compute.run`, so that each step is one
+        job and the callback runs in the caller's thread between two of them.
         Raises :class:`~spiking_diffusion.errors.SettingError` (a ValueError) on bad settings.
         """
         sampler = check_sampler(sampler)
@@ -221,19 +225,35 @@ class AbsorbingDiffusion:
         num_images = check_num_images(num_images)
         sampler.check_grid(self.shape[0] * self.shape[1])
         order = check_order(order)
-        temperature, temperature_end, top_p = sampler.temperature, sampler.temperature_end, sampler.top_p
-        n, (h, w) = num_images, self.shape
-        x = torch.full((n, h, w), self.mask_id, dtype=torch.long, device=device)
         record = GenerationTrace(self.mask_id) if trace else None
-        watched = trace or callback is not None
+        steps = self._steps(denoise, num_images, num_steps, sampler, generator, device, order, skip_idle,
+                            watched=trace or callback is not None)
+        run = run or (lambda fn, *args: fn(*args))
+        try:   # the generator is advanced by one job at a time, each waited for before the next
+            while True:
+                kind, item = run(next, steps)          # one step (or corrector round) of tensor work
+                if kind == "done":
+                    return item, record
+                if record is not None:
+                    record.steps.append(item)
+                if callback is not None:
+                    callback(item)
+        finally:   # (a job too: after an interrupted wait, the step may still be running)
+            run(steps.close)
 
-        def emit(**fields):
-            """Record one step (tensors -> numpy, token ids as int16) in the trace and pass it to the callback."""
-            state = StepState(**{k: compact(v.cpu().numpy()) if torch.is_tensor(v) else v for k, v in fields.items()})
-            if record is not None:
-                record.steps.append(state)
-            if callback is not None:
-                callback(state)
+    def _steps(self, denoise: DenoiseFn, n: int, num_steps: int, sampler: SamplerConfig, generator, device,
+               order: str, skip_idle: bool, watched: bool) -> Iterator[tuple[str, Any]]:
+        """:meth:`sample`'s work, one step or corrector round per item: ("step", its StepState, or None
+        when nobody watches), and last ("done", the token grids ``[n, h, w]``)."""
+        temperature, temperature_end, top_p = sampler.temperature, sampler.temperature_end, sampler.top_p
+        h, w = self.shape
+        x = torch.full((n, h, w), self.mask_id, dtype=torch.long, device=device)
+
+        def state(**fields) -> tuple[str, StepState]:
+            """One step's record (tensors -> numpy, token ids as int16)."""
+            return "step", StepState(**{k: compact(v.cpu().numpy()) if torch.is_tensor(v) else v
+                                        for k, v in fields.items()})
+
         if watched:
             latest_arg, latest_smp = x.clone(), x.clone()  # each image's latest prediction [B, h, w]
         for i, s in enumerate(range(num_steps, 0, -1)):
@@ -261,16 +281,20 @@ class AbsorbingDiffusion:
             if watched:
                 denoised = np.zeros(n, bool)
                 denoised[rows.cpu().numpy()] = True
-                emit(index=i, num_steps=num_steps, t=t_val, tokens=x, unmasked=chosen, pred_argmax=latest_arg,
-                     pred_sampled=latest_smp, denoised=denoised)
+                yield state(index=i, num_steps=num_steps, t=t_val, tokens=x, unmasked=chosen, pred_argmax=latest_arg,
+                            pred_sampled=latest_smp, denoised=denoised)
+            else:
+                yield "step", None
         assert not (x == self.mask_id).any(), "sampling must end with every position unmasked"
         for r in range(sampler.corrector_steps):
             x, chosen, logits, smp, t_corr = self._correct(denoise, x, sampler.corrector_cells,
                                                            sampler.corrector_temperature, top_p, generator)
             if watched:
-                emit(index=num_steps + r, num_steps=num_steps, t=t_corr, tokens=x, unmasked=chosen,
-                     pred_argmax=logits.argmax(1), pred_sampled=smp, denoised=np.ones(n, bool), kind="correct")
-        return x, record
+                yield state(index=num_steps + r, num_steps=num_steps, t=t_corr, tokens=x, unmasked=chosen,
+                            pred_argmax=logits.argmax(1), pred_sampled=smp, denoised=np.ones(n, bool), kind="correct")
+            else:
+                yield "step", None
+        yield "done", x
 
     @staticmethod
     def _most_confident(logits, smp, masked, u, s: int, num_steps: int) -> torch.Tensor:

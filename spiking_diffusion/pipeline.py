@@ -1,10 +1,12 @@
 """The pipeline: load a checkpoint, generate, encode, decode, look at spikes.
 
 This is the public API the studio and the benchmarks use; nothing outside the library needs
-model internals. Every model call holds the pipeline's lock, because spiking neurons keep
-membrane state during a forward pass: concurrent calls from several threads are safe and give
-exactly what the same calls give one by one (each call has its own seeded generator). The lock
-is taken per model call, so concurrent generations interleave step by step.
+model internals. Every model call, and each step of a generation, runs as one job of
+:mod:`~spiking_diffusion.compute` (one at a time, because spiking neurons keep membrane state during
+a forward pass): concurrent calls from several threads are safe and give exactly what the same calls
+give one by one (each call has its own seeded generator), and concurrent generations interleave step
+by step. A server calls :func:`spiking_diffusion.compute.start` first, so that the jobs run on one
+thread (why: see that module).
 
 Generation has two paths (``fast``): the fast one uses :class:`~spiking_diffusion.fast.FastDenoiser`
 (stateless, same spikes as the reference) and skips images that unmask nothing at a step; the
@@ -12,9 +14,9 @@ reference one (``fast=False``) is the paper's math written plainly (see ``fast.p
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -22,6 +24,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
+from . import compute
 from .checkpoint import CODE_USAGE_NAME, copy_code_usage, load_checkpoint_with_guide, read_config, save_checkpoint
 from .config import check_prior_fits, compare_with_paper
 from .devices import resolve_device
@@ -34,6 +37,14 @@ from .sampling import SamplerConfig, check_num_images, check_order, check_sample
 from .spiking import record_spikes
 
 MAX_IMAGES = 1024   # images per call (a batch's activations grow with it; more: call again with other seeds)
+
+
+def _one_job(method):
+    """Run ``method`` (its input checks, tensor work and model calls) as one :func:`compute.run` job."""
+    @functools.wraps(method)
+    def call(*args, **kwargs):
+        return compute.run(method, *args, **kwargs)
+    return call
 
 
 @dataclass
@@ -89,7 +100,6 @@ class SpikingDiffusionPipeline:
         self.path: Path | None = None                   # the folder it was loaded from (from_pretrained)
         N = None if denoiser is None else denoiser.cfg.num_diffusion_steps   # the time scale it was trained on
         self.scheduler = AbsorbingDiffusion(vqsvae.cfg.codebook_size, vqsvae.cfg.latent_size, N)
-        self._lock = threading.RLock()
         self._fast: dict[str, FastDenoiser] = {}   # "denoiser" / "guide" -> its fast path (made on first use)
 
     # --- loading and saving ---------------------------------------------------------------
@@ -103,8 +113,11 @@ class SpikingDiffusionPipeline:
         ``HF_HUB_OFFLINE=1`` uses the cache only). Raises :class:`CheckpointError`."""
         resolve_device(device)  # a missing device says so before anything is downloaded
         path = resolve_checkpoint(name_or_path, revision, cache_dir, local_files_only, token)
-        vqsvae, denoiser, guide, config = load_checkpoint_with_guide(path, device)
-        pipe = cls(vqsvae, denoiser, config, device, guide=guide)
+
+        def load():   # its tensor copies are parallel ops: one job, on the thread that runs the model's
+            vqsvae, denoiser, guide, config = load_checkpoint_with_guide(path, device)
+            return cls(vqsvae, denoiser, config, device, guide=guide)
+        pipe = compute.run(load)
         pipe.path = path
         return pipe
 
@@ -133,7 +146,8 @@ class SpikingDiffusionPipeline:
             raise SpikingDiffusionError(f"save_pretrained: the info's sampling settings are invalid, nothing was "
                                         f"written: {e}") from None
         merged_metrics = {**self.metrics, **(metrics or {})}
-        folder = save_checkpoint(path, self.vqsvae, self.denoiser, merged_info, merged_metrics, guide=self.guide)
+        folder = compute.run(save_checkpoint, path, self.vqsvae, self.denoiser, merged_info, merged_metrics,
+                             guide=self.guide)
         copy_code_usage(self.path, folder)
         return folder
 
@@ -146,12 +160,7 @@ class SpikingDiffusionPipeline:
         removes both, and sets a stored guidance weight to 0 (the sampler can no longer guide). Raises
         :class:`SpikingDiffusionError` when either has no prior, the tokens or the diffusion steps differ."""
         if guide is None:
-            with self._lock:
-                self.guide = None
-                info = self.config.setdefault("info", {})
-                info.pop("guide_trained", None)
-                if info.get("guidance"):
-                    info["guidance"] = 0.0
+            compute.run(self._drop_guide)
             return
         from .train import same_tokens   # (train imports this module's neighbours, not this module)
 
@@ -163,10 +172,19 @@ class SpikingDiffusionPipeline:
             raise SpikingDiffusionError("the guide's VQ-SVAE tokenises differently from this pipeline's: a guide "
                                         "must be a prior trained on the same tokens (train-prior --vqsvae of this one)")
         self._check_guide(guide.denoiser)
-        with self._lock:
-            self.guide = guide.denoiser.to(self.device).eval()
         record = {k: guide.info[k] for k in GUIDE_RECORD if k in guide.info}
-        self.config.setdefault("info", {})["guide_trained"] = {**record, "from": str(guide.path or "memory")}
+        compute.run(self._attach_guide, guide.denoiser, {**record, "from": str(guide.path or "memory")})
+
+    def _attach_guide(self, denoiser, trained: dict) -> None:
+        self.guide = denoiser.to(self.device).eval()
+        self.config.setdefault("info", {})["guide_trained"] = trained
+
+    def _drop_guide(self) -> None:
+        self.guide = None
+        info = self.config.setdefault("info", {})
+        info.pop("guide_trained", None)
+        if info.get("guidance"):
+            info["guidance"] = 0.0
 
     # --- facts ----------------------------------------------------------------------------
     @property
@@ -291,21 +309,26 @@ class SpikingDiffusionPipeline:
                              size=self.vqsvae.cfg.image_size)
 
     # --- the model calls --------------------------------------------------------------------
+    @_one_job
     @torch.inference_mode()
     def encode(self, images) -> torch.Tensor:
         """Float images ``[N,C,H,W]`` in [0,1] -> tokens ``[N,h,w]``."""
-        x = self._images(images)
-        with self._lock:
-            return self.vqsvae.encode(x)
+        return self.vqsvae.encode(self._images(images))
 
+    @_one_job
     @torch.inference_mode()
     def decode(self, tokens, allow_mask: bool = False) -> torch.Tensor:
         """Tokens ``[N,h,w]`` -> float images ``[N,C,H,W]`` in [0,1]. With ``allow_mask``,
         positions holding the mask id decode from a zero vector (the 'committed so far' view)."""
-        t = self._tokens(tokens, allow_mask)
-        with self._lock:
-            return self.vqsvae.decode(t, self.mask_id if allow_mask else None)
+        return self.vqsvae.decode(self._tokens(tokens, allow_mask), self.mask_id if allow_mask else None)
 
+    @_one_job
+    @torch.inference_mode()
+    def decode_uint8(self, tokens, allow_mask: bool = False) -> np.ndarray:
+        """:meth:`decode` as uint8 images ``[N,H,W,C]`` (numpy, what the pipeline's output holds)."""
+        return to_uint8(self.decode(tokens, allow_mask=allow_mask))
+
+    @_one_job
     @torch.inference_mode()
     def denoiser_logits(self, tokens, t) -> torch.Tensor:
         """Tokens ``[B,h,w]`` (mask id K where masked) and times ``t``, one number for every image or
@@ -348,13 +371,13 @@ class SpikingDiffusionPipeline:
             raise SettingError(f"guidance {sampler.guidance:g} needs a guide prior and this checkpoint has none "
                                "(set_guide gives it one); guidance=0 samples without")
 
+    @_one_job
     def _fast_call(self, role: str, tokens: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """``role`` ("denoiser" or "guide") through its fast path, made again when the model is replaced."""
-        with self._lock:
-            model, fast = getattr(self, role), self._fast.get(role)
-            if fast is None or fast.model is not model:
-                fast = self._fast[role] = FastDenoiser(model)
-            return fast(tokens, t)
+        model, fast = getattr(self, role), self._fast.get(role)
+        if fast is None or fast.model is not model:
+            fast = self._fast[role] = FastDenoiser(model)
+        return fast(tokens, t)
 
     def _denoise(self, tokens: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The fast denoiser (same spikes as the reference, logits within float32 rounding; fast.py)."""
@@ -363,18 +386,18 @@ class SpikingDiffusionPipeline:
     def _denoise_guide(self, tokens: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self._fast_call("guide", tokens, t)
 
+    @_one_job
     def _denoise_guide_reference(self, tokens: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        with self._lock:
-            return reference_logits(self.guide, tokens, t)
+        return reference_logits(self.guide, tokens, t)
 
+    @_one_job
     def _denoise_reference(self, tokens: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The plain denoiser forward (input repeated over T, conv6 at every step)."""
-        with self._lock:
-            return reference_logits(self.denoiser, tokens, t)
+        return reference_logits(self.denoiser, tokens, t)
 
+    @_one_job
     def _decode_reference(self, tokens: torch.Tensor) -> torch.Tensor:
-        with self._lock:
-            return reference_decode(self.vqsvae, tokens)
+        return reference_decode(self.vqsvae, tokens)
 
     # --- generation -----------------------------------------------------------------------
     @torch.inference_mode()
@@ -420,12 +443,13 @@ class SpikingDiffusionPipeline:
                          self._denoise_guide if fast else self._denoise_guide_reference, settings.guidance)
         start = time.perf_counter()
         gen = torch.Generator(device=self.device).manual_seed(seed)
-        tokens, record = self.scheduler.sample(
+        tokens, record = self.scheduler.sample(   # each step one job; the callback runs between them
             denoise, num_images, steps, settings, gen, self.device,
-            order=order, skip_idle=fast, callback=callback, trace=trace)
-        images = to_uint8(self.decode(tokens) if fast else self._decode_reference(tokens))
+            order=order, skip_idle=fast, callback=callback, trace=trace, run=compute.run)
+        images = self.decode_uint8(tokens) if fast else compute.run(lambda: to_uint8(self._decode_reference(tokens)))
         return PipelineOutput(images, tokens.cpu().numpy(), record, time.perf_counter() - start)
 
+    @_one_job
     @torch.inference_mode()
     def decode_trace(self, trace: GenerationTrace, image: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """For image ``image`` of a trace: (committed [S,H,W,C] uint8, predicted [S,H,W,C] uint8),
@@ -435,16 +459,17 @@ class SpikingDiffusionPipeline:
             raise SpikingDiffusionError(f"image must be a whole number in 0..{n - 1} (the trace's images); got {image!r}")
         committed = torch.as_tensor(trace.stack("tokens")[:, image])                    # [S, h, w]
         predicted = torch.as_tensor(trace.stack("pred_sampled")[:, image])               # [S, h, w]
-        return to_uint8(self.decode(committed, allow_mask=True)), to_uint8(self.decode(predicted, allow_mask=True))
+        return self.decode_uint8(committed, allow_mask=True), self.decode_uint8(predicted, allow_mask=True)
 
     # --- spikes -----------------------------------------------------------------------------
+    @_one_job
     @torch.inference_mode()
     def spikes(self, images=None, tokens=None, membrane: bool = False) -> SpikeReport:
         """Spikes of the VQ-SVAE for given images (encoder + ASG + decoder) or tokens (ASG + decoder).
         Recording does not change any output; neuron state is reset after each pass."""
         if (images is None) == (tokens is None):
             raise SpikingDiffusionError("give either images or tokens")
-        with self._lock, record_spikes(self.vqsvae, membrane=membrane) as rec:
+        with record_spikes(self.vqsvae, membrane=membrane) as rec:
             enc = None
             if images is not None:
                 enc_t, tok = self.vqsvae.encode_with_spikes(self._images(images))  # [T,N,D,h,w], [N,h,w]
@@ -459,6 +484,7 @@ class SpikingDiffusionPipeline:
             membrane={k: v.cpu().numpy() for k, v in rec.membrane.items()},
             firing_rates=rec.firing_rates())
 
+    @_one_job
     @torch.inference_mode()
     def denoiser_spikes(self, tokens, t, guide: bool = False) -> dict[str, float]:
         """Firing rate (spikes per neuron per time step, 0..1) of each LIF layer of the denoiser (with
@@ -471,6 +497,6 @@ class SpikingDiffusionPipeline:
         model = self.guide if guide else self.denoiser
         x = self._tokens(tokens, allow_mask=True)
         t = self._times(t, len(x))
-        with self._lock, record_spikes(model) as rec:
+        with record_spikes(model) as rec:
             model(x, t)
         return rec.firing_rates()

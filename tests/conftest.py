@@ -122,3 +122,36 @@ def subprocess_env() -> dict:
 @pytest.fixture(scope="session")
 def python_exe() -> str:
     return sys.executable
+
+
+def _restore_compute_mode():
+    """Stops the compute thread after a test or module that started it (a Studio starts it), so that
+    each test runs in the mode it asks for (the default: jobs in their callers' threads)."""
+    from spiking_diffusion import compute
+
+    before = compute.started()
+    yield
+    if compute.started() and not before:
+        compute.stop()
+
+
+@pytest.fixture(autouse=True)
+def compute_mode_per_test():
+    yield from _restore_compute_mode()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def compute_mode_per_module():
+    yield from _restore_compute_mode()
+
+
+@pytest.fixture(params=["caller's thread", "compute thread"])
+def compute_mode(request):
+    """Runs the test with the pipeline's jobs in their callers' threads, then on the compute thread
+    (spiking_diffusion.compute.start, as the studio runs); the mode before is restored after."""
+    from spiking_diffusion import compute
+
+    before = compute.started()
+    (compute.start if request.param == "compute thread" else compute.stop)()
+    yield request.param
+    (compute.start if before else compute.stop)()

@@ -179,7 +179,7 @@ def test_skipping_really_skips():
 
 # --- threads -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("fast", [True, False])
-def test_concurrent_generations_equal_sequential(fast):
+def test_concurrent_generations_equal_sequential(fast, compute_mode):
     """8 threads with different seeds at once give exactly what the same seeds give one by one."""
     pipe = pipeline("tiny", "embedding")
     seeds = list(range(100, 108))
@@ -206,7 +206,7 @@ def test_concurrent_generations_equal_sequential(fast):
     assert len({r.tokens.tobytes() for r in results.values()}) == len(seeds)
 
 
-def test_lock_is_per_model_call():
+def test_jobs_are_per_step(compute_mode):
     """A generation paused between steps (in its callback) does not hold the pipeline: another
     generation runs to the end meanwhile, and the paused one then finishes unchanged."""
     pipe = pipeline()
@@ -222,7 +222,7 @@ def test_lock_is_per_model_call():
     th = threading.Thread(target=lambda: out.setdefault("a", pipe(2, 10, 1.0, 5, callback=callback)))
     th.start()
     assert paused.wait(timeout=60)
-    other = pipe(2, 10, 1.0, 6)               # would dead-lock if the lock covered a whole generation
+    other = pipe(2, 10, 1.0, 6)               # would dead-lock if a job covered a whole generation
     resume.set()
     th.join(timeout=60)
     assert other.tokens.shape == (2, 7, 7)

@@ -10,6 +10,7 @@ import pytest
 
 from demo import generations as G
 from demo import studio as S
+from spiking_diffusion import compute
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +65,9 @@ def test_unmasking_decodes_only_the_frame_shown(studio, monkeypatch):
 
 
 def test_previews_are_decoded_between_steps_and_take_a_tenth(studio, monkeypatch):
-    """A streamed preview is decoded in the sampler's thread between two denoiser calls (never beside
-    one: two sets of matrix products on two cores slow both), and at most every PREVIEW_EVERY x its
-    own cost. The decoder is made slow (50 ms) so that the budget decides."""
+    """A streamed preview is decoded between two denoiser calls (never beside one: two sets of matrix
+    products on two cores slow both), on the studio's one compute thread as they are, and at most every
+    PREVIEW_EVERY x its own cost. The decoder is made slow (50 ms) so that the budget decides."""
     pipe = studio.pipe("tiny")
     spans, denoise, decode = [], pipe._denoise, pipe.decode
 
@@ -83,7 +84,7 @@ def test_previews_are_decoded_between_steps_and_take_a_tenth(studio, monkeypatch
     streamed = list(studio.generate("tiny", 2, 40, 0.65, 0, corrector_steps=100))
     total = time.perf_counter() - t0
     decodes = [s for s in spans if s[0] == "decode"]
-    assert {thread for *_, thread in spans} == {"sd-generate"}        # all of it in the sampler's thread
+    assert {thread for *_, thread in spans} == {compute.THREAD_NAME}   # all of it on the compute thread
     previews = decodes[:-1]                                            # the last: the pipeline's own, of the result
     assert 2 <= len(streamed) - 2 <= len(previews)                     # the first step and the result: no decode
     for _, a, b, _ in decodes:
