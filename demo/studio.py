@@ -45,6 +45,7 @@ STAND_IN_IMAGES = 64        # images the Codebook generates for want of the user
 MIN_STAND_IN = 16           # ... but never fewer than these
 NEURON_AXIS = "neuron (D per token cell, cell by cell)"   # the y axis of a raster of every cell's neurons
 PREVIEW_EVERY = 9           # after a streamed preview, 9x its making (decode + tile) of sampling: a tenth
+STATUS_EVERY = 0.25         # seconds between status lines during the corrector rounds (their grids not streamed)
 MAX_EXPORTS = 8             # export folders kept on disk (Gradio copies each into its cache)
 SESSIONS = 4096             # browser sessions whose last Generate and Stop presses are kept (the newest)
 SLOW_RATIO = 2.0            # a model doing over this many times the default model's denoiser work is said slower
@@ -131,11 +132,13 @@ def _rates(rates: dict) -> str:
 
 
 def _newest(updates: queue.Queue):
-    """The items of ``updates`` until None; when several wait (a slow page), only the newest."""
+    """The (step index, picture or None, seconds) items of ``updates`` until None; when several wait (a
+    slow page), only the newest, with the newest picture among them."""
     while (item := updates.get()) is not None:
         while not updates.empty():
-            if (item := updates.get()) is None:
+            if (newer := updates.get()) is None:
                 return
+            item = newer if newer[1] is not None else (newer[0], item[1], newer[2])
         yield item
 
 
@@ -403,7 +406,7 @@ class Studio:
                                                          top_p, corrector_steps, corrector_cells, corrector_temperature,
                                                          guidance)
         total_steps = s + sampling.corrector_steps
-        previews: queue.Queue = queue.Queue()  # (step index, tiled preview, seconds); None: finished
+        previews: queue.Queue = queue.Queue()  # (step index, tiled preview or None, seconds); None: finished
         stop = threading.Event()   # nobody reads the stream any more
         with self._generating_lock:
             asked = self._asked.get(session, time.monotonic())   # (a queued generation: its press)
@@ -421,13 +424,19 @@ class Studio:
 
         def on_step(state):
             """In the sampler's thread, between two steps, so that previews never compete with the
-            sampler for the cores: queues the first step at once, then a decoded preview when due."""
+            sampler for the cores: queues the first step at once, then a decoded preview when due. A
+            corrector round re-draws a few cells of finished grids: its status line moves on, its grid is
+            not decoded (each preview costs the page and the server about as much again as its decoding;
+            the Unmasking view shows every round afterwards)."""
             nonlocal due
             if stop.is_set() or user_stop():   # stop within one step
                 raise GenerationStopped
             now = time.perf_counter()
             if state.index == 0:       # nothing decoded yet looks like the blank grid
                 previews.put((0, media.tile(shown), now - start))
+            elif state.index >= s and now >= due and state.index < total_steps - 1:   # a corrector round
+                due = now + STATUS_EVERY
+                previews.put((state.index, None, now - start))
             elif now >= due and state.index < total_steps - 1:   # the last step: the result follows at once
                 changed = np.nonzero((state.tokens != shown_tokens).reshape(n, -1).any(1))[0]   # images that moved
                 if len(changed):
@@ -454,14 +463,15 @@ class Studio:
         with self._generating_lock:
             self.generating += 1
         threading.Thread(target=work, daemon=True, name="sd-generate").start()
-        index = 0
+        pictured = 0               # the step whose preview the grid shows
         try:  # a closed or abandoned stream (GeneratorExit here) sets ``stop`` in ``finally``
             for index, tile, seconds in _newest(previews):
-                yield tile, self._status(index + 1, total_steps, seconds, steps=s), gr.skip()
+                pictured = pictured if tile is None else index
+                yield (gr.skip() if tile is None else tile), self._status(index + 1, total_steps, seconds, steps=s), gr.skip()
             if "error" in result:
                 raise result["error"]
             if "out" not in result and user_stop():   # stopped: the grid keeps its last preview
-                yield gr.skip(), self._stopped_status(index + 1, total_steps, time.perf_counter() - start), gr.skip()
+                yield gr.skip(), self._stopped_status(pictured + 1, total_steps, time.perf_counter() - start), gr.skip()
                 return
             out = result["out"]
             run = self.runs.add(Run(model, out.images, out.tokens, out.trace, time.perf_counter() - start, seed=seed,

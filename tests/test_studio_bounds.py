@@ -1,5 +1,6 @@
 """The studio's resources stay bounded: stored runs, decoded frames, exports, abandoned generations."""
 import os
+import re
 import shutil
 import threading
 import time
@@ -78,15 +79,19 @@ def test_previews_are_decoded_between_steps_and_take_a_tenth(studio, monkeypatch
             spans.append((kind, t0, time.perf_counter(), threading.current_thread().name))
             return out
         return call
-    monkeypatch.setattr(pipe, "_denoise", timed("denoise", lambda *a: time.sleep(0.01) or denoise(*a)))
+    monkeypatch.setattr(pipe, "_denoise", timed("denoise", lambda *a: time.sleep(0.03) or denoise(*a)))
     monkeypatch.setattr(pipe, "decode", timed("decode", lambda t, **k: time.sleep(0.05) or decode(t, **k)))
     t0 = time.perf_counter()
-    streamed = list(studio.generate("tiny", 2, 40, 0.65, 0, corrector_steps=100))
+    streamed = list(studio.generate("tiny", 2, 40, 0.65, 0, corrector_steps=30))
     total = time.perf_counter() - t0
     decodes = [s for s in spans if s[0] == "decode"]
     assert {thread for *_, thread in spans} == {compute.THREAD_NAME}   # all of it on the compute thread
     previews = decodes[:-1]                                            # the last: the pipeline's own, of the result
-    assert 2 <= len(streamed) - 2 <= len(previews)                     # the first step and the result: no decode
+    pictures = [item for item in streamed if isinstance(item[0], np.ndarray)]
+    assert 2 <= len(pictures) - 2 <= len(previews)                     # the first step and the result: no decode
+    steps = [int(re.search(r'data-step="(\d+)"', item[1]).group(1)) for item in streamed[:-1]]
+    assert max(steps) > 40 and len(streamed) > len(pictures)           # the corrector rounds: status lines only
+    assert all(step <= 40 for item, step in zip(streamed, steps) if isinstance(item[0], np.ndarray))
     for _, a, b, _ in decodes:
         assert not any(k == "denoise" and a < d1 and d0 < b for k, d0, d1, _ in spans)   # never beside a step
     took = [b - a for _, a, b, _ in previews]
@@ -430,3 +435,15 @@ def test_energies_read_in_the_unit_that_fits():
     from demo.studio import _energy
 
     assert [_energy(v) for v in (840.2, 207_538, 1.21e6)] == ["840 µJ", "207.5 mJ", "1.21 J"]
+
+
+def test_a_slow_page_gets_the_newest_status_with_the_newest_picture():
+    """Several updates waiting (a slow page): one is streamed, the newest status line, and the grid the
+    newest picture among them, even when the newest update (a corrector round) has none."""
+    import queue
+
+    updates = queue.Queue()
+    for item in [(3, "picture of step 4", 0.1), (6, "picture of step 7", 0.2), (50, None, 0.3), (51, None, 0.4)]:
+        updates.put(item)
+    threading.Timer(0.3, updates.put, args=(None,)).start()
+    assert list(S._newest(updates)) == [(51, "picture of step 7", 0.4)]
