@@ -425,19 +425,24 @@ class Studio:
         def on_step(state):
             """In the sampler's thread, between two steps, so that previews never compete with the
             sampler for the cores: queues the first step at once, then a decoded preview when due. A
-            corrector round re-draws a few cells of finished grids: its status line moves on, its grid is
-            not decoded (each preview costs the page and the server about as much again as its decoding;
-            the Unmasking view shows every round afterwards)."""
+            corrector round re-draws a few cells of finished grids: the last unmasking step's grids are
+            shown through the rounds, whose status line moves on and whose grids are not decoded (each
+            preview costs the page and the server about as much again as its decoding; the Unmasking
+            view shows every round afterwards)."""
             nonlocal due
             if stop.is_set() or user_stop():   # stop within one step
                 raise GenerationStopped
             now = time.perf_counter()
             if state.index == 0:       # nothing decoded yet looks like the blank grid
                 previews.put((0, media.tile(shown), now - start))
-            elif state.index >= s and now >= due and state.index < total_steps - 1:   # a corrector round
+            elif state.index == total_steps - 1:   # the last step: the result follows at once
+                return
+            elif now < due and state.index != s - 1:   # (the last unmasking step, before rounds: always)
+                return
+            elif state.index >= s:     # a corrector round: the status line only
                 due = now + STATUS_EVERY
                 previews.put((state.index, None, now - start))
-            elif now >= due and state.index < total_steps - 1:   # the last step: the result follows at once
+            else:
                 changed = np.nonzero((state.tokens != shown_tokens).reshape(n, -1).any(1))[0]   # images that moved
                 if len(changed):
                     shown[changed] = pipe.decode_uint8(state.tokens[changed], allow_mask=True)

@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from .checkpoint import VQSVAE_METRICS, copy_code_usage, load_checkpoint, load_guide, save_checkpoint, saved_files
+from .checkpoint import (VQSVAE_METRICS, copy_code_usage, load_checkpoint, load_checkpoint_with_guide, save_checkpoint,
+                         saved_files)
 from .errors import CheckpointError, SettingError
 from .runs import STATE_NAME
 from .train import same_tokens
@@ -75,8 +76,8 @@ def average_priors(paths: Sequence[str | Path], out: str | Path, weights: Sequen
                                "more weight, pass --weights (e.g. --weights 2 1)")
         seen[Path(p).resolve()] = p
     _check_out(out, paths)
-    loaded = [load_checkpoint(p) for p in paths]                   # (vqsvae, denoiser, config) each
-    vqsvae, first, config = loaded[0]
+    vqsvae, first, guide, config = load_checkpoint_with_guide(paths[0])   # the first's guide is kept
+    loaded = [(vqsvae, first, config)] + [load_checkpoint(p) for p in paths[1:]]   # (vqsvae, denoiser, config) each
     for path, (vq, den, _) in zip(paths, loaded):
         if den is None:
             raise CheckpointError(f"{path} holds no prior (denoiser) to average")
@@ -98,6 +99,6 @@ def average_priors(paths: Sequence[str | Path], out: str | Path, weights: Sequen
     info = {k: v for k, v in config["info"].items() if k not in TRAINING_RECORD}
     info.update(stage="prior", averaged_from=sources, averaged_at=time.strftime("%Y-%m-%d %H:%M:%S"))
     vq_metrics = {k: v for k, v in config.get("metrics", {}).items() if k in VQSVAE_METRICS}
-    save_checkpoint(out, vqsvae, first, info=info, metrics=vq_metrics, guide=load_guide(paths[0]))  # its guide too
+    save_checkpoint(out, vqsvae, first, info=info, metrics=vq_metrics, guide=guide)
     copy_code_usage(paths[0], out)                                   # the shared VQ-SVAE's tokens: the same usage
     return out

@@ -25,7 +25,7 @@ import torch.nn as nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .checkpoint import (TOKEN_METRICS, VQSVAE_METRICS, atomic_write_file, copy_code_usage, load_checkpoint,
-                         load_guide, remove_partial_writes, save_checkpoint)
+                         load_checkpoint_with_guide, remove_partial_writes, save_checkpoint)
 from .config import DEFAULT_PRESET, check_codebook_init, get_preset
 from .data import channels_of, load_images
 from .devices import check_threads, use_threads
@@ -499,7 +499,8 @@ def train_decoder(cfg: TrainConfig) -> Path:
     use_threads(cfg.threads)  # before any work (tokenising, codebook init), not only in the loop
     if not cfg.vqsvae:
         raise SpikingDiffusionError("train-decoder needs --vqsvae DIR (a trained checkpoint)")
-    vqsvae, denoiser, config = load_checkpoint(cfg.vqsvae, cfg.device)
+    # the prior and its guide stay with the VQ-SVAE (the tokens do not change)
+    vqsvae, denoiser, guide, config = load_checkpoint_with_guide(cfg.vqsvae, cfg.device)
     cfg, snapshot = runs.check_run_folder(cfg, dataset=config["info"].get("dataset") or "mnist")
     dataset = cfg.dataset
     _check_dataset_fits(vqsvae, dataset, config["info"].get("dataset"), cfg.vqsvae)
@@ -526,7 +527,6 @@ def train_decoder(cfg: TrainConfig) -> Path:
               f"by hand); using the training images' data variance {variance:.4g}, as the authors' training does")
     objective = _DecoderObjective(vqsvae)
     spe = len(data) // cfg.batch_size
-    guide = load_guide(cfg.vqsvae)  # the prior's guide stays with it (the tokens do not change)
 
     before = config["info"]  # a decoder trained on before: this run's steps add to its (as the run began)
     done_steps, done_epochs = (snapshot or {}).get("decoder_before") or (before.get("decoder_steps", 0),
